@@ -1,1 +1,2 @@
-//! (placeholder, filled in by its own change)
+//! Ingest: sockets and framing.
+pub mod framing;

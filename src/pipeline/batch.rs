@@ -128,7 +128,8 @@ mod tests {
         assert_eq!(batch.len(), 3);
         assert_eq!(batch.value_bytes(), 11);
         assert!(batch.opened_at().is_some());
-        let entries: Vec<(i64, &[u8])> = batch.iter().map(|e| (e.received_at_us, e.value)).collect();
+        let entries: Vec<(i64, &[u8])> =
+            batch.iter().map(|e| (e.received_at_us, e.value)).collect();
         assert_eq!(
             entries,
             vec![(10, &b"first"[..]), (20, &b"second"[..]), (30, &b""[..])]

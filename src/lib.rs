@@ -1,8 +1,30 @@
 //! logtail: a log ingest gateway.
+//!
+//! Syslog messages arrive over UDP, TCP and Unix sockets and leave as batches for a sink. The
+//! data flows one way, and each stage is a module that only uses the stages before it:
+//!
+//! ```text
+//! sockets ──► frames ──► records ──► encoded ──► per-shard ring ──► sink thread ──► store
+//! (ingest)  (framing)    (parse)     (encode)    (pipeline::ring)     (sink)       stdout
+//!                                                                                  blackhole
+//! ```
+//!
+//! - [`ingest`]: listeners bound once, read by one shard thread per core ([`ingest::shard`]);
+//!   stream bytes are cut into messages by [`ingest::framing`], datagrams are one message each.
+//! - [`parse`]: RFC 5424 and RFC 3164 (as real devices send it) into a zero-copy
+//!   [`parse::Record`] that borrows from the receive buffer.
+//! - [`encode`]: a record as one JSON object, or the raw bytes.
+//! - [`pipeline`]: the [`pipeline::batch::Batch`] a shard fills and its bounded ring to the sink.
+//! - [`sink`]: the thread that drains every ring into the local [`store`], stdout or nowhere.
+//! - [`metrics`]: counters and the Prometheus endpoint; [`config`]: the TOML schema;
+//!   [`server`]: starts and stops the whole.
 
+pub mod config;
 pub mod encode;
 pub mod ingest;
+pub mod metrics;
 pub mod parse;
 pub mod pipeline;
+pub mod server;
 pub mod sink;
 pub mod store;

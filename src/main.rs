@@ -1,1 +1,255 @@
-fn main() {}
+//! The `logtail` command: argument parsing, then a call into the library.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use logtail::config::Config;
+use logtail::encode::{self, Encoding, Envelope};
+use logtail::parse::{self, Format, LegacyZone, ParseContext};
+use logtail::server::Server;
+use logtail::store::{self, ReadOptions};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// A log ingest gateway: syslog in over UDP, TCP and Unix sockets, structured records out.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway. Without --config it listens on UDP and TCP 0.0.0.0:5514 and on
+    /// run/log.sock (datagram) and run/log-stream.sock (stream), and stores records under
+    /// data/store, readable with `logtail read`. Stops cleanly on SIGTERM or SIGINT.
+    Serve {
+        /// Configuration file (TOML); see config/logtail.toml for every key and its default.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Print the records in the local store, one JSON object per line, oldest first.
+    Read {
+        /// Take the store directory from this configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The store directory (default: from the configuration, else data/store).
+        #[arg(long, conflicts_with = "config")]
+        dir: Option<PathBuf>,
+        /// Keep printing records as they arrive, until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only records received within this long, e.g. 30s, 15m, 2h, 7d.
+        #[arg(long, value_parser = parse_duration)]
+        since: Option<Duration>,
+        /// Only records containing this text (exact bytes, case-sensitive).
+        #[arg(long)]
+        grep: Option<String>,
+    },
+    /// Parse syslog messages from standard input, one per line, and print each as the gateway
+    /// would store it (JSON): the first tool to reach for when a device's lines look wrong.
+    Parse {
+        /// Message format: auto-detect, or force one.
+        #[arg(long, default_value = "auto")]
+        format: Format,
+        /// Time zone of RFC 3164 timestamps: local, utc, or an offset like +02:00.
+        #[arg(long, default_value = "local")]
+        legacy_timezone: LegacyZone,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::Read {
+            config,
+            dir,
+            follow,
+            since,
+            grep,
+        } => read(config, dir, follow, since, grep),
+        Command::Parse {
+            format,
+            legacy_timezone,
+        } => parse_stdin(format, legacy_timezone),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = Config::load(config_path.as_deref())?;
+    raise_open_files_limit();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Signal handlers go in before the listeners open, so an early SIGTERM is a clean stop too.
+    let mut terminate = {
+        let _guard = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?
+    };
+    let server = Server::start(&config)?;
+    runtime.block_on(async {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        }
+    });
+    server.shutdown()?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Thousands of connections need more descriptors than the usual soft limit of 1024.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+fn read(
+    config_path: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    follow: bool,
+    since: Option<Duration>,
+    grep: Option<String>,
+) -> anyhow::Result<()> {
+    let dir = match dir {
+        Some(dir) => dir,
+        None => Config::load(config_path.as_deref())?.store_dir(),
+    };
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "no store at {}: start the gateway (`logtail serve`) first, or name the store with --dir",
+            dir.display()
+        );
+    }
+    let since_us = since.map(|ago| {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        now.saturating_sub(ago).as_micros() as i64
+    });
+    let options = ReadOptions {
+        since_us,
+        grep: grep.map(String::into_bytes),
+        follow,
+    };
+    let stop = AtomicBool::new(false);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, stdout.lock());
+    match store::read(&dir, &options, &mut out, &stop) {
+        Ok(stats) => {
+            out.flush().ok();
+            if stats.corrupt_blocks > 0 {
+                eprintln!(
+                    "warning: skipped {} corrupt blocks ({} bytes) in {}",
+                    stats.corrupt_blocks,
+                    stats.corrupt_bytes,
+                    dir.display()
+                );
+            }
+            Ok(())
+        }
+        // `logtail read | head` closes the pipe early: that is not an error.
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("reading the store in {}", dir.display())),
+    }
+}
+
+fn is_broken_pipe(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+fn parse_stdin(format: Format, zone: LegacyZone) -> anyhow::Result<()> {
+    let stdin = std::io::stdin().lock();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut received_at = Vec::with_capacity(32);
+    let mut encoded = Vec::with_capacity(1024);
+    let mut context = ParseContext::new(0, zone);
+    for line in stdin.split(b'\n') {
+        let line = line.context("reading standard input")?;
+        let line = line.strip_suffix(b"\r").unwrap_or(&line);
+        if line.is_empty() {
+            continue;
+        }
+        let now_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        context.set_received_at(now_us);
+        received_at.clear();
+        encode::format_rfc3339_micros(now_us, &mut received_at);
+        let record = parse::parse(line, format, &mut context);
+        encoded.clear();
+        let envelope = Envelope {
+            received_at: &received_at,
+            source: "stdin",
+        };
+        encode::encode(Encoding::Json, line, &record, &envelope, &mut encoded);
+        encoded.push(b'\n');
+        if let Err(e) = out.write_all(&encoded) {
+            return if e.kind() == std::io::ErrorKind::BrokenPipe { Ok(()) } else { Err(e.into()) };
+        }
+    }
+    match out.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Parses `30s`, `15m`, `2h`, `7d` or a plain number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 15m, 2h or 7d"))?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("unknown unit {unit:?} in {text:?}: use s, m, h or d")),
+    };
+    Ok(Duration::from_secs(number * seconds))
+}

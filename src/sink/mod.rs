@@ -1,1 +1,138 @@
-//! (placeholder, filled in by its own change)
+//! Sinks: where batches go once they leave the rings.
+//!
+//! One sink thread takes batches from every shard's ring (whichever is ready; each ring in
+//! order) and writes them to the configured sink. A failed write is retried with backoff while
+//! the batch waits: the rings fill, and backpressure reaches the senders, instead of data being
+//! dropped. Only at shutdown, after [`GIVE_UP_AFTER`] of failures, is a batch given up on, and
+//! then it is counted (`logtail_sink_lost_records_total`) and logged.
+
+mod blackhole;
+mod stdout;
+mod store;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Select;
+
+use crate::config::{Config, SinkKind};
+use crate::metrics::{RateLimitedWarning, SinkMetrics};
+use crate::pipeline::batch::Batch;
+use crate::pipeline::ring::RingConsumer;
+
+pub use blackhole::BlackholeSink;
+pub use stdout::StdoutSink;
+pub use store::StoreSink;
+
+/// How often the sink gets a [`Sink::tick`] (periodic fsync, flushes).
+const TICK: Duration = Duration::from_millis(100);
+/// At shutdown, a batch whose writes keep failing is given up on after this long.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(5);
+
+/// A destination for batches.
+pub trait Sink: Send {
+    /// The sink's name in metrics and logs.
+    fn name(&self) -> &'static str;
+    /// Writes one batch. On error nothing of the batch may be half-visible to readers: the
+    /// caller retries the whole batch.
+    fn write(&mut self, batch: &Batch) -> anyhow::Result<()>;
+    /// Called about every [`TICK`]: time-driven work such as a periodic fsync.
+    fn tick(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Makes everything written durable, before exit.
+    fn close(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// Opens the sink `config` asks for.
+///
+/// # Errors
+/// When the sink cannot be opened (e.g. the store directory is not writable or locked).
+pub fn open(config: &Config) -> anyhow::Result<Box<dyn Sink>> {
+    Ok(match config.sink.kind {
+        SinkKind::Store => Box::new(StoreSink::open(config)?),
+        SinkKind::Stdout => Box::new(StdoutSink::new()),
+        SinkKind::Blackhole => Box::new(BlackholeSink),
+    })
+}
+
+/// Drains `rings` into `sink` until every ring is closed and empty, then closes the sink.
+/// `stopping` tells that the gateway is shutting down, which bounds the retries of a failing
+/// sink.
+pub fn run(
+    rings: Vec<RingConsumer>,
+    mut sink: Box<dyn Sink>,
+    metrics: Arc<SinkMetrics>,
+    stopping: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let warning = RateLimitedWarning::new(Duration::from_secs(1));
+    let mut live = rings;
+    let mut last_tick = Instant::now();
+    while !live.is_empty() {
+        let mut select = Select::new();
+        for ring in &live {
+            select.recv(ring.receiver());
+        }
+        if let Ok(op) = select.select_timeout(TICK) {
+            let index = op.index();
+            match op.recv(live[index].receiver()) {
+                Ok(batch) => {
+                    live[index].taken(&batch);
+                    write_with_retry(&mut *sink, &batch, &metrics, &stopping, &warning);
+                }
+                Err(_) => {
+                    live.swap_remove(index);
+                }
+            }
+        }
+        if last_tick.elapsed() >= TICK {
+            last_tick = Instant::now();
+            if let Err(e) = sink.tick() {
+                metrics.errors.add(1);
+                warning.warn(|| format!("sink {}: {e:#}", sink.name()));
+            }
+        }
+    }
+    sink.close()
+}
+
+fn write_with_retry(
+    sink: &mut dyn Sink,
+    batch: &Batch,
+    metrics: &SinkMetrics,
+    stopping: &AtomicBool,
+    warning: &RateLimitedWarning,
+) {
+    let mut backoff = Duration::from_millis(10);
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        match sink.write(batch) {
+            Ok(()) => {
+                metrics.record_batch(batch.len(), batch.value_bytes(), batch.opened_at());
+                if failing_since.is_some() {
+                    tracing::info!("sink {}: writing again", sink.name());
+                }
+                return;
+            }
+            Err(e) => {
+                metrics.errors.add(1);
+                warning.warn(|| format!("sink {}: write failed, retrying: {e:#}", sink.name()));
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if stopping.load(Ordering::Relaxed) && since.elapsed() >= GIVE_UP_AFTER {
+                    metrics.lost_records.add(batch.len() as u64);
+                    tracing::error!(
+                        "sink {}: giving up on a batch of {} records at shutdown: {e:#}",
+                        sink.name(),
+                        batch.len()
+                    );
+                    return;
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! A shard: one thread, its sockets and connections, and the batch it fills.
+//!
+//! Each shard thread runs a single-threaded tokio runtime. Its tasks (datagram readers,
+//! acceptors, one task per connection, and a ticker) share the shard's state through an `Rc`,
+//! and never across an `.await` while borrowing it, so no lock is needed and nothing is shared
+//! with other shards but the listener counters.
+//!
+//! Per receive (one read of a stream, one `recvmmsg` of datagrams) a task calls
+//! [`Shard::receive`]: the receive is stamped with the time once, then every message in it is
+//! parsed (zero-copy: the record borrows from the read buffer) and encoded straight into the
+//! shard's current batch. The batch is cut when it is full (records or bytes) at the end of the
+//! receive, or by the ticker when its first record is `batch_max_age` old.
+//!
+//! Backpressure: when the ring refuses a cut batch, the batch is kept as `pending` and a new one
+//! is started. Once that one is full too, the shard is *blocked*: stream tasks stop reading
+//! (the kernel buffers fill and TCP flow control slows the senders) and datagram readers drop
+//! what they receive, counting it. The ticker retries the pending batch each time the sink takes
+//! a batch from the ring, and wakes the stream tasks when the shard is no longer blocked. Memory
+//! per shard is bounded by the ring, two batches and one receive.
+
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+
+use crate::encode::{self, Encoding, Envelope};
+use crate::metrics::ListenerMetrics;
+use crate::parse::{self, Format, LegacyZone, ParseContext};
+use crate::pipeline::batch::Batch;
+use crate::pipeline::ring::{PushError, RingProducer};
+
+/// When to cut a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub max_records: usize,
+    pub max_bytes: usize,
+    pub max_age: Duration,
+}
+
+/// Everything a shard needs to turn messages into batches.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardSettings {
+    pub id: u16,
+    pub encoding: Encoding,
+    pub legacy_zone: LegacyZone,
+    pub limits: BatchLimits,
+}
+
+/// The state of one shard, shared by its tasks.
+pub struct Shard {
+    pub settings: ShardSettings,
+    producer: RingProducer,
+    filling: RefCell<Filling>,
+    /// Woken when the shard stops being blocked.
+    unblocked: Notify,
+    open_connections: Cell<usize>,
+    /// Woken when a connection task ends.
+    connection_closed: Notify,
+}
+
+/// The batch being filled and what a receive stamps on its records.
+struct Filling {
+    batch: Batch,
+    pending: Option<Batch>,
+    parse_context: ParseContext,
+    received_at_us: i64,
+    /// `received_at_us` as RFC 3339 text, formatted once per receive.
+    received_at_text: Vec<u8>,
+}
+
+/// One receive in progress: messages given to it go into the shard's batch.
+pub struct Receive<'s> {
+    filling: &'s mut Filling,
+    encoding: Encoding,
+    lines: u64,
+    bytes: u64,
+    parse_errors: u64,
+}
+
+impl Receive<'_> {
+    /// Parses `message`, encodes it into the batch, and counts it.
+    pub fn message(&mut self, message: &[u8], format: Format, source: &str) {
+        let f = &mut *self.filling;
+        let record = parse::parse(message, format, &mut f.parse_context);
+        self.parse_errors += u64::from(record.parse_error.is_some());
+        self.lines += 1;
+        self.bytes += message.len() as u64;
+        let envelope = Envelope {
+            received_at: &f.received_at_text,
+            source,
+        };
+        let encoding = self.encoding;
+        f.batch.push_with(f.received_at_us, |out| {
+            encode::encode(encoding, message, &record, &envelope, out)
+        });
+    }
+
+    /// True when the shard cannot take more records until the sink catches up.
+    pub fn is_blocked(&self, limits: &BatchLimits) -> bool {
+        self.filling.is_blocked(limits)
+    }
+}
+
+impl Filling {
+    fn is_full(&self, limits: &BatchLimits) -> bool {
+        self.batch.len() >= limits.max_records || self.batch.value_bytes() >= limits.max_bytes
+    }
+
+    fn is_blocked(&self, limits: &BatchLimits) -> bool {
+        self.pending.is_some() && self.is_full(limits)
+    }
+
+    fn stamp(&mut self, now: SystemTime) {
+        let us = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        if us != self.received_at_us {
+            self.received_at_us = us;
+            self.received_at_text.clear();
+            encode::format_rfc3339_micros(us, &mut self.received_at_text);
+            self.parse_context.set_received_at(us);
+        }
+    }
+}
+
+impl Shard {
+    /// A shard that hands its batches to `producer`.
+    pub fn new(settings: ShardSettings, producer: RingProducer) -> Self {
+        Shard {
+            settings,
+            producer,
+            filling: RefCell::new(Filling {
+                batch: new_batch(&settings, 0),
+                pending: None,
+                parse_context: ParseContext::new(0, settings.legacy_zone),
+                received_at_us: 0,
+                received_at_text: Vec::with_capacity(32),
+            }),
+            unblocked: Notify::new(),
+            open_connections: Cell::new(0),
+            connection_closed: Notify::new(),
+        }
+    }
+
+    /// Runs `f` for one receive stamped now, then adds its counts to `metrics` and cuts the
+    /// batch if it is full.
+    pub fn receive<R>(&self, metrics: &ListenerMetrics, f: impl FnOnce(&mut Receive<'_>) -> R) -> R {
+        let mut filling = self.filling.borrow_mut();
+        filling.stamp(SystemTime::now());
+        let mut receive = Receive {
+            filling: &mut filling,
+            encoding: self.settings.encoding,
+            lines: 0,
+            bytes: 0,
+            parse_errors: 0,
+        };
+        let result = f(&mut receive);
+        metrics.received_lines.add(receive.lines);
+        metrics.received_bytes.add(receive.bytes);
+        metrics.parse_errors.add(receive.parse_errors);
+        if filling.is_full(&self.settings.limits) {
+            self.cut(&mut filling);
+        }
+        result
+    }
+
+    /// True when the shard cannot take more records until the sink catches up.
+    pub fn is_blocked(&self) -> bool {
+        self.filling.borrow().is_blocked(&self.settings.limits)
+    }
+
+    /// Resolves once the shard is not blocked (at once if it is not).
+    pub async fn until_unblocked(&self) {
+        loop {
+            let notified = self.unblocked.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.is_blocked() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Moves the current batch to the ring, or to `pending` when the ring is full. Does nothing
+    /// when the batch is empty or a batch is already pending.
+    fn cut(&self, filling: &mut Filling) {
+        if filling.batch.is_empty() || filling.pending.is_some() {
+            return;
+        }
+        let fresh = new_batch(&self.settings, filling.batch.value_bytes());
+        let full = std::mem::replace(&mut filling.batch, fresh);
+        if let Err(PushError::Full(batch) | PushError::Closed(batch)) = self.producer.try_push(full) {
+            filling.pending = Some(batch);
+        }
+    }
+
+    /// Retries the pending batch, then cuts the current one if it is due (full, or older than
+    /// the age limit, or `force`). Wakes blocked tasks when the shard gets unblocked.
+    fn flush(&self, force: bool) {
+        let mut filling = self.filling.borrow_mut();
+        let was_blocked = filling.is_blocked(&self.settings.limits);
+        if let Some(batch) = filling.pending.take()
+            && let Err(PushError::Full(batch) | PushError::Closed(batch)) = self.producer.try_push(batch)
+        {
+            filling.pending = Some(batch);
+        }
+        let limits = &self.settings.limits;
+        let aged = filling
+            .batch
+            .opened_at()
+            .is_some_and(|t| t.elapsed() >= limits.max_age);
+        if force || aged || filling.is_full(limits) {
+            self.cut(&mut filling);
+        }
+        if was_blocked && !filling.is_blocked(limits) {
+            drop(filling);
+            self.unblocked.notify_waiters();
+        }
+    }
+
+    /// Cuts batches by age and retries pending ones until `stop` resolves.
+    pub async fn run_ticker(&self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        // Ticking at half the age limit keeps a record's wait under 1.5 × max_age.
+        let period = (self.settings.limits.max_age / 2).max(Duration::from_micros(500));
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = ticker.tick() => {}
+                _ = self.producer.space() => {}
+            }
+            self.flush(false);
+        }
+    }
+
+    /// Hands every record still in the shard to the ring, waiting for space as needed.
+    pub async fn drain(&self) {
+        loop {
+            self.flush(true);
+            let done = {
+                let filling = self.filling.borrow();
+                filling.pending.is_none() && filling.batch.is_empty()
+            };
+            if done {
+                return;
+            }
+            self.producer.space().await;
+        }
+    }
+
+    /// Counts a new connection until the returned guard is dropped.
+    pub fn connection_opened<'s>(&'s self, metrics: &'s ListenerMetrics) -> ConnectionGuard<'s> {
+        self.open_connections.set(self.open_connections.get() + 1);
+        metrics.connections_open.add(1);
+        metrics.connections.add(1);
+        ConnectionGuard {
+            shard: self,
+            metrics,
+        }
+    }
+
+    /// Resolves when no connection task of this shard is left.
+    pub async fn until_connections_closed(&self) {
+        loop {
+            let notified = self.connection_closed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.open_connections.get() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Keeps a connection counted while it lives.
+pub struct ConnectionGuard<'s> {
+    shard: &'s Shard,
+    metrics: &'s ListenerMetrics,
+}
+
+impl Drop for ConnectionGuard<'_> {
+    fn drop(&mut self) {
+        let open = &self.shard.open_connections;
+        open.set(open.get() - 1);
+        self.metrics.connections_open.add(-1);
+        self.shard.connection_closed.notify_waiters();
+    }
+}
+
+/// A new batch sized like the previous one, so a busy shard fills it without reallocating.
+fn new_batch(settings: &ShardSettings, previous_bytes: usize) -> Batch {
+    let limits = &settings.limits;
+    let bytes = previous_bytes.clamp(4096, limits.max_bytes + limits.max_bytes / 8);
+    Batch::with_capacity(settings.id, bytes, limits.max_records.min(bytes / 64 + 1))
+}

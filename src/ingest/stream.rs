@@ -1,0 +1,181 @@
+//! Stream listeners (TCP, Unix stream): accepting connections and reading framed messages.
+//!
+//! Each connection is a task on the shard that accepted it. A connection reads into its own
+//! buffer and hands every complete frame to the shard without copying it; the partial frame at
+//! the end stays in the buffer for the next read. Buffers start small ([`INITIAL_READ`]) so
+//! thousands of idle connections cost little, and double (up to [`MAX_READ`]) while reads keep
+//! filling them, so a busy connection makes few large reads.
+//!
+//! A slow or stalled client only stalls its own task. A connection is closed when its peer
+//! closes (a partial last line is kept), after `idle_timeout_secs` of silence if set, on a read
+//! error, or at shutdown, after taking what the kernel had already received.
+
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::{ListenerContext, Shutdown};
+use super::framing::Decoder;
+use super::shard::Shard;
+
+/// First read size of a connection, in bytes.
+pub const INITIAL_READ: usize = 16 * 1024;
+/// Largest read size a busy connection grows to, in bytes.
+pub const MAX_READ: usize = 256 * 1024;
+/// At shutdown, a connection keeps reading while data keeps arriving within this time...
+const DRAIN_QUIET: Duration = Duration::from_millis(50);
+/// ...but for no longer than this.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// Something that accepts connections: a TCP or Unix stream listener.
+pub trait Acceptor {
+    type Stream: AsyncRead + Unpin + 'static;
+    /// Accepts one connection and describes its peer for the `source` field.
+    fn accept(&self) -> impl std::future::Future<Output = std::io::Result<(Self::Stream, String)>>;
+}
+
+impl Acceptor for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+    async fn accept(&self) -> std::io::Result<(Self::Stream, String)> {
+        let (stream, peer) = tokio::net::TcpListener::accept(self).await?;
+        Ok((stream, peer.to_string()))
+    }
+}
+
+/// A Unix stream listener and the socket path it reports as the source.
+pub struct UnixAcceptor {
+    pub listener: tokio::net::UnixListener,
+    pub path: String,
+}
+
+impl Acceptor for UnixAcceptor {
+    type Stream = tokio::net::UnixStream;
+    async fn accept(&self) -> std::io::Result<(Self::Stream, String)> {
+        let (stream, _) = self.listener.accept().await?;
+        Ok((stream, self.path.clone()))
+    }
+}
+
+/// Accepts connections until `shutdown`, each served by its own task on this shard.
+pub async fn run_acceptor<A: Acceptor>(
+    shard: std::rc::Rc<Shard>,
+    listener: std::rc::Rc<ListenerContext>,
+    acceptor: A,
+    shutdown: Shutdown,
+) {
+    let stop = shutdown.clone().wait();
+    tokio::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut stop => return,
+            accepted = acceptor.accept() => accepted,
+        };
+        let metrics = &listener.metrics;
+        match accepted {
+            Ok((stream, source)) => {
+                if metrics.connections_open.get() >= listener.max_connections as i64 {
+                    metrics.connections_rejected.add(1);
+                    listener.warning.warn(|| {
+                        format!(
+                            "listener {}: {} connections open, refusing {source} (max_connections)",
+                            listener.name, listener.max_connections
+                        )
+                    });
+                    continue;
+                }
+                let (shard, listener, shutdown) = (shard.clone(), listener.clone(), shutdown.clone());
+                tokio::task::spawn_local(async move {
+                    serve_connection(&shard, &listener, stream, source, shutdown.wait()).await;
+                });
+            }
+            Err(e) => {
+                listener
+                    .warning
+                    .warn(|| format!("listener {}: accept failed: {e}", listener.name));
+                // Out of descriptors or memory: pause instead of spinning on the error.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Reads one connection until it ends, handing its frames to the shard.
+pub async fn serve_connection<R: AsyncRead + Unpin>(
+    shard: &Shard,
+    listener: &ListenerContext,
+    mut stream: R,
+    source: String,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let metrics = &*listener.metrics;
+    let _counted = shard.connection_opened(metrics);
+    let mut decoder = Decoder::new(listener.framing, listener.max_message_bytes, listener.oversize);
+    let mut buf = BytesMut::with_capacity(INITIAL_READ);
+    let mut read_size = INITIAL_READ;
+    tokio::pin!(shutdown);
+    let mut draining_since = None;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown, if draining_since.is_none() => {
+                draining_since = Some(tokio::time::Instant::now());
+                continue;
+            }
+            _ = shard.until_unblocked() => {}
+        }
+        // A partial frame may need up to a whole message of room.
+        let want = if buf.is_empty() { read_size } else { read_size.max(decoder.needed_buffer()) };
+        buf.reserve(want);
+        let spare = buf.capacity() - buf.len();
+        let read = async {
+            match (draining_since, listener.idle_timeout) {
+                (Some(since), _) => {
+                    let left = DRAIN_LIMIT.saturating_sub(since.elapsed()).min(DRAIN_QUIET);
+                    tokio::time::timeout(left, stream.read_buf(&mut buf)).await.ok()
+                }
+                (None, Some(idle)) => tokio::time::timeout(idle, stream.read_buf(&mut buf)).await.ok(),
+                (None, None) => Some(stream.read_buf(&mut buf).await),
+            }
+        };
+        let read = tokio::select! {
+            read = read => read,
+            _ = &mut shutdown, if draining_since.is_none() => {
+                draining_since = Some(tokio::time::Instant::now());
+                continue;
+            }
+        };
+        let (eof, n) = match read {
+            Some(Ok(0)) | None => (true, 0),
+            Some(Ok(n)) => (false, n),
+            Some(Err(e)) => {
+                listener
+                    .warning
+                    .warn(|| format!("listener {}: read from {source} failed: {e}", listener.name));
+                (true, 0)
+            }
+        };
+        let used = shard.receive(metrics, |receive| {
+            decoder.decode(&buf, eof, |frame| receive.message(frame.message, listener.format, &source))
+        });
+        buf.advance(used);
+        let counters = decoder.take_counters();
+        metrics.truncated.add(counters.truncated);
+        metrics.dropped_oversize.add(counters.dropped_oversize);
+        metrics.framing_errors.add(counters.bad_octet_counts);
+        if counters.bad_octet_counts > 0 {
+            listener.warning.warn(|| {
+                format!(
+                    "listener {}: {source} sent an octet count larger than {} × max_message_bytes; read as a line instead",
+                    listener.name,
+                    super::framing::COUNT_TRUST_FACTOR
+                )
+            });
+        }
+        if eof {
+            return;
+        }
+        if n == spare && read_size < MAX_READ {
+            read_size *= 2;
+        }
+    }
+}

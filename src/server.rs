@@ -1,0 +1,225 @@
+//! A running gateway: the shard threads, the sink thread and the metrics endpoint, started
+//! together and stopped in order.
+//!
+//! Shutdown order (what makes "nothing accepted is lost" true):
+//! 1. the shards stop accepting and take what their sockets had already received;
+//! 2. each shard hands its last records to its ring and closes it;
+//! 3. the sink thread drains every ring to its end, then closes the sink (a final fsync);
+//! 4. the metrics endpoint stops last, so the final counts can be scraped until the end.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::config::{Config, ListenerKind};
+use crate::ingest::shard::{BatchLimits, ShardSettings};
+use crate::ingest::{self, BoundListener, Shutdown};
+use crate::metrics::{Metrics, SinkMetrics};
+use crate::pipeline::ring;
+use crate::sink;
+
+/// What a listener ended up bound to.
+#[derive(Debug, Clone)]
+pub struct BoundAddress {
+    pub name: String,
+    pub kind: ListenerKind,
+    /// `IP:PORT` (with the real port when 0 was asked) or the socket path.
+    pub local: String,
+}
+
+/// A running gateway.
+pub struct Server {
+    addresses: Vec<BoundAddress>,
+    metrics: Arc<Metrics>,
+    metrics_address: Option<SocketAddr>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    stopping: Arc<AtomicBool>,
+    shards: Vec<JoinHandle<()>>,
+    sink: JoinHandle<anyhow::Result<()>>,
+    control: Option<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
+    unix_paths: Vec<std::path::PathBuf>,
+}
+
+impl Server {
+    /// Opens the sink, binds every listener, and starts the threads.
+    ///
+    /// # Errors
+    /// When the sink cannot be opened, a listener cannot be bound, or a thread cannot start;
+    /// the message names the part at fault.
+    pub fn start(config: &Config) -> anyhow::Result<Server> {
+        let shard_count = config.shard_count().min(u16::MAX as usize);
+        let sink = sink::open(config)?;
+        let sink_metrics = Arc::new(SinkMetrics::new(sink.name()));
+
+        let bound: Vec<BoundListener> = (0..config.listen.len())
+            .map(|i| BoundListener::bind(config, i, shard_count))
+            .collect::<Result<_, _>>()?;
+        let metrics_listener = if config.metrics.enabled {
+            let listener = std::net::TcpListener::bind(&config.metrics.address).with_context(|| {
+                format!("metrics endpoint: cannot listen on {}", config.metrics.address)
+            })?;
+            listener.set_nonblocking(true)?;
+            Some(listener)
+        } else {
+            None
+        };
+
+        let (shutdown, signal) = Shutdown::new();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let mut consumers = Vec::with_capacity(shard_count);
+        let mut ring_metrics = Vec::with_capacity(shard_count);
+        let mut shards = Vec::with_capacity(shard_count);
+        let limits = BatchLimits {
+            max_records: config.pipeline.batch_max_records,
+            max_bytes: config.pipeline.batch_max_bytes,
+            max_age: Duration::from_millis(config.pipeline.batch_max_age_ms),
+        };
+        for id in 0..shard_count {
+            let (producer, consumer, metrics) = ring::ring(id as u16, config.pipeline.ring_batches);
+            consumers.push(consumer);
+            ring_metrics.push(metrics);
+            let sockets = bound
+                .iter()
+                .map(|b| Ok((b.context.clone(), b.for_shard(id)?)))
+                .collect::<std::io::Result<Vec<_>>>()
+                .context("cannot share the listeners with the shards")?;
+            let settings = ShardSettings {
+                id: id as u16,
+                encoding: config.sink.encoding,
+                legacy_zone: config.legacy_zone(),
+                limits,
+            };
+            shards.push(ingest::spawn_shard(settings, producer, sockets, signal.clone())?);
+        }
+
+        let sink_thread = {
+            let (metrics, stopping) = (sink_metrics.clone(), stopping.clone());
+            std::thread::Builder::new()
+                .name("sink".into())
+                .spawn(move || sink::run(consumers, sink, metrics, stopping))?
+        };
+
+        let metrics = Arc::new(Metrics::new(
+            bound.iter().map(|b| b.context.metrics.clone()).collect(),
+            ring_metrics,
+            sink_metrics,
+        ));
+        let metrics_address = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let control = match metrics_listener {
+            Some(listener) => Some(spawn_metrics_endpoint(listener, metrics.clone())?),
+            None => None,
+        };
+        let addresses = bound
+            .iter()
+            .map(|b| BoundAddress {
+                name: b.context.name.clone(),
+                kind: b.kind,
+                local: b.local.clone(),
+            })
+            .collect();
+        let unix_paths = bound.iter().filter_map(|b| b.unix_path.clone()).collect();
+        for b in &bound {
+            tracing::info!(listener = %b.context.name, "listening on {} {}", b.kind.as_str(), b.local);
+        }
+        if let Some(addr) = metrics_address {
+            tracing::info!("metrics at http://{addr}/metrics");
+        }
+        Ok(Server {
+            addresses,
+            metrics,
+            metrics_address,
+            shutdown,
+            stopping,
+            shards,
+            sink: sink_thread,
+            control,
+            unix_paths,
+        })
+    }
+
+    /// What each listener is bound to.
+    pub fn addresses(&self) -> &[BoundAddress] {
+        &self.addresses
+    }
+
+    /// The bound address of the UDP or TCP listener `name`.
+    pub fn socket_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.addresses
+            .iter()
+            .find(|a| a.name == name)
+            .and_then(|a| a.local.parse().ok())
+    }
+
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Where the metrics endpoint listens, if enabled.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_address
+    }
+
+    /// Stops the gateway in order (see the module doc) and waits until everything accepted is
+    /// written.
+    ///
+    /// # Errors
+    /// When the sink failed to close (its final fsync), or a thread panicked.
+    pub fn shutdown(self) -> anyhow::Result<()> {
+        self.stopping.store(true, Ordering::Relaxed);
+        let _ = self.shutdown.send(true);
+        let mut panicked = false;
+        for shard in self.shards {
+            panicked |= shard.join().is_err();
+        }
+        let sink_result = self
+            .sink
+            .join()
+            .map_err(|_| anyhow::anyhow!("the sink thread panicked"))?;
+        if let Some((thread, stop)) = self.control {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
+        for path in &self.unix_paths {
+            let _ = std::fs::remove_file(path);
+        }
+        if panicked {
+            anyhow::bail!("a shard thread panicked");
+        }
+        sink_result.context("closing the sink")
+    }
+}
+
+fn spawn_metrics_endpoint(
+    listener: std::net::TcpListener,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("metrics endpoint: cannot start its runtime: {e}");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => {
+                        crate::metrics::serve(listener, metrics, async move {
+                            let _ = stopped.await;
+                        })
+                        .await;
+                    }
+                    Err(e) => tracing::error!("metrics endpoint: {e}"),
+                }
+            });
+        })?;
+    Ok((thread, stop))
+}

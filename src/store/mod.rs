@@ -1,1 +1,259 @@
-//! (placeholder, filled in by its own change)
+//! The local store: the embedded default sink.
+//!
+//! Batches are appended to a directory of segment files. Each batch becomes one (or, when it is
+//! larger than [`TARGET_BLOCK_BYTES`] of framed records, several) self-describing block: a fixed
+//! header followed by an lz4-compressed payload. [`StoreWriter`] owns the directory (one writer per
+//! directory, enforced with a lock file); [`read`] can run at the same time, from any number of
+//! processes, and never writes anything.
+//!
+//! # On-disk format
+//!
+//! ```text
+//! <dir>/LOCK                          flock(LOCK_EX) held by the writer; holds its pid, as text
+//! <dir>/00000000000000000001.seg      segments: 20-digit zero-padded sequence number, so the
+//! <dir>/00000000000000000002.seg      lexical order of names is the write order
+//! ...
+//!
+//! segment := block*                   no file header: a segment is just blocks back to back
+//!
+//! struct BlockHeader {                // 48 bytes, every integer little-endian
+//!     magic:              [u8; 4],    //  0  F7 'L' 'T' 'B' (0xF7 never occurs in UTF-8 text)
+//!     version:            u8,         //  4  1
+//!     compression:        u8,         //  5  1 = lz4 block format (lz4_flex::block), no size prefix
+//!     shard:              u16,        //  6  shard that cut the batch
+//!     record_count:       u32,        //  8  >= 1
+//!     uncompressed_len:   u32,        // 12  length of the decompressed payload, <= MAX_BLOCK_BYTES
+//!     compressed_len:     u32,        // 16  bytes of payload that follow the header,
+//!                                     //     1 ..= lz4_flex::block::get_maximum_output_size(uncompressed_len)
+//!     reserved:           u32,        // 20  0
+//!     min_received_at_us: i64,        // 24  smallest received_at_us of the records
+//!     max_received_at_us: i64,        // 32  largest received_at_us of the records
+//!     block_crc:          u32,        // 40  CRC32C(header bytes 0..40 ++ compressed payload)
+//!     header_crc:         u32,        // 44  CRC32C(header bytes 0..44)
+//! }
+//! payload: [u8; compressed_len]       // lz4 block of the records below
+//!
+//! struct Record {                     // inside the decompressed payload, back to back
+//!     len:            u32,            // length of value
+//!     received_at_us: i64,
+//!     value:          [u8; len],      // any bytes, '\n' included; may be empty
+//! }
+//! ```
+//!
+//! # Invariants
+//!
+//! - Blocks are only ever appended, each with a single `write(2)` of the whole block. A segment
+//!   is only ever shortened by writer recovery, which cuts bytes after the last valid block.
+//! - A block is valid when its magic, both checksums and every length check out, its payload
+//!   decompresses to exactly `uncompressed_len` bytes, and the records inside use exactly those
+//!   bytes, number `record_count` and have timestamps within `[min, max]`.
+//! - `header_crc` makes the header trustworthy on its own: readers validate it (and check the
+//!   lengths against the file size and [`MAX_BLOCK_BYTES`]) before allocating or reading the
+//!   payload, so a lying length never turns into a huge allocation, and `--since` can skip a block
+//!   by its `max_received_at_us` without reading its payload.
+//! - Segment sequence numbers only grow; only the newest segment is ever appended to. Retention
+//!   deletes whole segments, oldest first, and never the one being written.
+//!
+//! # Writing, recovery and retention
+//!
+//! [`StoreWriter::open`] creates the directory, takes the lock (a second writer gets
+//! [`StoreError::Locked`]), then scans the newest segment block by block with full validation.
+//! Everything after the last valid block (a torn write, a half-written block, garbage) is cut with
+//! `ftruncate`, logged with `tracing::warn!`, and the writer keeps appending to that segment.
+//! Corrupt blocks *followed by valid ones* are not a torn tail: they are left in place (and
+//! logged); readers skip them. Older segments are not scanned beyond their headers (only to learn
+//! their newest timestamp, and only when `max_age` is set).
+//!
+//! A new segment is started when the next block would push the current one past
+//! `max_segment_bytes` (a block bigger than that gets a segment of its own). After every roll (and
+//! once at open) retention deletes the oldest segments while the total size exceeds
+//! `max_total_bytes`, and those whose newest record is older than `max_age`. Should a write fail
+//! halfway, the writer cuts the segment back to its last complete block; if even that fails, it
+//! moves on to a fresh segment so that no block is ever written after a torn one.
+//!
+//! [`StoreWriter::sync`] fsyncs the current segment, segments rolled since the last sync, and the
+//! directory when segments were created or deleted.
+//!
+//! # Reading
+//!
+//! [`read`] walks segments in sequence order with positioned reads (`pread`) into reused buffers.
+//! It does not mmap: the writer may truncate the newest segment on recovery while a follower is
+//! reading it, and touching a mapped page past the new end of file raises `SIGBUS`, which would
+//! kill the process instead of being an error. `pread` returns a short read instead, and blocks
+//! are large (up to ~1 MiB of records), so the two syscalls per block cost nothing measurable.
+//!
+//! - A block that fails validation is counted in [`ReadStats`], logged once with file and offset,
+//!   and skipped: the reader scans forward for the magic and resumes at the first header whose
+//!   `header_crc` checks out.
+//! - An incomplete block at the end of the *newest* segment (header or payload not all there) is a
+//!   block being written, not corruption: a plain read stops there, a follower waits for it. In an
+//!   older segment, the same bytes are corruption.
+//! - A follower lists the directory before looking at the size of its segment: once a newer
+//!   segment exists, the writer has finished the current one, so the size seen afterwards is final
+//!   and the reader can move on after reading up to it. An open file stays readable after
+//!   retention unlinks it; a segment deleted before the reader opened it is skipped.
+
+mod block;
+mod reader;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use block::Corruption;
+pub use reader::{ReadOptions, ReadStats, read};
+pub use writer::{StoreStats, StoreWriter};
+
+/// A batch is split into blocks of at most this many bytes of framed records (unless a single
+/// record is bigger), so that a reader never holds more than about this much decompressed data.
+pub const TARGET_BLOCK_BYTES: usize = 1 << 20;
+
+/// Hard limit on the decompressed size of a block, checked by readers before they allocate.
+/// A single record whose value is larger than this (minus its 12-byte frame) is refused.
+pub const MAX_BLOCK_BYTES: usize = 16 << 20;
+
+/// How often a follower looks for new blocks.
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+const SEGMENT_SUFFIX: &str = ".seg";
+const SEGMENT_DIGITS: usize = 20;
+const LOCK_FILE: &str = "LOCK";
+
+/// Where and how much to keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Directory holding the segments and the lock file; created when missing.
+    pub dir: PathBuf,
+    /// Roll to a new segment when the next block would grow the current one past this.
+    pub max_segment_bytes: u64,
+    /// Retention: delete the oldest whole segments while all of them take more than this.
+    pub max_total_bytes: u64,
+    /// Retention: delete segments whose newest record is older than this.
+    pub max_age: Option<Duration>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            dir: PathBuf::from("data/store"),
+            max_segment_bytes: 64 << 20,
+            max_total_bytes: 1 << 30,
+            max_age: None,
+        }
+    }
+}
+
+/// Errors of the store. Messages name the file, and the byte offset where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An I/O error on a file or directory of the store.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// An I/O error at a known position in a segment.
+    #[error("{} at byte {offset}: {source}", path.display())]
+    IoAt {
+        /// The segment.
+        path: PathBuf,
+        /// Where in the segment.
+        offset: u64,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Another process (or another writer in this one) holds the directory's lock.
+    #[error(
+        "store directory {} is already in use by another writer{holder} (lock {} is held); \
+         is another gateway running on the same directory?",
+        dir.display(),
+        lock.display()
+    )]
+    Locked {
+        /// The store directory.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// `" (pid N)"` when the lock file names its holder, else empty.
+        holder: String,
+    },
+    /// A block that does not check out.
+    #[error("{} at byte {offset}: {reason}", path.display())]
+    Corrupt {
+        /// The segment.
+        path: PathBuf,
+        /// Where the block starts.
+        offset: u64,
+        /// What is wrong with it.
+        reason: Corruption,
+    },
+    /// A record too large to fit in a block; nothing of its batch was written.
+    #[error(
+        "record of {len} bytes does not fit in a block (at most {max} bytes); batch not written"
+    )]
+    RecordTooLarge {
+        /// Length of the value.
+        len: usize,
+        /// Largest value that fits.
+        max: usize,
+    },
+    /// Writing to the reader's output failed (for example a closed pipe).
+    #[error("writing output: {0}")]
+    Output(#[source] io::Error),
+}
+
+impl StoreError {
+    pub(crate) fn io(path: &Path, source: io::Error) -> Self {
+        StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn io_at(path: &Path, offset: u64, source: io::Error) -> Self {
+        StoreError::IoAt {
+            path: path.to_path_buf(),
+            offset,
+            source,
+        }
+    }
+}
+
+/// The file name of segment `seq`.
+pub(crate) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!(
+        "{seq:0width$}{SEGMENT_SUFFIX}",
+        width = SEGMENT_DIGITS
+    ))
+}
+
+/// The sequence number in a segment file name, or `None` for any other file.
+fn parse_segment_name(name: &OsStr) -> Option<u64> {
+    let name = name.to_str()?;
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != SEGMENT_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Sequence numbers of the segments in `dir`, oldest first.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
+    let mut seqs = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
+        if let Some(seq) = parse_segment_name(&entry.file_name()) {
+            seqs.push(seq);
+        }
+    }
+    seqs.sort_unstable();
+    Ok(seqs)
+}

@@ -1,0 +1,508 @@
+//! The JSON encoding of a [`Record`]: one object, no trailing newline, keys in this order and
+//! each absent when the message has none:
+//!
+//! ```text
+//! facility severity version timestamp host app procid msgid structured_data message
+//! received_at source parse_error
+//! ```
+//!
+//! * `facility`, `severity`, `version` are numbers; `timestamp` is RFC 3339 text with the
+//!   sender's fraction digits and offset; `parse_error` is a short reason
+//!   ([`ParseError::as_str`](crate::parse::ParseError::as_str)).
+//! * `structured_data` is an object: SD-ID → object of PARAM-NAME → unescaped value. An SD-ID
+//!   that occurs in several elements (RFC 5424 forbids it, senders do it) is emitted once, its
+//!   parameters merged in order of appearance. A PARAM-NAME that occurs several times within
+//!   one SD-ID (RFC 5424 allows it, e.g. `origin ip`) becomes an array of its values in order;
+//!   a name that occurs once stays a string. Merging costs time quadratic in the number of
+//!   elements and parameters, so a section with more than [`MAX_MERGED_SD_ITEMS`] elements
+//!   or parameters is written element by element as received; its object may then repeat a
+//!   name, which RFC 8259 allows but discourages.
+//!
+//! # Strings
+//! Escaped per RFC 8259: `"` and `\` with a backslash, `\n` `\r` `\t` `\b` `\f` by name, other
+//! control bytes as `\u00XX`. Valid UTF-8 passes through unchanged. Each byte that is not part
+//! of a valid UTF-8 sequence is written as the four characters `\xNN` (lowercase hex; the
+//! backslash itself escaped in JSON as `\\`), like syslog-ng's `format-json`: the output is
+//! always valid UTF-8 JSON and no byte is silently dropped or replaced.
+//!
+//! Strings are scanned eight bytes at a time for anything needing attention and clean runs
+//! are copied in bulk; log text is mostly printable ASCII, so most records take only that path.
+
+use crate::encode::Envelope;
+use crate::parse::Record;
+use crate::parse::structured_data::{self, StructuredData};
+
+/// Above this many SD elements or parameters in one message, duplicates are not merged
+/// (see the [module docs](self)); 64 keeps the worst case to a few thousand comparisons.
+pub const MAX_MERGED_SD_ITEMS: usize = 64;
+
+/// Appends the JSON object of `record` and `envelope` to `out`.
+pub fn encode(record: &Record, envelope: &Envelope, out: &mut Vec<u8>) {
+    let mut object = Object::open(out);
+    if let Some(facility) = record.facility {
+        object.key("facility");
+        write_u16(object.out, facility.into());
+    }
+    if let Some(severity) = record.severity {
+        object.key("severity");
+        write_u16(object.out, severity.into());
+    }
+    if let Some(version) = record.version {
+        object.key("version");
+        write_u16(object.out, version);
+    }
+    if let Some(timestamp) = &record.timestamp {
+        object.key("timestamp");
+        object.out.push(b'"');
+        timestamp.write_rfc3339(object.out);
+        object.out.push(b'"');
+    }
+    let fields = [
+        ("host", record.host),
+        ("app", record.app),
+        ("procid", record.procid),
+        ("msgid", record.msgid),
+    ];
+    for (key, value) in fields {
+        if let Some(value) = value {
+            object.string(key, value);
+        }
+    }
+    if let Some(sd) = record.structured_data {
+        object.key("structured_data");
+        write_structured_data(object.out, sd);
+    }
+    object.string("message", record.message);
+    object.string("received_at", envelope.received_at);
+    object.string("source", envelope.source.as_bytes());
+    if let Some(error) = record.parse_error {
+        object.string("parse_error", error.as_str().as_bytes());
+    }
+    object.close();
+}
+
+/// Writes the members of one JSON object, commas included.
+struct Object<'o> {
+    out: &'o mut Vec<u8>,
+    empty: bool,
+}
+
+impl<'o> Object<'o> {
+    fn open(out: &'o mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Object { out, empty: true }
+    }
+
+    /// Writes `"key":` (after a comma unless first). `key` is written as is: only for the
+    /// fixed key names above, which need no escaping.
+    fn key(&mut self, key: &str) {
+        self.comma();
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn string(&mut self, key: &str, value: &[u8]) {
+        self.key(key);
+        write_string(self.out, value);
+    }
+
+    /// Writes an escaped key from input data, e.g. an SD-ID.
+    fn input_key(&mut self, key: &[u8]) {
+        self.comma();
+        write_string(self.out, key);
+        self.out.push(b':');
+    }
+
+    fn comma(&mut self) {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
+fn write_structured_data(out: &mut Vec<u8>, sd: StructuredData) {
+    let elements = sd.elements().count();
+    let params: usize = sd.elements().map(|e| e.params().count()).sum();
+    let mut object = Object::open(out);
+    if elements > MAX_MERGED_SD_ITEMS || params > MAX_MERGED_SD_ITEMS {
+        for element in sd.elements() {
+            object.input_key(element.id());
+            let mut members = Object::open(object.out);
+            for (name, value) in element.params() {
+                members.input_key(name);
+                write_sd_value(members.out, value);
+            }
+            members.close();
+        }
+    } else {
+        for (index, element) in sd.elements().enumerate() {
+            let id = element.id();
+            if sd.elements().take(index).any(|earlier| earlier.id() == id) {
+                continue; // merged into the first element with this SD-ID
+            }
+            object.input_key(id);
+            write_merged_params(object.out, sd, index, id);
+        }
+    }
+    object.close();
+}
+
+/// Writes the parameters of every element with SD-ID `id` (the first one at `first`) as one
+/// object; a repeated name becomes an array.
+fn write_merged_params(out: &mut Vec<u8>, sd: StructuredData, first: usize, id: &[u8]) {
+    let params = || {
+        sd.elements()
+            .skip(first)
+            .filter(move |e| e.id() == id)
+            .flat_map(|e| e.params())
+    };
+    let mut object = Object::open(out);
+    for (index, (name, value)) in params().enumerate() {
+        let mut same_name = params().enumerate().filter(|(_, (n, _))| *n == name);
+        if same_name
+            .next()
+            .is_some_and(|(first_index, _)| first_index < index)
+        {
+            continue; // written with the first occurrence
+        }
+        object.input_key(name);
+        if same_name.next().is_none() {
+            write_sd_value(object.out, value);
+            continue;
+        }
+        object.out.push(b'[');
+        for (i, (_, value)) in params().filter(|(n, _)| *n == name).enumerate() {
+            if i > 0 {
+                object.out.push(b',');
+            }
+            write_sd_value(object.out, value);
+        }
+        object.out.push(b']');
+    }
+    object.close();
+}
+
+fn write_sd_value(out: &mut Vec<u8>, escaped: &[u8]) {
+    out.push(b'"');
+    // Chunks split only at backslashes (ASCII), never inside a UTF-8 sequence.
+    for chunk in structured_data::unescape(escaped) {
+        write_string_contents(out, chunk);
+    }
+    out.push(b'"');
+}
+
+fn write_u16(out: &mut Vec<u8>, value: u16) {
+    let mut buf = [0u8; 5];
+    let mut at = buf.len();
+    let mut v = value;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[at..]);
+}
+
+/// Appends `bytes` as a quoted JSON string (see the [module docs](self) for the escaping).
+pub fn write_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    write_string_contents(out, bytes);
+    out.push(b'"');
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Bytes the byte-wise scan must stop at: control bytes, `"`, `\` and every non-ASCII byte.
+static NEEDS_ATTENTION: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = b < 0x20 || b == b'"' as usize || b == b'\\' as usize || b >= 0x80;
+        b += 1;
+    }
+    table
+};
+
+/// True if any of the eight bytes in `word` needs attention. Exact (no false negatives): the
+/// `hasless`/`haszero` bit tricks report a byte below the bound whenever one exists.
+#[inline]
+fn word_needs_attention(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    let quote = has_zero(word ^ (ONES * u64::from(b'"')));
+    let backslash = has_zero(word ^ (ONES * u64::from(b'\\')));
+    (below_space | quote | backslash | (word & HIGH)) != 0
+}
+
+/// Appends the escaped contents of a JSON string (without quotes).
+pub fn write_string_contents(out: &mut Vec<u8>, bytes: &[u8]) {
+    let mut clean_start = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        while let Some(word) = bytes
+            .get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+        {
+            if word_needs_attention(u64::from_le_bytes(word)) {
+                break;
+            }
+            at += 8;
+        }
+        while at < bytes.len() && !NEEDS_ATTENTION[usize::from(bytes[at])] {
+            at += 1;
+        }
+        let Some(&byte) = bytes.get(at) else {
+            break;
+        };
+        if byte >= 0x80 {
+            let len = utf8_sequence_len(&bytes[at..]);
+            if len > 0 {
+                at += len;
+                continue;
+            }
+        }
+        out.extend_from_slice(&bytes[clean_start..at]);
+        write_escape(out, byte);
+        at += 1;
+        clean_start = at;
+    }
+    out.extend_from_slice(&bytes[clean_start..]);
+}
+
+/// Length of the valid UTF-8 sequence at the start of `bytes` (which starts with a byte
+/// `>= 0x80`), or 0 if it is not one.
+fn utf8_sequence_len(bytes: &[u8]) -> usize {
+    let len = match bytes.first() {
+        Some(0xC2..=0xDF) => 2,
+        Some(0xE0..=0xEF) => 3,
+        Some(0xF0..=0xF4) => 4,
+        _ => return 0,
+    };
+    // std's validator rules out overlong forms, surrogates and code points above U+10FFFF.
+    match bytes.get(..len) {
+        Some(seq) if std::str::from_utf8(seq).is_ok() => len,
+        _ => 0,
+    }
+}
+
+fn write_escape(out: &mut Vec<u8>, byte: u8) {
+    let hex = |b: u8| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xF)]];
+    match byte {
+        b'"' => out.extend_from_slice(b"\\\""),
+        b'\\' => out.extend_from_slice(b"\\\\"),
+        b'\n' => out.extend_from_slice(b"\\n"),
+        b'\r' => out.extend_from_slice(b"\\r"),
+        b'\t' => out.extend_from_slice(b"\\t"),
+        0x08 => out.extend_from_slice(b"\\b"),
+        0x0C => out.extend_from_slice(b"\\f"),
+        0x00..=0x1F => {
+            out.extend_from_slice(b"\\u00");
+            out.extend_from_slice(&hex(byte));
+        }
+        _ => {
+            out.extend_from_slice(b"\\\\x");
+            out.extend_from_slice(&hex(byte));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::{Format, LegacyZone, ParseContext, parse};
+
+    const ENVELOPE: Envelope<'static> = Envelope {
+        received_at: b"2026-11-21T02:53:48.000001Z",
+        source: "udp:5514",
+    };
+
+    fn json_string(bytes: &[u8]) -> String {
+        let mut out = Vec::new();
+        write_string(&mut out, bytes);
+        String::from_utf8(out).expect("always UTF-8")
+    }
+
+    fn encoded(input: &[u8], format: Format) -> String {
+        let mut ctx = ParseContext::new(1_795_229_627_000_000, LegacyZone::Fixed(0));
+        let record = parse(input, format, &mut ctx);
+        let mut out = Vec::new();
+        encode(&record, &ENVELOPE, &mut out);
+        let text = String::from_utf8(out).expect("always UTF-8");
+        serde_json::from_str::<serde_json::Value>(&text).expect("valid JSON");
+        text
+    }
+
+    #[test]
+    fn escapes_quotes_backslashes_and_control_bytes() {
+        assert_eq!(json_string(br#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(
+            json_string(b"\n\r\t\x08\x0c\x00\x01\x1f\x7f"),
+            "\"\\n\\r\\t\\b\\f\\u0000\\u0001\\u001f\x7f\""
+        );
+        assert_eq!(json_string(b""), r#""""#);
+        assert_eq!(
+            json_string(b"0123456789abcdef\"0123456789abcdef"),
+            r#""0123456789abcdef\"0123456789abcdef""#
+        );
+    }
+
+    #[test]
+    fn valid_multibyte_utf8_passes_through() {
+        let text = "caf\u{e9} \u{20ac} \u{1f600} \u{4e2d}\u{6587} \u{10ffff}";
+        assert_eq!(json_string(text.as_bytes()), format!("\"{text}\""));
+    }
+
+    #[test]
+    fn invalid_utf8_bytes_become_backslash_x_escapes() {
+        // Lone continuation, truncated sequence, overlong NUL, surrogate, above U+10FFFF, 0xFF.
+        assert_eq!(json_string(b"a\x80b"), r#""a\\x80b""#);
+        assert_eq!(json_string(b"\xe2\x82"), r#""\\xe2\\x82""#);
+        assert_eq!(json_string(b"\xe2\x82x"), r#""\\xe2\\x82x""#);
+        assert_eq!(json_string(b"\xc0\x80"), r#""\\xc0\\x80""#);
+        assert_eq!(json_string(b"\xed\xa0\x80"), r#""\\xed\\xa0\\x80""#);
+        assert_eq!(
+            json_string(b"\xf4\x90\x80\x80"),
+            r#""\\xf4\\x90\\x80\\x80""#
+        );
+        assert_eq!(json_string(b"\xff\xe2\x82\xac"), "\"\\\\xff\u{20ac}\"");
+        let decoded: String = serde_json::from_str(&json_string(b"\xffz")).unwrap();
+        assert_eq!(decoded, r"\xffz");
+    }
+
+    #[test]
+    fn word_scan_finds_every_special_byte_at_every_position() {
+        for special in [0u8, 0x1f, b'"', b'\\', 0x80, 0xff] {
+            for position in 0..20 {
+                let mut bytes = vec![b'a'; 20];
+                bytes[position] = special;
+                let mut out = Vec::new();
+                write_string_contents(&mut out, &bytes);
+                assert_ne!(out, bytes, "byte {special:#x} at {position} went unescaped");
+                assert!(std::str::from_utf8(&out).is_ok());
+            }
+        }
+        let clean: Vec<u8> = (0x20..0x7f).filter(|&b| b != b'"' && b != b'\\').collect();
+        assert!(clean.chunks(8).all(
+            |c| c.len() < 8 || !word_needs_attention(u64::from_le_bytes(c.try_into().unwrap()))
+        ));
+    }
+
+    #[test]
+    fn rfc5424_record_with_all_fields() {
+        let input = b"<165>1 2003-08-24T05:14:15.000003-07:00 192.0.2.1 myproc 8710 ID47 [exampleSDID@32473 iut=\"3\" eventSource=\"App \\\"x\\\" \\\\ \\]\"][examplePriority@32473 class=\"high\"] \xEF\xBB\xBFAn event";
+        assert_eq!(
+            encoded(input, Format::Auto),
+            r#"{"facility":20,"severity":5,"version":1,"timestamp":"2003-08-24T05:14:15.000003-07:00","host":"192.0.2.1","app":"myproc","procid":"8710","msgid":"ID47","structured_data":{"exampleSDID@32473":{"iut":"3","eventSource":"App \"x\" \\ ]"},"examplePriority@32473":{"class":"high"}},"message":"An event","received_at":"2026-11-21T02:53:48.000001Z","source":"udp:5514"}"#
+        );
+    }
+
+    #[test]
+    fn rfc5424_nilvalues_and_element_without_params() {
+        assert_eq!(
+            encoded(b"<14>1 - - - - - [empty@1]", Format::Auto),
+            r#"{"facility":1,"severity":6,"version":1,"structured_data":{"empty@1":{}},"message":"","received_at":"2026-11-21T02:53:48.000001Z","source":"udp:5514"}"#
+        );
+    }
+
+    #[test]
+    fn duplicate_sd_ids_are_merged_and_repeated_params_become_arrays() {
+        let input = br#"<14>1 - - - - - [origin ip="192.0.2.1" ip="192.0.2.2"][meta x="1"][origin software="s" ip="192.0.2.3"] m"#;
+        assert_eq!(
+            encoded(input, Format::Auto),
+            r#"{"facility":1,"severity":6,"version":1,"structured_data":{"origin":{"ip":["192.0.2.1","192.0.2.2","192.0.2.3"],"software":"s"},"meta":{"x":"1"}},"message":"m","received_at":"2026-11-21T02:53:48.000001Z","source":"udp:5514"}"#
+        );
+    }
+
+    #[test]
+    fn oversized_sd_is_written_as_received_and_stays_valid_json() {
+        let mut input = b"<14>1 - - - - - ".to_vec();
+        for i in 0..=MAX_MERGED_SD_ITEMS {
+            input.extend_from_slice(format!("[e{} a=\"{i}\"]", i % 2).as_bytes());
+        }
+        let text = encoded(&input, Format::Auto);
+        let sd_start = text.find("\"structured_data\":{").unwrap();
+        assert!(
+            text[sd_start..]
+                .starts_with(r#""structured_data":{"e0":{"a":"0"},"e1":{"a":"1"},"e0":{"a":"2"},"#)
+        );
+        assert_eq!(text.matches("\"e0\":").count(), MAX_MERGED_SD_ITEMS / 2 + 1);
+    }
+
+    #[test]
+    fn rfc3164_record() {
+        assert_eq!(
+            encoded(
+                b"<13>Nov  1 02:53:47 host app[7]: tab\there \"q\"",
+                Format::Auto
+            ),
+            r#"{"facility":1,"severity":5,"timestamp":"2026-11-01T02:53:47Z","host":"host","app":"app","procid":"7","message":"tab\there \"q\"","received_at":"2026-11-21T02:53:48.000001Z","source":"udp:5514"}"#
+        );
+    }
+
+    #[test]
+    fn cisco_record() {
+        assert_eq!(
+            encoded(b"<189>123: *Nov 21 02:53:47.123: %LINK-3-UPDOWN: Interface Gi0/1, changed state to up", Format::Auto),
+            r#"{"facility":23,"severity":5,"timestamp":"2026-11-21T02:53:47.123Z","app":"LINK-3-UPDOWN","msgid":"123","message":"Interface Gi0/1, changed state to up","received_at":"2026-11-21T02:53:48.000001Z","source":"udp:5514"}"#
+        );
+    }
+
+    #[test]
+    fn unparseable_record_keeps_input_and_reason() {
+        assert_eq!(
+            encoded(b"<abc>\x00\xff", Format::Auto),
+            r#"{"message":"<abc>\u0000\\xff","received_at":"2026-11-21T02:53:48.000001Z","source":"udp:5514","parse_error":"invalid PRI"}"#
+        );
+        assert_eq!(
+            encoded(b"<13>1 2026 h a p m -", Format::Auto),
+            r#"{"facility":1,"severity":5,"message":"<13>1 2026 h a p m -","received_at":"2026-11-21T02:53:48.000001Z","source":"udp:5514","parse_error":"invalid TIMESTAMP"}"#
+        );
+        assert_eq!(
+            encoded(b"", Format::Auto),
+            r#"{"message":"","received_at":"2026-11-21T02:53:48.000001Z","source":"udp:5514","parse_error":"empty message"}"#
+        );
+    }
+
+    #[test]
+    fn envelope_strings_are_escaped() {
+        let envelope = Envelope {
+            received_at: b"t",
+            source: "tcp:\"a\"",
+        };
+        let record = parse(
+            b"x",
+            Format::Auto,
+            &mut ParseContext::new(0, LegacyZone::Local),
+        );
+        let mut out = Vec::new();
+        encode(&record, &envelope, &mut out);
+        assert_eq!(
+            out,
+            br#"{"facility":1,"severity":5,"message":"x","received_at":"t","source":"tcp:\"a\""}"#
+        );
+    }
+
+    #[test]
+    fn appends_without_touching_existing_bytes() {
+        let mut out = b"[".to_vec();
+        let record = parse(
+            b"x",
+            Format::Auto,
+            &mut ParseContext::new(0, LegacyZone::Local),
+        );
+        encode(&record, &ENVELOPE, &mut out);
+        assert!(out.starts_with(b"[{\"facility\":1,"));
+        assert!(out.ends_with(b"}"));
+    }
+}

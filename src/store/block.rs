@@ -1,0 +1,450 @@
+//! Blocks: encoding, header validation, and reading blocks out of a segment file.
+//!
+//! The format itself is described in the module doc of `store`.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use memchr::memmem;
+
+use super::{MAX_BLOCK_BYTES, TARGET_BLOCK_BYTES};
+
+pub(crate) const MAGIC: [u8; 4] = [0xF7, b'L', b'T', b'B'];
+pub(crate) const VERSION: u8 = 1;
+pub(crate) const COMPRESSION_LZ4: u8 = 1;
+pub(crate) const HEADER_LEN: usize = 48;
+/// `len: u32` + `received_at_us: i64` in front of every value.
+pub(crate) const RECORD_FRAME_LEN: usize = 12;
+/// Bytes of header covered by `block_crc`.
+const CRC_FIELDS_LEN: usize = 40;
+/// How much a resynchronizing reader scans per read.
+const SCAN_CHUNK: usize = 64 << 10;
+
+/// Largest payload an lz4 block of `uncompressed` bytes may take.
+pub(crate) fn max_compressed_len(uncompressed: usize) -> usize {
+    lz4_flex::block::get_maximum_output_size(uncompressed)
+}
+
+/// What is wrong with a block.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Corruption {
+    /// The block does not start with the magic bytes.
+    #[error("bad block magic")]
+    BadMagic,
+    /// `header_crc` does not match the header.
+    #[error("block header checksum mismatch")]
+    HeaderChecksum,
+    /// A format version this build does not know.
+    #[error("unsupported block format version {0}")]
+    Version(u8),
+    /// A compression this build does not know.
+    #[error("unsupported block compression {0}")]
+    Compression(u8),
+    /// A header field outside what the format allows (a lying length, for instance).
+    #[error("block header field out of range: {0}")]
+    HeaderField(&'static str),
+    /// The block's length runs past the end of its segment.
+    #[error("block of {len} bytes runs past the end of the file ({available} bytes left)")]
+    Truncated {
+        /// Length the header claims (header included).
+        len: u64,
+        /// Bytes left in the file from the block's start.
+        available: u64,
+    },
+    /// `block_crc` does not match header and payload.
+    #[error("block checksum mismatch")]
+    BlockChecksum,
+    /// The payload is not a valid lz4 block of the announced size.
+    #[error("lz4 payload does not decompress to the announced size")]
+    Decompress,
+    /// The decompressed records do not add up.
+    #[error("malformed records in block: {0}")]
+    Records(&'static str),
+}
+
+/// A parsed, self-consistent block header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BlockHeader {
+    pub shard: u16,
+    pub record_count: u32,
+    pub uncompressed_len: u32,
+    pub compressed_len: u32,
+    pub min_received_at_us: i64,
+    pub max_received_at_us: i64,
+    pub block_crc: u32,
+    /// CRC32C of header bytes `0..40`, the start of `block_crc`.
+    fields_crc: u32,
+}
+
+fn u16_at(b: &[u8; HEADER_LEN], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn u32_at(b: &[u8; HEADER_LEN], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn i64_at(b: &[u8; HEADER_LEN], at: usize) -> i64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[at..at + 8]);
+    i64::from_le_bytes(v)
+}
+
+impl BlockHeader {
+    /// Length of the whole block, header included.
+    pub fn block_len(&self) -> u64 {
+        HEADER_LEN as u64 + u64::from(self.compressed_len)
+    }
+
+    /// Parses and validates a header on its own (the payload is checked by [`decode_payload`]).
+    pub fn parse(b: &[u8; HEADER_LEN]) -> Result<Self, Corruption> {
+        if b[0..4] != MAGIC {
+            return Err(Corruption::BadMagic);
+        }
+        if crc32c::crc32c(&b[..44]) != u32_at(b, 44) {
+            return Err(Corruption::HeaderChecksum);
+        }
+        if b[4] != VERSION {
+            return Err(Corruption::Version(b[4]));
+        }
+        if b[5] != COMPRESSION_LZ4 {
+            return Err(Corruption::Compression(b[5]));
+        }
+        let header = BlockHeader {
+            shard: u16_at(b, 6),
+            record_count: u32_at(b, 8),
+            uncompressed_len: u32_at(b, 12),
+            compressed_len: u32_at(b, 16),
+            min_received_at_us: i64_at(b, 24),
+            max_received_at_us: i64_at(b, 32),
+            block_crc: u32_at(b, 40),
+            fields_crc: crc32c::crc32c(&b[..CRC_FIELDS_LEN]),
+        };
+        let uncompressed = header.uncompressed_len as usize;
+        if u32_at(b, 20) != 0 {
+            return Err(Corruption::HeaderField("reserved is not zero"));
+        }
+        if header.record_count == 0 {
+            return Err(Corruption::HeaderField("record_count is zero"));
+        }
+        if uncompressed > MAX_BLOCK_BYTES {
+            return Err(Corruption::HeaderField(
+                "uncompressed_len above the maximum",
+            ));
+        }
+        if (header.record_count as usize).saturating_mul(RECORD_FRAME_LEN) > uncompressed {
+            return Err(Corruption::HeaderField(
+                "record_count does not fit in uncompressed_len",
+            ));
+        }
+        if header.compressed_len == 0
+            || header.compressed_len as usize > max_compressed_len(uncompressed)
+        {
+            return Err(Corruption::HeaderField(
+                "compressed_len out of range for uncompressed_len",
+            ));
+        }
+        if header.min_received_at_us > header.max_received_at_us {
+            return Err(Corruption::HeaderField(
+                "min_received_at_us above max_received_at_us",
+            ));
+        }
+        Ok(header)
+    }
+}
+
+/// Builds blocks: records are framed into `raw`, then compressed behind a header in `frame`.
+/// Both buffers are kept and reused from block to block.
+#[derive(Debug, Default)]
+pub(crate) struct BlockEncoder {
+    raw: Vec<u8>,
+    frame: Vec<u8>,
+    count: u32,
+    min_us: i64,
+    max_us: i64,
+}
+
+impl BlockEncoder {
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// True when a record with a value of `value_len` bytes should go to the next block.
+    pub fn is_full_for(&self, value_len: usize) -> bool {
+        !self.is_empty() && self.raw.len() + RECORD_FRAME_LEN + value_len > TARGET_BLOCK_BYTES
+    }
+
+    /// Adds a record. The caller keeps blocks under [`MAX_BLOCK_BYTES`] (see [`Self::is_full_for`]
+    /// and the record size check of the writer).
+    pub fn push(&mut self, received_at_us: i64, value: &[u8]) {
+        if self.count == 0 {
+            self.min_us = received_at_us;
+            self.max_us = received_at_us;
+        } else {
+            self.min_us = self.min_us.min(received_at_us);
+            self.max_us = self.max_us.max(received_at_us);
+        }
+        // Values are at most MAX_BLOCK_BYTES, checked by the writer before the first push.
+        self.raw
+            .extend_from_slice(&(value.len() as u32).to_le_bytes());
+        self.raw.extend_from_slice(&received_at_us.to_le_bytes());
+        self.raw.extend_from_slice(value);
+        self.count += 1;
+    }
+
+    /// Compresses the records pushed since the last call into a complete block, header included,
+    /// available from [`Self::frame`]. Returns its record count and newest timestamp. The encoder
+    /// holds no record afterwards.
+    pub fn finish(&mut self, shard: u16) -> (u32, i64) {
+        let bound = max_compressed_len(self.raw.len());
+        self.frame.clear();
+        self.frame.resize(HEADER_LEN + bound, 0);
+        let compressed =
+            match lz4_flex::block::compress_into(&self.raw, &mut self.frame[HEADER_LEN..]) {
+                Ok(n) => n,
+                // The output buffer has the size lz4_flex itself guarantees to be enough.
+                Err(e) => unreachable!("lz4 output buffer of the documented maximum size: {e}"),
+            };
+        self.frame.truncate(HEADER_LEN + compressed);
+
+        let h = &mut self.frame[..HEADER_LEN];
+        h[0..4].copy_from_slice(&MAGIC);
+        h[4] = VERSION;
+        h[5] = COMPRESSION_LZ4;
+        h[6..8].copy_from_slice(&shard.to_le_bytes());
+        h[8..12].copy_from_slice(&self.count.to_le_bytes());
+        h[12..16].copy_from_slice(&(self.raw.len() as u32).to_le_bytes());
+        h[16..20].copy_from_slice(&(compressed as u32).to_le_bytes());
+        h[20..24].copy_from_slice(&0u32.to_le_bytes());
+        h[24..32].copy_from_slice(&self.min_us.to_le_bytes());
+        h[32..40].copy_from_slice(&self.max_us.to_le_bytes());
+        let fields_crc = crc32c::crc32c(&h[..CRC_FIELDS_LEN]);
+        let block_crc = crc32c::crc32c_append(fields_crc, &self.frame[HEADER_LEN..]);
+        self.frame[40..44].copy_from_slice(&block_crc.to_le_bytes());
+        let header_crc = crc32c::crc32c(&self.frame[..44]);
+        self.frame[44..48].copy_from_slice(&header_crc.to_le_bytes());
+
+        let (count, max_us) = (self.count, self.max_us);
+        self.raw.clear();
+        self.count = 0;
+        (count, max_us)
+    }
+
+    /// The block built by the last [`Self::finish`].
+    pub fn frame(&self) -> &[u8] {
+        &self.frame
+    }
+}
+
+/// Checks `payload` against `header` and decompresses it into `raw` (resized to fit), then checks
+/// that the records inside add up. On success, [`Records`] over `raw` yields every record.
+pub(crate) fn decode_payload(
+    header: &BlockHeader,
+    payload: &[u8],
+    raw: &mut Vec<u8>,
+) -> Result<(), Corruption> {
+    if crc32c::crc32c_append(header.fields_crc, payload) != header.block_crc {
+        return Err(Corruption::BlockChecksum);
+    }
+    let len = header.uncompressed_len as usize;
+    raw.clear();
+    raw.resize(len, 0);
+    match lz4_flex::block::decompress_into(payload, raw) {
+        Ok(n) if n == len => {}
+        _ => return Err(Corruption::Decompress),
+    }
+    let mut count = 0u32;
+    let mut rest: &[u8] = raw;
+    while !rest.is_empty() {
+        let Some((ts, _value, tail)) = split_record(rest) else {
+            return Err(Corruption::Records(
+                "a record runs past the end of the block",
+            ));
+        };
+        if ts < header.min_received_at_us || ts > header.max_received_at_us {
+            return Err(Corruption::Records(
+                "a timestamp is outside the block's range",
+            ));
+        }
+        count += 1;
+        rest = tail;
+    }
+    if count != header.record_count {
+        return Err(Corruption::Records("record count differs from the header"));
+    }
+    Ok(())
+}
+
+/// One framed record off the front of `buf`: `(received_at_us, value, rest)`.
+fn split_record(buf: &[u8]) -> Option<(i64, &[u8], &[u8])> {
+    let frame = buf.get(..RECORD_FRAME_LEN)?;
+    let mut len = [0u8; 4];
+    len.copy_from_slice(&frame[..4]);
+    let mut ts = [0u8; 8];
+    ts.copy_from_slice(&frame[4..]);
+    let len = u32::from_le_bytes(len) as usize;
+    let rest = &buf[RECORD_FRAME_LEN..];
+    if len > rest.len() {
+        return None;
+    }
+    let (value, rest) = rest.split_at(len);
+    Some((i64::from_le_bytes(ts), value, rest))
+}
+
+/// The records of a decoded payload (see [`decode_payload`]), in order.
+pub(crate) struct Records<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Records<'a> {
+    pub fn new(raw: &'a [u8]) -> Self {
+        Records { rest: raw }
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = (i64, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // `decode_payload` validated the framing; should it not hold, stop instead of panicking.
+        let (ts, value, rest) = split_record(self.rest)?;
+        self.rest = rest;
+        Some((ts, value))
+    }
+}
+
+/// What [`Scanner::header_at`] found at a position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HeaderAt {
+    /// The position is the end of the file.
+    End,
+    /// A valid header whose whole block lies within the file.
+    Block(BlockHeader),
+    /// Fewer bytes than a header, or a valid header whose block runs past the end of the file:
+    /// a block still being written (or torn, if nobody is writing).
+    Incomplete(Corruption),
+    /// Not a valid header.
+    Corrupt(Corruption),
+}
+
+/// Reads blocks out of one segment with positioned reads, reusing its buffers.
+#[derive(Debug, Default)]
+pub(crate) struct Scanner {
+    payload: Vec<u8>,
+    raw: Vec<u8>,
+    scan: Vec<u8>,
+}
+
+/// Positioned read of exactly `buf.len()` bytes; `Ok(false)` when the file ends first (it may have
+/// been truncated since its length was taken).
+fn read_exact_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<bool> {
+    match file.read_exact_at(buf, at) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+impl Scanner {
+    /// Looks at the block starting at `pos` in `file`, whose length is taken to be `len`.
+    pub fn header_at(&mut self, file: &File, pos: u64, len: u64) -> io::Result<HeaderAt> {
+        if pos >= len {
+            return Ok(HeaderAt::End);
+        }
+        let available = len - pos;
+        let mut buf = [0u8; HEADER_LEN];
+        if available < HEADER_LEN as u64 || !read_exact_at(file, &mut buf, pos)? {
+            return Ok(HeaderAt::Incomplete(Corruption::Truncated {
+                len: HEADER_LEN as u64,
+                available,
+            }));
+        }
+        let header = match BlockHeader::parse(&buf) {
+            Ok(h) => h,
+            Err(c) => return Ok(HeaderAt::Corrupt(c)),
+        };
+        if header.block_len() > available {
+            return Ok(HeaderAt::Incomplete(Corruption::Truncated {
+                len: header.block_len(),
+                available,
+            }));
+        }
+        Ok(HeaderAt::Block(header))
+    }
+
+    /// Reads and decodes the payload of the block at `pos` whose header is `header`.
+    /// `Ok(Ok(true))`: the records are in [`Self::records`]. `Ok(Ok(false))`: the file ended first.
+    pub fn decode_at(
+        &mut self,
+        file: &File,
+        pos: u64,
+        header: &BlockHeader,
+    ) -> io::Result<Result<bool, Corruption>> {
+        // The header was validated: compressed_len is below the lz4 bound of MAX_BLOCK_BYTES and
+        // within the file, so this allocation is bounded.
+        let n = header.compressed_len as usize;
+        self.payload.clear();
+        self.payload.resize(n, 0);
+        if !read_exact_at(file, &mut self.payload, pos + HEADER_LEN as u64)? {
+            return Ok(Ok(false));
+        }
+        Ok(decode_payload(header, &self.payload, &mut self.raw).map(|()| true))
+    }
+
+    /// Bytes the scanner's buffers hold on to.
+    #[cfg(test)]
+    pub fn buffer_capacity(&self) -> usize {
+        self.payload.capacity() + self.raw.capacity() + self.scan.capacity()
+    }
+
+    /// The records of the last block [`Self::decode_at`] decoded.
+    pub fn records(&self) -> Records<'_> {
+        Records::new(&self.raw)
+    }
+
+    /// The decompressed payload of the last block decoded (framing included).
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// Finds the next plausible block start at or after `from`: the first position holding the
+    /// magic followed by a valid header whose block fits in the file. With `allow_incomplete`
+    /// (the newest segment, which may be growing), also a magic too close to the end of the file
+    /// to tell, or a valid header whose block runs past it. `None` when there is none before `len`.
+    pub fn resync(
+        &mut self,
+        file: &File,
+        from: u64,
+        len: u64,
+        allow_incomplete: bool,
+    ) -> io::Result<Option<u64>> {
+        let finder = memmem::Finder::new(&MAGIC);
+        let mut start = from;
+        while start < len {
+            let want = ((len - start) as usize).min(SCAN_CHUNK);
+            self.scan.clear();
+            self.scan.resize(want, 0);
+            if !read_exact_at(file, &mut self.scan, start)? {
+                // Truncated under us: nothing more to find.
+                return Ok(None);
+            }
+            let mut search_from = 0;
+            while let Some(i) = finder.find(&self.scan[search_from..]) {
+                let candidate = start + (search_from + i) as u64;
+                match self.header_at(file, candidate, len)? {
+                    HeaderAt::Block(_) => return Ok(Some(candidate)),
+                    HeaderAt::Incomplete(_) if allow_incomplete => return Ok(Some(candidate)),
+                    HeaderAt::End | HeaderAt::Corrupt(_) | HeaderAt::Incomplete(_) => {}
+                }
+                search_from += i + 1;
+            }
+            if start + want as u64 >= len {
+                break;
+            }
+            // Overlap so that a magic straddling two chunks is still found.
+            start += (want - (MAGIC.len() - 1)) as u64;
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,905 @@
+//! Tests of the store: format, writer, recovery, retention, reader.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use proptest::prelude::*;
+
+use super::block::{BlockHeader, Corruption, HEADER_LEN};
+use super::reader::Reader;
+use super::*;
+use crate::pipeline::batch::Batch;
+
+// ---------------------------------------------------------------- helpers
+
+/// Options for a test store in `dir`.
+fn options(dir: &Path) -> StoreOptions {
+    StoreOptions {
+        dir: dir.to_path_buf(),
+        ..StoreOptions::default()
+    }
+}
+
+/// The records of one batch, as `(received_at_us, value)`.
+type Expected = Vec<(i64, Vec<u8>)>;
+
+/// A batch of `(received_at_us, value)` records.
+fn batch(shard: u16, records: &[(i64, &[u8])]) -> Batch {
+    let mut b = Batch::with_capacity(shard, 0, records.len());
+    for (ts, value) in records {
+        b.push(*ts, value);
+    }
+    b
+}
+
+/// `n` JSON-ish records of batch `id`, timestamps `base + i`.
+fn json_batch(id: u32, n: u32, base: i64) -> (Batch, Expected) {
+    let mut b = Batch::with_capacity(0, 0, n as usize);
+    let mut expected = Vec::new();
+    for i in 0..n {
+        let value = format!(r#"{{"batch":{id},"i":{i},"msg":"user login ok","host":"web-{i}"}}"#);
+        let ts = base + i64::from(i);
+        b.push(ts, value.as_bytes());
+        expected.push((ts, value.into_bytes()));
+    }
+    (b, expected)
+}
+
+/// What `read` writes for these values: each followed by '\n'.
+fn joined<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for v in values {
+        out.extend_from_slice(v);
+        out.push(b'\n');
+    }
+    out
+}
+
+fn read_all(dir: &Path, opts: &ReadOptions) -> (Vec<u8>, ReadStats) {
+    let mut out = Vec::new();
+    let stop = AtomicBool::new(false);
+    let stats = read(dir, opts, &mut out, &stop).expect("read");
+    (out, stats)
+}
+
+fn plain() -> ReadOptions {
+    ReadOptions::default()
+}
+
+fn only_segment(dir: &Path) -> PathBuf {
+    let seqs = list_segments(dir).expect("list");
+    assert_eq!(seqs.len(), 1, "expected a single segment, got {seqs:?}");
+    segment_path(dir, seqs[0])
+}
+
+/// Appends each batch and returns where each block starts (one block per batch here).
+fn append_all(w: &mut StoreWriter, batches: &[Batch]) -> Vec<u64> {
+    let mut offsets = Vec::new();
+    for b in batches {
+        offsets.push(w.stats().bytes_written);
+        w.append(b).expect("append");
+    }
+    offsets
+}
+
+/// Recomputes both checksums of the block at the start of `block`, after a test edited it.
+fn reseal(block: &mut [u8]) {
+    let compressed = u32::from_le_bytes(block[16..20].try_into().unwrap()) as usize;
+    let end = (HEADER_LEN + compressed).min(block.len());
+    let fields = crc32c::crc32c(&block[..40]);
+    let crc = crc32c::crc32c_append(fields, &block[HEADER_LEN..end]);
+    block[40..44].copy_from_slice(&crc.to_le_bytes());
+    let hcrc = crc32c::crc32c(&block[..44]);
+    block[44..48].copy_from_slice(&hcrc.to_le_bytes());
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+/// Five batches of 10 records, one block each, in one segment; returns the expected records
+/// per batch and the block offsets.
+fn five_blocks(dir: &Path) -> (Vec<Expected>, Vec<u64>) {
+    let mut w = StoreWriter::open(options(dir)).unwrap();
+    let (batches, expected): (Vec<_>, Vec<_>) = (0..5)
+        .map(|id| json_batch(id, 10, i64::from(id) * 100))
+        .unzip();
+    let offsets = append_all(&mut w, &batches);
+    assert_eq!(w.stats().blocks_written, 5);
+    w.sync().unwrap();
+    (expected, offsets)
+}
+
+fn values_of(batches: &[Expected]) -> Vec<u8> {
+    joined(batches.iter().flatten().map(|(_, v)| v.as_slice()))
+}
+
+// ---------------------------------------------------------------- block format
+
+#[test]
+fn block_header_round_trips_and_rejects_each_bad_field() {
+    let mut enc = super::block::BlockEncoder::default();
+    enc.push(5, b"abc");
+    enc.push(-7, b"");
+    let (count, max) = enc.finish(9);
+    assert_eq!((count, max), (2, 5));
+    let frame = enc.frame().to_vec();
+    let head: [u8; HEADER_LEN] = frame[..HEADER_LEN].try_into().unwrap();
+    let h = BlockHeader::parse(&head).unwrap();
+    assert_eq!(h.shard, 9);
+    assert_eq!(h.record_count, 2);
+    assert_eq!(h.uncompressed_len, 2 * 12 + 3);
+    assert_eq!(h.min_received_at_us, -7);
+    assert_eq!(h.max_received_at_us, 5);
+    assert_eq!(h.block_len(), frame.len() as u64);
+
+    let mut raw = Vec::new();
+    super::block::decode_payload(&h, &frame[HEADER_LEN..], &mut raw).unwrap();
+    let records: Vec<_> = super::block::Records::new(&raw).collect();
+    assert_eq!(records, vec![(5, &b"abc"[..]), (-7, &b""[..])]);
+
+    let edit = |at: usize, bytes: &[u8], fix: bool| {
+        let mut b = head;
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+        if fix {
+            let hcrc = crc32c::crc32c(&b[..44]);
+            b[44..48].copy_from_slice(&hcrc.to_le_bytes());
+        }
+        BlockHeader::parse(&b)
+    };
+    assert_eq!(edit(0, b"X", true), Err(Corruption::BadMagic));
+    assert_eq!(edit(6, &[1], false), Err(Corruption::HeaderChecksum));
+    assert_eq!(edit(4, &[2], true), Err(Corruption::Version(2)));
+    assert_eq!(edit(5, &[0], true), Err(Corruption::Compression(0)));
+    assert!(matches!(
+        edit(8, &0u32.to_le_bytes(), true),
+        Err(Corruption::HeaderField(_))
+    ));
+    assert!(matches!(
+        edit(16, &u32::MAX.to_le_bytes(), true),
+        Err(Corruption::HeaderField(_))
+    ));
+    assert!(matches!(
+        edit(12, &(64u32 << 20).to_le_bytes(), true),
+        Err(Corruption::HeaderField(_))
+    ));
+    assert!(matches!(
+        edit(20, &[1], true),
+        Err(Corruption::HeaderField(_))
+    ));
+    assert!(matches!(
+        edit(24, &100i64.to_le_bytes(), true),
+        Err(Corruption::HeaderField(_))
+    ));
+
+    // A payload bit flip is caught by block_crc.
+    let mut bad = frame[HEADER_LEN..].to_vec();
+    bad[0] ^= 1;
+    assert_eq!(
+        super::block::decode_payload(&h, &bad, &mut raw),
+        Err(Corruption::BlockChecksum)
+    );
+}
+
+#[test]
+fn segment_names_sort_in_write_order() {
+    let dir = Path::new("d");
+    assert_eq!(
+        segment_path(dir, 12),
+        Path::new("d/00000000000000000012.seg")
+    );
+    assert_eq!(
+        parse_segment_name(std::ffi::OsStr::new("00000000000000000012.seg")),
+        Some(12)
+    );
+    assert_eq!(parse_segment_name(std::ffi::OsStr::new("12.seg")), None);
+    assert_eq!(parse_segment_name(std::ffi::OsStr::new("LOCK")), None);
+    assert_eq!(
+        parse_segment_name(std::ffi::OsStr::new("0000000000000000001x.seg")),
+        None
+    );
+}
+
+// ---------------------------------------------------------------- round trip and filters
+
+#[test]
+fn round_trip_keeps_every_byte_and_the_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let values: Vec<&[u8]> = vec![
+        b"plain line",
+        b"with\nnewline\n",
+        b"",
+        b"\x00\xff\xf7LTB binary \r\n\x00",
+        br#"{"a":1}"#,
+        b"",
+        b"\n",
+    ];
+    let mut w = StoreWriter::open(options(tmp.path())).unwrap();
+    w.append(&batch(1, &[(1, values[0]), (2, values[1]), (3, values[2])]))
+        .unwrap();
+    w.append(&batch(2, &[])).unwrap(); // empty: writes nothing
+    w.append(&batch(2, &[(4, values[3])])).unwrap();
+    w.append(&batch(3, &[(5, values[4]), (6, values[5]), (7, values[6])]))
+        .unwrap();
+    w.sync().unwrap();
+    let st = w.stats();
+    assert_eq!(st.records_written, 7);
+    assert_eq!(st.blocks_written, 3);
+    assert_eq!(st.segments, 1);
+    let seg_len = std::fs::metadata(only_segment(tmp.path())).unwrap().len();
+    assert_eq!(st.disk_bytes, seg_len);
+    assert_eq!(st.bytes_written, seg_len);
+
+    let (out, stats) = read_all(tmp.path(), &plain());
+    assert_eq!(out, joined(values.iter().copied()));
+    assert_eq!(
+        stats,
+        ReadStats {
+            records: 7,
+            blocks: 3,
+            corrupt_blocks: 0,
+            corrupt_bytes: 0
+        }
+    );
+}
+
+#[test]
+fn since_skips_whole_blocks_and_filters_records_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = StoreWriter::open(options(tmp.path())).unwrap();
+    // Block k holds timestamps 100k .. 100k+9.
+    let (batches, expected): (Vec<_>, Vec<_>) = (0..5)
+        .map(|k| json_batch(k, 10, i64::from(k) * 100))
+        .unzip();
+    append_all(&mut w, &batches);
+
+    let since = |s| ReadOptions {
+        since_us: Some(s),
+        ..plain()
+    };
+    // 205: blocks 0 and 1 skipped whole, block 2 filtered (205..=209), 3 and 4 whole.
+    let (out, stats) = read_all(tmp.path(), &since(205));
+    let want: Vec<&[u8]> = expected
+        .iter()
+        .flatten()
+        .filter(|(ts, _)| *ts >= 205)
+        .map(|(_, v)| v.as_slice())
+        .collect();
+    assert_eq!(want.len(), 5 + 10 + 10);
+    assert_eq!(out, joined(want));
+    assert_eq!(stats.records, 25);
+    assert_eq!(
+        stats.blocks, 3,
+        "blocks before `since` are not decompressed"
+    );
+
+    let (out, stats) = read_all(tmp.path(), &since(10_000));
+    assert!(out.is_empty());
+    assert_eq!((stats.records, stats.blocks), (0, 0));
+
+    let (_, stats) = read_all(tmp.path(), &since(i64::MIN));
+    assert_eq!((stats.records, stats.blocks), (50, 5));
+}
+
+#[test]
+fn grep_matches_substrings_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = StoreWriter::open(options(tmp.path())).unwrap();
+    w.append(&batch(
+        0,
+        &[
+            (1, b"error: disk full"),
+            (2, b"info: all good"),
+            (3, b"multi\nline error\n"),
+            (4, b"ERROR upper case does not match"),
+        ],
+    ))
+    .unwrap();
+    w.append(&batch(0, &[(5, b"nothing here"), (6, b"no match")]))
+        .unwrap();
+    let grep = |g: &[u8], since| ReadOptions {
+        grep: Some(g.to_vec()),
+        since_us: since,
+        follow: false,
+    };
+    let (out, stats) = read_all(tmp.path(), &grep(b"error", None));
+    assert_eq!(
+        out,
+        joined([&b"error: disk full"[..], b"multi\nline error\n"])
+    );
+    assert_eq!((stats.records, stats.blocks), (2, 2));
+
+    let (out, _) = read_all(tmp.path(), &grep(b"error", Some(2)));
+    assert_eq!(out, joined([&b"multi\nline error\n"[..]]));
+
+    let (out, stats) = read_all(tmp.path(), &grep(b"absent", None));
+    assert!(out.is_empty());
+    assert_eq!(stats.records, 0);
+    // The frame bytes between values never make a match.
+    let (out, _) = read_all(tmp.path(), &grep(b"good\x00", None));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn a_huge_batch_is_split_into_blocks_of_about_one_mib() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = StoreWriter::open(options(tmp.path())).unwrap();
+    let value = vec![b'x'; 1000];
+    let mut b = Batch::with_capacity(0, 3_000_000, 3000);
+    for i in 0..3000 {
+        b.push(i, &value);
+    }
+    w.append(&b).unwrap();
+    // 3000 framed records of 1012 bytes = 3,036,000 bytes: 1036 records per MiB block.
+    assert_eq!(w.stats().blocks_written, 3);
+    assert_eq!(w.stats().records_written, 3000);
+    let (out, stats) = read_all(tmp.path(), &plain());
+    assert_eq!(stats.records, 3000);
+    assert_eq!(stats.blocks, 3);
+    assert_eq!(out.len(), 3000 * 1001);
+}
+
+#[test]
+fn a_record_larger_than_a_block_is_refused_and_nothing_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = StoreWriter::open(options(tmp.path())).unwrap();
+    let big = vec![0u8; MAX_BLOCK_BYTES];
+    let err = w
+        .append(&batch(0, &[(1, b"small"), (2, &big)]))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::RecordTooLarge { len, .. } if len == MAX_BLOCK_BYTES));
+    assert_eq!(w.stats().bytes_written, 0);
+    assert_eq!(w.stats().disk_bytes, 0);
+}
+
+// ---------------------------------------------------------------- rolls and retention
+
+#[test]
+fn segments_roll_and_size_retention_keeps_the_newest() {
+    // Measure one block of the batches used below (their sizes differ by a few bytes at most).
+    let probe = tempfile::tempdir().unwrap();
+    let block = {
+        let mut w = StoreWriter::open(options(probe.path())).unwrap();
+        w.append(&json_batch(0, 20, 0).0).unwrap();
+        w.stats().bytes_written
+    };
+
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        max_segment_bytes: 3 * block + block / 2, // three blocks per segment
+        max_total_bytes: 7 * block,
+        ..options(tmp.path())
+    };
+    let mut w = StoreWriter::open(opts).unwrap();
+    let mut expected = Vec::new();
+    for id in 0..10 {
+        let (b, e) = json_batch(id, 20, i64::from(id) * 1000);
+        w.append(&b).unwrap();
+        expected.push(e);
+    }
+    // Segments [0,1,2] [3,4,5] [6,7,8] [9]: at the last roll 9 blocks > 7 → the first goes.
+    let st = w.stats();
+    assert_eq!(st.segments, 3);
+    assert_eq!(list_segments(tmp.path()).unwrap(), vec![2, 3, 4]);
+    assert_eq!(st.records_written, 200);
+    let on_disk: u64 = list_segments(tmp.path())
+        .unwrap()
+        .iter()
+        .map(|&s| {
+            std::fs::metadata(segment_path(tmp.path(), s))
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert_eq!(st.disk_bytes, on_disk);
+
+    let (out, stats) = read_all(tmp.path(), &plain());
+    assert_eq!(stats.records, 140);
+    assert_eq!(out, values_of(&expected[3..]));
+}
+
+#[test]
+fn age_retention_deletes_segments_whose_newest_record_is_too_old() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        max_segment_bytes: 1, // every block gets its own segment
+        max_age: Some(Duration::from_secs(3600)),
+        ..options(tmp.path())
+    };
+    let old = now_us() - 2 * 3600 * 1_000_000;
+    let new = now_us();
+    let mut w = StoreWriter::open(opts.clone()).unwrap();
+    let (b0, _) = json_batch(0, 5, old);
+    let (b1, _) = json_batch(1, 5, old);
+    let (b2, e2) = json_batch(2, 5, new);
+    let (b3, e3) = json_batch(3, 5, new);
+    for b in [&b0, &b1, &b2, &b3] {
+        w.append(b).unwrap();
+    }
+    // Roll to 2 deletes 1 (old), roll to 3 deletes 2 (old), roll to 4 keeps 3 (recent).
+    assert_eq!(list_segments(tmp.path()).unwrap(), vec![3, 4]);
+    let (out, stats) = read_all(tmp.path(), &plain());
+    assert_eq!(stats.records, 10);
+    assert_eq!(out, values_of(&[e2, e3]));
+
+    // Reopening applies retention too, judging older segments by their block headers.
+    w.append(&json_batch(4, 5, old).0).unwrap(); // segment 5: old, but it is the active one
+    w.append(&json_batch(5, 5, new).0).unwrap(); // segment 6
+    drop(w);
+    std::fs::remove_file(segment_path(tmp.path(), 3)).unwrap();
+    std::fs::remove_file(segment_path(tmp.path(), 4)).unwrap();
+    let w = StoreWriter::open(opts).unwrap();
+    assert_eq!(list_segments(tmp.path()).unwrap(), vec![6]);
+    assert_eq!(w.stats().segments, 1);
+}
+
+// ---------------------------------------------------------------- crash recovery
+
+#[test]
+fn a_torn_tail_is_not_corruption_and_open_cuts_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (expected, offsets) = five_blocks(tmp.path());
+    let seg = only_segment(tmp.path());
+    let len = std::fs::metadata(&seg).unwrap().len();
+    // Tear the last block in the middle of its payload.
+    let torn_at = offsets[4] + (len - offsets[4]) / 2;
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(torn_at)
+        .unwrap();
+
+    let (out, stats) = read_all(tmp.path(), &plain());
+    assert_eq!(out, values_of(&expected[..4]));
+    assert_eq!(stats.records, 40);
+    assert_eq!((stats.corrupt_blocks, stats.corrupt_bytes), (0, 0));
+
+    let mut w = StoreWriter::open(options(tmp.path())).unwrap();
+    assert_eq!(w.stats().truncated_at_open, torn_at - offsets[4]);
+    assert_eq!(w.stats().disk_bytes, offsets[4]);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), offsets[4]);
+    let (b5, e5) = json_batch(5, 10, 500);
+    let (b6, e6) = json_batch(6, 3, 600);
+    w.append(&b5).unwrap();
+    w.append(&b6).unwrap();
+    drop(w);
+
+    let (out, stats) = read_all(tmp.path(), &plain());
+    let mut want = expected[..4].to_vec();
+    want.extend([e5, e6]);
+    assert_eq!(out, values_of(&want));
+    assert_eq!(stats.records, 53);
+    assert_eq!(stats.corrupt_blocks, 0);
+}
+
+#[test]
+fn open_cuts_garbage_after_the_last_valid_block() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (expected, _) = five_blocks(tmp.path());
+    let seg = only_segment(tmp.path());
+    let len = std::fs::metadata(&seg).unwrap().len();
+    let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+    f.write_all(&[0u8; 100]).unwrap(); // e.g. zeroes left by a crash before data hit the disk
+    drop(f);
+
+    // Complete garbage in the newest segment (nothing valid after it) is reported by readers...
+    let (_, stats) = read_all(tmp.path(), &plain());
+    assert_eq!(
+        (stats.records, stats.corrupt_blocks, stats.corrupt_bytes),
+        (50, 1, 100)
+    );
+
+    // ...and cut by the writer.
+    let w = StoreWriter::open(options(tmp.path())).unwrap();
+    assert_eq!(w.stats().truncated_at_open, 100);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), len);
+    drop(w);
+    let (out, stats) = read_all(tmp.path(), &plain());
+    assert_eq!(out, values_of(&expected));
+    assert_eq!(stats.corrupt_blocks, 0);
+}
+
+#[test]
+fn open_leaves_a_corrupt_block_that_valid_blocks_follow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (expected, offsets) = five_blocks(tmp.path());
+    let seg = only_segment(tmp.path());
+    let f = OpenOptions::new().write(true).open(&seg).unwrap();
+    f.write_all_at(b"\xde\xad", offsets[1] + 60).unwrap();
+    drop(f);
+
+    let w = StoreWriter::open(options(tmp.path())).unwrap();
+    assert_eq!(w.stats().truncated_at_open, 0);
+    drop(w);
+    let (out, stats) = read_all(tmp.path(), &plain());
+    let want: Vec<_> = [0, 2, 3, 4].iter().map(|&i| expected[i].clone()).collect();
+    assert_eq!(out, values_of(&want));
+    assert_eq!(stats.corrupt_blocks, 1);
+    assert_eq!(stats.corrupt_bytes, offsets[2] - offsets[1]);
+}
+
+// ---------------------------------------------------------------- corruption
+
+/// Reads after `damage` edited the bytes of block 2 of five, checks the other 40 records come
+/// back and exactly one corrupt region spanning block 2 is counted.
+fn check_block_2_skipped(damage: impl FnOnce(&mut [u8])) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (expected, offsets) = five_blocks(tmp.path());
+    let seg = only_segment(tmp.path());
+    let mut bytes = std::fs::read(&seg).unwrap();
+    damage(&mut bytes[offsets[2] as usize..offsets[3] as usize]);
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let (out, stats) = read_all(tmp.path(), &plain());
+    let want: Vec<_> = [0, 1, 3, 4].iter().map(|&i| expected[i].clone()).collect();
+    assert_eq!(out, values_of(&want));
+    assert_eq!(
+        stats,
+        ReadStats {
+            records: 40,
+            blocks: 4,
+            corrupt_blocks: 1,
+            corrupt_bytes: offsets[3] - offsets[2],
+        }
+    );
+}
+
+#[test]
+fn flipped_payload_bytes_skip_just_that_block() {
+    check_block_2_skipped(|b| {
+        b[HEADER_LEN + 5] ^= 0xff;
+        b[HEADER_LEN + 6] ^= 0x55;
+    });
+}
+
+#[test]
+fn flipped_header_bytes_skip_just_that_block() {
+    check_block_2_skipped(|b| b[10] ^= 0x01);
+}
+
+#[test]
+fn bad_lz4_with_valid_checksums_skips_just_that_block() {
+    check_block_2_skipped(|b| {
+        for x in &mut b[HEADER_LEN..] {
+            *x = 0xf0; // a literal run that never ends
+        }
+        reseal(b);
+    });
+}
+
+#[test]
+fn records_that_do_not_add_up_skip_just_that_block() {
+    check_block_2_skipped(|b| {
+        b[8..12].copy_from_slice(&9u32.to_le_bytes()); // 10 records inside, header says 9
+        reseal(b);
+    });
+}
+
+#[test]
+fn a_lying_length_is_neither_trusted_nor_allocated() {
+    // Without a matching header checksum.
+    check_block_2_skipped(|b| b[16..20].copy_from_slice(&0xFFFF_FF00u32.to_le_bytes()));
+    // With one: the length is checked against the lz4 bound of the maximum block size.
+    check_block_2_skipped(|b| {
+        b[16..20].copy_from_slice(&0xFFFF_FF00u32.to_le_bytes());
+        reseal(b);
+    });
+    // Within the bound but past the end of the file, in the middle of the newest segment.
+    check_block_2_skipped(|b| {
+        b[12..16].copy_from_slice(&(16u32 << 20).to_le_bytes());
+        b[16..20].copy_from_slice(&(16u32 << 20).to_le_bytes());
+        reseal(b);
+    });
+
+    // And the reader's buffers stay small.
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, offsets) = five_blocks(tmp.path());
+    let seg = only_segment(tmp.path());
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&seg)
+        .unwrap();
+    let mut head = [0u8; HEADER_LEN];
+    f.read_exact_at(&mut head, offsets[1]).unwrap();
+    head[12..16].copy_from_slice(&(16u32 << 20).to_le_bytes());
+    head[16..20].copy_from_slice(&0xFFFF_FF00u32.to_le_bytes());
+    reseal(&mut head);
+    f.write_all_at(&head, offsets[1]).unwrap();
+    drop(f);
+    let opts = plain();
+    let mut reader = Reader::new(tmp.path(), &opts);
+    let mut out = Vec::new();
+    let stats = reader.run(&mut out, &AtomicBool::new(false)).unwrap();
+    assert_eq!((stats.records, stats.corrupt_blocks), (40, 1));
+    assert!(
+        reader.buffer_capacity() < 1 << 20,
+        "reader holds {} bytes",
+        reader.buffer_capacity()
+    );
+}
+
+#[test]
+fn an_incomplete_block_in_an_older_segment_is_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (expected, offsets) = five_blocks(tmp.path());
+    let seg = only_segment(tmp.path());
+    let len = std::fs::metadata(&seg).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len - 7)
+        .unwrap();
+    // A newer segment seals the torn one (copied in: a writer would first cut the tail).
+    let other = tempfile::tempdir().unwrap();
+    {
+        let mut w = StoreWriter::open(options(other.path())).unwrap();
+        w.append(&json_batch(9, 4, 900).0).unwrap();
+    }
+    std::fs::copy(segment_path(other.path(), 1), segment_path(tmp.path(), 2)).unwrap();
+
+    let (out, stats) = read_all(tmp.path(), &plain());
+    let mut want = values_of(&expected[..4]);
+    want.extend(values_of(&[json_batch(9, 4, 900).1]));
+    assert_eq!(out, want);
+    assert_eq!(stats.records, 44);
+    assert_eq!(stats.corrupt_blocks, 1);
+    assert_eq!(stats.corrupt_bytes, len - 7 - offsets[4]);
+}
+
+#[test]
+fn missing_directory_is_an_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nope");
+    let mut out = Vec::new();
+    let err = read(&missing, &plain(), &mut out, &AtomicBool::new(false)).unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+}
+
+// ---------------------------------------------------------------- locking
+
+#[test]
+fn a_second_writer_on_the_same_directory_fails_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = StoreWriter::open(options(tmp.path())).unwrap();
+    let err = StoreWriter::open(options(tmp.path())).unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("already in use by another writer"), "{msg}");
+    assert!(msg.contains("LOCK"), "{msg}");
+    assert!(
+        msg.contains(&format!("pid {}", std::process::id())),
+        "{msg}"
+    );
+    drop(first);
+    StoreWriter::open(options(tmp.path())).expect("lock released on drop");
+}
+
+// ---------------------------------------------------------------- follow
+
+/// A `Write` whose contents another thread can look at.
+#[derive(Clone, Default)]
+struct SharedOut(Arc<Mutex<Vec<u8>>>);
+
+impl Write for SharedOut {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SharedOut {
+    fn wait_for(&self, want: &[u8]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.0.lock().unwrap().as_slice() == want {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let got = self.0.lock().unwrap().clone();
+        panic!(
+            "follower output after 10 s:\n{}\nwanted:\n{}",
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(want)
+        );
+    }
+}
+
+fn spawn_follower(
+    dir: &Path,
+    opts: ReadOptions,
+) -> (
+    SharedOut,
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<ReadStats>,
+) {
+    let out = SharedOut::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (dir, mut o, s) = (dir.to_path_buf(), out.clone(), stop.clone());
+    let handle = std::thread::spawn(move || read(&dir, &opts, &mut o, &s).expect("follow"));
+    (out, stop, handle)
+}
+
+#[test]
+fn follow_sees_new_blocks_across_rolls_and_stops_on_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        max_segment_bytes: 700, // a few blocks (of about 250 bytes) per segment
+        ..options(tmp.path())
+    };
+    let mut w = StoreWriter::open(opts).unwrap();
+    let (b0, e0) = json_batch(0, 10, 0);
+    w.append(&b0).unwrap();
+
+    let (out, stop, handle) = spawn_follower(
+        tmp.path(),
+        ReadOptions {
+            follow: true,
+            grep: Some(b"batch".to_vec()),
+            ..plain()
+        },
+    );
+    let mut expected = vec![e0];
+    out.wait_for(&values_of(&expected));
+    for id in 1..12 {
+        let (b, e) = json_batch(id, 10, i64::from(id) * 100);
+        w.append(&b).unwrap();
+        expected.push(e);
+        if id % 4 == 0 {
+            out.wait_for(&values_of(&expected));
+        }
+    }
+    assert!(
+        w.stats().segments >= 3,
+        "the test must roll: {:?}",
+        w.stats()
+    );
+    out.wait_for(&values_of(&expected));
+
+    let started = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    let stats = handle.join().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(stats.records, 120);
+    assert_eq!(stats.blocks, 12);
+    assert_eq!(stats.corrupt_blocks, 0);
+}
+
+#[test]
+fn follow_moves_on_when_retention_deletes_the_segment_it_is_reading() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        max_segment_bytes: 1, // one block per segment
+        max_total_bytes: 1,   // and only the active segment is kept
+        ..options(tmp.path())
+    };
+    let mut w = StoreWriter::open(opts).unwrap();
+    let (b0, e0) = json_batch(0, 3, 0);
+    w.append(&b0).unwrap();
+    let (out, stop, handle) = spawn_follower(
+        tmp.path(),
+        ReadOptions {
+            follow: true,
+            ..plain()
+        },
+    );
+    let mut expected = vec![e0];
+    out.wait_for(&values_of(&expected));
+    for id in 1..6 {
+        // The follower sits at the end of the segment that this roll deletes.
+        let (b, e) = json_batch(id, 3, i64::from(id) * 10);
+        w.append(&b).unwrap();
+        expected.push(e);
+        out.wait_for(&values_of(&expected));
+        assert_eq!(list_segments(tmp.path()).unwrap(), vec![u64::from(id) + 1]);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let stats = handle.join().unwrap();
+    assert_eq!(stats.records, 18);
+}
+
+#[test]
+fn follow_waits_for_a_torn_block_and_reads_what_recovery_writes_in_its_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (expected, offsets) = five_blocks(tmp.path());
+    let seg = only_segment(tmp.path());
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(offsets[4] + 30)
+        .unwrap();
+    let (out, stop, handle) = spawn_follower(
+        tmp.path(),
+        ReadOptions {
+            follow: true,
+            ..plain()
+        },
+    );
+    let mut want = expected[..4].to_vec();
+    out.wait_for(&values_of(&want));
+    let mut w = StoreWriter::open(options(tmp.path())).unwrap();
+    let (b, e) = json_batch(7, 2, 700);
+    w.append(&b).unwrap();
+    want.push(e);
+    out.wait_for(&values_of(&want));
+    stop.store(true, Ordering::Relaxed);
+    let stats = handle.join().unwrap();
+    assert_eq!((stats.records, stats.corrupt_blocks), (42, 0));
+}
+
+// ---------------------------------------------------------------- arbitrary input
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_as_a_segment_never_panic(
+        bytes in prop::collection::vec(any::<u8>(), 0..4096),
+        with_magic in any::<bool>(),
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut bytes = bytes;
+        if with_magic && bytes.len() >= 4 {
+            bytes[..4].copy_from_slice(&super::block::MAGIC);
+        }
+        std::fs::write(segment_path(tmp.path(), 1), &bytes).unwrap();
+        let (out, stats) = read_all(tmp.path(), &plain());
+        prop_assert_eq!(stats.records, 0);
+        prop_assert!(out.is_empty());
+        prop_assert!(stats.corrupt_bytes <= bytes.len() as u64);
+        // The writer recovers from it too: nothing valid, so everything goes.
+        let w = StoreWriter::open(options(tmp.path())).unwrap();
+        prop_assert_eq!(w.stats().truncated_at_open, bytes.len() as u64);
+    }
+
+    #[test]
+    fn damaged_segments_never_panic_and_keep_undamaged_blocks(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        cut in any::<prop::sample::Index>(),
+        do_cut in any::<bool>(),
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let (expected, offsets) = five_blocks(tmp.path());
+        let seg = only_segment(tmp.path());
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let mut touched = Vec::new();
+        for (at, value) in &edits {
+            let i = at.index(bytes.len());
+            if bytes[i] != *value {
+                bytes[i] = *value;
+                touched.push(i as u64);
+            }
+        }
+        if do_cut {
+            let n = cut.index(bytes.len());
+            bytes.truncate(n);
+            touched.push(n as u64);
+        }
+        std::fs::write(&seg, &bytes).unwrap();
+        let (_, stats) = read_all(tmp.path(), &plain());
+        // Every block before the first damaged byte comes back.
+        let first = touched.iter().copied().min().unwrap_or(u64::MAX);
+        let intact = offsets.iter().skip(1).chain(std::iter::once(&u64::MAX))
+            .take_while(|&&end| end <= first).count();
+        let intact_records: u64 = expected[..intact].iter().map(|b| b.len() as u64).sum();
+        prop_assert!(stats.records >= intact_records, "{:?} {}", stats, intact);
+        prop_assert!(stats.records <= 50);
+        let w = StoreWriter::open(options(tmp.path())).unwrap();
+        prop_assert!(w.stats().disk_bytes <= bytes.len() as u64);
+    }
+}

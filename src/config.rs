@@ -443,7 +443,10 @@ impl Config {
                 {
                     return Err(invalid(
                         key("socket_mode"),
-                        format!("{:?} is not an octal mode like \"0666\"", listener.socket_mode),
+                        format!(
+                            "{:?} is not an octal mode like \"0666\"",
+                            listener.socket_mode
+                        ),
                     ));
                 }
             } else {
@@ -451,7 +454,9 @@ impl Config {
                     None => {
                         return Err(invalid(
                             key("address"),
-                            format!("required for type = \"{kind}\", e.g. address = \"0.0.0.0:5514\""),
+                            format!(
+                                "required for type = \"{kind}\", e.g. address = \"0.0.0.0:5514\""
+                            ),
                         ));
                     }
                     Some(a) if a.parse::<SocketAddr>().is_err() => {
@@ -481,7 +486,10 @@ impl Config {
             if let Some(name) = &listener.name
                 && !names.insert(name.clone())
             {
-                return Err(invalid(key("name"), format!("{name:?} is used by two listeners")));
+                return Err(invalid(
+                    key("name"),
+                    format!("{name:?} is used by two listeners"),
+                ));
             }
         }
         let p = &self.pipeline;
@@ -503,7 +511,10 @@ impl Config {
         if self.metrics.enabled && self.metrics.address.parse::<SocketAddr>().is_err() {
             return Err(invalid(
                 "metrics.address".into(),
-                format!("{:?} is not IP:PORT, e.g. \"127.0.0.1:9100\"", self.metrics.address),
+                format!(
+                    "{:?} is not IP:PORT, e.g. \"127.0.0.1:9100\"",
+                    self.metrics.address
+                ),
             ));
         }
         if self.sink.store.max_segment_bytes < 4096 {
@@ -526,7 +537,10 @@ impl Config {
 
     /// The RFC 3164 time zone (validated by [`Config::validate`]).
     pub fn legacy_zone(&self) -> LegacyZone {
-        self.ingest.legacy_timezone.parse().unwrap_or(LegacyZone::Local)
+        self.ingest
+            .legacy_timezone
+            .parse()
+            .unwrap_or(LegacyZone::Local)
     }
 
     /// The local store's directory.
@@ -572,7 +586,10 @@ mod tests {
         let kinds: Vec<_> = config.listen.iter().map(|l| l.kind.as_str()).collect();
         assert_eq!(kinds, ["udp", "tcp", "unix-datagram", "unix-stream"]);
         assert_eq!(config.listen[0].address.as_deref(), Some("0.0.0.0:5514"));
-        assert_eq!(config.listen[2].path.as_deref(), Some(Path::new("run/log.sock")));
+        assert_eq!(
+            config.listen[2].path.as_deref(),
+            Some(Path::new("run/log.sock"))
+        );
         assert_eq!(config.store_dir(), Path::new("data/store"));
         assert_eq!(config.sink.kind, SinkKind::Store);
         assert_eq!(config.ingest.max_message_bytes, 65536);
@@ -611,7 +628,10 @@ mod tests {
     #[test]
     fn bad_enum_value_lists_the_allowed_values() {
         let err = load("[ingest]\noversize = \"cut\"\n").unwrap_err();
-        assert!(err.contains("`truncate`") && err.contains("`drop`"), "{err}");
+        assert!(
+            err.contains("`truncate`") && err.contains("`drop`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -626,15 +646,19 @@ mod tests {
     #[test]
     fn bad_address_and_timezone_are_rejected() {
         let err = load("[[listen]]\ntype = \"tcp\"\naddress = \"localhost\"\n").unwrap_err();
-        assert!(err.contains("listen[0].address") && err.contains("\"localhost\""), "{err}");
+        assert!(
+            err.contains("listen[0].address") && err.contains("\"localhost\""),
+            "{err}"
+        );
         let err = load("[ingest]\nlegacy_timezone = \"Mars/Olympus\"\n").unwrap_err();
         assert!(err.contains("ingest.legacy_timezone"), "{err}");
     }
 
     #[test]
     fn framing_on_a_datagram_listener_is_an_error() {
-        let err = load("[[listen]]\ntype = \"udp\"\naddress = \"0.0.0.0:1\"\nframing = \"newline\"\n")
-            .unwrap_err();
+        let err =
+            load("[[listen]]\ntype = \"udp\"\naddress = \"0.0.0.0:1\"\nframing = \"newline\"\n")
+                .unwrap_err();
         assert!(err.contains("listen[0].framing"), "{err}");
     }
 }

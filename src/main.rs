@@ -69,6 +69,7 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -129,7 +130,8 @@ fn raise_open_files_limit() {
     };
     // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
@@ -227,7 +229,11 @@ fn parse_stdin(format: Format, zone: LegacyZone) -> anyhow::Result<()> {
         encode::encode(Encoding::Json, line, &record, &envelope, &mut encoded);
         encoded.push(b'\n');
         if let Err(e) = out.write_all(&encoded) {
-            return if e.kind() == std::io::ErrorKind::BrokenPipe { Ok(()) } else { Err(e.into()) };
+            return if e.kind() == std::io::ErrorKind::BrokenPipe {
+                Ok(())
+            } else {
+                Err(e.into())
+            };
         }
     }
     match out.flush() {
@@ -239,7 +245,9 @@ fn parse_stdin(format: Format, zone: LegacyZone) -> anyhow::Result<()> {
 /// Parses `30s`, `15m`, `2h`, `7d` or a plain number of seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number
         .parse()
@@ -249,7 +257,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => 60,
         "h" => 3600,
         "d" => 86400,
-        _ => return Err(format!("unknown unit {unit:?} in {text:?}: use s, m, h or d")),
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?}: use s, m, h or d"
+            ));
+        }
     };
     Ok(Duration::from_secs(number * seconds))
 }

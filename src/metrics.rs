@@ -210,23 +210,77 @@ impl Metrics {
         let mut out = String::with_capacity(8192);
         type Get = fn(&ListenerMetrics) -> i64;
         let listener_series: [(&str, &str, &str, Option<&str>, Get); 10] = [
-            ("received_lines_total", "counter", "Messages received.", None, |l| l.received_lines.get() as i64),
-            ("received_bytes_total", "counter", "Message bytes received, after framing.", None, |l| l.received_bytes.get() as i64),
-            ("parse_errors_total", "counter", "Messages kept raw because they did not parse.", None, |l| l.parse_errors.get() as i64),
-            ("truncated_total", "counter", "Messages cut to max_message_bytes.", None, |l| l.truncated.get() as i64),
-            ("dropped_total", "counter", "Messages not kept, by reason.", Some("oversize"), |l| l.dropped_oversize.get() as i64),
-            ("dropped_total", "counter", "", Some("ring_full"), |l| l.dropped_ring_full.get() as i64),
-            ("dropped_total", "counter", "", Some("shutdown"), |l| l.dropped_shutdown.get() as i64),
-            ("framing_errors_total", "counter", "Untrusted or malformed octet counts.", None, |l| l.framing_errors.get() as i64),
-            ("connections_open", "gauge", "Open stream connections.", None, |l| l.connections_open.get()),
-            ("connections_total", "counter", "Stream connections accepted.", None, |l| l.connections.get() as i64),
+            (
+                "received_lines_total",
+                "counter",
+                "Messages received.",
+                None,
+                |l| l.received_lines.get() as i64,
+            ),
+            (
+                "received_bytes_total",
+                "counter",
+                "Message bytes received, after framing.",
+                None,
+                |l| l.received_bytes.get() as i64,
+            ),
+            (
+                "parse_errors_total",
+                "counter",
+                "Messages kept raw because they did not parse.",
+                None,
+                |l| l.parse_errors.get() as i64,
+            ),
+            (
+                "truncated_total",
+                "counter",
+                "Messages cut to max_message_bytes.",
+                None,
+                |l| l.truncated.get() as i64,
+            ),
+            (
+                "dropped_total",
+                "counter",
+                "Messages not kept, by reason.",
+                Some("oversize"),
+                |l| l.dropped_oversize.get() as i64,
+            ),
+            ("dropped_total", "counter", "", Some("ring_full"), |l| {
+                l.dropped_ring_full.get() as i64
+            }),
+            ("dropped_total", "counter", "", Some("shutdown"), |l| {
+                l.dropped_shutdown.get() as i64
+            }),
+            (
+                "framing_errors_total",
+                "counter",
+                "Untrusted or malformed octet counts.",
+                None,
+                |l| l.framing_errors.get() as i64,
+            ),
+            (
+                "connections_open",
+                "gauge",
+                "Open stream connections.",
+                None,
+                |l| l.connections_open.get(),
+            ),
+            (
+                "connections_total",
+                "counter",
+                "Stream connections accepted.",
+                None,
+                |l| l.connections.get() as i64,
+            ),
         ];
         for (name, kind, help, reason, get) in listener_series {
             if !help.is_empty() {
                 header(&mut out, name, kind, help);
             }
             for l in &self.listeners {
-                let reason = reason.map(|r| format!(",reason=\"{r}\"")).unwrap_or_default();
+                let reason = reason
+                    .map(|r| format!(",reason=\"{r}\""))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
                     "logtail_{name}{{listener=\"{}\",transport=\"{}\"{reason}}} {}",
@@ -254,9 +308,21 @@ impl Metrics {
 
         type RingGet = fn(&RingMetrics) -> i64;
         let ring_series: [(&str, &str, RingGet); 3] = [
-            ("ring_records", "Records waiting in the shard's ring.", |r| r.records.get()),
-            ("ring_batches", "Batches waiting in the shard's ring.", |r| r.batches.get()),
-            ("ring_capacity_batches", "Capacity of the shard's ring, in batches.", |r| r.capacity_batches as i64),
+            (
+                "ring_records",
+                "Records waiting in the shard's ring.",
+                |r| r.records.get(),
+            ),
+            (
+                "ring_batches",
+                "Batches waiting in the shard's ring.",
+                |r| r.batches.get(),
+            ),
+            (
+                "ring_capacity_batches",
+                "Capacity of the shard's ring, in batches.",
+                |r| r.capacity_batches as i64,
+            ),
         ];
         for (name, help, get) in ring_series {
             header(&mut out, name, "gauge", help);
@@ -267,11 +333,31 @@ impl Metrics {
 
         let s = &self.sink;
         let sink_series: [(&str, &str, u64); 5] = [
-            ("sink_records_total", "Records written by the sink.", s.records.get()),
-            ("sink_batches_total", "Batches written by the sink.", s.batches.get()),
-            ("sink_bytes_total", "Encoded record bytes written by the sink.", s.bytes.get()),
-            ("sink_errors_total", "Failed sink writes (each is retried).", s.errors.get()),
-            ("sink_lost_records_total", "Records given up on at shutdown because the sink kept failing.", s.lost_records.get()),
+            (
+                "sink_records_total",
+                "Records written by the sink.",
+                s.records.get(),
+            ),
+            (
+                "sink_batches_total",
+                "Batches written by the sink.",
+                s.batches.get(),
+            ),
+            (
+                "sink_bytes_total",
+                "Encoded record bytes written by the sink.",
+                s.bytes.get(),
+            ),
+            (
+                "sink_errors_total",
+                "Failed sink writes (each is retried).",
+                s.errors.get(),
+            ),
+            (
+                "sink_lost_records_total",
+                "Records given up on at shutdown because the sink kept failing.",
+                s.lost_records.get(),
+            ),
         ];
         for (name, help, value) in sink_series {
             header(&mut out, name, "counter", help);
@@ -299,8 +385,17 @@ impl Metrics {
                 h.len()
             );
         }
-        header(&mut out, "uptime_seconds", "gauge", "Seconds since the gateway started.");
-        let _ = writeln!(out, "logtail_uptime_seconds {:.3}", self.started.elapsed().as_secs_f64());
+        header(
+            &mut out,
+            "uptime_seconds",
+            "gauge",
+            "Seconds since the gateway started.",
+        );
+        let _ = writeln!(
+            out,
+            "logtail_uptime_seconds {:.3}",
+            self.started.elapsed().as_secs_f64()
+        );
         out
     }
 }
@@ -356,7 +451,10 @@ async fn answer(mut stream: tokio::net::TcpStream, metrics: &Metrics) -> std::io
     }
     let request_line = head.split(|&b| b == b'\r').next().unwrap_or_default();
     let mut parts = request_line.split(|&b| b == b' ');
-    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (method, target) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
     let (status, content_type, body) = match (method, target) {
         (b"GET", b"/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
         (b"GET", b"/") => (
@@ -364,8 +462,16 @@ async fn answer(mut stream: tokio::net::TcpStream, metrics: &Metrics) -> std::io
             "text/plain",
             "logtail gateway: metrics at /metrics\n".to_string(),
         ),
-        (b"GET", _) => ("404 Not Found", "text/plain", "not found: try /metrics\n".to_string()),
-        _ => ("405 Method Not Allowed", "text/plain", "only GET\n".to_string()),
+        (b"GET", _) => (
+            "404 Not Found",
+            "text/plain",
+            "not found: try /metrics\n".to_string(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "only GET\n".to_string(),
+        ),
     };
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -399,7 +505,9 @@ impl RateLimitedWarning {
             return;
         };
         let now = Instant::now();
-        let due = state.0.is_none_or(|last| now.duration_since(last) >= self.interval);
+        let due = state
+            .0
+            .is_none_or(|last| now.duration_since(last) >= self.interval);
         if due {
             let held_back = std::mem::take(&mut state.1);
             state.0 = Some(now);
@@ -447,7 +555,10 @@ mod tests {
             "logtail_sink_bytes_total{sink=\"store\"} 1000",
             "logtail_batch_latency_seconds_count{sink=\"store\"} 1",
         ] {
-            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
         }
         // Each metric family has exactly one TYPE line.
         assert_eq!(text.matches("# TYPE logtail_dropped_total ").count(), 1);

@@ -59,9 +59,13 @@ impl Server {
             .map(|i| BoundListener::bind(config, i, shard_count))
             .collect::<Result<_, _>>()?;
         let metrics_listener = if config.metrics.enabled {
-            let listener = std::net::TcpListener::bind(&config.metrics.address).with_context(|| {
-                format!("metrics endpoint: cannot listen on {}", config.metrics.address)
-            })?;
+            let listener =
+                std::net::TcpListener::bind(&config.metrics.address).with_context(|| {
+                    format!(
+                        "metrics endpoint: cannot listen on {}",
+                        config.metrics.address
+                    )
+                })?;
             listener.set_nonblocking(true)?;
             Some(listener)
         } else {
@@ -93,7 +97,12 @@ impl Server {
                 legacy_zone: config.legacy_zone(),
                 limits,
             };
-            shards.push(ingest::spawn_shard(settings, producer, sockets, signal.clone())?);
+            shards.push(ingest::spawn_shard(
+                settings,
+                producer,
+                sockets,
+                signal.clone(),
+            )?);
         }
 
         let sink_thread = {
@@ -202,7 +211,10 @@ fn spawn_metrics_endpoint(
     let thread = std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     tracing::error!("metrics endpoint: cannot start its runtime: {e}");

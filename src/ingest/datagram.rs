@@ -89,7 +89,8 @@ impl DatagramBuffers {
     pub fn receive(&mut self, fd: &impl AsRawFd) -> io::Result<usize> {
         for hdr in &mut self.headers {
             // The kernel overwrites these on every call.
-            hdr.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdr.msg_hdr.msg_namelen =
+                std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             hdr.msg_hdr.msg_flags = 0;
         }
         // SAFETY: every header points at live buffers owned by `self` (see the type's doc), and
@@ -137,13 +138,19 @@ fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match i32::from(storage.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in.
-            let sin = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let sin =
+                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says the storage holds a sockaddr_in6.
-            let sin6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let sin6 = unsafe {
+                &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
             let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
             Some(SocketAddr::V6(SocketAddrV6::new(
                 ip,
@@ -183,7 +190,9 @@ pub async fn run(
     socket: OwnedFd,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let socket = match AsyncFd::with_interest(socket, Interest::READABLE) {
+    // SAFETY: an OwnedFd is a valid descriptor that stays open, and always the same one, until
+    // the AsyncFd that owns it is dropped.
+    let socket = match unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) } {
         Ok(fd) => fd,
         Err(e) => {
             tracing::error!(listener = %listener.name, "cannot watch socket: {e}");

@@ -114,7 +114,8 @@ impl BoundListener {
                     error(io::Error::new(io::ErrorKind::InvalidInput, "not IP:PORT"))
                 })?;
                 let is_udp = listener.kind == ListenerKind::Udp;
-                let first = inet_socket(addr, is_udp, listener.receive_buffer_bytes).map_err(&error)?;
+                let first =
+                    inet_socket(addr, is_udp, listener.receive_buffer_bytes).map_err(&error)?;
                 // With port 0 the first bind picks the port; the other shards join that one.
                 let bound = first
                     .local_addr()
@@ -123,16 +124,28 @@ impl BoundListener {
                     .unwrap_or(addr);
                 let mut all = vec![first];
                 for _ in 1..shards {
-                    all.push(inet_socket(bound, is_udp, listener.receive_buffer_bytes).map_err(&error)?);
+                    all.push(
+                        inet_socket(bound, is_udp, listener.receive_buffer_bytes)
+                            .map_err(&error)?,
+                    );
                 }
-                let sockets = if is_udp { Sockets::Udp(all) } else { Sockets::Tcp(all) };
+                let sockets = if is_udp {
+                    Sockets::Udp(all)
+                } else {
+                    Sockets::Tcp(all)
+                };
                 (sockets, bound.to_string(), None)
             }
             ListenerKind::UnixDatagram | ListenerKind::UnixStream => {
                 let path = listener.path.clone().unwrap_or_default();
                 let datagram = listener.kind == ListenerKind::UnixDatagram;
-                let socket = unix_socket(&path, datagram, listener.mode(), listener.receive_buffer_bytes)
-                    .map_err(&error)?;
+                let socket = unix_socket(
+                    &path,
+                    datagram,
+                    listener.mode(),
+                    listener.receive_buffer_bytes,
+                )
+                .map_err(&error)?;
                 let sockets = if datagram {
                     Sockets::UnixDatagram(socket)
                 } else {
@@ -150,7 +163,11 @@ impl BoundListener {
             oversize: config.ingest.oversize,
             max_connections: listener.max_connections,
             idle_timeout: listener.idle_timeout(),
-            source: if listener.kind.is_unix() { local.clone() } else { String::new() },
+            source: if listener.kind.is_unix() {
+                local.clone()
+            } else {
+                String::new()
+            },
             warning: Arc::new(RateLimitedWarning::new(Duration::from_secs(1))),
         };
         Ok(BoundListener {
@@ -209,7 +226,12 @@ fn inet_socket(addr: SocketAddr, udp: bool, receive_buffer: usize) -> io::Result
 }
 
 /// A non-blocking Unix socket at `path`, replacing a stale socket file left by an earlier run.
-fn unix_socket(path: &Path, datagram: bool, mode: u32, receive_buffer: usize) -> io::Result<Socket> {
+fn unix_socket(
+    path: &Path,
+    datagram: bool,
+    mode: u32,
+    receive_buffer: usize,
+) -> io::Result<Socket> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
@@ -300,7 +322,10 @@ pub fn spawn_shard(
     std::thread::Builder::new()
         .name(format!("shard-{}", settings.id))
         .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     tracing::error!(shard = settings.id, "cannot start the shard's runtime: {e}");
@@ -327,7 +352,9 @@ async fn run_shard(
                 datagram::run(&shard, &context, fd, stop.wait()).await;
             }),
             ShardSocket::Tcp(listener) => match tokio::net::TcpListener::from_std(listener) {
-                Ok(listener) => tokio::task::spawn_local(stream::run_acceptor(shard, context, listener, stop)),
+                Ok(listener) => {
+                    tokio::task::spawn_local(stream::run_acceptor(shard, context, listener, stop))
+                }
                 Err(e) => {
                     tracing::error!(listener = %context.name, "cannot register listener: {e}");
                     continue;

@@ -144,7 +144,11 @@ impl Shard {
 
     /// Runs `f` for one receive stamped now, then adds its counts to `metrics` and cuts the
     /// batch if it is full.
-    pub fn receive<R>(&self, metrics: &ListenerMetrics, f: impl FnOnce(&mut Receive<'_>) -> R) -> R {
+    pub fn receive<R>(
+        &self,
+        metrics: &ListenerMetrics,
+        f: impl FnOnce(&mut Receive<'_>) -> R,
+    ) -> R {
         let mut filling = self.filling.borrow_mut();
         filling.stamp(SystemTime::now());
         let mut receive = Receive {
@@ -190,7 +194,8 @@ impl Shard {
         }
         let fresh = new_batch(&self.settings, filling.batch.value_bytes());
         let full = std::mem::replace(&mut filling.batch, fresh);
-        if let Err(PushError::Full(batch) | PushError::Closed(batch)) = self.producer.try_push(full) {
+        if let Err(PushError::Full(batch) | PushError::Closed(batch)) = self.producer.try_push(full)
+        {
             filling.pending = Some(batch);
         }
     }
@@ -201,7 +206,8 @@ impl Shard {
         let mut filling = self.filling.borrow_mut();
         let was_blocked = filling.is_blocked(&self.settings.limits);
         if let Some(batch) = filling.pending.take()
-            && let Err(PushError::Full(batch) | PushError::Closed(batch)) = self.producer.try_push(batch)
+            && let Err(PushError::Full(batch) | PushError::Closed(batch)) =
+                self.producer.try_push(batch)
         {
             filling.pending = Some(batch);
         }

@@ -15,9 +15,9 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::{ListenerContext, Shutdown};
 use super::framing::Decoder;
 use super::shard::Shard;
+use super::{ListenerContext, Shutdown};
 
 /// First read size of a connection, in bytes.
 pub const INITIAL_READ: usize = 16 * 1024;
@@ -84,7 +84,8 @@ pub async fn run_acceptor<A: Acceptor>(
                     });
                     continue;
                 }
-                let (shard, listener, shutdown) = (shard.clone(), listener.clone(), shutdown.clone());
+                let (shard, listener, shutdown) =
+                    (shard.clone(), listener.clone(), shutdown.clone());
                 tokio::task::spawn_local(async move {
                     serve_connection(&shard, &listener, stream, source, shutdown.wait()).await;
                 });
@@ -110,7 +111,11 @@ pub async fn serve_connection<R: AsyncRead + Unpin>(
 ) {
     let metrics = &*listener.metrics;
     let _counted = shard.connection_opened(metrics);
-    let mut decoder = Decoder::new(listener.framing, listener.max_message_bytes, listener.oversize);
+    let mut decoder = Decoder::new(
+        listener.framing,
+        listener.max_message_bytes,
+        listener.oversize,
+    );
     let mut buf = BytesMut::with_capacity(INITIAL_READ);
     let mut read_size = INITIAL_READ;
     tokio::pin!(shutdown);
@@ -124,16 +129,24 @@ pub async fn serve_connection<R: AsyncRead + Unpin>(
             _ = shard.until_unblocked() => {}
         }
         // A partial frame may need up to a whole message of room.
-        let want = if buf.is_empty() { read_size } else { read_size.max(decoder.needed_buffer()) };
+        let want = if buf.is_empty() {
+            read_size
+        } else {
+            read_size.max(decoder.needed_buffer())
+        };
         buf.reserve(want);
         let spare = buf.capacity() - buf.len();
         let read = async {
             match (draining_since, listener.idle_timeout) {
                 (Some(since), _) => {
                     let left = DRAIN_LIMIT.saturating_sub(since.elapsed()).min(DRAIN_QUIET);
-                    tokio::time::timeout(left, stream.read_buf(&mut buf)).await.ok()
+                    tokio::time::timeout(left, stream.read_buf(&mut buf))
+                        .await
+                        .ok()
                 }
-                (None, Some(idle)) => tokio::time::timeout(idle, stream.read_buf(&mut buf)).await.ok(),
+                (None, Some(idle)) => tokio::time::timeout(idle, stream.read_buf(&mut buf))
+                    .await
+                    .ok(),
                 (None, None) => Some(stream.read_buf(&mut buf).await),
             }
         };
@@ -155,7 +168,9 @@ pub async fn serve_connection<R: AsyncRead + Unpin>(
             }
         };
         let used = shard.receive(metrics, |receive| {
-            decoder.decode(&buf, eof, |frame| receive.message(frame.message, listener.format, &source))
+            decoder.decode(&buf, eof, |frame| {
+                receive.message(frame.message, listener.format, &source)
+            })
         });
         buf.advance(used);
         let counters = decoder.take_counters();

@@ -140,7 +140,10 @@ mod tests {
         assert_eq!(consumer.recv().map(|b| b.len()), Some(3));
         assert_eq!((metrics.records.get(), metrics.batches.get()), (4, 1));
         // The pop happened before anyone waited: the permit is kept, so this resolves at once.
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             tokio::time::timeout(std::time::Duration::from_secs(5), producer.space())
                 .await

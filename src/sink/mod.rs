@@ -72,21 +72,28 @@ pub fn run(
     let mut live = rings;
     let mut last_tick = Instant::now();
     while !live.is_empty() {
-        let mut select = Select::new();
-        for ring in &live {
-            select.recv(ring.receiver());
-        }
-        if let Ok(op) = select.select_timeout(TICK) {
-            let index = op.index();
-            match op.recv(live[index].receiver()) {
-                Ok(batch) => {
-                    live[index].taken(&batch);
-                    write_with_retry(&mut *sink, &batch, &metrics, &stopping, &warning);
-                }
-                Err(_) => {
-                    live.swap_remove(index);
-                }
+        let closed = {
+            let mut select = Select::new();
+            for ring in &live {
+                select.recv(ring.receiver());
             }
+            match select.select_timeout(TICK) {
+                Ok(op) => {
+                    let index = op.index();
+                    match op.recv(live[index].receiver()) {
+                        Ok(batch) => {
+                            live[index].taken(&batch);
+                            write_with_retry(&mut *sink, &batch, &metrics, &stopping, &warning);
+                            None
+                        }
+                        Err(_) => Some(index),
+                    }
+                }
+                Err(_) => None,
+            }
+        };
+        if let Some(index) = closed {
+            live.swap_remove(index);
         }
         if last_tick.elapsed() >= TICK {
             last_tick = Instant::now();

@@ -88,7 +88,11 @@ impl Server {
             ring_metrics.push(metrics);
             let sockets = bound
                 .iter()
-                .map(|b| Ok((b.context.clone(), b.for_shard(id)?)))
+                .filter_map(|b| match b.for_shard(id) {
+                    Ok(Some(socket)) => Some(Ok((b.context.clone(), socket))),
+                    Ok(None) => None,
+                    Err(e) => Some(Err(e)),
+                })
                 .collect::<std::io::Result<Vec<_>>>()
                 .context("cannot share the listeners with the shards")?;
             let settings = ShardSettings {

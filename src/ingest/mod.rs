@@ -4,8 +4,12 @@
 //! port is reported before anything runs. Each shard then gets its own share of every listener:
 //! - UDP and TCP: one socket per shard bound to the same address with `SO_REUSEPORT`, so the
 //!   kernel spreads datagrams and connections over the shards (by flow hash).
-//! - Unix datagram and stream: one socket, shared by all shards through duplicated descriptors;
-//!   whichever shard is free takes the next datagram or connection.
+//! - Unix stream: one socket, shared by all shards through duplicated descriptors; whichever
+//!   shard is free takes the next connection.
+//! - Unix datagram: one socket, read by one shard (listener `i` by shard `i % shards`). A Unix
+//!   datagram carries no flow the kernel could hash on, so spreading one socket over shards
+//!   would reorder a local program's lines; one shard with `recvmmsg` takes hundreds of
+//!   thousands of datagrams a second, more than local programs send.
 //!
 //! A connection belongs to the shard that accepted it for its whole life, so one sender's lines
 //! stay in order: they go through one shard, one ring, and the sink drains each ring in order.
@@ -80,6 +84,8 @@ pub struct BoundListener {
     /// The socket file to remove at shutdown.
     pub unix_path: Option<PathBuf>,
     sockets: Sockets,
+    /// The shard that reads a socket only one shard may read (Unix datagram).
+    home_shard: usize,
 }
 
 /// A shard's share of a listener.
@@ -176,6 +182,7 @@ impl BoundListener {
             local,
             unix_path,
             sockets,
+            home_shard: index % shards.max(1),
         })
     }
 
@@ -184,17 +191,20 @@ impl BoundListener {
         self.local.parse().ok()
     }
 
-    /// Shard `shard`'s share of this listener.
+    /// Shard `shard`'s share of this listener, if it has one.
     ///
     /// # Errors
     /// When duplicating a shared socket fails (out of descriptors).
-    pub fn for_shard(&self, shard: usize) -> io::Result<ShardSocket> {
-        Ok(match &self.sockets {
+    pub fn for_shard(&self, shard: usize) -> io::Result<Option<ShardSocket>> {
+        Ok(Some(match &self.sockets {
             Sockets::Udp(all) => ShardSocket::Datagram(all[shard].try_clone()?.into()),
             Sockets::Tcp(all) => ShardSocket::Tcp(all[shard].try_clone()?.into()),
-            Sockets::UnixDatagram(socket) => ShardSocket::Datagram(socket.try_clone()?.into()),
+            Sockets::UnixDatagram(socket) if shard == self.home_shard => {
+                ShardSocket::Datagram(socket.try_clone()?.into())
+            }
+            Sockets::UnixDatagram(_) => return Ok(None),
             Sockets::UnixStream(socket) => ShardSocket::Unix(socket.try_clone()?.into()),
-        })
+        }))
     }
 }
 

@@ -1,0 +1,145 @@
+//! Shared by the integration tests: a gateway on ephemeral ports over a temporary directory, and
+//! reading back what it stored.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use logtail::config::{Config, ListenerConfig, ListenerKind};
+use logtail::server::Server;
+use logtail::store::{self, ReadOptions};
+use serde_json::Value;
+
+/// A gateway running in this process, with its data in a temporary directory.
+pub struct Gateway {
+    pub server: Option<Server>,
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+}
+
+/// A configuration listening on 127.0.0.1 with ephemeral ports for UDP and TCP, and Unix
+/// sockets in `dir`; 2 shards; metrics on an ephemeral port.
+pub fn test_config(dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.data_dir = dir.join("data");
+    config.ingest.shards = 2;
+    config.listen = vec![
+        ListenerConfig::inet(ListenerKind::Udp, "127.0.0.1:0"),
+        ListenerConfig::inet(ListenerKind::Tcp, "127.0.0.1:0"),
+        ListenerConfig::unix(ListenerKind::UnixDatagram, &dir.join("log.sock")),
+        ListenerConfig::unix(ListenerKind::UnixStream, &dir.join("log-stream.sock")),
+    ];
+    config.metrics.address = "127.0.0.1:0".to_string();
+    config
+}
+
+impl Gateway {
+    /// Starts a gateway with [`test_config`].
+    pub fn start() -> Gateway {
+        Gateway::start_with(|_| {})
+    }
+
+    /// Starts a gateway with [`test_config`] changed by `adjust`.
+    pub fn start_with(adjust: impl FnOnce(&mut Config)) -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path());
+        adjust(&mut config);
+        config
+            .validate(Path::new("test"))
+            .expect("valid test config");
+        let server = Server::start(&config).expect("gateway starts");
+        Gateway {
+            server: Some(server),
+            dir,
+            config,
+        }
+    }
+
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().expect("running")
+    }
+
+    pub fn udp(&self) -> std::net::SocketAddr {
+        self.server().socket_addr("udp").expect("udp listener")
+    }
+
+    pub fn tcp(&self) -> std::net::SocketAddr {
+        self.server().socket_addr("tcp").expect("tcp listener")
+    }
+
+    pub fn unix_datagram(&self) -> PathBuf {
+        self.dir.path().join("log.sock")
+    }
+
+    pub fn unix_stream(&self) -> PathBuf {
+        self.dir.path().join("log-stream.sock")
+    }
+
+    /// The value of listener `name`'s counter `get`.
+    pub fn listener_count(
+        &self,
+        name: &str,
+        get: impl Fn(&logtail::metrics::ListenerMetrics) -> u64,
+    ) -> u64 {
+        get(self.server().metrics().listener(name).expect("listener"))
+    }
+
+    /// Waits until the sink wrote `records` records (or panics after 20 s).
+    pub fn wait_for_records(&self, records: u64) {
+        let sink = &self.server().metrics().sink;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sink.records.get() < records {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {records} records written",
+                sink.records.get()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops the gateway cleanly.
+    pub fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().expect("clean shutdown");
+        }
+    }
+
+    /// Stops the gateway and returns every stored record, oldest first.
+    pub fn stop_and_read(&mut self) -> Vec<Value> {
+        self.stop();
+        read_store(&self.config.store_dir())
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            let _ = server.shutdown();
+        }
+    }
+}
+
+/// Every record in the store at `dir`, parsed as JSON.
+pub fn read_store(dir: &Path) -> Vec<Value> {
+    let mut out = Vec::new();
+    let options = ReadOptions {
+        since_us: None,
+        grep: None,
+        follow: false,
+    };
+    store::read(dir, &options, &mut out, &AtomicBool::new(false)).expect("store readable");
+    out.split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| serde_json::from_slice(line).expect("stored records are JSON"))
+        .collect()
+}
+
+/// The `message` field of each record.
+pub fn messages(records: &[Value]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| r["message"].as_str().expect("message is text").to_string())
+        .collect()
+}

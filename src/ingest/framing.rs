@@ -49,8 +49,10 @@ pub enum OversizePolicy {
     Drop,
 }
 
-/// A MSG-LEN longer than this many digits is not an octet count (10 digits hold any u32).
+/// A MSG-LEN longer than this many digits is not believed (10 digits hold any u32)...
 const MAX_COUNT_DIGITS: usize = 10;
+/// ...and a run of more digits than this is not even read as an attempt at one.
+const MAX_DIGITS_READ: usize = 20;
 
 /// Octet counts up to this many times `max_message_bytes` are believed (and the message cut to
 /// size); larger ones are treated as a lie. 16 × the default 64 KiB bounds the bytes a lying
@@ -243,17 +245,19 @@ impl Decoder {
     /// Reads `MSG-LEN SP` at the start of `rest`, which starts with a digit or is octet-counted.
     fn read_count(&self, rest: &[u8], eof: bool) -> Count {
         let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0 || digits > MAX_COUNT_DIGITS {
+        if digits == 0 || digits > MAX_DIGITS_READ {
             return Count::NotACount;
         }
         match rest.get(digits) {
             None if eof => Count::NotACount,
             None => Count::NeedMore,
             Some(b' ') => {
-                let len = rest[..digits]
-                    .iter()
-                    .fold(0u64, |len, &d| len * 10 + u64::from(d - b'0'));
-                if len > (self.max_message_bytes * COUNT_TRUST_FACTOR) as u64 {
+                let len = rest[..digits].iter().fold(0u64, |len, &d| {
+                    len.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+                });
+                if digits > MAX_COUNT_DIGITS
+                    || len > (self.max_message_bytes * COUNT_TRUST_FACTOR) as u64
+                {
                     Count::Untrusted
                 } else {
                     Count::Valid {

@@ -19,6 +19,8 @@
 //! per shard is bounded by the ring, two batches and one receive.
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
@@ -257,14 +259,15 @@ impl Shard {
         }
     }
 
-    /// Counts a new connection until the returned guard is dropped.
-    pub fn connection_opened<'s>(&'s self, metrics: &'s ListenerMetrics) -> ConnectionGuard<'s> {
+    /// Counts a new connection until the returned guard is dropped. Taken before the
+    /// connection's task is spawned, so a shutdown waits for tasks that have not yet run.
+    pub fn connection_opened(self: &Rc<Self>, metrics: &Arc<ListenerMetrics>) -> ConnectionGuard {
         self.open_connections.set(self.open_connections.get() + 1);
         metrics.connections_open.add(1);
         metrics.connections.add(1);
         ConnectionGuard {
-            shard: self,
-            metrics,
+            shard: self.clone(),
+            metrics: metrics.clone(),
         }
     }
 
@@ -283,12 +286,12 @@ impl Shard {
 }
 
 /// Keeps a connection counted while it lives.
-pub struct ConnectionGuard<'s> {
-    shard: &'s Shard,
-    metrics: &'s ListenerMetrics,
+pub struct ConnectionGuard {
+    shard: Rc<Shard>,
+    metrics: Arc<ListenerMetrics>,
 }
 
-impl Drop for ConnectionGuard<'_> {
+impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         let open = &self.shard.open_connections;
         open.set(open.get() - 1);

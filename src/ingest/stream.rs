@@ -68,35 +68,57 @@ pub async fn run_acceptor<A: Acceptor>(
     tokio::pin!(stop);
     loop {
         let accepted = tokio::select! {
-            _ = &mut stop => return,
+            _ = &mut stop => break,
             accepted = acceptor.accept() => accepted,
         };
-        let metrics = &listener.metrics;
-        match accepted {
-            Ok((stream, source)) => {
-                if metrics.connections_open.get() >= listener.max_connections as i64 {
-                    metrics.connections_rejected.add(1);
-                    listener.warning.warn(|| {
-                        format!(
-                            "listener {}: {} connections open, refusing {source} (max_connections)",
-                            listener.name, listener.max_connections
-                        )
-                    });
-                    continue;
-                }
-                let (shard, listener, shutdown) =
-                    (shard.clone(), listener.clone(), shutdown.clone());
-                tokio::task::spawn_local(async move {
-                    serve_connection(&shard, &listener, stream, source, shutdown.wait()).await;
+        if !admit(&shard, &listener, accepted, &shutdown) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Connections the kernel completed before the shutdown may already hold data the senders
+    // consider delivered: accept them too, and let them drain like the others.
+    while let Ok(accepted) = tokio::time::timeout(Duration::ZERO, acceptor.accept()).await {
+        if !admit(&shard, &listener, accepted, &shutdown) {
+            break;
+        }
+    }
+}
+
+/// Starts serving an accepted connection, or refuses it when the listener is at its limit.
+/// Returns false on an accept error (out of descriptors or memory), so the caller pauses
+/// instead of spinning on it.
+fn admit<S: AsyncRead + Unpin + 'static>(
+    shard: &std::rc::Rc<Shard>,
+    listener: &std::rc::Rc<ListenerContext>,
+    accepted: std::io::Result<(S, String)>,
+    shutdown: &Shutdown,
+) -> bool {
+    let metrics = &listener.metrics;
+    match accepted {
+        Ok((stream, source)) => {
+            if metrics.connections_open.get() >= listener.max_connections as i64 {
+                metrics.connections_rejected.add(1);
+                listener.warning.warn(|| {
+                    format!(
+                        "listener {}: {} connections open, refusing {source} (max_connections)",
+                        listener.name, listener.max_connections
+                    )
                 });
+                return true;
             }
-            Err(e) => {
-                listener
-                    .warning
-                    .warn(|| format!("listener {}: accept failed: {e}", listener.name));
-                // Out of descriptors or memory: pause instead of spinning on the error.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            let counted = shard.connection_opened(metrics);
+            let (shard, listener, shutdown) = (shard.clone(), listener.clone(), shutdown.clone());
+            tokio::task::spawn_local(async move {
+                serve_connection(&shard, &listener, stream, source, shutdown.wait()).await;
+                drop(counted);
+            });
+            true
+        }
+        Err(e) => {
+            listener
+                .warning
+                .warn(|| format!("listener {}: accept failed: {e}", listener.name));
+            false
         }
     }
 }
@@ -110,7 +132,6 @@ pub async fn serve_connection<R: AsyncRead + Unpin>(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let metrics = &*listener.metrics;
-    let _counted = shard.connection_opened(metrics);
     let mut decoder = Decoder::new(
         listener.framing,
         listener.max_message_bytes,

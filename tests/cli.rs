@@ -1,0 +1,243 @@
+//! The `logtail` binary end to end: serve, SIGTERM, read; config errors; parse.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn logtail() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_logtail"))
+}
+
+/// Starts `logtail serve` on a config with ephemeral ports in `dir`; returns the child and the
+/// TCP address it printed.
+fn serve(dir: &Path) -> (Child, String) {
+    let config = dir.join("logtail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{data}\"\n[ingest]\nshards = 2\n\
+             [[listen]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n\
+             [[listen]]\ntype = \"unix-datagram\"\npath = \"{sock}\"\n\
+             [metrics]\naddress = \"127.0.0.1:0\"\n",
+            data = dir.join("data").display(),
+            sock = dir.join("log.sock").display()
+        ),
+    )
+    .unwrap();
+    let mut child = logtail()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut tcp = None;
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        if let Some(rest) = line.split("listening on tcp ").nth(1) {
+            tcp = Some(rest.split_whitespace().next().unwrap().to_string());
+        }
+        if line.contains("metrics at") {
+            break;
+        }
+        line.clear();
+    }
+    // Keep draining stderr so the gateway never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    (child, tcp.expect("the gateway printed its TCP address"))
+}
+
+fn sigterm_and_wait(mut child: Child) {
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "clean exit after SIGTERM, got {status}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "gateway did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read_store(dir: &Path, args: &[&str]) -> Vec<String> {
+    let out = logtail()
+        .args(["read", "--dir"])
+        .arg(dir.join("data/store"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn serve_then_sigterm_then_read_returns_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, tcp) = serve(dir.path());
+    let mut conn = TcpStream::connect(&tcp).unwrap();
+    let mut buf = String::new();
+    for i in 0..10_000 {
+        buf.push_str(&format!(
+            "<14>Nov 21 10:00:00 web01 nginx[7]: request {i}\n"
+        ));
+    }
+    conn.write_all(buf.as_bytes()).unwrap();
+    drop(conn);
+    std::thread::sleep(Duration::from_millis(300));
+    sigterm_and_wait(child);
+
+    let all = read_store(dir.path(), &[]);
+    assert_eq!(all.len(), 10_000);
+    for (i, line) in all.iter().enumerate() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(r["message"], format!("request {i}"));
+        assert_eq!(r["host"], "web01");
+        assert_eq!(r["app"], "nginx");
+    }
+    let grepped = read_store(dir.path(), &["--grep", "request 999"]);
+    assert_eq!(grepped.len(), 11, "request 999 and 9990–9999");
+    assert_eq!(read_store(dir.path(), &["--since", "1h"]).len(), 10_000);
+    assert_eq!(read_store(dir.path(), &["--since", "0s"]).len(), 0);
+}
+
+#[test]
+fn read_follow_prints_records_as_they_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, tcp) = serve(dir.path());
+    let mut conn = TcpStream::connect(&tcp).unwrap();
+    conn.write_all(b"<13>Nov 21 10:00:00 h app: before\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut follower = logtail()
+        .args(["read", "--follow", "--dir"])
+        .arg(dir.path().join("data/store"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(follower.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("\"message\":\"before\""), "{line}");
+    conn.write_all(b"<13>Nov 21 10:00:00 h app: after\n")
+        .unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("\"message\":\"after\""), "{line}");
+    follower.kill().unwrap();
+    let _ = follower.wait();
+    drop(conn);
+    sigterm_and_wait(child);
+}
+
+#[test]
+fn config_errors_name_the_file_and_key_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[ingest]\noversize = \"chop\"\n").unwrap();
+    let out = logtail()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml"), "{stderr}");
+    assert!(stderr.contains("line 2"), "{stderr}");
+    assert!(
+        stderr.contains("`truncate`, `drop`") || stderr.contains("`truncate` or `drop`"),
+        "{stderr}"
+    );
+
+    std::fs::write(&config, "[[listen]]\ntype = \"tcp\"\n").unwrap();
+    let out = logtail()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("listen[0].address: required"), "{stderr}");
+
+    let out = logtail()
+        .args(["serve", "--config"])
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}
+
+#[test]
+fn busy_port_is_reported_with_the_listener_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[[listen]]\nname = \"edge\"\ntype = \"tcp\"\naddress = \"{}\"\n[metrics]\nenabled = false\n",
+            dir.path().join("data").display(),
+            taken.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = logtail()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("listener edge (tcp "), "{stderr}");
+}
+
+#[test]
+fn parse_prints_one_json_object_per_input_line() {
+    let mut child = logtail()
+        .args(["parse", "--legacy-timezone", "utc"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 - 'su root' failed for lonvick on /dev/pts/8\r\n\
+              <189>123: *Nov 21 02:53:47.123: %LINK-3-UPDOWN: Interface Gi0/1, changed state to up\n\
+              \n\
+              not syslog at all\n",
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["app"], "su");
+    assert_eq!(
+        lines[0]["message"],
+        "'su root' failed for lonvick on /dev/pts/8"
+    );
+    assert_eq!(lines[0]["source"], "stdin");
+    assert_eq!(lines[1]["app"], "LINK-3-UPDOWN");
+    assert_eq!(lines[1]["msgid"], "123");
+    assert_eq!(lines[1]["message"], "Interface Gi0/1, changed state to up");
+    assert_eq!(lines[2]["message"], "not syslog at all");
+}

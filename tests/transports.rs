@@ -240,3 +240,39 @@ fn metrics_endpoint_serves_the_counts() {
         );
     }
 }
+
+#[test]
+fn tiny_ring_backpressure_loses_no_tcp_line_and_counts_every_udp_drop() {
+    let mut gw = Gateway::start_with(|c| {
+        c.pipeline.ring_batches = 1;
+        c.pipeline.batch_max_records = 1;
+        c.sink.store.fsync_interval_ms = 0; // a slow sink: one fsync per record
+    });
+    let tcp = gw.tcp();
+    let udp_addr = gw.udp();
+    let sender = std::thread::spawn(move || {
+        let mut conn = TcpStream::connect(tcp).unwrap();
+        for seq in 0..2_000 {
+            conn.write_all(format!("{}\n", line(2, seq)).as_bytes())
+                .unwrap();
+        }
+    });
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for seq in 0..2_000 {
+        udp.send_to(line(3, seq).as_bytes(), udp_addr).unwrap();
+    }
+    sender.join().unwrap();
+    gw.wait_for_records(2_000);
+    let udp_received = gw.listener_count("udp", |m| m.received_lines.get());
+    let udp_dropped = gw.listener_count("udp", |m| m.dropped_ring_full.get());
+    let records = gw.stop_and_read();
+    let tcp_records: Vec<_> = records
+        .iter()
+        .filter(|r| r["host"] == "host2")
+        .cloned()
+        .collect();
+    assert_all_in_order(&tcp_records, 1, 2_000);
+    let udp_stored = records.iter().filter(|r| r["host"] == "host3").count() as u64;
+    // Every datagram the gateway read is either stored or counted as dropped.
+    assert_eq!(udp_stored + udp_dropped, udp_received);
+}

@@ -246,6 +246,8 @@ fn deliver(
     let metrics = &*listener.metrics;
     shard.receive(metrics, |receive| {
         if receive.is_blocked(&shard.settings.limits) {
+            // Received, then dropped: both counts, so received = stored + dropped holds.
+            metrics.received_lines.add(count as u64);
             metrics.dropped_ring_full.add(count as u64);
             listener.warning.warn(|| {
                 format!(

@@ -306,3 +306,95 @@ fn new_batch(settings: &ShardSettings, previous_bytes: usize) -> Batch {
     let bytes = previous_bytes.clamp(4096, limits.max_bytes + limits.max_bytes / 8);
     Batch::with_capacity(settings.id, bytes, limits.max_records.min(bytes / 64 + 1))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::ring::ring;
+
+    fn shard(ring_capacity: usize) -> (Rc<Shard>, crate::pipeline::ring::RingConsumer) {
+        let (producer, consumer, _) = ring(0, ring_capacity);
+        let settings = ShardSettings {
+            id: 0,
+            encoding: Encoding::Raw,
+            legacy_zone: LegacyZone::Fixed(0),
+            limits: BatchLimits {
+                max_records: 2,
+                max_bytes: 1 << 20,
+                max_age: Duration::from_secs(3600),
+            },
+        };
+        (Rc::new(Shard::new(settings, producer)), consumer)
+    }
+
+    fn receive_two(shard: &Shard, metrics: &ListenerMetrics, blocked_before: bool) {
+        shard.receive(metrics, |r| {
+            assert_eq!(r.is_blocked(&shard.settings.limits), blocked_before);
+            r.message(b"<13>a", Format::Auto, "test");
+            r.message(b"<13>b", Format::Auto, "test");
+        });
+    }
+
+    #[test]
+    fn full_ring_blocks_after_one_spare_batch_and_unblocks_when_the_sink_takes_one() {
+        let (shard, consumer) = shard(1);
+        let metrics = ListenerMetrics::new("t", "tcp");
+        receive_two(&shard, &metrics, false); // cut into the ring
+        receive_two(&shard, &metrics, false); // ring full: kept as pending
+        assert!(!shard.is_blocked());
+        receive_two(&shard, &metrics, false); // current batch full too
+        assert!(shard.is_blocked());
+        assert_eq!(metrics.received_lines.get(), 6);
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async {
+            let waiter = {
+                let shard = shard.clone();
+                tokio::task::spawn_local(async move { shard.until_unblocked().await })
+            };
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let ticker = {
+                let shard = shard.clone();
+                tokio::task::spawn_local(async move {
+                    shard.run_ticker(async move { drop(stopped.await) }).await;
+                })
+            };
+            tokio::task::yield_now().await;
+            assert!(!waiter.is_finished());
+            // The sink takes one batch: the ticker moves pending into the ring and wakes us.
+            assert_eq!(consumer.recv().map(|b| b.len()), Some(2));
+            tokio::time::timeout(Duration::from_secs(5), waiter)
+                .await
+                .expect("unblocked")
+                .unwrap();
+            assert!(!shard.is_blocked());
+            let _ = stop.send(());
+            ticker.await.unwrap();
+        });
+        // What is left: one batch in the ring, one current. Draining hands over both.
+        local.block_on(&runtime, async {
+            let drain = {
+                let shard = shard.clone();
+                tokio::task::spawn_local(async move { shard.drain().await })
+            };
+            let mut taken = 0;
+            while taken < 4 {
+                tokio::task::yield_now().await;
+                while let Ok(batch) = consumer.receiver().try_recv() {
+                    consumer.taken(&batch);
+                    taken += batch.len();
+                }
+            }
+            drain.await.unwrap();
+        });
+        drop(shard);
+        assert!(
+            consumer.recv().is_none(),
+            "ring closed once the shard is gone"
+        );
+    }
+}

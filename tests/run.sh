@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine too: installs what the tests need, then runs format
+# and lint checks, every unit, property and integration test, and each benchmark once (as a
+# test, to keep them working). This is the command README.md and .ci/run give.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v logger >/dev/null || need_apt+=(bsdutils)     # util-linux logger, a real sender
+command -v cc >/dev/null || need_apt+=(gcc)              # mimalloc builds C
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -q "${need_apt[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+  echo "error: no Rust toolchain (cargo) on this machine; install one with rustup first" >&2
+  exit 1
+fi
+for component in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+done
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --locked --all-targets
+cargo test --locked --doc

@@ -512,10 +512,11 @@ impl RateLimitedWarning {
             let held_back = std::mem::take(&mut state.1);
             state.0 = Some(now);
             drop(state);
+            let text = message();
             if held_back > 0 {
-                tracing::warn!("{} ({held_back} similar warnings held back)", message());
+                tracing::warn!("{text} ({held_back} similar warnings held back)");
             } else {
-                tracing::warn!("{}", message());
+                tracing::warn!("{text}");
             }
         } else {
             state.1 += 1;

@@ -13,7 +13,7 @@ use common::{Gateway, messages};
 /// A realistic line of sender `sender`, number `seq`: RFC 5424 with structured data for even
 /// senders, RFC 3164 for odd ones.
 fn line(sender: usize, seq: usize) -> String {
-    if sender % 2 == 0 {
+    if sender.is_multiple_of(2) {
         format!(
             "<165>1 2026-11-21T10:00:00.123456+01:00 host{sender} app{sender} 42 ID7 [meta seq=\"{seq}\" sender=\"{sender}\"] s{sender} n{seq} payload"
         )

@@ -171,7 +171,7 @@ impl Decoder {
                                 }
                                 used
                             }
-                            Count::NotACount => {
+                            Count::Absent => {
                                 let used = self.newline_frame(rest, eof, &mut emit);
                                 if used.is_some() && self.framing == Framing::OctetCounting {
                                     self.counters.bad_octet_counts += 1;
@@ -246,10 +246,10 @@ impl Decoder {
     fn read_count(&self, rest: &[u8], eof: bool) -> Count {
         let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
         if digits == 0 || digits > MAX_DIGITS_READ {
-            return Count::NotACount;
+            return Count::Absent;
         }
         match rest.get(digits) {
-            None if eof => Count::NotACount,
+            None if eof => Count::Absent,
             None => Count::NeedMore,
             Some(b' ') => {
                 let len = rest[..digits].iter().fold(0u64, |len, &d| {
@@ -266,7 +266,7 @@ impl Decoder {
                     }
                 }
             }
-            Some(_) => Count::NotACount,
+            Some(_) => Count::Absent,
         }
     }
 
@@ -334,8 +334,8 @@ enum Count {
     },
     /// A well-formed count too large to believe.
     Untrusted,
-    /// Not `DIGITS SP` at all.
-    NotACount,
+    /// Not `DIGITS SP` at all: no count here.
+    Absent,
 }
 
 #[cfg(test)]

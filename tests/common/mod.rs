@@ -21,15 +21,17 @@ pub struct Gateway {
 /// A configuration listening on 127.0.0.1 with ephemeral ports for UDP and TCP, and Unix
 /// sockets in `dir`; 2 shards; metrics on an ephemeral port.
 pub fn test_config(dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.data_dir = dir.join("data");
+    let mut config = Config {
+        data_dir: dir.join("data"),
+        listen: vec![
+            ListenerConfig::inet(ListenerKind::Udp, "127.0.0.1:0"),
+            ListenerConfig::inet(ListenerKind::Tcp, "127.0.0.1:0"),
+            ListenerConfig::unix(ListenerKind::UnixDatagram, &dir.join("log.sock")),
+            ListenerConfig::unix(ListenerKind::UnixStream, &dir.join("log-stream.sock")),
+        ],
+        ..Config::default()
+    };
     config.ingest.shards = 2;
-    config.listen = vec![
-        ListenerConfig::inet(ListenerKind::Udp, "127.0.0.1:0"),
-        ListenerConfig::inet(ListenerKind::Tcp, "127.0.0.1:0"),
-        ListenerConfig::unix(ListenerKind::UnixDatagram, &dir.join("log.sock")),
-        ListenerConfig::unix(ListenerKind::UnixStream, &dir.join("log-stream.sock")),
-    ];
     config.metrics.address = "127.0.0.1:0".to_string();
     config
 }

@@ -66,8 +66,10 @@
 //!
 //! A new segment is started when the next block would push the current one past
 //! `max_segment_bytes` (a block bigger than that gets a segment of its own). After every roll (and
-//! once at open) retention deletes the oldest segments while the total size exceeds
-//! `max_total_bytes`, and those whose newest record is older than `max_age`. Should a write fail
+//! once at open) retention deletes segments oldest first while the total size exceeds
+//! `max_total_bytes` or the oldest one's newest record is older than `max_age`, stopping at the
+//! first segment it keeps. The segment being written is never deleted, so a quiet store keeps its
+//! last segment however old it is; an empty rolled-away segment counts as too old. Should a write fail
 //! halfway, the writer cuts the segment back to its last complete block; if even that fails, it
 //! moves on to a fresh segment so that no block is ever written after a torn one.
 //!
@@ -85,9 +87,13 @@
 //! - A block that fails validation is counted in [`ReadStats`], logged once with file and offset,
 //!   and skipped: the reader scans forward for the magic and resumes at the first header whose
 //!   `header_crc` checks out.
-//! - An incomplete block at the end of the *newest* segment (header or payload not all there) is a
-//!   block being written, not corruption: a plain read stops there, a follower waits for it. In an
-//!   older segment, the same bytes are corruption.
+//! - An incomplete block at the end of the *newest* segment (header or payload not all there, and
+//!   no valid block after it) is a block being written, not corruption: a plain read stops there,
+//!   a follower waits for it. In an older segment the same bytes are corruption, and so is a
+//!   header whose length runs past the end of the file when a valid block follows it.
+//! - `--since` skips a block by its header's `max_received_at_us` without reading its payload
+//!   (so a corrupt payload in a skipped block goes unnoticed), then filters record by record.
+//!   `--grep` first searches the whole decompressed block and only looks at records when it hits.
 //! - A follower lists the directory before looking at the size of its segment: once a newer
 //!   segment exists, the writer has finished the current one, so the size seen afterwards is final
 //!   and the reader can move on after reading up to it. An open file stays readable after

@@ -335,9 +335,10 @@ fn skip_corrupt(
 fn report_corrupt(stats: &mut ReadStats, path: &Path, from: u64, to: u64, reason: &Corruption) {
     stats.corrupt_blocks += 1;
     stats.corrupt_bytes += to - from;
-    tracing::warn!(
-        "{} at byte {from}: {reason}; skipped {} bytes",
-        path.display(),
-        to - from
-    );
+    let err = StoreError::Corrupt {
+        path: path.to_path_buf(),
+        offset: from,
+        reason: reason.clone(),
+    };
+    tracing::warn!("{err}; skipped {} bytes", to - from);
 }

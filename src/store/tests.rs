@@ -629,6 +629,41 @@ fn a_lying_length_is_neither_trusted_nor_allocated() {
 }
 
 #[test]
+fn a_corrupt_block_is_logged_once_with_file_and_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, offsets) = five_blocks(tmp.path());
+    let seg = only_segment(tmp.path());
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&seg)
+        .unwrap();
+    let at = offsets[3] + HEADER_LEN as u64 + 2;
+    let mut b = [0u8; 3];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[!b[0], !b[1], !b[2]], at).unwrap();
+    drop(f);
+
+    let log = SharedOut::default();
+    let sink = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    let stats = tracing::subscriber::with_default(subscriber, || read_all(tmp.path(), &plain()).1);
+    assert_eq!((stats.records, stats.corrupt_blocks), (40, 1));
+    let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let want = format!(
+        "{} at byte {}: block checksum mismatch; skipped {} bytes",
+        seg.display(),
+        offsets[3],
+        offsets[4] - offsets[3]
+    );
+    assert_eq!(log.matches(&want).count(), 1, "log:\n{log}");
+    assert_eq!(log.matches("WARN").count(), 1, "log:\n{log}");
+}
+
+#[test]
 fn an_incomplete_block_in_an_older_segment_is_corruption() {
     let tmp = tempfile::tempdir().unwrap();
     let (expected, offsets) = five_blocks(tmp.path());

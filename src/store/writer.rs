@@ -465,11 +465,12 @@ fn recover_segment(
     let walk = walk_segment(scanner, path, &file, len, true)?;
     for (offset, reason) in &walk.corrupt {
         if *offset < walk.valid_end {
-            tracing::warn!(
-                "{} at byte {offset}: {reason}; valid blocks follow, so it is left in place \
-                 (readers skip it)",
-                path.display()
-            );
+            let err = StoreError::Corrupt {
+                path: path.to_path_buf(),
+                offset: *offset,
+                reason: reason.clone(),
+            };
+            tracing::warn!("{err}; valid blocks follow, so it is left in place (readers skip it)");
         }
     }
     let cut = len - walk.valid_end;

@@ -1,0 +1,156 @@
+//! Local store throughput: appending batches of 1,000 JSON-ish records of about 300 bytes, and
+//! reading a whole store back (no filter, output discarded).
+//!
+//! `cargo bench --bench store -- --warm-up-time 1 --measurement-time 3`
+
+use std::hint::black_box;
+use std::sync::atomic::AtomicBool;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use logtail::pipeline::batch::Batch;
+use logtail::store::{ReadOptions, StoreOptions, StoreWriter, read};
+
+const RECORDS_PER_BATCH: usize = 1000;
+/// Distinct batches cycled through, so that blocks differ as real traffic does.
+const DISTINCT_BATCHES: usize = 16;
+/// Batches in the store that the read benchmark reads.
+const READ_BATCHES: usize = 100;
+
+/// A small deterministic generator (xorshift), so that runs compare.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[(self.next() % from.len() as u64) as usize]
+    }
+}
+
+/// A JSON-ish record of about 300 bytes, like what the gateway stores for a parsed syslog line.
+fn record(rng: &mut Rng, buf: &mut Vec<u8>) {
+    use std::io::Write;
+    let host = rng.pick(&["web-01", "web-02", "db-primary", "cache-7", "edge-fra-3"]);
+    let app = rng.pick(&["nginx", "sshd", "postgres", "kernel", "cron"]);
+    let path = rng.pick(&[
+        "/api/v1/users",
+        "/api/v1/orders",
+        "/healthz",
+        "/static/app.js",
+    ]);
+    let status = rng.pick(&["200", "200", "200", "304", "404", "500"]);
+    let _ = write!(
+        buf,
+        r#"{{"timestamp":"2025-03-14T09:{:02}:{:02}.{:06}Z","host":"{host}","app":"{app}","pid":{},"severity":"info","facility":"daemon","msg":"GET {path}/{} HTTP/1.1 {status} {} {}.{:03} \"-\" \"Mozilla/5.0 (X11; Linux x86_64)\"","region":"eu-central-1","env":"production","request_id":"{:016x}"}}"#,
+        rng.next() % 60,
+        rng.next() % 60,
+        rng.next() % 1_000_000,
+        rng.next() % 65536,
+        rng.next() % 100_000,
+        rng.next() % 50_000,
+        rng.next() % 3,
+        rng.next() % 1000,
+        rng.next(),
+    );
+}
+
+fn batches() -> Vec<Batch> {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut ts = 1_741_943_000_000_000i64;
+    (0..DISTINCT_BATCHES)
+        .map(|i| {
+            let mut b =
+                Batch::with_capacity((i % 4) as u16, 320 * RECORDS_PER_BATCH, RECORDS_PER_BATCH);
+            for _ in 0..RECORDS_PER_BATCH {
+                ts += 50;
+                b.push_with(ts, |buf| record(&mut rng, buf));
+            }
+            b
+        })
+        .collect()
+}
+
+fn options(dir: &std::path::Path) -> StoreOptions {
+    StoreOptions {
+        dir: dir.to_path_buf(),
+        max_total_bytes: 256 << 20, // keep the disk use of long runs bounded
+        ..StoreOptions::default()
+    }
+}
+
+fn bench_append(c: &mut Criterion) {
+    let batches = batches();
+    let value_bytes = batches[0].value_bytes() as u64;
+    let throughputs = [
+        ("append_bytes", Throughput::Bytes(value_bytes)),
+        (
+            "append_records",
+            Throughput::Elements(RECORDS_PER_BATCH as u64),
+        ),
+    ];
+    for (name, throughput) in throughputs {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut writer = StoreWriter::open(options(tmp.path())).expect("open");
+        let mut group = c.benchmark_group(name);
+        group.throughput(throughput);
+        let mut i = 0;
+        group.bench_function("batch_of_1000", |b| {
+            b.iter(|| {
+                writer
+                    .append(black_box(&batches[i % batches.len()]))
+                    .expect("append");
+                i += 1;
+            })
+        });
+        group.finish();
+    }
+}
+
+fn bench_read(c: &mut Criterion) {
+    let batches = batches();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut value_bytes = 0u64;
+    {
+        let mut writer = StoreWriter::open(options(tmp.path())).expect("open");
+        for i in 0..READ_BATCHES {
+            let b = &batches[i % batches.len()];
+            writer.append(b).expect("append");
+            value_bytes += b.value_bytes() as u64;
+        }
+        writer.sync().expect("sync");
+        eprintln!(
+            "read bench store: {} records, {} value bytes, {} bytes on disk",
+            writer.stats().records_written,
+            value_bytes,
+            writer.stats().disk_bytes
+        );
+    }
+    let opts = ReadOptions::default();
+    let stop = AtomicBool::new(false);
+    let throughputs = [
+        ("read_bytes", Throughput::Bytes(value_bytes)),
+        (
+            "read_records",
+            Throughput::Elements((READ_BATCHES * RECORDS_PER_BATCH) as u64),
+        ),
+    ];
+    for (name, throughput) in throughputs {
+        let mut group = c.benchmark_group(name);
+        group.throughput(throughput);
+        group.bench_function("whole_store", |b| {
+            b.iter(|| {
+                let stats = read(tmp.path(), &opts, &mut std::io::sink(), &stop).expect("read");
+                assert_eq!(stats.records, (READ_BATCHES * RECORDS_PER_BATCH) as u64);
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench_append, bench_read);
+criterion_main!(benches);

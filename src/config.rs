@@ -176,8 +176,9 @@ pub struct ListenerConfig {
     #[serde(default)]
     pub idle_timeout_secs: u64,
     /// Kernel receive buffer (`SO_RCVBUF`) of each datagram socket, in bytes: what absorbs
-    /// bursts while a shard is busy. Default: 8388608 (8 MiB; the kernel caps it at
-    /// `net.core.rmem_max` unless running as root).
+    /// bursts while a shard is off the CPU. Default: 33554432 (32 MiB; the kernel caps it at
+    /// `net.core.rmem_max` unless running as root). Measured: at 300k datagrams/s of 200 bytes
+    /// with both shards on one core, 8 MiB lost 1–2% to `RcvbufErrors`, 32 MiB none.
     #[serde(default = "default_receive_buffer")]
     pub receive_buffer_bytes: usize,
 }
@@ -189,7 +190,7 @@ fn default_max_connections() -> usize {
     10_000
 }
 fn default_receive_buffer() -> usize {
-    8 * 1024 * 1024
+    32 * 1024 * 1024
 }
 
 impl ListenerConfig {

@@ -55,6 +55,9 @@ pub struct Shard {
     filling: RefCell<Filling>,
     /// Woken when the shard stops being blocked.
     unblocked: Notify,
+    /// Woken when a record goes into an empty batch, so the ticker sleeps while the shard is
+    /// idle instead of polling.
+    batch_opened: Notify,
     open_connections: Cell<usize>,
     /// Woken when a connection task ends.
     connection_closed: Notify,
@@ -139,6 +142,7 @@ impl Shard {
                 received_at_text: Vec::with_capacity(32),
             }),
             unblocked: Notify::new(),
+            batch_opened: Notify::new(),
             open_connections: Cell::new(0),
             connection_closed: Notify::new(),
         }
@@ -153,6 +157,7 @@ impl Shard {
     ) -> R {
         let mut filling = self.filling.borrow_mut();
         filling.stamp(SystemTime::now());
+        let was_empty = filling.batch.is_empty();
         let mut receive = Receive {
             filling: &mut filling,
             encoding: self.settings.encoding,
@@ -164,6 +169,9 @@ impl Shard {
         metrics.received_lines.add(receive.lines);
         metrics.received_bytes.add(receive.bytes);
         metrics.parse_errors.add(receive.parse_errors);
+        if was_empty && !filling.batch.is_empty() {
+            self.batch_opened.notify_one();
+        }
         if filling.is_full(&self.settings.limits) {
             self.cut(&mut filling);
         }
@@ -227,18 +235,27 @@ impl Shard {
         }
     }
 
-    /// Cuts batches by age and retries pending ones until `stop` resolves.
+    /// Cuts batches by age and retries pending ones until `stop` resolves. Sleeps until the open
+    /// batch is due, or, while the shard is idle, until a record arrives: an idle gateway does
+    /// not wake up.
     pub async fn run_ticker(&self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
-        // Ticking at half the age limit keeps a record's wait under 1.5 × max_age.
-        let period = (self.settings.limits.max_age / 2).max(Duration::from_micros(500));
-        let mut ticker = tokio::time::interval(period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let (due, pending) = {
+                let filling = self.filling.borrow();
+                let due = filling
+                    .batch
+                    .opened_at()
+                    .map(|opened| tokio::time::Instant::from_std(opened + self.settings.limits.max_age));
+                (due, filling.pending.is_some())
+            };
+            // While a batch waits for ring space nothing else can be cut: wait for space only
+            // (a due batch would otherwise wake this loop over and over).
             tokio::select! {
                 _ = &mut stop => return,
-                _ = ticker.tick() => {}
-                _ = self.producer.space() => {}
+                _ = self.producer.space(), if pending => {}
+                _ = self.batch_opened.notified(), if !pending && due.is_none() => {}
+                _ = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if !pending && due.is_some() => {}
             }
             self.flush(false);
         }

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# End-to-end throughput of the gateway with syslog-ng's loggen as the sender: starts a release
+# gateway (TCP and UDP on 127.0.0.1:5514, local store in a temp dir), runs loggen with the given
+# arguments, waits until the sink has written everything received, then prints the gateway's
+# counters, its CPU seconds (from /proc), peak RSS, and lines per CPU-second; finally stops it
+# with SIGTERM and counts the records in the store.
+#
+#   usage: loadtest/loggen-e2e.sh GATEWAY_CPUS SENDER_CPUS LOGGEN_ARGS...
+#   TCP:   loadtest/loggen-e2e.sh 0 1 -i -S -s 200 -n 5000000 -r 100000000 127.0.0.1 5514
+#   UDP:   loadtest/loggen-e2e.sh 0 1 -i -D -s 200 -n 3000000 -r 300000 127.0.0.1 5514
+#
+# Needs: a release build (cargo build --release), taskset, curl, bc, and loggen
+# (../shared/tools/install-loggen.sh installs it into ~/.local/loggen).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+gateway_cpus=$1; sender_cpus=$2; shift 2
+loggen=${LOGGEN:-$HOME/.local/loggen/loggen}
+[ -x "$loggen" ] || loggen=$(../shared/tools/install-loggen.sh)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cat > "$work/gateway.toml" <<TOML
+data_dir = "$work/data"
+[[listen]]
+type = "tcp"
+address = "127.0.0.1:5514"
+[[listen]]
+type = "udp"
+address = "127.0.0.1:5514"
+[sink.store]
+max_total_bytes = 20000000000
+TOML
+metrics() { curl -s 127.0.0.1:9100/metrics; }
+taskset -c "$gateway_cpus" target/release/logtail serve --config "$work/gateway.toml" 2>"$work/gateway.log" &
+gateway=$!
+sleep 0.5
+hz=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14+$15}' "/proc/$gateway/stat"; }
+ticks0=$(cpu_ticks); start=$(date +%s.%N)
+taskset -c "$sender_cpus" "$loggen" "$@" 2>&1 | tail -1
+previous=-1
+while :; do
+  written=$(metrics | awk '/^logtail_sink_records_total/{print $2}')
+  received=$(metrics | awk '/^logtail_received_lines_total/{s+=$2} END{print s}')
+  [ "$written" = "$received" ] && [ "$written" = "$previous" ] && break
+  previous=$written; sleep 0.2
+done
+end=$(date +%s.%N); ticks1=$(cpu_ticks)
+cpu=$(echo "($ticks1-$ticks0)/$hz" | bc -l)
+rss=$(awk '/VmHWM/{print $2}' "/proc/$gateway/status")
+metrics | grep -E '^logtail_(received_lines|dropped|sink_records|batch_latency)' | grep -v ' 0$' || true
+kill -TERM "$gateway"; wait "$gateway"
+printf 'wall %.2f s (until all written), gateway CPU %.2f s, peak RSS %d KiB, %.0f lines per CPU-second\n' \
+  "$(echo "$end-$start" | bc -l)" "$cpu" "$rss" "$(echo "$written/$cpu" | bc -l)"
+echo "records in the store: $(target/release/logtail read --dir "$work/data/store" | wc -l)"

@@ -13,7 +13,7 @@
 //! | `received_bytes_total` | counter | listener, transport | message bytes received (after framing) |
 //! | `parse_errors_total` | counter | listener, transport | messages kept raw because they did not parse |
 //! | `truncated_total` | counter | listener, transport | messages cut to `max_message_bytes` |
-//! | `dropped_total` | counter | listener, transport, reason | messages not kept: `oversize`, `ring_full`, `shutdown` |
+//! | `dropped_total` | counter | listener, transport, reason | messages not kept: `oversize`, `ring_full` |
 //! | `framing_errors_total` | counter | listener, transport | untrusted or malformed octet counts |
 //! | `connections_open` | gauge | listener, transport | open stream connections |
 //! | `connections_total` | counter | listener, transport | stream connections accepted |
@@ -84,7 +84,6 @@ pub struct ListenerMetrics {
     pub truncated: Counter,
     pub dropped_oversize: Counter,
     pub dropped_ring_full: Counter,
-    pub dropped_shutdown: Counter,
     pub framing_errors: Counter,
     pub connections_open: Gauge,
     pub connections: Counter,
@@ -103,7 +102,6 @@ impl ListenerMetrics {
             truncated: Counter::default(),
             dropped_oversize: Counter::default(),
             dropped_ring_full: Counter::default(),
-            dropped_shutdown: Counter::default(),
             framing_errors: Counter::default(),
             connections_open: Gauge::default(),
             connections: Counter::default(),
@@ -209,7 +207,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
         type Get = fn(&ListenerMetrics) -> i64;
-        let listener_series: [(&str, &str, &str, Option<&str>, Get); 10] = [
+        let listener_series: [(&str, &str, &str, Option<&str>, Get); 9] = [
             (
                 "received_lines_total",
                 "counter",
@@ -247,9 +245,6 @@ impl Metrics {
             ),
             ("dropped_total", "counter", "", Some("ring_full"), |l| {
                 l.dropped_ring_full.get() as i64
-            }),
-            ("dropped_total", "counter", "", Some("shutdown"), |l| {
-                l.dropped_shutdown.get() as i64
             }),
             (
                 "framing_errors_total",

@@ -243,10 +243,9 @@ impl Shard {
         loop {
             let (due, pending) = {
                 let filling = self.filling.borrow();
-                let due = filling
-                    .batch
-                    .opened_at()
-                    .map(|opened| tokio::time::Instant::from_std(opened + self.settings.limits.max_age));
+                let due = filling.batch.opened_at().map(|opened| {
+                    tokio::time::Instant::from_std(opened + self.settings.limits.max_age)
+                });
                 (due, filling.pending.is_some())
             };
             // While a batch waits for ring space nothing else can be cut: wait for space only

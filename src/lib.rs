@@ -25,6 +25,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;
+pub mod runtime;
 pub mod server;
 pub mod sink;
 pub mod store;

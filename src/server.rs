@@ -212,30 +212,16 @@ fn spawn_metrics_endpoint(
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!("metrics endpoint: cannot start its runtime: {e}");
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => {
-                        crate::metrics::serve(listener, metrics, async move {
-                            let _ = stopped.await;
-                        })
-                        .await;
-                    }
-                    Err(e) => tracing::error!("metrics endpoint: {e}"),
-                }
-            });
-        })?;
+    let thread = crate::runtime::spawn("metrics".into(), move || async move {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => {
+                crate::metrics::serve(listener, metrics, async move {
+                    let _ = stopped.await;
+                })
+                .await;
+            }
+            Err(e) => tracing::error!("metrics endpoint: {e}"),
+        }
+    })?;
     Ok((thread, stop))
 }

@@ -329,22 +329,9 @@ pub fn spawn_shard(
     sockets: Vec<(ListenerContext, ShardSocket)>,
     shutdown: Shutdown,
 ) -> io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(format!("shard-{}", settings.id))
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(shard = settings.id, "cannot start the shard's runtime: {e}");
-                    return;
-                }
-            };
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&runtime, run_shard(settings, producer, sockets, shutdown));
-        })
+    crate::runtime::spawn(format!("shard-{}", settings.id), move || {
+        run_shard(settings, producer, sockets, shutdown)
+    })
 }
 
 async fn run_shard(

@@ -40,43 +40,44 @@ pub const MAX_MERGED_SD_ITEMS: usize = 64;
 pub fn encode(record: &Record, envelope: &Envelope, out: &mut Vec<u8>) {
     let mut object = Object::open(out);
     if let Some(facility) = record.facility {
-        object.key("facility");
+        object.key(b"\"facility\":");
         write_u16(object.out, facility.into());
     }
     if let Some(severity) = record.severity {
-        object.key("severity");
+        object.key(b"\"severity\":");
         write_u16(object.out, severity.into());
     }
     if let Some(version) = record.version {
-        object.key("version");
+        object.key(b"\"version\":");
         write_u16(object.out, version);
     }
     if let Some(timestamp) = &record.timestamp {
-        object.key("timestamp");
+        object.key(b"\"timestamp\":");
         object.out.push(b'"');
         timestamp.write_rfc3339(object.out);
         object.out.push(b'"');
     }
-    let fields = [
-        ("host", record.host),
-        ("app", record.app),
-        ("procid", record.procid),
-        ("msgid", record.msgid),
-    ];
-    for (key, value) in fields {
-        if let Some(value) = value {
-            object.string(key, value);
-        }
+    if let Some(host) = record.host {
+        object.string(b"\"host\":", host);
+    }
+    if let Some(app) = record.app {
+        object.string(b"\"app\":", app);
+    }
+    if let Some(procid) = record.procid {
+        object.string(b"\"procid\":", procid);
+    }
+    if let Some(msgid) = record.msgid {
+        object.string(b"\"msgid\":", msgid);
     }
     if let Some(sd) = record.structured_data {
-        object.key("structured_data");
+        object.key(b"\"structured_data\":");
         write_structured_data(object.out, sd);
     }
-    object.string("message", record.message);
-    object.string("received_at", envelope.received_at);
-    object.string("source", envelope.source.as_bytes());
+    object.string(b"\"message\":", record.message);
+    object.string(b"\"received_at\":", envelope.received_at);
+    object.string(b"\"source\":", envelope.source.as_bytes());
     if let Some(error) = record.parse_error {
-        object.string("parse_error", error.as_str().as_bytes());
+        object.string(b"\"parse_error\":", error.as_str().as_bytes());
     }
     object.close();
 }
@@ -93,17 +94,18 @@ impl<'o> Object<'o> {
         Object { out, empty: true }
     }
 
-    /// Writes `"key":` (after a comma unless first). `key` is written as is: only for the
-    /// fixed key names above, which need no escaping.
-    fn key(&mut self, key: &str) {
+    /// Writes `quoted_key` (after a comma unless first): a fixed key name with its quotes and
+    /// colon, e.g. `"host":`. The length is a constant so the copy is inlined (as a `&str`
+    /// plus separate quote pushes it was a `memcpy` call and ~5% of the encode profile).
+    #[inline]
+    fn key<const N: usize>(&mut self, quoted_key: &[u8; N]) {
         self.comma();
-        self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
+        self.out.extend_from_slice(quoted_key);
     }
 
-    fn string(&mut self, key: &str, value: &[u8]) {
-        self.key(key);
+    #[inline]
+    fn string<const N: usize>(&mut self, quoted_key: &[u8; N], value: &[u8]) {
+        self.key(quoted_key);
         write_string(self.out, value);
     }
 
@@ -539,6 +541,18 @@ mod tests {
                 .starts_with(r#""structured_data":{"e0":{"a":"0"},"e1":{"a":"1"},"e0":{"a":"2"},"#)
         );
         assert_eq!(text.matches("\"e0\":").count(), MAX_MERGED_SD_ITEMS / 2 + 1);
+    }
+
+    #[test]
+    fn sd_with_too_many_params_is_written_as_received() {
+        let mut input = b"<14>1 - - - - - [a".to_vec();
+        for i in 0..=MAX_MERGED_SD_ITEMS {
+            input.extend_from_slice(format!(" p{}=\"{i}\"", i % 2).as_bytes());
+        }
+        input.extend_from_slice(b"][b q=\"x\"][a r=\"y\"]");
+        let text = encoded(&input, Format::Auto);
+        assert!(text.contains(r#""structured_data":{"a":{"p0":"0","p1":"1","p0":"2","#));
+        assert!(text.contains(r#""p0":"64"},"b":{"q":"x"},"a":{"r":"y"}},"message":"""#));
     }
 
     #[test]

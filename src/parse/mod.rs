@@ -32,7 +32,7 @@
 //!
 //! Frame terminators (`\n`, `\r\n`, NUL) are the framing layer's job: nothing is trimmed here.
 
-mod context;
+pub mod context;
 #[cfg(test)]
 mod proptests;
 pub mod rfc3164;

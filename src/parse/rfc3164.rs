@@ -46,19 +46,7 @@ pub(crate) fn parse<'a>(
     ctx: &mut ParseContext,
 ) -> Record<'a> {
     let body = input.get(body_start..).unwrap_or_default();
-    let mut record = Record {
-        facility: Some(pri >> 3),
-        severity: Some(pri & 7),
-        version: None,
-        timestamp: None,
-        host: None,
-        app: None,
-        procid: None,
-        msgid: None,
-        structured_data: None,
-        message: body,
-        parse_error: None,
-    };
+    let mut record = Record::bare(Some(pri), body);
     if looks_like_cisco(body) && cisco(body, ctx, &mut record) {
         return record;
     }

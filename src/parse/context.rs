@@ -197,7 +197,9 @@ enum Reading {
     Utc = 1,
 }
 
-const OFFSET_CACHE_SLOTS: usize = 8;
+/// 32 slots cover a day of hours of both readings: a relay replaying a backlog does not
+/// thrash the cache, and a slot is 16 bytes.
+const OFFSET_CACHE_SLOTS: usize = 32;
 
 /// Direct-mapped cache of local offsets per hour; key = hour index * 2 + reading.
 struct LocalOffsetCache {

@@ -32,7 +32,9 @@
 //!
 //! Frame terminators (`\n`, `\r\n`, NUL) are the framing layer's job: nothing is trimmed here.
 
-mod context;
+pub mod context;
+#[cfg(test)]
+mod proptests;
 pub mod rfc3164;
 pub mod rfc5424;
 pub mod structured_data;
@@ -174,8 +176,8 @@ pub struct Record<'a> {
 }
 
 impl<'a> Record<'a> {
-    /// The record of a message that could not be parsed: the whole input is the message.
-    fn unparsed(input: &'a [u8], pri: Option<u8>, error: ParseError) -> Self {
+    /// A record with only the PRI (if any) and the message set; the parsers fill in the rest.
+    pub(crate) fn bare(pri: Option<u8>, message: &'a [u8]) -> Self {
         Record {
             facility: pri.map(|p| p >> 3),
             severity: pri.map(|p| p & 7),
@@ -186,8 +188,16 @@ impl<'a> Record<'a> {
             procid: None,
             msgid: None,
             structured_data: None,
-            message: input,
+            message,
+            parse_error: None,
+        }
+    }
+
+    /// The record of a message that could not be parsed: the whole input is the message.
+    fn unparsed(input: &'a [u8], pri: Option<u8>, error: ParseError) -> Self {
+        Record {
             parse_error: Some(error),
+            ..Record::bare(pri, input)
         }
     }
 }

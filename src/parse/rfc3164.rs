@@ -12,8 +12,8 @@
 //!   that does not exist is not a timestamp, and stays in the message.
 //! * HOSTNAME is looked for only after a timestamp (a message without one, e.g. `<13>root: hi`,
 //!   comes from a naive local sender). The word after the timestamp is the hostname unless it
-//!   ends with `:` or contains `[`, in which case it is the tag (`logger -u` over `/dev/log`
-//!   sends `<13>Nov 21 02:53:47 root: hello`), or contains bytes outside printable ASCII.
+//!   ends with `:` or contains `[` (then it is the tag: `logger -u` over `/dev/log` sends
+//!   `<13>Nov 21 02:53:47 root: hello`) or has bytes outside printable ASCII (then it is text).
 //! * TAG needs its colon: `app:` or `app[pid]:` (at most [`MAX_TAG_LEN`] / [`MAX_PID_LEN`]
 //!   bytes); a first word without one is part of the message, not an app name. One space after
 //!   the colon is dropped.
@@ -46,19 +46,7 @@ pub(crate) fn parse<'a>(
     ctx: &mut ParseContext,
 ) -> Record<'a> {
     let body = input.get(body_start..).unwrap_or_default();
-    let mut record = Record {
-        facility: Some(pri >> 3),
-        severity: Some(pri & 7),
-        version: None,
-        timestamp: None,
-        host: None,
-        app: None,
-        procid: None,
-        msgid: None,
-        structured_data: None,
-        message: body,
-        parse_error: None,
-    };
+    let mut record = Record::bare(Some(pri), body);
     if looks_like_cisco(body) && cisco(body, ctx, &mut record) {
         return record;
     }

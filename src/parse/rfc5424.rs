@@ -61,8 +61,6 @@ pub(crate) fn parse(
         _ => return Err(ParseError::InvalidStructuredData),
     };
     Ok(Record {
-        facility: Some(pri >> 3),
-        severity: Some(pri & 7),
         version: Some(version),
         timestamp,
         host,
@@ -70,8 +68,7 @@ pub(crate) fn parse(
         procid,
         msgid,
         structured_data,
-        message,
-        parse_error: None,
+        ..Record::bare(Some(pri), message)
     })
 }
 

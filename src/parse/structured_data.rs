@@ -9,7 +9,7 @@
 //! PARAM-VALUE     = UTF-8 with '"', '\' and ']' escaped by a backslash
 //! ```
 //!
-//! Invariant: a [`StructuredData`] only ever wraps bytes that [`parse`] accepted, so its
+//! Invariant: a [`StructuredData`] only ever wraps bytes that `parse` here accepted, so its
 //! iterators walk a well-formed section and always see every element and parameter. (They are
 //! still written to stop quietly rather than panic on anything else.)
 //!

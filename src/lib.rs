@@ -29,3 +29,4 @@ pub mod runtime;
 pub mod server;
 pub mod sink;
 pub mod store;
+pub mod wal;

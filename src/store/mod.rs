@@ -114,6 +114,7 @@ use std::time::Duration;
 pub use block::Corruption;
 pub use reader::{ReadOptions, ReadStats, read};
 pub use writer::{StoreStats, StoreWriter};
+pub(crate) use writer::{LockFailure, lock_file};
 
 /// A batch is split into blocks of at most this many bytes of framed records (unless a single
 /// record is bigger), so that a reader never holds more than about this much decompressed data.
@@ -252,11 +253,15 @@ fn parse_segment_name(name: &OsStr) -> Option<u64> {
 
 /// Sequence numbers of the segments in `dir`, oldest first.
 pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
+    list_segment_files(dir).map_err(|e| StoreError::io(dir, e))
+}
+
+/// Numbers of the files in `dir` named like segments (`<20 digits>.seg`), ascending.
+/// Shared with the WAL, which names its segments the same way.
+pub(crate) fn list_segment_files(dir: &Path) -> io::Result<Vec<u64>> {
     let mut seqs = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
-        if let Some(seq) = parse_segment_name(&entry.file_name()) {
+    for entry in std::fs::read_dir(dir)? {
+        if let Some(seq) = parse_segment_name(&entry?.file_name()) {
             seqs.push(seq);
         }
     }

@@ -308,13 +308,35 @@ impl StoreWriter {
 /// Opens (creating) the lock file and takes an exclusive, non-blocking flock on it.
 fn lock_dir(dir: &Path) -> Result<File, StoreError> {
     let path = dir.join(LOCK_FILE);
+    lock_file(&path).map_err(|failure| match failure {
+        LockFailure::Held { holder } => StoreError::Locked {
+            dir: dir.to_path_buf(),
+            lock: path.clone(),
+            holder,
+        },
+        LockFailure::Io(e) => StoreError::io(&path, e),
+    })
+}
+
+/// Why [`lock_file`] did not get the lock.
+#[derive(Debug)]
+pub(crate) enum LockFailure {
+    /// Someone else holds it; `holder` is `" (pid N)"` when the file names them, else empty.
+    Held { holder: String },
+    /// Opening, locking or writing the file failed.
+    Io(io::Error),
+}
+
+/// Opens (creating) `path`, takes an exclusive, non-blocking flock on it and writes our pid into
+/// it. The lock lasts as long as the returned file is open. Shared with the WAL.
+pub(crate) fn lock_file(path: &Path) -> Result<File, LockFailure> {
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&path)
-        .map_err(|e| StoreError::io(&path, e))?;
+        .open(path)
+        .map_err(LockFailure::Io)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
@@ -327,19 +349,15 @@ fn lock_dir(dir: &Path) -> Result<File, StoreError> {
                     .unwrap_or_default(),
                 Err(_) => String::new(),
             };
-            return Err(StoreError::Locked {
-                dir: dir.to_path_buf(),
-                lock: path,
-                holder,
-            });
+            return Err(LockFailure::Held { holder });
         }
-        Err(TryLockError::Error(e)) => return Err(StoreError::io(&path, e)),
+        Err(TryLockError::Error(e)) => return Err(LockFailure::Io(e)),
     }
     // Informational only: name the holder for whoever fails to get the lock next.
     let pid = format!("{}\n", std::process::id());
     file.set_len(0)
         .and_then(|()| file.write_all_at(pid.as_bytes(), 0))
-        .map_err(|e| StoreError::io(&path, e))?;
+        .map_err(LockFailure::Io)?;
     Ok(file)
 }
 

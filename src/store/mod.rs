@@ -113,8 +113,8 @@ use std::time::Duration;
 
 pub use block::Corruption;
 pub use reader::{ReadOptions, ReadStats, read};
-pub use writer::{StoreStats, StoreWriter};
 pub(crate) use writer::{LockFailure, lock_file};
+pub use writer::{StoreStats, StoreWriter};
 
 /// A batch is split into blocks of at most this many bytes of framed records (unless a single
 /// record is bigger), so that a reader never holds more than about this much decompressed data.

@@ -54,7 +54,9 @@ fn decode(b: &[u8]) -> Option<LedgerState> {
     };
     let mut crc = [0u8; 4];
     crc.copy_from_slice(&b[CRC_AT..]);
-    if b[0..4] != MAGIC || b[4] != VERSION || crc32c::crc32c(&b[..CRC_AT]) != u32::from_le_bytes(crc)
+    if b[0..4] != MAGIC
+        || b[4] != VERSION
+        || crc32c::crc32c(&b[..CRC_AT]) != u32::from_le_bytes(crc)
     {
         return None;
     }
@@ -137,7 +139,7 @@ impl Ledger {
             acked_through,
             next_seq,
         };
-        let slot = (state.generation % 2) as u64;
+        let slot = state.generation % 2;
         self.file
             .write_all_at(&encode(&state), slot * SLOT_LEN as u64)?;
         self.state = state;

@@ -547,8 +547,8 @@ impl Wal {
         };
 
         let ledger_path = dir.join(LEDGER_FILE);
-        let ledger = Ledger::open(ledger_path.clone(), loaded)
-            .map_err(|e| WalError::io(&ledger_path, e))?;
+        let ledger =
+            Ledger::open(ledger_path.clone(), loaded).map_err(|e| WalError::io(&ledger_path, e))?;
         let total_bytes = segments.iter().map(|s| s.len).sum();
         let (pending_batches, pending_records) = segments
             .iter()
@@ -619,7 +619,12 @@ impl Wal {
     /// and record count, and returns its sequence number. When the WAL is full (or the disk is):
     /// `Block` refuses with [`WalError::Full`], `DropOldest` deletes the oldest segment(s) then
     /// appends, `DropNewest` returns [`Appended::Dropped`]. A failed append leaves nothing visible.
-    pub fn append(&mut self, shard: u16, records: u32, payload: &[u8]) -> Result<Appended, WalError> {
+    pub fn append(
+        &mut self,
+        shard: u16,
+        records: u32,
+        payload: &[u8],
+    ) -> Result<Appended, WalError> {
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(WalError::TooLarge {
                 len: payload.len() as u64,
@@ -1006,7 +1011,8 @@ impl Wal {
             self.unsynced.push((self.active_ref().path.clone(), old));
             self.data_dirty = false;
         }
-        self.segments.push_back(Segment::new(id, path, 0, Vec::new()));
+        self.segments
+            .push_back(Segment::new(id, path, 0, Vec::new()));
         self.dir_dirty = true;
         let prev = self.segments.len() - 2;
         if self.segments[prev].unacked == 0 {

@@ -107,7 +107,11 @@ fn record_encoding_round_trips_and_chooses_compression() {
 
     let compressible = text(1, 10_000);
     segment::encode(&mut frame, 42, 3, 17, &compressible);
-    assert!(frame.len() < HEADER_LEN + 1000, "text compresses: {}", frame.len());
+    assert!(
+        frame.len() < HEADER_LEN + 1000,
+        "text compresses: {}",
+        frame.len()
+    );
     assert_eq!(frame[5], segment::COMPRESSION_LZ4);
     let h = segment::decode(&frame, &mut out).expect("decode");
     assert_eq!((h.seq, h.shard, h.records), (42, 3, 17));
@@ -337,7 +341,10 @@ fn rewind_resends_from_the_watermark() {
         append_noise(&mut wal, i);
     }
     for expected in 1..=4 {
-        assert_eq!(wal.next_unsent().expect("next").map(|b| b.seq), Some(expected));
+        assert_eq!(
+            wal.next_unsent().expect("next").map(|b| b.seq),
+            Some(expected)
+        );
     }
     wal.acknowledge(1);
     wal.acknowledge(3);
@@ -421,7 +428,10 @@ fn corrupt_middle_record_is_skipped_and_reported() {
         assert_eq!((range.offset, range.len), (2 * RECORD, RECORD), "{name}");
         assert_eq!(report.corrupt_batches, 1, "{name}");
         assert_eq!(range.seq, (name == "payload").then_some(3), "{name}");
-        assert_eq!(report.corrupt_records, if name == "payload" { 3 } else { 0 });
+        assert_eq!(
+            report.corrupt_records,
+            if name == "payload" { 3 } else { 0 }
+        );
         assert_eq!(report.truncated_bytes, 0, "{name}");
         assert_eq!(report.pending_batches, 4, "{name}");
         assert_eq!(wal.stats().corrupt_batches, 1);
@@ -766,7 +776,8 @@ fn dump_and_stats_of() {
     flip_byte(&path, (HEADER_LEN + 14 + 20) as u64); // the header of seq 2
     let len = file_len(&path);
     let file = OpenOptions::new().write(true).open(&path).expect("open");
-    file.write_all_at(&segment::MAGIC, len).expect("append a torn header");
+    file.write_all_at(&segment::MAGIC, len)
+        .expect("append a torn header");
     let mut out = Vec::new();
     dump(dir.path(), None, &mut out).expect("dump");
     let out = String::from_utf8(out).expect("utf8");
@@ -776,7 +787,10 @@ fn dump_and_stats_of() {
     assert!(lines[1].starts_with("seq=3 "), "{out}");
     assert_eq!(
         lines[2],
-        format!("# corrupt: {} bytes 54..99: record header checksum mismatch", path.display())
+        format!(
+            "# corrupt: {} bytes 54..99: record header checksum mismatch",
+            path.display()
+        )
     );
     assert_eq!(
         lines[3],

@@ -123,7 +123,8 @@
 //! The segment being appended to is mapped `max_segment_bytes` long even while the file is
 //! shorter; Linux (like every POSIX system) allows mapping past the end of a file, and pages the
 //! file grows into become readable through the existing mapping, so appends do not force a new
-//! mapping. Only the segment being read and the newest one stay mapped. One risk remains and is
+//! mapping. Segments are mapped when first read and unmapped once the read cursor has moved past
+//! them (and when sealed, to be mapped again at their exact length). One risk remains and is
 //! inherent to mmap: an I/O error of the disk while a mapped page is read in is also a SIGBUS.
 //!
 //! # Recovery

@@ -100,7 +100,12 @@ impl Analysis {
                 .find(|e| e.offset < b.offset)
                 .map_or(id.saturating_sub(1), |e| e.seq);
             let after = entries.iter().find(|e| e.offset > b.offset).map(|e| e.seq);
-            if after.is_some_and(|n| n <= watermark + 1) {
+            let acked_before = match after {
+                Some(n) => n <= watermark + 1,
+                // Nothing valid follows: only a sound header can tell it was acknowledged.
+                None => b.header.is_some_and(|h| h.seq <= watermark),
+            };
+            if acked_before {
                 self.ignored_corrupt += 1;
                 tracing::debug!(
                     "wal: {} at byte {}: {} bytes corrupt among acknowledged records ({})",

@@ -14,6 +14,7 @@ use logtail::encode::{self, Encoding, Envelope};
 use logtail::parse::{self, Format, LegacyZone, ParseContext};
 use logtail::server::Server;
 use logtail::store::{self, ReadOptions};
+use logtail::wal;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -54,6 +55,12 @@ enum Command {
         #[arg(long)]
         grep: Option<String>,
     },
+    /// Inspect a write-ahead log (the Kafka spill buffer) without changing it; safe while the
+    /// gateway runs.
+    Wal {
+        #[command(subcommand)]
+        command: WalCommand,
+    },
     /// Parse syslog messages from standard input, one per line, and print each as the gateway
     /// would store it (JSON): the first tool to reach for when a device's lines look wrong.
     Parse {
@@ -63,6 +70,25 @@ enum Command {
         /// Time zone of RFC 3164 timestamps: local, utc, or an offset like +02:00.
         #[arg(long, default_value = "local")]
         legacy_timezone: LegacyZone,
+    },
+}
+
+#[derive(Subcommand)]
+enum WalCommand {
+    /// Segments, bytes, pending (unacknowledged) batches and records, sequence numbers, and
+    /// batches lost to corruption.
+    Stats {
+        /// The WAL directory (e.g. data/wal).
+        dir: PathBuf,
+    },
+    /// One line per batch: seq, shard, records, bytes, whether acknowledged, and the payload
+    /// (escaped); corrupt stretches as `#` lines.
+    Dump {
+        /// The WAL directory (e.g. data/wal).
+        dir: PathBuf,
+        /// Start at this sequence number.
+        #[arg(long)]
+        from: Option<u64>,
     },
 }
 
@@ -85,6 +111,7 @@ fn main() -> ExitCode {
             since,
             grep,
         } => read(config, dir, follow, since, grep),
+        Command::Wal { command } => wal(command),
         Command::Parse {
             format,
             legacy_timezone,
@@ -199,6 +226,47 @@ fn is_broken_pipe(error: &(dyn std::error::Error + 'static)) -> bool {
         source = e.source();
     }
     false
+}
+
+fn wal(command: WalCommand) -> anyhow::Result<()> {
+    let dir = match &command {
+        WalCommand::Stats { dir } | WalCommand::Dump { dir, .. } => dir.clone(),
+    };
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "no WAL at {}: give the WAL directory, e.g. data/wal",
+            dir.display()
+        );
+    }
+    match command {
+        WalCommand::Stats { .. } => {
+            let s = wal::stats_of(&dir)
+                .with_context(|| format!("reading the WAL in {}", dir.display()))?;
+            println!("dir              {}", dir.display());
+            println!("segments         {} ({} bytes)", s.segments, s.disk_bytes);
+            println!(
+                "pending          {} batches, {} records",
+                s.pending_batches, s.pending_records
+            );
+            println!("acked through    seq {}", s.acked_through);
+            println!("last seq         {}", s.last_seq);
+            println!(
+                "corrupt          {} batches, at least {} records",
+                s.corrupt_batches, s.corrupt_records
+            );
+            Ok(())
+        }
+        WalCommand::Dump { from, .. } => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            match wal::dump(&dir, from, &mut out)
+                .and_then(|()| out.flush().map_err(wal::WalError::Output))
+            {
+                Err(e) if is_broken_pipe(&e) => Ok(()),
+                other => other.with_context(|| format!("dumping the WAL in {}", dir.display())),
+            }
+        }
+    }
 }
 
 fn parse_stdin(format: Format, zone: LegacyZone) -> anyhow::Result<()> {

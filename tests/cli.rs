@@ -241,3 +241,71 @@ fn parse_prints_one_json_object_per_input_line() {
     assert_eq!(lines[1]["message"], "Interface Gi0/1, changed state to up");
     assert_eq!(lines[2]["message"], "not syslog at all");
 }
+
+#[test]
+fn wal_stats_and_dump_show_pending_batches() {
+    use logtail::wal::{Appended, Wal, WalOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let wal_dir = dir.path().join("wal");
+    {
+        let (mut wal, _) = Wal::open(WalOptions {
+            dir: wal_dir.clone(),
+            ..WalOptions::default()
+        })
+        .unwrap();
+        for i in 0..3u32 {
+            let appended = wal.append(1, 2, format!("batch {i}").as_bytes()).unwrap();
+            assert!(matches!(appended, Appended::Stored(_)));
+        }
+        wal.acknowledge(1);
+        wal.flush().unwrap();
+    }
+    let out = logtail()
+        .arg("wal")
+        .arg("stats")
+        .arg(&wal_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stats.contains("pending          2 batches, 4 records"),
+        "{stats}"
+    );
+    assert!(stats.contains("acked through    seq 1"), "{stats}");
+    assert!(stats.contains("last seq         3"), "{stats}");
+
+    let out = logtail()
+        .args(["wal", "dump", "--from", "2"])
+        .arg(&wal_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dump = String::from_utf8(out.stdout).unwrap();
+    let batches: Vec<&str> = dump.lines().filter(|l| l.starts_with("seq=")).collect();
+    assert_eq!(batches.len(), 2, "{dump}");
+    assert!(
+        batches[0].starts_with("seq=2 ") && batches[0].contains("\"batch 1\""),
+        "{dump}"
+    );
+    assert!(
+        batches[1].starts_with("seq=3 ") && batches[1].contains("\"batch 2\""),
+        "{dump}"
+    );
+
+    let out = logtail()
+        .args(["wal", "stats"])
+        .arg(dir.path().join("nope"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no WAL at"));
+}

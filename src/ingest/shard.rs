@@ -204,9 +204,24 @@ impl Shard {
         }
         let fresh = new_batch(&self.settings, filling.batch.value_bytes());
         let full = std::mem::replace(&mut filling.batch, fresh);
-        if let Err(PushError::Full(batch) | PushError::Closed(batch)) = self.producer.try_push(full)
-        {
-            filling.pending = Some(batch);
+        filling.pending = self.push(full);
+    }
+
+    /// Hands `batch` to the ring; returns it when the ring is full. Should the sink thread be
+    /// gone (it only ever is after a panic), the batch is dropped and said so: holding it would
+    /// block the shard, and its shutdown, forever.
+    fn push(&self, batch: Batch) -> Option<Batch> {
+        match self.producer.try_push(batch) {
+            Ok(()) => None,
+            Err(PushError::Full(batch)) => Some(batch),
+            Err(PushError::Closed(batch)) => {
+                tracing::error!(
+                    shard = self.settings.id,
+                    "the sink thread is gone: dropping a batch of {} records",
+                    batch.len()
+                );
+                None
+            }
         }
     }
 
@@ -215,11 +230,8 @@ impl Shard {
     fn flush(&self, force: bool) {
         let mut filling = self.filling.borrow_mut();
         let was_blocked = filling.is_blocked(&self.settings.limits);
-        if let Some(batch) = filling.pending.take()
-            && let Err(PushError::Full(batch) | PushError::Closed(batch)) =
-                self.producer.try_push(batch)
-        {
-            filling.pending = Some(batch);
+        if let Some(batch) = filling.pending.take() {
+            filling.pending = self.push(batch);
         }
         let limits = &self.settings.limits;
         let aged = filling
@@ -412,5 +424,25 @@ mod tests {
             consumer.recv().is_none(),
             "ring closed once the shard is gone"
         );
+    }
+
+    #[test]
+    fn a_closed_ring_does_not_block_the_shard_or_its_drain() {
+        let (shard, consumer) = shard(1);
+        drop(consumer);
+        let metrics = ListenerMetrics::new("t", "tcp");
+        for _ in 0..3 {
+            receive_two(&shard, &metrics, false);
+        }
+        assert!(!shard.is_blocked());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), shard.drain())
+                .await
+                .expect("drain ends even with the sink gone");
+        });
     }
 }

@@ -3,6 +3,9 @@
 //!
 //! `cargo bench --bench store -- --warm-up-time 1 --measurement-time 3`
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::hint::black_box;
 use std::sync::atomic::AtomicBool;
 
@@ -16,51 +19,8 @@ const DISTINCT_BATCHES: usize = 16;
 /// Batches in the store that the read benchmark reads.
 const READ_BATCHES: usize = 100;
 
-/// A small deterministic generator (xorshift), so that runs compare.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[(self.next() % from.len() as u64) as usize]
-    }
-}
-
-/// A JSON-ish record of about 300 bytes, like what the gateway stores for a parsed syslog line.
-fn record(rng: &mut Rng, buf: &mut Vec<u8>) {
-    use std::io::Write;
-    let host = rng.pick(&["web-01", "web-02", "db-primary", "cache-7", "edge-fra-3"]);
-    let app = rng.pick(&["nginx", "sshd", "postgres", "kernel", "cron"]);
-    let path = rng.pick(&[
-        "/api/v1/users",
-        "/api/v1/orders",
-        "/healthz",
-        "/static/app.js",
-    ]);
-    let status = rng.pick(&["200", "200", "200", "304", "404", "500"]);
-    let _ = write!(
-        buf,
-        r#"{{"timestamp":"2025-03-14T09:{:02}:{:02}.{:06}Z","host":"{host}","app":"{app}","pid":{},"severity":"info","facility":"daemon","msg":"GET {path}/{} HTTP/1.1 {status} {} {}.{:03} \"-\" \"Mozilla/5.0 (X11; Linux x86_64)\"","region":"eu-central-1","env":"production","request_id":"{:016x}"}}"#,
-        rng.next() % 60,
-        rng.next() % 60,
-        rng.next() % 1_000_000,
-        rng.next() % 65536,
-        rng.next() % 100_000,
-        rng.next() % 50_000,
-        rng.next() % 3,
-        rng.next() % 1000,
-        rng.next(),
-    );
-}
-
 fn batches() -> Vec<Batch> {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = common::SplitMix64(0x9E37_79B9_7F4A_7C15);
     let mut ts = 1_741_943_000_000_000i64;
     (0..DISTINCT_BATCHES)
         .map(|i| {
@@ -68,7 +28,7 @@ fn batches() -> Vec<Batch> {
                 Batch::with_capacity((i % 4) as u16, 320 * RECORDS_PER_BATCH, RECORDS_PER_BATCH);
             for _ in 0..RECORDS_PER_BATCH {
                 ts += 50;
-                b.push_with(ts, |buf| record(&mut rng, buf));
+                b.push_with(ts, |buf| common::json_record(&mut rng, buf));
             }
             b
         })

@@ -6,8 +6,10 @@
 //! `cargo bench --bench wal -- --warm-up-time 1 --measurement-time 3`
 //! Batches per second are 1 / the time per iteration of the append benchmarks.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::hint::black_box;
-use std::io::Write;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use logtail::wal::{Appended, FsyncPolicy, FullPolicy, Wal, WalOptions};
@@ -17,55 +19,21 @@ const DISTINCT: usize = 8;
 /// Payload bytes in the WAL the replay benchmark reads.
 const REPLAY_BYTES: usize = 64 << 20;
 
-/// A small deterministic generator (xorshift), so that runs compare.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[(self.next() % from.len() as u64) as usize]
-    }
-}
-
-/// Newline-separated JSON-ish records of about 300 bytes, `len` bytes at least; returns the
+/// Newline-separated JSON records of about 300 bytes, `len` bytes at least; returns the
 /// payload and its record count.
-fn payload(rng: &mut Rng, len: usize) -> (Vec<u8>, u32) {
+fn payload(rng: &mut common::SplitMix64, len: usize) -> (Vec<u8>, u32) {
     let mut buf = Vec::with_capacity(len + 512);
     let mut records = 0;
     while buf.len() < len {
-        let host = rng.pick(&["web-01", "web-02", "db-primary", "cache-7", "edge-fra-3"]);
-        let app = rng.pick(&["nginx", "sshd", "postgres", "kernel", "cron"]);
-        let path = rng.pick(&[
-            "/api/v1/users",
-            "/api/v1/orders",
-            "/healthz",
-            "/static/app.js",
-        ]);
-        let status = rng.pick(&["200", "200", "200", "304", "404", "500"]);
-        let _ = writeln!(
-            buf,
-            r#"{{"timestamp":"2025-03-14T09:{:02}:{:02}.{:06}Z","host":"{host}","app":"{app}","pid":{},"severity":"info","msg":"GET {path}/{} HTTP/1.1 {status} {} \"-\" \"Mozilla/5.0 (X11; Linux x86_64)\"","env":"production","request_id":"{:016x}"}}"#,
-            rng.next() % 60,
-            rng.next() % 60,
-            rng.next() % 1_000_000,
-            rng.next() % 65536,
-            rng.next() % 100_000,
-            rng.next() % 50_000,
-            rng.next(),
-        );
+        common::json_record(rng, &mut buf);
+        buf.push(b'\n');
         records += 1;
     }
     (buf, records)
 }
 
 fn payloads(len: usize) -> Vec<(Vec<u8>, u32)> {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = common::SplitMix64(0x9E37_79B9_7F4A_7C15);
     (0..DISTINCT).map(|_| payload(&mut rng, len)).collect()
 }
 

@@ -5,10 +5,12 @@
 //! without hostname, with and without `[pid]`), 10% Cisco IOS and ISO-timestamp variants.
 //! Lines are about 200 bytes, mostly ASCII with the occasional quote, tab or UTF-8 word.
 //! The same `(n, seed)` always gives the same lines.
+//! [`json_record`] makes the encoded records the store and WAL benches move.
+// Each bench compiles this module for itself and uses part of it.
+#![allow(dead_code)]
 
 /// 2026-11-21T02:53:47Z: the corpus' timestamps lie in the ten minutes before it; use it as
 /// the receive time.
-#[allow(dead_code)]
 pub const CORPUS_RECEIVED_AT_US: i64 = 1_795_229_627_000_000;
 
 /// `n` syslog lines (without terminator) drawn from the mix described in the module docs.
@@ -18,10 +20,10 @@ pub fn realistic_mix(n: usize, seed: u64) -> Vec<Vec<u8>> {
 }
 
 /// SplitMix64: tiny, fast and good enough to vary a corpus (no `rand` dependency).
-struct SplitMix64(u64);
+pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -33,9 +35,37 @@ impl SplitMix64 {
         (self.next() % n as u64) as usize
     }
 
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+    pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
         items[self.below(items.len())]
     }
+}
+
+/// Appends one JSON record of about 300 bytes, like what the gateway stores for a parsed
+/// access-log line (for the store and WAL benches, which move encoded records, not syslog).
+pub fn json_record(rng: &mut SplitMix64, buf: &mut Vec<u8>) {
+    use std::io::Write;
+    let host = rng.pick(&["web-01", "web-02", "db-primary", "cache-7", "edge-fra-3"]);
+    let app = rng.pick(&["nginx", "sshd", "postgres", "kernel", "cron"]);
+    let path = rng.pick(&[
+        "/api/v1/users",
+        "/api/v1/orders",
+        "/healthz",
+        "/static/app.js",
+    ]);
+    let status = rng.pick(&["200", "200", "200", "304", "404", "500"]);
+    let _ = write!(
+        buf,
+        r#"{{"timestamp":"2025-03-14T09:{:02}:{:02}.{:06}Z","host":"{host}","app":"{app}","pid":{},"severity":"info","facility":"daemon","msg":"GET {path}/{} HTTP/1.1 {status} {} {}.{:03} \"-\" \"Mozilla/5.0 (X11; Linux x86_64)\"","region":"eu-central-1","env":"production","request_id":"{:016x}"}}"#,
+        rng.next() % 60,
+        rng.next() % 60,
+        rng.next() % 1_000_000,
+        rng.next() % 65536,
+        rng.next() % 100_000,
+        rng.next() % 50_000,
+        rng.next() % 3,
+        rng.next() % 1000,
+        rng.next(),
+    );
 }
 
 const HOSTS: &[&str] = &[

@@ -394,12 +394,24 @@ fn walk_segment(
         let at = scanner
             .header_at(file, pos, len)
             .map_err(|e| StoreError::io_at(path, pos, e))?;
-        let header = match at {
+        let block = match at {
             HeaderAt::End => break,
-            HeaderAt::Block(h) => h,
             // Incomplete: a torn last block, unless a valid block follows (then it lied about
             // its length). Either way, look for a valid block after it.
-            HeaderAt::Corrupt(reason) | HeaderAt::Incomplete(reason) => {
+            HeaderAt::Corrupt(reason) | HeaderAt::Incomplete(reason) => Err(reason),
+            HeaderAt::Block(header) if decode => match scanner
+                .decode_at(file, pos, &header)
+                .map_err(|e| StoreError::io_at(path, pos, e))?
+            {
+                Ok(true) => Ok(header),
+                Ok(false) => break,
+                Err(reason) => Err(reason),
+            },
+            HeaderAt::Block(header) => Ok(header),
+        };
+        let header = match block {
+            Ok(header) => header,
+            Err(reason) => {
                 walk.corrupt.push((pos, reason));
                 match scanner
                     .resync(file, pos + 1, len, false)
@@ -413,28 +425,6 @@ fn walk_segment(
                 }
             }
         };
-        if decode {
-            match scanner
-                .decode_at(file, pos, &header)
-                .map_err(|e| StoreError::io_at(path, pos, e))?
-            {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(reason) => {
-                    walk.corrupt.push((pos, reason));
-                    match scanner
-                        .resync(file, pos + 1, len, false)
-                        .map_err(|e| StoreError::io_at(path, pos, e))?
-                    {
-                        Some(next) => {
-                            pos = next;
-                            continue;
-                        }
-                        None => break,
-                    }
-                }
-            }
-        }
         pos += header.block_len();
         walk.valid_end = pos;
         walk.max_received_at_us = Some(

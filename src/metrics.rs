@@ -162,16 +162,6 @@ impl SinkMetrics {
             }
         }
     }
-
-    /// The latency at `quantile` (0.0–1.0) over all batches so far.
-    pub fn latency_at(&self, quantile: f64) -> Duration {
-        let us = self
-            .latency_us
-            .lock()
-            .map(|h| h.value_at_quantile(quantile))
-            .unwrap_or(0);
-        Duration::from_micros(us)
-    }
 }
 
 /// Every metric of a running gateway.

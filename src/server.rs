@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::config::{Config, ListenerKind};
+use crate::config::Config;
 use crate::ingest::shard::{BatchLimits, ShardSettings};
 use crate::ingest::{self, BoundListener, Shutdown};
 use crate::metrics::{Metrics, SinkMetrics};
@@ -26,7 +26,6 @@ use crate::sink;
 #[derive(Debug, Clone)]
 pub struct BoundAddress {
     pub name: String,
-    pub kind: ListenerKind,
     /// `IP:PORT` (with the real port when 0 was asked) or the socket path.
     pub local: String,
 }
@@ -130,7 +129,6 @@ impl Server {
             .iter()
             .map(|b| BoundAddress {
                 name: b.context.name.clone(),
-                kind: b.kind,
                 local: b.local.clone(),
             })
             .collect();
@@ -152,11 +150,6 @@ impl Server {
             control,
             unix_paths,
         })
-    }
-
-    /// What each listener is bound to.
-    pub fn addresses(&self) -> &[BoundAddress] {
-        &self.addresses
     }
 
     /// The bound address of the UDP or TCP listener `name`.

@@ -186,11 +186,6 @@ impl BoundListener {
         })
     }
 
-    /// The bound socket address of a UDP or TCP listener.
-    pub fn socket_addr(&self) -> Option<SocketAddr> {
-        self.local.parse().ok()
-    }
-
     /// Shard `shard`'s share of this listener, if it has one.
     ///
     /// # Errors

@@ -14,7 +14,8 @@
 //! - [`parse`]: RFC 5424 and RFC 3164 (as real devices send it) into a zero-copy
 //!   [`parse::Record`] that borrows from the receive buffer.
 //! - [`encode`]: a record as one JSON object, or the raw bytes.
-//! - [`pipeline`]: the [`pipeline::batch::Batch`] a shard fills and its bounded ring to the sink.
+//! - [`pipeline`]: the [`pipeline::batch::Batch`] a shard fills and its bounded ring to the sink;
+//!   [`pipeline::route`] renders each record's Kafka key and topic into the batch.
 //! - [`sink`]: the thread that drains every ring into the local [`store`], stdout or nowhere.
 //! - [`metrics`]: counters and the Prometheus endpoint; [`config`]: the TOML schema;
 //!   [`server`]: starts and stops the whole.

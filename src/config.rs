@@ -257,7 +257,8 @@ pub struct PipelineConfig {
     pub ring_batches: usize,
     /// A batch is cut when it holds this many records. Default: 4096.
     pub batch_max_records: usize,
-    /// A batch is cut when its encoded records reach this many bytes. Default: 1048576 (1 MiB).
+    /// A batch is cut when its encoded records (with their Kafka keys and topics, when the sink
+    /// routes them) reach this many bytes. Default: 1048576 (1 MiB).
     pub batch_max_bytes: usize,
     /// A batch is cut when its first record is this old, in milliseconds: the most a record
     /// waits in a shard on a quiet gateway. Default: 5.

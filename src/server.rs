@@ -99,6 +99,8 @@ impl Server {
                 encoding: config.sink.encoding,
                 legacy_zone: config.legacy_zone(),
                 limits,
+                // No sink uses keys or topics yet: the Kafka sink will set its route here.
+                route: None,
             };
             shards.push(ingest::spawn_shard(
                 settings,

@@ -8,7 +8,8 @@
 //! Per receive (one read of a stream, one `recvmmsg` of datagrams) a task calls
 //! [`Shard::receive`]: the receive is stamped with the time once, then every message in it is
 //! parsed (zero-copy: the record borrows from the read buffer) and encoded straight into the
-//! shard's current batch. The batch is cut when it is full (records or bytes) at the end of the
+//! shard's current batch, together with its Kafka key and topic when the shard has a
+//! [`Route`]. The batch is cut when it is full (records or bytes) at the end of the
 //! receive, or by the ticker when its first record is `batch_max_age` old.
 //!
 //! Backpressure: when the ring refuses a cut batch, the batch is kept as `pending` and a new one
@@ -30,6 +31,7 @@ use crate::metrics::ListenerMetrics;
 use crate::parse::{self, Format, LegacyZone, ParseContext};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::ring::{PushError, RingProducer};
+use crate::pipeline::route::Route;
 
 /// When to cut a batch.
 #[derive(Debug, Clone, Copy)]
@@ -40,12 +42,14 @@ pub struct BatchLimits {
 }
 
 /// Everything a shard needs to turn messages into batches.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ShardSettings {
     pub id: u16,
     pub encoding: Encoding,
     pub legacy_zone: LegacyZone,
     pub limits: BatchLimits,
+    /// How each record's Kafka key and topic are rendered; `None`: records get neither.
+    pub route: Option<Arc<Route>>,
 }
 
 /// The state of one shard, shared by its tasks.
@@ -77,6 +81,7 @@ struct Filling {
 pub struct Receive<'s> {
     filling: &'s mut Filling,
     encoding: Encoding,
+    route: Option<&'s Route>,
     lines: u64,
     bytes: u64,
     parse_errors: u64,
@@ -95,9 +100,19 @@ impl Receive<'_> {
             source,
         };
         let encoding = self.encoding;
-        f.batch.push_with(f.received_at_us, |out| {
-            encode::encode(encoding, message, &record, &envelope, out)
-        });
+        let encode_value =
+            |values: &mut Vec<u8>| encode::encode(encoding, message, &record, &envelope, values);
+        match self.route {
+            None => f.batch.push_with(f.received_at_us, encode_value),
+            Some(route) => f.batch.push_routed(
+                f.received_at_us,
+                |keys| route.render_key(&record, source, keys),
+                |topics| {
+                    route.render_topic(&record, source, topics);
+                },
+                encode_value,
+            ),
+        }
     }
 
     /// True when the shard cannot take more records until the sink catches up.
@@ -108,7 +123,10 @@ impl Receive<'_> {
 
 impl Filling {
     fn is_full(&self, limits: &BatchLimits) -> bool {
-        self.batch.len() >= limits.max_records || self.batch.value_bytes() >= limits.max_bytes
+        let batch = &self.batch;
+        // Keys and topics count too, so that a route cannot make a batch outgrow the limit.
+        let bytes = batch.value_bytes() + batch.key_bytes() + batch.topic_bytes();
+        batch.len() >= limits.max_records || bytes >= limits.max_bytes
     }
 
     fn is_blocked(&self, limits: &BatchLimits) -> bool {
@@ -132,10 +150,8 @@ impl Shard {
     /// A shard that hands its batches to `producer`.
     pub fn new(settings: ShardSettings, producer: RingProducer) -> Self {
         Shard {
-            settings,
-            producer,
             filling: RefCell::new(Filling {
-                batch: new_batch(&settings, 0),
+                batch: new_batch(&settings, None),
                 pending: None,
                 parse_context: ParseContext::new(0, settings.legacy_zone),
                 received_at_us: 0,
@@ -145,6 +161,8 @@ impl Shard {
             batch_opened: Notify::new(),
             open_connections: Cell::new(0),
             connection_closed: Notify::new(),
+            settings,
+            producer,
         }
     }
 
@@ -161,6 +179,7 @@ impl Shard {
         let mut receive = Receive {
             filling: &mut filling,
             encoding: self.settings.encoding,
+            route: self.settings.route.as_deref(),
             lines: 0,
             bytes: 0,
             parse_errors: 0,
@@ -202,7 +221,7 @@ impl Shard {
         if filling.batch.is_empty() || filling.pending.is_some() {
             return;
         }
-        let fresh = new_batch(&self.settings, filling.batch.value_bytes());
+        let fresh = new_batch(&self.settings, Some(&filling.batch));
         let full = std::mem::replace(&mut filling.batch, fresh);
         filling.pending = self.push(full);
     }
@@ -329,10 +348,16 @@ impl Drop for ConnectionGuard {
 }
 
 /// A new batch sized like the previous one, so a busy shard fills it without reallocating.
-fn new_batch(settings: &ShardSettings, previous_bytes: usize) -> Batch {
+fn new_batch(settings: &ShardSettings, previous: Option<&Batch>) -> Batch {
     let limits = &settings.limits;
+    let previous_bytes = previous.map_or(0, Batch::value_bytes);
     let bytes = previous_bytes.clamp(4096, limits.max_bytes + limits.max_bytes / 8);
-    Batch::with_capacity(settings.id, bytes, limits.max_records.min(bytes / 64 + 1))
+    let mut batch =
+        Batch::with_capacity(settings.id, bytes, limits.max_records.min(bytes / 64 + 1));
+    if let Some(previous) = previous {
+        batch.reserve_keys_and_topics(previous.key_bytes(), previous.topic_bytes());
+    }
+    batch
 }
 
 #[cfg(test)]
@@ -341,6 +366,14 @@ mod tests {
     use crate::pipeline::ring::ring;
 
     fn shard(ring_capacity: usize) -> (Rc<Shard>, crate::pipeline::ring::RingConsumer) {
+        routed_shard(ring_capacity, None)
+    }
+
+    /// A shard cutting batches of two records, encoded raw.
+    fn routed_shard(
+        ring_capacity: usize,
+        route: Option<Route>,
+    ) -> (Rc<Shard>, crate::pipeline::ring::RingConsumer) {
         let (producer, consumer, _) = ring(0, ring_capacity);
         let settings = ShardSettings {
             id: 0,
@@ -351,6 +384,7 @@ mod tests {
                 max_bytes: 1 << 20,
                 max_age: Duration::from_secs(3600),
             },
+            route: route.map(Arc::new),
         };
         (Rc::new(Shard::new(settings, producer)), consumer)
     }
@@ -361,6 +395,48 @@ mod tests {
             r.message(b"<13>a", Format::Auto, "test");
             r.message(b"<13>b", Format::Auto, "test");
         });
+    }
+
+    #[test]
+    fn routed_shard_puts_each_records_key_and_topic_in_the_batch() {
+        let route = Route::new("{host}", Some("logs.{app}")).unwrap();
+        let (shard, consumer) = routed_shard(1, Some(route));
+        let metrics = ListenerMetrics::new("t", "tcp");
+        shard.receive(&metrics, |r| {
+            r.message(
+                b"<13>Nov 21 02:53:47 web-1 postfix/smtpd[7]: a",
+                Format::Auto,
+                "tcp:1",
+            );
+            // No host (null key), and no app: the fallback topic.
+            r.message(b"<13>1 - - - - - - b", Format::Auto, "tcp:1");
+        });
+        let batch = consumer.recv().expect("a full batch is cut");
+        let entries: Vec<(&[u8], &[u8], &[u8])> =
+            batch.iter().map(|e| (e.key, e.topic, e.value)).collect();
+        assert_eq!(
+            entries,
+            vec![
+                (
+                    &b"web-1"[..],
+                    &b"logs.postfix_smtpd"[..],
+                    &b"<13>Nov 21 02:53:47 web-1 postfix/smtpd[7]: a"[..]
+                ),
+                (b"", b"", b"<13>1 - - - - - - b"),
+            ]
+        );
+    }
+
+    #[test]
+    fn unrouted_shard_leaves_keys_and_topics_empty() {
+        let (shard, consumer) = shard(1);
+        let metrics = ListenerMetrics::new("t", "tcp");
+        receive_two(&shard, &metrics, false);
+        let batch = consumer.recv().expect("a full batch is cut");
+        assert_eq!(
+            (batch.len(), batch.key_bytes(), batch.topic_bytes()),
+            (2, 0, 0)
+        );
     }
 
     #[test]

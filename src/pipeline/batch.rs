@@ -72,7 +72,8 @@ pub struct Entry<'a> {
     pub value: &'a [u8],
     /// The Kafka message key; empty for none (a null key).
     pub key: &'a [u8],
-    /// The Kafka topic, a legal topic name; empty for the sink's fixed or fallback topic.
+    /// The Kafka topic (a legal topic name when a [`Route`](super::route::Route) rendered it);
+    /// empty for the sink's fixed or fallback topic.
     pub topic: &'a [u8],
 }
 
@@ -125,7 +126,8 @@ impl Batch {
     /// A batch for `shard` holding copies of `entries`, in order. Its `opened_at` is `None`:
     /// these records were received at various times, see their `received_at_us`.
     pub fn from_entries<'a>(shard: u16, entries: impl IntoIterator<Item = Entry<'a>>) -> Self {
-        let mut batch = Batch::with_capacity(shard, 0, 0);
+        let entries = entries.into_iter();
+        let mut batch = Batch::with_capacity(shard, 0, entries.size_hint().0);
         for entry in entries {
             batch.append(
                 entry.received_at_us,

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use crate::encode::Encoding;
 use crate::ingest::framing::{Framing, OversizePolicy};
 use crate::parse::{Format, LegacyZone};
+use crate::pipeline::route::Route;
 
 /// A configuration error, naming the file and the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -287,19 +288,36 @@ pub enum SinkKind {
     Stdout,
     /// Counted and discarded (for benchmarks).
     Blackhole,
+    /// Kafka, through librdkafka, with a write-ahead log that holds batches while Kafka lags
+    /// or is down (`[sink.kafka]`).
+    Kafka,
+}
+
+impl SinkKind {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::Store => "store",
+            SinkKind::Stdout => "stdout",
+            SinkKind::Blackhole => "blackhole",
+            SinkKind::Kafka => "kafka",
+        }
+    }
 }
 
 /// `[sink]`: where records go and how they are encoded.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SinkConfig {
-    /// `store`, `stdout` or `blackhole`. Default: `store`.
+    /// `store`, `stdout`, `blackhole` or `kafka`. Default: `store`.
     #[serde(rename = "type")]
     pub kind: SinkKind,
     /// `json` (one object per record) or `raw` (the bytes as received). Default: `json`.
     pub encoding: Encoding,
     /// Settings of the `store` sink.
     pub store: StoreSinkConfig,
+    /// Settings of the `kafka` sink.
+    pub kafka: KafkaSinkConfig,
 }
 
 impl Default for SinkConfig {
@@ -308,6 +326,7 @@ impl Default for SinkConfig {
             kind: SinkKind::Store,
             encoding: Encoding::Json,
             store: StoreSinkConfig::default(),
+            kafka: KafkaSinkConfig::default(),
         }
     }
 }
@@ -341,6 +360,187 @@ impl Default for StoreSinkConfig {
             max_total_bytes: 1024 * 1024 * 1024,
             max_age_secs: 0,
             fsync_interval_ms: 1000,
+        }
+    }
+}
+
+/// `[sink.kafka]`: the Kafka producer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSinkConfig {
+    /// Comma-separated `HOST:PORT` list of brokers to bootstrap from.
+    /// Default: `127.0.0.1:9092`.
+    pub bootstrap_servers: String,
+    /// The topic every record goes to, and the fallback of `topic_template` when a record lacks
+    /// a field it names. Default: `logs`.
+    pub topic: String,
+    /// A topic per record, rendered from its fields, e.g. `logs.{app}` or `syslog.{facility}`.
+    /// Fields: `host`, `app`, `procid`, `msgid`, `facility` and `severity` (as names: `local0`,
+    /// `err`), `source`. Bytes that Kafka does not allow in a topic name become `_`.
+    /// Default: empty, every record goes to `topic`.
+    pub topic_template: String,
+    /// The message key, a template over the same fields. Records with the same key go to the
+    /// same partition, in order. A record lacking the field gets no key. Empty: no key at all.
+    /// Default: `{host}`.
+    pub key: String,
+    /// `none`, `gzip`, `snappy`, `lz4` or `zstd`. Default: `lz4`.
+    pub compression: KafkaCompression,
+    /// `all`, `1` or `0`: how many replicas must have a message before the broker acknowledges
+    /// it. Default: `all`.
+    pub acks: String,
+    /// Idempotent producer: no duplicates and no reordering from the producer's own retries.
+    /// Default: true.
+    pub idempotence: bool,
+    /// How long librdkafka waits to fill a produce request, in milliseconds. Default: 5.
+    pub linger_ms: u64,
+    /// Upper size of one produce request per partition, in bytes (librdkafka `batch.size`).
+    /// Default: 1000000.
+    pub batch_max_bytes: u64,
+    /// How long librdkafka keeps retrying a message before reporting it failed, in
+    /// milliseconds; a failed message goes back to the WAL (so it arrives after newer ones).
+    /// Default: 0, retry until delivered, which keeps per-key order through any outage.
+    pub message_timeout_ms: u64,
+    /// When Kafka is taken to lag, so that batches go to the WAL.
+    pub spill: SpillConfig,
+    /// The write-ahead log.
+    pub wal: WalConfig,
+    /// Any other librdkafka property, passed through as is (`"security.protocol" = "sasl_ssl"`,
+    /// `"sasl.username" = "..."`); see librdkafka's CONFIGURATION.md. Applied last, so it
+    /// overrides the settings above. Default: empty.
+    pub librdkafka: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaSinkConfig {
+    fn default() -> Self {
+        KafkaSinkConfig {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            topic: "logs".into(),
+            topic_template: String::new(),
+            key: "{host}".into(),
+            compression: KafkaCompression::Lz4,
+            acks: "all".into(),
+            idempotence: true,
+            linger_ms: 5,
+            batch_max_bytes: 1_000_000,
+            message_timeout_ms: 0,
+            spill: SpillConfig::default(),
+            wal: WalConfig::default(),
+            librdkafka: Default::default(),
+        }
+    }
+}
+
+fn kafka_topic_template(kafka: &KafkaSinkConfig) -> Option<&str> {
+    Some(kafka.topic_template.as_str()).filter(|t| !t.is_empty())
+}
+
+/// `compression` of `[sink.kafka]`: the codec of produce requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KafkaCompression {
+    None,
+    Gzip,
+    Snappy,
+    #[default]
+    Lz4,
+    Zstd,
+}
+
+impl KafkaCompression {
+    /// The value of librdkafka's `compression.codec`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KafkaCompression::None => "none",
+            KafkaCompression::Gzip => "gzip",
+            KafkaCompression::Snappy => "snappy",
+            KafkaCompression::Lz4 => "lz4",
+            KafkaCompression::Zstd => "zstd",
+        }
+    }
+}
+
+/// `[sink.kafka.spill]`: when batches go to the WAL instead of straight to Kafka. Any one of
+/// the three conditions makes the sink spill; once none holds, the WAL replays in order and new
+/// batches queue behind it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpillConfig {
+    /// Records handed to the producer and not yet acknowledged by Kafka. Default: 200000.
+    pub max_in_flight_records: u64,
+    /// Bytes of record values handed to the producer and not yet acknowledged.
+    /// Default: 67108864 (64 MiB).
+    pub max_in_flight_bytes: u64,
+    /// Age of the oldest batch handed to the producer and not yet acknowledged, in
+    /// milliseconds. Default: 2000.
+    pub max_delivery_latency_ms: u64,
+}
+
+impl Default for SpillConfig {
+    fn default() -> Self {
+        SpillConfig {
+            max_in_flight_records: 200_000,
+            max_in_flight_bytes: 64 << 20,
+            max_delivery_latency_ms: 2000,
+        }
+    }
+}
+
+/// `fsync` of `[sink.kafka.wal]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WalFsync {
+    /// The OS writes back when it likes: safe against a crash of the gateway, not of the
+    /// machine.
+    Never,
+    /// Every `fsync_interval_ms`: a crash of the machine loses at most that window.
+    #[default]
+    Interval,
+    /// Before a batch counts as stored: nothing acknowledged to the WAL is lost.
+    EveryBatch,
+}
+
+/// `full_policy` of `[sink.kafka.wal]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WalFullPolicy {
+    /// Stop taking batches: stream senders are slowed by TCP flow control, datagrams are
+    /// dropped and counted.
+    #[default]
+    Block,
+    /// Delete the oldest segment, undelivered records included (counted).
+    DropOldest,
+    /// Drop the new batch (counted).
+    DropNewest,
+}
+
+/// `[sink.kafka.wal]`: the write-ahead log that holds batches while Kafka lags.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalConfig {
+    /// Directory of the WAL. Default: `DATA_DIR/wal`.
+    pub dir: Option<PathBuf>,
+    /// Size of one segment file, in bytes. Default: 67108864 (64 MiB).
+    pub max_segment_bytes: u64,
+    /// The WAL never takes more than this on disk, in bytes. Default: 4294967296 (4 GiB).
+    pub max_total_bytes: u64,
+    /// `never`, `interval` or `every_batch`. Default: `interval`.
+    pub fsync: WalFsync,
+    /// The interval of `fsync = "interval"`, in milliseconds. Default: 1000.
+    pub fsync_interval_ms: u64,
+    /// `block`, `drop_oldest` or `drop_newest`: what happens when the WAL is full or the disk
+    /// is. Default: `block`.
+    pub full_policy: WalFullPolicy,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        WalConfig {
+            dir: None,
+            max_segment_bytes: 64 << 20,
+            max_total_bytes: 4 << 30,
+            fsync: WalFsync::Interval,
+            fsync_interval_ms: 1000,
+            full_policy: WalFullPolicy::Block,
         }
     }
 }
@@ -525,6 +725,86 @@ impl Config {
                 "must be at least 4096".into(),
             ));
         }
+        self.validate_kafka(path)
+    }
+
+    fn validate_kafka(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: format!("sink.kafka.{key}"),
+            message,
+        };
+        let kafka = &self.sink.kafka;
+        if kafka.bootstrap_servers.trim().is_empty() {
+            return Err(invalid(
+                "bootstrap_servers",
+                "empty; give HOST:PORT[,HOST:PORT...], e.g. \"127.0.0.1:9092\"".into(),
+            ));
+        }
+        let fixed_topic = Route::new("", Some(kafka.topic.as_str()));
+        if kafka.topic.contains(['{', '}']) || fixed_topic.is_err() {
+            return Err(invalid(
+                "topic",
+                format!(
+                    "{:?} is not a Kafka topic name: 1 to 249 of A-Z a-z 0-9 . _ - (templates go \
+                     in topic_template)",
+                    kafka.topic
+                ),
+            ));
+        }
+        if let Err(e) = Route::new(&kafka.key, None) {
+            return Err(invalid("key", e.to_string()));
+        }
+        if let Err(e) = Route::new("", kafka_topic_template(kafka)) {
+            return Err(invalid("topic_template", e.to_string()));
+        }
+        if self.sink.kind == SinkKind::Kafka
+            && self.pipeline.batch_max_bytes > crate::wal::MAX_PAYLOAD_BYTES / 2
+        {
+            return Err(invalid(
+                "(pipeline.batch_max_bytes)",
+                format!(
+                    "pipeline.batch_max_bytes = {} is too large for the Kafka sink's WAL: at most {}",
+                    self.pipeline.batch_max_bytes,
+                    crate::wal::MAX_PAYLOAD_BYTES / 2
+                ),
+            ));
+        }
+        if !matches!(kafka.acks.as_str(), "all" | "-1" | "1" | "0") {
+            return Err(invalid(
+                "acks",
+                format!("{:?}: allowed \"all\", \"1\" or \"0\"", kafka.acks),
+            ));
+        }
+        let spill = &kafka.spill;
+        for (key, value) in [
+            ("spill.max_in_flight_records", spill.max_in_flight_records),
+            ("spill.max_in_flight_bytes", spill.max_in_flight_bytes),
+            (
+                "spill.max_delivery_latency_ms",
+                spill.max_delivery_latency_ms,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
+        }
+        let wal = &kafka.wal;
+        if wal.max_segment_bytes < 4096 {
+            return Err(invalid(
+                "wal.max_segment_bytes",
+                "must be at least 4096".into(),
+            ));
+        }
+        if wal.max_total_bytes < wal.max_segment_bytes {
+            return Err(invalid(
+                "wal.max_total_bytes",
+                format!(
+                    "{} is below wal.max_segment_bytes ({})",
+                    wal.max_total_bytes, wal.max_segment_bytes
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -552,6 +832,29 @@ impl Config {
             .dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("store"))
+    }
+
+    /// The key and topic templates of the Kafka sink, when the sink is Kafka and one is set
+    /// (validated by [`Config::validate`]).
+    pub fn kafka_route(&self) -> Option<Route> {
+        if self.sink.kind != SinkKind::Kafka {
+            return None;
+        }
+        let kafka = &self.sink.kafka;
+        if kafka.key.is_empty() && kafka.topic_template.is_empty() {
+            return None;
+        }
+        Route::new(&kafka.key, kafka_topic_template(kafka)).ok()
+    }
+
+    /// The Kafka sink's WAL directory.
+    pub fn wal_dir(&self) -> PathBuf {
+        self.sink
+            .kafka
+            .wal
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("wal"))
     }
 
     /// The name of listener `index`: its configured name, or its type, numbered from the second

@@ -24,6 +24,20 @@
 //! | `sink_errors_total` | counter | sink | failed writes (retried) |
 //! | `sink_lost_records_total` | counter | sink | records given up on at shutdown after the sink kept failing |
 //! | `batch_latency_seconds` | summary | sink, quantile | receive of a batch's first record → written by the sink |
+//! | `kafka_produced_records_total`, `kafka_delivered_records_total` | counter | | handed to the producer; acknowledged by Kafka |
+//! | `kafka_rejected_records_total` | counter | | rejected by Kafka for good (e.g. too large): lost, and logged |
+//! | `kafka_retried_records_total` | counter | | failed delivery, sent back to the WAL |
+//! | `kafka_lost_records_total` | counter | | given up on at shutdown: not acknowledged, and the WAL refused them |
+//! | `kafka_delivery_errors_total` | counter | error | delivery errors reported by librdkafka |
+//! | `kafka_state` | gauge | state | 1 for the current one of `direct`, `spilling`, `replaying` |
+//! | `kafka_brokers_down` | gauge | | 1 while librdkafka reports every broker down |
+//! | `kafka_in_flight_records`, `kafka_in_flight_bytes` | gauge | | handed to the producer, not yet acknowledged |
+//! | `kafka_delivery_latency_seconds` | summary | sink, quantile | receive of a batch's first record → Kafka acknowledged its last |
+//! | `wal_spilled_records_total`, `wal_spilled_batches_total` | counter | | written to the WAL instead of the producer |
+//! | `wal_replayed_records_total` | counter | | replayed from the WAL (its rate is the replay rate) |
+//! | `wal_full_total` | counter | | batches refused by a full WAL under `block` (retried) |
+//! | `wal_pending_records`, `wal_pending_batches`, `wal_disk_bytes` | gauge | | what the WAL holds |
+//! | `wal_dropped_records`, `wal_corrupt_records` | gauge | | lost to `drop_oldest`/`drop_newest`, and to corruption, since start |
 
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -129,8 +143,8 @@ pub struct SinkMetrics {
     pub bytes: Counter,
     pub errors: Counter,
     pub lost_records: Counter,
-    /// Microseconds from a batch's first receive to its write, one sample per batch.
-    latency_us: Mutex<Histogram<u64>>,
+    /// From a batch's first receive to its write, one sample per batch.
+    latency: LatencySummary,
 }
 
 impl SinkMetrics {
@@ -143,10 +157,7 @@ impl SinkMetrics {
             bytes: Counter::default(),
             errors: Counter::default(),
             lost_records: Counter::default(),
-            // 3 significant digits, up to an hour: 1 µs resolution where it matters.
-            latency_us: Mutex::new(
-                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
-            ),
+            latency: LatencySummary::default(),
         }
     }
 
@@ -156,11 +167,242 @@ impl SinkMetrics {
         self.batches.add(1);
         self.bytes.add(bytes as u64);
         if let Some(opened) = opened_at {
-            let us = opened.elapsed().as_micros().clamp(1, 3_600_000_000) as u64;
-            if let Ok(mut h) = self.latency_us.lock() {
-                let _ = h.record(us);
+            self.latency.record(opened.elapsed());
+        }
+    }
+}
+
+/// A latency histogram (hdrhistogram: 3 significant digits, 1 µs to an hour), exported as a
+/// Prometheus summary with the quantiles 0.5, 0.9, 0.99 and 0.999.
+#[derive(Debug)]
+pub struct LatencySummary(Mutex<Histogram<u64>>);
+
+impl Default for LatencySummary {
+    fn default() -> Self {
+        LatencySummary(Mutex::new(
+            Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
+        ))
+    }
+}
+
+impl LatencySummary {
+    /// Records one sample.
+    pub fn record(&self, latency: Duration) {
+        let us = latency.as_micros().clamp(1, 3_600_000_000) as u64;
+        if let Ok(mut h) = self.0.lock() {
+            let _ = h.record(us);
+        }
+    }
+
+    /// The latency at quantile `q` (0..=1), and the number of samples.
+    pub fn quantile(&self, q: f64) -> (Duration, u64) {
+        self.0.lock().map_or((Duration::ZERO, 0), |h| {
+            (Duration::from_micros(h.value_at_quantile(q)), h.len())
+        })
+    }
+
+    /// Writes the summary `logtail_NAME` with `labels` (`key="value"` pairs, comma-separated).
+    fn render(&self, out: &mut String, name: &str, help: &str, labels: &str) {
+        header(out, name, "summary", help);
+        let Ok(h) = self.0.lock() else { return };
+        for q in [0.5, 0.9, 0.99, 0.999] {
+            let _ = writeln!(
+                out,
+                "logtail_{name}{{{labels},quantile=\"{q}\"}} {:.6}",
+                h.value_at_quantile(q) as f64 / 1e6
+            );
+        }
+        let _ = writeln!(out, "logtail_{name}_count{{{labels}}} {}", h.len());
+    }
+}
+
+/// What the Kafka sink and its WAL did. Counters are added by the sink thread; the gauges are
+/// refreshed by it every few milliseconds.
+#[derive(Debug, Default)]
+pub struct KafkaMetrics {
+    /// Records handed to the producer (straight from the rings or replayed from the WAL).
+    pub produced_records: Counter,
+    /// Records Kafka acknowledged.
+    pub delivered_records: Counter,
+    /// Records rejected by Kafka for good (e.g. too large for the broker): lost, and logged.
+    pub rejected_records: Counter,
+    /// Records whose delivery failed and that went back to the WAL to be retried.
+    pub retried_records: Counter,
+    /// Records written to the WAL instead of the producer, and their batches.
+    pub spilled_records: Counter,
+    pub spilled_batches: Counter,
+    /// Records read back from the WAL and handed to the producer.
+    pub replayed_records: Counter,
+    /// Batches refused by a full WAL under `full_policy = "block"` (each is retried).
+    pub wal_full: Counter,
+    /// Records given up on at shutdown: not acknowledged by Kafka, and refused by the WAL.
+    pub lost_records: Counter,
+    /// Delivery errors reported by librdkafka, by error name.
+    delivery_errors: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// 0: straight to Kafka; 1: spilling to the WAL; 2: replaying the WAL.
+    pub state: Gauge,
+    /// 1 while librdkafka reports every broker down.
+    pub brokers_down: Gauge,
+    pub in_flight_records: Gauge,
+    pub in_flight_bytes: Gauge,
+    pub wal_pending_records: Gauge,
+    pub wal_pending_batches: Gauge,
+    pub wal_disk_bytes: Gauge,
+    pub wal_dropped_records: Gauge,
+    pub wal_corrupt_records: Gauge,
+    /// From a batch's first receive to Kafka's acknowledgement of its last record.
+    pub delivery_latency: LatencySummary,
+}
+
+impl KafkaMetrics {
+    /// Counts `n` delivery errors of kind `error`.
+    pub fn delivery_error(&self, error: &str, n: u64) {
+        if let Ok(mut map) = self.delivery_errors.lock() {
+            *map.entry(error.to_string()).or_default() += n;
+        }
+    }
+
+    /// The delivery errors counted for `error`.
+    pub fn delivery_errors(&self, error: &str) -> u64 {
+        self.delivery_errors
+            .lock()
+            .map_or(0, |map| map.get(error).copied().unwrap_or(0))
+    }
+
+    fn render(&self, out: &mut String) {
+        let counters: [(&str, &str, &Counter); 9] = [
+            (
+                "kafka_produced_records_total",
+                "Records handed to the Kafka producer.",
+                &self.produced_records,
+            ),
+            (
+                "kafka_delivered_records_total",
+                "Records acknowledged by Kafka.",
+                &self.delivered_records,
+            ),
+            (
+                "kafka_rejected_records_total",
+                "Records Kafka rejected for good (lost, and logged).",
+                &self.rejected_records,
+            ),
+            (
+                "kafka_retried_records_total",
+                "Records whose delivery failed and that went back to the WAL.",
+                &self.retried_records,
+            ),
+            (
+                "kafka_lost_records_total",
+                "Records given up on at shutdown: not acknowledged, and the WAL refused them.",
+                &self.lost_records,
+            ),
+            (
+                "wal_spilled_records_total",
+                "Records written to the WAL because Kafka lagged or had a backlog.",
+                &self.spilled_records,
+            ),
+            (
+                "wal_spilled_batches_total",
+                "Batches written to the WAL.",
+                &self.spilled_batches,
+            ),
+            (
+                "wal_replayed_records_total",
+                "Records replayed from the WAL to Kafka.",
+                &self.replayed_records,
+            ),
+            (
+                "wal_full_total",
+                "Batches refused by a full WAL (full_policy = block; retried).",
+                &self.wal_full,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            header(out, name, "counter", help);
+            let _ = writeln!(out, "logtail_{name} {}", counter.get());
+        }
+        header(
+            out,
+            "kafka_delivery_errors_total",
+            "counter",
+            "Delivery errors reported by librdkafka, by error.",
+        );
+        if let Ok(map) = self.delivery_errors.lock() {
+            for (error, n) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "logtail_kafka_delivery_errors_total{{error=\"{}\"}} {n}",
+                    escape_label(error)
+                );
             }
         }
+        header(
+            out,
+            "kafka_state",
+            "gauge",
+            "1 for the sink's current state: direct (straight to Kafka), spilling (to the WAL), \
+             replaying (the WAL to Kafka, new batches behind it).",
+        );
+        for (value, state) in [(0, "direct"), (1, "spilling"), (2, "replaying")] {
+            let _ = writeln!(
+                out,
+                "logtail_kafka_state{{state=\"{state}\"}} {}",
+                i64::from(self.state.get() == value)
+            );
+        }
+        let gauges: [(&str, &str, &Gauge); 8] = [
+            (
+                "kafka_brokers_down",
+                "1 while librdkafka reports every broker down.",
+                &self.brokers_down,
+            ),
+            (
+                "kafka_in_flight_records",
+                "Records handed to the producer and not yet acknowledged.",
+                &self.in_flight_records,
+            ),
+            (
+                "kafka_in_flight_bytes",
+                "Value bytes handed to the producer and not yet acknowledged.",
+                &self.in_flight_bytes,
+            ),
+            (
+                "wal_pending_records",
+                "Records in the WAL not yet acknowledged by Kafka.",
+                &self.wal_pending_records,
+            ),
+            (
+                "wal_pending_batches",
+                "Batches in the WAL not yet acknowledged by Kafka.",
+                &self.wal_pending_batches,
+            ),
+            (
+                "wal_disk_bytes",
+                "Bytes of WAL segments on disk.",
+                &self.wal_disk_bytes,
+            ),
+            (
+                "wal_dropped_records",
+                "Records the WAL dropped since start (full_policy drop_oldest or drop_newest).",
+                &self.wal_dropped_records,
+            ),
+            (
+                "wal_corrupt_records",
+                "Records lost to corruption found in the WAL since start.",
+                &self.wal_corrupt_records,
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            header(out, name, "gauge", help);
+            let _ = writeln!(out, "logtail_{name} {}", gauge.get());
+        }
+        self.delivery_latency.render(
+            out,
+            "kafka_delivery_latency_seconds",
+            "Time from the receipt of a batch's first record to Kafka's acknowledgement of its \
+             last.",
+            "sink=\"kafka\"",
+        );
     }
 }
 
@@ -170,6 +412,8 @@ pub struct Metrics {
     pub listeners: Vec<std::sync::Arc<ListenerMetrics>>,
     pub rings: Vec<std::sync::Arc<RingMetrics>>,
     pub sink: std::sync::Arc<SinkMetrics>,
+    /// Set when the sink is Kafka.
+    pub kafka: Option<std::sync::Arc<KafkaMetrics>>,
     started: Instant,
 }
 
@@ -179,11 +423,13 @@ impl Metrics {
         listeners: Vec<std::sync::Arc<ListenerMetrics>>,
         rings: Vec<std::sync::Arc<RingMetrics>>,
         sink: std::sync::Arc<SinkMetrics>,
+        kafka: Option<std::sync::Arc<KafkaMetrics>>,
     ) -> Self {
         Metrics {
             listeners,
             rings,
             sink,
+            kafka,
             started: Instant::now(),
         }
     }
@@ -348,27 +594,14 @@ impl Metrics {
             header(&mut out, name, "counter", help);
             let _ = writeln!(out, "logtail_{name}{{sink=\"{}\"}} {value}", s.name);
         }
-        header(
+        s.latency.render(
             &mut out,
             "batch_latency_seconds",
-            "summary",
             "Time from the receipt of a batch's first record to its write by the sink.",
+            &format!("sink=\"{}\"", s.name),
         );
-        if let Ok(h) = s.latency_us.lock() {
-            for q in [0.5, 0.9, 0.99, 0.999] {
-                let _ = writeln!(
-                    out,
-                    "logtail_batch_latency_seconds{{sink=\"{}\",quantile=\"{q}\"}} {:.6}",
-                    s.name,
-                    h.value_at_quantile(q) as f64 / 1e6
-                );
-            }
-            let _ = writeln!(
-                out,
-                "logtail_batch_latency_seconds_count{{sink=\"{}\"}} {}",
-                s.name,
-                h.len()
-            );
+        if let Some(kafka) = &self.kafka {
+            kafka.render(&mut out);
         }
         header(
             &mut out,
@@ -529,7 +762,12 @@ mod tests {
         ring.records.set(100);
         let sink = Arc::new(SinkMetrics::new("store"));
         sink.record_batch(10, 1000, Some(Instant::now()));
-        let text = Metrics::new(vec![tcp], vec![ring], sink).render();
+        let kafka = Arc::new(KafkaMetrics::default());
+        kafka.delivered_records.add(7);
+        kafka.state.set(2);
+        kafka.delivery_error("MessageTimedOut", 2);
+        kafka.delivery_latency.record(Duration::from_millis(3));
+        let text = Metrics::new(vec![tcp], vec![ring], sink, Some(kafka)).render();
         for line in [
             "logtail_received_lines_total{listener=\"tcp\",transport=\"tcp\"} 42",
             "logtail_dropped_total{listener=\"tcp\",transport=\"tcp\",reason=\"ring_full\"} 3",
@@ -540,6 +778,11 @@ mod tests {
             "logtail_sink_records_total{sink=\"store\"} 10",
             "logtail_sink_bytes_total{sink=\"store\"} 1000",
             "logtail_batch_latency_seconds_count{sink=\"store\"} 1",
+            "logtail_kafka_delivered_records_total 7",
+            "logtail_kafka_state{state=\"replaying\"} 1",
+            "logtail_kafka_state{state=\"direct\"} 0",
+            "logtail_kafka_delivery_errors_total{error=\"MessageTimedOut\"} 2",
+            "logtail_kafka_delivery_latency_seconds_count{sink=\"kafka\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -51,7 +51,10 @@ impl Server {
     /// the message names the part at fault.
     pub fn start(config: &Config) -> anyhow::Result<Server> {
         let shard_count = config.shard_count().min(u16::MAX as usize);
-        let sink = sink::open(config)?;
+        let sink::Opened {
+            sink,
+            kafka_metrics,
+        } = sink::open(config)?;
         let sink_metrics = Arc::new(SinkMetrics::new(sink.name()));
 
         let bound: Vec<BoundListener> = (0..config.listen.len())
@@ -71,6 +74,7 @@ impl Server {
             None
         };
 
+        let route = config.kafka_route().map(Arc::new);
         let (shutdown, signal) = Shutdown::new();
         let stopping = Arc::new(AtomicBool::new(false));
         let mut consumers = Vec::with_capacity(shard_count);
@@ -99,8 +103,7 @@ impl Server {
                 encoding: config.sink.encoding,
                 legacy_zone: config.legacy_zone(),
                 limits,
-                // No sink uses keys or topics yet: the Kafka sink will set its route here.
-                route: None,
+                route: route.clone(),
             };
             shards.push(ingest::spawn_shard(
                 settings,
@@ -121,6 +124,7 @@ impl Server {
             bound.iter().map(|b| b.context.metrics.clone()).collect(),
             ring_metrics,
             sink_metrics,
+            kafka_metrics,
         ));
         let metrics_address = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let control = match metrics_listener {
@@ -141,6 +145,10 @@ impl Server {
         if let Some(addr) = metrics_address {
             tracing::info!("metrics at http://{addr}/metrics");
         }
+        tracing::info!(
+            "gateway running: {shard_count} shard(s), sink {}",
+            config.sink.kind.as_str()
+        );
         Ok(Server {
             addresses,
             metrics,

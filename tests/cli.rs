@@ -1,18 +1,18 @@
 //! The `logtail` binary end to end: serve, SIGTERM, read; config errors; parse.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
-fn logtail() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_logtail"))
-}
+use common::process::{self, Served, logtail};
 
-/// Starts `logtail serve` on a config with ephemeral ports in `dir`; returns the child and the
-/// TCP address it printed.
-fn serve(dir: &Path) -> (Child, String) {
+/// Starts `logtail serve` on a config with ephemeral ports in `dir`; returns the gateway and
+/// the TCP address it printed.
+fn serve(dir: &Path) -> (Served, String) {
     let config = dir.join("logtail.toml");
     std::fs::write(
         &config,
@@ -26,41 +26,12 @@ fn serve(dir: &Path) -> (Child, String) {
         ),
     )
     .unwrap();
-    let mut child = logtail()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut tcp = None;
-    let mut line = String::new();
-    while stderr.read_line(&mut line).unwrap() > 0 {
-        if let Some(rest) = line.split("listening on tcp ").nth(1) {
-            tcp = Some(rest.split_whitespace().next().unwrap().to_string());
-        }
-        if line.contains("metrics at") {
-            break;
-        }
-        line.clear();
-    }
-    // Keep draining stderr so the gateway never blocks on a full pipe.
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    (child, tcp.expect("the gateway printed its TCP address"))
-}
-
-fn sigterm_and_wait(mut child: Child) {
-    // SAFETY: sending a signal to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "clean exit after SIGTERM, got {status}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "gateway did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let served = process::serve(&config);
+    let tcp = served
+        .tcp
+        .clone()
+        .expect("the gateway printed its TCP address");
+    (served, tcp)
 }
 
 fn read_store(dir: &Path, args: &[&str]) -> Vec<String> {
@@ -96,7 +67,7 @@ fn serve_then_sigterm_then_read_returns_every_line() {
     conn.write_all(buf.as_bytes()).unwrap();
     drop(conn);
     std::thread::sleep(Duration::from_millis(300));
-    sigterm_and_wait(child);
+    child.sigterm_and_wait();
 
     let all = read_store(dir.path(), &[]);
     assert_eq!(all.len(), 10_000);
@@ -138,7 +109,7 @@ fn read_follow_prints_records_as_they_arrive() {
     follower.kill().unwrap();
     let _ = follower.wait();
     drop(conn);
-    sigterm_and_wait(child);
+    child.sigterm_and_wait();
 }
 
 #[test]

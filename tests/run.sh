@@ -9,6 +9,10 @@ need_apt=()
 command -v logger >/dev/null || need_apt+=(bsdutils)     # util-linux logger, a real sender
 command -v cc >/dev/null || need_apt+=(gcc)              # mimalloc builds C
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+command -v make >/dev/null || need_apt+=(make)            # librdkafka's build
+command -v g++ >/dev/null || need_apt+=(g++)
+dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)  # librdkafka with SSL/SASL
+dpkg -s zlib1g-dev >/dev/null 2>&1 || need_apt+=(zlib1g-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -22,6 +26,13 @@ fi
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
 done
+
+# A real Kafka-compatible broker for tests/kafka_broker.rs (the tests start it themselves).
+# Building it takes about 10 minutes, once: cargo keeps it in ~/.cargo/bin.
+if ! command -v tansu >/dev/null && [ ! -x "$HOME/.cargo/bin/tansu" ]; then
+  echo "== cargo install tansu (once, ~10 min)"
+  cargo install --locked tansu --version 0.6.0 --features dynostore,libsql
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

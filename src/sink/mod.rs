@@ -7,6 +7,7 @@
 //! then it is counted (`logtail_sink_lost_records_total`) and logged.
 
 mod blackhole;
+pub mod kafka;
 mod stdout;
 mod store;
 
@@ -17,16 +18,19 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Select;
 
 use crate::config::{Config, SinkKind};
-use crate::metrics::{RateLimitedWarning, SinkMetrics};
+use crate::metrics::{KafkaMetrics, RateLimitedWarning, SinkMetrics};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::ring::RingConsumer;
 
 pub use blackhole::BlackholeSink;
+pub use kafka::KafkaSink;
 pub use stdout::StdoutSink;
 pub use store::StoreSink;
 
-/// How often the sink gets a [`Sink::tick`] (periodic fsync, flushes).
+/// How often a sink gets a [`Sink::tick`] (periodic fsync, flushes) unless it asks otherwise.
 const TICK: Duration = Duration::from_millis(100);
+/// The longest wait between two attempts to write a batch that failed.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_millis(100);
 /// At shutdown, a batch whose writes keep failing is given up on after this long.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(5);
 
@@ -37,9 +41,14 @@ pub trait Sink: Send {
     /// Writes one batch. On error nothing of the batch may be half-visible to readers: the
     /// caller retries the whole batch.
     fn write(&mut self, batch: &Batch) -> anyhow::Result<()>;
-    /// Called about every [`TICK`]: time-driven work such as a periodic fsync.
+    /// Called about every [`Sink::tick_interval`], and between the attempts to write a batch
+    /// that failed: time-driven work such as a periodic fsync, or serving delivery reports.
     fn tick(&mut self) -> anyhow::Result<()> {
         Ok(())
+    }
+    /// How often [`Sink::tick`] is wanted.
+    fn tick_interval(&self) -> Duration {
+        TICK
     }
     /// Makes everything written durable, before exit.
     fn close(&mut self) -> anyhow::Result<()> {
@@ -47,15 +56,32 @@ pub trait Sink: Send {
     }
 }
 
+/// An opened sink, with the metrics only the Kafka sink has.
+pub struct Opened {
+    pub sink: Box<dyn Sink>,
+    pub kafka_metrics: Option<Arc<KafkaMetrics>>,
+}
+
 /// Opens the sink `config` asks for.
 ///
 /// # Errors
 /// When the sink cannot be opened (e.g. the store directory is not writable or locked).
-pub fn open(config: &Config) -> anyhow::Result<Box<dyn Sink>> {
+pub fn open(config: &Config) -> anyhow::Result<Opened> {
+    let only = |sink: Box<dyn Sink>| Opened {
+        sink,
+        kafka_metrics: None,
+    };
     Ok(match config.sink.kind {
-        SinkKind::Store => Box::new(StoreSink::open(config)?),
-        SinkKind::Stdout => Box::new(StdoutSink::new()),
-        SinkKind::Blackhole => Box::new(BlackholeSink),
+        SinkKind::Store => only(Box::new(StoreSink::open(config)?)),
+        SinkKind::Stdout => only(Box::<StdoutSink>::default()),
+        SinkKind::Blackhole => only(Box::new(BlackholeSink)),
+        SinkKind::Kafka => {
+            let metrics = Arc::new(KafkaMetrics::default());
+            Opened {
+                sink: Box::new(KafkaSink::open(config, metrics.clone())?),
+                kafka_metrics: Some(metrics),
+            }
+        }
     })
 }
 
@@ -71,13 +97,14 @@ pub fn run(
     let warning = RateLimitedWarning::new(Duration::from_secs(1));
     let mut live = rings;
     let mut last_tick = Instant::now();
+    let tick_interval = sink.tick_interval();
     while !live.is_empty() {
         let closed = {
             let mut select = Select::new();
             for ring in &live {
                 select.recv(ring.receiver());
             }
-            match select.select_timeout(TICK) {
+            match select.select_timeout(tick_interval) {
                 Ok(op) => {
                     let index = op.index();
                     match op.recv(live[index].receiver()) {
@@ -95,7 +122,7 @@ pub fn run(
         if let Some(index) = closed {
             live.swap_remove(index);
         }
-        if last_tick.elapsed() >= TICK {
+        if last_tick.elapsed() >= tick_interval {
             last_tick = Instant::now();
             if let Err(e) = sink.tick() {
                 metrics.errors.add(1);
@@ -138,7 +165,10 @@ fn write_with_retry(
                     return;
                 }
                 std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
+                if let Err(e) = sink.tick() {
+                    warning.warn(|| format!("sink {}: {e:#}", sink.name()));
+                }
             }
         }
     }

@@ -701,6 +701,20 @@ impl Wal {
         self.mark_acked(si, ei);
     }
 
+    /// True while `seq` is stored and neither acknowledged, dropped, nor lost to corruption.
+    pub fn is_pending(&self, seq: u64) -> bool {
+        if seq <= self.watermark || seq >= self.next_seq {
+            return false;
+        }
+        let si = self
+            .segments
+            .partition_point(|s| s.entries.last().is_some_and(|e| e.seq < seq));
+        self.segments
+            .get(si)
+            .and_then(|s| s.find(seq).map(|ei| !s.entries[ei].acked))
+            .unwrap_or(false)
+    }
+
     /// The next batch, in seq order, that is neither acknowledged nor handed out since the last
     /// [`Wal::rewind`] (or open); `None` when caught up. A record that no longer checks out is
     /// counted, logged, treated as acknowledged and skipped.

@@ -242,6 +242,9 @@ fn out_of_order_acks_move_watermark_and_delete_exactly() {
 
     wal.acknowledge(2);
     assert_eq!(wal.stats().acked_through, 0);
+    assert!(!wal.is_pending(2));
+    assert!(wal.is_pending(1) && wal.is_pending(3) && wal.is_pending(9));
+    assert!(!wal.is_pending(0) && !wal.is_pending(10));
     wal.acknowledge(5);
     wal.acknowledge(4);
     assert_eq!(segment_files(dir.path()), vec![1, 4, 7]);
@@ -590,8 +593,11 @@ fn full_drop_oldest_drops_exactly_the_oldest_segment() {
     assert_eq!(seqs(&[wal.next_unsent().unwrap().unwrap()]), vec![2]);
     wal.acknowledge(2);
 
+    assert!(wal.is_pending(1));
     assert_eq!(append_noise(&mut wal, 7), 7);
     assert_eq!(segment_files(dir.path()), vec![4, 7]);
+    // Batch 1 is handed out but dropped: no longer pending.
+    assert!(!wal.is_pending(1) && !wal.is_pending(3) && wal.is_pending(4));
     let stats = wal.stats();
     // Batches 1 and 3 (2 was acknowledged): records 1 + 3.
     assert_eq!((stats.dropped_batches, stats.dropped_records), (2, 4));

@@ -2,6 +2,10 @@
 //! reading back what it stored.
 #![allow(dead_code)]
 
+pub mod kafka;
+pub mod process;
+pub mod tansu;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -56,6 +60,22 @@ impl Gateway {
             dir,
             config,
         }
+    }
+
+    /// Starts the gateway again on the same configuration (and so the same data), after
+    /// [`Gateway::stop`].
+    pub fn restart(&mut self) {
+        assert!(self.server.is_none(), "stop it first");
+        self.server = Some(Server::start(&self.config).expect("gateway restarts"));
+    }
+
+    /// The Kafka sink's metrics.
+    pub fn kafka(&self) -> &logtail::metrics::KafkaMetrics {
+        self.server()
+            .metrics()
+            .kafka
+            .as_deref()
+            .expect("the sink is Kafka")
     }
 
     pub fn server(&self) -> &Server {

@@ -1,0 +1,812 @@
+//! The Kafka sink: batches go to Kafka through librdkafka, and to the write-ahead log
+//! ([`crate::wal`]) whenever Kafka lags, is down, or has a backlog to catch up on.
+//!
+//! # States
+//!
+//! ```text
+//!             lag or brokers down                    lag gone, WAL has a backlog
+//!   direct ───────────────────────► spilling ──────────────────────────────► replaying
+//!     ▲                                ▲                                         │
+//!     │                                └──────────── lag or brokers down ────────┤
+//!     └──────────────────────────── WAL backlog all handed to the producer ──────┘
+//! ```
+//!
+//! - **direct**: a batch from the rings is handed straight to the producer. Nothing is written
+//!   to disk on the way.
+//! - **spilling**: Kafka lags, so new batches are appended to the WAL, and nothing is replayed.
+//!   Kafka *lags* when any of these holds (`[sink.kafka.spill]`): the records (or value bytes)
+//!   handed to the producer and not yet acknowledged pass a threshold; the oldest batch not yet
+//!   acknowledged is older than `max_delivery_latency_ms`; librdkafka reported all brokers down
+//!   (cleared by the next acknowledgement). While brokers are down and nothing is in flight, one
+//!   batch from the WAL is handed to the producer as a probe, so that the first acknowledgement
+//!   after an outage ends it.
+//! - **replaying**: Kafka keeps up again and the WAL holds batches not yet handed over: they are
+//!   read back in sequence order and produced, as far as the in-flight thresholds allow, and new
+//!   batches are appended to the WAL behind them, so no record overtakes an older one.
+//!
+//! A batch read back from the WAL is acknowledged to the WAL once Kafka acknowledged every one of
+//! its records; a WAL segment is deleted once all its batches are.
+//!
+//! # Why spill instead of always writing the WAL first
+//!
+//! Writing every batch to the WAL before producing it would make the healthy path pay an extra
+//! lz4 compression and write of every byte (the WAL bench: ~1 GiB/s, so ~0.3 µs per 300-byte
+//! record, about as much again as parse + encode), and librdkafka compresses the same bytes a
+//! second time for the wire. Spilling only when Kafka lags keeps the healthy path at one copy
+//! into librdkafka, and costs what matters only when Kafka is in trouble. The price is the
+//! window below.
+//!
+//! # What can be lost, and what is only duplicated
+//!
+//! - Records in memory only: those in the rings and shard batches (bounded by
+//!   `pipeline.ring_batches` batches per shard), and those handed to the producer straight from
+//!   the rings and not yet acknowledged (bounded by `spill.max_in_flight_records` and
+//!   `spill.max_in_flight_bytes`). A clean shutdown (SIGTERM) waits up to
+//!   [`super::GIVE_UP_AFTER`] for their acknowledgements, then purges the producer and writes
+//!   what was not acknowledged to the WAL: nothing is lost. `kill -9` or a crash loses them.
+//! - Records in the WAL: safe from a crash of the gateway under every fsync policy; from a crash
+//!   of the machine per the policy (see [`crate::wal`]).
+//! - Duplicates: a batch replayed from the WAL whose acknowledgement had not reached the WAL's
+//!   ledger before a crash or shutdown is produced again, whole. Consumers see at-least-once.
+//!
+//! # Order
+//!
+//! Records with the same key go to the same partition in the order the gateway received them
+//! (librdkafka's idempotent producer keeps order through its own retries), across outages and
+//! restarts, with one exception: a record whose delivery *fails* (only possible with a finite
+//! `message_timeout_ms`, or for a non-retriable error) goes back to the WAL behind newer ones.
+//! Records Kafka rejects for good (too large, invalid) are counted in
+//! `logtail_kafka_rejected_records_total` and logged; they are the only records this sink
+//! drops, apart from the WAL's `full_policy`.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rdkafka::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
+
+use super::{GIVE_UP_AFTER, Sink};
+use crate::config::{Config, KafkaSinkConfig, WalFsync, WalFullPolicy};
+use crate::metrics::{KafkaMetrics, RateLimitedWarning};
+use crate::pipeline::batch::Batch;
+use crate::wal::{Appended, FsyncPolicy, FullPolicy, Wal, WalError, WalOptions};
+
+/// How often the sink thread serves delivery reports and replays when no batch arrives.
+pub const SERVICE_INTERVAL: Duration = Duration::from_millis(5);
+/// How often the WAL's ledger (its acknowledgements) is written.
+const LEDGER_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The Kafka sink. See the module doc.
+pub struct KafkaSink {
+    producer: BaseProducer<DeliveryContext>,
+    topic: String,
+    wal: Wal,
+    limits: SpillLimits,
+    in_flight: InFlight,
+    /// Records whose delivery failed, waiting to be appended to the WAL (only while it refuses).
+    retry: Option<Batch>,
+    /// WAL batches to acknowledge once `retry` is in the WAL: their failed records are in it.
+    acks_after_retry: Vec<u64>,
+    /// The WAL holds batches not yet handed to the producer.
+    backlog: bool,
+    /// Records of WAL batches dropped by `drop_oldest` while in flight (so not lost).
+    recovered_from_drops: u64,
+    /// Set by `close`: replay stops, and WAL batches that fail are left for the next start.
+    stopping: bool,
+    metrics: Arc<KafkaMetrics>,
+    warning: RateLimitedWarning,
+    wal_payload: Vec<u8>,
+    reports: DeliveryReports,
+    last_ledger_write: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SpillLimits {
+    records: u64,
+    bytes: u64,
+    latency: Duration,
+}
+
+/// Why the sink spills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lag {
+    InFlight,
+    Latency,
+    BrokersDown,
+}
+
+impl KafkaSink {
+    /// Opens the WAL (recovering it), creates the producer, and reports what the WAL holds.
+    ///
+    /// # Errors
+    /// When the WAL cannot be opened (locked by another gateway, unreadable) or librdkafka
+    /// refuses the configuration (the message names the property).
+    pub fn open(config: &Config, metrics: Arc<KafkaMetrics>) -> anyhow::Result<KafkaSink> {
+        let kafka = &config.sink.kafka;
+        let (wal, report) = Wal::open(wal_options(config))
+            .with_context(|| format!("cannot open the WAL in {}", config.wal_dir().display()))?;
+        if report.pending_batches > 0 {
+            tracing::info!(
+                "kafka: the WAL holds {} record(s) in {} batch(es) from before; replaying them first",
+                report.pending_records,
+                report.pending_batches
+            );
+        }
+        let context = DeliveryContext {
+            reports: Mutex::new(DeliveryReports::default()),
+            brokers_down: AtomicBool::new(false),
+            warning: RateLimitedWarning::new(Duration::from_secs(5)),
+        };
+        let producer: BaseProducer<DeliveryContext> = client_config(config)
+            .create_with_context(context)
+            .map_err(|e| {
+                anyhow::anyhow!("sink.kafka: librdkafka refused the configuration: {e}")
+            })?;
+        let spill = &kafka.spill;
+        let sink = KafkaSink {
+            producer,
+            topic: kafka.topic.clone(),
+            wal,
+            limits: SpillLimits {
+                records: spill.max_in_flight_records,
+                bytes: spill.max_in_flight_bytes,
+                latency: Duration::from_millis(spill.max_delivery_latency_ms),
+            },
+            in_flight: InFlight::default(),
+            retry: None,
+            acks_after_retry: Vec::new(),
+            backlog: report.pending_batches > 0,
+            recovered_from_drops: 0,
+            stopping: false,
+            metrics,
+            warning: RateLimitedWarning::new(Duration::from_secs(1)),
+            wal_payload: Vec::new(),
+            reports: DeliveryReports::default(),
+            last_ledger_write: Instant::now(),
+        };
+        sink.refresh_gauges();
+        Ok(sink)
+    }
+
+    /// Serves delivery reports, moves failed records back to the WAL, replays what Kafka can
+    /// take, and writes the WAL's ledger when due.
+    fn service(&mut self) -> anyhow::Result<()> {
+        self.producer.poll(Duration::ZERO);
+        self.take_reports();
+        self.append_retry();
+        self.replay()?;
+        if self.last_ledger_write.elapsed() >= LEDGER_INTERVAL {
+            self.last_ledger_write = Instant::now();
+            self.wal.flush().context("cannot write the WAL's ledger")?;
+        }
+        self.refresh_gauges();
+        Ok(())
+    }
+
+    fn brokers_down(&self) -> bool {
+        self.producer.context().brokers_down.load(Ordering::Relaxed)
+    }
+
+    /// Whether Kafka lags, and why.
+    fn lag(&self) -> Option<Lag> {
+        if self.brokers_down() && !self.in_flight.is_empty() {
+            // With nothing in flight, one batch may go as a probe.
+            return Some(Lag::BrokersDown);
+        }
+        if self.in_flight.records >= self.limits.records
+            || self.in_flight.bytes >= self.limits.bytes
+        {
+            return Some(Lag::InFlight);
+        }
+        if self
+            .in_flight
+            .oldest_produced_at()
+            .is_some_and(|t| t.elapsed() >= self.limits.latency)
+        {
+            return Some(Lag::Latency);
+        }
+        None
+    }
+
+    /// Hands WAL batches to the producer while Kafka keeps up.
+    fn replay(&mut self) -> anyhow::Result<()> {
+        while self.backlog && !self.stopping && self.retry.is_none() && self.lag().is_none() {
+            let Some(stored) = self.wal.next_unsent().context("cannot read the WAL")? else {
+                self.backlog = false;
+                break;
+            };
+            match Batch::decode_wal(stored.shard, &stored.payload) {
+                Ok(batch) => {
+                    self.metrics.replayed_records.add(batch.len() as u64);
+                    self.produce(&batch, Origin::Wal(stored.seq));
+                }
+                Err(e) => {
+                    // The WAL checked the record's CRC, so this is a payload written by a
+                    // different version, or a bug: it can never be delivered.
+                    self.metrics.rejected_records.add(u64::from(stored.records));
+                    tracing::error!(
+                        "kafka: WAL batch seq {} ({} records) cannot be decoded, skipped: {e}",
+                        stored.seq,
+                        stored.records
+                    );
+                    self.wal.acknowledge(stored.seq);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `batch` to the WAL. `Err` when the WAL is full and the policy is `block`.
+    fn spill(&mut self, batch: &Batch) -> anyhow::Result<()> {
+        self.wal_payload.clear();
+        batch.encode_wal(&mut self.wal_payload);
+        let records = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        match self.wal.append(batch.shard(), records, &self.wal_payload) {
+            Ok(Appended::Stored(_)) => {
+                self.backlog = true;
+                self.metrics.spilled_records.add(batch.len() as u64);
+                self.metrics.spilled_batches.add(1);
+                Ok(())
+            }
+            Ok(Appended::Dropped) => {
+                self.warning.warn(|| {
+                    format!(
+                        "kafka: the WAL is full; dropped a batch of {} new records \
+                         (full_policy = drop_newest)",
+                        batch.len()
+                    )
+                });
+                Ok(())
+            }
+            Err(WalError::Full) => {
+                self.metrics.wal_full.add(1);
+                anyhow::bail!("the WAL is full and Kafka is not taking its backlog")
+            }
+            Err(e) => Err(e).context("cannot append to the WAL"),
+        }
+    }
+
+    /// Hands every record of `batch` to the producer.
+    fn produce(&mut self, batch: &Batch, origin: Origin) {
+        if batch.is_empty() {
+            if let Origin::Wal(seq) = origin {
+                self.wal.acknowledge(seq);
+            }
+            return;
+        }
+        let first_received_us = batch.iter().next().map_or(0, |e| e.received_at_us);
+        let slot = self.in_flight.insert(BatchInFlight {
+            id: 0,
+            origin,
+            records: batch.len() as u32,
+            remaining: batch.len() as u32,
+            failed: 0,
+            bytes: batch.value_bytes() as u64,
+            produced_at: Instant::now(),
+            first_received_us,
+            keep_unacknowledged: false,
+        });
+        self.metrics.produced_records.add(batch.len() as u64);
+        for entry in batch.iter() {
+            let topic = if entry.topic.is_empty() {
+                self.topic.as_str()
+            } else {
+                std::str::from_utf8(entry.topic).unwrap_or(&self.topic)
+            };
+            let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, slot)
+                .payload(entry.value)
+                .timestamp(entry.received_at_us / 1000);
+            if !entry.key.is_empty() {
+                record = record.key(entry.key);
+            }
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // librdkafka's queue is sized well above the spill thresholds, so this
+                        // is rare: wait for deliveries to make room.
+                        record = back;
+                        self.producer.poll(Duration::from_millis(1));
+                    }
+                    Err((error, back)) => {
+                        let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+                        self.producer
+                            .context()
+                            .lock_reports()
+                            .failed
+                            .push(FailedRecord {
+                                slot,
+                                code,
+                                received_at_us: entry.received_at_us,
+                                key: back.key.map(<[u8]>::to_vec).unwrap_or_default(),
+                                topic: back.topic.to_string(),
+                                value: entry.value.to_vec(),
+                            });
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the delivery reports gathered since the last call.
+    fn take_reports(&mut self) {
+        std::mem::swap(
+            &mut self.reports,
+            &mut *self.producer.context().lock_reports(),
+        );
+        if !self.reports.failed.is_empty() {
+            self.take_failures();
+        }
+        let mut completed = Vec::new();
+        for &slot in &self.reports.delivered {
+            if let Some(batch) = self.in_flight.report(slot, false) {
+                completed.push(batch);
+            }
+        }
+        self.metrics
+            .delivered_records
+            .add(self.reports.delivered.len() as u64);
+        self.reports.delivered.clear();
+        for batch in completed {
+            self.complete(batch);
+        }
+    }
+
+    fn take_failures(&mut self) {
+        let failed = std::mem::take(&mut self.reports.failed);
+        let mut completed = Vec::new();
+        for record in failed {
+            self.metrics
+                .delivery_error(&format!("{:?}", record.code), 1);
+            let origin = self.in_flight.origin(record.slot);
+            if is_permanent(record.code) {
+                self.metrics.rejected_records.add(1);
+                self.warning.warn(|| {
+                    format!(
+                        "kafka: a record for topic {} was rejected and is dropped: {}",
+                        record.topic, record.code
+                    )
+                });
+            } else if let Some(Origin::Wal(seq)) = origin
+                && self.stopping
+                && self.wal.is_pending(seq)
+            {
+                // Left unacknowledged in the WAL: the whole batch is replayed at the next start,
+                // in its place.
+                self.in_flight.keep_unacknowledged(record.slot);
+            } else {
+                self.metrics.retried_records.add(1);
+                let retry = self
+                    .retry
+                    .get_or_insert_with(|| Batch::with_capacity(0, 64 * 1024, 64));
+                let topic = if record.topic == self.topic {
+                    &[][..]
+                } else {
+                    record.topic.as_bytes()
+                };
+                retry.push_routed(
+                    record.received_at_us,
+                    |keys| keys.extend_from_slice(&record.key),
+                    |topics| topics.extend_from_slice(topic),
+                    |values| values.extend_from_slice(&record.value),
+                );
+            }
+            if let Some(batch) = self.in_flight.report(record.slot, true) {
+                completed.push(batch);
+            }
+        }
+        for batch in completed {
+            self.complete(batch);
+        }
+    }
+
+    /// A batch all of whose records have a delivery report.
+    fn complete(&mut self, batch: BatchInFlight) {
+        let received_us = batch.first_received_us;
+        let now_us = unix_micros();
+        self.metrics.delivery_latency.record(Duration::from_micros(
+            now_us.saturating_sub(received_us).max(0) as u64,
+        ));
+        if let Origin::Wal(seq) = batch.origin {
+            if batch.keep_unacknowledged {
+                return;
+            }
+            if !self.wal.is_pending(seq) {
+                // Dropped by `drop_oldest` while in flight, yet every record of it was
+                // delivered, retried or rejected: none is lost to the drop.
+                self.recovered_from_drops += u64::from(batch.records);
+                return;
+            }
+            if batch.failed > 0 && self.retry.is_some() {
+                self.acks_after_retry.push(seq);
+            } else {
+                self.wal.acknowledge(seq);
+            }
+        }
+    }
+
+    /// Moves the records whose delivery failed to the WAL.
+    fn append_retry(&mut self) {
+        let Some(retry) = self.retry.take() else {
+            return;
+        };
+        match self.spill(&retry) {
+            Ok(()) => {
+                for seq in self.acks_after_retry.drain(..) {
+                    self.wal.acknowledge(seq);
+                }
+            }
+            Err(e) => {
+                self.warning.warn(|| {
+                    format!(
+                        "kafka: {} records whose delivery failed wait in memory for the WAL: {e:#}",
+                        retry.len()
+                    )
+                });
+                self.retry = Some(retry);
+            }
+        }
+    }
+
+    fn refresh_gauges(&self) {
+        let m = &self.metrics;
+        let state = match self.lag() {
+            _ if self.brokers_down() => 1,
+            Some(_) => 1,
+            None if self.backlog => 2,
+            None => 0,
+        };
+        m.state.set(state);
+        m.brokers_down.set(i64::from(self.brokers_down()));
+        m.in_flight_records.set(self.in_flight.records as i64);
+        m.in_flight_bytes.set(self.in_flight.bytes as i64);
+        let stats = self.wal.stats();
+        m.wal_pending_records.set(stats.pending_records as i64);
+        m.wal_pending_batches.set(stats.pending_batches as i64);
+        m.wal_disk_bytes.set(stats.disk_bytes as i64);
+        m.wal_dropped_records.set(
+            stats
+                .dropped_records
+                .saturating_sub(self.recovered_from_drops) as i64,
+        );
+        m.wal_corrupt_records.set(stats.corrupt_records as i64);
+    }
+}
+
+impl Sink for KafkaSink {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn write(&mut self, batch: &Batch) -> anyhow::Result<()> {
+        self.service()?;
+        if self.backlog || self.retry.is_some() || self.brokers_down() || self.lag().is_some() {
+            self.spill(batch)
+        } else {
+            self.produce(batch, Origin::Direct);
+            Ok(())
+        }
+    }
+
+    fn tick(&mut self) -> anyhow::Result<()> {
+        self.service()
+    }
+
+    fn tick_interval(&self) -> Duration {
+        SERVICE_INTERVAL
+    }
+
+    /// Waits up to [`GIVE_UP_AFTER`] for what is in flight to be acknowledged, then purges the
+    /// producer: records from the rings that were not acknowledged go to the WAL, batches from
+    /// the WAL stay in it. Then the WAL's ledger is written and synced.
+    fn close(&mut self) -> anyhow::Result<()> {
+        self.stopping = true;
+        let deadline = Instant::now() + GIVE_UP_AFTER;
+        while !self.in_flight.is_empty() && Instant::now() < deadline {
+            self.producer.poll(Duration::from_millis(10));
+            self.take_reports();
+        }
+        if !self.in_flight.is_empty() {
+            tracing::warn!(
+                "kafka: {} record(s) not acknowledged after {GIVE_UP_AFTER:?}; keeping them in the WAL",
+                self.in_flight.records
+            );
+            self.producer
+                .purge(PurgeConfig::default().queue().inflight());
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !self.in_flight.is_empty() && Instant::now() < deadline {
+                self.producer.poll(Duration::from_millis(10));
+                self.take_reports();
+            }
+        }
+        let mut result = Ok(());
+        let give_up = Instant::now() + GIVE_UP_AFTER;
+        while let Some(retry) = &self.retry {
+            if Instant::now() >= give_up {
+                self.metrics.lost_records.add(retry.len() as u64);
+                result = Err(anyhow::anyhow!(
+                    "{} records whose delivery failed could not be written to the WAL",
+                    retry.len()
+                ));
+                break;
+            }
+            self.append_retry();
+            if self.retry.is_some() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        if !self.in_flight.is_empty() {
+            tracing::error!(
+                "kafka: {} record(s) handed to librdkafka got no delivery report and may be lost",
+                self.in_flight.records
+            );
+        }
+        self.wal.flush().context("cannot write the WAL's ledger")?;
+        self.refresh_gauges();
+        result
+    }
+}
+
+/// Where a batch handed to the producer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Straight from the rings: only in memory.
+    Direct,
+    /// From the WAL, with its sequence number.
+    Wal(u64),
+}
+
+/// A batch handed to the producer whose records are not all reported yet.
+#[derive(Debug)]
+struct BatchInFlight {
+    /// Set by [`InFlight::insert`]: tells this batch from a later one in the same slot.
+    id: u64,
+    origin: Origin,
+    records: u32,
+    remaining: u32,
+    failed: u32,
+    bytes: u64,
+    produced_at: Instant,
+    first_received_us: i64,
+    keep_unacknowledged: bool,
+}
+
+/// The batches in flight, in slots that their records' delivery opaque names, and the order
+/// they were produced in (for the age of the oldest).
+#[derive(Debug, Default)]
+struct InFlight {
+    slots: Vec<Option<BatchInFlight>>,
+    free: Vec<usize>,
+    /// `(slot, id)` in produce order; an entry whose slot no longer holds batch `id` is stale
+    /// and is dropped when it reaches the front.
+    order: VecDeque<(usize, u64)>,
+    next_id: u64,
+    records: u64,
+    bytes: u64,
+}
+
+impl InFlight {
+    fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    fn insert(&mut self, mut batch: BatchInFlight) -> usize {
+        self.records += u64::from(batch.remaining);
+        self.bytes += batch.bytes;
+        batch.id = self.next_id;
+        self.next_id += 1;
+        let id = batch.id;
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(batch);
+                slot
+            }
+            None => {
+                self.slots.push(Some(batch));
+                self.slots.len() - 1
+            }
+        };
+        self.order.push_back((slot, id));
+        slot
+    }
+
+    fn origin(&self, slot: usize) -> Option<Origin> {
+        self.slots.get(slot)?.as_ref().map(|b| b.origin)
+    }
+
+    fn keep_unacknowledged(&mut self, slot: usize) {
+        if let Some(Some(batch)) = self.slots.get_mut(slot) {
+            batch.keep_unacknowledged = true;
+        }
+    }
+
+    /// Counts one record's report; returns the batch once all its records are reported.
+    fn report(&mut self, slot: usize, failed: bool) -> Option<BatchInFlight> {
+        let batch = self.slots.get_mut(slot)?.as_mut()?;
+        batch.remaining = batch.remaining.saturating_sub(1);
+        batch.failed += u32::from(failed);
+        self.records = self.records.saturating_sub(1);
+        if batch.remaining > 0 {
+            return None;
+        }
+        let batch = self.slots[slot].take()?;
+        self.bytes = self.bytes.saturating_sub(batch.bytes);
+        self.free.push(slot);
+        while let Some(&(slot, id)) = self.order.front() {
+            if self.slots[slot].as_ref().is_some_and(|b| b.id == id) {
+                break;
+            }
+            self.order.pop_front();
+        }
+        Some(batch)
+    }
+
+    /// When the oldest batch still in flight was produced.
+    fn oldest_produced_at(&self) -> Option<Instant> {
+        let &(slot, _) = self.order.front()?;
+        self.slots[slot].as_ref().map(|b| b.produced_at)
+    }
+}
+
+/// A record whose delivery failed, copied out of librdkafka's report.
+#[derive(Debug)]
+struct FailedRecord {
+    slot: usize,
+    code: RDKafkaErrorCode,
+    received_at_us: i64,
+    key: Vec<u8>,
+    topic: String,
+    value: Vec<u8>,
+}
+
+/// What delivery callbacks gathered since the sink last looked.
+#[derive(Debug, Default)]
+struct DeliveryReports {
+    /// The slot of each record acknowledged.
+    delivered: Vec<usize>,
+    failed: Vec<FailedRecord>,
+}
+
+/// librdkafka's callbacks. Delivery reports are served by `poll` on the sink thread, so the
+/// mutex is never contended; it is there because librdkafka requires the context to be `Sync`.
+struct DeliveryContext {
+    reports: Mutex<DeliveryReports>,
+    brokers_down: AtomicBool,
+    warning: RateLimitedWarning,
+}
+
+impl DeliveryContext {
+    fn lock_reports(&self) -> std::sync::MutexGuard<'_, DeliveryReports> {
+        self.reports.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error
+            | RDKafkaLogLevel::Warning => self
+                .warning
+                .warn(|| format!("librdkafka: {facility}: {message}")),
+            _ => tracing::debug!("librdkafka: {facility}: {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.brokers_down.store(true, Ordering::Relaxed);
+        }
+        self.warning
+            .warn(|| format!("librdkafka: {error}: {reason}"));
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, slot: usize) {
+        let mut reports = self.lock_reports();
+        match result {
+            Ok(_) => {
+                reports.delivered.push(slot);
+                self.brokers_down.store(false, Ordering::Relaxed);
+            }
+            Err((error, message)) => {
+                let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+                reports.failed.push(FailedRecord {
+                    slot,
+                    code,
+                    received_at_us: message
+                        .timestamp()
+                        .to_millis()
+                        .map_or(0, |ms| ms.saturating_mul(1000)),
+                    key: message.key().map(<[u8]>::to_vec).unwrap_or_default(),
+                    topic: message.topic().to_string(),
+                    value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                });
+            }
+        }
+    }
+}
+
+/// Errors that retrying cannot fix: the record is dropped (counted and logged).
+fn is_permanent(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidTopic
+            | RDKafkaErrorCode::InvalidRecord
+    )
+}
+
+/// The librdkafka configuration of `[sink.kafka]`; the passthrough table is applied last.
+fn client_config(config: &Config) -> ClientConfig {
+    let kafka: &KafkaSinkConfig = &config.sink.kafka;
+    let mut client = ClientConfig::new();
+    // librdkafka's own queue must never be what limits: the spill thresholds are, so that a
+    // lagging Kafka fills the WAL, not memory.
+    let queue_messages = kafka
+        .spill
+        .max_in_flight_records
+        .saturating_mul(2)
+        .saturating_add(config.pipeline.batch_max_records as u64)
+        .clamp(100_000, 10_000_000);
+    let queue_kbytes = (kafka.spill.max_in_flight_bytes / 1024)
+        .saturating_mul(2)
+        .saturating_add(config.pipeline.batch_max_bytes as u64 / 512)
+        .clamp(64 * 1024, 2_097_151);
+    client
+        .set("bootstrap.servers", &kafka.bootstrap_servers)
+        .set("client.id", "logtail")
+        .set("compression.codec", kafka.compression.as_str())
+        .set("acks", &kafka.acks)
+        .set("enable.idempotence", kafka.idempotence.to_string())
+        .set("linger.ms", kafka.linger_ms.to_string())
+        .set("batch.size", kafka.batch_max_bytes.to_string())
+        .set("message.timeout.ms", kafka.message_timeout_ms.to_string())
+        .set("queue.buffering.max.messages", queue_messages.to_string())
+        .set("queue.buffering.max.kbytes", queue_kbytes.to_string());
+    for (key, value) in &kafka.librdkafka {
+        client.set(key, value);
+    }
+    client
+}
+
+fn unix_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+fn wal_options(config: &Config) -> WalOptions {
+    let wal = &config.sink.kafka.wal;
+    WalOptions {
+        dir: config.wal_dir(),
+        max_segment_bytes: wal.max_segment_bytes,
+        max_total_bytes: wal.max_total_bytes,
+        fsync: match wal.fsync {
+            WalFsync::Never => FsyncPolicy::Never,
+            WalFsync::Interval => {
+                FsyncPolicy::Interval(Duration::from_millis(wal.fsync_interval_ms))
+            }
+            WalFsync::EveryBatch => FsyncPolicy::EveryAppend,
+        },
+        full: match wal.full_policy {
+            WalFullPolicy::Block => FullPolicy::Block,
+            WalFullPolicy::DropOldest => FullPolicy::DropOldest,
+            WalFullPolicy::DropNewest => FullPolicy::DropNewest,
+        },
+    }
+}

@@ -1,0 +1,103 @@
+//! The `logtail` binary as a child process: started on a config file, its addresses read from
+//! what it prints, stopped with SIGTERM or killed with SIGKILL.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn logtail() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_logtail"))
+}
+
+/// A running `logtail serve`.
+pub struct Served {
+    pub child: Child,
+    /// The address of the first TCP listener, when there is one.
+    pub tcp: Option<String>,
+    /// The metrics endpoint, when enabled.
+    pub metrics: Option<String>,
+}
+
+/// Starts `logtail serve --config CONFIG` and waits until it is running (it prints "gateway
+/// running" once every listener is bound).
+pub fn serve(config: &Path) -> Served {
+    let mut child = logtail()
+        .args(["serve", "--config"])
+        .arg(config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("logtail starts");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr piped"));
+    let (mut tcp, mut metrics) = (None, None);
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap_or(0) > 0 {
+        if let Some(rest) = line.split("listening on tcp ").nth(1) {
+            tcp = rest.split_whitespace().next().map(str::to_string);
+        }
+        if let Some(rest) = line.split("metrics at http://").nth(1) {
+            metrics = rest
+                .split_whitespace()
+                .next()
+                .map(|a| a.trim_end_matches("/metrics").to_string());
+        }
+        if line.contains("gateway running") {
+            break;
+        }
+        line.clear();
+    }
+    // Keep draining stderr so the gateway never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    Served {
+        child,
+        tcp,
+        metrics,
+    }
+}
+
+impl Served {
+    /// Sends SIGTERM and asserts a clean exit within 20 s.
+    pub fn sigterm_and_wait(mut self) {
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "clean exit after SIGTERM, got {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "gateway did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no shutdown at all.
+    pub fn kill_9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The value of the metric line starting with `series` (name and labels), if present.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let text = scrape(self.metrics.as_deref()?)?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn scrape(address: &str) -> Option<String> {
+    let mut conn = TcpStream::connect(address).ok()?;
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    conn.read_to_string(&mut text).ok()?;
+    Some(text)
+}

@@ -95,6 +95,13 @@ pub struct KafkaSink {
     acks_after_retry: Vec<u64>,
     /// The WAL holds batches not yet handed to the producer.
     backlog: bool,
+    /// Set when deliveries fail: no replay before then (see [`Lag::Failing`]).
+    failing_until: Option<Instant>,
+    /// The next backoff after a failure; reset by a successful delivery.
+    failure_backoff: Duration,
+    /// The state last reported in the metrics, to log its changes.
+    reported_state: i64,
+    state_changes: RateLimitedWarning,
     /// Records of WAL batches dropped by `drop_oldest` while in flight (so not lost).
     recovered_from_drops: u64,
     /// Set by `close`: replay stops, and WAL batches that fail are left for the next start.
@@ -116,10 +123,31 @@ struct SpillLimits {
 /// Why the sink spills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lag {
+    /// Too many records or bytes in flight.
     InFlight,
+    /// The oldest batch in flight is too old.
     Latency,
+    /// librdkafka reported every broker down.
     BrokersDown,
+    /// Deliveries failed a moment ago: replay waits out a backoff, so that a broker that
+    /// refuses every record is not sent the same records in a tight loop.
+    Failing,
 }
+
+impl Lag {
+    fn describe(self) -> &'static str {
+        match self {
+            Lag::InFlight => "too many records in flight",
+            Lag::Latency => "deliveries are slow",
+            Lag::BrokersDown => "every broker is down",
+            Lag::Failing => "deliveries failed; backing off",
+        }
+    }
+}
+
+/// The first pause after failed deliveries; it doubles while they keep failing.
+const FIRST_FAILURE_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 
 impl KafkaSink {
     /// Opens the WAL (recovering it), creates the producer, and reports what the WAL holds.
@@ -149,7 +177,7 @@ impl KafkaSink {
                 anyhow::anyhow!("sink.kafka: librdkafka refused the configuration: {e}")
             })?;
         let spill = &kafka.spill;
-        let sink = KafkaSink {
+        let mut sink = KafkaSink {
             producer,
             topic: kafka.topic.clone(),
             wal,
@@ -163,6 +191,10 @@ impl KafkaSink {
             acks_after_retry: Vec::new(),
             backlog: report.pending_batches > 0,
             recovered_from_drops: 0,
+            failing_until: None,
+            failure_backoff: FIRST_FAILURE_BACKOFF,
+            reported_state: 0,
+            state_changes: RateLimitedWarning::new(Duration::from_secs(1)),
             stopping: false,
             metrics,
             warning: RateLimitedWarning::new(Duration::from_secs(1)),
@@ -195,6 +227,9 @@ impl KafkaSink {
 
     /// Whether Kafka lags, and why.
     fn lag(&self) -> Option<Lag> {
+        if self.failing_until.is_some_and(|t| Instant::now() < t) {
+            return Some(Lag::Failing);
+        }
         if self.brokers_down() && !self.in_flight.is_empty() {
             // With nothing in flight, one batch may go as a probe.
             return Some(Lag::BrokersDown);
@@ -350,6 +385,9 @@ impl KafkaSink {
                 completed.push(batch);
             }
         }
+        if !self.reports.delivered.is_empty() {
+            self.failure_backoff = FIRST_FAILURE_BACKOFF;
+        }
         self.metrics
             .delivered_records
             .add(self.reports.delivered.len() as u64);
@@ -361,6 +399,8 @@ impl KafkaSink {
 
     fn take_failures(&mut self) {
         let failed = std::mem::take(&mut self.reports.failed);
+        self.failing_until = Some(Instant::now() + self.failure_backoff);
+        self.failure_backoff = (self.failure_backoff * 2).min(MAX_FAILURE_BACKOFF);
         let mut completed = Vec::new();
         for record in failed {
             self.metrics
@@ -455,14 +495,25 @@ impl KafkaSink {
         }
     }
 
-    fn refresh_gauges(&self) {
-        let m = &self.metrics;
-        let state = match self.lag() {
-            _ if self.brokers_down() => 1,
+    fn refresh_gauges(&mut self) {
+        let lag = self
+            .lag()
+            .or(self.brokers_down().then_some(Lag::BrokersDown));
+        let state = match lag {
             Some(_) => 1,
             None if self.backlog => 2,
             None => 0,
         };
+        if state != self.reported_state {
+            self.reported_state = state;
+            // Under a load near the thresholds the state can change many times a second.
+            self.state_changes.warn(|| match lag {
+                Some(lag) => format!("kafka: spilling to the WAL: {}", lag.describe()),
+                None if self.backlog => "kafka: replaying the WAL".to_string(),
+                None => "kafka: caught up; producing directly".to_string(),
+            });
+        }
+        let m = &self.metrics;
         m.state.set(state);
         m.brokers_down.set(i64::from(self.brokers_down()));
         m.in_flight_records.set(self.in_flight.records as i64);

@@ -4,6 +4,7 @@
 
 pub mod kafka;
 pub mod process;
+pub mod proxy;
 pub mod tansu;
 
 use std::path::{Path, PathBuf};

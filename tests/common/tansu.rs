@@ -4,7 +4,7 @@
 //! `tests/run.sh` installs it. Where it is missing, the tests that need it say they are skipped,
 //! except under `CI=true`, where a missing broker is a failure.
 
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,82 +39,54 @@ pub fn binary_or_skip(test: &str) -> Option<PathBuf> {
     found
 }
 
-/// A running tansu broker.
+/// A running tansu broker, in memory.
 pub struct Tansu {
-    binary: PathBuf,
-    dir: PathBuf,
-    storage: String,
     pub port: u16,
-    child: Option<Child>,
+    child: Child,
 }
 
 impl Tansu {
-    /// Starts tansu in `dir` on a free port. `durable` keeps topics in a SQLite file in `dir`
-    /// (so they survive a restart), else in memory.
-    pub fn start(binary: PathBuf, dir: &Path, durable: bool) -> Tansu {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let storage = if durable {
-            "sqlite://tansu.db".to_string()
-        } else {
-            "memory://tansu/".to_string()
-        };
-        let mut tansu = Tansu {
-            binary,
-            dir: dir.to_path_buf(),
-            storage,
-            port,
-            child: None,
-        };
-        tansu.resume();
-        tansu
+    /// Starts tansu in `dir` on a free port, telling clients to connect to itself.
+    pub fn start(binary: &Path, dir: &Path) -> Tansu {
+        Tansu::start_advertising(binary, dir, None)
     }
 
-    /// `HOST:PORT` to bootstrap from.
-    pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the broker again after [`Tansu::stop`], on the same port and storage.
-    pub fn resume(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::File::create(self.dir.join("tansu.log")).expect("tansu log");
-        let child = Command::new(&self.binary)
-            .current_dir(&self.dir)
-            .args(["broker", "--storage-engine", &self.storage])
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+    /// Starts tansu in `dir` on a free port, telling clients to connect to `advertised_port`
+    /// instead when given (a [`super::proxy::Proxy`] in front of it).
+    pub fn start_advertising(binary: &Path, dir: &Path, advertised_port: Option<u16>) -> Tansu {
+        let port = free_port();
+        let listen = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{}", advertised_port.unwrap_or(port));
+        let log = std::fs::File::create(dir.join("tansu.log")).expect("tansu log");
+        let child = Command::new(binary)
+            .current_dir(dir)
+            .args(["broker", "--storage-engine", "memory://tansu/"])
+            .args([
+                "--listener-url",
+                &listen,
+                "--advertised-listener-url",
+                &advertised,
+            ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("tansu starts");
-        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "tansu did not start listening");
             std::thread::sleep(Duration::from_millis(50));
         }
+        Tansu { port, child }
     }
 
-    /// Stops the broker (SIGTERM, then SIGKILL after 5 s).
-    pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+    /// `HOST:PORT` of the broker itself.
+    pub fn address(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
     /// Creates `topic` with `partitions` partitions, with tansu's own client.
-    pub fn create_topic(&self, topic: &str, partitions: u32) {
-        let status = Command::new(&self.binary)
+    pub fn create_topic(&self, binary: &Path, topic: &str, partitions: u32) {
+        let status = Command::new(binary)
             .args([
                 "topic",
                 "create",
@@ -130,11 +102,17 @@ impl Tansu {
     }
 }
 
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 impl Drop for Tansu {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -966,4 +966,52 @@ mod tests {
                 .unwrap_err();
         assert!(err.contains("listen[0].framing"), "{err}");
     }
+
+    #[test]
+    fn kafka_sink_settings_are_read_and_checked() {
+        let config = load(
+            "[sink]\ntype = \"kafka\"\n[sink.kafka]\nbootstrap_servers = \"k1:9092,k2:9092\"\n\
+             topic_template = \"syslog.{facility}\"\ncompression = \"zstd\"\n\
+             [sink.kafka.wal]\nfull_policy = \"drop_oldest\"\nfsync = \"every_batch\"\n\
+             [sink.kafka.librdkafka]\n\"security.protocol\" = \"sasl_ssl\"\n",
+        )
+        .unwrap();
+        let kafka = &config.sink.kafka;
+        assert_eq!(kafka.compression, KafkaCompression::Zstd);
+        assert_eq!(kafka.wal.full_policy, WalFullPolicy::DropOldest);
+        assert_eq!(kafka.wal.fsync, WalFsync::EveryBatch);
+        assert_eq!(kafka.librdkafka["security.protocol"], "sasl_ssl");
+        assert_eq!(config.wal_dir(), Path::new("data/wal"));
+        assert!(config.kafka_route().is_some());
+
+        for (text, expected) in [
+            (
+                "[sink.kafka]\ntopic = \"logs.{app}\"\n",
+                "config file test.toml: sink.kafka.topic: \"logs.{app}\" is not a Kafka topic \
+                 name: 1 to 249 of A-Z a-z 0-9 . _ - (templates go in topic_template)",
+            ),
+            (
+                "[sink.kafka]\ntopic_template = \"logs.{hostname}\"\n",
+                "config file test.toml: sink.kafka.topic_template: template \"logs.{hostname}\": \
+                 unknown field {hostname}; the fields are {host}, {app}, {procid}, {msgid}, \
+                 {facility}, {severity}, {source}",
+            ),
+            (
+                "[sink.kafka]\nacks = \"2\"\n",
+                "config file test.toml: sink.kafka.acks: \"2\": allowed \"all\", \"1\" or \"0\"",
+            ),
+            (
+                "[sink.kafka.wal]\nmax_total_bytes = 4096\nmax_segment_bytes = 8192\n",
+                "config file test.toml: sink.kafka.wal.max_total_bytes: 4096 is below \
+                 wal.max_segment_bytes (8192)",
+            ),
+        ] {
+            assert_eq!(load(text).unwrap_err(), expected);
+        }
+        let err = load("[sink.kafka.wal]\nfull_policy = \"drop\"\n").unwrap_err();
+        assert!(
+            err.contains("`drop_oldest`") && err.contains("`block`"),
+            "{err}"
+        );
+    }
 }

@@ -861,3 +861,69 @@ fn wal_options(config: &Config) -> WalOptions {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(origin: Origin, records: u32, produced_at: Instant) -> BatchInFlight {
+        BatchInFlight {
+            id: 0,
+            origin,
+            records,
+            remaining: records,
+            failed: 0,
+            bytes: u64::from(records) * 10,
+            produced_at,
+            first_received_us: 0,
+            keep_unacknowledged: false,
+        }
+    }
+
+    #[test]
+    fn in_flight_batches_complete_when_every_record_is_reported_and_slots_are_reused() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(1);
+        let t2 = t0 + Duration::from_millis(2);
+        let mut in_flight = InFlight::default();
+        let a = in_flight.insert(batch(Origin::Wal(7), 2, t0));
+        let b = in_flight.insert(batch(Origin::Direct, 1, t1));
+        assert_eq!((in_flight.records, in_flight.bytes), (3, 30));
+        assert_eq!(in_flight.oldest_produced_at(), Some(t0));
+
+        // b completes first; a is still the oldest.
+        let done = in_flight.report(b, false).expect("b complete");
+        assert_eq!(done.origin, Origin::Direct);
+        assert_eq!(in_flight.oldest_produced_at(), Some(t0));
+        // b's slot is reused by c, which must not be taken for the old b in the order.
+        let c = in_flight.insert(batch(Origin::Direct, 1, t2));
+        assert_eq!(c, b);
+
+        assert!(in_flight.report(a, true).is_none());
+        let done = in_flight.report(a, false).expect("a complete");
+        assert_eq!((done.origin, done.failed), (Origin::Wal(7), 1));
+        assert_eq!(in_flight.oldest_produced_at(), Some(t2));
+        assert!(!in_flight.is_empty());
+        assert!(in_flight.report(c, false).is_some());
+        assert!(in_flight.is_empty());
+        assert_eq!((in_flight.records, in_flight.bytes), (0, 0));
+        assert_eq!(in_flight.oldest_produced_at(), None);
+        // A report for a slot with nothing in it is ignored.
+        assert!(in_flight.report(a, false).is_none());
+    }
+
+    #[test]
+    fn only_errors_retrying_cannot_fix_are_permanent() {
+        assert!(is_permanent(RDKafkaErrorCode::MessageSizeTooLarge));
+        assert!(is_permanent(RDKafkaErrorCode::InvalidTopic));
+        for code in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::PurgeQueue,
+            RDKafkaErrorCode::PurgeInflight,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+            RDKafkaErrorCode::AllBrokersDown,
+        ] {
+            assert!(!is_permanent(code), "{code:?}");
+        }
+    }
+}

@@ -5,7 +5,10 @@
 # counters, its CPU seconds (from /proc), peak RSS, and lines per CPU-second; finally stops it
 # with SIGTERM and counts the records in the store.
 #
-#   usage: loadtest/loggen-e2e.sh GATEWAY_CPUS SENDER_CPUS LOGGEN_ARGS...
+#   usage: [KAFKA=HOST:PORT] loadtest/loggen-e2e.sh GATEWAY_CPUS SENDER_CPUS LOGGEN_ARGS...
+#
+# With KAFKA set, the sink is Kafka (topic "logs" on that broker) instead of the local store,
+# "written" means acknowledged by Kafka, and the delivery latency summary is printed.
 #   TCP:   loadtest/loggen-e2e.sh 0 1 -i -S -s 200 -n 5000000 -r 100000000 127.0.0.1 5514
 #   UDP:   loadtest/loggen-e2e.sh 0 1 -i -D -s 200 -n 3000000 -r 300000 127.0.0.1 5514
 #
@@ -29,6 +32,16 @@ address = "127.0.0.1:5514"
 [sink.store]
 max_total_bytes = 20000000000
 TOML
+written_series=logtail_sink_records_total
+if [ -n "${KAFKA:-}" ]; then
+  cat >> "$work/gateway.toml" <<TOML
+[sink]
+type = "kafka"
+[sink.kafka]
+bootstrap_servers = "$KAFKA"
+TOML
+  written_series=logtail_kafka_delivered_records_total
+fi
 metrics() { curl -s 127.0.0.1:9100/metrics; }
 taskset -c "$gateway_cpus" target/release/logtail serve --config "$work/gateway.toml" 2>"$work/gateway.log" &
 gateway=$!
@@ -39,7 +52,7 @@ ticks0=$(cpu_ticks); start=$(date +%s.%N)
 taskset -c "$sender_cpus" "$loggen" "$@" 2>&1 | tail -1
 previous=-1
 while :; do
-  written=$(metrics | awk '/^logtail_sink_records_total/{print $2}')
+  written=$(metrics | awk -v s="$written_series" '$1 == s || index($1, s "{") == 1 {print $2}')
   received=$(metrics | awk '/^logtail_received_lines_total/{s+=$2} END{print s}')
   [ "$written" = "$received" ] && [ "$written" = "$previous" ] && break
   previous=$written; sleep 0.2
@@ -47,8 +60,8 @@ done
 end=$(date +%s.%N); ticks1=$(cpu_ticks)
 cpu=$(echo "($ticks1-$ticks0)/$hz" | bc -l)
 rss=$(awk '/VmHWM/{print $2}' "/proc/$gateway/status")
-metrics | grep -E '^logtail_(received_lines|dropped|sink_records|batch_latency)' | grep -v ' 0$' || true
+metrics | grep -E '^logtail_(received_lines|dropped|sink_records|batch_latency|kafka_delivered|kafka_delivery_latency|wal_spilled)' | grep -v ' 0$' || true
 kill -TERM "$gateway"; wait "$gateway"
 printf 'wall %.2f s (until all written), gateway CPU %.2f s, peak RSS %d KiB, %.0f lines per CPU-second\n' \
   "$(echo "$end-$start" | bc -l)" "$cpu" "$rss" "$(echo "$written/$cpu" | bc -l)"
-echo "records in the store: $(target/release/logtail read --dir "$work/data/store" | wc -l)"
+[ -n "${KAFKA:-}" ] || echo "records in the store: $(target/release/logtail read --dir "$work/data/store" | wc -l)"

@@ -69,7 +69,9 @@ use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
+use rdkafka::producer::{BaseProducer, Producer, ProducerContext, PurgeConfig};
+use rdkafka_sys as rdsys;
+use std::ffi::{c_int, c_void};
 
 use super::{GIVE_UP_AFTER, Sink};
 use crate::config::{Config, KafkaSinkConfig, WalFsync, WalFullPolicy};
@@ -79,11 +81,16 @@ use crate::wal::{Appended, FsyncPolicy, FullPolicy, Wal, WalError, WalOptions};
 
 /// How often the sink thread serves delivery reports and replays when no batch arrives.
 pub const SERVICE_INTERVAL: Duration = Duration::from_millis(5);
+/// librdkafka's `RD_KAFKA_PARTITION_UA` (a macro, so not in the bindings): let the
+/// partitioner choose, by key.
+const PARTITION_UNASSIGNED: i32 = -1;
 /// How often the WAL's ledger (its acknowledgements) is written.
 const LEDGER_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The Kafka sink. See the module doc.
 pub struct KafkaSink {
+    /// Dropped before `producer` (fields drop in order): handles must not outlive it.
+    topics: TopicHandles,
     producer: BaseProducer<DeliveryContext>,
     topic: String,
     wal: Wal,
@@ -178,6 +185,7 @@ impl KafkaSink {
             })?;
         let spill = &kafka.spill;
         let mut sink = KafkaSink {
+            topics: TopicHandles(Default::default()),
             producer,
             topic: kafka.topic.clone(),
             wal,
@@ -328,29 +336,82 @@ impl KafkaSink {
             keep_unacknowledged: false,
         });
         self.metrics.produced_records.add(batch.len() as u64);
+        // Records go to librdkafka in runs of the same topic, one `rd_kafka_produce_batch` call
+        // per run (see [`TopicHandles`]).
+        let mut run: Vec<rdsys::rd_kafka_message_t> = Vec::with_capacity(batch.len());
+        let mut run_topic: &[u8] = &[];
         for entry in batch.iter() {
-            let topic = if entry.topic.is_empty() {
-                self.topic.as_str()
-            } else {
-                std::str::from_utf8(entry.topic).unwrap_or(&self.topic)
-            };
-            let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, slot)
-                .payload(entry.value)
-                .timestamp(entry.received_at_us / 1000);
-            if !entry.key.is_empty() {
-                record = record.key(entry.key);
+            if entry.topic != run_topic && !run.is_empty() {
+                self.produce_run(run_topic, &mut run, slot);
             }
-            loop {
-                match self.producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        // librdkafka's queue is sized well above the spill thresholds, so this
-                        // is rare: wait for deliveries to make room.
-                        record = back;
-                        self.producer.poll(Duration::from_millis(1));
-                    }
-                    Err((error, back)) => {
-                        let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+            run_topic = entry.topic;
+            run.push(rdsys::rd_kafka_message_t {
+                err: rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR,
+                rkt: std::ptr::null_mut(),
+                partition: PARTITION_UNASSIGNED,
+                payload: entry.value.as_ptr() as *mut c_void,
+                len: entry.value.len(),
+                key: if entry.key.is_empty() {
+                    std::ptr::null_mut()
+                } else {
+                    entry.key.as_ptr() as *mut c_void
+                },
+                key_len: entry.key.len(),
+                offset: 0,
+                // The delivery opaque of `DeliveryContext` is a `usize` carried as the pointer.
+                _private: slot as *mut c_void,
+            });
+        }
+        if !run.is_empty() {
+            self.produce_run(run_topic, &mut run, slot);
+        }
+    }
+
+    /// Hands `run` (records of one topic; empty = the fixed topic) to librdkafka, and empties
+    /// it. A record librdkafka refuses at once is reported as a failed delivery.
+    fn produce_run(&mut self, topic: &[u8], run: &mut Vec<rdsys::rd_kafka_message_t>, slot: usize) {
+        let topic_name = std::str::from_utf8(topic)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .unwrap_or(&self.topic)
+            .to_string();
+        let rkt = self.topics.get(&self.producer, &topic_name);
+        let mut pending = std::mem::take(run);
+        loop {
+            // SAFETY: `rkt` is a live topic handle of this producer; every message points into
+            // `batch` (borrowed by our caller for the whole call) and librdkafka copies payload
+            // and key (RD_KAFKA_MSG_F_COPY) before returning.
+            let enqueued = unsafe {
+                rdsys::rd_kafka_produce_batch(
+                    rkt,
+                    PARTITION_UNASSIGNED,
+                    rdsys::RD_KAFKA_MSG_F_COPY,
+                    pending.as_mut_ptr(),
+                    pending.len() as c_int,
+                )
+            };
+            if enqueued as usize == pending.len() {
+                break;
+            }
+            let mut queue_full = Vec::new();
+            for message in pending.drain(..) {
+                let code = RDKafkaErrorCode::from(message.err);
+                match code {
+                    RDKafkaErrorCode::NoError => {}
+                    // librdkafka's queue is sized well above the spill thresholds, so this is
+                    // rare: wait for deliveries to make room, then try again.
+                    RDKafkaErrorCode::QueueFull => queue_full.push(rdsys::rd_kafka_message_t {
+                        err: rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR,
+                        ..message
+                    }),
+                    _ => {
+                        // SAFETY: as above, the pointers are into the caller's batch.
+                        let (key, value) = unsafe {
+                            (
+                                bytes(message.key, message.key_len),
+                                bytes(message.payload, message.len),
+                            )
+                        };
                         self.producer
                             .context()
                             .lock_reports()
@@ -358,16 +419,22 @@ impl KafkaSink {
                             .push(FailedRecord {
                                 slot,
                                 code,
-                                received_at_us: entry.received_at_us,
-                                key: back.key.map(<[u8]>::to_vec).unwrap_or_default(),
-                                topic: back.topic.to_string(),
-                                value: entry.value.to_vec(),
+                                received_at_us: unix_micros(),
+                                key: key.to_vec(),
+                                topic: topic_name.clone(),
+                                value: value.to_vec(),
                             });
-                        break;
                     }
                 }
             }
+            if queue_full.is_empty() {
+                break;
+            }
+            self.producer.poll(Duration::from_millis(1));
+            pending = queue_full;
         }
+        pending.clear();
+        *run = pending;
     }
 
     /// Applies the delivery reports gathered since the last call.
@@ -612,6 +679,70 @@ enum Origin {
     Direct,
     /// From the WAL, with its sequence number.
     Wal(u64),
+}
+
+/// Bytes at `ptr`, `len` long; empty for a null pointer.
+///
+/// # Safety
+/// A non-null `ptr` must point to `len` readable bytes that outlive the returned slice.
+unsafe fn bytes<'a>(ptr: *mut c_void, len: usize) -> &'a [u8] {
+    if ptr.is_null() {
+        &[]
+    } else {
+        // SAFETY: per this function's contract.
+        unsafe { std::slice::from_raw_parts(ptr as *const u8, len) }
+    }
+}
+
+/// librdkafka topic handles, one per topic produced to, kept for the life of the producer.
+///
+/// Producing through a handle with `rd_kafka_produce_batch` instead of one `producev` call per
+/// record (what `BaseProducer::send` does) saves a topic-name lookup under librdkafka's
+/// read-write lock and a `CString` per record: flat out (2M 200-byte lines to tansu, gateway on
+/// one core) 0.78M lines per CPU-second with `send`, 0.84–0.87M with batches.
+struct TopicHandles(std::collections::HashMap<String, TopicHandle>);
+
+struct TopicHandle(*mut rdsys::rd_kafka_topic_t);
+
+// SAFETY: librdkafka topic handles are thread-safe (reference-counted, internally locked).
+unsafe impl Send for TopicHandle {}
+
+impl TopicHandles {
+    /// The handle of `topic`, created on first use.
+    fn get(
+        &mut self,
+        producer: &BaseProducer<DeliveryContext>,
+        topic: &str,
+    ) -> *mut rdsys::rd_kafka_topic_t {
+        if let Some(handle) = self.0.get(topic) {
+            return handle.0;
+        }
+        // Topic names were checked (config validation, route rendering): no NUL inside.
+        let name = std::ffi::CString::new(topic).unwrap_or_default();
+        // SAFETY: the client pointer is live for the producer's life, and this map is dropped
+        // before the producer (field order of `KafkaSink`). A null configuration means the
+        // producer's default topic configuration.
+        let rkt = unsafe {
+            rdsys::rd_kafka_topic_new(
+                producer.client().native_ptr(),
+                name.as_ptr(),
+                std::ptr::null_mut(),
+            )
+        };
+        self.0.insert(topic.to_string(), TopicHandle(rkt));
+        rkt
+    }
+}
+
+impl Drop for TopicHandles {
+    fn drop(&mut self) {
+        for (_, handle) in self.0.drain() {
+            if !handle.0.is_null() {
+                // SAFETY: created by rd_kafka_topic_new and released once, here.
+                unsafe { rdsys::rd_kafka_topic_destroy(handle.0) };
+            }
+        }
+    }
 }
 
 /// A batch handed to the producer whose records are not all reported yet.

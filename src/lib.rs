@@ -4,8 +4,10 @@
 //! data flows one way, and each stage is a module that only uses the stages before it:
 //!
 //! ```text
-//! sockets ──► frames ──► records ──► encoded ──► per-shard ring ──► sink thread ──► store
-//! (ingest)  (framing)    (parse)     (encode)    (pipeline::ring)     (sink)       stdout
+//! sockets ──► frames ──► records ──► encoded ──► per-shard ring ──► sink thread ──► Kafka
+//! (ingest)  (framing)    (parse)     (encode)    (pipeline::ring)     (sink)        └─► WAL ─► replay
+//!                                                                                  store
+//!                                                                                  stdout
 //!                                                                                  blackhole
 //! ```
 //!
@@ -16,7 +18,8 @@
 //! - [`encode`]: a record as one JSON object, or the raw bytes.
 //! - [`pipeline`]: the [`pipeline::batch::Batch`] a shard fills and its bounded ring to the sink;
 //!   [`pipeline::route`] renders each record's Kafka key and topic into the batch.
-//! - [`sink`]: the thread that drains every ring into the local [`store`], stdout or nowhere.
+//! - [`sink`]: the thread that drains every ring into Kafka ([`sink::kafka`], spilling to the
+//!   write-ahead log [`wal`] while Kafka lags), the local [`store`], stdout or nowhere.
 //! - [`metrics`]: counters and the Prometheus endpoint; [`config`]: the TOML schema;
 //!   [`server`]: starts and stops the whole.
 

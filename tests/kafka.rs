@@ -4,38 +4,17 @@
 
 mod common;
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::Gateway;
-use common::kafka::{TOPIC, cluster, consume_all, line, use_kafka, wait_until};
+use common::kafka::{TOPIC, cluster, consume_all, line, send, use_kafka, wait_until};
 use logtail::config::WalFullPolicy;
 use logtail::wal;
 
 const LONG: Duration = Duration::from_secs(90);
-
-/// Sends `count` lines from `host` (sender name = host) over one TCP connection, then closes
-/// it. The thread fails if the connection breaks.
-fn send(addr: SocketAddr, host: &str, count: u64, pace: Option<(u64, Duration)>) -> JoinHandle<()> {
-    let host = host.to_string();
-    std::thread::spawn(move || {
-        let mut conn = BufWriter::new(TcpStream::connect(addr).expect("connect"));
-        for seq in 0..count {
-            conn.write_all(line(&host, &host, seq).as_bytes())
-                .expect("the gateway keeps the connection");
-            if let Some((every, pause)) = pace
-                && seq % every == every - 1
-            {
-                conn.flush().expect("flush");
-                std::thread::sleep(pause);
-            }
-        }
-        conn.flush().expect("flush");
-    })
-}
 
 fn wait_for_brokers_down(gw: &Gateway) {
     wait_until(LONG, "librdkafka to report the broker down", || {

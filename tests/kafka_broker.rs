@@ -3,30 +3,16 @@
 
 mod common;
 
-use std::io::{BufWriter, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::Gateway;
-use common::kafka::{TOPIC, consume_all, line, use_kafka, wait_until};
+use common::kafka::{TOPIC, consume_all, send, use_kafka, wait_until};
 use common::proxy::Proxy;
 use common::tansu::{Tansu, binary_or_skip, free_port};
 
 const LONG: Duration = Duration::from_secs(120);
-
-fn send_lines(addr: std::net::SocketAddr, host: &str, count: u64, pause_every: Option<u64>) {
-    let mut conn = BufWriter::new(TcpStream::connect(addr).expect("connect"));
-    for seq in 0..count {
-        conn.write_all(line(host, host, seq).as_bytes())
-            .expect("the gateway keeps the connection");
-        if pause_every.is_some_and(|n| seq % n == n - 1) {
-            conn.flush().expect("flush");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    conn.flush().expect("flush");
-}
 
 #[test]
 fn tcp_and_logger_lines_all_reach_tansu_in_order_per_host() {
@@ -43,7 +29,7 @@ fn tcp_and_logger_lines_all_reach_tansu_in_order_per_host() {
     const PER_HOST: u64 = 25_000;
     let addr = gw.tcp();
     let senders: Vec<_> = (0..HOSTS)
-        .map(|h| std::thread::spawn(move || send_lines(addr, &format!("host{h}"), PER_HOST, None)))
+        .map(|h| send(addr, &format!("host{h}"), PER_HOST, None))
         .collect();
     // util-linux logger, one message per stdin line, RFC 5425 octet counting over TCP.
     const LOGGER_LINES: u64 = 1000;
@@ -103,7 +89,7 @@ fn network_outage_to_tansu_mid_stream_loses_nothing() {
 
     const LINES: u64 = 60_000;
     let addr = gw.tcp();
-    let sender = std::thread::spawn(move || send_lines(addr, "h", LINES, Some(1000)));
+    let sender = send(addr, "h", LINES, Some((1000, Duration::from_millis(20))));
     wait_until(LONG, "some deliveries", || {
         gw.kafka().delivered_records.get() >= 10_000
     });

@@ -3,6 +3,9 @@
 //! reads back what arrived.
 
 use std::collections::BTreeMap;
+use std::io::{BufWriter, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use logtail::config::{Config, SinkKind};
@@ -169,6 +172,31 @@ pub fn line(host: &str, sender: &str, seq: u64) -> String {
     format!(
         "<134>1 2026-11-21T10:00:00.000Z {host} app 42 - - {sender} {seq} lorem ipsum dolor sit amet\n"
     )
+}
+
+/// Sends `count` lines from `host` (sender name = host) over one TCP connection, then closes
+/// it. The thread fails if the connection breaks.
+pub fn send(
+    addr: SocketAddr,
+    host: &str,
+    count: u64,
+    pace: Option<(u64, Duration)>,
+) -> JoinHandle<()> {
+    let host = host.to_string();
+    std::thread::spawn(move || {
+        let mut conn = BufWriter::new(TcpStream::connect(addr).expect("connect"));
+        for seq in 0..count {
+            conn.write_all(line(&host, &host, seq).as_bytes())
+                .expect("the gateway keeps the connection");
+            if let Some((every, pause)) = pace
+                && seq % every == every - 1
+            {
+                conn.flush().expect("flush");
+                std::thread::sleep(pause);
+            }
+        }
+        conn.flush().expect("flush");
+    })
 }
 
 /// Waits until `condition` holds, or panics with `what` after `timeout`.

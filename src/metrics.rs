@@ -28,6 +28,7 @@
 //! | `kafka_rejected_records_total` | counter | | rejected by Kafka for good (e.g. too large): lost, and logged |
 //! | `kafka_retried_records_total` | counter | | failed delivery, sent back to the WAL |
 //! | `kafka_lost_records_total` | counter | | given up on at shutdown: not acknowledged, and the WAL refused them |
+//! | `kafka_producer_restarts_total` | counter | | new producers after a fatal error of the previous one |
 //! | `kafka_delivery_errors_total` | counter | error | delivery errors reported by librdkafka |
 //! | `kafka_state` | gauge | state | 1 for the current one of `direct`, `spilling`, `replaying` |
 //! | `kafka_brokers_down` | gauge | | 1 while librdkafka reports every broker down |
@@ -237,6 +238,8 @@ pub struct KafkaMetrics {
     pub wal_full: Counter,
     /// Records given up on at shutdown: not acknowledged by Kafka, and refused by the WAL.
     pub lost_records: Counter,
+    /// New producers started after a fatal error of the previous one.
+    pub producer_restarts: Counter,
     /// Delivery errors reported by librdkafka, by error name.
     delivery_errors: Mutex<std::collections::BTreeMap<String, u64>>,
     /// 0: straight to Kafka; 1: spilling to the WAL; 2: replaying the WAL.
@@ -270,7 +273,7 @@ impl KafkaMetrics {
     }
 
     fn render(&self, out: &mut String) {
-        let counters: [(&str, &str, &Counter); 9] = [
+        let counters: [(&str, &str, &Counter); 10] = [
             (
                 "kafka_produced_records_total",
                 "Records handed to the Kafka producer.",
@@ -295,6 +298,11 @@ impl KafkaMetrics {
                 "kafka_lost_records_total",
                 "Records given up on at shutdown: not acknowledged, and the WAL refused them.",
                 &self.lost_records,
+            ),
+            (
+                "kafka_producer_restarts_total",
+                "New producers started after a fatal error of the previous one.",
+                &self.producer_restarts,
             ),
             (
                 "wal_spilled_records_total",

@@ -382,3 +382,31 @@ fn kill_9_while_replaying_then_restart_delivers_every_line() {
     );
     gateway.sigterm_and_wait();
 }
+
+#[test]
+fn a_fatal_producer_error_restarts_the_producer_and_loses_nothing() {
+    use rdkafka::types::RDKafkaRespErr;
+    use rdkafka_sys::types::RDKafkaApiKey;
+    let cluster = cluster(1);
+    let bootstrap = cluster.bootstrap_servers();
+    let gw = Gateway::start_with(|c| use_kafka(c, &bootstrap));
+    send(gw.tcp(), "a", 1000, None).join().expect("sender");
+    wait_until(LONG, "first deliveries", || {
+        gw.kafka().delivered_records.get() == 1000
+    });
+    // For an idempotent producer, an out-of-order sequence reply means the broker lost
+    // acknowledged records: librdkafka raises a fatal error.
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+    send(gw.tcp(), "b", 5000, None).join().expect("sender");
+    wait_until(LONG, "everything delivered by a new producer", || {
+        gw.kafka().producer_restarts.get() == 1
+            && gw.kafka().wal_pending_records.get() == 0
+            && gw.kafka().delivered_records.get() >= 6000
+    });
+    let (_, tally) = consume_all(&bootstrap, 5000, 6000, LONG);
+    assert_eq!(tally.distinct, 6000);
+    assert_eq!(tally.missing("b"), Vec::<u64>::new());
+}

@@ -92,6 +92,8 @@ pub struct KafkaSink {
     /// Dropped before `producer` (fields drop in order): handles must not outlive it.
     topics: TopicHandles,
     producer: BaseProducer<DeliveryContext>,
+    /// To start a new producer after a fatal error.
+    client_config: ClientConfig,
     topic: String,
     wal: Wal,
     limits: SpillLimits,
@@ -108,7 +110,7 @@ pub struct KafkaSink {
     failure_backoff: Duration,
     /// The state last reported in the metrics, to log its changes.
     reported_state: i64,
-    state_changes: RateLimitedWarning,
+    last_state_log: Instant,
     /// Records of WAL batches dropped by `drop_oldest` while in flight (so not lost).
     recovered_from_drops: u64,
     /// Set by `close`: replay stops, and WAL batches that fail are left for the next start.
@@ -173,20 +175,13 @@ impl KafkaSink {
                 report.pending_batches
             );
         }
-        let context = DeliveryContext {
-            reports: Mutex::new(DeliveryReports::default()),
-            brokers_down: AtomicBool::new(false),
-            warning: RateLimitedWarning::new(Duration::from_secs(5)),
-        };
-        let producer: BaseProducer<DeliveryContext> = client_config(config)
-            .create_with_context(context)
-            .map_err(|e| {
-                anyhow::anyhow!("sink.kafka: librdkafka refused the configuration: {e}")
-            })?;
+        let client_config = client_config(config);
+        let producer = new_producer(&client_config)?;
         let spill = &kafka.spill;
         let mut sink = KafkaSink {
             topics: TopicHandles(Default::default()),
             producer,
+            client_config,
             topic: kafka.topic.clone(),
             wal,
             limits: SpillLimits {
@@ -202,7 +197,9 @@ impl KafkaSink {
             failing_until: None,
             failure_backoff: FIRST_FAILURE_BACKOFF,
             reported_state: 0,
-            state_changes: RateLimitedWarning::new(Duration::from_secs(1)),
+            last_state_log: Instant::now()
+                .checked_sub(Duration::from_secs(1))
+                .unwrap_or_else(Instant::now),
             stopping: false,
             metrics,
             warning: RateLimitedWarning::new(Duration::from_secs(1)),
@@ -218,6 +215,9 @@ impl KafkaSink {
     /// take, and writes the WAL's ledger when due.
     fn service(&mut self) -> anyhow::Result<()> {
         self.producer.poll(Duration::ZERO);
+        if self.producer.context().fatal.load(Ordering::Relaxed) {
+            self.replace_producer()?;
+        }
         self.take_reports();
         self.append_retry();
         self.replay()?;
@@ -226,6 +226,47 @@ impl KafkaSink {
             self.wal.flush().context("cannot write the WAL's ledger")?;
         }
         self.refresh_gauges();
+        Ok(())
+    }
+
+    /// After a fatal error (the idempotent producer can no longer guarantee order or
+    /// exactly-once, e.g. the broker lost acknowledged data), librdkafka fails every record:
+    /// purges the old producer, sends what it held back to the WAL, and starts a new one.
+    fn replace_producer(&mut self) -> anyhow::Result<()> {
+        let reason = self.producer.client().fatal_error().map_or_else(
+            || "unknown".to_string(),
+            |(code, text)| format!("{code}: {text}"),
+        );
+        tracing::error!(
+            "kafka: the producer hit a fatal error ({reason}); starting a new one, records in \
+             flight go back to the WAL"
+        );
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        let deadline = Instant::now() + GIVE_UP_AFTER;
+        while !self.in_flight.is_empty() && Instant::now() < deadline {
+            self.producer.poll(Duration::from_millis(10));
+            self.take_reports();
+        }
+        if !self.in_flight.is_empty() {
+            tracing::error!(
+                "kafka: {} record(s) got no delivery report from the failed producer; those \
+                 from the WAL are replayed, the others are lost",
+                self.in_flight.records
+            );
+            self.metrics
+                .lost_records
+                .add(self.in_flight.direct_records());
+            self.in_flight = InFlight::default();
+        }
+        self.append_retry();
+        // Whatever the WAL handed out and is not acknowledged is handed out again.
+        self.wal.rewind();
+        self.backlog = true;
+        // The handles belong to the old producer: released before it is.
+        self.topics = TopicHandles(Default::default());
+        self.producer = new_producer(&self.client_config)?;
+        self.metrics.producer_restarts.add(1);
         Ok(())
     }
 
@@ -472,6 +513,10 @@ impl KafkaSink {
         for record in failed {
             self.metrics
                 .delivery_error(&format!("{:?}", record.code), 1);
+            if record.code == RDKafkaErrorCode::Fatal {
+                // librdkafka does not always report it through `ClientContext::error` too.
+                self.producer.context().fatal.store(true, Ordering::Relaxed);
+            }
             let origin = self.in_flight.origin(record.slot);
             if is_permanent(record.code) {
                 self.metrics.rejected_records.add(1);
@@ -573,12 +618,16 @@ impl KafkaSink {
         };
         if state != self.reported_state {
             self.reported_state = state;
-            // Under a load near the thresholds the state can change many times a second.
-            self.state_changes.warn(|| match lag {
-                Some(lag) => format!("kafka: spilling to the WAL: {}", lag.describe()),
-                None if self.backlog => "kafka: replaying the WAL".to_string(),
-                None => "kafka: caught up; producing directly".to_string(),
-            });
+            // Under a load near the thresholds the state can change many times a second: at
+            // most one line a second, the current state.
+            if self.last_state_log.elapsed() >= Duration::from_secs(1) {
+                self.last_state_log = Instant::now();
+                match lag {
+                    Some(lag) => tracing::warn!("kafka: spilling to the WAL: {}", lag.describe()),
+                    None if self.backlog => tracing::info!("kafka: replaying the WAL"),
+                    None => tracing::info!("kafka: caught up; producing directly"),
+                }
+            }
         }
         let m = &self.metrics;
         m.state.set(state);
@@ -830,6 +879,16 @@ impl InFlight {
         Some(batch)
     }
 
+    /// Records in flight that came straight from the rings (so are nowhere else).
+    fn direct_records(&self) -> u64 {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|b| b.origin == Origin::Direct)
+            .map(|b| u64::from(b.remaining))
+            .sum()
+    }
+
     /// When the oldest batch still in flight was produced.
     fn oldest_produced_at(&self) -> Option<Instant> {
         let &(slot, _) = self.order.front()?;
@@ -861,6 +920,8 @@ struct DeliveryReports {
 struct DeliveryContext {
     reports: Mutex<DeliveryReports>,
     brokers_down: AtomicBool,
+    /// librdkafka raised a fatal error: this producer is done.
+    fatal: AtomicBool,
     warning: RateLimitedWarning,
 }
 
@@ -885,8 +946,12 @@ impl ClientContext for DeliveryContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            self.brokers_down.store(true, Ordering::Relaxed);
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::AllBrokersDown) => {
+                self.brokers_down.store(true, Ordering::Relaxed);
+            }
+            Some(RDKafkaErrorCode::Fatal) => self.fatal.store(true, Ordering::Relaxed),
+            _ => {}
         }
         self.warning
             .warn(|| format!("librdkafka: {error}: {reason}"));
@@ -911,7 +976,8 @@ impl ProducerContext for DeliveryContext {
                     received_at_us: message
                         .timestamp()
                         .to_millis()
-                        .map_or(0, |ms| ms.saturating_mul(1000)),
+                        .filter(|&ms| ms > 0)
+                        .map_or_else(unix_micros, |ms| ms.saturating_mul(1000)),
                     key: message.key().map(<[u8]>::to_vec).unwrap_or_default(),
                     topic: message.topic().to_string(),
                     value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
@@ -919,6 +985,19 @@ impl ProducerContext for DeliveryContext {
             }
         }
     }
+}
+
+/// A producer on `config`, with a fresh [`DeliveryContext`].
+fn new_producer(config: &ClientConfig) -> anyhow::Result<BaseProducer<DeliveryContext>> {
+    let context = DeliveryContext {
+        reports: Mutex::new(DeliveryReports::default()),
+        brokers_down: AtomicBool::new(false),
+        fatal: AtomicBool::new(false),
+        warning: RateLimitedWarning::new(Duration::from_secs(5)),
+    };
+    config
+        .create_with_context(context)
+        .map_err(|e| anyhow::anyhow!("sink.kafka: librdkafka refused the configuration: {e}"))
 }
 
 /// Errors that retrying cannot fix: the record is dropped (counted and logged).

@@ -55,6 +55,10 @@
 //! (librdkafka's idempotent producer keeps order through its own retries), across outages and
 //! restarts, with one exception: a record whose delivery *fails* (only possible with a finite
 //! `message_timeout_ms`, or for a non-retriable error) goes back to the WAL behind newer ones.
+//! A fatal error of the idempotent producer (the broker lost records it had acknowledged, so
+//! librdkafka can no longer vouch for order) fails every record in flight: they go back to the
+//! WAL, a new producer is started (`logtail_kafka_producer_restarts_total`), and replay resumes.
+//!
 //! Records Kafka rejects for good (too large, invalid) are counted in
 //! `logtail_kafka_rejected_records_total` and logged; they are the only records this sink
 //! drops, apart from the WAL's `full_policy`.

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use logtail::config::Config;
 use logtail::encode::{self, Encoding, Envelope};
 use logtail::parse::{self, Format, LegacyZone, ParseContext};
+use logtail::pipeline::batch::Batch;
 use logtail::server::Server;
 use logtail::store::{self, ReadOptions};
 use logtail::wal;
@@ -259,7 +260,7 @@ fn wal(command: WalCommand) -> anyhow::Result<()> {
         WalCommand::Dump { from, .. } => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            match wal::dump(&dir, from, &mut out)
+            match wal::dump(&dir, from, &mut out, &mut print_wal_batch)
                 .and_then(|()| out.flush().map_err(wal::WalError::Output))
             {
                 Err(e) if is_broken_pipe(&e) => Ok(()),
@@ -267,6 +268,29 @@ fn wal(command: WalCommand) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// Prints a WAL payload as the batch the Kafka sink wrote: one indented line per record with
+/// its key, topic (empty: the sink's fixed topic) and value; anything else as escaped bytes.
+fn print_wal_batch(payload: &[u8], out: &mut dyn Write) -> std::io::Result<()> {
+    let batch = match Batch::decode_wal(0, payload) {
+        Ok(batch) => batch,
+        Err(e) => {
+            write!(out, "(not a batch: {e}) ")?;
+            return wal::print_payload_escaped(payload, out);
+        }
+    };
+    write!(out, "batch of {} record(s):", batch.len())?;
+    for entry in batch.iter() {
+        write!(
+            out,
+            "\n  key=\"{}\" topic=\"{}\" value=\"{}\"",
+            entry.key.escape_ascii(),
+            entry.topic.escape_ascii(),
+            entry.value.escape_ascii()
+        )?;
+    }
+    Ok(())
 }
 
 fn parse_stdin(format: Format, zone: LegacyZone) -> anyhow::Result<()> {

@@ -228,6 +228,18 @@ fn wal_stats_and_dump_show_pending_batches() {
             let appended = wal.append(1, 2, format!("batch {i}").as_bytes()).unwrap();
             assert!(matches!(appended, Appended::Stored(_)));
         }
+        // What the Kafka sink writes: a batch in its wire format.
+        let mut batch = logtail::pipeline::batch::Batch::with_capacity(0, 64, 2);
+        batch.push_routed(
+            1,
+            |k| k.extend_from_slice(b"web1"),
+            |t| t.extend_from_slice(b"logs.nginx"),
+            |v| v.extend_from_slice(b"{\"message\":\"hi\"}"),
+        );
+        batch.push(2, b"second");
+        let mut payload = Vec::new();
+        batch.encode_wal(&mut payload);
+        wal.append(0, 2, &payload).unwrap();
         wal.acknowledge(1);
         wal.flush().unwrap();
     }
@@ -244,11 +256,11 @@ fn wal_stats_and_dump_show_pending_batches() {
     );
     let stats = String::from_utf8(out.stdout).unwrap();
     assert!(
-        stats.contains("pending          2 batches, 4 records"),
+        stats.contains("pending          3 batches, 6 records"),
         "{stats}"
     );
     assert!(stats.contains("acked through    seq 1"), "{stats}");
-    assert!(stats.contains("last seq         3"), "{stats}");
+    assert!(stats.contains("last seq         4"), "{stats}");
 
     let out = logtail()
         .args(["wal", "dump", "--from", "2"])
@@ -262,13 +274,26 @@ fn wal_stats_and_dump_show_pending_batches() {
     );
     let dump = String::from_utf8(out.stdout).unwrap();
     let batches: Vec<&str> = dump.lines().filter(|l| l.starts_with("seq=")).collect();
-    assert_eq!(batches.len(), 2, "{dump}");
+    assert_eq!(batches.len(), 3, "{dump}");
     assert!(
         batches[0].starts_with("seq=2 ") && batches[0].contains("\"batch 1\""),
         "{dump}"
     );
     assert!(
         batches[1].starts_with("seq=3 ") && batches[1].contains("\"batch 2\""),
+        "{dump}"
+    );
+    let lines: Vec<&str> = dump
+        .lines()
+        .skip_while(|l| !l.starts_with("seq=4 "))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "seq=4 shard=0 records=2 bytes=81 acked=false batch of 2 record(s):",
+            r#"  key="web1" topic="logs.nginx" value="{\"message\":\"hi\"}""#,
+            r#"  key="" topic="" value="second""#,
+        ],
         "{dump}"
     );
 

@@ -245,6 +245,15 @@ pub struct WalBatch {
     pub payload: Vec<u8>,
 }
 
+/// How [`dump`] prints a payload (the WAL does not know what its payloads are): it writes
+/// after the record's header fields, on the same line or on lines of its own.
+pub type PayloadPrinter<'a> = dyn FnMut(&[u8], &mut dyn Write) -> io::Result<()> + 'a;
+
+/// Prints a payload as escaped text: `payload="..."`.
+pub fn print_payload_escaped(payload: &[u8], out: &mut dyn Write) -> io::Result<()> {
+    write!(out, "payload=\"{}\"", payload.escape_ascii())
+}
+
 /// Sizes and counters of a WAL.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WalStats {
@@ -1110,7 +1119,12 @@ fn remove_segment_file(path: &Path) -> bool {
 /// (`\n`, `\"`, `\\`, `\xNN` for bytes outside printable ASCII). Corrupt stretches and an
 /// incomplete last record follow as `#` lines. Read-only, takes no lock; "acked" is as of the
 /// ledger (acknowledgements above the watermark live only in the running WAL's memory).
-pub fn dump(dir: &Path, from_seq: Option<u64>, out: &mut dyn Write) -> Result<(), WalError> {
+pub fn dump(
+    dir: &Path,
+    from_seq: Option<u64>,
+    out: &mut dyn Write,
+    show_payload: &mut PayloadPrinter<'_>,
+) -> Result<(), WalError> {
     let watermark = match recovery::read_ledger(dir)? {
         Loaded::Found(s) => s.acked_through,
         Loaded::Missing | Loaded::Unreadable => 0,
@@ -1124,16 +1138,17 @@ pub fn dump(dir: &Path, from_seq: Option<u64>, out: &mut dyn Write) -> Result<()
                 .get(e.offset as usize..(e.offset + u64::from(e.len)) as usize)
                 .unwrap_or(&[]);
             match segment::decode(record, &mut payload) {
-                Ok(_) => writeln!(
+                Ok(_) => write!(
                     out,
-                    "seq={} shard={} records={} bytes={} acked={} payload=\"{}\"",
+                    "seq={} shard={} records={} bytes={} acked={} ",
                     e.seq,
                     e.shard,
                     e.records,
                     payload.len(),
                     e.acked,
-                    payload.escape_ascii()
-                ),
+                )
+                .and_then(|()| show_payload(&payload, &mut *out))
+                .and_then(|()| writeln!(out)),
                 Err(c) => writeln!(
                     out,
                     "# seq={} in {} at byte {}: {c}",

@@ -749,7 +749,7 @@ fn dump_and_stats_of() {
     let live = wal.stats();
 
     let mut out = Vec::new();
-    dump(dir.path(), None, &mut out).expect("dump");
+    dump(dir.path(), None, &mut out, &mut print_payload_escaped).expect("dump");
     let out = String::from_utf8(out).expect("utf8");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
@@ -764,7 +764,7 @@ fn dump_and_stats_of() {
     assert!(lines[2].starts_with("seq=3 shard=4 records=3 bytes=2000 acked=false payload=\"{"));
 
     let mut out = Vec::new();
-    dump(dir.path(), Some(3), &mut out).expect("dump");
+    dump(dir.path(), Some(3), &mut out, &mut print_payload_escaped).expect("dump");
     assert_eq!(String::from_utf8_lossy(&out).lines().count(), 1);
 
     // stats_of sees what the live WAL sees (but counters since open).
@@ -785,7 +785,7 @@ fn dump_and_stats_of() {
     file.write_all_at(&segment::MAGIC, len)
         .expect("append a torn header");
     let mut out = Vec::new();
-    dump(dir.path(), None, &mut out).expect("dump");
+    dump(dir.path(), None, &mut out, &mut print_payload_escaped).expect("dump");
     let out = String::from_utf8(out).expect("utf8");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 4, "{out}");
@@ -858,7 +858,7 @@ proptest! {
         }
 
         let mut out = Vec::new();
-        dump(dir.path(), None, &mut out).expect("dump");
+        dump(dir.path(), None, &mut out, &mut print_payload_escaped).expect("dump");
         stats_of(dir.path()).expect("stats_of");
         let (mut wal, report) = open(&opts);
         let delivered = drain(&mut wal);

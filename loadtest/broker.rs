@@ -114,8 +114,9 @@ impl Broker {
     /// Starts a tansu on a new port, advertising `advertised` (or itself); returns its port.
     fn spawn_tansu(&mut self, advertised: Option<u16>) -> anyhow::Result<u16> {
         let port = free_port()?;
+        // tansu takes the SQLite path relative to its working directory, `self.dir`.
         let storage = if self.durable {
-            format!("sqlite://{}", self.dir.join("tansu.db").display())
+            "sqlite://tansu.db".to_string()
         } else {
             "memory://tansu/".to_string()
         };
@@ -185,6 +186,14 @@ impl Broker {
             p.restore(Some(SocketAddr::from(([127, 0, 0, 1], port))))?;
         }
         Ok(())
+    }
+
+    /// Sends `signal` to the broker process (SIGSTOP, SIGCONT).
+    pub fn signal(&self, signal: i32) {
+        if let Some(t) = &self.tansu {
+            // SAFETY: signalling our own child, not yet reaped (we hold its Service).
+            unsafe { libc::kill(t.pid() as i32, signal) };
+        }
     }
 
     /// Samples the broker's peak RSS.

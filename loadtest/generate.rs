@@ -19,12 +19,13 @@
 //! are counted as duplicates; lines the kernel had accepted into a socket that was then reset
 //! are lost, which is what plain TCP syslog does and what the report shows.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -216,7 +217,16 @@ pub struct SenderStats {
     pub resent: AtomicU64,
     /// Connection attempts that failed.
     pub connect_failures: AtomicU64,
+    /// Sequence numbers `[from, to)` written in the last [`AT_RISK`] before a stream
+    /// connection broke: bytes the kernel took that the gateway may never have read.
+    pub at_risk: Mutex<Vec<(u64, u64)>>,
 }
+
+/// How long before a connection broke its writes count as at risk. Plain TCP syslog has no
+/// acknowledgements: a write succeeds once the local kernel has the bytes, and whatever the
+/// gateway had not read when it closed the connection is reset with it. On loopback that is
+/// the last few milliseconds of writes; 100 ms is a generous bound.
+pub const AT_RISK: Duration = Duration::from_millis(100);
 
 /// When a sender's messages are due.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -392,6 +402,8 @@ fn run_sender(plan: &SenderPlan, workload: &Workload, stats: &SenderStats, stop:
     };
     let started = Instant::now();
     let mut seq = 0u64;
+    // (when, first seq) of the stream writes of the last AT_RISK.
+    let mut recent: VecDeque<(Instant, u64)> = VecDeque::new();
     let done = |seq: u64| {
         stop.load(Ordering::Relaxed)
             || plan.count.is_some_and(|c| seq >= c)
@@ -428,14 +440,24 @@ fn run_sender(plan: &SenderPlan, workload: &Workload, stats: &SenderStats, stop:
             }
         }
         if plan.transport.is_stream() {
+            let now = Instant::now();
+            while recent.front().is_some_and(|(t, _)| now - *t > AT_RISK) {
+                recent.pop_front();
+            }
             if conn.write_all(&tick.bytes).is_err() {
                 socket = None;
                 stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                let from = recent.front().map_or(seq, |(_, s)| *s);
+                if let Ok(mut at_risk) = stats.at_risk.lock() {
+                    at_risk.push((from, seq));
+                }
+                recent.clear();
                 // Resend the whole tick on the next connection (same seqs, same stamp).
                 if !resend(&mut socket, plan, stats, stop, &tick.bytes, n) {
                     break;
                 }
             }
+            recent.push_back((now, seq));
             stats.sent.fetch_add(n, Ordering::Relaxed);
         } else {
             let mut start = 0;

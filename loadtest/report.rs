@@ -85,6 +85,10 @@ pub struct Step {
     /// Distinct lines that arrived.
     pub delivered: u64,
     pub lost: u64,
+    /// Of `lost`: lines written in the last 100 ms before their stream connection broke
+    /// (bytes the local kernel took, which the gateway may never have read; see
+    /// `generate::AT_RISK`).
+    pub lost_at_break: u64,
     pub duplicated: u64,
     pub reordered: u64,
     /// Records with a damaged marker (torn frames).
@@ -255,6 +259,12 @@ impl Report {
                 s.send_seconds,
                 s.drain_seconds
             ));
+            if s.lost_at_break > 0 {
+                out.push_str(&format!(
+                    "; {} of the lost lines were written in the last 100 ms before their connection broke",
+                    thousands(s.lost_at_break)
+                ));
+            }
             if s.send_errors + s.reconnects + s.resent + s.malformed > 0 {
                 out.push_str(&format!(
                     "; send errors {}, reconnects {}, resent {}, torn {}",
@@ -345,7 +355,8 @@ impl Report {
             for sec in &s.timeline {
                 points.push((offset + sec.t as f64, sec));
             }
-            for e in &s.events {
+            // Windows opening are bookkeeping, not something that happened to the system.
+            for e in s.events.iter().filter(|e| !e.what.starts_with("window ")) {
                 events.push((offset + e.at_s, e.what.clone()));
             }
             offset += s.timeline.len() as f64;
@@ -428,19 +439,25 @@ impl Report {
                 ("p99", BLUE, |s: &Second| s.p99_ms),
                 ("max", RED, |s: &Second| s.max_ms),
             ];
+            // A second without arrivals has no latency: the line breaks there instead of
+            // drawing a straight line across an outage.
+            let runs: Vec<Vec<(f64, &Second)>> = points
+                .split(|(_, s)| s.delivered == 0)
+                .filter(|run| !run.is_empty())
+                .map(<[_]>::to_vec)
+                .collect();
             for (label, color, value) in series {
-                chart
-                    .draw_series(LineSeries::new(
-                        points
-                            .iter()
-                            .filter(|(_, s)| s.delivered > 0)
-                            .map(|(t, s)| (*t, value(s).max(0.1))),
+                for (i, run) in runs.iter().enumerate() {
+                    let drawn = chart.draw_series(LineSeries::new(
+                        run.iter().map(|(t, s)| (*t, value(s).max(0.1))),
                         color.stroke_width(2),
-                    ))?
-                    .label(label)
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                    });
+                    ))?;
+                    if i == 0 {
+                        drawn.label(label).legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                        });
+                    }
+                }
             }
             for (t, what) in &events {
                 chart.draw_series(LineSeries::new(

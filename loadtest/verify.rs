@@ -120,6 +120,22 @@ impl Tally {
             .sum()
     }
 
+    /// How many of the sequence numbers in `ranges` (`[from, to)`) `sender` never delivered.
+    pub fn missing_in(&self, sender: u32, ranges: &[(u64, u64)]) -> u64 {
+        let bits = self
+            .senders
+            .get(sender as usize)
+            .map_or(&[][..], |s| &s.bits[..]);
+        ranges
+            .iter()
+            .flat_map(|&(from, to)| from..to)
+            .filter(|&seq| {
+                bits.get((seq / 64) as usize)
+                    .is_none_or(|w| w & (1 << (seq % 64)) == 0)
+            })
+            .count() as u64
+    }
+
     /// The first `limit` sequence numbers below `sent` that `sender` never delivered.
     pub fn missing(&self, sender: u32, sent: u64, limit: usize) -> Vec<u64> {
         let bits = self
@@ -532,6 +548,9 @@ mod tests {
         assert_eq!(t.missing(0, 200, 2), vec![7, 57]);
         assert_eq!(t.missing(1, 3, 10), vec![1, 2]);
         assert_eq!(t.missing(2, 1, 10), vec![0]);
+        assert_eq!(t.missing_in(0, &[(0, 10), (50, 60)]), 2);
+        assert_eq!(t.missing_in(0, &[]), 0);
+        assert_eq!(t.missing_in(2, &[(0, 1)]), 1);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! (`tests/common/{tansu,proxy}.rs` are the integration tests' twins of this: they panic where
 //! the harness reports an error, and their proxy cannot move to a new upstream.)
 
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -271,6 +272,9 @@ impl Proxy {
 }
 
 fn forward(client: &TcpStream, server: &TcpStream, connections: &Mutex<Vec<TcpStream>>) {
+    if fix_api_versions(client, server).is_err() {
+        return;
+    }
     let pipe = |from: &TcpStream, to: &TcpStream| {
         let (mut from, mut to) = (from.try_clone()?, to.try_clone()?);
         std::thread::spawn(move || {
@@ -294,8 +298,124 @@ fn forward(client: &TcpStream, server: &TcpStream, connections: &Mutex<Vec<TcpSt
     }
 }
 
+/// Forwards the client's first request; when it is ApiVersions v3 or later, forwards the
+/// broker's response without its top-level tagged fields.
+///
+/// Why: librdkafka 2.0.2 (Debian 12's, which rsyslog's omkafka links) fails to parse tansu
+/// 0.6's ApiVersions v3 response, whose top-level tagged fields carry SupportedFeatures,
+/// FinalizedFeaturesEpoch, FinalizedFeatures and ZkMigrationReady ("Protocol read buffer
+/// underflow ... probably due to broker version < 0.10"), and `api.version.request=false` does
+/// not stop it from asking. The fields are optional; without them every client reads the
+/// response. Only this first exchange is touched; everything else is copied byte for byte.
+fn fix_api_versions(client: &TcpStream, server: &TcpStream) -> std::io::Result<()> {
+    let (mut client, mut server) = (client, server);
+    let request = read_frame(&mut client)?;
+    server.write_all(&request)?;
+    let is_api_versions_v3 = request.len() >= 8
+        && i16::from_be_bytes([request[4], request[5]]) == 18
+        && i16::from_be_bytes([request[6], request[7]]) >= 3;
+    if is_api_versions_v3 {
+        let response = read_frame(&mut server)?;
+        let fixed = strip_api_versions_tags(&response[4..]).map_or(response, |body| {
+            let mut framed = (body.len() as u32).to_be_bytes().to_vec();
+            framed.extend_from_slice(&body);
+            framed
+        });
+        client.write_all(&fixed)?;
+    }
+    Ok(())
+}
+
+/// One Kafka frame: the 4-byte length and what it counts.
+fn read_frame(from: &mut impl Read) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    from.read_exact(&mut len)?;
+    let n = u32::from_be_bytes(len) as usize;
+    if n > 64 << 20 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "Kafka frame over 64 MiB",
+        ));
+    }
+    let mut frame = len.to_vec();
+    frame.resize(4 + n, 0);
+    from.read_exact(&mut frame[4..])?;
+    Ok(frame)
+}
+
+/// An ApiVersions v3 response (header v0 and body, no length) with its top-level tagged fields
+/// removed; `None` when it does not parse as one.
+fn strip_api_versions_tags(response: &[u8]) -> Option<Vec<u8>> {
+    fn uvarint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *bytes.get(*at)?;
+            *at += 1;
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    fn skip_tags(bytes: &[u8], at: &mut usize) -> Option<()> {
+        for _ in 0..uvarint(bytes, at)? {
+            uvarint(bytes, at)?;
+            let size = uvarint(bytes, at)? as usize;
+            *at = at.checked_add(size).filter(|&end| end <= bytes.len())?;
+        }
+        Some(())
+    }
+    // correlation id, error code
+    let mut at = 4 + 2;
+    let keys = uvarint(response, &mut at)?.checked_sub(1)?;
+    for _ in 0..keys {
+        at += 6; // api key, min version, max version
+        skip_tags(response, &mut at)?;
+    }
+    at += 4; // throttle time
+    let tags_at = at;
+    skip_tags(response, &mut at)?;
+    if at != response.len() {
+        return None;
+    }
+    let mut fixed = response[..tags_at].to_vec();
+    fixed.push(0);
+    Some(fixed)
+}
+
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.cut();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tansu 0.6's ApiVersions v3 response (after the length), as captured: 35 API keys, then
+    /// four top-level tagged fields.
+    const TANSU_API_VERSIONS: &str = "000000010000240011000000010000000000000b0000140000000600004b0000000000001300000007000045000000000000470000000000001600000005000020000000040000120000000400002c000000010000240000000200001e0000000300000d0000000500003c0000000100000c0000000400000b00000009000015000000020000100000000500000200000009000032000000000000180000000500000f00000005000033000000000000010000001100001c0000000400002a0000000200001d000000030000190000000400000a000000060000030000000c00002e0000000000000e0000000500000800000009000009000000090000000000040001010108ffffffffffffffff020101030100";
+
+    fn unhex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn api_versions_response_loses_only_its_top_level_tags() {
+        let response = unhex(TANSU_API_VERSIONS);
+        let fixed = strip_api_versions_tags(&response).unwrap();
+        // 4 + 2 + 1 + 35 × 7 + 4 bytes up to the tags, then an empty tag section.
+        assert_eq!(fixed.len(), 4 + 2 + 1 + 35 * 7 + 4 + 1);
+        assert_eq!(fixed[..fixed.len() - 1], response[..fixed.len() - 1]);
+        assert_eq!(fixed.last(), Some(&0));
+        // Stripping again changes nothing; garbage does not parse.
+        assert_eq!(strip_api_versions_tags(&fixed), Some(fixed.clone()));
+        assert_eq!(strip_api_versions_tags(&response[..100]), None);
+        assert_eq!(strip_api_versions_tags(b"\x00\x00"), None);
     }
 }

@@ -199,6 +199,11 @@ struct Common {
     /// ... and stop waiting once nothing new arrived for this long.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     settle: Duration,
+    /// Clients reach the broker through the harness's TCP proxy (always so for --target
+    /// rsyslog, whose librdkafka 2.0.2 needs the proxy's handshake fix for tansu; give it for
+    /// logtail too when comparing the two).
+    #[arg(long)]
+    broker_proxy: bool,
     /// The JSON report; the SVG chart goes beside it (same name, .svg).
     #[arg(long, default_value = "loadtest-report.json")]
     report: PathBuf,
@@ -243,6 +248,7 @@ impl Common {
             max_datagram_loss_pct: self.max_datagram_loss_pct,
             drain_timeout: self.drain_timeout,
             settle: self.settle,
+            broker_proxy: self.broker_proxy,
         })
     }
 }

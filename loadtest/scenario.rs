@@ -58,6 +58,10 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// The drain gives up after this long without a new arrival.
     pub settle: Duration,
+    /// Put the broker behind the harness's proxy even when the scenario does not need it
+    /// (always for rsyslog: the proxy fixes a handshake its librdkafka cannot parse; see
+    /// `broker::fix_api_versions`). Comparisons use it for both gateways.
+    pub broker_proxy: bool,
 }
 
 impl Settings {
@@ -104,6 +108,9 @@ impl Settings {
             put("replay", r.display().to_string());
         }
         put("partitions", self.partitions.to_string());
+        if self.broker_proxy || self.product == Product::Rsyslog {
+            put("broker_proxy", "yes".into());
+        }
         put(
             "gateway_threads",
             if self.threads == 0 {
@@ -203,6 +210,12 @@ impl Harness {
             Some(path) => Workload::replay(path, settings.sizes)?,
             None => Workload::realistic(settings.sizes, 0x10ad),
         });
+        let broker_mode = match broker_mode {
+            BrokerMode::Direct if settings.broker_proxy || settings.product == Product::Rsyslog => {
+                BrokerMode::Fronted { durable: false }
+            }
+            other => other,
+        };
         let broker = match settings.sink {
             Sink::Kafka => {
                 let broker_dir = dir.join("broker");
@@ -1290,6 +1303,7 @@ mod tests {
             max_datagram_loss_pct: None,
             drain_timeout: Duration::from_secs(1),
             settle: Duration::from_secs(1),
+            broker_proxy: false,
         };
         let good = Step {
             rate_target: 1000.0,

@@ -9,7 +9,9 @@
 //!   record; it fetches with `fetch.wait.max.ms = 10`, so the consumer adds at most ~10 ms.
 //! - [`follow_store`]: the gateway's own store reader in follow mode (`logtail read --follow`),
 //!   which polls for new blocks every ~100 ms: store latencies include up to that.
-//! - [`follow_file`]: a file that grows line by line (rsyslog's `omfile`), polled every 10 ms.
+//! - [`follow_file`]: a file that grows line by line (rsyslog's `omfile`), polled every
+//!   [`FILE_POLL`]: as often as the store reader polls, so that both local outputs are
+//!   measured alike (each adds 0–100 ms).
 //!
 //! Order is a per-partition property in Kafka (the store and a file are one partition): a line
 //! is *reordered* when it arrives in a partition after a later line of the same sender in that
@@ -416,6 +418,10 @@ pub fn follow_store(
     Ok(())
 }
 
+/// How often [`follow_file`] looks for new lines: the store reader's follow interval
+/// (`store::POLL_INTERVAL`, 100 ms).
+pub const FILE_POLL: Duration = Duration::from_millis(100);
+
 /// Follows `path`, a file written line by line, into `verifier` until `stop` is set.
 ///
 /// # Errors
@@ -425,6 +431,8 @@ pub fn follow_file(
     verifier: &SharedVerifier,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
+    // The file appears with the first line written; nothing can be missed before that.
+    verifier.lock().expect("verifier lock").reader_ready = true;
     let mut file = loop {
         match std::fs::File::open(path) {
             Ok(f) => break f,
@@ -438,7 +446,6 @@ pub fn follow_file(
         verifier: verifier.clone(),
         partial: Vec::new(),
     };
-    verifier.lock().expect("verifier lock").reader_ready = true;
     let mut buf = vec![0u8; 1 << 20];
     let mut pos = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -448,7 +455,7 @@ pub fn follow_file(
             .read(&mut buf)
             .with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(FILE_POLL);
             continue;
         }
         pos += n as u64;

@@ -71,7 +71,7 @@ impl Settings {
         let mut put = |k: &str, v: String| {
             w.insert(k.to_string(), v);
         };
-        put("product", format!("{:?}", self.product).to_lowercase());
+        put("product", value_name(self.product));
         put(
             "sink",
             match (self.sink, self.product) {
@@ -80,8 +80,15 @@ impl Settings {
                 (Sink::Local, Product::Rsyslog) => "omfile".into(),
             },
         );
-        put("transport", format!("{:?}", self.transport).to_lowercase());
-        put("framing", format!("{:?}", self.framing).to_lowercase());
+        put("transport", value_name(self.transport));
+        put(
+            "framing",
+            if self.transport.is_stream() {
+                value_name(self.framing)
+            } else {
+                "datagram".into()
+            },
+        );
         put("senders", self.senders.to_string());
         put(
             "rate",
@@ -121,6 +128,13 @@ impl Settings {
         );
         w
     }
+}
+
+/// The name of `value` on the command line (`unix-stream`, `octet-counting`).
+pub fn value_name(value: impl clap::ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_string())
 }
 
 /// What the scenario does to the system mid-step.
@@ -862,7 +876,11 @@ fn standard_checks(settings: &Settings, step: &Step, check_latency: bool) -> Vec
     let mut checks = Vec::new();
     if settings.transport.is_stream() {
         checks.push(Check::new(
-            &format!("{}: no loss over {:?}", step.name, settings.transport),
+            &format!(
+                "{}: no loss over {}",
+                step.name,
+                value_name(settings.transport)
+            ),
             step.lost == 0 && step.sent > 0,
             format!(
                 "{} of {} lines lost",
@@ -1036,7 +1054,8 @@ pub enum OutageKind {
 }
 
 /// `kafka-outage`: steady traffic; the broker goes away at `at` for `length`. Latency is
-/// checked for the lines sent before the outage and for those sent from `grace` after it.
+/// checked for the lines sent before the outage (up to a second before it: later ones may be
+/// in flight when it comes) and for those sent from `grace` after it.
 pub fn kafka_outage(
     settings: Settings,
     at: Duration,
@@ -1062,8 +1081,11 @@ pub fn kafka_outage(
     // Lines sent from `grace` after the broker is back are "after": by then the backlog
     // should be replayed and latency back to normal.
     let recovered = at + length + grace;
+    // Lines sent just before the cut may be in flight when it comes, and wait for the broker's
+    // return: they count with the outage, not before it.
+    let in_flight = Duration::from_secs(1).min(at / 2);
     let mut events = vec![
-        (at, Action::OpenWindow("outage")),
+        (at - in_flight, Action::OpenWindow("outage")),
         (at, down),
         (at + length, up),
         (at + length, Action::OpenWindow("recovery")),

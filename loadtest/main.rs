@@ -224,9 +224,12 @@ impl Common {
         let gateway_binary = match (self.target, &self.gateway_bin) {
             (Product::Rsyslog, _) => self.rsyslogd.clone(),
             (Product::Logtail, Some(p)) => p.clone(),
-            (Product::Logtail, None) => std::env::current_exe()
-                .context("finding this program's directory")?
-                .with_file_name("logtail"),
+            (Product::Logtail, None) => {
+                let harness =
+                    std::env::current_exe().context("finding this program's directory")?;
+                build_gateway_under_cargo(&harness)?;
+                harness.with_file_name("logtail")
+            }
         };
         Ok(Settings {
             product: self.target,
@@ -251,6 +254,41 @@ impl Common {
             broker_proxy: self.broker_proxy,
         })
     }
+}
+
+/// Under `cargo run --bin logtail-loadtest`, cargo builds the harness but not the gateway
+/// beside it: build that too (in the harness's profile), so the run measures the code at hand.
+/// Outside cargo, the binary beside the harness is used as it is.
+fn build_gateway_under_cargo(harness: &std::path::Path) -> anyhow::Result<()> {
+    let (Some(cargo), Some(manifest_dir)) = (
+        std::env::var_os("CARGO"),
+        std::env::var_os("CARGO_MANIFEST_DIR"),
+    ) else {
+        return Ok(());
+    };
+    let release = harness
+        .parent()
+        .and_then(|d| d.file_name())
+        .is_some_and(|d| d == "release");
+    if !release {
+        eprintln!(
+            "warning: this is a debug build; the gateway under test will be one too (use cargo run --release)"
+        );
+    }
+    let mut command = std::process::Command::new(cargo);
+    command
+        .current_dir(manifest_dir)
+        .args(["build", "--quiet", "--bin", "logtail"]);
+    if release {
+        command.arg("--release");
+    }
+    let status = command
+        .status()
+        .context("running cargo build for the gateway")?;
+    if !status.success() {
+        anyhow::bail!("cargo build --bin logtail failed ({status})");
+    }
+    Ok(())
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h` or a plain number of seconds.

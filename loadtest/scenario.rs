@@ -429,8 +429,8 @@ impl Harness {
             while next_event < spec.events.len() && spec.events[next_event].0 <= elapsed {
                 let action = spec.events[next_event].1;
                 next_event += 1;
-                let what = self.act(action)?;
                 let at_s = started.elapsed().as_secs_f64();
+                let what = self.act(action)?;
                 self.progress
                     .note(&format!("[{at_s:6.1} s] {}: {what}", spec.name));
                 events.push(Event { at_s, what });
@@ -471,8 +471,8 @@ impl Harness {
                     // Bring the remaining events forward.
                     let (_, action) = spec.events[next_event];
                     next_event += 1;
-                    let what = self.act(action)?;
                     let at_s = started.elapsed().as_secs_f64();
+                    let what = self.act(action)?;
                     self.progress.note(&format!(
                         "[{at_s:6.1} s] {}: {what} (after the senders finished)",
                         spec.name

@@ -352,14 +352,23 @@ impl Report {
         let mut events: Vec<(f64, String)> = Vec::new();
         let mut offset = 0.0;
         for s in &self.steps {
-            for sec in &s.timeline {
+            // Seconds at the end with nothing sent or delivered (the drain waiting for lines
+            // that never come) would only stretch the chart.
+            let active = s
+                .timeline
+                .iter()
+                .rposition(|sec| sec.sent > 0 || sec.delivered > 0)
+                .map_or(0, |last| last + 2)
+                .min(s.timeline.len());
+            let timeline = &s.timeline[..active];
+            for sec in timeline {
                 points.push((offset + sec.t as f64, sec));
             }
             // Windows opening are bookkeeping, not something that happened to the system.
             for e in s.events.iter().filter(|e| !e.what.starts_with("window ")) {
                 events.push((offset + e.at_s, e.what.clone()));
             }
-            offset += s.timeline.len() as f64;
+            offset += timeline.len() as f64;
         }
         let end = offset.max(1.0);
         let root = SVGBackend::new(path, (1100, 700)).into_drawing_area();
@@ -459,14 +468,22 @@ impl Report {
                     }
                 }
             }
-            for (t, what) in &events {
+            for (i, (t, what)) in events.iter().enumerate() {
                 chart.draw_series(LineSeries::new(
                     [(*t, 0.1), (*t, max_ms * 2.0)],
                     RED.mix(0.5).stroke_width(1),
                 ))?;
+                // The event's name only ("SIGTERM to the gateway"), on rows that alternate so
+                // that events close in time do not overwrite each other.
+                let name = what
+                    .split([':', '(', ';'])
+                    .next()
+                    .unwrap_or_default()
+                    .trim();
+                let row = if i % 2 == 0 { 1.5 } else { 0.8 };
                 chart.draw_series(std::iter::once(Text::new(
-                    what.split(':').next().unwrap_or_default().to_string(),
-                    (*t, max_ms * 1.5),
+                    format!(" {name}"),
+                    (*t, max_ms * row),
                     ("sans-serif", 11),
                 )))?;
             }

@@ -211,8 +211,11 @@ impl Report {
         let mut out = String::new();
         let w = &self.workload;
         let get = |k: &str| w.get(k).map_or("-", String::as_str);
+        let replay = w
+            .get("replay")
+            .map_or(String::new(), |f| format!(", lines replayed from {f}"));
         out.push_str(&format!(
-            "\n{} — {} → {} over {} ({}), {} sender(s), messages {}\n",
+            "\n{} — {} → {} over {} ({}), {} sender(s), messages {}{replay}\n",
             self.scenario,
             get("product"),
             get("sink"),

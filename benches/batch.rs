@@ -90,5 +90,11 @@ fn bench_wal_format(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_wal_format);
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(common::WARM_UP)
+        .measurement_time(common::MEASUREMENT);
+    targets = bench_wal_format
+}
 criterion_main!(benches);

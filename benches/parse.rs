@@ -79,5 +79,11 @@ fn check_corpus(lines: &[Vec<u8>], received_us: i64) {
     );
 }
 
-criterion_group!(parse_benches, benches);
+criterion_group! {
+    name = parse_benches;
+    config = Criterion::default()
+        .warm_up_time(common::WARM_UP)
+        .measurement_time(common::MEASUREMENT);
+    targets = benches
+}
 criterion_main!(parse_benches);

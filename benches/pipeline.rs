@@ -86,5 +86,11 @@ fn frame_parse_encode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, frame_parse_encode);
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(common::WARM_UP)
+        .measurement_time(common::MEASUREMENT);
+    targets = frame_parse_encode
+}
 criterion_main!(benches);

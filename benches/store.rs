@@ -112,5 +112,11 @@ fn bench_read(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_append, bench_read);
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(common::WARM_UP)
+        .measurement_time(common::MEASUREMENT);
+    targets = bench_append, bench_read
+}
 criterion_main!(benches);

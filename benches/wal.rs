@@ -109,5 +109,11 @@ fn bench_replay(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_append, bench_replay);
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(common::WARM_UP)
+        .measurement_time(common::MEASUREMENT);
+    targets = bench_append, bench_replay
+}
 criterion_main!(benches);

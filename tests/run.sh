@@ -41,3 +41,21 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked --all-targets
 cargo test --locked --doc
+
+# Load-test smoke (loadtest/, issue 4): a release build, then short runs of `steady` and
+# `kafka-outage` against tansu. Each exits non-zero on any loss over TCP or a p99 end-to-end
+# latency over 500 ms (for kafka-outage: of the lines sent up to a second before the outage, and
+# of those sent from 10 s after it, librdkafka's reconnect backoff being up to 10 s). This is a shared, noisy
+# machine: a run whose checks fail is run once more, and only a second failure fails the build.
+echo "== load-test smoke (release build; steady 10 s, kafka-outage 20 s)"
+cargo build --release --locked --bin logtail --bin logtail-loadtest
+mkdir -p target/loadtest-smoke
+smoke() { # NAME ARGS...
+  local name=$1; shift
+  target/release/logtail-loadtest "$@" --report "target/loadtest-smoke/$name.json" && return 0
+  echo "== load-test smoke $name: failed once; running it again"
+  target/release/logtail-loadtest "$@" --report "target/loadtest-smoke/$name.json"
+}
+smoke steady steady --rate 20000 --duration 10s --sink kafka
+smoke kafka-outage kafka-outage --rate 20000 --duration 20s --outage-at 3s --outage-for 2s \
+  --recovery-grace 10s

@@ -9,6 +9,14 @@
 // Each bench compiles this module for itself and uses part of it.
 #![allow(dead_code)]
 
+/// Criterion's warm-up and measurement time for every bench (constants, not a `Criterion`:
+/// the load-test harness includes this file for its corpus and has no criterion). 1 s and 3 s
+/// keep all of `cargo bench` (16 benches) under two minutes on the project's 2-core machine,
+/// and are the times the figures in `loadtest/RESULTS.md` were taken with. Command-line flags
+/// (`-- --measurement-time 10`) still override them.
+pub const WARM_UP: std::time::Duration = std::time::Duration::from_secs(1);
+pub const MEASUREMENT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// 2026-11-21T02:53:47Z: the corpus' timestamps lie in the ten minutes before it; use it as
 /// the receive time.
 pub const CORPUS_RECEIVED_AT_US: i64 = 1_795_229_627_000_000;

@@ -452,6 +452,13 @@ impl AgentConfig {
 /// An [`AgentConfigError`] naming `origin`, the path of the key at fault (`collect[2].paths`)
 /// and what is allowed.
 pub fn entries_from_json(text: &str, origin: &Origin) -> Result<Vec<CollectEntry>, AgentConfigError> {
+    const SHAPE: &str = "expected {\"collect\": [{\"name\": ..., \"paths\": [...]}, ...]}";
+    if !text.trim_start().starts_with('{') {
+        return Err(AgentConfigError::Syntax {
+            origin: origin.clone(),
+            message: format!("not a JSON object; {SHAPE}"),
+        });
+    }
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let value: EtcdValue = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
@@ -459,7 +466,7 @@ pub fn entries_from_json(text: &str, origin: &Origin) -> Result<Vec<CollectEntry
         if path.is_empty() || path == "." {
             AgentConfigError::Syntax {
                 origin: origin.clone(),
-                message: format!("{message}; expected {{\"collect\": [{{\"name\": ..., \"paths\": [...]}}, ...]}}"),
+                message: format!("{message}; {SHAPE}"),
             }
         } else {
             AgentConfigError::Invalid {
@@ -668,7 +675,7 @@ mod tests {
         );
         let err = etcd("{\"collect\": [").unwrap_err();
         assert!(
-            err.starts_with("etcd key /logtail/agents/h/config (revision 7): EOF while parsing"),
+            err.starts_with("etcd key /logtail/agents/h/config (revision 7): collect: EOF while parsing"),
             "{err}"
         );
         let err = etcd(r#"[{"name": "a"}]"#).unwrap_err();

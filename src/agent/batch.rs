@@ -183,7 +183,14 @@ mod tests {
         assert_eq!(batch.sources().len(), 2);
         let lines: Vec<_> = batch
             .lines()
-            .map(|l| (l.bytes.to_vec(), l.source.path.clone(), l.offset_end, l.truncated))
+            .map(|l| {
+                (
+                    l.bytes.to_vec(),
+                    l.source.path.clone(),
+                    l.offset_end,
+                    l.truncated,
+                )
+            })
             .collect();
         assert_eq!(
             lines,

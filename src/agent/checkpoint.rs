@@ -158,7 +158,10 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Vec<CheckpointEntry>, Checkpo
     let text_end = bytes
         .strip_suffix(b"\n")
         .ok_or_else(|| corrupt(1, "does not end with a line end (cut short?)"))?;
-    let trailer_start = text_end.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let trailer_start = text_end
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
     let body = &bytes[..trailer_start];
     let lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
     // `body` ends with LF, so the split's last piece is empty.
@@ -173,7 +176,10 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Vec<CheckpointEntry>, Checkpo
     let (Some("end"), Some(count), Some(crc), None) =
         (fields.next(), fields.next(), fields.next(), fields.next())
     else {
-        return Err(corrupt(trailer_line, "no `end COUNT CRC` trailer (cut short?)"));
+        return Err(corrupt(
+            trailer_line,
+            "no `end COUNT CRC` trailer (cut short?)",
+        ));
     };
     let crc = u32::from_str_radix(crc, 16).map_err(|_| corrupt(trailer_line, "bad CRC field"))?;
     if crc32c::crc32c(body) != crc {
@@ -185,7 +191,10 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<Vec<CheckpointEntry>, Checkpo
     if count != lines.len() - 1 {
         return Err(corrupt(
             trailer_line,
-            &format!("trailer says {count} entries, the file has {}", lines.len() - 1),
+            &format!(
+                "trailer says {count} entries, the file has {}",
+                lines.len() - 1
+            ),
         ));
     }
     let mut entries = Vec::with_capacity(count);
@@ -332,12 +341,7 @@ impl Drop for CheckpointWriter {
     }
 }
 
-fn write_loop(
-    dir: &Path,
-    shared: &(Mutex<Slot>, Condvar),
-    writes: &AtomicU64,
-    errors: &AtomicU64,
-) {
+fn write_loop(dir: &Path, shared: &(Mutex<Slot>, Condvar), writes: &AtomicU64, errors: &AtomicU64) {
     static WARNING: RateLimitedWarning = RateLimitedWarning::new(Duration::from_secs(10));
     let (lock, wake) = shared;
     loop {
@@ -439,7 +443,11 @@ mod tests {
         let err = |bytes: &[u8]| decode(bytes, Path::new("ck")).unwrap_err().to_string();
         assert!(err(&out[..out.len() - 1]).contains("line 1: does not end with a line end"));
         let cut = &out[..out.len() - "end 2 01234567\n".len()];
-        assert!(err(cut).contains("no `end COUNT CRC` trailer"), "{}", err(cut));
+        assert!(
+            err(cut).contains("no `end COUNT CRC` trailer"),
+            "{}",
+            err(cut)
+        );
         let mut flipped = out.clone();
         flipped[40] ^= 1;
         assert!(

@@ -451,7 +451,10 @@ impl AgentConfig {
 /// # Errors
 /// An [`AgentConfigError`] naming `origin`, the path of the key at fault (`collect[2].paths`)
 /// and what is allowed.
-pub fn entries_from_json(text: &str, origin: &Origin) -> Result<Vec<CollectEntry>, AgentConfigError> {
+pub fn entries_from_json(
+    text: &str,
+    origin: &Origin,
+) -> Result<Vec<CollectEntry>, AgentConfigError> {
     const SHAPE: &str = "expected {\"collect\": [{\"name\": ..., \"paths\": [...]}, ...]}";
     if !text.trim_start().starts_with('{') {
         return Err(AgentConfigError::Syntax {
@@ -543,7 +546,9 @@ pub fn validate_entries(entries: &[CollectEntry], origin: &Origin) -> Result<(),
         {
             return Err(invalid(
                 "app",
-                format!("{app:?}: 1 to 48 printable ASCII characters, no spaces (RFC 5424 APP-NAME)"),
+                format!(
+                    "{app:?}: 1 to 48 printable ASCII characters, no spaces (RFC 5424 APP-NAME)"
+                ),
             ));
         }
         for (j, tag) in entry.tags.iter().enumerate() {
@@ -627,10 +632,9 @@ mod tests {
 
     #[test]
     fn entry_defaults_and_etcd_key() {
-        let config = load(
-            "host = \"web1\"\n[[collect]]\nname = \"app\"\npaths = [\"/var/log/app.log\"]\n",
-        )
-        .unwrap();
+        let config =
+            load("host = \"web1\"\n[[collect]]\nname = \"app\"\npaths = [\"/var/log/app.log\"]\n")
+                .unwrap();
         let entry = &config.collect[0];
         assert_eq!(entry.start_at, StartAt::End);
         assert_eq!(entry.max_line_bytes, 65536);
@@ -640,7 +644,8 @@ mod tests {
 
     #[test]
     fn toml_errors_name_the_file_line_and_key() {
-        let err = load("[[collect]]\nname = \"a\"\npaths = [\"x\"]\nstart = \"end\"\n").unwrap_err();
+        let err =
+            load("[[collect]]\nname = \"a\"\npaths = [\"x\"]\nstart = \"end\"\n").unwrap_err();
         assert!(err.starts_with("config file agent.toml: "), "{err}");
         assert!(err.contains("line 4") && err.contains("start"), "{err}");
         let err = load("[[collect]]\nname = \"a\"\npaths = []\n").unwrap_err();
@@ -660,7 +665,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(entries[0].start_at, StartAt::Beginning);
-        assert_eq!(entries[0].multiline.as_ref().unwrap().flush_timeout_ms, 1000);
+        assert_eq!(
+            entries[0].multiline.as_ref().unwrap().flush_timeout_ms,
+            1000
+        );
 
         let err = etcd(r#"{"collect": [{"name": "a", "paths": ["x"], "pathz": []}]}"#).unwrap_err();
         assert!(
@@ -675,15 +683,16 @@ mod tests {
         );
         let err = etcd("{\"collect\": [").unwrap_err();
         assert!(
-            err.starts_with("etcd key /logtail/agents/h/config (revision 7): collect: EOF while parsing"),
+            err.starts_with(
+                "etcd key /logtail/agents/h/config (revision 7): collect: EOF while parsing"
+            ),
             "{err}"
         );
         let err = etcd(r#"[{"name": "a"}]"#).unwrap_err();
         assert!(err.contains("expected {\"collect\""), "{err}");
-        let err = etcd(
-            r#"{"collect": [{"name": "a", "paths": ["x"]}, {"name": "a", "paths": ["y"]}]}"#,
-        )
-        .unwrap_err();
+        let err =
+            etcd(r#"{"collect": [{"name": "a", "paths": ["x"]}, {"name": "a", "paths": ["y"]}]}"#)
+                .unwrap_err();
         assert_eq!(
             err,
             "etcd key /logtail/agents/h/config (revision 7): collect[1].name: \"a\" is used by two entries"
@@ -701,14 +710,35 @@ mod tests {
     #[test]
     fn bad_values_are_rejected_with_their_key() {
         for (text, key) in [
-            ("[[collect]]\nname = \"a b\"\npaths = [\"x\"]\n", "collect[0].name"),
-            ("[[collect]]\nname = \"a\"\npaths = [\"[\"]\n", "collect[0].paths[0]"),
-            ("[[collect]]\nname = \"a\"\npaths = [\"x\"]\ntopic = \"a/b\"\n", "collect[0].topic"),
-            ("[[collect]]\nname = \"a\"\npaths = [\"x\"]\nmax_line_bytes = 1\n", "collect[0].max_line_bytes"),
-            ("[[collect]]\nname = \"a\"\npaths = [\"x\"]\ntags = [\"a,b\"]\n", "collect[0].tags[0]"),
+            (
+                "[[collect]]\nname = \"a b\"\npaths = [\"x\"]\n",
+                "collect[0].name",
+            ),
+            (
+                "[[collect]]\nname = \"a\"\npaths = [\"[\"]\n",
+                "collect[0].paths[0]",
+            ),
+            (
+                "[[collect]]\nname = \"a\"\npaths = [\"x\"]\ntopic = \"a/b\"\n",
+                "collect[0].topic",
+            ),
+            (
+                "[[collect]]\nname = \"a\"\npaths = [\"x\"]\nmax_line_bytes = 1\n",
+                "collect[0].max_line_bytes",
+            ),
+            (
+                "[[collect]]\nname = \"a\"\npaths = [\"x\"]\ntags = [\"a,b\"]\n",
+                "collect[0].tags[0]",
+            ),
             ("[tail]\nfingerprint_bytes = 1\n", "tail.fingerprint_bytes"),
-            ("[tail]\nmax_unacked_batches = 0\n", "tail.max_unacked_batches"),
-            ("[etcd]\nendpoints = [\"127.0.0.1:2379\"]\n", "etcd.endpoints[0]"),
+            (
+                "[tail]\nmax_unacked_batches = 0\n",
+                "tail.max_unacked_batches",
+            ),
+            (
+                "[etcd]\nendpoints = [\"127.0.0.1:2379\"]\n",
+                "etcd.endpoints[0]",
+            ),
             ("[etcd]\nkey = \"x\"\n", "etcd.key"),
             ("host = \"a b\"\n", "host"),
         ] {

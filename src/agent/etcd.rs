@@ -94,7 +94,11 @@ async fn watch_once(
         )
         .await?;
     backoff.reset();
-    tracing::info!("watching etcd key {} from revision {}", source.key, revision + 1);
+    tracing::info!(
+        "watching etcd key {} from revision {}",
+        source.key,
+        revision + 1
+    );
     while let Some(response) = stream.message().await? {
         if response.canceled() {
             return Err(etcd_client::Error::WatchError(format!(
@@ -116,7 +120,9 @@ async fn watch_once(
             }
         }
     }
-    Err(etcd_client::Error::WatchError("the watch stream ended".into()))
+    Err(etcd_client::Error::WatchError(
+        "the watch stream ended".into(),
+    ))
 }
 
 /// The update a value (or its absence) of `key` at `revision` makes.
@@ -134,7 +140,9 @@ pub fn parse(key: &str, value: Option<&[u8]>, revision: i64) -> EtcdUpdate {
     };
     let text = match std::str::from_utf8(value) {
         Ok(text) => text,
-        Err(e) => return EtcdUpdate::Rejected(format!("{origin}: the value is not UTF-8 text: {e}")),
+        Err(e) => {
+            return EtcdUpdate::Rejected(format!("{origin}: the value is not UTF-8 text: {e}"));
+        }
     };
     match entries_from_json(text, &origin) {
         Ok(entries) => EtcdUpdate::Entries {
@@ -168,7 +176,10 @@ mod tests {
         let EtcdUpdate::Rejected(message) = parse("/k", Some(b"{nope"), 5) else {
             panic!("garbage accepted");
         };
-        assert!(message.starts_with("etcd key /k (revision 5): "), "{message}");
+        assert!(
+            message.starts_with("etcd key /k (revision 5): "),
+            "{message}"
+        );
         let EtcdUpdate::Rejected(message) = parse("/k", Some(b"\xff"), 6) else {
             panic!("non-UTF-8 accepted");
         };

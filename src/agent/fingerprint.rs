@@ -131,6 +131,12 @@ mod tests {
         assert!(fp.is_full(1024));
         let small = tempfile::tempfile().unwrap();
         let fp = Fingerprint::read(&small, 1024, &mut scratch).unwrap();
-        assert_eq!(fp, Fingerprint { len: 0, hash: fnv1a(b"") });
+        assert_eq!(
+            fp,
+            Fingerprint {
+                len: 0,
+                hash: fnv1a(b"")
+            }
+        );
     }
 }

@@ -362,16 +362,23 @@ mod tests {
         let now = Instant::now();
         let mut out = Vec::new();
         let mut push = |m: &mut Multiline, line: &[u8], end| {
-            m.push(line, end, false, now, |e, end, t| out.push((e.to_vec(), end, t)))
+            m.push(line, end, false, now, |e, end, t| {
+                out.push((e.to_vec(), end, t))
+            })
         };
         push(&mut m, b"2026-01-01 boom", 16);
         push(&mut m, b"  at a()", 25);
         push(&mut m, b"  at b()", 34);
         push(&mut m, b"2026-01-01 next", 50);
         drop(push);
-        assert_eq!(out, vec![(b"2026-01-01 boom\n  at a()\n  at b()".to_vec(), 34, false)]);
+        assert_eq!(
+            out,
+            vec![(b"2026-01-01 boom\n  at a()\n  at b()".to_vec(), 34, false)]
+        );
         assert!(m.is_pending());
-        m.flush_if_stale(now + Duration::from_millis(50), |_, _, _| panic!("too early"));
+        m.flush_if_stale(now + Duration::from_millis(50), |_, _, _| {
+            panic!("too early")
+        });
         m.flush_if_stale(now + Duration::from_millis(100), |e, end, _| {
             out.push((e.to_vec(), end, false))
         });
@@ -399,7 +406,9 @@ mod tests {
         let now = Instant::now();
         let mut out = Vec::new();
         m.push(b"orphan", 7, false, now, |e, _, _| out.push(e.to_vec()));
-        m.push(b"2026-01-01 x", 20, false, now, |e, _, _| out.push(e.to_vec()));
+        m.push(b"2026-01-01 x", 20, false, now, |e, _, _| {
+            out.push(e.to_vec())
+        });
         assert_eq!(out, vec![b"orphan".to_vec()]);
     }
 }

@@ -71,7 +71,12 @@ struct Sources {
 
 impl Sources {
     /// Both lists, or an error when a name is in both.
-    fn merged(file: &[CollectEntry], etcd: &[CollectEntry], etcd_origin: &Origin, file_origin: &Origin) -> Result<Vec<CollectEntry>, String> {
+    fn merged(
+        file: &[CollectEntry],
+        etcd: &[CollectEntry],
+        etcd_origin: &Origin,
+        file_origin: &Origin,
+    ) -> Result<Vec<CollectEntry>, String> {
         for (i, entry) in etcd.iter().enumerate() {
             if file.iter().any(|f| f.name == entry.name) {
                 return Err(format!(
@@ -224,9 +229,17 @@ fn reload_file(path: &Path, running: &AgentConfig, sources: &mut Sources, agent:
             return;
         }
     };
-    if let Err(e) = Sources::merged(&new.collect, &sources.etcd, &sources.etcd_origin, &sources.file_origin) {
+    if let Err(e) = Sources::merged(
+        &new.collect,
+        &sources.etcd,
+        &sources.etcd_origin,
+        &sources.file_origin,
+    ) {
         metrics.config_rejected.add(1);
-        tracing::error!("{e}; keeping the last good configuration of {}", path.display());
+        tracing::error!(
+            "{e}; keeping the last good configuration of {}",
+            path.display()
+        );
         return;
     }
     let mut outside_collect = new.clone();
@@ -276,7 +289,12 @@ fn apply_etcd(
     }
     tracing::info!("{origin}: {} collect entries", entries.len());
     let cache = raw.unwrap_or_else(|| "{\"collect\": []}".to_string());
-    if let Err(e) = replace_file(&config.data_dir, ETCD_CACHE_FILE, "etcd-config.json.tmp", cache.as_bytes()) {
+    if let Err(e) = replace_file(
+        &config.data_dir,
+        ETCD_CACHE_FILE,
+        "etcd-config.json.tmp",
+        cache.as_bytes(),
+    ) {
         tracing::warn!("cannot save {}: {e}", cache_path.display());
     }
     sources.etcd = entries;

@@ -154,12 +154,11 @@ impl Agent {
         let metrics = Arc::new(AgentMetrics::default());
         let (acks_tx, acks_rx) = ship::ack_channel();
         let host = config.host_name();
-        let shipper = ship::build(&config.ship, &host, acks_tx).map_err(|source| {
-            AgentError::Shipper {
+        let shipper =
+            ship::build(&config.ship, &host, acks_tx).map_err(|source| AgentError::Shipper {
                 kind: format!("{:?}", config.ship.kind),
                 source,
-            }
-        })?;
+            })?;
         tracing::info!("shipping to {}", shipper.describe());
         let (batches_tx, batches_rx) = crossbeam_channel::unbounded();
         let (recycle_tx, recycle_rx) =

@@ -161,9 +161,12 @@ struct Stream {
     multiline: Option<Multiline>,
     /// A glob of its entry reached it at the last scan.
     reachable: bool,
-    /// Its last read found nothing new. A rotated file that is not at its end holds back the
-    /// newer files of its entry, so that lines come out in the order they were written.
+    /// Its last read found nothing new.
     at_eof: bool,
+    /// The file that had this one's path before it (rotated away, or moved to a copy): this one
+    /// is not read while that one is not at its end, so that lines come out in the order they
+    /// were written. Cleared once that one is released.
+    predecessor: Option<u64>,
     last_size: u64,
     last_growth: Instant,
     next_read: Instant,
@@ -301,7 +304,6 @@ pub struct Tailer {
     head_buf: Vec<u8>,
     pass_keys: Vec<u64>,
     pass_start: usize,
-    pass_blockers: Vec<(String, u64)>,
     last_scan: Option<Instant>,
     checkpoints_dirty: bool,
     checkpoint_buf: Vec<u8>,
@@ -352,7 +354,6 @@ impl Tailer {
             next_key: 1,
             pass_keys: Vec::new(),
             pass_start: 0,
-            pass_blockers: Vec::new(),
             last_scan: None,
             checkpoints_dirty: false,
             checkpoint_buf: Vec::new(),
@@ -439,7 +440,10 @@ impl Tailer {
         if self.out.window_open() {
             for stream in self.streams.values() {
                 due = due.min(stream.next_read);
-                if let Some(deadline) = stream.multiline.as_ref().and_then(Multiline::flush_deadline)
+                if let Some(deadline) = stream
+                    .multiline
+                    .as_ref()
+                    .and_then(Multiline::flush_deadline)
                 {
                     due = due.min(deadline);
                 }
@@ -510,7 +514,9 @@ impl Tailer {
         for name in running {
             match wanted.get(name.as_str()) {
                 None => {
-                    tracing::info!("collect entry {name}: removed, stopping (its checkpoints are kept)");
+                    tracing::info!(
+                        "collect entry {name}: removed, stopping (its checkpoints are kept)"
+                    );
                     self.stop_entry(&name);
                 }
                 Some(new) if self.entries.get(&name).is_some_and(|e| &e.config != *new) => {
@@ -587,8 +593,7 @@ impl Tailer {
             let dir = entry.path.parent().unwrap_or(Path::new("."));
             let (id, fingerprint) = ((entry.dev, entry.ino), entry.fingerprint);
             let found = find_in_dir(dir, &mut self.head_buf, full, |candidate, head| {
-                fingerprint.matches_head(head)
-                    && (candidate == id || fingerprint.is_full(full))
+                fingerprint.matches_head(head) && (candidate == id || fingerprint.is_full(full))
             });
             match found {
                 Some((_, path, meta)) => {
@@ -637,10 +642,9 @@ impl Tailer {
         // files, later files are read whole.
         let fresh = starting
             && entry.config.start_at == StartAt::End
-            && !self
-                .checkpoints
-                .iter()
-                .any(|(k, c)| entry.matches(&c.path) || self.moved_from.get(k).is_some_and(|p| entry.matches(p)));
+            && !self.checkpoints.iter().any(|(k, c)| {
+                entry.matches(&c.path) || self.moved_from.get(k).is_some_and(|p| entry.matches(p))
+            });
         if starting {
             self.resume_moved(name, now);
         }
@@ -676,6 +680,8 @@ impl Tailer {
                     {
                         stream.reachable = true;
                         if stream.path != path {
+                            // Renamed: lines may have been written just before, read to the end.
+                            stream.at_eof = false;
                             stream.path = path.clone();
                             if let Some(c) = self.checkpoints.get_mut(&key) {
                                 c.path = path;
@@ -694,7 +700,10 @@ impl Tailer {
             {
                 // Lines may have been written just before the rename: read to the end first.
                 stream.at_eof = false;
-                tracing::debug!("{}: no longer reached by the globs of {name}", stream.path.display());
+                tracing::debug!(
+                    "{}: no longer reached by the globs of {name}",
+                    stream.path.display()
+                );
             }
         }
     }
@@ -712,7 +721,9 @@ impl Tailer {
             .map(|(&k, _)| k)
             .collect();
         for key in moved {
-            self.moved_from.remove(&key);
+            let Some(origin) = self.moved_from.remove(&key) else {
+                continue;
+            };
             let Some(c) = self.checkpoints.get(&key) else {
                 continue;
             };
@@ -721,12 +732,25 @@ impl Tailer {
                 continue;
             };
             let Ok(meta) = file.metadata() else { continue };
-            if (meta.dev(), meta.ino()) != (c.dev, c.ino) || self.by_id.contains_key(&(c.dev, c.ino)) {
+            if (meta.dev(), meta.ino()) != (c.dev, c.ino)
+                || self.by_id.contains_key(&(c.dev, c.ino))
+            {
                 continue;
             }
             let offset = self.stopped_offsets.remove(&key).unwrap_or(c.offset);
             let fingerprint = c.fingerprint;
-            self.add_stream(key, name, file, &path, &meta, fingerprint, offset, false, now);
+            self.add_stream(
+                key,
+                name,
+                file,
+                &path,
+                &origin,
+                &meta,
+                fingerprint,
+                offset,
+                false,
+                now,
+            );
         }
     }
 
@@ -785,7 +809,11 @@ impl Tailer {
                     return;
                 };
                 let mut offset = self.stopped_offsets.remove(&key).unwrap_or(c.offset);
-                let fingerprint = if c.fingerprint.is_full(full) { c.fingerprint } else { fingerprint };
+                let fingerprint = if c.fingerprint.is_full(full) {
+                    c.fingerprint
+                } else {
+                    fingerprint
+                };
                 if offset > meta.len() {
                     tracing::warn!(
                         "{} is shorter ({} bytes) than its checkpoint ({offset}): it was \
@@ -795,7 +823,18 @@ impl Tailer {
                     );
                     self.out.forget.push(key);
                     let key = self.new_key();
-                    self.add_stream(key, name, file, path, &meta, fingerprint, 0, true, now);
+                    self.add_stream(
+                        key,
+                        name,
+                        file,
+                        path,
+                        path,
+                        &meta,
+                        fingerprint,
+                        0,
+                        true,
+                        now,
+                    );
                     return;
                 }
                 c.dev = id.0;
@@ -805,7 +844,18 @@ impl Tailer {
                 offset = offset.min(meta.len());
                 self.checkpoints_dirty = true;
                 tracing::info!("{}: resuming at offset {offset}", path.display());
-                self.add_stream(key, name, file, path, &meta, fingerprint, offset, true, now);
+                self.add_stream(
+                    key,
+                    name,
+                    file,
+                    path,
+                    path,
+                    &meta,
+                    fingerprint,
+                    offset,
+                    true,
+                    now,
+                );
             }
             None => {
                 let offset = if fresh {
@@ -815,7 +865,18 @@ impl Tailer {
                 };
                 let key = self.new_key();
                 tracing::info!("{}: new file, reading from offset {offset}", path.display());
-                self.add_stream(key, name, file, path, &meta, fingerprint, offset, true, now);
+                self.add_stream(
+                    key,
+                    name,
+                    file,
+                    path,
+                    path,
+                    &meta,
+                    fingerprint,
+                    offset,
+                    true,
+                    now,
+                );
             }
         }
     }
@@ -825,8 +886,9 @@ impl Tailer {
         self.next_key - 1
     }
 
-    /// Starts tracking `file` under checkpoint `key`, reading at `offset`; enters (or updates)
-    /// its checkpoint.
+    /// Starts tracking `file`, now at `path`, under checkpoint `key`, reading at `offset`;
+    /// enters (or updates) its checkpoint. `origin` is the path it had when it was written (the
+    /// path its lines are shipped with): a file there before it is its predecessor.
     #[allow(clippy::too_many_arguments)]
     fn add_stream(
         &mut self,
@@ -834,6 +896,7 @@ impl Tailer {
         entry_name: &str,
         file: File,
         path: &Path,
+        origin: &Path,
         meta: &std::fs::Metadata,
         fingerprint: Fingerprint,
         offset: u64,
@@ -845,14 +908,28 @@ impl Tailer {
         };
         let id = (meta.dev(), meta.ino());
         let max_line = entry.config.max_line_bytes;
-        let multiline = entry.config.multiline.as_ref().zip(entry.multiline.clone()).map(
-            |(config, start)| {
-                Multiline::new(start, Duration::from_millis(config.flush_timeout_ms), max_line)
-            },
-        );
+        let multiline = entry
+            .config
+            .multiline
+            .as_ref()
+            .zip(entry.multiline.clone())
+            .map(|(config, start)| {
+                Multiline::new(
+                    start,
+                    Duration::from_millis(config.flush_timeout_ms),
+                    max_line,
+                )
+            });
+        let predecessor = self
+            .streams
+            .iter()
+            .rev()
+            .find(|(k, s)| **k != key && s.entry == entry_name && s.source.path == origin)
+            .map(|(&k, _)| k);
         let stream = Stream {
             entry: entry_name.to_string(),
-            source: entry.source(path),
+            source: entry.source(origin),
+            predecessor,
             file,
             id,
             fingerprint,
@@ -868,13 +945,16 @@ impl Tailer {
             next_read: now,
             backoff: MIN_POLL,
         };
-        let checkpoint = self.checkpoints.entry(key).or_insert_with(|| CheckpointEntry {
-            dev: id.0,
-            ino: id.1,
-            fingerprint,
-            offset,
-            path: path.to_path_buf(),
-        });
+        let checkpoint = self
+            .checkpoints
+            .entry(key)
+            .or_insert_with(|| CheckpointEntry {
+                dev: id.0,
+                ino: id.1,
+                fingerprint,
+                offset,
+                path: path.to_path_buf(),
+            });
         checkpoint.dev = id.0;
         checkpoint.ino = id.1;
         checkpoint.path = path.to_path_buf();
@@ -928,13 +1008,6 @@ impl Tailer {
             return Ok(false);
         }
         self.pass_start = (self.pass_start + 1) % count;
-        // Per entry, the oldest rotated file not yet read to its end: newer files wait for it.
-        self.pass_blockers.clear();
-        for (&key, stream) in &self.streams {
-            if !stream.reachable && !stream.at_eof && !self.pass_blockers.iter().any(|(e, _)| *e == stream.entry) {
-                self.pass_blockers.push((stream.entry.clone(), key));
-            }
-        }
         let mut progressed = false;
         let budget = self.out.max_bytes.max(self.read_buf.len());
         for i in 0..count {
@@ -942,26 +1015,37 @@ impl Tailer {
                 break;
             }
             let key = self.pass_keys[(self.pass_start + i) % count];
+            let waiting = self
+                .streams
+                .get(&key)
+                .and_then(|s| s.predecessor)
+                .map(|p| self.streams.get(&p).map(|p| !p.at_eof));
             let Some(stream) = self.streams.get_mut(&key) else {
                 continue;
             };
+            if waiting == Some(None) {
+                stream.predecessor = None;
+            }
             if let Some(multiline) = &mut stream.multiline {
-                let (out, source, emitted) = (&mut self.out, &stream.source, &mut stream.emitted_offset);
+                let (out, source, emitted) =
+                    (&mut self.out, &stream.source, &mut stream.emitted_offset);
                 multiline.flush_if_stale(now, |event, end, truncated| {
                     out.push(key, source, event, end, truncated);
                     *emitted = end;
                 });
             }
-            if now < stream.next_read
-                || self
-                    .pass_blockers
-                    .iter()
-                    .any(|(entry, blocker)| *entry == stream.entry && *blocker < key)
-            {
+            if now < stream.next_read || waiting == Some(Some(true)) {
                 continue;
             }
-            let outcome =
-                read_stream(key, stream, &mut self.out, &mut self.read_buf, budget, now, &self.metrics)?;
+            let outcome = read_stream(
+                key,
+                stream,
+                &mut self.out,
+                &mut self.read_buf,
+                budget,
+                now,
+                &self.metrics,
+            )?;
             match outcome {
                 ReadOutcome::Data => {
                     progressed = true;
@@ -977,7 +1061,8 @@ impl Tailer {
                     self.at_end(key, now);
                 }
                 ReadOutcome::Failed(e) => {
-                    READ_WARNING.warn(|| format!("cannot read {}: {e}; retrying", stream.path.display()));
+                    READ_WARNING
+                        .warn(|| format!("cannot read {}: {e}; retrying", stream.path.display()));
                     stream.next_read = now + self.config.max_poll_interval();
                 }
             }
@@ -1004,7 +1089,8 @@ impl Tailer {
         if meta.nlink() == 0 {
             stream.reachable = false;
         }
-        if !stream.reachable && now.duration_since(stream.last_growth) >= self.config.rotate_wait() {
+        if !stream.reachable && now.duration_since(stream.last_growth) >= self.config.rotate_wait()
+        {
             self.release(key);
         }
     }
@@ -1016,28 +1102,39 @@ impl Tailer {
             return;
         };
         self.by_id.remove(&stream.id);
-        let end = stream.file.metadata().map_or(stream.read_offset, |m| m.len());
-        let rest_len = end.saturating_sub(stream.read_offset).min(self.read_buf.len() as u64) as usize;
-        let rest = match stream.file.read_at(&mut self.read_buf[..rest_len], stream.read_offset) {
+        let end = stream
+            .file
+            .metadata()
+            .map_or(stream.read_offset, |m| m.len());
+        let rest_len = end
+            .saturating_sub(stream.read_offset)
+            .min(self.read_buf.len() as u64) as usize;
+        let rest = match stream
+            .file
+            .read_at(&mut self.read_buf[..rest_len], stream.read_offset)
+        {
             Ok(n) => &self.read_buf[..n],
             Err(_) => &[][..],
         };
         let end = stream.read_offset + rest.len() as u64;
         let (out, source) = (&mut self.out, &stream.source);
         let multiline = &mut stream.multiline;
-        stream.splitter.finish(rest, end, |line, line_end, truncated| match multiline {
-            Some(m) => m.push(line, line_end, truncated, Instant::now(), |event, e, t| {
-                out.push(key, source, event, e, t)
-            }),
-            None => out.push(key, source, line, line_end, truncated),
-        });
+        stream
+            .splitter
+            .finish(rest, end, |line, line_end, truncated| match multiline {
+                Some(m) => m.push(line, line_end, truncated, Instant::now(), |event, e, t| {
+                    out.push(key, source, event, e, t)
+                }),
+                None => out.push(key, source, line, line_end, truncated),
+            });
         if let Some(m) = &mut stream.multiline {
             m.flush(|event, e, t| out.push(key, source, event, e, t));
         }
         count_line_counters(&mut stream, &self.metrics);
         tracing::info!(
-            "{}: rotated away or deleted, read to its end ({end} bytes): released",
-            stream.path.display()
+            "{} (written as {}): rotated away or deleted, read to its end ({end} bytes): released",
+            current_path(&stream.file).unwrap_or(stream.path).display(),
+            stream.source.path.display()
         );
         self.out.forget.push(key);
         self.metrics.files_released.add(1);
@@ -1119,7 +1216,18 @@ impl Tailer {
         }
         let fingerprint = Fingerprint::of(&self.head_buf);
         let new_key = self.new_key();
-        self.add_stream(new_key, &entry_name, original, &path, &meta, fingerprint, 0, true, now);
+        self.add_stream(
+            new_key,
+            &entry_name,
+            original,
+            &path,
+            &path,
+            &meta,
+            fingerprint,
+            0,
+            true,
+            now,
+        );
     }
 
     // --- stopping ---
@@ -1194,28 +1302,48 @@ fn read_stream(
             Err(e) => break ReadOutcome::Failed(e),
         };
         let data = &buf[..n];
-        let (source, emitted, multiline) = (&stream.source, &mut stream.emitted_offset, &mut stream.multiline);
-        let consumed = stream.splitter.split(data, stream.read_offset, |line, end, truncated| {
-            match multiline {
-                Some(m) => m.push(line, end, truncated, now, |event, e, t| {
-                    out.push(key, source, event, e, t);
-                    *emitted = e;
-                }),
-                None => {
-                    out.push(key, source, line, end, truncated);
-                    *emitted = end;
-                }
-            }
-        });
+        let (source, emitted, multiline) = (
+            &stream.source,
+            &mut stream.emitted_offset,
+            &mut stream.multiline,
+        );
+        let consumed =
+            stream.splitter.split(
+                data,
+                stream.read_offset,
+                |line, end, truncated| match multiline {
+                    Some(m) => m.push(line, end, truncated, now, |event, e, t| {
+                        out.push(key, source, event, e, t);
+                        *emitted = e;
+                    }),
+                    None => {
+                        out.push(key, source, line, end, truncated);
+                        *emitted = end;
+                    }
+                },
+            );
         stream.read_offset += consumed as u64;
         consumed_total += consumed;
         if consumed == 0 || n < buf.len() || consumed_total >= budget {
-            break if consumed_total > 0 { ReadOutcome::Data } else { ReadOutcome::Idle };
+            break if consumed_total > 0 {
+                ReadOutcome::Data
+            } else {
+                ReadOutcome::Idle
+            };
         }
     };
     metrics.bytes_read.add(consumed_total as u64);
-    metrics.lines_read.add(out.batch.len().saturating_sub(lines_before) as u64);
+    metrics
+        .lines_read
+        .add(out.batch.len().saturating_sub(lines_before) as u64);
     Ok(result)
+}
+
+/// Where an open file is now (after renames), as the kernel knows it; "(deleted)" is appended
+/// for a deleted one.
+fn current_path(file: &File) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
 }
 
 /// The offset just past the last LF of a file of `size` bytes, looked for in its last
@@ -1274,7 +1402,8 @@ mod tests {
         file.write_all(b"one\ntwo\nthr").unwrap();
         assert_eq!(end_of_last_line(&file, 11, &mut buf), 8);
         let mut long = tempfile::tempfile().unwrap();
-        long.write_all(b"no line end in the last eight bytes").unwrap();
+        long.write_all(b"no line end in the last eight bytes")
+            .unwrap();
         assert_eq!(end_of_last_line(&long, 35, &mut buf), 35);
         let mut short = tempfile::tempfile().unwrap();
         short.write_all(b"partial").unwrap();

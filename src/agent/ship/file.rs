@@ -133,11 +133,16 @@ impl Shipper for FileShipper {
         self.format_batch(batch);
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
-            match self.out.write_all(&self.buf).and_then(|()| self.out.flush()) {
+            match self
+                .out
+                .write_all(&self.buf)
+                .and_then(|()| self.out.flush())
+            {
                 Ok(()) => break,
                 Err(e) => {
                     // Part of the batch may be written; all of it is written again.
-                    WARNING.warn(|| format!("cannot write to {}: {e}; retrying", self.path.display()));
+                    WARNING
+                        .warn(|| format!("cannot write to {}: {e}; retrying", self.path.display()));
                     backoff.sleep(stop)?;
                 }
             }
@@ -200,6 +205,9 @@ mod tests {
         let (acks, _acked) = ack_channel();
         let mut shipper = FileShipper::open(&path, FileFormat::Raw, acks).unwrap();
         shipper.send(&batch(), &AtomicBool::new(false)).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"whole\ntor\nGET /\nbad \xff\n");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"whole\ntor\nGET /\nbad \xff\n"
+        );
     }
 }

@@ -192,7 +192,11 @@ mod tests {
         let waits: Vec<_> = (0..6).map(|_| backoff.next_wait()).collect();
         for (wait, bound) in waits.iter().zip([100, 200, 400, 800, 1000, 1000]) {
             let bound = Duration::from_millis(bound);
-            assert!(*wait >= bound / 2 && *wait <= bound, "{wait:?} not in [{:?}, {bound:?}]", bound / 2);
+            assert!(
+                *wait >= bound / 2 && *wait <= bound,
+                "{wait:?} not in [{:?}, {bound:?}]",
+                bound / 2
+            );
         }
         backoff.reset();
         assert!(backoff.next_wait() <= Duration::from_millis(100));

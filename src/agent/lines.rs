@@ -370,7 +370,6 @@ mod tests {
         push(&mut m, b"  at a()", 25);
         push(&mut m, b"  at b()", 34);
         push(&mut m, b"2026-01-01 next", 50);
-        drop(push);
         assert_eq!(
             out,
             vec![(b"2026-01-01 boom\n  at a()\n  at b()".to_vec(), 34, false)]

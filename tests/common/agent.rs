@@ -241,13 +241,13 @@ pub fn write_numbered(
     for n in range {
         writeln!(file, "{}", numbered(n)).expect("write log line");
         let written = n + 1 - first;
-        if written % 1000 == 0 {
+        if written.is_multiple_of(1000) {
             let due = Duration::from_secs_f64(written as f64 / per_second as f64);
             if let Some(wait) = due.checked_sub(start.elapsed()) {
                 std::thread::sleep(wait);
             }
         }
-        if (n + 1) % every_lines == 0 {
+        if (n + 1).is_multiple_of(every_lines) {
             every(n + 1, file);
         }
     }

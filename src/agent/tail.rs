@@ -580,13 +580,17 @@ impl Tailer {
         for mut entry in loaded {
             let key = self.next_key;
             self.next_key += 1;
-            let here = File::open(&entry.path).ok().filter(|f| {
-                f.metadata()
-                    .is_ok_and(|m| (m.dev(), m.ino()) == (entry.dev, entry.ino))
-                    && read_head(f, full, &mut self.head_buf).is_ok()
-                    && entry.fingerprint.matches_head(&self.head_buf)
-            });
-            if here.is_some() {
+            let same_inode = std::fs::metadata(&entry.path)
+                .is_ok_and(|m| (m.dev(), m.ino()) == (entry.dev, entry.ino));
+            // A file that cannot be read now (permissions) keeps its checkpoint.
+            let same_head = match File::open(&entry.path) {
+                Ok(f) => {
+                    read_head(&f, full, &mut self.head_buf).is_err()
+                        || entry.fingerprint.matches_head(&self.head_buf)
+                }
+                Err(_) => true,
+            };
+            if same_inode && same_head {
                 self.checkpoints.insert(key, entry);
                 continue;
             }
@@ -978,12 +982,7 @@ impl Tailer {
                 continue;
             }
             if !stream.fingerprint.matches_head(&self.head_buf) {
-                if (self.head_buf.len() as u64) < stream.fingerprint.len as u64
-                    && stream.read_offset <= self.head_buf.len() as u64
-                {
-                    // Shorter than its fingerprint but not than what was read: cannot be.
-                    continue;
-                }
+                // Bytes that were there changed, or are gone: truncated (and maybe written again).
                 self.truncated(key, now);
             } else if !stream.fingerprint.is_full(full)
                 && self.head_buf.len() > stream.fingerprint.len as usize
@@ -1192,8 +1191,8 @@ impl Tailer {
             None => {
                 tracing::warn!(
                     "{} was truncated at offset {} and no copy of its first {full} bytes is \
-                     beside it: lines written after that offset and before the truncation are \
-                     lost; reading it again from the beginning",
+                     beside it: lines written after that offset and before the truncation, if \
+                     any, are lost; reading it again from the beginning",
                     path.display(),
                     stream.read_offset
                 );
@@ -1336,6 +1335,7 @@ fn read_stream(
     metrics
         .lines_read
         .add(out.batch.len().saturating_sub(lines_before) as u64);
+    count_line_counters(stream, metrics);
     Ok(result)
 }
 

@@ -97,6 +97,20 @@ impl SyslogTcpShipper {
     }
 }
 
+/// False when the gateway closed the connection (it never sends anything, so a readable
+/// socket means end of file or an error). Writes to such a connection would still succeed
+/// until its reset arrives, and be lost: checking first, once per batch, narrows that window to
+/// the batches sent while the gateway stops.
+fn still_open(connection: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    if connection.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let open =
+        matches!(connection.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+    open && connection.set_nonblocking(false).is_ok()
+}
+
 /// `n`'s decimal digits, written into `scratch` (no allocation per line).
 fn decimal(mut n: usize, scratch: &mut [u8; 20]) -> &[u8] {
     let mut at = scratch.len();
@@ -153,7 +167,7 @@ impl Shipper for SyslogTcpShipper {
         static WARNING: RateLimitedWarning = RateLimitedWarning::new(Duration::from_secs(10));
         self.format_batch(batch);
         loop {
-            let connection = match self.connection.take() {
+            let connection = match self.connection.take().filter(still_open) {
                 Some(connection) => Ok(connection),
                 None => self.connect(),
             };

@@ -317,3 +317,57 @@ fn lines_reach_a_real_gateway_with_their_entry_fields() {
     assert_eq!(sd["tags"], "eu,prod");
     assert_eq!(sd["file"], t.logs("app.log").to_str().unwrap());
 }
+
+#[test]
+fn gateway_down_then_up_loses_nothing_and_memory_stays_bounded() {
+    let port = common::tansu::free_port();
+    let t = AgentDir::new();
+    std::fs::write(
+        t.path("agent.toml"),
+        format!(
+            "data_dir = {:?}\n[ship]\ntype = \"syslog-tcp\"\naddress = \"127.0.0.1:{port}\"\n\
+             reconnect_max_ms = 200\n{}",
+            t.path("state"),
+            t.collect("app", &["app.log"])
+        ),
+    )
+    .unwrap();
+    // 50 MB waiting in the file while nothing listens.
+    let mut file = append(&t.logs("app.log"));
+    write_numbered(&mut file, 0..500_000, 10_000_000, 1_000_000, |_, _| {});
+    let agent = t.start(&[]);
+    t.wait_for_log("cannot send to the gateway", WAIT);
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_before = agent.rss_kib() / 1024;
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_after = agent.rss_kib() / 1024;
+    eprintln!(
+        "agent RSS with the gateway away and 50 MB to send: {rss_before} MiB, 2 s later {rss_after} MiB"
+    );
+    // Reading stopped at the window (8 batches of 1 MiB): memory does not follow the backlog.
+    assert!(
+        rss_after < 64 && rss_after <= rss_before + 2,
+        "RSS {rss_before} -> {rss_after} MiB"
+    );
+    assert!(
+        t.checkpoints().contains(" 0 "),
+        "nothing acknowledged yet:\n{}",
+        t.checkpoints()
+    );
+    let mut gateway = common::Gateway::start_with(|c| {
+        c.listen = vec![logtail::config::ListenerConfig::inet(
+            logtail::config::ListenerKind::Tcp,
+            &format!("127.0.0.1:{port}"),
+        )];
+        c.sink.kind = logtail::config::SinkKind::Blackhole;
+    });
+    let sink = &gateway.server().metrics().sink;
+    let deadline = Instant::now() + WAIT;
+    while sink.records.get() < 500_000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sink.records.get(), 500_000);
+    agent.sigterm_and_wait();
+    gateway.stop();
+}

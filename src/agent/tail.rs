@@ -22,12 +22,15 @@
 //! - **Rename rotation** (`app.log` → `app.log.1`, new `app.log`): the open file keeps being
 //!   read through its descriptor. When no glob of its entry reaches it any more (renamed away
 //!   or deleted), it is read to its end and released once it did not grow for `rotate_wait_ms`;
-//!   the new `app.log` is a new file, read from its beginning.
+//!   the new `app.log` is a new file, read from its beginning, but only once the file that had
+//!   its path before it is read to its end, so that lines come out in the order they were
+//!   written (a writer that keeps writing to the renamed file after that is read too, later).
 //! - **Copytruncate** (`app.log` copied to `app.log.1`, then truncated): a file shorter than the
 //!   offset read, or whose first bytes changed, was truncated. The lines not read yet are in the
 //!   copy: the file in the same directory whose first bytes match the old fingerprint. The
 //!   tracked content moves to the copy and is read there to its end; the truncated file starts
-//!   over as new content from offset 0. Without a copy (or with a short fingerprint), what was
+//!   over as new content from offset 0, read after the copy. Without a copy (or with a short
+//!   fingerprint: a file truncated before it reached `fingerprint_bytes`), what was
 //!   between the last read and the truncation is lost, which is logged and counted
 //!   (`truncations_without_copy`).
 //! - **Rotation while stopped.** At start, a checkpointed file not found at its path is looked
@@ -686,6 +689,7 @@ impl Tailer {
                         if stream.path != path {
                             // Renamed: lines may have been written just before, read to the end.
                             stream.at_eof = false;
+                            stream.next_read = now;
                             stream.path = path.clone();
                             if let Some(c) = self.checkpoints.get_mut(&key) {
                                 c.path = path;
@@ -704,6 +708,7 @@ impl Tailer {
             {
                 // Lines may have been written just before the rename: read to the end first.
                 stream.at_eof = false;
+                stream.next_read = now;
                 tracing::debug!(
                     "{}: no longer reached by the globs of {name}",
                     stream.path.display()

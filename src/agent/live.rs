@@ -70,27 +70,44 @@ struct Sources {
 }
 
 impl Sources {
-    /// Both lists, or an error when a name is in both.
-    fn merged(
-        file: &[CollectEntry],
-        etcd: &[CollectEntry],
-        etcd_origin: &Origin,
-        file_origin: &Origin,
-    ) -> Result<Vec<CollectEntry>, String> {
-        for (i, entry) in etcd.iter().enumerate() {
-            if file.iter().any(|f| f.name == entry.name) {
-                return Err(format!(
-                    "{etcd_origin}: collect[{i}].name: {:?} is also an entry of {file_origin}; \
-                     names must be distinct",
-                    entry.name
-                ));
-            }
-        }
-        Ok(file.iter().chain(etcd).cloned().collect())
+    /// Puts the file's entries in force, unless a name is also an etcd entry's.
+    fn set_file(&mut self, entries: Vec<CollectEntry>) -> Result<(), String> {
+        clash(&entries, &self.file_origin, &self.etcd, &self.etcd_origin)?;
+        self.file = entries;
+        Ok(())
+    }
+
+    /// Puts etcd's entries in force, unless a name is also an entry of the file.
+    fn set_etcd(&mut self, entries: Vec<CollectEntry>, origin: Origin) -> Result<(), String> {
+        clash(&self.file, &self.file_origin, &entries, &origin)?;
+        self.etcd = entries;
+        self.etcd_origin = origin;
+        Ok(())
     }
 
     fn all(&self) -> Vec<CollectEntry> {
         self.file.iter().chain(&self.etcd).cloned().collect()
+    }
+}
+
+/// An error naming the first etcd entry whose name is also an entry of the file.
+fn clash(
+    file: &[CollectEntry],
+    file_origin: &Origin,
+    etcd: &[CollectEntry],
+    etcd_origin: &Origin,
+) -> Result<(), String> {
+    match etcd
+        .iter()
+        .enumerate()
+        .find(|(_, e)| file.iter().any(|f| f.name == e.name))
+    {
+        Some((i, entry)) => Err(format!(
+            "{etcd_origin}: collect[{i}].name: {:?} is also an entry of {file_origin}; names \
+             must be distinct",
+            entry.name
+        )),
+        None => Ok(()),
     }
 }
 
@@ -130,15 +147,12 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
     };
     let cache_path = config.data_dir.join(ETCD_CACHE_FILE);
     if use_etcd && let Some((entries, origin)) = read_cache(&cache_path) {
-        match Sources::merged(&sources.file, &entries, &origin, &sources.file_origin) {
-            Ok(_) => {
-                tracing::info!(
-                    "until etcd answers: {} collect entries from {origin}",
-                    entries.len()
-                );
-                sources.etcd = entries;
-                sources.etcd_origin = origin;
-            }
+        let count = entries.len();
+        match sources.set_etcd(entries, origin) {
+            Ok(()) => tracing::info!(
+                "until etcd answers: {count} collect entries from {}",
+                sources.etcd_origin
+            ),
             Err(e) => tracing::warn!("not using the cached etcd configuration: {e}"),
         }
     }
@@ -196,7 +210,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                         }
                     }
                 }
-                Some(update) = etcd_rx.recv() => apply_etcd(update, &cache_path, &config, &mut sources, &agent),
+                Some(update) = etcd_rx.recv() => apply_etcd(update, &config, &mut sources, &agent),
             }
         }
     });
@@ -229,19 +243,6 @@ fn reload_file(path: &Path, running: &AgentConfig, sources: &mut Sources, agent:
             return;
         }
     };
-    if let Err(e) = Sources::merged(
-        &new.collect,
-        &sources.etcd,
-        &sources.etcd_origin,
-        &sources.file_origin,
-    ) {
-        metrics.config_rejected.add(1);
-        tracing::error!(
-            "{e}; keeping the last good configuration of {}",
-            path.display()
-        );
-        return;
-    }
     let mut outside_collect = new.clone();
     outside_collect.collect.clear();
     outside_collect.host = running.host.clone().or(outside_collect.host);
@@ -254,18 +255,16 @@ fn reload_file(path: &Path, running: &AgentConfig, sources: &mut Sources, agent:
             path.display()
         );
     }
-    sources.file = new.collect;
+    if let Err(e) = sources.set_file(new.collect) {
+        metrics.config_rejected.add(1);
+        tracing::error!("{e}; keeping the last good configuration");
+        return;
+    }
     metrics.config_applied.add(1);
     agent.set_entries(sources.all());
 }
 
-fn apply_etcd(
-    update: EtcdUpdate,
-    cache_path: &Path,
-    config: &AgentConfig,
-    sources: &mut Sources,
-    agent: &Agent,
-) {
+fn apply_etcd(update: EtcdUpdate, config: &AgentConfig, sources: &mut Sources, agent: &Agent) {
     let metrics = agent.metrics();
     let (entries, origin, raw) = match update {
         EtcdUpdate::Entries {
@@ -279,15 +278,17 @@ fn apply_etcd(
             return;
         }
     };
-    if let Err(e) = Sources::merged(&sources.file, &entries, &origin, &sources.file_origin) {
+    let count = entries.len();
+    if let Err(e) = sources.set_etcd(entries, origin) {
         metrics.config_rejected.add(1);
         tracing::error!("{e}; keeping the last good configuration");
         return;
     }
+    let origin = &sources.etcd_origin;
     if raw.is_none() {
         tracing::warn!("{origin}: no such key: no collect entries from etcd");
     }
-    tracing::info!("{origin}: {} collect entries", entries.len());
+    tracing::info!("{origin}: {count} collect entries");
     let cache = raw.unwrap_or_else(|| "{\"collect\": []}".to_string());
     if let Err(e) = replace_file(
         &config.data_dir,
@@ -295,10 +296,9 @@ fn apply_etcd(
         "etcd-config.json.tmp",
         cache.as_bytes(),
     ) {
-        tracing::warn!("cannot save {}: {e}", cache_path.display());
+        let path = config.data_dir.join(ETCD_CACHE_FILE);
+        tracing::warn!("cannot save {}: {e}", path.display());
     }
-    sources.etcd = entries;
-    sources.etcd_origin = origin;
     metrics.config_applied.add(1);
     agent.set_entries(sources.all());
 }

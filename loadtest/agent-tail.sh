@@ -8,8 +8,9 @@
 #
 #   usage: loadtest/agent-tail.sh AGENT_CPUS WRITER_CPUS LINES [file|gateway]
 #
-#   file     (default) the `file` shipper, raw, into /dev/shm: that write is part of the
-#            agent's work, and what the measurement includes besides tailing.
+#   file     (default) the `file` shipper, raw, to /dev/null: tailing (reads, line
+#            splitting, batches, the shipping thread, checkpoints) and nothing else. Done when
+#            the checkpoint reaches the end of the file.
 #   gateway  the `syslog-tcp` shipper to a release gateway (blackhole sink) pinned to
 #            WRITER_CPUS too: RFC 5424 formatting and TCP sends included.
 #
@@ -42,9 +43,10 @@ address = "127.0.0.1:5515"'
   shipped() { curl -s 127.0.0.1:9101/metrics | awk '/^logtail_sink_records_total/{s+=$2} END{print s+0}'; }
   sleep 0.5
 else
-  ship="type = \"file\"
-path = \"$work/out\""
-  shipped() { echo $(( $(stat -c %s "$work/out" 2>/dev/null || echo 0) / 200 )); }
+  ship='type = "file"
+path = "/dev/null"'
+  # Everything is shipped once the checkpoint (acknowledged bytes) reaches the end of the file.
+  shipped() { awk '$1 ~ /^[0-9]+$/ {print int($5 / 200)}' "$work/state/checkpoints" 2>/dev/null || echo 0; }
 fi
 cat > "$work/agent.toml" <<TOML
 data_dir = "$work/state"
@@ -59,16 +61,17 @@ agent=$!; pids+=($agent)
 sleep 0.5
 hz=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14+$15}' "/proc/$agent/stat"; }
-ticks0=$(cpu_ticks); start=$(date +%s.%N)
+sys_ticks() { awk '{print $15}' "/proc/$agent/stat"; }
+ticks0=$(cpu_ticks); sys0=$(sys_ticks); start=$(date +%s.%N)
 taskset -c "$writer_cpus" bash -c "yes '$line' | head -n $lines >> '$work/app.log'"
 written=$(date +%s.%N)
 while [ "$(shipped)" -lt "$lines" ]; do sleep 0.05; done
-end=$(date +%s.%N); ticks1=$(cpu_ticks)
+end=$(date +%s.%N); ticks1=$(cpu_ticks); sys1=$(sys_ticks)
 cpu=$(echo "($ticks1 - $ticks0) / $hz" | bc -l)
 rss=$(awk '/VmHWM/{print $2}' "/proc/$agent/status")
 printf 'mode %s: %d lines of 200 bytes; writer done after %.2f s, agent done after %.2f s\n' \
   "$mode" "$lines" "$(echo "$written - $start" | bc -l)" "$(echo "$end - $start" | bc -l)"
-printf 'agent CPU %.2f s, peak RSS %d KiB: %.2f M lines per CPU-second\n' \
-  "$cpu" "$rss" "$(echo "$lines / $cpu / 1000000" | bc -l)"
+printf 'agent CPU %.2f s (%.2f s in the kernel), peak RSS %d KiB: %.2f M lines per CPU-second\n' \
+  "$cpu" "$(echo "($sys1 - $sys0) / $hz" | bc -l)" "$rss" "$(echo "$lines / $cpu / 1000000" | bc -l)"
 kill -TERM "$agent"; wait "$agent" || true
 grep -E "stopped:" "$work/agent.log" | sed 's/^.*INFO //'

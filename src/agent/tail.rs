@@ -200,10 +200,13 @@ struct Output {
     max_bytes: usize,
     batches: Sender<LineBatch>,
     recycled: Receiver<LineBatch>,
+    /// Lines pushed so far, for `lines_read`.
+    lines_pushed: u64,
 }
 
 impl Output {
     fn push(&mut self, key: u64, source: &Arc<Source>, line: &[u8], end: u64, truncated: bool) {
+        self.lines_pushed += 1;
         self.batch.push(source, line, end, truncated, now_us);
         match self.positions.last_mut() {
             Some((k, offset)) if *k == key => *offset = end,
@@ -343,6 +346,7 @@ impl Tailer {
                 max_bytes: config.batch_max_bytes,
                 batches,
                 recycled,
+                lines_pushed: 0,
             },
             read_buf: vec![0; config.read_buffer_bytes],
             head_buf: Vec::with_capacity(config.fingerprint_bytes),
@@ -1289,7 +1293,7 @@ fn read_stream(
     metrics: &AgentMetrics,
 ) -> Result<ReadOutcome, ShipperGone> {
     let mut consumed_total = 0usize;
-    let lines_before = out.batch.len();
+    let lines_before = out.lines_pushed;
     let result = loop {
         if out.is_full() {
             if !out.window_open() {
@@ -1337,9 +1341,7 @@ fn read_stream(
         }
     };
     metrics.bytes_read.add(consumed_total as u64);
-    metrics
-        .lines_read
-        .add(out.batch.len().saturating_sub(lines_before) as u64);
+    metrics.lines_read.add(out.lines_pushed - lines_before);
     count_line_counters(stream, metrics);
     Ok(result)
 }

@@ -11,7 +11,7 @@
 //!
 //! The shippers of this phase acknowledge as soon as the bytes are handed over:
 //!
-//! - [`file`]: appends to a file or standard output, acknowledging after the write. For tests
+//! - [`file`](mod@file): appends to a file or standard output, acknowledging after the write. For tests
 //!   and debugging.
 //! - [`syslog_tcp`]: the gateway's existing TCP syslog listener, RFC 5424 messages with RFC 6587
 //!   octet counting, acknowledging once the kernel accepted the bytes. That is **not** an

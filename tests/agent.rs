@@ -371,3 +371,61 @@ fn gateway_down_then_up_loses_nothing_and_memory_stays_bounded() {
     agent.sigterm_and_wait();
     gateway.stop();
 }
+
+#[test]
+fn start_up_errors_exit_2_and_say_what_to_do() {
+    let t = AgentDir::new();
+    let run = |args: &[&str]| {
+        let out = common::process::logtail()
+            .arg("agent")
+            .args(args)
+            .output()
+            .expect("logtail runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let config = t.write_config("[[collect]]\nname = \"a\"\npaths = []\n");
+    let (code, err) = run(&["--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains(&format!(
+            "config file {}: collect[0].paths: empty",
+            config.display()
+        )),
+        "{err}"
+    );
+    let config = t.write_config(&t.collect("a", &["a.log"]));
+    let (code, err) = run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--etcd",
+        "127.0.0.1:2379",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("command line: etcd.endpoints[0]"), "{err}");
+
+    // One agent per data directory.
+    writeln_line(&mut append(&t.logs("a.log")), 1);
+    let agent = t.start(&[]);
+    t.wait_for_log("agent running", WAIT);
+    let (code, err) = run(&["--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("is in use by another agent (pid"), "{err}");
+    agent.sigterm_and_wait();
+
+    // A damaged checkpoint file stops the agent instead of guessing.
+    let checkpoints = t.path("state/checkpoints");
+    let mut text = std::fs::read(&checkpoints).unwrap();
+    // A digit of the first entry's DEV: still a digit, so only the CRC can tell.
+    assert!(text[28].is_ascii_digit());
+    text[28] ^= 0x01;
+    std::fs::write(&checkpoints, text).unwrap();
+    let (code, err) = run(&["--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("CRC mismatch") && err.contains("delete it to start over"),
+        "{err}"
+    );
+}

@@ -810,23 +810,19 @@ impl Tailer {
                 .find(|(k, c)| not_live(k) && c.fingerprint == fingerprint)
                 .map(|(&k, _)| Known::Checkpoint(k))
         });
-        match known {
+        let (key, offset) = match known {
             Some(Known::CopyOfTracked) => {
                 tracing::debug!(
                     "{} starts like a file already read (a copy): not reading it",
                     path.display()
                 );
+                return;
             }
             Some(Known::Checkpoint(key)) => {
-                let Some(c) = self.checkpoints.get_mut(&key) else {
+                let Some(c) = self.checkpoints.get(&key) else {
                     return;
                 };
-                let mut offset = self.stopped_offsets.remove(&key).unwrap_or(c.offset);
-                let fingerprint = if c.fingerprint.is_full(full) {
-                    c.fingerprint
-                } else {
-                    fingerprint
-                };
+                let offset = self.stopped_offsets.remove(&key).unwrap_or(c.offset);
                 if offset > meta.len() {
                     tracing::warn!(
                         "{} is shorter ({} bytes) than its checkpoint ({offset}): it was \
@@ -835,40 +831,11 @@ impl Tailer {
                         meta.len()
                     );
                     self.out.forget.push(key);
-                    let key = self.new_key();
-                    self.add_stream(
-                        key,
-                        name,
-                        file,
-                        path,
-                        path,
-                        &meta,
-                        fingerprint,
-                        0,
-                        true,
-                        now,
-                    );
-                    return;
+                    (self.new_key(), 0)
+                } else {
+                    tracing::info!("{}: resuming at offset {offset}", path.display());
+                    (key, offset)
                 }
-                c.dev = id.0;
-                c.ino = id.1;
-                c.fingerprint = fingerprint;
-                c.path = path.to_path_buf();
-                offset = offset.min(meta.len());
-                self.checkpoints_dirty = true;
-                tracing::info!("{}: resuming at offset {offset}", path.display());
-                self.add_stream(
-                    key,
-                    name,
-                    file,
-                    path,
-                    path,
-                    &meta,
-                    fingerprint,
-                    offset,
-                    true,
-                    now,
-                );
             }
             None => {
                 let offset = if fresh {
@@ -876,22 +843,23 @@ impl Tailer {
                 } else {
                     0
                 };
-                let key = self.new_key();
                 tracing::info!("{}: new file, reading from offset {offset}", path.display());
-                self.add_stream(
-                    key,
-                    name,
-                    file,
-                    path,
-                    path,
-                    &meta,
-                    fingerprint,
-                    offset,
-                    true,
-                    now,
-                );
+                (self.new_key(), offset)
             }
-        }
+        };
+        // The file's own fingerprint: at least as long as a matching checkpoint's.
+        self.add_stream(
+            key,
+            name,
+            file,
+            path,
+            path,
+            &meta,
+            fingerprint,
+            offset,
+            true,
+            now,
+        );
     }
 
     fn new_key(&mut self) -> u64 {
@@ -970,6 +938,7 @@ impl Tailer {
             });
         checkpoint.dev = id.0;
         checkpoint.ino = id.1;
+        checkpoint.fingerprint = fingerprint;
         checkpoint.path = path.to_path_buf();
         self.checkpoints_dirty = true;
         self.by_id.insert(id, key);

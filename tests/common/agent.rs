@@ -155,16 +155,7 @@ impl AgentProcess {
 
     /// SIGTERM, then asserts a clean exit within 20 s.
     pub fn sigterm_and_wait(mut self) {
-        self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "clean exit after SIGTERM, got {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "agent did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::process::sigterm_and_wait(&mut self.child);
     }
 
     /// SIGKILL: no shutdown at all.

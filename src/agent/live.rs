@@ -174,7 +174,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
             String::new()
         }
     );
-    runtime.block_on(async {
+    let ended = runtime.block_on(async {
         let (etcd_tx, mut etcd_rx) = tokio::sync::mpsc::unbounded_channel();
         if use_etcd {
             let source = EtcdSource {
@@ -191,8 +191,8 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
         let mut stamp = options.config.as_deref().and_then(file_stamp);
         loop {
             tokio::select! {
-                _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); break; }
-                _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); break; }
+                _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); break None; }
+                _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); break None; }
                 _ = hangup.recv() => {
                     if let Some(path) = &options.config {
                         tracing::info!("SIGHUP: reading {} again", path.display());
@@ -201,6 +201,9 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                     }
                 }
                 _ = tick.tick() => {
+                    if let Some(thread) = agent.ended_thread() {
+                        break Some(thread);
+                    }
                     if let Some(path) = &options.config {
                         let now = file_stamp(path);
                         if now.is_some() && now != stamp {
@@ -223,7 +226,10 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
         metrics.lines_acked.get(),
         summary.unacknowledged_batches
     );
-    Ok(())
+    match ended {
+        Some(thread) => Err(AgentError::ThreadEnded(thread)),
+        None => Ok(()),
+    }
 }
 
 /// What tells a changed file: modification time, size, inode.

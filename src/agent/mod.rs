@@ -114,6 +114,12 @@ pub enum AgentError {
     Shipper { kind: String, source: io::Error },
     #[error("cannot start the agent: {0}")]
     Runtime(io::Error),
+    /// A thread of the agent ended on its own (a bug): exit, so that a supervisor restarts it
+    /// from the checkpoints.
+    #[error(
+        "the agent's {0} thread ended unexpectedly; restart it (it resumes from its checkpoints)"
+    )]
+    ThreadEnded(&'static str),
 }
 
 /// A running agent: the tailer, shipping and checkpoint threads.
@@ -201,6 +207,17 @@ impl Agent {
 
     pub fn metrics(&self) -> &Arc<AgentMetrics> {
         &self.metrics
+    }
+
+    /// The thread that ended on its own, if one did.
+    pub fn ended_thread(&self) -> Option<&'static str> {
+        if self.tailer.as_ref().is_some_and(JoinHandle::is_finished) {
+            Some("tail")
+        } else if self.shipping.as_ref().is_some_and(JoinHandle::is_finished) {
+            Some("ship")
+        } else {
+            None
+        }
     }
 
     /// Stops reading, waits up to `ship.shutdown_timeout_ms` for batches in flight to be

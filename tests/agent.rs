@@ -268,6 +268,22 @@ fn config_file_changes_apply_live_and_a_bad_file_keeps_the_last_good_one() {
     t.wait_for_line(&numbered(6), WAIT);
     std::thread::sleep(Duration::from_millis(300));
     assert!(!t.shipped().contains(&numbered(5)));
+    // Change entry b: it restarts where it was, nothing read twice.
+    t.write_config(&format!(
+        "{}max_line_bytes = 1000\n",
+        t.collect("b", &["b.log"])
+    ));
+    agent.signal(libc::SIGHUP);
+    t.wait_for_log(
+        "collect entry b: changed, restarting",
+        Duration::from_secs(5),
+    );
+    writeln_line(&mut b, 7);
+    t.wait_for_line(&numbered(7), WAIT);
+    std::thread::sleep(Duration::from_millis(300));
+    let (mut got, _) = numbers(&t.shipped());
+    got.sort_unstable();
+    assert_eq!(got, vec![1, 2, 3, 4, 6, 7]);
     agent.sigterm_and_wait();
     assert!(t.checkpoints().contains("a.log"), "{}", t.checkpoints());
 }

@@ -445,3 +445,42 @@ fn start_up_errors_exit_2_and_say_what_to_do() {
         "{err}"
     );
 }
+
+#[test]
+fn rotation_while_the_agent_is_stopped_is_followed_in_order() {
+    let t = AgentDir::new();
+    t.write_config(&t.collect("app", &["app.log"]));
+    let log = t.logs("app.log");
+    let mut file = append(&log);
+    write_numbered(&mut file, 0..1000, 1_000_000, 1_000_000, |_, _| {});
+    let agent = t.start(&[]);
+    t.wait_for_lines(1000, WAIT);
+    agent.sigterm_and_wait();
+    // While stopped: more lines, a rename rotation, more lines in the new file.
+    write_numbered(&mut file, 1000..2000, 1_000_000, 1_000_000, |_, _| {});
+    std::fs::rename(&log, t.logs("app.log.1")).unwrap();
+    let mut file = append(&log);
+    write_numbered(&mut file, 2000..3000, 1_000_000, 1_000_000, |_, _| {});
+    let agent = t.start(&[]);
+    t.wait_for_lines(3000, WAIT);
+    agent.sigterm_and_wait();
+    // While stopped: more lines, a copytruncate, more lines in the truncated file.
+    write_numbered(&mut file, 3000..4000, 1_000_000, 1_000_000, |_, _| {});
+    std::fs::copy(&log, t.logs("app.log.2")).unwrap();
+    file.set_len(0).unwrap();
+    write_numbered(&mut file, 4000..5000, 1_000_000, 1_000_000, |_, _| {});
+    let agent = t.start(&[]);
+    t.wait_for_lines(5000, WAIT);
+    std::thread::sleep(Duration::from_millis(300));
+    let (got, torn) = numbers(&t.shipped());
+    assert_eq!(torn, 0);
+    assert_exactly_in_order(&got, 5000);
+    let log_text = t.agent_log();
+    for copy in ["app.log.1", "app.log.2"] {
+        assert!(
+            log_text.contains(&format!("moved to {}", t.logs(copy).display())),
+            "{log_text}"
+        );
+    }
+    agent.sigterm_and_wait();
+}

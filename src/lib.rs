@@ -22,7 +22,12 @@
 //!   write-ahead log [`wal`] while Kafka lags), the local [`store`], stdout or nowhere.
 //! - [`metrics`]: counters and the Prometheus endpoint; [`config`]: the TOML schema;
 //!   [`server`]: starts and stops the whole.
+//!
+//! [`agent`] is the other half, run on every host by `logtail agent`: it tails files through
+//! rotation, with checkpoints that only move on acknowledgements, configured live from a file
+//! and etcd, and ships the lines to the gateway's TCP listener.
 
+pub mod agent;
 pub mod config;
 pub mod encode;
 pub mod ingest;

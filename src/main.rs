@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+use logtail::agent;
 use logtail::config::Config;
 use logtail::encode::{self, Encoding, Envelope};
 use logtail::parse::{self, Format, LegacyZone, ParseContext};
@@ -62,6 +63,27 @@ enum Command {
         #[command(subcommand)]
         command: WalCommand,
     },
+    /// Tail files and ship their lines to the gateway, resuming exactly where it left off after
+    /// any restart. The files come from the [[collect]] entries of --config and/or from the etcd
+    /// key /logtail/agents/<host>/config (JSON: {"collect": [...]}), both watched while it runs:
+    /// the file is read again on SIGHUP and when it changes, the etcd key on every change. A bad
+    /// configuration is rejected with the error logged, and the last good one stays in force.
+    /// Stops cleanly on SIGTERM or SIGINT.
+    Agent {
+        /// Configuration file (TOML); see config/agent.toml for every key and its default.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// etcd endpoint(s), e.g. http://127.0.0.1:2379 (repeat, or separate with commas);
+        /// overrides [etcd] endpoints.
+        #[arg(long, value_delimiter = ',')]
+        etcd: Vec<String>,
+        /// This host's name, for the etcd key and the syslog HOSTNAME (default: the machine's).
+        #[arg(long)]
+        host: Option<String>,
+        /// The etcd key of this host's collect entries (default /logtail/agents/<host>/config).
+        #[arg(long)]
+        etcd_key: Option<String>,
+    },
     /// Parse syslog messages from standard input, one per line, and print each as the gateway
     /// would store it (JSON): the first tool to reach for when a device's lines look wrong.
     Parse {
@@ -113,6 +135,18 @@ fn main() -> ExitCode {
             grep,
         } => read(config, dir, follow, since, grep),
         Command::Wal { command } => wal(command),
+        Command::Agent {
+            config,
+            etcd,
+            host,
+            etcd_key,
+        } => agent::live::run(agent::live::RunOptions {
+            config,
+            etcd,
+            host,
+            etcd_key,
+        })
+        .map_err(anyhow::Error::from),
         Command::Parse {
             format,
             legacy_timezone,

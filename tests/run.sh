@@ -13,6 +13,8 @@ command -v make >/dev/null || need_apt+=(make)            # librdkafka's build
 command -v g++ >/dev/null || need_apt+=(g++)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)  # librdkafka with SSL/SASL
 dpkg -s zlib1g-dev >/dev/null 2>&1 || need_apt+=(zlib1g-dev)
+command -v protoc >/dev/null || need_apt+=(protobuf-compiler)  # etcd-client compiles etcd's .proto files
+command -v etcd >/dev/null || need_apt+=(etcd-server)     # a real etcd for tests/agent_etcd.rs
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -2,6 +2,8 @@
 //! reading back what it stored.
 #![allow(dead_code)]
 
+pub mod agent;
+pub mod etcd;
 pub mod kafka;
 pub mod process;
 pub mod proxy;

@@ -59,17 +59,7 @@ pub fn serve(config: &Path) -> Served {
 impl Served {
     /// Sends SIGTERM and asserts a clean exit within 20 s.
     pub fn sigterm_and_wait(mut self) {
-        // SAFETY: sending a signal to our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "clean exit after SIGTERM, got {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "gateway did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        sigterm_and_wait(&mut self.child);
     }
 
     /// SIGKILL: no shutdown at all.
@@ -90,6 +80,21 @@ impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Sends SIGTERM to `child` and asserts a clean exit within 20 s.
+pub fn sigterm_and_wait(child: &mut Child) {
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "clean exit after SIGTERM, got {status}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "logtail did not stop");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -1,0 +1,486 @@
+//! `logtail agent` end to end: the binary tails real files through rotation, restarts and
+//! configuration changes, and ships through the `file` shipper (exact lines, exact order) or to
+//! a real gateway over TCP.
+
+mod common;
+
+use std::fs::File;
+use std::time::{Duration, Instant};
+
+use common::agent::{AgentDir, append, numbered, numbers, write_numbered};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Asserts `got` is exactly `0..count`.
+fn assert_exactly_in_order(got: &[usize], count: usize) {
+    assert_eq!(got.len(), count, "line count");
+    if let Some(i) = got.iter().enumerate().position(|(i, &n)| i != n) {
+        panic!(
+            "line {i} is {} (around: {:?})",
+            got[i],
+            &got[i.saturating_sub(3)..(i + 3).min(got.len())]
+        );
+    }
+}
+
+#[test]
+fn rename_rotation_under_load_keeps_every_line_in_order() {
+    let t = AgentDir::new();
+    t.write_config(&t.collect("app", &["app.log"]));
+    let agent = t.start(&[]);
+    let log = t.logs("app.log");
+    let mut file = append(&log);
+    let mut rotations = 0;
+    // 100k lines at 25k lines/s, renamed away every 10k lines and a new file started, as
+    // logrotate's `create` does.
+    write_numbered(&mut file, 0..100_000, 25_000, 10_000, |n, file| {
+        rotations += 1;
+        std::fs::rename(&log, t.logs(&format!("app.log.{}", n / 10_000))).unwrap();
+        *file = append(&log);
+    });
+    assert_eq!(rotations, 10);
+    let lines = t.wait_for_lines(100_000, WAIT);
+    // Nothing more comes later.
+    std::thread::sleep(Duration::from_millis(500));
+    let (got, torn) = numbers(&t.shipped());
+    assert_eq!((lines.len(), torn), (100_000, 0));
+    assert_exactly_in_order(&got, 100_000);
+    // Every rotated file was read to its end and released; its checkpoint went with it.
+    t.wait_for_log("app.log.10 (written as", WAIT);
+    assert_eq!(t.agent_log().matches(": released").count(), 10);
+    agent.sigterm_and_wait();
+    let checkpoints = t.checkpoints();
+    assert_eq!(
+        checkpoints.lines().count(),
+        3,
+        "one file left:\n{checkpoints}"
+    );
+    assert!(
+        checkpoints.contains(" 0 ") && checkpoints.contains("app.log\n"),
+        "{checkpoints}"
+    );
+}
+
+#[test]
+fn copytruncate_rotation_under_load_keeps_every_line_in_order() {
+    let t = AgentDir::new();
+    t.write_config(&t.collect("app", &["app.log"]));
+    let agent = t.start(&[]);
+    let log = t.logs("app.log");
+    let mut file = append(&log);
+    // logrotate's `copytruncate`: copy the file aside, then truncate it in place; the writer
+    // keeps its descriptor (O_APPEND) and goes on at the new end.
+    write_numbered(&mut file, 0..100_000, 25_000, 10_000, |n, file| {
+        std::fs::copy(&log, t.logs(&format!("app.log.{}", n / 10_000))).unwrap();
+        file.set_len(0).unwrap();
+    });
+    t.wait_for_lines(100_000, WAIT);
+    std::thread::sleep(Duration::from_millis(500));
+    let (got, torn) = numbers(&t.shipped());
+    assert_eq!(torn, 0);
+    assert_exactly_in_order(&got, 100_000);
+    let log_text = t.agent_log();
+    assert_eq!(
+        log_text
+            .matches("was truncated (copytruncate): reading the rest of it from its copy")
+            .count(),
+        10,
+        "{log_text}"
+    );
+    assert!(!log_text.contains("no copy of its first"), "{log_text}");
+    agent.sigterm_and_wait();
+}
+
+#[test]
+fn kill_9_mid_stream_then_restart_loses_nothing() {
+    let t = AgentDir::new();
+    t.write_config(&t.collect("app", &["app.log"]));
+    let mut agent = Some(t.start(&[]));
+    let mut file = append(&t.logs("app.log"));
+    let started = Instant::now();
+    write_numbered(&mut file, 0..100_000, 25_000, 5_000, |n, _| {
+        // At 40k lines: kill -9, and start again at 50k (the 10k between wait in the file).
+        if n == 40_000 {
+            agent.take().unwrap().kill_9();
+        }
+        if n == 50_000 {
+            agent = Some(t.start(&[]));
+        }
+    });
+    t.wait_for_lines(100_000, WAIT);
+    std::thread::sleep(Duration::from_millis(500));
+    let (got, torn) = numbers(&t.shipped());
+    // The shipped lines are one run from the first start, then one from the checkpoint on.
+    let restart = got.windows(2).position(|w| w[1] != w[0] + 1).map(|i| i + 1);
+    let duplicates = got.len() - 100_000;
+    eprintln!(
+        "kill -9 after {:?}: {} lines shipped, {duplicates} sent twice, {torn} torn",
+        started.elapsed(),
+        got.len()
+    );
+    let mut seen = vec![0u32; 100_000];
+    for &n in &got {
+        seen[n] += 1;
+    }
+    let missing: Vec<usize> = (0..100_000).filter(|&n| seen[n] == 0).collect();
+    assert!(
+        missing.is_empty(),
+        "lost {} lines, first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    if let Some(restart) = restart {
+        assert_exactly_in_order(&got[..restart], restart);
+        let resumed_at = got[restart];
+        assert!(
+            resumed_at < restart,
+            "resumed at {resumed_at}, after line {restart}"
+        );
+        let tail: Vec<usize> = got[restart..].iter().map(|n| n - resumed_at).collect();
+        assert_exactly_in_order(&tail, 100_000 - resumed_at);
+    }
+    // At most what can be unacknowledged: 8 batches of 4096 lines.
+    assert!(duplicates <= 8 * 4096, "{duplicates} duplicates");
+    assert!(torn <= 1, "{torn} torn lines");
+    agent.take().unwrap().sigterm_and_wait();
+}
+
+#[test]
+fn clean_restart_resumes_exactly_without_duplicates() {
+    let t = AgentDir::new();
+    t.write_config(&t.collect("app", &["app.log"]));
+    let agent = t.start(&[]);
+    let mut file = append(&t.logs("app.log"));
+    write_numbered(&mut file, 0..10_000, 100_000, 1_000_000, |_, _| {});
+    t.wait_for_lines(10_000, WAIT);
+    agent.sigterm_and_wait();
+    // Written while the agent is stopped, with a partial line at the end.
+    write_numbered(&mut file, 10_000..20_000, 100_000, 1_000_000, |_, _| {});
+    std::io::Write::write_all(&mut file, b"partial").unwrap();
+    let agent = t.start(&[]);
+    t.wait_for_lines(20_000, WAIT);
+    std::thread::sleep(Duration::from_millis(300));
+    let (got, torn) = numbers(&t.shipped());
+    assert_eq!(torn, 0, "the partial last line waits for its end");
+    assert_exactly_in_order(&got, 20_000);
+    std::io::Write::write_all(&mut file, b" line\n").unwrap();
+    t.wait_for_line("partial line", WAIT);
+    agent.sigterm_and_wait();
+}
+
+#[test]
+fn start_at_end_skips_what_was_there_and_new_files_are_read_whole() {
+    let t = AgentDir::new();
+    let mut file = append(&t.logs("old.log"));
+    write_numbered(&mut file, 0..1000, 1_000_000, 1_000_000, |_, _| {});
+    t.write_config(&format!(
+        "[[collect]]\nname = \"app\"\npaths = [{:?}]\n",
+        t.logs("*.log")
+    ));
+    let agent = t.start(&[]);
+    t.wait_for_log("old.log: new file, reading from offset 100000", WAIT);
+    write_numbered(&mut file, 1000..1010, 1_000_000, 1_000_000, |_, _| {});
+    // A file that appears while the agent runs is read from its beginning.
+    let mut new = append(&t.logs("new.log"));
+    write_numbered(&mut new, 5000..5005, 1_000_000, 1_000_000, |_, _| {});
+    let lines = t.wait_for_lines(15, WAIT);
+    std::thread::sleep(Duration::from_millis(300));
+    let (mut got, _) = numbers(&t.shipped());
+    got.sort_unstable();
+    assert_eq!(lines.len(), 15);
+    let expected: Vec<usize> = (1000..1010).chain(5000..5005).collect();
+    assert_eq!(got, expected);
+    agent.sigterm_and_wait();
+}
+
+#[test]
+fn a_deleted_file_is_read_to_its_end_released_and_forgotten() {
+    let t = AgentDir::new();
+    t.write_config(&t.collect("app", &["*.log"]));
+    let agent = t.start(&[]);
+    let mut keep = append(&t.logs("keep.log"));
+    writeln_line(&mut keep, 1);
+    let path = t.logs("gone.log");
+    let mut gone = append(&path);
+    writeln_line(&mut gone, 2);
+    t.wait_for_lines(2, WAIT);
+    std::fs::remove_file(&path).unwrap();
+    // Still written through the open descriptor after the delete: read too, before release.
+    writeln_line(&mut gone, 3);
+    t.wait_for_log("(deleted) (written as", WAIT);
+    let (mut got, _) = numbers(&t.shipped());
+    got.sort_unstable();
+    assert_eq!(got, vec![1, 2, 3]);
+    agent.sigterm_and_wait();
+    let checkpoints = t.checkpoints();
+    assert!(!checkpoints.contains("gone.log"), "{checkpoints}");
+    assert!(checkpoints.contains("keep.log"), "{checkpoints}");
+}
+
+fn writeln_line(file: &mut File, n: usize) {
+    std::io::Write::write_all(file, format!("{}\n", numbered(n)).as_bytes()).unwrap();
+}
+
+#[test]
+fn config_file_changes_apply_live_and_a_bad_file_keeps_the_last_good_one() {
+    let t = AgentDir::new();
+    let config = t.write_config(&t.collect("a", &["a.log"]));
+    let agent = t.start(&[]);
+    let (mut a, mut b) = (append(&t.logs("a.log")), append(&t.logs("b.log")));
+    writeln_line(&mut a, 1);
+    writeln_line(&mut b, 2);
+    t.wait_for_line(&numbered(1), WAIT);
+    // Add entry b: picked up at the next check of the file (every second).
+    t.write_config(&format!(
+        "{}{}",
+        t.collect("a", &["a.log"]),
+        t.collect("b", &["b.log"])
+    ));
+    t.wait_for_line(&numbered(2), Duration::from_secs(5));
+    // A broken file: rejected with its key named, both entries keep running.
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        good.replace("start_at = \"beginning\"", "start_at = \"middle\""),
+    )
+    .unwrap();
+    agent.signal(libc::SIGHUP);
+    t.wait_for_log(
+        "keeping the last good configuration",
+        Duration::from_secs(5),
+    );
+    let log = t.agent_log();
+    assert!(
+        log.contains(&format!("config file {}", config.display())),
+        "{log}"
+    );
+    assert!(log.contains("unknown variant `middle`"), "{log}");
+    writeln_line(&mut a, 3);
+    writeln_line(&mut b, 4);
+    t.wait_for_line(&numbered(3), WAIT);
+    t.wait_for_line(&numbered(4), WAIT);
+    // Remove entry a (SIGHUP applies at once): a stops, b goes on, a's checkpoint stays.
+    t.write_config(&t.collect("b", &["b.log"]));
+    agent.signal(libc::SIGHUP);
+    t.wait_for_log("collect entry a: removed", Duration::from_secs(5));
+    writeln_line(&mut a, 5);
+    writeln_line(&mut b, 6);
+    t.wait_for_line(&numbered(6), WAIT);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!t.shipped().contains(&numbered(5)));
+    // Change entry b: it restarts where it was, nothing read twice.
+    t.write_config(&format!(
+        "{}max_line_bytes = 1000\n",
+        t.collect("b", &["b.log"])
+    ));
+    agent.signal(libc::SIGHUP);
+    t.wait_for_log(
+        "collect entry b: changed, restarting",
+        Duration::from_secs(5),
+    );
+    writeln_line(&mut b, 7);
+    t.wait_for_line(&numbered(7), WAIT);
+    std::thread::sleep(Duration::from_millis(300));
+    let (mut got, _) = numbers(&t.shipped());
+    got.sort_unstable();
+    assert_eq!(got, vec![1, 2, 3, 4, 6, 7]);
+    agent.sigterm_and_wait();
+    assert!(t.checkpoints().contains("a.log"), "{}", t.checkpoints());
+}
+
+#[test]
+fn lines_reach_a_real_gateway_with_their_entry_fields() {
+    let mut gateway = common::Gateway::start();
+    let t = AgentDir::new();
+    let config = t.path("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nhost = \"agenthost\"\n[ship]\ntype = \"syslog-tcp\"\naddress = \"{}\"\n\
+             [[collect]]\nname = \"app\"\npaths = [{:?}]\nstart_at = \"beginning\"\n\
+             topic = \"logs.app\"\napp = \"myapp\"\ntags = [\"eu\", \"prod\"]\n\
+             multiline = {{ start_pattern = '^\\d{{8}} ' }}\n",
+            t.path("state"),
+            gateway.tcp(),
+            t.logs("app.log")
+        ),
+    )
+    .unwrap();
+    let mut file = append(&t.logs("app.log"));
+    write_numbered(&mut file, 0..20_000, 1_000_000, 1_000_000, |_, _| {});
+    std::io::Write::write_all(&mut file, b"  at stack.trace(line)\n").unwrap();
+    write_numbered(&mut file, 20_000..20_001, 1_000_000, 1_000_000, |_, _| {});
+    let agent = t.start(&[]);
+    // The last event is shipped by its flush timeout (1 s), as no line starts another.
+    gateway.wait_for_records(20_001);
+    agent.sigterm_and_wait();
+    let records = gateway.stop_and_read();
+    assert_eq!(records.len(), 20_001);
+    let messages = common::messages(&records);
+    for (n, message) in messages.iter().enumerate() {
+        let expected = match n {
+            19_999 => format!("{}\n  at stack.trace(line)", numbered(n)),
+            _ => numbered(n),
+        };
+        assert_eq!(message, &expected);
+    }
+    let first = &records[0];
+    assert_eq!(first["host"], "agenthost");
+    assert_eq!(first["app"], "myapp");
+    let sd = &first["structured_data"]["logtail@32473"];
+    assert_eq!(sd["entry"], "app");
+    assert_eq!(sd["topic"], "logs.app");
+    assert_eq!(sd["tags"], "eu,prod");
+    assert_eq!(sd["file"], t.logs("app.log").to_str().unwrap());
+}
+
+#[test]
+fn gateway_down_then_up_loses_nothing_and_memory_stays_bounded() {
+    let port = common::tansu::free_port();
+    let t = AgentDir::new();
+    std::fs::write(
+        t.path("agent.toml"),
+        format!(
+            "data_dir = {:?}\n[ship]\ntype = \"syslog-tcp\"\naddress = \"127.0.0.1:{port}\"\n\
+             reconnect_max_ms = 200\n{}",
+            t.path("state"),
+            t.collect("app", &["app.log"])
+        ),
+    )
+    .unwrap();
+    // 50 MB waiting in the file while nothing listens.
+    let mut file = append(&t.logs("app.log"));
+    write_numbered(&mut file, 0..500_000, 10_000_000, 1_000_000, |_, _| {});
+    let agent = t.start(&[]);
+    t.wait_for_log("cannot send to the gateway", WAIT);
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_before = agent.rss_kib() / 1024;
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_after = agent.rss_kib() / 1024;
+    eprintln!(
+        "agent RSS with the gateway away and 50 MB to send: {rss_before} MiB, 2 s later {rss_after} MiB"
+    );
+    // Reading stopped at the window (8 batches of 1 MiB): memory does not follow the backlog.
+    assert!(
+        rss_after < 64 && rss_after <= rss_before + 2,
+        "RSS {rss_before} -> {rss_after} MiB"
+    );
+    assert!(
+        t.checkpoints().contains(" 0 "),
+        "nothing acknowledged yet:\n{}",
+        t.checkpoints()
+    );
+    let mut gateway = common::Gateway::start_with(|c| {
+        c.listen = vec![logtail::config::ListenerConfig::inet(
+            logtail::config::ListenerKind::Tcp,
+            &format!("127.0.0.1:{port}"),
+        )];
+        c.sink.kind = logtail::config::SinkKind::Blackhole;
+    });
+    let sink = &gateway.server().metrics().sink;
+    let deadline = Instant::now() + WAIT;
+    while sink.records.get() < 500_000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sink.records.get(), 500_000);
+    agent.sigterm_and_wait();
+    gateway.stop();
+}
+
+#[test]
+fn start_up_errors_exit_2_and_say_what_to_do() {
+    let t = AgentDir::new();
+    let run = |args: &[&str]| {
+        let out = common::process::logtail()
+            .arg("agent")
+            .args(args)
+            .output()
+            .expect("logtail runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let config = t.write_config("[[collect]]\nname = \"a\"\npaths = []\n");
+    let (code, err) = run(&["--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains(&format!(
+            "config file {}: collect[0].paths: empty",
+            config.display()
+        )),
+        "{err}"
+    );
+    let config = t.write_config(&t.collect("a", &["a.log"]));
+    let (code, err) = run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--etcd",
+        "127.0.0.1:2379",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("command line: etcd.endpoints[0]"), "{err}");
+
+    // One agent per data directory.
+    writeln_line(&mut append(&t.logs("a.log")), 1);
+    let agent = t.start(&[]);
+    t.wait_for_log("agent running", WAIT);
+    let (code, err) = run(&["--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("is in use by another agent (pid"), "{err}");
+    agent.sigterm_and_wait();
+
+    // A damaged checkpoint file stops the agent instead of guessing.
+    let checkpoints = t.path("state/checkpoints");
+    let mut text = std::fs::read(&checkpoints).unwrap();
+    // A digit of the first entry's DEV: still a digit, so only the CRC can tell.
+    assert!(text[28].is_ascii_digit());
+    text[28] ^= 0x01;
+    std::fs::write(&checkpoints, text).unwrap();
+    let (code, err) = run(&["--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("CRC mismatch") && err.contains("delete it to start over"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rotation_while_the_agent_is_stopped_is_followed_in_order() {
+    let t = AgentDir::new();
+    t.write_config(&t.collect("app", &["app.log"]));
+    let log = t.logs("app.log");
+    let mut file = append(&log);
+    write_numbered(&mut file, 0..1000, 1_000_000, 1_000_000, |_, _| {});
+    let agent = t.start(&[]);
+    t.wait_for_lines(1000, WAIT);
+    agent.sigterm_and_wait();
+    // While stopped: more lines, a rename rotation, more lines in the new file.
+    write_numbered(&mut file, 1000..2000, 1_000_000, 1_000_000, |_, _| {});
+    std::fs::rename(&log, t.logs("app.log.1")).unwrap();
+    let mut file = append(&log);
+    write_numbered(&mut file, 2000..3000, 1_000_000, 1_000_000, |_, _| {});
+    let agent = t.start(&[]);
+    t.wait_for_lines(3000, WAIT);
+    agent.sigterm_and_wait();
+    // While stopped: more lines, a copytruncate, more lines in the truncated file.
+    write_numbered(&mut file, 3000..4000, 1_000_000, 1_000_000, |_, _| {});
+    std::fs::copy(&log, t.logs("app.log.2")).unwrap();
+    file.set_len(0).unwrap();
+    write_numbered(&mut file, 4000..5000, 1_000_000, 1_000_000, |_, _| {});
+    let agent = t.start(&[]);
+    t.wait_for_lines(5000, WAIT);
+    std::thread::sleep(Duration::from_millis(300));
+    let (got, torn) = numbers(&t.shipped());
+    assert_eq!(torn, 0);
+    assert_exactly_in_order(&got, 5000);
+    let log_text = t.agent_log();
+    for copy in ["app.log.1", "app.log.2"] {
+        assert!(
+            log_text.contains(&format!("moved to {}", t.logs(copy).display())),
+            "{log_text}"
+        );
+    }
+    agent.sigterm_and_wait();
+}

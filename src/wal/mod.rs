@@ -698,30 +698,27 @@ impl Wal {
     /// already dropped seqs are ignored. Deletes the segment of `seq` if that was its last
     /// unacknowledged record (unless it is the one being appended to).
     pub fn acknowledge(&mut self, seq: u64) {
-        if seq <= self.watermark || seq >= self.next_seq {
-            return;
+        // Not found: lost to corruption, or dropped.
+        if let Some((si, ei)) = self.locate_stored(seq) {
+            self.mark_acked(si, ei);
         }
-        let si = self
-            .segments
-            .partition_point(|s| s.entries.last().is_some_and(|e| e.seq < seq));
-        let Some(ei) = self.segments.get(si).and_then(|s| s.find(seq)) else {
-            return; // lost to corruption, or dropped
-        };
-        self.mark_acked(si, ei);
     }
 
     /// True while `seq` is stored and neither acknowledged, dropped, nor lost to corruption.
     pub fn is_pending(&self, seq: u64) -> bool {
+        self.locate_stored(seq)
+            .is_some_and(|(si, ei)| !self.segments[si].entries[ei].acked)
+    }
+
+    /// Segment and entry index of `seq`, if it is above the watermark and still on disk.
+    fn locate_stored(&self, seq: u64) -> Option<(usize, usize)> {
         if seq <= self.watermark || seq >= self.next_seq {
-            return false;
+            return None;
         }
         let si = self
             .segments
             .partition_point(|s| s.entries.last().is_some_and(|e| e.seq < seq));
-        self.segments
-            .get(si)
-            .and_then(|s| s.find(seq).map(|ei| !s.entries[ei].acked))
-            .unwrap_or(false)
+        Some((si, self.segments.get(si)?.find(seq)?))
     }
 
     /// The next batch, in seq order, that is neither acknowledged nor handed out since the last

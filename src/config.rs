@@ -116,6 +116,8 @@ pub enum ListenerKind {
     UnixDatagram,
     /// A Unix stream socket.
     UnixStream,
+    /// TCP, speaking the acknowledged protocol of `logtail agent` ([`crate::agent_protocol`]).
+    Agent,
 }
 
 impl ListenerKind {
@@ -126,10 +128,11 @@ impl ListenerKind {
             ListenerKind::Tcp => "tcp",
             ListenerKind::UnixDatagram => "unix-datagram",
             ListenerKind::UnixStream => "unix-stream",
+            ListenerKind::Agent => "agent",
         }
     }
 
-    /// True for connection-oriented sockets, which need framing.
+    /// True for sockets of syslog streams, which need framing.
     pub fn is_stream(self) -> bool {
         matches!(self, ListenerKind::Tcp | ListenerKind::UnixStream)
     }
@@ -147,10 +150,10 @@ pub struct ListenerConfig {
     /// Name used in metrics labels and logs. Default: the `type`, numbered when repeated.
     #[serde(default)]
     pub name: Option<String>,
-    /// `udp`, `tcp`, `unix-datagram` or `unix-stream`. Required.
+    /// `udp`, `tcp`, `unix-datagram`, `unix-stream` or `agent`. Required.
     #[serde(rename = "type")]
     pub kind: ListenerKind,
-    /// `IP:PORT` to bind (`udp` and `tcp`). Port 0 picks a free port.
+    /// `IP:PORT` to bind (`udp`, `tcp` and `agent`). Port 0 picks a free port.
     #[serde(default)]
     pub address: Option<String>,
     /// Socket file to create (`unix-datagram` and `unix-stream`); a stale socket file left by a
@@ -182,6 +185,11 @@ pub struct ListenerConfig {
     /// with both shards on one core, 8 MiB lost 1–2% to `RcvbufErrors`, 32 MiB none.
     #[serde(default = "default_receive_buffer")]
     pub receive_buffer_bytes: usize,
+    /// The largest batch an agent may send (`agent` only), in bytes of messages before
+    /// compression; a larger one is a protocol error. Default: 16777216 (16 MiB), well above
+    /// the agent's default batch of 1 MiB of lines.
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
 }
 
 fn default_socket_mode() -> String {
@@ -192,6 +200,9 @@ fn default_max_connections() -> usize {
 }
 fn default_receive_buffer() -> usize {
     32 * 1024 * 1024
+}
+fn default_max_batch_bytes() -> usize {
+    16 * 1024 * 1024
 }
 
 impl ListenerConfig {
@@ -207,6 +218,7 @@ impl ListenerConfig {
             max_connections: default_max_connections(),
             idle_timeout_secs: 0,
             receive_buffer_bytes: default_receive_buffer(),
+            max_batch_bytes: default_max_batch_bytes(),
         }
     }
 
@@ -217,6 +229,7 @@ impl ListenerConfig {
             ListenerConfig::new(ListenerKind::Tcp, Some("0.0.0.0:5514"), None),
             ListenerConfig::new(ListenerKind::UnixDatagram, None, Some("run/log.sock")),
             ListenerConfig::new(ListenerKind::UnixStream, None, Some("run/log-stream.sock")),
+            ListenerConfig::new(ListenerKind::Agent, Some("0.0.0.0:5515"), None),
         ]
     }
 
@@ -682,6 +695,19 @@ impl Config {
                     format!("not used by type = \"{kind}\": a datagram is one message"),
                 ));
             }
+            if listener.kind == ListenerKind::Agent
+                && !(1024..=crate::agent_protocol::MAX_FRAME_BYTES / 2)
+                    .contains(&listener.max_batch_bytes)
+            {
+                return Err(invalid(
+                    key("max_batch_bytes"),
+                    format!(
+                        "{} is out of range: 1024 to {}",
+                        listener.max_batch_bytes,
+                        crate::agent_protocol::MAX_FRAME_BYTES / 2
+                    ),
+                ));
+            }
             if listener.max_connections == 0 {
                 return Err(invalid(key("max_connections"), "must be at least 1".into()));
             }
@@ -889,8 +915,12 @@ mod tests {
     fn empty_file_gives_the_documented_defaults() {
         let config = load("").unwrap();
         let kinds: Vec<_> = config.listen.iter().map(|l| l.kind.as_str()).collect();
-        assert_eq!(kinds, ["udp", "tcp", "unix-datagram", "unix-stream"]);
+        assert_eq!(
+            kinds,
+            ["udp", "tcp", "unix-datagram", "unix-stream", "agent"]
+        );
         assert_eq!(config.listen[0].address.as_deref(), Some("0.0.0.0:5514"));
+        assert_eq!(config.listen[4].address.as_deref(), Some("0.0.0.0:5515"));
         assert_eq!(
             config.listen[2].path.as_deref(),
             Some(Path::new("run/log.sock"))

@@ -12,12 +12,15 @@
 //! ```
 //!
 //! - [`ingest`]: listeners bound once, read by one shard thread per core ([`ingest::shard`]);
-//!   stream bytes are cut into messages by [`ingest::framing`], datagrams are one message each.
+//!   stream bytes are cut into messages by [`ingest::framing`], datagrams are one message each,
+//!   and agents' batches arrive over the acknowledged [`agent_protocol`] ([`ingest::acked`]).
 //! - [`parse`]: RFC 5424 and RFC 3164 (as real devices send it) into a zero-copy
 //!   [`parse::Record`] that borrows from the receive buffer.
 //! - [`encode`]: a record as one JSON object, or the raw bytes.
 //! - [`pipeline`]: the [`pipeline::batch::Batch`] a shard fills and its bounded ring to the sink;
-//!   [`pipeline::route`] renders each record's Kafka key and topic into the batch.
+//!   [`pipeline::route`] renders each record's Kafka key and topic into the batch;
+//!   [`pipeline::ack`] carries senders' acknowledgements along until the sink made the batch
+//!   durable.
 //! - [`sink`]: the thread that drains every ring into Kafka ([`sink::kafka`], spilling to the
 //!   write-ahead log [`wal`] while Kafka lags), the local [`store`], stdout or nowhere.
 //! - [`metrics`]: counters and the Prometheus endpoint; [`config`]: the TOML schema;
@@ -25,9 +28,10 @@
 //!
 //! [`agent`] is the other half, run on every host by `logtail agent`: it tails files through
 //! rotation, with checkpoints that only move on acknowledgements, configured live from a file
-//! and etcd, and ships the lines to the gateway's TCP listener.
+//! and etcd, and ships the lines to the gateway ([`agent_protocol`]) or straight to Kafka.
 
 pub mod agent;
+pub mod agent_protocol;
 pub mod config;
 pub mod encode;
 pub mod ingest;

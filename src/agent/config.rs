@@ -156,11 +156,24 @@ impl TailConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ShipKind {
-    /// To the gateway's TCP syslog listener, RFC 5424 messages with RFC 6587 octet counting.
+    /// To the gateway's agent listener, acknowledged once durable there.
     #[default]
+    Gateway,
+    /// To the gateway's TCP syslog listener, RFC 5424 messages with RFC 6587 octet counting.
     SyslogTcp,
     /// Appended to a file (or standard output): for tests and debugging.
     File,
+}
+
+impl ShipKind {
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShipKind::Gateway => "gateway",
+            ShipKind::SyslogTcp => "syslog-tcp",
+            ShipKind::File => "file",
+        }
+    }
 }
 
 /// `format` of a `file` shipper.
@@ -178,19 +191,20 @@ pub enum FileFormat {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShipConfig {
-    /// `syslog-tcp` or `file`. Default: `syslog-tcp`.
+    /// `gateway`, `syslog-tcp` or `file`. Default: `gateway`.
     #[serde(rename = "type")]
     pub kind: ShipKind,
-    /// `syslog-tcp`: the gateway's TCP listener, `HOST:PORT`. Default: `127.0.0.1:5514`.
+    /// `gateway`: the gateway's agent listener; `syslog-tcp`: its TCP syslog listener.
+    /// `HOST:PORT`. Default: `127.0.0.1:5515` (the gateway's default agent listener).
     pub address: String,
     /// `file`: the file to append to; `-` is standard output. Default: `-`.
     pub path: PathBuf,
     /// `file`: `raw` or `json`. Default: `raw`.
     pub format: FileFormat,
-    /// `syslog-tcp`: the first wait before reconnecting, in milliseconds; it doubles (with
-    /// jitter) up to `reconnect_max_ms`. Default: 100.
+    /// `gateway`, `syslog-tcp`: the first wait before reconnecting, in milliseconds; it doubles
+    /// (with jitter) up to `reconnect_max_ms`. Default: 100.
     pub reconnect_min_ms: u64,
-    /// `syslog-tcp`: the longest wait between reconnection attempts, in ms. Default: 5000.
+    /// `gateway`, `syslog-tcp`: the longest wait between reconnection attempts, in ms. Default: 5000.
     pub reconnect_max_ms: u64,
     /// At shutdown, how long to wait for batches in flight to be acknowledged before the last
     /// checkpoint is written (what is not acknowledged by then is read again at the next
@@ -201,8 +215,8 @@ pub struct ShipConfig {
 impl Default for ShipConfig {
     fn default() -> Self {
         ShipConfig {
-            kind: ShipKind::SyslogTcp,
-            address: "127.0.0.1:5514".into(),
+            kind: ShipKind::Gateway,
+            address: "127.0.0.1:5515".into(),
             path: PathBuf::from("-"),
             format: FileFormat::Raw,
             reconnect_min_ms: 100,
@@ -397,10 +411,15 @@ impl AgentConfig {
             ));
         }
         let ship = &self.ship;
-        if ship.kind == ShipKind::SyslogTcp && ship.address.trim().is_empty() {
+        if matches!(ship.kind, ShipKind::Gateway | ShipKind::SyslogTcp)
+            && ship.address.trim().is_empty()
+        {
             return Err(invalid(
                 "ship.address",
-                "required for type = \"syslog-tcp\", e.g. address = \"127.0.0.1:5514\"".into(),
+                format!(
+                    "required for type = {:?}, e.g. address = \"127.0.0.1:5515\"",
+                    ship.kind.as_str()
+                ),
             ));
         }
         if ship.reconnect_min_ms == 0 || ship.reconnect_max_ms < ship.reconnect_min_ms {

@@ -162,7 +162,7 @@ impl Agent {
         let host = config.host_name();
         let shipper =
             ship::build(&config.ship, &host, acks_tx).map_err(|source| AgentError::Shipper {
-                kind: format!("{:?}", config.ship.kind),
+                kind: config.ship.kind.as_str().to_string(),
                 source,
             })?;
         tracing::info!("shipping to {}", shipper.describe());

@@ -14,6 +14,7 @@
 //! A connection belongs to the shard that accepted it for its whole life, so one sender's lines
 //! stay in order: they go through one shard, one ring, and the sink drains each ring in order.
 
+pub mod acked;
 pub mod datagram;
 pub mod framing;
 pub mod shard;
@@ -52,6 +53,17 @@ pub struct ListenerContext {
     pub source: String,
     /// Logs bad input at most once a second for this listener.
     pub warning: Arc<RateLimitedWarning>,
+    /// What its connections speak.
+    pub protocol: StreamProtocol,
+}
+
+/// What a stream listener's connections speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamProtocol {
+    /// Syslog messages, framed per `framing` ([`stream`]).
+    Syslog,
+    /// The acknowledged agent protocol ([`acked`]), with batches up to this many bytes.
+    Agent { max_batch_bytes: usize },
 }
 
 /// An error binding a listener, naming it.
@@ -115,7 +127,7 @@ impl BoundListener {
             source,
         };
         let (sockets, local, unix_path) = match listener.kind {
-            ListenerKind::Udp | ListenerKind::Tcp => {
+            ListenerKind::Udp | ListenerKind::Tcp | ListenerKind::Agent => {
                 let addr = listener.socket_addr().ok_or_else(|| {
                     error(io::Error::new(io::ErrorKind::InvalidInput, "not IP:PORT"))
                 })?;
@@ -175,6 +187,12 @@ impl BoundListener {
                 String::new()
             },
             warning: Arc::new(RateLimitedWarning::new(Duration::from_secs(1))),
+            protocol: match listener.kind {
+                ListenerKind::Agent => StreamProtocol::Agent {
+                    max_batch_bytes: listener.max_batch_bytes,
+                },
+                _ => StreamProtocol::Syslog,
+            },
         };
         Ok(BoundListener {
             context,

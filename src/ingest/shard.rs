@@ -29,6 +29,7 @@ use tokio::sync::Notify;
 use crate::encode::{self, Encoding, Envelope};
 use crate::metrics::ListenerMetrics;
 use crate::parse::{self, Format, LegacyZone, ParseContext};
+use crate::pipeline::ack::AckToken;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::ring::{PushError, RingProducer};
 use crate::pipeline::route::Route;
@@ -118,6 +119,17 @@ impl Receive<'_> {
     /// True when the shard cannot take more records until the sink catches up.
     pub fn is_blocked(&self, limits: &BatchLimits) -> bool {
         self.filling.is_blocked(limits)
+    }
+
+    /// Has `token` released once the records of this receive are durable: it goes with the
+    /// batch they are in (a receive never spans two batches). Released at once when the batch is
+    /// empty, i.e. when the receive put nothing into it.
+    pub fn acknowledge_when_durable(&mut self, token: AckToken) {
+        if self.filling.batch.is_empty() {
+            token.release();
+        } else {
+            self.filling.batch.attach_ack(token);
+        }
     }
 }
 

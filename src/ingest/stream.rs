@@ -1,4 +1,5 @@
-//! Stream listeners (TCP, Unix stream): accepting connections and reading framed messages.
+//! Stream listeners (TCP, Unix stream, and the agent listener): accepting connections, and
+//! reading framed syslog messages (agent connections are served by [`super::acked`]).
 //!
 //! Each connection is a task on the shard that accepted it. A connection reads into its own
 //! buffer and hands every complete frame to the shard without copying it; the partial frame at
@@ -13,11 +14,11 @@
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use super::framing::Decoder;
 use super::shard::Shard;
-use super::{ListenerContext, Shutdown};
+use super::{ListenerContext, Shutdown, StreamProtocol};
 
 /// First read size of a connection, in bytes.
 pub const INITIAL_READ: usize = 16 * 1024;
@@ -30,7 +31,7 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// Something that accepts connections: a TCP or Unix stream listener.
 pub trait Acceptor {
-    type Stream: AsyncRead + Unpin + 'static;
+    type Stream: AsyncRead + AsyncWrite + Unpin + 'static;
     /// Accepts one connection and describes its peer for the `source` field.
     fn accept(&self) -> impl std::future::Future<Output = std::io::Result<(Self::Stream, String)>>;
 }
@@ -87,7 +88,7 @@ pub async fn run_acceptor<A: Acceptor>(
 /// Starts serving an accepted connection, or refuses it when the listener is at its limit.
 /// Returns false on an accept error (out of descriptors or memory), so the caller pauses
 /// instead of spinning on it.
-fn admit<S: AsyncRead + Unpin + 'static>(
+fn admit<S: AsyncRead + AsyncWrite + Unpin + 'static>(
     shard: &std::rc::Rc<Shard>,
     listener: &std::rc::Rc<ListenerContext>,
     accepted: std::io::Result<(S, String)>,
@@ -109,7 +110,21 @@ fn admit<S: AsyncRead + Unpin + 'static>(
             let counted = shard.connection_opened(metrics);
             let (shard, listener, shutdown) = (shard.clone(), listener.clone(), shutdown.clone());
             tokio::task::spawn_local(async move {
-                serve_connection(&shard, &listener, stream, source, shutdown.wait()).await;
+                match listener.protocol {
+                    StreamProtocol::Syslog => {
+                        serve_connection(&shard, &listener, stream, source, shutdown.wait()).await;
+                    }
+                    StreamProtocol::Agent { .. } => {
+                        super::acked::serve_agent(
+                            &shard,
+                            &listener,
+                            stream,
+                            source,
+                            shutdown.wait(),
+                        )
+                        .await;
+                    }
+                }
                 drop(counted);
             });
             true

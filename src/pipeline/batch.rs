@@ -43,6 +43,8 @@
 
 use std::time::Instant;
 
+use super::ack::AckToken;
+
 /// [`Batch::encode_wal`]'s format version.
 const WAL_FORMAT_VERSION: u8 = 1;
 /// `version` and `record_count`.
@@ -108,6 +110,9 @@ pub struct Batch {
     /// When the first record went in: the batch's age for cutting, and the start of the
     /// in-gateway latency measured when a sink has written it.
     opened_at: Option<Instant>,
+    /// Acknowledgements owed to senders once this batch is durable (see [`super::ack`]). Never
+    /// part of the WAL payload: once a batch is in the WAL they are released.
+    acks: Vec<AckToken>,
 }
 
 impl Batch {
@@ -120,6 +125,7 @@ impl Batch {
             topics: Vec::new(),
             records: Vec::with_capacity(records),
             opened_at: None,
+            acks: Vec::new(),
         }
     }
 
@@ -173,6 +179,16 @@ impl Batch {
     /// Total bytes of topics.
     pub fn topic_bytes(&self) -> usize {
         self.topics.len()
+    }
+
+    /// Adds the acknowledgement owed once this batch is durable.
+    pub fn attach_ack(&mut self, token: AckToken) {
+        self.acks.push(token);
+    }
+
+    /// Takes the acknowledgements owed for this batch, for the sink that writes it.
+    pub fn take_acks(&mut self) -> Vec<AckToken> {
+        std::mem::take(&mut self.acks)
     }
 
     /// When the first record went in (`None` while empty, and for a batch decoded from the WAL
@@ -346,6 +362,7 @@ impl Batch {
             topics: topics.to_vec(),
             records,
             opened_at: None,
+            acks: Vec::new(),
         })
     }
 }

@@ -80,6 +80,7 @@ use std::ffi::{c_int, c_void};
 use super::{GIVE_UP_AFTER, Sink};
 use crate::config::{Config, KafkaSinkConfig, WalFsync, WalFullPolicy};
 use crate::metrics::{KafkaMetrics, RateLimitedWarning};
+use crate::pipeline::ack::{self, AckToken};
 use crate::pipeline::batch::Batch;
 use crate::wal::{Appended, FsyncPolicy, FullPolicy, Wal, WalError, WalOptions};
 
@@ -106,6 +107,10 @@ pub struct KafkaSink {
     retry: Option<Batch>,
     /// WAL batches to acknowledge once `retry` is in the WAL: their failed records are in it.
     acks_after_retry: Vec<u64>,
+    /// Senders' acknowledgements to release once `retry` is in the WAL, for the same reason.
+    sender_acks_after_retry: Vec<AckToken>,
+    /// Where the last [`Sink::write`] put its batch, for [`Sink::hold_acks`].
+    last_write: LastWrite,
     /// The WAL holds batches not yet handed to the producer.
     backlog: bool,
     /// Set when deliveries fail: no replay before then (see [`Lag::Failing`]).
@@ -196,6 +201,8 @@ impl KafkaSink {
             in_flight: InFlight::default(),
             retry: None,
             acks_after_retry: Vec::new(),
+            sender_acks_after_retry: Vec::new(),
+            last_write: LastWrite::Dropped,
             backlog: report.pending_batches > 0,
             recovered_from_drops: 0,
             failing_until: None,
@@ -330,8 +337,9 @@ impl KafkaSink {
         Ok(())
     }
 
-    /// Appends `batch` to the WAL. `Err` when the WAL is full and the policy is `block`.
-    fn spill(&mut self, batch: &Batch) -> anyhow::Result<()> {
+    /// Appends `batch` to the WAL: `Ok(true)` once stored, `Ok(false)` when the WAL was full
+    /// and dropped it (`drop_newest`), `Err` when it is full and the policy is `block`.
+    fn spill(&mut self, batch: &Batch) -> anyhow::Result<bool> {
         self.wal_payload.clear();
         batch.encode_wal(&mut self.wal_payload);
         let records = u32::try_from(batch.len()).unwrap_or(u32::MAX);
@@ -340,7 +348,7 @@ impl KafkaSink {
                 self.backlog = true;
                 self.metrics.spilled_records.add(batch.len() as u64);
                 self.metrics.spilled_batches.add(1);
-                Ok(())
+                Ok(true)
             }
             Ok(Appended::Dropped) => {
                 self.warning.warn(|| {
@@ -350,7 +358,7 @@ impl KafkaSink {
                         batch.len()
                     )
                 });
-                Ok(())
+                Ok(false)
             }
             Err(WalError::Full) => {
                 self.metrics.wal_full.add(1);
@@ -360,13 +368,13 @@ impl KafkaSink {
         }
     }
 
-    /// Hands every record of `batch` to the producer.
-    fn produce(&mut self, batch: &Batch, origin: Origin) {
+    /// Hands every record of `batch` to the producer; returns the in-flight slot it took.
+    fn produce(&mut self, batch: &Batch, origin: Origin) -> Option<usize> {
         if batch.is_empty() {
             if let Origin::Wal(seq) = origin {
                 self.wal.acknowledge(seq);
             }
-            return;
+            return None;
         }
         let first_received_us = batch.iter().next().map_or(0, |e| e.received_at_us);
         let slot = self.in_flight.insert(BatchInFlight {
@@ -379,6 +387,7 @@ impl KafkaSink {
             produced_at: Instant::now(),
             first_received_us,
             keep_unacknowledged: false,
+            sender_acks: Vec::new(),
         });
         self.metrics.produced_records.add(batch.len() as u64);
         // Records go to librdkafka in runs of the same topic, one `rd_kafka_produce_batch` call
@@ -410,6 +419,7 @@ impl KafkaSink {
         if !run.is_empty() {
             self.produce_run(run_topic, &mut run, slot);
         }
+        Some(slot)
     }
 
     /// Hands `run` (records of one topic; empty = the fixed topic) to librdkafka, and empties
@@ -570,6 +580,14 @@ impl KafkaSink {
         self.metrics.delivery_latency.record(Duration::from_micros(
             now_us.saturating_sub(received_us).max(0) as u64,
         ));
+        if batch.origin == Origin::Direct {
+            if batch.failed > 0 && self.retry.is_some() {
+                self.sender_acks_after_retry.extend(batch.sender_acks);
+            } else {
+                ack::release_all(batch.sender_acks);
+            }
+            return;
+        }
         if let Origin::Wal(seq) = batch.origin {
             if batch.keep_unacknowledged {
                 return;
@@ -594,9 +612,13 @@ impl KafkaSink {
             return;
         };
         match self.spill(&retry) {
-            Ok(()) => {
+            Ok(stored) => {
                 for seq in self.acks_after_retry.drain(..) {
                     self.wal.acknowledge(seq);
+                }
+                let sender_acks = std::mem::take(&mut self.sender_acks_after_retry);
+                if stored {
+                    ack::release_all(sender_acks);
                 }
             }
             Err(e) => {
@@ -658,11 +680,33 @@ impl Sink for KafkaSink {
 
     fn write(&mut self, batch: &Batch) -> anyhow::Result<()> {
         self.service()?;
-        if self.backlog || self.retry.is_some() || self.brokers_down() || self.lag().is_some() {
-            self.spill(batch)
+        self.last_write = if self.backlog
+            || self.retry.is_some()
+            || self.brokers_down()
+            || self.lag().is_some()
+        {
+            if self.spill(batch)? {
+                LastWrite::Wal
+            } else {
+                LastWrite::Dropped
+            }
         } else {
-            self.produce(batch, Origin::Direct);
-            Ok(())
+            match self.produce(batch, Origin::Direct) {
+                Some(slot) => LastWrite::Direct(slot),
+                None => LastWrite::Wal,
+            }
+        };
+        Ok(())
+    }
+
+    /// Direct batches release their senders' acknowledgements once Kafka acknowledged every
+    /// record (or, for records whose delivery failed, once they are in the WAL); spilled ones
+    /// at once; dropped ones never, which makes their senders resend.
+    fn hold_acks(&mut self, acks: Vec<AckToken>) {
+        match self.last_write {
+            LastWrite::Wal => ack::release_all(acks),
+            LastWrite::Direct(slot) => self.in_flight.hold_sender_acks(slot, acks),
+            LastWrite::Dropped => drop(acks),
         }
     }
 
@@ -723,6 +767,17 @@ impl Sink for KafkaSink {
         self.refresh_gauges();
         result
     }
+}
+
+/// Where [`Sink::write`] put the last batch.
+#[derive(Debug, Clone, Copy)]
+enum LastWrite {
+    /// Handed to the producer, in this in-flight slot.
+    Direct(usize),
+    /// Appended to the WAL (or empty: nothing to make durable).
+    Wal,
+    /// Dropped by the WAL's `full_policy`.
+    Dropped,
 }
 
 /// Where a batch handed to the producer came from.
@@ -811,6 +866,8 @@ struct BatchInFlight {
     produced_at: Instant,
     first_received_us: i64,
     keep_unacknowledged: bool,
+    /// Senders' acknowledgements owed once every record is acknowledged.
+    sender_acks: Vec<AckToken>,
 }
 
 /// The batches in flight, in slots that their records' delivery opaque names, and the order
@@ -854,6 +911,14 @@ impl InFlight {
 
     fn origin(&self, slot: usize) -> Option<Origin> {
         self.slots.get(slot)?.as_ref().map(|b| b.origin)
+    }
+
+    /// Attaches senders' acknowledgements to the batch in `slot`, just produced. Should it be
+    /// gone already, they are dropped unreleased: their senders resend, nothing is lost.
+    fn hold_sender_acks(&mut self, slot: usize, acks: Vec<AckToken>) {
+        if let Some(Some(batch)) = self.slots.get_mut(slot) {
+            batch.sender_acks.extend(acks);
+        }
     }
 
     fn keep_unacknowledged(&mut self, slot: usize) {
@@ -1091,6 +1156,7 @@ mod tests {
             produced_at,
             first_received_us: 0,
             keep_unacknowledged: false,
+            sender_acks: Vec::new(),
         }
     }
 

@@ -5,6 +5,11 @@
 //! the batch waits: the rings fill, and backpressure reaches the senders, instead of data being
 //! dropped. Only at shutdown, after [`GIVE_UP_AFTER`] of failures, is a batch given up on, and
 //! then it is counted (`logtail_sink_lost_records_total`) and logged.
+//!
+//! A batch may carry acknowledgements owed to its senders ([`crate::pipeline::ack`]): the sink
+//! thread takes them off before the write and hands them to the sink after it
+//! ([`Sink::hold_acks`]), which releases them once the batch is durable. A batch given up on
+//! drops them unreleased, so its senders resend.
 
 mod blackhole;
 pub mod kafka;
@@ -19,6 +24,7 @@ use crossbeam_channel::Select;
 
 use crate::config::{Config, SinkKind};
 use crate::metrics::{KafkaMetrics, RateLimitedWarning, SinkMetrics};
+use crate::pipeline::ack::{self, AckToken};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::ring::RingConsumer;
 
@@ -49,6 +55,11 @@ pub trait Sink: Send {
     /// How often [`Sink::tick`] is wanted.
     fn tick_interval(&self) -> Duration {
         TICK
+    }
+    /// Takes the acknowledgements of the batch [`Sink::write`] just wrote, and releases each once
+    /// that batch is durable. By default at once: the write itself made it durable.
+    fn hold_acks(&mut self, acks: Vec<AckToken>) {
+        ack::release_all(acks);
     }
     /// Makes everything written durable, before exit.
     fn close(&mut self) -> anyhow::Result<()> {
@@ -108,9 +119,12 @@ pub fn run(
                 Ok(op) => {
                     let index = op.index();
                     match op.recv(live[index].receiver()) {
-                        Ok(batch) => {
+                        Ok(mut batch) => {
                             live[index].taken(&batch);
-                            write_with_retry(&mut *sink, &batch, &metrics, &stopping, &warning);
+                            let acks = batch.take_acks();
+                            if write_with_retry(&mut *sink, &batch, &metrics, &stopping, &warning) {
+                                sink.hold_acks(acks);
+                            }
                             None
                         }
                         Err(_) => Some(index),
@@ -133,13 +147,14 @@ pub fn run(
     sink.close()
 }
 
+/// Writes `batch`, retrying with backoff. False when it was given up on at shutdown.
 fn write_with_retry(
     sink: &mut dyn Sink,
     batch: &Batch,
     metrics: &SinkMetrics,
     stopping: &AtomicBool,
     warning: &RateLimitedWarning,
-) {
+) -> bool {
     let mut backoff = Duration::from_millis(10);
     let mut failing_since: Option<Instant> = None;
     loop {
@@ -149,7 +164,7 @@ fn write_with_retry(
                 if failing_since.is_some() {
                     tracing::info!("sink {}: writing again", sink.name());
                 }
-                return;
+                return true;
             }
             Err(e) => {
                 metrics.errors.add(1);
@@ -162,7 +177,7 @@ fn write_with_retry(
                         sink.name(),
                         batch.len()
                     );
-                    return;
+                    return false;
                 }
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);

@@ -33,12 +33,17 @@ impl AgentDir {
     /// Writes `agent.toml`: the `file` shipper (raw) to `out.txt`, state in `state/`, scans
     /// every 100 ms, rotated files released 300 ms after they stop growing, then `rest`.
     pub fn write_config(&self, rest: &str) -> PathBuf {
+        let ship = format!("type = \"file\"\npath = {:?}\n", self.path("out.txt"));
+        self.write_config_shipping(&ship, rest)
+    }
+
+    /// [`AgentDir::write_config`] with `ship` (the keys of `[ship]`) instead of the file shipper.
+    pub fn write_config_shipping(&self, ship: &str, rest: &str) -> PathBuf {
         let path = self.path("agent.toml");
         let text = format!(
             "data_dir = {:?}\n{rest}\n[tail]\nscan_interval_ms = 100\nrotate_wait_ms = 300\n\
-             max_poll_interval_ms = 50\n[ship]\ntype = \"file\"\npath = {:?}\n",
+             max_poll_interval_ms = 50\n[ship]\n{ship}",
             self.path("state"),
-            self.path("out.txt"),
         );
         std::fs::write(&path, text).expect("write agent.toml");
         path

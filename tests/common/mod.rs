@@ -25,7 +25,7 @@ pub struct Gateway {
     pub config: Config,
 }
 
-/// A configuration listening on 127.0.0.1 with ephemeral ports for UDP and TCP, and Unix
+/// A configuration listening on 127.0.0.1 with ephemeral ports for UDP, TCP and agents, and Unix
 /// sockets in `dir`; 2 shards; metrics on an ephemeral port.
 pub fn test_config(dir: &Path) -> Config {
     let mut config = Config {
@@ -35,6 +35,7 @@ pub fn test_config(dir: &Path) -> Config {
             ListenerConfig::inet(ListenerKind::Tcp, "127.0.0.1:0"),
             ListenerConfig::unix(ListenerKind::UnixDatagram, &dir.join("log.sock")),
             ListenerConfig::unix(ListenerKind::UnixStream, &dir.join("log-stream.sock")),
+            ListenerConfig::inet(ListenerKind::Agent, "127.0.0.1:0"),
         ],
         ..Config::default()
     };
@@ -91,6 +92,10 @@ impl Gateway {
 
     pub fn tcp(&self) -> std::net::SocketAddr {
         self.server().socket_addr("tcp").expect("tcp listener")
+    }
+
+    pub fn agent(&self) -> std::net::SocketAddr {
+        self.server().socket_addr("agent").expect("agent listener")
     }
 
     pub fn unix_datagram(&self) -> PathBuf {

@@ -9,18 +9,24 @@
 //! `max_unacked_batches` batches wait for theirs, so memory stays bounded whatever the
 //! destination does.
 //!
-//! The shippers of this phase acknowledge as soon as the bytes are handed over:
+//! The shippers:
 //!
+//! - [`gateway`]: the gateway's agent listener over the acknowledged
+//!   [`agent_protocol`](crate::agent_protocol): a batch is acknowledged once the gateway made it
+//!   durable (store, Kafka or WAL), and resent after a reconnect until it is. End to end.
+//! - [`kafka`]: straight to Kafka with librdkafka, acknowledged by Kafka's delivery reports.
+//!   End to end.
 //! - [`file`](mod@file): appends to a file or standard output, acknowledging after the write. For tests
 //!   and debugging.
 //! - [`syslog_tcp`]: the gateway's existing TCP syslog listener, RFC 5424 messages with RFC 6587
 //!   octet counting, acknowledging once the kernel accepted the bytes. That is **not** an
 //!   end-to-end acknowledgement: what sits in the socket buffers when the connection breaks, or
-//!   in the gateway's memory when it crashes, is lost. The acknowledged gateway protocol
-//!   (batches acknowledged once in the gateway's WAL, resent after a reconnect) is the next step
-//!   and plugs in here as a third shipper.
+//!   in the gateway's memory when it crashes, is lost. For senders that cannot use the agent
+//!   protocol's listener (an older gateway, or another syslog server).
 
 pub mod file;
+pub mod gateway;
+pub mod rfc5424;
 pub mod syslog_tcp;
 
 use std::io;
@@ -44,7 +50,7 @@ pub trait Shipper: Send {
     fn describe(&self) -> String;
 
     /// Hands `batch` over, retrying (with backoff) whatever fails, until it succeeds or `stop`
-    /// is set. Batches come in sequence order; an acknowledgement for `batch.seq()` goes
+    /// is set. Batches come in sequence order and are never empty; an acknowledgement for `batch.seq()` goes
     /// through the shipper's [`AckSender`] when the batch is durable, now or later.
     ///
     /// # Errors
@@ -74,17 +80,26 @@ pub fn ack_channel() -> (AckSender, Receiver<u64>) {
 /// The shipper `config` asks for.
 ///
 /// # Errors
-/// When its output cannot be opened (the `file` shipper's file).
+/// When its output cannot be opened (the `file` shipper's file), or its thread cannot start.
 pub fn build(config: &ShipConfig, host: &str, acks: AckSender) -> io::Result<Box<dyn Shipper>> {
+    let backoff = || {
+        Backoff::new(
+            Duration::from_millis(config.reconnect_min_ms),
+            Duration::from_millis(config.reconnect_max_ms),
+        )
+    };
     Ok(match config.kind {
+        ShipKind::Gateway => Box::new(gateway::GatewayShipper::start(
+            config.address.clone(),
+            host.to_string(),
+            backoff(),
+            acks,
+        )?),
         ShipKind::File => Box::new(file::FileShipper::open(&config.path, config.format, acks)?),
         ShipKind::SyslogTcp => Box::new(syslog_tcp::SyslogTcpShipper::new(
             config.address.clone(),
             host.to_string(),
-            Backoff::new(
-                Duration::from_millis(config.reconnect_min_ms),
-                Duration::from_millis(config.reconnect_max_ms),
-            ),
+            backoff(),
             acks,
         )),
     })
@@ -118,6 +133,24 @@ pub fn spawn_shipping_thread(
                 let _ = recycle.try_send(batch);
             }
         })
+}
+
+/// A TCP connection to `address` (`HOST:PORT`), trying each address it resolves to.
+///
+/// # Errors
+/// The last address's error, or `NotFound` when it resolves to none.
+pub fn connect(address: &str) -> io::Result<std::net::TcpStream> {
+    let mut last_error = io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{address} resolves to no address"),
+    );
+    for resolved in std::net::ToSocketAddrs::to_socket_addrs(address)? {
+        match std::net::TcpStream::connect_timeout(&resolved, Duration::from_secs(5)) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last_error = e,
+        }
+    }
+    Err(last_error)
 }
 
 /// Exponential backoff with jitter: each wait is drawn from the upper half of the current

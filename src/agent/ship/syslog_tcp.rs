@@ -1,99 +1,58 @@
 //! The `syslog-tcp` shipper: lines to the gateway's TCP syslog listener, one RFC 5424 message
 //! each, framed by RFC 6587 octet counting (so multiline events and any byte travel intact).
 //!
-//! Each line becomes
-//!
-//! ```text
-//! LEN SP <14>1 TIMESTAMP HOST APP - - [logtail@32473 entry="E" file="PATH" topic="T" tags="A,B"] LINE
-//! ```
-//!
-//! PRI 14 is user.info; TIMESTAMP is when the agent read the batch (RFC 3339, µs, UTC); HOST
-//! the agent's host name; APP the entry's `app`; `topic` and `tags` appear only when set.
-//! `32473` is the private enterprise number RFC 5612 reserves for documentation: the SD-ID is
-//! ours, not registered. The gateway parses this like any RFC 5424 message.
+//! Each line is an RFC 5424 message as [`super::rfc5424`] formats it, preceded by its length
+//! and a space.
 //!
 //! **Not end-to-end acknowledged.** A batch is acknowledged once `write(2)` accepted all of it,
 //! i.e. once it is in the kernel's socket buffer. If the connection breaks, whatever the buffers
 //! held is lost, and a gateway that crashes loses what it had not stored; and a batch whose write
 //! failed halfway is sent again whole on the next connection, so the lines before the break
-//! arrive twice. The acknowledged gateway protocol closes these gaps and is the next step.
+//! arrive twice. The `gateway` shipper ([`super::gateway`]) closes these gaps.
 //! Reconnection waits with exponential backoff and jitter ([`Backoff`]).
 
 use std::io::{self, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use super::{AckSender, Backoff, Shipper, Stopped};
-use crate::agent::batch::{LineBatch, Source};
-use crate::encode::format_rfc3339_micros;
+use super::rfc5424::MessageFormatter;
+use super::{AckSender, Backoff, Shipper, Stopped, connect};
+use crate::agent::batch::LineBatch;
 use crate::metrics::RateLimitedWarning;
-
-/// `<PRI>VERSION SP`: user.info, RFC 5424.
-const PRI_VERSION: &[u8] = b"<14>1 ";
-/// The SD-ID of the agent's structured data.
-pub const SD_ID: &str = "logtail@32473";
 
 /// See the [module docs](self).
 pub struct SyslogTcpShipper {
     address: String,
-    host: String,
+    formatter: MessageFormatter,
     backoff: Backoff,
     acks: AckSender,
     connection: Option<TcpStream>,
     buf: Vec<u8>,
-    timestamp: Vec<u8>,
-    /// Per source of the current batch: everything between TIMESTAMP and the line.
-    prefixes: Vec<Vec<u8>>,
 }
 
 impl SyslogTcpShipper {
     pub fn new(address: String, host: String, backoff: Backoff, acks: AckSender) -> Self {
         SyslogTcpShipper {
             address,
-            host,
+            formatter: MessageFormatter::new(host),
             backoff,
             acks,
             connection: None,
             buf: Vec::with_capacity(1 << 20),
-            timestamp: Vec::with_capacity(32),
-            prefixes: Vec::new(),
         }
     }
 
     /// Writes the batch's frames into `buf`.
     fn format_batch(&mut self, batch: &LineBatch) {
-        self.timestamp.clear();
-        format_rfc3339_micros(batch.read_at_us(), &mut self.timestamp);
-        self.prefixes.resize_with(batch.sources().len(), Vec::new);
-        for (prefix, source) in self.prefixes.iter_mut().zip(batch.sources()) {
-            message_prefix(&self.host, source, prefix);
-        }
+        self.formatter.start_batch(batch);
         self.buf.clear();
         for line in batch.lines() {
-            let prefix = &self.prefixes[line.source_index];
-            let len = PRI_VERSION.len() + self.timestamp.len() + prefix.len() + line.bytes.len();
+            let len = self.formatter.message_len(&line);
             self.buf.extend_from_slice(decimal(len, &mut [0; 20]));
             self.buf.push(b' ');
-            self.buf.extend_from_slice(PRI_VERSION);
-            self.buf.extend_from_slice(&self.timestamp);
-            self.buf.extend_from_slice(prefix);
-            self.buf.extend_from_slice(line.bytes);
+            self.formatter.write(&line, &mut self.buf);
         }
-    }
-
-    fn connect(&self) -> io::Result<TcpStream> {
-        let mut last_error = io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{} resolves to no address", self.address),
-        );
-        for address in self.address.to_socket_addrs()? {
-            match TcpStream::connect_timeout(&address, Duration::from_secs(5)) {
-                Ok(stream) => return Ok(stream),
-                Err(e) => last_error = e,
-            }
-        }
-        Err(last_error)
     }
 }
 
@@ -124,40 +83,6 @@ fn decimal(mut n: usize, scratch: &mut [u8; 20]) -> &[u8] {
     }
 }
 
-/// ` HOST APP - - [SD] `: what follows the timestamp, for every line of `source`.
-fn message_prefix(host: &str, source: &Source, out: &mut Vec<u8>) {
-    out.clear();
-    out.push(b' ');
-    out.extend_from_slice(host.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(source.app.as_bytes());
-    out.extend_from_slice(b" - - [");
-    out.extend_from_slice(SD_ID.as_bytes());
-    sd_param(out, "entry", source.entry.as_bytes());
-    sd_param(out, "file", source.path.as_os_str().as_encoded_bytes());
-    if let Some(topic) = &source.topic {
-        sd_param(out, "topic", topic.as_bytes());
-    }
-    if !source.tags.is_empty() {
-        sd_param(out, "tags", source.tags.join(",").as_bytes());
-    }
-    out.extend_from_slice(b"] ");
-}
-
-/// ` NAME="VALUE"`, with `"`, `\` and `]` escaped as RFC 5424 §6.3.3 requires.
-fn sd_param(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.push(b' ');
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"=\"");
-    for &b in value {
-        if matches!(b, b'"' | b'\\' | b']') {
-            out.push(b'\\');
-        }
-        out.push(b);
-    }
-    out.push(b'"');
-}
-
 impl Shipper for SyslogTcpShipper {
     fn describe(&self) -> String {
         format!("syslog-tcp {}", self.address)
@@ -169,7 +94,7 @@ impl Shipper for SyslogTcpShipper {
         loop {
             let connection = match self.connection.take().filter(still_open) {
                 Some(connection) => Ok(connection),
-                None => self.connect(),
+                None => connect(&self.address),
             };
             let result = connection.and_then(|mut c| c.write_all(&self.buf).map(|()| c));
             match result {
@@ -198,6 +123,7 @@ impl Shipper for SyslogTcpShipper {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::batch::Source;
     use crate::agent::ship::ack_channel;
     use std::io::Read;
     use std::path::PathBuf;

@@ -1,0 +1,314 @@
+//! The `gateway` shipper: batches to the gateway's agent listener over the acknowledged
+//! [`agent_protocol`](crate::agent_protocol), acknowledged end to end.
+//!
+//! Each [`LineBatch`] becomes one BATCH frame (its lines as RFC 5424 messages,
+//! [`super::rfc5424`], lz4-compressed) carrying the batch's own sequence number, and is kept
+//! until the gateway acknowledges it: the gateway sends `ACK seq` once every batch up to `seq`
+//! is in its store, delivered to Kafka or in its WAL, and only then does the tailer's checkpoint
+//! move past those lines.
+//!
+//! [`Shipper::send`] only queues the frame; a connection thread does the network work:
+//!
+//! ```text
+//! connect ─► HELLO ⇄ HELLO ─► send every queued frame, in order ─► wait for more ─┐
+//!    ▲                          (a reader thread takes ACKs: drops the frames     │
+//!    │                           they cover, tells the tailer)                     │
+//!    └──── backoff with jitter ◄── connection lost, ERROR from the gateway ◄──────┘
+//! ```
+//!
+//! After a reconnect every frame not yet acknowledged is sent again, in order: nothing the
+//! gateway did not make durable is lost, and a batch it made durable but whose ACK the broken
+//! connection swallowed arrives twice. Memory is bounded by the tailer, which stops reading
+//! while `max_unacked_batches` batches wait here. A dead peer that never closes is detected by
+//! TCP keepalive.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use socket2::{SockRef, TcpKeepalive};
+
+use super::rfc5424::MessageFormatter;
+use super::{AckSender, Backoff, Shipper, Stopped, connect};
+use crate::agent::batch::LineBatch;
+use crate::agent_protocol::{self as protocol, BatchEncoder, Kind};
+use crate::metrics::RateLimitedWarning;
+
+/// How long the gateway has to answer HELLO.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// See the [module docs](self).
+pub struct GatewayShipper {
+    address: String,
+    formatter: MessageFormatter,
+    encoder: BatchEncoder,
+    /// Scratch space the frame is compressed into.
+    frame: Vec<u8>,
+    shared: Arc<Shared>,
+    connection_thread: Option<JoinHandle<()>>,
+}
+
+/// What the shipper, the connection thread and the reader thread share.
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when a frame is queued, the connection breaks, or the shipper stops.
+    wake: Condvar,
+    stop: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    /// Frames not yet acknowledged, in sequence order.
+    unacked: VecDeque<(u64, Arc<Vec<u8>>)>,
+    /// Index in `unacked` of the next frame to write on the current connection.
+    next_to_write: usize,
+    /// The current connection failed (read side): reconnect.
+    broken: bool,
+    /// The current connection, to shut it down when the shipper stops.
+    connection: Option<TcpStream>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl GatewayShipper {
+    /// A shipper to `address` (`HOST:PORT`), introducing itself as `host`, reconnecting with
+    /// `backoff`. Its connection thread starts at once.
+    ///
+    /// # Errors
+    /// When the thread cannot be spawned.
+    pub fn start(
+        address: String,
+        host: String,
+        backoff: Backoff,
+        acks: AckSender,
+    ) -> io::Result<GatewayShipper> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let connection = Connection {
+            address: address.clone(),
+            host: host.clone(),
+            backoff,
+            acks,
+            shared: Arc::clone(&shared),
+        };
+        let connection_thread = std::thread::Builder::new()
+            .name("agent-gateway".into())
+            .spawn(move || connection.run())?;
+        Ok(GatewayShipper {
+            address,
+            formatter: MessageFormatter::new(host),
+            encoder: BatchEncoder::default(),
+            frame: Vec::new(),
+            shared,
+            connection_thread: Some(connection_thread),
+        })
+    }
+}
+
+impl Shipper for GatewayShipper {
+    fn describe(&self) -> String {
+        format!("gateway {} (acknowledged)", self.address)
+    }
+
+    fn send(&mut self, batch: &LineBatch, _stop: &AtomicBool) -> Result<(), Stopped> {
+        self.formatter.start_batch(batch);
+        self.encoder.clear();
+        for line in batch.lines() {
+            self.encoder.message(|out| self.formatter.write(&line, out));
+        }
+        self.frame.clear();
+        self.encoder.finish(batch.seq(), &mut self.frame);
+        // An exact copy: the scratch buffer is sized for lz4's worst case, and up to
+        // `max_unacked_batches` frames wait here.
+        let frame = self.frame.clone();
+        self.shared
+            .lock()
+            .unacked
+            .push_back((batch.seq(), Arc::new(frame)));
+        self.shared.wake.notify_all();
+        Ok(())
+    }
+}
+
+impl Drop for GatewayShipper {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(connection) = &self.shared.lock().connection {
+            let _ = connection.shutdown(Shutdown::Both);
+        }
+        self.shared.wake.notify_all();
+        if let Some(thread) = self.connection_thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The connection thread's side.
+struct Connection {
+    address: String,
+    host: String,
+    backoff: Backoff,
+    acks: AckSender,
+    shared: Arc<Shared>,
+}
+
+static WARNING: RateLimitedWarning = RateLimitedWarning::new(Duration::from_secs(10));
+
+impl Connection {
+    fn run(mut self) {
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            match self.open() {
+                Ok(stream) => {
+                    self.backoff.reset();
+                    self.serve(stream);
+                }
+                Err(e) => WARNING.warn(|| {
+                    format!(
+                        "cannot reach the gateway at {}: {e}; reconnecting with backoff (files \
+                         are not read meanwhile)",
+                        self.address
+                    )
+                }),
+            }
+            if self.backoff.sleep(&self.shared.stop).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Connects and exchanges HELLOs.
+    fn open(&self) -> io::Result<TcpStream> {
+        let mut stream = connect(&self.address)?;
+        stream.set_nodelay(true)?;
+        let keepalive = TcpKeepalive::new()
+            .with_time(Duration::from_secs(10))
+            .with_interval(Duration::from_secs(5))
+            .with_retries(3);
+        SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
+        let mut hello = Vec::new();
+        protocol::agent_hello(&self.host, &mut hello);
+        stream.write_all(&hello)?;
+        stream.set_read_timeout(Some(HELLO_TIMEOUT))?;
+        let mut body = Vec::new();
+        let kind = protocol::read_frame(&mut stream, &mut body)?;
+        match kind {
+            Kind::Hello => {
+                protocol::parse_hello(&body)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            }
+            Kind::Error => {
+                return Err(io::Error::other(format!(
+                    "the gateway refused: {}",
+                    String::from_utf8_lossy(&body)
+                )));
+            }
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the gateway answered HELLO with {other:?}"),
+                ));
+            }
+        }
+        stream.set_read_timeout(None)?;
+        Ok(stream)
+    }
+
+    /// Sends every queued frame, then new ones as they come, until the connection breaks or
+    /// the shipper stops.
+    fn serve(&mut self, mut stream: TcpStream) {
+        let reader = match stream.try_clone().and_then(|read_half| {
+            let shared = Arc::clone(&self.shared);
+            let acks = self.acks.clone();
+            let address = self.address.clone();
+            std::thread::Builder::new()
+                .name("agent-gateway-acks".into())
+                .spawn(move || read_acks(read_half, &shared, &acks, &address))
+        }) {
+            Ok(reader) => reader,
+            Err(e) => {
+                WARNING.warn(|| format!("cannot start reading from the gateway: {e}"));
+                return;
+            }
+        };
+        {
+            let mut state = self.shared.lock();
+            state.next_to_write = 0;
+            state.broken = false;
+            state.connection = stream.try_clone().ok();
+        }
+        loop {
+            let frame = {
+                let mut state = self.shared.lock();
+                loop {
+                    if self.shared.stop.load(Ordering::Relaxed) || state.broken {
+                        break None;
+                    }
+                    if state.next_to_write < state.unacked.len() {
+                        let frame = Arc::clone(&state.unacked[state.next_to_write].1);
+                        state.next_to_write += 1;
+                        break Some(frame);
+                    }
+                    state = self
+                        .shared
+                        .wake
+                        .wait(state)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            let Some(frame) = frame else { break };
+            if let Err(e) = stream.write_all(&frame) {
+                if !self.shared.stop.load(Ordering::Relaxed) {
+                    WARNING.warn(|| format!("lost the gateway at {}: {e}", self.address));
+                }
+                break;
+            }
+        }
+        let _ = stream.shutdown(Shutdown::Both);
+        let _ = reader.join();
+        self.shared.lock().connection = None;
+    }
+}
+
+/// Reads ACKs (and a final ERROR) until the connection ends; then marks it broken.
+fn read_acks(mut stream: TcpStream, shared: &Shared, acks: &AckSender, address: &str) {
+    let mut body = Vec::new();
+    loop {
+        let problem = match protocol::read_frame(&mut stream, &mut body) {
+            Ok(Kind::Ack) => match protocol::parse_ack(&body) {
+                Ok(seq) => {
+                    let mut state = shared.lock();
+                    while state.unacked.front().is_some_and(|&(s, _)| s <= seq) {
+                        state.unacked.pop_front();
+                        state.next_to_write = state.next_to_write.saturating_sub(1);
+                    }
+                    drop(state);
+                    acks.acknowledge(seq);
+                    continue;
+                }
+                Err(e) => e.to_string(),
+            },
+            Ok(Kind::Error) => format!("the gateway closed: {}", String::from_utf8_lossy(&body)),
+            Ok(other) => format!("unexpected {other:?} frame from the gateway"),
+            Err(e) => format!("lost the gateway: {e}"),
+        };
+        if !shared.stop.load(Ordering::Relaxed) {
+            WARNING.warn(|| {
+                format!("{address}: {problem}; reconnecting, unacknowledged batches are resent")
+            });
+        }
+        shared.lock().broken = true;
+        shared.wake.notify_all();
+        return;
+    }
+}

@@ -49,6 +49,10 @@
 
 use std::io::{self, Read};
 
+/// The SD-ID of the structured data the agent attaches to every line (entry, file, topic,
+/// tags): `32473` is the private enterprise number RFC 5612 reserves for documentation, so the
+/// ID is ours and not registered.
+pub const AGENT_SD_ID: &str = "logtail@32473";
 /// The first bytes of a HELLO body.
 pub const MAGIC: &[u8; 4] = b"LTAG";
 /// The protocol version this build speaks.

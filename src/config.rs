@@ -389,7 +389,8 @@ pub struct KafkaSinkConfig {
     pub topic: String,
     /// A topic per record, rendered from its fields, e.g. `logs.{app}` or `syslog.{facility}`.
     /// Fields: `host`, `app`, `procid`, `msgid`, `facility` and `severity` (as names: `local0`,
-    /// `err`), `source`. Bytes that Kafka does not allow in a topic name become `_`.
+    /// `err`), `source`, and `topic` (the agent collect entry's `topic`: `{topic}` routes
+    /// agents' lines per entry). Bytes that Kafka does not allow in a topic name become `_`.
     /// Default: empty, every record goes to `topic`.
     pub topic_template: String,
     /// The message key, a template over the same fields. Records with the same key go to the
@@ -441,6 +442,31 @@ impl Default for KafkaSinkConfig {
             librdkafka: Default::default(),
         }
     }
+}
+
+/// Checks a Kafka `topic` (a name), `topic_template` (empty: none) and `key` (templates);
+/// `Err((key, message))` names the bad one.
+///
+/// # Errors
+/// A topic that is not a legal name, or a template that does not parse.
+pub fn validate_kafka_routing(
+    topic: &str,
+    topic_template: &str,
+    key: &str,
+) -> Result<(), (&'static str, String)> {
+    if topic.contains(['{', '}']) || Route::new("", Some(topic)).is_err() {
+        return Err((
+            "topic",
+            format!(
+                "{topic:?} is not a Kafka topic name: 1 to 249 of A-Z a-z 0-9 . _ - (templates \
+                 go in topic_template)"
+            ),
+        ));
+    }
+    Route::new(key, None).map_err(|e| ("key", e.to_string()))?;
+    let template = Some(topic_template).filter(|t| !t.is_empty());
+    Route::new("", template).map_err(|e| ("topic_template", e.to_string()))?;
+    Ok(())
 }
 
 fn kafka_topic_template(kafka: &KafkaSinkConfig) -> Option<&str> {
@@ -767,23 +793,8 @@ impl Config {
                 "empty; give HOST:PORT[,HOST:PORT...], e.g. \"127.0.0.1:9092\"".into(),
             ));
         }
-        let fixed_topic = Route::new("", Some(kafka.topic.as_str()));
-        if kafka.topic.contains(['{', '}']) || fixed_topic.is_err() {
-            return Err(invalid(
-                "topic",
-                format!(
-                    "{:?} is not a Kafka topic name: 1 to 249 of A-Z a-z 0-9 . _ - (templates go \
-                     in topic_template)",
-                    kafka.topic
-                ),
-            ));
-        }
-        if let Err(e) = Route::new(&kafka.key, None) {
-            return Err(invalid("key", e.to_string()));
-        }
-        if let Err(e) = Route::new("", kafka_topic_template(kafka)) {
-            return Err(invalid("topic_template", e.to_string()));
-        }
+        validate_kafka_routing(&kafka.topic, &kafka.topic_template, &kafka.key)
+            .map_err(|(key, message)| invalid(key, message))?;
         if self.sink.kind == SinkKind::Kafka
             && self.pipeline.batch_max_bytes > crate::wal::MAX_PAYLOAD_BYTES / 2
         {
@@ -1024,7 +1035,7 @@ mod tests {
                 "[sink.kafka]\ntopic_template = \"logs.{hostname}\"\n",
                 "config file test.toml: sink.kafka.topic_template: template \"logs.{hostname}\": \
                  unknown field {hostname}; the fields are {host}, {app}, {procid}, {msgid}, \
-                 {facility}, {severity}, {source}",
+                 {facility}, {severity}, {source}, {topic}",
             ),
             (
                 "[sink.kafka]\nacks = \"2\"\n",

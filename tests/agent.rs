@@ -574,3 +574,46 @@ fn rotation_while_the_agent_is_stopped_is_followed_in_order() {
     }
     agent.sigterm_and_wait();
 }
+
+#[test]
+fn kafka_shipper_delivers_every_line_through_an_outage_and_a_kill_9() {
+    let cluster = common::kafka::cluster(1);
+    let bootstrap = cluster.bootstrap_servers();
+    let t = AgentDir::new();
+    t.write_config_shipping(
+        &format!(
+            "type = \"kafka\"\n[ship.kafka]\nbootstrap_servers = \"{bootstrap}\"\n\
+             topic = \"{}\"\nlinger_ms = 2\n\
+             [ship.kafka.librdkafka]\n\"reconnect.backoff.max.ms\" = \"200\"\n",
+            common::kafka::TOPIC
+        ),
+        &format!("host = \"kafkahost\"\n{}", t.collect("app", &["app.log"])),
+    );
+    const LINES: usize = 100_000;
+    let mut agent = Some(t.start(&[]));
+    let mut file = append(&t.logs("app.log"));
+    write_numbered(&mut file, 0..LINES, 25_000, 5_000, |n, _| match n {
+        // The broker goes away at 20k lines; the agent is killed during the outage and started
+        // again; the broker comes back at 60k.
+        20_000 => cluster.broker_down(1).expect("broker down"),
+        35_000 => agent.take().expect("running").kill_9(),
+        45_000 => agent = Some(t.start(&[])),
+        60_000 => cluster.broker_up(1).expect("broker up"),
+        _ => {}
+    });
+    let consumed = common::kafka::consume_count(&bootstrap, LINES, Duration::from_secs(90));
+    agent.take().expect("running").sigterm_and_wait();
+    let texts: Vec<String> = consumed.iter().map(|m| m.message().to_string()).collect();
+    let (got, torn) = numbers(&texts);
+    assert_eq!(torn, 0);
+    let duplicates = assert_complete(&got, LINES);
+    eprintln!("kafka shipper, outage and kill -9: {LINES} lines, {duplicates} twice");
+    assert!(duplicates <= 8 * 4096, "{duplicates} duplicates");
+    let first = &consumed[0];
+    assert_eq!(first.key.as_deref(), Some(&b"kafkahost"[..]));
+    assert_eq!(first.value["host"], "kafkahost");
+    assert_eq!(
+        first.value["structured_data"]["logtail@32473"]["entry"],
+        "app"
+    );
+}

@@ -10,12 +10,15 @@
 //! The collect entries are what can change while the agent runs ([`super::live`] applies them);
 //! everything else is read once at start.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::config::KafkaCompression;
+use crate::encode::Encoding;
 
 /// Where a configuration came from, as error messages name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +164,8 @@ pub enum ShipKind {
     Gateway,
     /// To the gateway's TCP syslog listener, RFC 5424 messages with RFC 6587 octet counting.
     SyslogTcp,
+    /// Straight to Kafka, acknowledged by Kafka's delivery reports.
+    Kafka,
     /// Appended to a file (or standard output): for tests and debugging.
     File,
 }
@@ -171,6 +176,7 @@ impl ShipKind {
         match self {
             ShipKind::Gateway => "gateway",
             ShipKind::SyslogTcp => "syslog-tcp",
+            ShipKind::Kafka => "kafka",
             ShipKind::File => "file",
         }
     }
@@ -191,7 +197,7 @@ pub enum FileFormat {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShipConfig {
-    /// `gateway`, `syslog-tcp` or `file`. Default: `gateway`.
+    /// `gateway`, `syslog-tcp`, `kafka` or `file`. Default: `gateway`.
     #[serde(rename = "type")]
     pub kind: ShipKind,
     /// `gateway`: the gateway's agent listener; `syslog-tcp`: its TCP syslog listener.
@@ -210,6 +216,51 @@ pub struct ShipConfig {
     /// checkpoint is written (what is not acknowledged by then is read again at the next
     /// start), in milliseconds. Default: 5000.
     pub shutdown_timeout_ms: u64,
+    /// `kafka`: the producer's settings.
+    pub kafka: KafkaShipConfig,
+}
+
+/// `[ship.kafka]`: the `kafka` shipper. Each line is formatted, parsed and encoded exactly as
+/// the gateway would have stored it, and routed by the same templates, so consumers cannot
+/// tell which way it came.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaShipConfig {
+    /// Comma-separated `HOST:PORT` list of brokers. Default: `127.0.0.1:9092`.
+    pub bootstrap_servers: String,
+    /// The topic of lines whose `topic_template` renders nothing. Default: `logs`.
+    pub topic: String,
+    /// A topic per line from its fields, as the gateway's `[sink.kafka] topic_template`.
+    /// Default: `{topic}`, the collect entry's `topic`.
+    pub topic_template: String,
+    /// The message key, a template over the same fields; empty: no key. Default: `{host}`.
+    pub key: String,
+    /// `none`, `gzip`, `snappy`, `lz4` or `zstd`. Default: `lz4`.
+    pub compression: KafkaCompression,
+    /// `all`, `1` or `0`. Default: `all`.
+    pub acks: String,
+    /// How long librdkafka waits to fill a produce request, in milliseconds. Default: 5.
+    pub linger_ms: u64,
+    /// `json` (the gateway's record) or `raw` (the RFC 5424 message). Default: `json`.
+    pub encoding: Encoding,
+    /// Any other librdkafka property, applied last (SASL, SSL, ...). Default: empty.
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+impl Default for KafkaShipConfig {
+    fn default() -> Self {
+        KafkaShipConfig {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            topic: "logs".into(),
+            topic_template: "{topic}".into(),
+            key: "{host}".into(),
+            compression: KafkaCompression::Lz4,
+            acks: "all".into(),
+            linger_ms: 5,
+            encoding: Encoding::Json,
+            librdkafka: BTreeMap::new(),
+        }
+    }
 }
 
 impl Default for ShipConfig {
@@ -222,6 +273,7 @@ impl Default for ShipConfig {
             reconnect_min_ms: 100,
             reconnect_max_ms: 5000,
             shutdown_timeout_ms: 5000,
+            kafka: KafkaShipConfig::default(),
         }
     }
 }
@@ -421,6 +473,23 @@ impl AgentConfig {
                     ship.kind.as_str()
                 ),
             ));
+        }
+        if ship.kind == ShipKind::Kafka {
+            let kafka = &ship.kafka;
+            if kafka.bootstrap_servers.trim().is_empty() {
+                return Err(invalid(
+                    "ship.kafka.bootstrap_servers",
+                    "empty; give HOST:PORT[,HOST:PORT...], e.g. \"127.0.0.1:9092\"".into(),
+                ));
+            }
+            crate::config::validate_kafka_routing(&kafka.topic, &kafka.topic_template, &kafka.key)
+                .map_err(|(key, message)| invalid(&format!("ship.kafka.{key}"), message))?;
+            if !matches!(kafka.acks.as_str(), "all" | "-1" | "0" | "1") {
+                return Err(invalid(
+                    "ship.kafka.acks",
+                    format!("{:?}: \"all\", \"1\" or \"0\"", kafka.acks),
+                ));
+            }
         }
         if ship.reconnect_min_ms == 0 || ship.reconnect_max_ms < ship.reconnect_min_ms {
             return Err(invalid(
@@ -760,6 +829,19 @@ mod tests {
             ),
             ("[etcd]\nkey = \"x\"\n", "etcd.key"),
             ("host = \"a b\"\n", "host"),
+            ("[ship]\naddress = \"\"\n", "ship.address"),
+            (
+                "[ship]\ntype = \"kafka\"\n[ship.kafka]\ntopic_template = \"logs.{hostname}\"\n",
+                "ship.kafka.topic_template",
+            ),
+            (
+                "[ship]\ntype = \"kafka\"\n[ship.kafka]\ntopic = \"a/b\"\n",
+                "ship.kafka.topic",
+            ),
+            (
+                "[ship]\ntype = \"kafka\"\n[ship.kafka]\nacks = \"2\"\n",
+                "ship.kafka.acks",
+            ),
         ] {
             let err = load(text).unwrap_err();
             assert!(

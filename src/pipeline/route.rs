@@ -26,6 +26,9 @@
 //! * `{severity}`: the severity's name: `emerg` `alert` `crit` `err` `warning` `notice` `info`
 //!   `debug`.
 //! * `{source}`: the listener the record came in on, e.g. `tcp:5514` (the JSON `source`).
+//! * `{topic}`: the `topic` of the `logtail agent` collect entry the line comes from (its
+//!   structured data `[logtail@32473 topic="..."]`); so `topic_template = "{topic}"` with a
+//!   fallback `topic` routes agents' lines per collect entry.
 //!
 //! A brace that is not part of a field (`{`, `}`, `{a{b}`) is an error, and there is no
 //! escape for a literal brace: Kafka topics cannot contain one, and keys have not needed one.
@@ -43,6 +46,7 @@
 
 use std::fmt;
 
+use crate::agent_protocol::AGENT_SD_ID;
 use crate::parse::Record;
 
 /// The longest legal Kafka topic name, in bytes (Kafka's `Topic.MAX_NAME_LENGTH`).
@@ -92,10 +96,13 @@ enum Field {
     Facility,
     Severity,
     Source,
+    /// The `topic` the agent attaches to the lines of a collect entry, in its structured data
+    /// `[logtail@32473 topic="..."]` (see [`crate::agent_protocol::AGENT_SD_ID`]).
+    Topic,
 }
 
 impl Field {
-    const ALL: [Field; 7] = [
+    const ALL: [Field; 8] = [
         Field::Host,
         Field::App,
         Field::ProcId,
@@ -103,6 +110,7 @@ impl Field {
         Field::Facility,
         Field::Severity,
         Field::Source,
+        Field::Topic,
     ];
 
     fn name(self) -> &'static str {
@@ -114,6 +122,7 @@ impl Field {
             Field::Facility => "facility",
             Field::Severity => "severity",
             Field::Source => "source",
+            Field::Topic => "topic",
         }
     }
 
@@ -135,6 +144,17 @@ impl Field {
                 .get(usize::from(record.severity?))?
                 .as_bytes(),
             Field::Source => source.as_bytes(),
+            // The raw, escaped value: topic names have no byte that needs escaping, and any
+            // other byte becomes `_` when rendered as a topic.
+            Field::Topic => {
+                record
+                    .structured_data?
+                    .elements()
+                    .find(|element| element.id() == AGENT_SD_ID.as_bytes())?
+                    .params()
+                    .find(|&(name, _)| name == b"topic")?
+                    .1
+            }
         };
         (!value.is_empty()).then_some(value)
     }
@@ -456,6 +476,21 @@ mod tests {
     }
 
     #[test]
+    fn topic_is_the_agent_entry_topic_from_its_structured_data() {
+        let agent_line = record(
+            b"<14>1 2026-11-21T02:53:47Z web1 app - - [other@1 topic=\"no\"][logtail@32473 \
+              entry=\"e\" file=\"/x\" topic=\"logs.web\"] hello",
+        );
+        assert_eq!(render("{topic}", &agent_line).as_deref(), Some("logs.web"));
+        let route = Route::new("", Some("{topic}")).unwrap();
+        assert_eq!(topic(&route, &agent_line).as_deref(), Some("logs.web"));
+        // No agent structured data, or no topic in it: the fallback topic.
+        assert_eq!(topic(&route, &full_record()), None);
+        let no_topic = record(b"<14>1 - web1 app - - [logtail@32473 entry=\"e\"] hello");
+        assert_eq!(topic(&route, &no_topic), None);
+    }
+
+    #[test]
     fn literals_around_and_between_fields_are_kept() {
         let r = full_record();
         assert_eq!(render("logs.{app}", &r).as_deref(), Some("logs.nginx"));
@@ -534,7 +569,7 @@ mod tests {
         assert_eq!(
             unknown.to_string(),
             "template \"logs.{hostname}\": unknown field {hostname}; the fields are {host}, \
-             {app}, {procid}, {msgid}, {facility}, {severity}, {source}"
+             {app}, {procid}, {msgid}, {facility}, {severity}, {source}, {topic}"
         );
         assert_eq!(
             Template::parse("{}"),

@@ -1000,18 +1000,27 @@ impl DeliveryContext {
     }
 }
 
+/// A librdkafka log line: warnings and worse through `warning` (rate-limited), the rest at
+/// debug level.
+pub(crate) fn log_librdkafka(
+    warning: &RateLimitedWarning,
+    level: RDKafkaLogLevel,
+    facility: &str,
+    message: &str,
+) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error
+        | RDKafkaLogLevel::Warning => warning.warn(|| format!("librdkafka: {facility}: {message}")),
+        _ => tracing::debug!("librdkafka: {facility}: {message}"),
+    }
+}
+
 impl ClientContext for DeliveryContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error
-            | RDKafkaLogLevel::Warning => self
-                .warning
-                .warn(|| format!("librdkafka: {facility}: {message}")),
-            _ => tracing::debug!("librdkafka: {facility}: {message}"),
-        }
+        log_librdkafka(&self.warning, level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -1070,7 +1079,7 @@ fn new_producer(config: &ClientConfig) -> anyhow::Result<BaseProducer<DeliveryCo
 }
 
 /// Errors that retrying cannot fix: the record is dropped (counted and logged).
-fn is_permanent(code: RDKafkaErrorCode) -> bool {
+pub(crate) fn is_permanent(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,
         RDKafkaErrorCode::MessageSizeTooLarge

@@ -105,6 +105,32 @@ pub fn consume_all(
     (out, tally)
 }
 
+/// Reads [`TOPIC`] from the beginning until `total` messages arrived or `timeout` passed, then
+/// half a second more (to catch duplicates).
+pub fn consume_count(bootstrap: &str, total: usize, timeout: Duration) -> Vec<Consumed> {
+    let consumer = consumer(bootstrap);
+    let mut out = Vec::new();
+    let mut deadline = Instant::now() + timeout;
+    let mut complete = false;
+    while Instant::now() < deadline {
+        let Some(result) = consumer.poll(Duration::from_millis(50)) else {
+            continue;
+        };
+        let message = result.expect("consume");
+        out.push(Consumed {
+            partition: message.partition(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: serde_json::from_slice(message.payload().unwrap_or_default())
+                .expect("messages are JSON"),
+        });
+        if !complete && out.len() >= total {
+            complete = true;
+            deadline = Instant::now() + Duration::from_millis(500);
+        }
+    }
+    out
+}
+
 /// Lines of the form `<sender> <seq> <padding>`, checked per sender.
 #[derive(Debug)]
 pub struct Tally {

@@ -26,6 +26,7 @@
 
 pub mod file;
 pub mod gateway;
+pub mod kafka;
 pub mod rfc5424;
 pub mod syslog_tcp;
 
@@ -80,7 +81,8 @@ pub fn ack_channel() -> (AckSender, Receiver<u64>) {
 /// The shipper `config` asks for.
 ///
 /// # Errors
-/// When its output cannot be opened (the `file` shipper's file), or its thread cannot start.
+/// When its output cannot be opened (the `file` shipper's file), its thread cannot start, or
+/// librdkafka refuses the `kafka` shipper's configuration.
 pub fn build(config: &ShipConfig, host: &str, acks: AckSender) -> io::Result<Box<dyn Shipper>> {
     let backoff = || {
         Backoff::new(
@@ -95,6 +97,10 @@ pub fn build(config: &ShipConfig, host: &str, acks: AckSender) -> io::Result<Box
             backoff(),
             acks,
         )?),
+        ShipKind::Kafka => Box::new(
+            kafka::KafkaShipper::new(&config.kafka, host.to_string(), acks)
+                .map_err(|e| io::Error::other(e.to_string()))?,
+        ),
         ShipKind::File => Box::new(file::FileShipper::open(&config.path, config.format, acks)?),
         ShipKind::SyslogTcp => Box::new(syslog_tcp::SyslogTcpShipper::new(
             config.address.clone(),

@@ -7,17 +7,15 @@
 //!
 //! PRI 14 is user.info; TIMESTAMP is when the agent read the batch (RFC 3339, µs, UTC); HOST
 //! the agent's host name; APP the entry's `app`; `topic` and `tags` appear only when set.
-//! `32473` is the private enterprise number RFC 5612 reserves for documentation: the SD-ID is
-//! ours, not registered. Everything before LINE is the same for every line of a file, so it is
+//! The SD-ID is [`AGENT_SD_ID`]. Everything before LINE is the same for every line of a file, so it is
 //! built once per source and batch, and formatting a line is three copies.
 
 use crate::agent::batch::{BatchLine, LineBatch, Source};
+use crate::agent_protocol::AGENT_SD_ID;
 use crate::encode::format_rfc3339_micros;
 
 /// `<PRI>VERSION SP`: user.info, RFC 5424.
 const PRI_VERSION: &[u8] = b"<14>1 ";
-/// The SD-ID of the agent's structured data.
-pub const SD_ID: &str = "logtail@32473";
 
 /// Formats the lines of one batch at a time. See the [module docs](self).
 #[derive(Debug)]
@@ -72,7 +70,7 @@ fn message_prefix(host: &str, source: &Source, out: &mut Vec<u8>) {
     out.push(b' ');
     out.extend_from_slice(source.app.as_bytes());
     out.extend_from_slice(b" - - [");
-    out.extend_from_slice(SD_ID.as_bytes());
+    out.extend_from_slice(AGENT_SD_ID.as_bytes());
     sd_param(out, "entry", source.entry.as_bytes());
     sd_param(out, "file", source.path.as_os_str().as_encoded_bytes());
     if let Some(topic) = &source.topic {

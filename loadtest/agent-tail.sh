@@ -6,13 +6,19 @@
 # (utime + stime of all its threads, from /proc), its peak RSS, wall time, and lines per
 # CPU-second; finally stops it with SIGTERM.
 #
-#   usage: loadtest/agent-tail.sh AGENT_CPUS WRITER_CPUS LINES [file|gateway]
+#   usage: loadtest/agent-tail.sh AGENT_CPUS WRITER_CPUS LINES [file|gateway|syslog-tcp]
 #
-#   file     (default) the `file` shipper, raw, to /dev/null: tailing (reads, line
-#            splitting, batches, the shipping thread, checkpoints) and nothing else. Done when
-#            the checkpoint reaches the end of the file.
-#   gateway  the `syslog-tcp` shipper to a release gateway (blackhole sink) pinned to
-#            WRITER_CPUS too: RFC 5424 formatting and TCP sends included.
+#   file        (default) the `file` shipper, raw, to /dev/null: tailing (reads, line
+#               splitting, batches, the shipping thread, checkpoints) and nothing else. Done
+#               when the checkpoint reaches the end of the file.
+#   gateway     the `gateway` shipper (acknowledged agent protocol: RFC 5424 formatting, lz4,
+#               CRC-32C) to a release gateway's agent listener (blackhole sink) pinned to
+#               WRITER_CPUS too. Done when the checkpoint (acknowledged bytes) reaches the end.
+#   syslog-tcp  the `syslog-tcp` shipper to the same gateway's TCP listener: RFC 5424 and
+#               octet counting over TCP, not acknowledged end to end.
+#   kafka       the `kafka` shipper straight to the broker at $KAFKA (HOST:PORT, topic "logs"
+#               must exist): parse, JSON encode and produce in the agent. Done when the
+#               checkpoint (bytes Kafka acknowledged) reaches the end.
 #
 #   loadtest/agent-tail.sh 0 1 5000000 file
 #
@@ -25,12 +31,15 @@ pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 line=$(printf '2026-11-21T04:00:00.000000Z web1 app[4242]: GET /api/v1/items?id=42 200 0.003 %0121d' 0)
 [ ${#line} -eq 199 ] || { echo "line is ${#line} bytes, not 199" >&2; exit 1; }
-if [ "$mode" = gateway ]; then
+if [ "$mode" = gateway ] || [ "$mode" = syslog-tcp ]; then
   cat > "$work/gateway.toml" <<TOML
 data_dir = "$work/data"
 [[listen]]
 type = "tcp"
 address = "127.0.0.1:5515"
+[[listen]]
+type = "agent"
+address = "127.0.0.1:5516"
 [sink]
 type = "blackhole"
 [metrics]
@@ -38,13 +47,25 @@ address = "127.0.0.1:9101"
 TOML
   taskset -c "$writer_cpus" target/release/logtail serve --config "$work/gateway.toml" 2>"$work/gateway.log" &
   pids+=($!)
-  ship='type = "syslog-tcp"
+  if [ "$mode" = gateway ]; then
+    ship='type = "gateway"
+address = "127.0.0.1:5516"'
+  else
+    ship='type = "syslog-tcp"
 address = "127.0.0.1:5515"'
+  fi
   shipped() { curl -s 127.0.0.1:9101/metrics | awk '/^logtail_sink_records_total/{s+=$2} END{print s+0}'; }
   sleep 0.5
+elif [ "$mode" = kafka ]; then
+  : "${KAFKA:?set KAFKA=HOST:PORT of a broker with a topic \"logs\"}"
+  ship="type = \"kafka\"
+[ship.kafka]
+bootstrap_servers = \"$KAFKA\""
 else
   ship='type = "file"
 path = "/dev/null"'
+fi
+if [ "$mode" = file ] || [ "$mode" = kafka ]; then
   # Everything is shipped once the checkpoint (acknowledged bytes) reaches the end of the file.
   shipped() { awk '$1 ~ /^[0-9]+$/ {print int($5 / 200)}' "$work/state/checkpoints" 2>/dev/null || echo 0; }
 fi

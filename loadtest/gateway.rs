@@ -41,6 +41,8 @@ pub struct Gateway {
     config: PathBuf,
     pub tcp: SocketAddr,
     pub udp: SocketAddr,
+    /// The agent listener (logtail only).
+    pub agent: SocketAddr,
     pub unix_stream: PathBuf,
     pub unix_datagram: PathBuf,
     /// `IP:PORT` of the metrics endpoint (logtail only).
@@ -72,6 +74,7 @@ impl Gateway {
         let port = free_port()?;
         let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
         let metrics_port = free_port()?;
+        let agent_port = free_port()?;
         let gateway = Gateway {
             product: options.product,
             sink: options.sink,
@@ -83,6 +86,7 @@ impl Gateway {
             }),
             tcp: loopback(port),
             udp: loopback(port),
+            agent: loopback(agent_port),
             unix_stream: dir.join("log-stream.sock"),
             unix_datagram: dir.join("log.sock"),
             metrics: (options.product == Product::Logtail)
@@ -113,12 +117,14 @@ impl Gateway {
              [[listen]]\ntype = \"udp\"\naddress = \"{udp}\"\n\
              [[listen]]\ntype = \"unix-stream\"\npath = {us:?}\n\
              [[listen]]\ntype = \"unix-datagram\"\npath = {ud:?}\n\
+             [[listen]]\ntype = \"agent\"\naddress = \"{agent}\"\n\
              [metrics]\naddress = \"{metrics}\"\n",
             data = self.dir.join("data"),
             tcp = self.tcp,
             udp = self.udp,
             us = self.unix_stream,
             ud = self.unix_datagram,
+            agent = self.agent,
             metrics = self.metrics.as_deref().unwrap_or("127.0.0.1:0"),
         );
         match (&self.sink, &self.kafka) {
@@ -207,6 +213,10 @@ impl Gateway {
                 bail!("rsyslog has no Unix stream input (imuxsock is datagram only)")
             }
             Transport::UnixStream => Destination::Unix(self.unix_stream.clone()),
+            Transport::Agent if self.product == Product::Rsyslog => {
+                bail!("the agent transport ships to logtail's agent listener: logtail only")
+            }
+            Transport::Agent => Destination::Files(crate::agent::logs_dir(&self.dir)),
         })
     }
 
@@ -336,7 +346,7 @@ mod tests {
             let (dir, text) = prepare(Product::Logtail, sink);
             let config = logtail::config::Config::from_toml(&text, Path::new("gen.toml"))
                 .unwrap_or_else(|e| panic!("{e}\n{text}"));
-            assert_eq!(config.listen.len(), 4);
+            assert_eq!(config.listen.len(), 5);
             assert_eq!(
                 config.sink.kind,
                 match sink {

@@ -45,11 +45,18 @@ pub enum Transport {
     Tcp,
     UnixStream,
     UnixDatagram,
+    /// Lines appended to a file per sender, tailed by a `logtail agent` that the harness
+    /// starts and that ships them to the gateway's agent listener (acknowledged).
+    Agent,
 }
 
 impl Transport {
+    /// True when nothing may be lost on the way (no datagrams).
     pub fn is_stream(self) -> bool {
-        matches!(self, Transport::Tcp | Transport::UnixStream)
+        matches!(
+            self,
+            Transport::Tcp | Transport::UnixStream | Transport::Agent
+        )
     }
 }
 
@@ -68,6 +75,8 @@ pub enum Framing {
 pub enum Destination {
     Inet(SocketAddr),
     Unix(PathBuf),
+    /// A directory where each sender appends to `sender-ID.log`.
+    Files(PathBuf),
 }
 
 /// Sizes of whole messages (before framing), in bytes.
@@ -288,11 +297,18 @@ enum Socket {
     UnixStream(UnixStream),
     Udp(UdpSocket),
     UnixDatagram(UnixDatagram),
+    File(std::fs::File),
 }
 
 impl Socket {
-    fn connect(destination: &Destination, transport: Transport) -> io::Result<Socket> {
+    fn connect(destination: &Destination, transport: Transport, sender: u32) -> io::Result<Socket> {
         match (destination, transport) {
+            (Destination::Files(dir), Transport::Agent) => Ok(Socket::File(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join(format!("sender-{sender}.log")))?,
+            )),
             (Destination::Inet(addr), Transport::Tcp) => {
                 let stream = TcpStream::connect(addr)?;
                 stream.set_nodelay(true)?;
@@ -327,6 +343,7 @@ impl Socket {
         match self {
             Socket::Tcp(s) => s.write_all(bytes),
             Socket::UnixStream(s) => s.write_all(bytes),
+            Socket::File(f) => f.write_all(bytes),
             Socket::Udp(_) | Socket::UnixDatagram(_) => unreachable!("datagram sockets send"),
         }
     }
@@ -335,7 +352,9 @@ impl Socket {
         match self {
             Socket::Udp(s) => s.send(datagram),
             Socket::UnixDatagram(s) => s.send(datagram),
-            Socket::Tcp(_) | Socket::UnixStream(_) => unreachable!("stream sockets write"),
+            Socket::Tcp(_) | Socket::UnixStream(_) | Socket::File(_) => {
+                unreachable!("streams write")
+            }
         }
     }
 }
@@ -482,7 +501,7 @@ fn connected<'s>(
     stop: &AtomicBool,
 ) -> Option<&'s mut Socket> {
     while socket.is_none() {
-        match Socket::connect(&plan.destination, plan.transport) {
+        match Socket::connect(&plan.destination, plan.transport, plan.id) {
             Ok(s) => *socket = Some(s),
             Err(_) => {
                 stats.connect_failures.fetch_add(1, Ordering::Relaxed);
@@ -566,7 +585,7 @@ fn run_fleet(
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        let socket = Socket::connect(&plan.destination, plan.transport).ok();
+        let socket = Socket::connect(&plan.destination, plan.transport, plan.id).ok();
         if socket.is_none() {
             failed_to_open.fetch_add(1, Ordering::Relaxed);
         }
@@ -608,7 +627,7 @@ fn run_fleet(
             } else {
                 // Reopen it for its next turn; this message is not counted as sent.
                 stats[i].reconnects.fetch_add(1, Ordering::Relaxed);
-                *socket = Socket::connect(&plan.destination, plan.transport).ok();
+                *socket = Socket::connect(&plan.destination, plan.transport, plan.id).ok();
                 continue;
             }
             seqs[i] += 1;

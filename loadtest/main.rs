@@ -15,6 +15,7 @@
 #[path = "../benches/common/mod.rs"]
 mod corpus;
 
+mod agent;
 mod broker;
 mod cost;
 mod gateway;

@@ -104,6 +104,8 @@ pub struct Step {
     /// The same, by when lines were sent (e.g. before / during / after an outage).
     pub windows: Vec<Window>,
     pub gateway: Cost,
+    /// The `logtail agent`'s cost (the `agent` transport).
+    pub agent: Option<Cost>,
     /// Seconds from the last send until the last line arrived (or the drain gave up).
     pub drain_seconds: f64,
     /// Selected gateway counters at the end of the step (logtail only).
@@ -262,6 +264,14 @@ impl Report {
                 s.send_seconds,
                 s.drain_seconds
             ));
+            if let Some(agent) = &s.agent {
+                out.push_str(&format!(
+                    "; logtail agent CPU {:.2} s ({} lines per CPU-second), peak RSS {} MiB",
+                    agent.cpu_seconds,
+                    agent.lines_per_cpu_second.map_or("-".into(), si),
+                    agent.peak_rss_kib / 1024
+                ));
+            }
             if s.lost_at_break > 0 {
                 out.push_str(&format!(
                     "; {} of the lost lines were written in the last 100 ms before their connection broke",

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+use crate::agent::Agent;
 use crate::broker::Broker;
 use crate::corpus::SplitMix64;
 use crate::gateway::{Gateway, GatewayOptions, Product, Sink};
@@ -188,6 +189,8 @@ pub struct Harness {
     dir: PathBuf,
     pub broker: Option<Broker>,
     pub gateway: Gateway,
+    /// The `logtail agent` in front of the gateway (the `agent` transport).
+    agent: Option<Agent>,
     verifier: SharedVerifier,
     reader_stop: Arc<AtomicBool>,
     reader: Option<JoinHandle<anyhow::Result<()>>>,
@@ -265,6 +268,15 @@ impl Harness {
             },
         )?;
         gateway.start()?;
+        let agent = match settings.transport {
+            Transport::Agent => Some(Agent::start(
+                &dir,
+                &settings.gateway_binary,
+                gateway.agent,
+                settings.senders.max(1),
+            )?),
+            _ => None,
+        };
         let verifier = Arc::new(Mutex::new(Verifier::new(0, now_us())));
         let reader_stop = Arc::new(AtomicBool::new(false));
         let reader = spawn_reader(gateway.source(), verifier.clone(), reader_stop.clone());
@@ -273,6 +285,7 @@ impl Harness {
             dir,
             broker,
             gateway,
+            agent,
             verifier,
             reader_stop,
             reader: Some(reader),
@@ -354,6 +367,7 @@ impl Harness {
             v.latencies.open_window(first, start_us);
         }
         let cpu0 = self.gateway.cost.cpu_seconds();
+        let agent_cpu0 = self.agent.as_ref().map(|a| a.cost.cpu_seconds());
         let stop = Arc::new(AtomicBool::new(false));
         let until = spec.duration.map(|d| started + d);
         let destination = self.gateway.destination(self.settings.transport)?;
@@ -535,6 +549,10 @@ impl Harness {
         ));
         self.gateway.sample();
         let cpu = self.gateway.cost.cpu_seconds() - cpu0;
+        let agent_cpu = self.agent.as_mut().zip(agent_cpu0).map(|(a, cpu0)| {
+            a.sample();
+            (a.cost.cpu_seconds() - cpu0, a.cost.peak_rss_kib())
+        });
 
         let sent: Vec<u64> = all_stats
             .iter()
@@ -608,6 +626,11 @@ impl Harness {
                 peak_rss_kib: self.gateway.cost.peak_rss_kib(),
                 lines_per_cpu_second: (cpu > 0.0).then(|| delivered as f64 / cpu),
             },
+            agent: agent_cpu.map(|(cpu, peak_rss_kib)| Cost {
+                cpu_seconds: cpu,
+                peak_rss_kib,
+                lines_per_cpu_second: (cpu > 0.0).then(|| delivered as f64 / cpu),
+            }),
             drain_seconds,
             gateway_metrics: metrics_peak,
             events,
@@ -788,6 +811,9 @@ impl Harness {
         checks: Vec<Check>,
         ramp_max_rate: Option<f64>,
     ) -> Outcome {
+        if let Some(agent) = &mut self.agent {
+            agent.stop();
+        }
         self.gateway.stop(libc::SIGTERM);
         self.reader_stop.store(true, Ordering::Relaxed);
         if let Some(r) = self.reader.take() {

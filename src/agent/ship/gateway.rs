@@ -201,7 +201,19 @@ impl Connection {
         stream.write_all(&hello)?;
         stream.set_read_timeout(Some(HELLO_TIMEOUT))?;
         let mut body = Vec::new();
-        let kind = protocol::read_frame(&mut stream, &mut body)?;
+        let kind = protocol::read_frame(&mut stream, &mut body).map_err(|e| {
+            if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "no answer to HELLO within {HELLO_TIMEOUT:?}: is this the gateway's agent \
+                         listener ([[listen]] type = \"agent\")?"
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
         match kind {
             Kind::Hello => {
                 protocol::parse_hello(&body)
@@ -310,5 +322,115 @@ fn read_acks(mut stream: TcpStream, shared: &Shared, acks: &AckSender, address: 
         shared.lock().broken = true;
         shared.wake.notify_all();
         return;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::batch::Source;
+    use crate::agent::ship::ack_channel;
+    use std::net::TcpListener;
+    use std::path::PathBuf;
+
+    fn batch(seq: u64, line: &[u8]) -> LineBatch {
+        let source = Arc::new(Source {
+            entry: "e".into(),
+            path: PathBuf::from("/x.log"),
+            topic: None,
+            app: "e".into(),
+            tags: vec![],
+        });
+        let mut batch = LineBatch::with_capacity(64, 1);
+        batch.reset(seq);
+        batch.push(&source, line, 10, false, || 1);
+        batch
+    }
+
+    /// Accepts one connection, answers its HELLO, and returns it with the host it named.
+    fn accept(listener: &TcpListener) -> (TcpStream, String) {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut body = Vec::new();
+        assert_eq!(protocol::read_frame(&mut stream, &mut body).unwrap(), Kind::Hello);
+        let host = protocol::parse_agent_host(protocol::parse_hello(&body).unwrap()).unwrap();
+        let mut hello = Vec::new();
+        protocol::gateway_hello(&mut hello);
+        stream.write_all(&hello).unwrap();
+        (stream, host)
+    }
+
+    /// Reads one BATCH; returns its seq and messages.
+    fn read_batch(stream: &mut TcpStream) -> (u64, Vec<String>) {
+        let mut body = Vec::new();
+        assert_eq!(protocol::read_frame(stream, &mut body).unwrap(), Kind::Batch);
+        let mut raw = Vec::new();
+        let header = protocol::decode_batch(&body, 1 << 20, &mut raw).unwrap();
+        let messages = protocol::messages(&raw)
+            .map(|m| String::from_utf8(m.unwrap().to_vec()).unwrap())
+            .collect();
+        (header.seq, messages)
+    }
+
+    #[test]
+    fn unacknowledged_batches_are_resent_in_order_after_the_connection_breaks() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let (acks, acked) = ack_channel();
+        let backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(10));
+        let mut shipper = GatewayShipper::start(address, "web1".into(), backoff, acks).unwrap();
+        let stop = AtomicBool::new(false);
+        for seq in 1..=3 {
+            shipper
+                .send(&batch(seq, format!("line {seq}").as_bytes()), &stop)
+                .unwrap();
+        }
+        let (mut first, host) = accept(&listener);
+        assert_eq!(host, "web1");
+        let (seq, messages) = read_batch(&mut first);
+        assert_eq!(seq, 1);
+        assert_eq!(
+            messages,
+            ["<14>1 1970-01-01T00:00:00.000001Z web1 e - - [logtail@32473 entry=\"e\" \
+              file=\"/x.log\"] line 1"]
+        );
+        assert_eq!(read_batch(&mut first).0, 2);
+        assert_eq!(read_batch(&mut first).0, 3);
+        let mut ack = Vec::new();
+        protocol::ack(1, &mut ack);
+        first.write_all(&ack).unwrap();
+        assert_eq!(acked.recv_timeout(Duration::from_secs(5)), Ok(1));
+        // The gateway goes away with 2 and 3 unacknowledged: both come again, in order.
+        drop(first);
+        let (mut second, _) = accept(&listener);
+        assert_eq!(read_batch(&mut second).0, 2);
+        assert_eq!(read_batch(&mut second).0, 3);
+        shipper.send(&batch(4, b"line 4"), &stop).unwrap();
+        assert_eq!(read_batch(&mut second).0, 4);
+        ack.clear();
+        protocol::ack(4, &mut ack);
+        second.write_all(&ack).unwrap();
+        assert_eq!(acked.recv_timeout(Duration::from_secs(5)), Ok(4));
+        assert!(shipper.shared.lock().unacked.is_empty());
+        drop(shipper);
+    }
+
+    #[test]
+    fn an_error_from_the_gateway_makes_it_reconnect_and_resend() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let (acks, acked) = ack_channel();
+        let backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(10));
+        let mut shipper = GatewayShipper::start(address, "web1".into(), backoff, acks).unwrap();
+        shipper
+            .send(&batch(1, b"one"), &AtomicBool::new(false))
+            .unwrap();
+        let (mut first, _) = accept(&listener);
+        assert_eq!(read_batch(&mut first).0, 1);
+        let mut error = Vec::new();
+        protocol::error("a batch could not be stored", &mut error);
+        first.write_all(&error).unwrap();
+        let (mut second, _) = accept(&listener);
+        assert_eq!(read_batch(&mut second).0, 1);
+        assert!(acked.try_recv().is_err(), "nothing acknowledged");
     }
 }

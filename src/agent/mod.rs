@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! config file ─┐
-//!   (SIGHUP,   ├─► live ──► collect entries ──► tail ──► batches ──► ship ──► gateway / file
+//!   (SIGHUP,   ├─► live ──► collect entries ──► tail ──► batches ──► ship ──► gateway / Kafka
 //!   change)    │   (last good                  (files,   (LineBatch)  (thread)      │
 //! etcd key ────┘    of each)                    lines)                              │
 //!                                                 ▲                                  │
@@ -30,8 +30,9 @@
 //!   they were sent and not yet acknowledged (or acknowledged while the last checkpoint write was
 //!   under way). Lines are lost only where the file itself lost them: a copytruncate without a
 //!   copy beside the file, a file deleted or rotated away for good while the agent was stopped,
-//!   and whatever the shipper acknowledged without having it durable (the `syslog-tcp` shipper
-//!   acknowledges on `write(2)`: see [`ship::syslog_tcp`]).
+//!   and whatever the shipper acknowledged without having it durable: the `gateway` and `kafka`
+//!   shippers acknowledge only what their destination made durable, the `syslog-tcp` shipper
+//!   acknowledges on `write(2)` (see [`ship::syslog_tcp`]).
 //! - **Bounded memory.** Reading stops while `max_unacked_batches` batches wait for their
 //!   acknowledgement: a slow or absent destination leaves the data in the files.
 //! - **Configuration changes disturb nothing else.** Added entries start, removed ones stop

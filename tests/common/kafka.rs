@@ -69,18 +69,10 @@ fn consumer(bootstrap: &str) -> BaseConsumer {
     consumer
 }
 
-/// Reads [`TOPIC`] from the beginning until `total` distinct lines of senders numbered
-/// `0..per_sender` arrived, or `timeout` passed, then half a second more (to catch
-/// duplicates). Returns what was read, in the order read, and its tally.
-pub fn consume_all(
-    bootstrap: &str,
-    per_sender: u64,
-    total: u64,
-    timeout: Duration,
-) -> (Vec<Consumed>, Tally) {
+/// Reads [`TOPIC`] from the beginning, handing each message to `take`, until `take` says it has
+/// all it wanted or `timeout` passed; then half a second more (to catch duplicates).
+fn consume(bootstrap: &str, timeout: Duration, mut take: impl FnMut(Consumed) -> bool) {
     let consumer = consumer(bootstrap);
-    let mut tally = Tally::new(per_sender);
-    let mut out = Vec::new();
     let mut deadline = Instant::now() + timeout;
     let mut complete = false;
     while Instant::now() < deadline {
@@ -90,44 +82,45 @@ pub fn consume_all(
         let message = result.expect("consume");
         let value = serde_json::from_slice(message.payload().unwrap_or_default())
             .expect("messages are JSON");
-        let consumed = Consumed {
+        let done = take(Consumed {
             partition: message.partition(),
             key: message.key().map(<[u8]>::to_vec),
             value,
-        };
-        tally.add(&consumed);
-        out.push(consumed);
-        if !complete && tally.distinct >= total {
+        });
+        if done && !complete {
             complete = true;
             deadline = Instant::now() + Duration::from_millis(500);
         }
     }
+}
+
+/// Reads [`TOPIC`] from the beginning until `total` distinct lines of senders numbered
+/// `0..per_sender` arrived, or `timeout` passed, then half a second more (to catch
+/// duplicates). Returns what was read, in the order read, and its tally.
+pub fn consume_all(
+    bootstrap: &str,
+    per_sender: u64,
+    total: u64,
+    timeout: Duration,
+) -> (Vec<Consumed>, Tally) {
+    let mut tally = Tally::new(per_sender);
+    let mut out = Vec::new();
+    consume(bootstrap, timeout, |consumed| {
+        tally.add(&consumed);
+        out.push(consumed);
+        tally.distinct >= total
+    });
     (out, tally)
 }
 
 /// Reads [`TOPIC`] from the beginning until `total` messages arrived or `timeout` passed, then
 /// half a second more (to catch duplicates).
 pub fn consume_count(bootstrap: &str, total: usize, timeout: Duration) -> Vec<Consumed> {
-    let consumer = consumer(bootstrap);
     let mut out = Vec::new();
-    let mut deadline = Instant::now() + timeout;
-    let mut complete = false;
-    while Instant::now() < deadline {
-        let Some(result) = consumer.poll(Duration::from_millis(50)) else {
-            continue;
-        };
-        let message = result.expect("consume");
-        out.push(Consumed {
-            partition: message.partition(),
-            key: message.key().map(<[u8]>::to_vec),
-            value: serde_json::from_slice(message.payload().unwrap_or_default())
-                .expect("messages are JSON"),
-        });
-        if !complete && out.len() >= total {
-            complete = true;
-            deadline = Instant::now() + Duration::from_millis(500);
-        }
-    }
+    consume(bootstrap, timeout, |consumed| {
+        out.push(consumed);
+        out.len() >= total
+    });
     out
 }
 

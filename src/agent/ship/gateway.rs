@@ -202,7 +202,10 @@ impl Connection {
         stream.set_read_timeout(Some(HELLO_TIMEOUT))?;
         let mut body = Vec::new();
         let kind = protocol::read_frame(&mut stream, &mut body).map_err(|e| {
-            if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) {
                 io::Error::new(
                     e.kind(),
                     format!(
@@ -351,7 +354,10 @@ mod tests {
     fn accept(listener: &TcpListener) -> (TcpStream, String) {
         let (mut stream, _) = listener.accept().unwrap();
         let mut body = Vec::new();
-        assert_eq!(protocol::read_frame(&mut stream, &mut body).unwrap(), Kind::Hello);
+        assert_eq!(
+            protocol::read_frame(&mut stream, &mut body).unwrap(),
+            Kind::Hello
+        );
         let host = protocol::parse_agent_host(protocol::parse_hello(&body).unwrap()).unwrap();
         let mut hello = Vec::new();
         protocol::gateway_hello(&mut hello);
@@ -362,7 +368,10 @@ mod tests {
     /// Reads one BATCH; returns its seq and messages.
     fn read_batch(stream: &mut TcpStream) -> (u64, Vec<String>) {
         let mut body = Vec::new();
-        assert_eq!(protocol::read_frame(stream, &mut body).unwrap(), Kind::Batch);
+        assert_eq!(
+            protocol::read_frame(stream, &mut body).unwrap(),
+            Kind::Batch
+        );
         let mut raw = Vec::new();
         let header = protocol::decode_batch(&body, 1 << 20, &mut raw).unwrap();
         let messages = protocol::messages(&raw)
@@ -390,8 +399,10 @@ mod tests {
         assert_eq!(seq, 1);
         assert_eq!(
             messages,
-            ["<14>1 1970-01-01T00:00:00.000001Z web1 e - - [logtail@32473 entry=\"e\" \
-              file=\"/x.log\"] line 1"]
+            [
+                "<14>1 1970-01-01T00:00:00.000001Z web1 e - - [logtail@32473 entry=\"e\" \
+              file=\"/x.log\"] line 1"
+            ]
         );
         assert_eq!(read_batch(&mut first).0, 2);
         assert_eq!(read_batch(&mut first).0, 3);

@@ -32,9 +32,10 @@
 //! other syslog message. `raw_len` is at most the gateway's `max_batch_bytes`.
 //!
 //! `ACK seq` means: every BATCH received on this connection with a sequence number up to `seq`
-//! is durable at the gateway (written to its store, or delivered to Kafka, or in its WAL).
-//! Acknowledgements are cumulative and only ever increase; the gateway sends one whenever the
-//! durable prefix moved.
+//! is durable at the gateway (written to its store, or delivered to Kafka, or in its WAL), i.e.
+//! survives a crash of the gateway process; against a crash of its machine, as far as the
+//! store's `fsync_interval_ms` or the WAL's `fsync` policy go. Acknowledgements are cumulative
+//! and only ever increase; the gateway sends one whenever the durable prefix moved.
 //!
 //! # Errors and resending
 //!

@@ -390,9 +390,11 @@ fn gateway_down_then_up_loses_nothing_and_memory_stays_bounded() {
     eprintln!(
         "agent RSS with the gateway away and 50 MB to send: {rss_before} MiB, 2 s later {rss_after} MiB"
     );
-    // Reading stopped at the window (8 batches of 1 MiB): memory does not follow the backlog.
+    // Reading stopped at the window (8 batches of 1 MiB, and their compressed frames): memory
+    // does not follow the backlog. About 21 MiB is the idle agent; the bound leaves room for
+    // the allocator's retention on a busy CI machine.
     assert!(
-        rss_after < 64 && rss_after <= rss_before + 2,
+        rss_after < 80 && rss_after <= rss_before + 2,
         "RSS {rss_before} -> {rss_after} MiB"
     );
     assert!(
@@ -469,6 +471,12 @@ fn gateway_killed_mid_stream_then_restarted_loses_nothing() {
     }
     agent.sigterm_and_wait();
     gateway.take().unwrap().sigterm_and_wait();
+    assert!(
+        t.agent_log()
+            .contains("reconnecting, unacknowledged batches are resent"),
+        "the agent saw the gateway go:\n{}",
+        t.agent_log()
+    );
     let (got, other) = stored_numbers(&common::read_store(&store));
     assert_eq!(other, 0);
     let duplicates = assert_complete(&got, LINES);

@@ -173,6 +173,7 @@ impl Connection {
                     self.backoff.reset();
                     self.serve(stream);
                 }
+                Err(_) if self.shared.stop.load(Ordering::Relaxed) => return,
                 Err(e) => WARNING.warn(|| {
                     format!(
                         "cannot reach the gateway at {}: {e}; reconnecting with backoff (files \
@@ -187,9 +188,14 @@ impl Connection {
         }
     }
 
-    /// Connects and exchanges HELLOs.
+    /// Connects and exchanges HELLOs. The connection is registered at once, so that stopping
+    /// the shipper does not wait for a gateway that never answers.
     fn open(&self) -> io::Result<TcpStream> {
         let mut stream = connect(&self.address)?;
+        self.shared.lock().connection = stream.try_clone().ok();
+        if self.shared.stop.load(Ordering::Relaxed) {
+            return Err(io::Error::other("stopping"));
+        }
         stream.set_nodelay(true)?;
         let keepalive = TcpKeepalive::new()
             .with_time(Duration::from_secs(10))
@@ -260,7 +266,6 @@ impl Connection {
             let mut state = self.shared.lock();
             state.next_to_write = 0;
             state.broken = false;
-            state.connection = stream.try_clone().ok();
         }
         loop {
             let frame = {

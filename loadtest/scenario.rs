@@ -1226,7 +1226,7 @@ pub fn many_connections(
     if !settings.transport.is_stream() {
         bail!("many-connections needs a stream transport (--transport tcp or unix-stream)");
     }
-    raise_open_files_limit(u64::from(idle) + 1024);
+    logtail::runtime::raise_open_files_limit(u64::from(idle) + 1024);
     let mut h = Harness::setup(settings.clone(), BrokerMode::Direct)?;
     let step = h.step(&StepSpec {
         name: "many-connections".into(),
@@ -1287,21 +1287,6 @@ fn udp_receive_buffer_errors() -> Option<u64> {
     let values: Vec<&str> = udp.next()?.split_whitespace().collect();
     let i = names.iter().position(|n| *n == "RcvbufErrors")?;
     values.get(i)?.parse().ok()
-}
-
-/// Thousands of connections need more descriptors than the usual soft limit of 1024.
-fn raise_open_files_limit(want: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < want {
-            limit.rlim_cur = want.min(limit.rlim_max);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -163,7 +163,7 @@ fn main() -> ExitCode {
 
 fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::load(config_path.as_deref())?;
-    raise_open_files_limit();
+    logtail::runtime::raise_open_files_limit(u64::MAX);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -182,22 +182,6 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     server.shutdown()?;
     tracing::info!("stopped cleanly");
     Ok(())
-}
-
-/// Thousands of connections need more descriptors than the usual soft limit of 1024.
-fn raise_open_files_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
 }
 
 fn read(

@@ -262,7 +262,11 @@ fn a_stalled_client_holds_up_no_one() {
 #[test]
 fn two_thousand_agents_at_once_are_each_acknowledged() {
     // Client and server ends of every connection live in this process.
-    raise_open_file_limit(5000);
+    let limit = logtail::runtime::raise_open_files_limit(5000);
+    assert!(
+        limit >= 5000,
+        "open files limit {limit}: raise the hard limit to 5000"
+    );
     let mut gateway = common::Gateway::start();
     const AGENTS: usize = 2000;
     let mut clients: Vec<Client> = (0..AGENTS)
@@ -276,76 +280,4 @@ fn two_thousand_agents_at_once_are_each_acknowledged() {
     }
     drop(clients);
     assert_eq!(gateway.stop_and_read().len(), AGENTS * 5);
-}
-
-fn raise_open_file_limit(wanted: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid struct.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        if limit.rlim_cur < wanted {
-            limit.rlim_cur = wanted.min(limit.rlim_max);
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-        }
-        assert!(
-            limit.rlim_cur >= wanted,
-            "open file limit {} (hard {}) is below {wanted}",
-            limit.rlim_cur,
-            limit.rlim_max
-        );
-    }
-}
-
-/// Batch `seq` (from 1) of 1000 lines of sender `a`, numbered on from earlier batches.
-fn kafka_batch(seq: u64) -> Vec<String> {
-    ((seq - 1) * 1000..seq * 1000)
-        .map(|n| {
-            common::kafka::line("testhost", "a", n)
-                .trim_end()
-                .to_string()
-        })
-        .collect()
-}
-
-#[test]
-fn through_kafka_an_acknowledgement_means_delivered_or_in_the_wal() {
-    use common::kafka::{cluster, consume_all, use_kafka, wait_until};
-    let cluster = cluster(1);
-    let bootstrap = cluster.bootstrap_servers();
-    let gateway = common::Gateway::start_with(|c| use_kafka(c, &bootstrap));
-    let kafka = || gateway.kafka();
-    let mut client = Client::connect(gateway.agent());
-    // Healthy broker: acknowledged once Kafka acknowledged every record.
-    for seq in 1..=10 {
-        client.batch(seq, &kafka_batch(seq));
-    }
-    client.wait_for_ack(10);
-    assert_eq!(kafka().delivered_records.get(), 10_000);
-    assert_eq!(kafka().spilled_records.get(), 0);
-
-    // Broker down: acknowledged once in the WAL.
-    cluster.broker_down(1).expect("broker down");
-    wait_until(Duration::from_secs(60), "the broker reported down", || {
-        kafka().brokers_down.get() == 1
-    });
-    for seq in 11..=20 {
-        client.batch(seq, &kafka_batch(seq));
-    }
-    client.wait_for_ack(20);
-    let (delivered, spilled) = (
-        kafka().delivered_records.get(),
-        kafka().spilled_records.get(),
-    );
-    assert!(
-        delivered + spilled >= 20_000,
-        "acknowledged 20k lines with {delivered} delivered and {spilled} in the WAL"
-    );
-    cluster.broker_up(1).expect("broker up");
-    let (_, tally) = consume_all(&bootstrap, 20_000, 20_000, Duration::from_secs(90));
-    assert_eq!(tally.missing("a"), Vec::<u64>::new());
-    assert_eq!(tally.reordered, 0);
-    assert_eq!(tally.duplicates, 0);
 }

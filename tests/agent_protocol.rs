@@ -281,3 +281,54 @@ fn two_thousand_agents_at_once_are_each_acknowledged() {
     drop(clients);
     assert_eq!(gateway.stop_and_read().len(), AGENTS * 5);
 }
+
+/// Batch `seq` (from 1) of 1000 lines of sender `a`, numbered on from earlier batches.
+fn kafka_batch(seq: u64) -> Vec<String> {
+    ((seq - 1) * 1000..seq * 1000)
+        .map(|n| {
+            common::kafka::line("testhost", "a", n)
+                .trim_end()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn through_kafka_an_acknowledgement_means_delivered_or_in_the_wal() {
+    use common::kafka::{cluster, consume_all, use_kafka, wait_until};
+    let cluster = cluster(1);
+    let bootstrap = cluster.bootstrap_servers();
+    let gateway = common::Gateway::start_with(|c| use_kafka(c, &bootstrap));
+    let kafka = || gateway.kafka();
+    let mut client = Client::connect(gateway.agent());
+    // Healthy broker: acknowledged once Kafka acknowledged every record.
+    for seq in 1..=10 {
+        client.batch(seq, &kafka_batch(seq));
+    }
+    client.wait_for_ack(10);
+    assert_eq!(kafka().delivered_records.get(), 10_000);
+    assert_eq!(kafka().spilled_records.get(), 0);
+
+    // Broker down: acknowledged once in the WAL.
+    cluster.broker_down(1).expect("broker down");
+    wait_until(Duration::from_secs(60), "the broker reported down", || {
+        kafka().brokers_down.get() == 1
+    });
+    for seq in 11..=20 {
+        client.batch(seq, &kafka_batch(seq));
+    }
+    client.wait_for_ack(20);
+    let (delivered, spilled) = (
+        kafka().delivered_records.get(),
+        kafka().spilled_records.get(),
+    );
+    assert!(
+        delivered + spilled >= 20_000,
+        "acknowledged 20k lines with {delivered} delivered and {spilled} in the WAL"
+    );
+    cluster.broker_up(1).expect("broker up");
+    let (_, tally) = consume_all(&bootstrap, 20_000, 20_000, Duration::from_secs(90));
+    assert_eq!(tally.missing("a"), Vec::<u64>::new());
+    assert_eq!(tally.reordered, 0);
+    assert_eq!(tally.duplicates, 0);
+}

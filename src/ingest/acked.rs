@@ -39,8 +39,8 @@ enum Ended {
     Protocol(ProtocolError),
     /// A batch of it could not be made durable.
     Broken,
-    /// Silent longer than `idle_timeout_secs`.
-    Idle,
+    /// Silent for too long: no HELLO in time, or nothing for `idle_timeout_secs`. Says which.
+    Idle(String),
     /// The gateway is stopping.
     Shutdown,
 }
@@ -79,7 +79,7 @@ pub async fn serve_agent<S: AsyncRead + AsyncWrite + Unpin>(
                 .warn(|| format!("listener {}: agent {source}: {e}", listener.name));
             None
         }
-        Ended::Idle => Some("idle_timeout_secs passed without a frame".to_string()),
+        Ended::Idle(what) => Some(what),
         Ended::Protocol(e) => {
             listener.metrics.framing_errors.add(1);
             listener.warning.warn(|| {
@@ -117,7 +117,11 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     let mut body = Vec::new();
     let kind =
         match tokio::time::timeout(HELLO_TIMEOUT, read_frame(reader, &mut body, 1 << 16)).await {
-            Err(_) => return Err(Ended::Idle),
+            Err(_) => {
+                return Err(Ended::Idle(format!(
+                    "no HELLO within {HELLO_TIMEOUT:?} of connecting"
+                )));
+            }
             Ok(read) => read?,
         };
     if kind != Kind::Hello {
@@ -182,7 +186,9 @@ async fn read_batches<R: AsyncRead + Unpin>(
         let kind = match listener.idle_timeout {
             Some(idle) => match tokio::time::timeout(idle, read).await {
                 Ok(read) => read,
-                Err(_) => return Ended::Idle,
+                Err(_) => {
+                    return Ended::Idle("idle_timeout_secs passed without a frame".into());
+                }
             },
             None => read.await,
         };

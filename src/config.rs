@@ -179,12 +179,16 @@ pub struct ListenerConfig {
     /// line is kept). Default: 0, never.
     #[serde(default)]
     pub idle_timeout_secs: u64,
-    /// Kernel receive buffer (`SO_RCVBUF`) of each datagram socket, in bytes: what absorbs
-    /// bursts while a shard is off the CPU. Default: 33554432 (32 MiB; the kernel caps it at
+    /// Kernel receive buffer (`SO_RCVBUF`), in bytes. Datagram sockets: what absorbs bursts
+    /// while a shard is off the CPU; default 33554432 (32 MiB; the kernel caps it at
     /// `net.core.rmem_max` unless running as root). Measured: at 300k datagrams/s of 200 bytes
-    /// with both shards on one core, 8 MiB lost 1–2% to `RcvbufErrors`, 32 MiB none.
-    #[serde(default = "default_receive_buffer")]
-    pub receive_buffer_bytes: usize,
+    /// with both shards on one core, 8 MiB lost 1–2% to `RcvbufErrors`, 32 MiB none. Stream
+    /// listeners: unset by default, so Linux sizes each connection's buffer itself (up to the
+    /// maximum of `net.ipv4.tcp_rmem`, often 32 MiB); set, it caps the buffer of every accepted
+    /// connection, so that a sender the gateway holds back feels it sooner. See
+    /// [`ListenerConfig::receive_buffer`].
+    #[serde(default)]
+    pub receive_buffer_bytes: Option<usize>,
     /// The largest batch an agent may send (`agent` only), in bytes of messages before
     /// compression; a larger one is a protocol error. Default: 16777216 (16 MiB), well above
     /// the agent's default batch of 1 MiB of lines.
@@ -198,9 +202,8 @@ fn default_socket_mode() -> String {
 fn default_max_connections() -> usize {
     10_000
 }
-fn default_receive_buffer() -> usize {
-    32 * 1024 * 1024
-}
+/// `receive_buffer_bytes` of datagram sockets when not set.
+const DEFAULT_DATAGRAM_RECEIVE_BUFFER: usize = 32 * 1024 * 1024;
 fn default_max_batch_bytes() -> usize {
     16 * 1024 * 1024
 }
@@ -217,7 +220,7 @@ impl ListenerConfig {
             format: None,
             max_connections: default_max_connections(),
             idle_timeout_secs: 0,
-            receive_buffer_bytes: default_receive_buffer(),
+            receive_buffer_bytes: None,
             max_batch_bytes: default_max_batch_bytes(),
         }
     }
@@ -243,6 +246,18 @@ impl ListenerConfig {
         let mut listener = ListenerConfig::new(kind, None, None);
         listener.path = Some(path.to_path_buf());
         listener
+    }
+
+    /// The `SO_RCVBUF` to give this listener's sockets: `receive_buffer_bytes`, or for
+    /// datagram sockets 32 MiB when it is not set; `None` leaves the kernel's default.
+    pub fn receive_buffer(&self) -> Option<usize> {
+        match self.kind {
+            ListenerKind::Udp | ListenerKind::UnixDatagram => Some(
+                self.receive_buffer_bytes
+                    .unwrap_or(DEFAULT_DATAGRAM_RECEIVE_BUFFER),
+            ),
+            _ => self.receive_buffer_bytes,
+        }
     }
 
     /// The parsed bind address (validated by [`Config::validate`]).

@@ -240,9 +240,10 @@ fn small_wal(c: &mut logtail::config::Config, policy: WalFullPolicy) {
     c.sink.kafka.wal.full_policy = policy;
     c.pipeline.ring_batches = 2;
     c.pipeline.batch_max_records = 500;
-    // Small socket buffers, so that a held-back sender is seen to be held back.
+    // Small socket buffers, so that a held-back sender is seen to be held back (TCP autotuning
+    // may otherwise give the connection tens of MiB and take every line in).
     for listener in &mut c.listen {
-        listener.receive_buffer_bytes = 64 * 1024;
+        listener.receive_buffer_bytes = Some(64 * 1024);
     }
 }
 

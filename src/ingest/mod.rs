@@ -132,8 +132,7 @@ impl BoundListener {
                     error(io::Error::new(io::ErrorKind::InvalidInput, "not IP:PORT"))
                 })?;
                 let is_udp = listener.kind == ListenerKind::Udp;
-                let first =
-                    inet_socket(addr, is_udp, listener.receive_buffer_bytes).map_err(&error)?;
+                let first = inet_socket(addr, is_udp, listener.receive_buffer()).map_err(&error)?;
                 // With port 0 the first bind picks the port; the other shards join that one.
                 let bound = first
                     .local_addr()
@@ -143,8 +142,7 @@ impl BoundListener {
                 let mut all = vec![first];
                 for _ in 1..shards {
                     all.push(
-                        inet_socket(bound, is_udp, listener.receive_buffer_bytes)
-                            .map_err(&error)?,
+                        inet_socket(bound, is_udp, listener.receive_buffer()).map_err(&error)?,
                     );
                 }
                 let sockets = if is_udp {
@@ -157,13 +155,9 @@ impl BoundListener {
             ListenerKind::UnixDatagram | ListenerKind::UnixStream => {
                 let path = listener.path.clone().unwrap_or_default();
                 let datagram = listener.kind == ListenerKind::UnixDatagram;
-                let socket = unix_socket(
-                    &path,
-                    datagram,
-                    listener.mode(),
-                    listener.receive_buffer_bytes,
-                )
-                .map_err(&error)?;
+                let socket =
+                    unix_socket(&path, datagram, listener.mode(), listener.receive_buffer())
+                        .map_err(&error)?;
                 let sockets = if datagram {
                     Sockets::UnixDatagram(socket)
                 } else {
@@ -221,8 +215,9 @@ impl BoundListener {
     }
 }
 
-/// A non-blocking UDP or TCP socket bound to `addr` with `SO_REUSEPORT`.
-fn inet_socket(addr: SocketAddr, udp: bool, receive_buffer: usize) -> io::Result<Socket> {
+/// A non-blocking UDP or TCP socket bound to `addr` with `SO_REUSEPORT`, with `receive_buffer`
+/// as its `SO_RCVBUF` when given.
+fn inet_socket(addr: SocketAddr, udp: bool, receive_buffer: Option<usize>) -> io::Result<Socket> {
     let (kind, protocol) = if udp {
         (Type::DGRAM, Protocol::UDP)
     } else {
@@ -237,8 +232,10 @@ fn inet_socket(addr: SocketAddr, udp: bool, receive_buffer: usize) -> io::Result
         // `[::]:PORT` takes IPv4 too, as users expect of a dual-stack listener.
         let _ = socket.set_only_v6(false);
     }
-    if udp {
-        set_receive_buffer(&socket, receive_buffer);
+    // Set before `listen`: accepted connections inherit it (and their window scaling is
+    // chosen from it).
+    if let Some(bytes) = receive_buffer {
+        set_receive_buffer(&socket, bytes);
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
@@ -253,7 +250,7 @@ fn unix_socket(
     path: &Path,
     datagram: bool,
     mode: u32,
-    receive_buffer: usize,
+    receive_buffer: Option<usize>,
 ) -> io::Result<Socket> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
@@ -270,8 +267,8 @@ fn unix_socket(
     }
     let kind = if datagram { Type::DGRAM } else { Type::STREAM };
     let socket = Socket::new(Domain::UNIX, kind.cloexec(), None)?;
-    if datagram {
-        set_receive_buffer(&socket, receive_buffer);
+    if let Some(bytes) = receive_buffer {
+        set_receive_buffer(&socket, bytes);
     }
     socket.set_nonblocking(true)?;
     socket.bind(&socket2::SockAddr::unix(path)?)?;

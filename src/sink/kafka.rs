@@ -64,7 +64,7 @@
 //! drops, apart from the WAL's `full_policy`.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -225,7 +225,7 @@ impl KafkaSink {
     /// Serves delivery reports, moves failed records back to the WAL, replays what Kafka can
     /// take, and writes the WAL's ledger when due.
     fn service(&mut self) -> anyhow::Result<()> {
-        self.producer.poll(Duration::ZERO);
+        self.serve_events();
         if self.producer.context().fatal.load(Ordering::Relaxed) {
             self.replace_producer()?;
         }
@@ -238,6 +238,27 @@ impl KafkaSink {
         }
         self.refresh_gauges();
         Ok(())
+    }
+
+    /// Serves the events librdkafka has queued (delivery reports, logs, errors), all of them.
+    ///
+    /// `poll(0)` serves one event. One delivery report event covers one partition's message set
+    /// of one produce response, so at tens of thousands of records a second with a few
+    /// partitions, hundreds of events a second arrive: served one per `service` call, they
+    /// queued up until the oldest batch looked 2 s late and the sink spilled to the WAL for
+    /// seconds (the "3–4 s delivery stalls" of the load tests, while the broker answered every
+    /// request within milliseconds). Bounded, so that a flood of events cannot hold the sink
+    /// thread.
+    fn serve_events(&self) {
+        const MAX_EVENTS_PER_CALL: usize = 10_000;
+        let served = &self.producer.context().events_served;
+        for _ in 0..MAX_EVENTS_PER_CALL {
+            let before = served.load(Ordering::Relaxed);
+            self.producer.poll(Duration::ZERO);
+            if served.load(Ordering::Relaxed) == before {
+                break;
+            }
+        }
     }
 
     /// After a fatal error (the idempotent producer can no longer guarantee order or
@@ -991,6 +1012,9 @@ struct DeliveryContext {
     brokers_down: AtomicBool,
     /// librdkafka raised a fatal error: this producer is done.
     fatal: AtomicBool,
+    /// Events served by `poll` that reached this context (delivery reports, logs, errors):
+    /// tells [`KafkaSink::serve_events`] whether the last `poll` found one.
+    events_served: AtomicU64,
     warning: RateLimitedWarning,
 }
 
@@ -1020,10 +1044,12 @@ pub(crate) fn log_librdkafka(
 
 impl ClientContext for DeliveryContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.events_served.fetch_add(1, Ordering::Relaxed);
         log_librdkafka(&self.warning, level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        self.events_served.fetch_add(1, Ordering::Relaxed);
         match error.rdkafka_error_code() {
             Some(RDKafkaErrorCode::AllBrokersDown) => {
                 self.brokers_down.store(true, Ordering::Relaxed);
@@ -1040,6 +1066,7 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, slot: usize) {
+        self.events_served.fetch_add(1, Ordering::Relaxed);
         let mut reports = self.lock_reports();
         match result {
             Ok(_) => {
@@ -1071,6 +1098,7 @@ fn new_producer(config: &ClientConfig) -> anyhow::Result<BaseProducer<DeliveryCo
         reports: Mutex::new(DeliveryReports::default()),
         brokers_down: AtomicBool::new(false),
         fatal: AtomicBool::new(false),
+        events_served: AtomicU64::new(0),
         warning: RateLimitedWarning::new(Duration::from_secs(5)),
     };
     config
@@ -1119,6 +1147,11 @@ fn client_config(config: &Config) -> ClientConfig {
         .set("queue.buffering.max.kbytes", queue_kbytes.to_string());
     for (key, value) in &kafka.librdkafka {
         client.set(key, value);
+    }
+    if kafka.librdkafka.contains_key("debug") {
+        // rdkafka otherwise sets the client's log level from the `log` crate's, which this
+        // program does not use, and librdkafka's debug lines would never reach the log.
+        client.set_log_level(RDKafkaLogLevel::Debug);
     }
     client
 }

@@ -137,6 +137,10 @@ impl KafkaShipper {
         for (key, value) in &config.librdkafka {
             client.set(key, value);
         }
+        if config.librdkafka.contains_key("debug") {
+            // As for the gateway's sink: otherwise the debug lines asked for never show.
+            client.set_log_level(RDKafkaLogLevel::Debug);
+        }
         let deliveries = Deliveries {
             pending: Mutex::new(VecDeque::new()),
             acks,

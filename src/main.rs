@@ -63,7 +63,8 @@ enum Command {
         #[command(subcommand)]
         command: WalCommand,
     },
-    /// Tail files and ship their lines to the gateway, resuming exactly where it left off after
+    /// Tail files and ship their lines to the gateway (its agent listener, port 5515 by default,
+    /// acknowledged once stored) or straight to Kafka, resuming exactly where it left off after
     /// any restart. The files come from the [[collect]] entries of --config and/or from the etcd
     /// key /logtail/agents/<host>/config (JSON: {"collect": [...]}), both watched while it runs:
     /// the file is read again on SIGHUP and when it changes, the etcd key on every change. A bad

@@ -4,7 +4,9 @@
 //! parsed and encoded by the gateway's own code ([`crate::parse`], [`crate::encode`]) and routed
 //! by the gateway's templates ([`Route`]): a consumer sees the same record, key and topic
 //! whether the line came through a gateway or straight from the agent. The record's `source`
-//! is the agent's host name.
+//! is the agent's host name. All the lines of one file in one batch differ only in their
+//! message, so that is done once per file and batch ([`SourceTemplate`]), and each line costs
+//! one JSON escape of its bytes; a test holds the result byte for byte to the full path.
 //!
 //! A batch is acknowledged once Kafka acknowledged every one of its lines, in batch order
 //! (acknowledgements are cumulative, so a batch whose lines are all delivered still waits for
@@ -30,7 +32,7 @@ use super::rfc5424::MessageFormatter;
 use super::{AckSender, Shipper, Stopped};
 use crate::agent::batch::LineBatch;
 use crate::agent::config::KafkaShipConfig;
-use crate::encode::{self, Encoding, Envelope, format_rfc3339_micros};
+use crate::encode::{self, Encoding, Envelope, format_rfc3339_micros, json};
 use crate::metrics::RateLimitedWarning;
 use crate::parse::{self, Format, LegacyZone, ParseContext};
 use crate::pipeline::route::Route;
@@ -47,11 +49,31 @@ pub struct KafkaShipper {
     formatter: MessageFormatter,
     parse_context: ParseContext,
     received_at: Vec<u8>,
+    /// Per source of the current batch: its lines' record around the message, key and topic.
+    templates: Vec<SourceTemplate>,
     message: Vec<u8>,
     value: Vec<u8>,
-    key: Vec<u8>,
-    topic_buf: Vec<u8>,
 }
+
+/// What every line of one source in one batch shares: all of its record but the message (the
+/// source's fields, the batch's read time, the host), so its key and topic too. Built by
+/// encoding the source's message for an empty line and cutting the result around the empty
+/// message value; a line then costs one escape of its own bytes. See [`KafkaShipper::encode`].
+#[derive(Debug, Default)]
+struct SourceTemplate {
+    /// The encoded record up to the first byte of its message value, and from just after it.
+    /// `None` when the encoding has no such cut (`raw`, or no `"message":""` found).
+    around_message: Option<(Vec<u8>, Vec<u8>)>,
+    key: Vec<u8>,
+    /// Empty: the fallback topic.
+    topic: Vec<u8>,
+}
+
+/// The JSON encoder's message value when the message is empty (see [`crate::encode::json`]).
+const EMPTY_MESSAGE: &[u8] = b"\"message\":\"\"";
+/// A line that starts with a byte order mark: RFC 5424 parsing strips it from MSG, so such
+/// lines take the full parse and encode.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// librdkafka's callbacks: counts delivery reports per batch and acknowledges batches in order.
 struct Deliveries {
@@ -162,23 +184,105 @@ impl KafkaShipper {
             host,
             parse_context: ParseContext::new(0, LegacyZone::Fixed(0)),
             received_at: Vec::new(),
+            templates: Vec::new(),
             message: Vec::new(),
             value: Vec::new(),
-            key: Vec::new(),
-            topic_buf: Vec::new(),
         })
     }
 
-    /// Hands one record to librdkafka, waiting while its queue is full.
-    fn produce(&self, seq: u64, stop: &AtomicBool) -> Result<(), Stopped> {
-        let topic = std::str::from_utf8(&self.topic_buf)
+    /// Prepares for the lines of `batch`: its read time, and the [`SourceTemplate`] of each of
+    /// its sources.
+    fn start_batch(&mut self, batch: &LineBatch) {
+        let read_at = batch.read_at_us();
+        self.parse_context.set_received_at(read_at);
+        self.received_at.clear();
+        format_rfc3339_micros(read_at, &mut self.received_at);
+        self.formatter.start_batch(batch);
+        let sources = batch.sources().len();
+        self.templates.resize_with(sources, SourceTemplate::default);
+        for index in 0..sources {
+            self.message.clear();
+            self.formatter
+                .write_for_source(index, b"", &mut self.message);
+            let record = parse::parse(&self.message, Format::Rfc5424, &mut self.parse_context);
+            let template = &mut self.templates[index];
+            template.key.clear();
+            self.route
+                .render_key(&record, &self.host, &mut template.key);
+            template.topic.clear();
+            self.route
+                .render_topic(&record, &self.host, &mut template.topic);
+            template.around_message = None;
+            if self.encoding == Encoding::Json {
+                self.value.clear();
+                let envelope = Envelope {
+                    received_at: &self.received_at,
+                    source: &self.host,
+                };
+                encode::encode(
+                    self.encoding,
+                    &self.message,
+                    &record,
+                    &envelope,
+                    &mut self.value,
+                );
+                template.around_message =
+                    memchr::memmem::find(&self.value, EMPTY_MESSAGE).map(|at| {
+                        let cut = at + EMPTY_MESSAGE.len() - 1;
+                        (self.value[..cut].to_vec(), self.value[cut..].to_vec())
+                    });
+            }
+        }
+    }
+
+    /// Encodes `line` (of source `source_index`) into `self.value`, exactly as the gateway would:
+    /// from the source's template when it has one, else by formatting, parsing and encoding.
+    fn encode(&mut self, source_index: usize, line: &[u8]) {
+        self.value.clear();
+        let template = &self.templates[source_index];
+        if let Some((before, after)) = &template.around_message
+            && !line.starts_with(BOM)
+        {
+            self.value.extend_from_slice(before);
+            json::write_string_contents(&mut self.value, line);
+            self.value.extend_from_slice(after);
+            return;
+        }
+        self.encode_fully(source_index, line);
+    }
+
+    /// Formats, parses and encodes `line` into `self.value`: the gateway's own path.
+    fn encode_fully(&mut self, source_index: usize, line: &[u8]) {
+        self.value.clear();
+        self.message.clear();
+        self.formatter
+            .write_for_source(source_index, line, &mut self.message);
+        let record = parse::parse(&self.message, Format::Rfc5424, &mut self.parse_context);
+        let envelope = Envelope {
+            received_at: &self.received_at,
+            source: &self.host,
+        };
+        encode::encode(
+            self.encoding,
+            &self.message,
+            &record,
+            &envelope,
+            &mut self.value,
+        );
+    }
+
+    /// Hands `self.value` to librdkafka with the key and topic of source `source_index`,
+    /// waiting while its queue is full.
+    fn produce(&self, seq: u64, source_index: usize, stop: &AtomicBool) -> Result<(), Stopped> {
+        let template = &self.templates[source_index];
+        let topic = std::str::from_utf8(&template.topic)
             .ok()
             .filter(|t| !t.is_empty())
             .unwrap_or(&self.topic);
         let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, seq as usize)
             .payload(&self.value);
-        if !self.key.is_empty() {
-            record = record.key(&self.key);
+        if !template.key.is_empty() {
+            record = record.key(&template.key);
         }
         loop {
             match self.producer.send(record) {
@@ -224,33 +328,10 @@ impl Shipper for KafkaShipper {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push_back((seq, batch.len() as u32));
-        let read_at = batch.read_at_us();
-        self.parse_context.set_received_at(read_at);
-        self.received_at.clear();
-        format_rfc3339_micros(read_at, &mut self.received_at);
-        self.formatter.start_batch(batch);
+        self.start_batch(batch);
         for line in batch.lines() {
-            self.message.clear();
-            self.formatter.write(&line, &mut self.message);
-            let record = parse::parse(&self.message, Format::Rfc5424, &mut self.parse_context);
-            let envelope = Envelope {
-                received_at: &self.received_at,
-                source: &self.host,
-            };
-            self.value.clear();
-            encode::encode(
-                self.encoding,
-                &self.message,
-                &record,
-                &envelope,
-                &mut self.value,
-            );
-            self.key.clear();
-            self.route.render_key(&record, &self.host, &mut self.key);
-            self.topic_buf.clear();
-            self.route
-                .render_topic(&record, &self.host, &mut self.topic_buf);
-            self.produce(seq, stop)?;
+            self.encode(line.source_index, line.bytes);
+            self.produce(seq, line.source_index, stop)?;
         }
         Ok(())
     }
@@ -263,5 +344,91 @@ impl Drop for KafkaShipper {
         self.producer
             .purge(PurgeConfig::default().queue().inflight());
         let _ = self.producer.flush(Duration::from_secs(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::batch::Source;
+    use crate::agent::ship::ack_channel;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    fn shipper(encoding: Encoding) -> KafkaShipper {
+        let config = KafkaShipConfig {
+            // Never contacted: the tests only encode.
+            bootstrap_servers: "127.0.0.1:1".into(),
+            topic_template: "logs.{topic}".into(),
+            encoding,
+            ..KafkaShipConfig::default()
+        };
+        KafkaShipper::new(&config, "web1".into(), ack_channel().0).unwrap()
+    }
+
+    #[test]
+    fn templated_records_are_byte_for_byte_what_the_full_path_gives() {
+        let long = "x".repeat(70_000);
+        let lines: Vec<&[u8]> = vec![
+            b"",
+            b"plain text",
+            b"quote \" backslash \\ bracket ] tab\t lf\n cr\r",
+            b"\x00\x01\x1f\x7f controls",
+            "\u{fc}n\u{ef}c\u{f8}de \u{2713} \u{1f680}".as_bytes(),
+            b"\xff\xfe invalid utf-8 \xc3",
+            b"\xEF\xBB\xBFstarts with a BOM",
+            b"a BOM \xEF\xBB\xBF inside",
+            b"   leading spaces",
+            b"\"message\":\"\" lookalike",
+            long.as_bytes(),
+        ];
+        let sources = [
+            Arc::new(Source {
+                entry: "a".into(),
+                path: PathBuf::from("/var/log/a\"b].log"),
+                topic: Some("web".into()),
+                app: "nginx".into(),
+                tags: vec!["x".into(), "y".into()],
+            }),
+            Arc::new(Source {
+                entry: "b".into(),
+                path: PathBuf::from("/b.log"),
+                topic: None,
+                app: "b".into(),
+                tags: vec![],
+            }),
+        ];
+        let mut batch = LineBatch::with_capacity(1 << 20, 64);
+        batch.reset(1);
+        for source in &sources {
+            for line in &lines {
+                batch.push(source, line, 0, false, || 1_795_229_627_123_456);
+            }
+        }
+        for encoding in [Encoding::Json, Encoding::Raw] {
+            let mut shipper = shipper(encoding);
+            shipper.start_batch(&batch);
+            for line in batch.lines() {
+                shipper.encode(line.source_index, line.bytes);
+                let templated = shipper.value.clone();
+                shipper.encode_fully(line.source_index, line.bytes);
+                assert_eq!(
+                    String::from_utf8_lossy(&templated),
+                    String::from_utf8_lossy(&shipper.value),
+                    "{encoding:?}, line {:?}",
+                    String::from_utf8_lossy(line.bytes)
+                );
+            }
+            assert_eq!(shipper.templates[0].key, b"web1");
+            assert_eq!(shipper.templates[0].topic, b"logs.web");
+            assert!(
+                shipper.templates[1].topic.is_empty(),
+                "no topic: the fallback"
+            );
+        }
+        // The JSON templates are in use (not the full path every time).
+        let mut json = shipper(Encoding::Json);
+        json.start_batch(&batch);
+        assert!(json.templates.iter().all(|t| t.around_message.is_some()));
     }
 }

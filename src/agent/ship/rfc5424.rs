@@ -55,10 +55,15 @@ impl MessageFormatter {
 
     /// Appends `line`'s message to `out`.
     pub fn write(&self, line: &BatchLine<'_>, out: &mut Vec<u8>) {
+        self.write_for_source(line.source_index, line.bytes, out);
+    }
+
+    /// Appends the message of the line `bytes` of source `source_index` (of the current batch).
+    pub fn write_for_source(&self, source_index: usize, bytes: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(PRI_VERSION);
         out.extend_from_slice(&self.timestamp);
-        out.extend_from_slice(&self.prefixes[line.source_index]);
-        out.extend_from_slice(line.bytes);
+        out.extend_from_slice(&self.prefixes[source_index]);
+        out.extend_from_slice(bytes);
     }
 }
 

@@ -248,6 +248,12 @@ impl Connection {
     /// Sends every queued frame, then new ones as they come, until the connection breaks or
     /// the shipper stops.
     fn serve(&mut self, mut stream: TcpStream) {
+        // Reset before the reader starts: a break it sees at once must not be overwritten.
+        {
+            let mut state = self.shared.lock();
+            state.next_to_write = 0;
+            state.broken = false;
+        }
         let reader = match stream.try_clone().and_then(|read_half| {
             let shared = Arc::clone(&self.shared);
             let acks = self.acks.clone();
@@ -262,11 +268,6 @@ impl Connection {
                 return;
             }
         };
-        {
-            let mut state = self.shared.lock();
-            state.next_to_write = 0;
-            state.broken = false;
-        }
         loop {
             let frame = {
                 let mut state = self.shared.lock();

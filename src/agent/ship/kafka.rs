@@ -201,9 +201,9 @@ impl KafkaShipper {
         let sources = batch.sources().len();
         self.templates.resize_with(sources, SourceTemplate::default);
         for index in 0..sources {
-            self.message.clear();
-            self.formatter
-                .write_for_source(index, b"", &mut self.message);
+            // The full path for an empty line: `self.message` and `self.value` hold its message
+            // and record. Parsed once more for the key and topic: once per source and batch.
+            self.encode_fully(index, b"");
             let record = parse::parse(&self.message, Format::Rfc5424, &mut self.parse_context);
             let template = &mut self.templates[index];
             template.key.clear();
@@ -212,26 +212,13 @@ impl KafkaShipper {
             template.topic.clear();
             self.route
                 .render_topic(&record, &self.host, &mut template.topic);
-            template.around_message = None;
-            if self.encoding == Encoding::Json {
-                self.value.clear();
-                let envelope = Envelope {
-                    received_at: &self.received_at,
-                    source: &self.host,
-                };
-                encode::encode(
-                    self.encoding,
-                    &self.message,
-                    &record,
-                    &envelope,
-                    &mut self.value,
-                );
-                template.around_message =
-                    memchr::memmem::find(&self.value, EMPTY_MESSAGE).map(|at| {
-                        let cut = at + EMPTY_MESSAGE.len() - 1;
-                        (self.value[..cut].to_vec(), self.value[cut..].to_vec())
-                    });
-            }
+            template.around_message = match self.encoding {
+                Encoding::Json => memchr::memmem::find(&self.value, EMPTY_MESSAGE).map(|at| {
+                    let cut = at + EMPTY_MESSAGE.len() - 1;
+                    (self.value[..cut].to_vec(), self.value[cut..].to_vec())
+                }),
+                Encoding::Raw => None,
+            };
         }
     }
 

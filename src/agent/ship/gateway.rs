@@ -386,13 +386,24 @@ mod tests {
         (header.seq, messages)
     }
 
-    #[test]
-    fn unacknowledged_batches_are_resent_in_order_after_the_connection_breaks() {
+    /// A listener standing in for the gateway, a shipper (host `web1`) to it, and where the
+    /// shipper's acknowledgements arrive.
+    fn fake_gateway_and_shipper() -> (
+        TcpListener,
+        GatewayShipper,
+        crossbeam_channel::Receiver<u64>,
+    ) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let (acks, acked) = ack_channel();
         let backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(10));
-        let mut shipper = GatewayShipper::start(address, "web1".into(), backoff, acks).unwrap();
+        let shipper = GatewayShipper::start(address, "web1".into(), backoff, acks).unwrap();
+        (listener, shipper, acked)
+    }
+
+    #[test]
+    fn unacknowledged_batches_are_resent_in_order_after_the_connection_breaks() {
+        let (listener, mut shipper, acked) = fake_gateway_and_shipper();
         let stop = AtomicBool::new(false);
         for seq in 1..=3 {
             shipper
@@ -433,11 +444,7 @@ mod tests {
 
     #[test]
     fn an_error_from_the_gateway_makes_it_reconnect_and_resend() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let (acks, acked) = ack_channel();
-        let backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(10));
-        let mut shipper = GatewayShipper::start(address, "web1".into(), backoff, acks).unwrap();
+        let (listener, mut shipper, acked) = fake_gateway_and_shipper();
         shipper
             .send(&batch(1, b"one"), &AtomicBool::new(false))
             .unwrap();

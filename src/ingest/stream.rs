@@ -9,7 +9,9 @@
 //!
 //! A slow or stalled client only stalls its own task. A connection is closed when its peer
 //! closes (a partial last line is kept), after `idle_timeout_secs` of silence if set, on a read
-//! error, or at shutdown, after taking what the kernel had already received.
+//! error, or at shutdown, after taking what keeps arriving within [`DRAIN_QUIET`], for at most
+//! [`DRAIN_LIMIT`] (a sender that never pauses, or a shard blocked by a failing sink, cannot
+//! hold a shutdown up).
 
 use std::time::Duration;
 
@@ -157,13 +159,19 @@ pub async fn serve_connection<R: AsyncRead + Unpin>(
     tokio::pin!(shutdown);
     let mut draining_since = None;
     loop {
-        tokio::select! {
+        // Draining ends at DRAIN_LIMIT even if the sender keeps sending or the shard stays
+        // blocked (a failing sink): a shutdown must not wait on a client.
+        let drain_over = draining_since.map(|since| since + DRAIN_LIMIT);
+        let drained = tokio::select! {
             _ = &mut shutdown, if draining_since.is_none() => {
                 draining_since = Some(tokio::time::Instant::now());
                 continue;
             }
-            _ = shard.until_unblocked() => {}
-        }
+            _ = shard.until_unblocked() => {
+                drain_over.is_some_and(|over| tokio::time::Instant::now() >= over)
+            }
+            _ = sleep_until_some(drain_over) => true,
+        };
         // A partial frame may need up to a whole message of room.
         let want = if buf.is_empty() {
             read_size
@@ -174,6 +182,7 @@ pub async fn serve_connection<R: AsyncRead + Unpin>(
         let spare = buf.capacity() - buf.len();
         let read = async {
             match (draining_since, listener.idle_timeout) {
+                _ if drained => None,
                 (Some(since), _) => {
                     let left = DRAIN_LIMIT.saturating_sub(since.elapsed()).min(DRAIN_QUIET);
                     tokio::time::timeout(left, stream.read_buf(&mut buf))
@@ -228,5 +237,13 @@ pub async fn serve_connection<R: AsyncRead + Unpin>(
         if n == spare && read_size < MAX_READ {
             read_size *= 2;
         }
+    }
+}
+
+/// Sleeps until `deadline`, or forever when there is none.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }

@@ -3,8 +3,10 @@
 //! One sink thread takes batches from every shard's ring (whichever is ready; each ring in
 //! order) and writes them to the configured sink. A failed write is retried with backoff while
 //! the batch waits: the rings fill, and backpressure reaches the senders, instead of data being
-//! dropped. Only at shutdown, after [`GIVE_UP_AFTER`] of failures, is a batch given up on, and
-//! then it is counted (`logtail_sink_lost_records_total`) and logged.
+//! dropped. Only at shutdown, once writes have kept failing for [`GIVE_UP_AFTER`], are batches
+//! given up on: that one, and each after it that fails its first attempt, so a broken sink
+//! delays a shutdown by that long, not by that long per batch. Each is counted
+//! (`logtail_sink_lost_records_total`) and logged.
 //!
 //! A batch may carry acknowledgements owed to its senders ([`crate::pipeline::ack`]): the sink
 //! thread takes them off before the write and hands them to the sink after it
@@ -37,7 +39,7 @@ pub use store::StoreSink;
 const TICK: Duration = Duration::from_millis(100);
 /// The longest wait between two attempts to write a batch that failed.
 const MAX_RETRY_BACKOFF: Duration = Duration::from_millis(100);
-/// At shutdown, a batch whose writes keep failing is given up on after this long.
+/// At shutdown, batches are given up on once writes have kept failing for this long.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(5);
 
 /// A destination for batches.
@@ -109,6 +111,7 @@ pub fn run(
     let mut live = rings;
     let mut last_tick = Instant::now();
     let tick_interval = sink.tick_interval();
+    let mut failing_since = None;
     while !live.is_empty() {
         let closed = {
             let mut select = Select::new();
@@ -122,7 +125,15 @@ pub fn run(
                         Ok(mut batch) => {
                             live[index].taken(&batch);
                             let acks = batch.take_acks();
-                            if write_with_retry(&mut *sink, &batch, &metrics, &stopping, &warning) {
+                            let written = write_with_retry(
+                                &mut *sink,
+                                &batch,
+                                &metrics,
+                                &stopping,
+                                &warning,
+                                &mut failing_since,
+                            );
+                            if written {
                                 sink.hold_acks(acks);
                             }
                             None
@@ -148,20 +159,21 @@ pub fn run(
 }
 
 /// Writes `batch`, retrying with backoff. False when it was given up on at shutdown.
+/// `failing_since` is when writes started failing, kept across batches until one succeeds.
 fn write_with_retry(
     sink: &mut dyn Sink,
     batch: &Batch,
     metrics: &SinkMetrics,
     stopping: &AtomicBool,
     warning: &RateLimitedWarning,
+    failing_since: &mut Option<Instant>,
 ) -> bool {
     let mut backoff = Duration::from_millis(10);
-    let mut failing_since: Option<Instant> = None;
     loop {
         match sink.write(batch) {
             Ok(()) => {
                 metrics.record_batch(batch.len(), batch.value_bytes(), batch.opened_at());
-                if failing_since.is_some() {
+                if failing_since.take().is_some() {
                     tracing::info!("sink {}: writing again", sink.name());
                 }
                 return true;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -203,7 +203,7 @@ pub fn send(
 ) -> JoinHandle<()> {
     let host = host.to_string();
     std::thread::spawn(move || {
-        let mut conn = BufWriter::new(TcpStream::connect(addr).expect("connect"));
+        let mut conn = BufWriter::new(super::connect_with_small_send_buffer(addr));
         for seq in 0..count {
             conn.write_all(line(&host, &host, seq).as_bytes())
                 .expect("the gateway keeps the connection");

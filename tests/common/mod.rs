@@ -151,6 +151,22 @@ impl Drop for Gateway {
     }
 }
 
+/// A TCP connection to `addr` with a fixed 64 KiB send buffer. Tests that check a sender is
+/// held back use it (often with a small `receive_buffer_bytes` on the listener): Linux
+/// autotunes an unset send buffer up to `net.ipv4.tcp_wmem`, which could take the whole test
+/// traffic in and let the sender finish.
+pub fn connect_with_small_send_buffer(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("socket");
+    socket.set_send_buffer_size(64 * 1024).expect("SO_SNDBUF");
+    socket.connect(&addr.into()).expect("connect");
+    socket.into()
+}
+
 /// Every record in the store at `dir`, parsed as JSON.
 pub fn read_store(dir: &Path) -> Vec<Value> {
     let mut out = Vec::new();

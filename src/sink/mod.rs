@@ -3,9 +3,9 @@
 //! One sink thread takes batches from every shard's ring (whichever is ready; each ring in
 //! order) and writes them to the configured sink. A failed write is retried with backoff while
 //! the batch waits: the rings fill, and backpressure reaches the senders, instead of data being
-//! dropped. Only at shutdown, once writes have kept failing for [`GIVE_UP_AFTER`], are batches
-//! given up on: that one, and each after it that fails its first attempt, so a broken sink
-//! delays a shutdown by that long, not by that long per batch. Each is counted
+//! dropped. Only once a shutdown has seen writes fail for [`GIVE_UP_AFTER`] are batches given
+//! up on: that one, and each after it that fails its first attempt, so a broken sink delays a
+//! shutdown by that long, not by that long per batch. Each is counted
 //! (`logtail_sink_lost_records_total`) and logged.
 //!
 //! A batch may carry acknowledgements owed to its senders ([`crate::pipeline::ack`]): the sink
@@ -39,7 +39,7 @@ pub use store::StoreSink;
 const TICK: Duration = Duration::from_millis(100);
 /// The longest wait between two attempts to write a batch that failed.
 const MAX_RETRY_BACKOFF: Duration = Duration::from_millis(100);
-/// At shutdown, batches are given up on once writes have kept failing for this long.
+/// Batches are given up on once a shutdown has seen writes fail for this long.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(5);
 
 /// A destination for batches.
@@ -111,7 +111,7 @@ pub fn run(
     let mut live = rings;
     let mut last_tick = Instant::now();
     let tick_interval = sink.tick_interval();
-    let mut failing_since = None;
+    let mut failing = Failing::default();
     while !live.is_empty() {
         let closed = {
             let mut select = Select::new();
@@ -131,7 +131,7 @@ pub fn run(
                                 &metrics,
                                 &stopping,
                                 &warning,
-                                &mut failing_since,
+                                &mut failing,
                             );
                             if written {
                                 sink.hold_acks(acks);
@@ -158,22 +158,30 @@ pub fn run(
     sink.close()
 }
 
+/// Whether the sink's writes are failing, kept across batches until one succeeds.
+#[derive(Default)]
+struct Failing {
+    /// The last write failed.
+    now: bool,
+    /// When the first write failed once the shutdown had begun: the give-up clock.
+    since_stopping: Option<Instant>,
+}
+
 /// Writes `batch`, retrying with backoff. False when it was given up on at shutdown.
-/// `failing_since` is when writes started failing, kept across batches until one succeeds.
 fn write_with_retry(
     sink: &mut dyn Sink,
     batch: &Batch,
     metrics: &SinkMetrics,
     stopping: &AtomicBool,
     warning: &RateLimitedWarning,
-    failing_since: &mut Option<Instant>,
+    failing: &mut Failing,
 ) -> bool {
     let mut backoff = Duration::from_millis(10);
     loop {
         match sink.write(batch) {
             Ok(()) => {
                 metrics.record_batch(batch.len(), batch.value_bytes(), batch.opened_at());
-                if failing_since.take().is_some() {
+                if std::mem::take(failing).now {
                     tracing::info!("sink {}: writing again", sink.name());
                 }
                 return true;
@@ -181,8 +189,14 @@ fn write_with_retry(
             Err(e) => {
                 metrics.errors.add(1);
                 warning.warn(|| format!("sink {}: write failed, retrying: {e:#}", sink.name()));
-                let since = *failing_since.get_or_insert_with(Instant::now);
-                if stopping.load(Ordering::Relaxed) && since.elapsed() >= GIVE_UP_AFTER {
+                failing.now = true;
+                let given_up = stopping.load(Ordering::Relaxed)
+                    && failing
+                        .since_stopping
+                        .get_or_insert_with(Instant::now)
+                        .elapsed()
+                        >= GIVE_UP_AFTER;
+                if given_up {
                     metrics.lost_records.add(batch.len() as u64);
                     tracing::error!(
                         "sink {}: giving up on a batch of {} records at shutdown: {e:#}",

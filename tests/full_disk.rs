@@ -9,34 +9,49 @@ mod common;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{Gateway, connect_with_small_send_buffer, messages, read_store};
 
-fn mount_tmpfs(dir: &Path, size: &str) -> bool {
-    Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(dir)
-        .status()
-        .is_ok_and(|s| s.success())
+/// A 2 MiB tmpfs in a temporary directory, unmounted when dropped.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    /// None (and says the test is skipped) when this process may not mount (needs root).
+    fn mount() -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+            return None;
+        }
+        Some(SmallDisk(dir))
+    }
+
+    fn store(&self) -> PathBuf {
+        self.0.path().join("store")
+    }
+
+    fn grow(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.0.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "remount {} to {size}", self.0.path().display());
+    }
 }
 
-fn remount(dir: &Path, size: &str) {
-    let ok = Command::new("mount")
-        .args(["-o", &format!("remount,size={size}")])
-        .arg(dir)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "remount {} to {size}", dir.display());
-}
-
-struct Unmount<'a>(&'a Path);
-impl Drop for Unmount<'_> {
+impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.0).status();
+        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
     }
 }
 
@@ -78,8 +93,11 @@ fn send_lines(addr: SocketAddr) -> JoinHandle<std::io::Result<()>> {
     })
 }
 
-/// Waits until the store's writes fail, then a little longer for the sender to be held back.
-fn wait_for_the_full_disk(gw: &Gateway) {
+/// Starts a gateway storing on `disk` and a sender, and waits until the store's writes fail,
+/// then a little longer for the sender to be held back.
+fn fill(disk: &SmallDisk) -> (Gateway, JoinHandle<std::io::Result<()>>) {
+    let gw = gateway_on(&disk.store());
+    let sender = send_lines(gw.tcp());
     let deadline = Instant::now() + Duration::from_secs(30);
     while gw.server().metrics().sink.errors.get() == 0 {
         assert!(
@@ -89,6 +107,7 @@ fn wait_for_the_full_disk(gw: &Gateway) {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(500));
+    (gw, sender)
 }
 
 /// Asserts the stored records are lines `0..n` in order, and returns `n`.
@@ -105,18 +124,12 @@ fn stored_prefix(store: &Path) -> usize {
 
 #[test]
 fn full_disk_slows_senders_and_loses_nothing_once_space_returns() {
-    let disk = tempfile::tempdir().unwrap();
-    if !mount_tmpfs(disk.path(), "2m") {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+    let Some(disk) = SmallDisk::mount() else {
         return;
-    }
-    let _unmount = Unmount(disk.path());
-    let store = disk.path().join("store");
-    let mut gw = gateway_on(&store);
-    let sender = send_lines(gw.tcp());
+    };
+    let (mut gw, sender) = fill(&disk);
 
-    // The disk fills: writes fail and are retried, the sender is held back.
-    wait_for_the_full_disk(&gw);
+    // The disk is full: writes fail and are retried, the sender is held back.
     assert!(
         !sender.is_finished(),
         "the sender is slowed by backpressure; the gateway took {} lines",
@@ -130,28 +143,22 @@ fn full_disk_slows_senders_and_loses_nothing_once_space_returns() {
     assert!(written_while_full < LINES as u64);
 
     // Space returns: everything goes through.
-    remount(disk.path(), "64m");
+    disk.grow("64m");
     sender
         .join()
         .unwrap()
         .expect("the gateway never disconnects a sender for a full disk");
     gw.wait_for_records(LINES as u64);
     gw.stop();
-    assert_eq!(stored_prefix(&store), LINES);
+    assert_eq!(stored_prefix(&disk.store()), LINES);
 }
 
 #[test]
 fn shutdown_on_a_disk_that_stays_full_ends_in_bounded_time_and_counts_what_it_gave_up() {
-    let disk = tempfile::tempdir().unwrap();
-    if !mount_tmpfs(disk.path(), "2m") {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+    let Some(disk) = SmallDisk::mount() else {
         return;
-    }
-    let _unmount = Unmount(disk.path());
-    let store = disk.path().join("store");
-    let mut gw = gateway_on(&store);
-    let sender = send_lines(gw.tcp());
-    wait_for_the_full_disk(&gw);
+    };
+    let (mut gw, sender) = fill(&disk);
 
     // The sender keeps sending and the sink keeps failing: neither holds the shutdown up
     // (before, each batch had its own 5 s of retries and the draining connection kept
@@ -178,7 +185,7 @@ fn shutdown_on_a_disk_that_stays_full_ends_in_bounded_time_and_counts_what_it_ga
     assert_eq!(written + lost, received);
     // What was written is in order; the batches given up leave gaps (a later, smaller batch
     // may still fit in the space a failed write left).
-    let records = read_store(&store);
+    let records = read_store(&disk.store());
     assert_eq!(records.len() as u64, written);
     let numbers: Vec<u64> = messages(&records)
         .iter()

@@ -217,6 +217,39 @@ fn a_deleted_file_is_read_to_its_end_released_and_forgotten() {
     assert!(checkpoints.contains("keep.log"), "{checkpoints}");
 }
 
+#[test]
+fn an_idle_file_is_read_when_it_changes_not_at_its_next_poll() {
+    let t = AgentDir::new();
+    let config = t.write_config(&t.collect("app", &["app.log"]));
+    // The polls of an idle file back off to a minute: only the inotify wake-up reads in time.
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("max_poll_interval_ms = 50\n"));
+    std::fs::write(
+        &config,
+        text.replace(
+            "max_poll_interval_ms = 50\n",
+            "max_poll_interval_ms = 60000\n",
+        ),
+    )
+    .unwrap();
+    let agent = t.start(&[]);
+    let mut file = append(&t.logs("app.log"));
+    writeln_line(&mut file, 1);
+    t.wait_for_lines(1, WAIT);
+    // Idle for 6 s, the file's polls are 5.1 s and then 10.2 s after its last read.
+    std::thread::sleep(Duration::from_secs(6));
+    writeln_line(&mut file, 2);
+    let took = t.wait_for_line(&numbered(2), WAIT);
+    assert!(
+        took < Duration::from_secs(2),
+        "read {took:?} after the append: at a poll, not woken; agent log:\n{}",
+        t.agent_log()
+    );
+    agent.sigterm_and_wait();
+    let (got, torn) = numbers(&t.shipped());
+    assert_eq!((got, torn), (vec![1, 2], 0));
+}
+
 fn writeln_line(file: &mut File, n: usize) {
     std::io::Write::write_all(file, format!("{}\n", numbered(n)).as_bytes()).unwrap();
 }

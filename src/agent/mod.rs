@@ -49,6 +49,7 @@ pub mod lines;
 pub mod live;
 pub mod ship;
 pub mod tail;
+pub mod wake;
 
 use std::fs::File;
 use std::io;
@@ -87,6 +88,8 @@ pub struct AgentMetrics {
     pub copytruncates_followed: Counter,
     /// Truncations without a copy: lines between the last read and the truncation are lost.
     pub truncations_without_copy: Counter,
+    /// Reads of idle files brought forward because inotify saw them change.
+    pub files_woken: Counter,
     /// Files tracked now.
     pub files_open: Gauge,
     /// Collect entries in force.

@@ -43,7 +43,9 @@
 //! least the longest `max_line_bytes` + 2) and cut into lines by its [`LineSplitter`]; bytes
 //! after the last LF are read again next time, which is how partial lines are joined. A file
 //! with data is read again at once (up to about one batch per pass, so a busy file cannot starve
-//! the others); an idle one after 10 ms, doubling up to `max_poll_interval_ms`.
+//! the others); an idle one after 10 ms, doubling up to `max_poll_interval_ms`, or sooner when
+//! inotify sees it change ([`super::wake`]): then at once, but not within 10 ms of the read that
+//! found it idle, so that a file written a line at a time is still read in batches.
 //!
 //! Lines are copied into the current [`LineBatch`], which is cut when full or when a pass found
 //! nothing more to read. While `max_unacked_batches` batches wait for their acknowledgement,
@@ -75,6 +77,7 @@ use super::checkpoint::{self, CheckpointEntry, CheckpointWriter};
 use super::config::{CollectEntry, StartAt, TailConfig};
 use super::fingerprint::{Fingerprint, read_head};
 use super::lines::{LineSplitter, Multiline};
+use super::wake::FileWakeups;
 use crate::metrics::RateLimitedWarning;
 
 /// The shortest wait before reading an idle file again.
@@ -174,6 +177,9 @@ struct Stream {
     last_growth: Instant,
     next_read: Instant,
     backoff: Duration,
+    /// When a read last found nothing new: a wake-up does not read it again sooner than
+    /// [`MIN_POLL`] after that, so a file written line by line is still read in batches.
+    idle_since: Instant,
 }
 
 /// A cut batch waiting for its acknowledgement.
@@ -314,6 +320,10 @@ pub struct Tailer {
     checkpoints_dirty: bool,
     checkpoint_buf: Vec<u8>,
     writer: CheckpointWriter,
+    /// Inotify wake-ups of idle files ([`super::wake`]); None when inotify is not available.
+    wakeups: Option<FileWakeups>,
+    /// The ids of fired watches (never ready without wake-ups).
+    woken: Receiver<i32>,
 }
 
 static READ_WARNING: RateLimitedWarning = RateLimitedWarning::new(Duration::from_secs(10));
@@ -333,6 +343,13 @@ impl Tailer {
             config.batch_max_lines,
         );
         batch.reset(1);
+        let (wakeups, woken) = match FileWakeups::start() {
+            Ok((wakeups, woken)) => (Some(wakeups), woken),
+            Err(e) => {
+                tracing::warn!("inotify is not available ({e}): idle files are only polled");
+                (None, crossbeam_channel::never())
+            }
+        };
         let mut tailer = Tailer {
             out: Output {
                 batch,
@@ -365,6 +382,8 @@ impl Tailer {
             checkpoints_dirty: false,
             checkpoint_buf: Vec::new(),
             writer,
+            wakeups,
+            woken,
         };
         tailer.reconcile_checkpoints(loaded);
         tailer
@@ -408,6 +427,9 @@ impl Tailer {
         }
         self.drain_acks(acks);
         let now = Instant::now();
+        while let Ok(id) = self.woken.try_recv() {
+            self.woken_up(id, now);
+        }
         if self
             .last_scan
             .is_none_or(|last| now.duration_since(last) >= self.config.scan_interval())
@@ -434,6 +456,9 @@ impl Tailer {
                 recv(acks) -> ack => if let Ok(seq) = ack {
                     self.apply_acks(seq);
                 },
+                recv(self.woken) -> id => if let Ok(id) = id {
+                    self.woken_up(id, Instant::now());
+                },
                 default(timeout) => {},
             }
         }
@@ -457,6 +482,18 @@ impl Tailer {
             }
         }
         due.max(now + Duration::from_millis(1))
+    }
+
+    /// A watched idle file changed: read it now, or [`MIN_POLL`] after it was found idle.
+    fn woken_up(&mut self, id: i32, now: Instant) {
+        let Some(key) = self.wakeups.as_mut().and_then(|w| w.fired(id)) else {
+            return;
+        };
+        if let Some(stream) = self.streams.get_mut(&key) {
+            stream.backoff = MIN_POLL;
+            stream.next_read = stream.next_read.min(now.max(stream.idle_since + MIN_POLL));
+            self.metrics.files_woken.add(1);
+        }
     }
 
     fn drain_acks(&mut self, acks: &Receiver<u64>) {
@@ -570,8 +607,7 @@ impl Tailer {
             .map(|(&k, _)| k)
             .collect();
         for key in keys {
-            if let Some(stream) = self.streams.remove(&key) {
-                self.by_id.remove(&stream.id);
+            if let Some(stream) = self.untrack(key) {
                 self.stopped_offsets.insert(key, stream.emitted_offset);
             }
         }
@@ -925,6 +961,7 @@ impl Tailer {
             last_growth: now,
             next_read: now,
             backoff: MIN_POLL,
+            idle_since: now,
         };
         let checkpoint = self
             .checkpoints
@@ -1033,8 +1070,12 @@ impl Tailer {
                 }
                 ReadOutcome::Idle => {
                     stream.at_eof = true;
+                    stream.idle_since = now;
                     stream.next_read = now + stream.backoff;
                     stream.backoff = (stream.backoff * 2).min(self.config.max_poll_interval());
+                    if let Some(wakeups) = &mut self.wakeups {
+                        wakeups.arm(key, &stream.file);
+                    }
                     self.at_end(key, now);
                 }
                 ReadOutcome::Failed(e) => {
@@ -1072,13 +1113,22 @@ impl Tailer {
         }
     }
 
+    /// Removes a stream from the tables, and its watch.
+    fn untrack(&mut self, key: u64) -> Option<Stream> {
+        let stream = self.streams.remove(&key)?;
+        self.by_id.remove(&stream.id);
+        if let Some(wakeups) = &mut self.wakeups {
+            wakeups.disarm(key);
+        }
+        Some(stream)
+    }
+
     /// Stops tracking a file that no glob reaches and that was read to its end: its last
     /// partial line and pending event go out, its checkpoint goes once they are acknowledged.
     fn release(&mut self, key: u64) {
-        let Some(mut stream) = self.streams.remove(&key) else {
+        let Some(mut stream) = self.untrack(key) else {
             return;
         };
-        self.by_id.remove(&stream.id);
         let end = stream
             .file
             .metadata()
@@ -1150,6 +1200,9 @@ impl Tailer {
                     stream.read_offset
                 );
                 let original = std::mem::replace(&mut stream.file, file);
+                if let Some(wakeups) = &mut self.wakeups {
+                    wakeups.disarm(key);
+                }
                 stream.id = (meta.dev(), meta.ino());
                 stream.path = copy_path.clone();
                 stream.reachable = false;
@@ -1175,11 +1228,10 @@ impl Tailer {
                     stream.read_offset
                 );
                 self.metrics.truncations_without_copy.add(1);
-                let Some(mut stream) = self.streams.remove(&key) else {
+                let Some(mut stream) = self.untrack(key) else {
                     return;
                 };
                 count_line_counters(&mut stream, &self.metrics);
-                self.by_id.remove(&old_id);
                 self.out.forget.push(key);
                 stream.file
             }

@@ -1,0 +1,255 @@
+//! Wake-ups for idle files: inotify tells the tailer as soon as a file it is waiting on changes,
+//! so a line appended to a quiet file is read within milliseconds rather than after the poll
+//! backoff (up to `max_poll_interval_ms`).
+//!
+//! A wake-up is only a hint that moves a file's next read earlier. Polling stays, and nothing
+//! depends on a wake-up for correctness: a file whose watch cannot be placed (the watch limit,
+//! no `/proc`), a change inotify does not see (writes on another NFS client), or a watch left on
+//! an inode the stream no longer reads are all caught by the next poll.
+//!
+//! Watches are one-shot (`IN_ONESHOT`) and armed only when a read found a file idle: a file
+//! that keeps growing costs no inotify events, and a quiet one at most one each time it goes
+//! quiet. A watch is placed on the open descriptor (through `/proc/self/fd`), so it follows the
+//! inode being read, which its path may no longer name after a rotation. A thread waits on the
+//! inotify descriptor and forwards the id of each watch that fired to the tailer, which waits
+//! on that channel beside its others.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, ErrorKind};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
+
+use crate::metrics::RateLimitedWarning;
+
+/// Content written or truncated, metadata changed (a deletion drops the link count), or the
+/// file renamed: each is a reason to look at the file now.
+const WAKE_ON: WatchMask = WatchMask::MODIFY
+    .union(WatchMask::ATTRIB)
+    .union(WatchMask::MOVE_SELF)
+    .union(WatchMask::ONESHOT);
+
+static ARM_WARNING: RateLimitedWarning =
+    RateLimitedWarning::new(std::time::Duration::from_secs(60));
+
+/// One-shot watches on idle files, each armed for one stream (by its tailer key).
+pub struct FileWakeups {
+    watches: Watches,
+    /// Watch id → (its descriptor, the stream it was armed for).
+    armed: HashMap<i32, (WatchDescriptor, u64)>,
+    /// Stream key → its armed watch id.
+    by_key: HashMap<u64, i32>,
+    /// Closed on drop, which tells the reader thread to end.
+    stop: Option<UnixStream>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl FileWakeups {
+    /// Starts the inotify instance and its reader thread; the ids of fired watches arrive on the
+    /// returned channel, to be passed to [`FileWakeups::fired`].
+    pub fn start() -> io::Result<(FileWakeups, Receiver<i32>)> {
+        let inotify = Inotify::init()?;
+        let watches = inotify.watches();
+        let (stop, stopped) = UnixStream::pair()?;
+        let (fired_tx, fired_rx) = crossbeam_channel::unbounded();
+        let reader = std::thread::Builder::new()
+            .name("agent-wakeups".into())
+            .spawn(move || forward(inotify, &stopped, &fired_tx))?;
+        Ok((
+            FileWakeups {
+                watches,
+                armed: HashMap::new(),
+                by_key: HashMap::new(),
+                stop: Some(stop),
+                reader: Some(reader),
+            },
+            fired_rx,
+        ))
+    }
+
+    /// Arms a one-shot watch on `file` for stream `key`, unless one is armed already. When it
+    /// cannot be placed, the stream is just polled (logged at most once a minute).
+    pub fn arm(&mut self, key: u64, file: &File) {
+        if self.by_key.contains_key(&key) {
+            return;
+        }
+        let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+        match self.watches.add(&path, WAKE_ON) {
+            Ok(wd) => {
+                let id = wd.get_watch_descriptor_id();
+                // The same inode gives the same id: a stream that read it before (a truncated
+                // file now read by a new stream) is no longer armed, and re-arms when idle.
+                if let Some((_, previous)) = self.armed.insert(id, (wd, key)) {
+                    self.by_key.remove(&previous);
+                }
+                self.by_key.insert(key, id);
+            }
+            Err(e) => ARM_WARNING.warn(|| {
+                format!(
+                    "cannot watch an open file with inotify ({e}); it is polled instead \
+                     (raise fs.inotify.max_user_watches if the limit was reached)"
+                )
+            }),
+        }
+    }
+
+    /// The stream a fired watch was armed for, if it still is (the watch is gone: one-shot).
+    pub fn fired(&mut self, id: i32) -> Option<u64> {
+        let (_, key) = self.armed.remove(&id)?;
+        self.by_key.remove(&key);
+        Some(key)
+    }
+
+    /// Removes the watch of a stream that is no longer tracked.
+    pub fn disarm(&mut self, key: u64) {
+        if let Some(id) = self.by_key.remove(&key)
+            && let Some((wd, _)) = self.armed.remove(&id)
+        {
+            // Fails when it already fired, or the inode is gone: nothing left to remove.
+            let _ = self.watches.remove(wd);
+        }
+    }
+}
+
+impl Drop for FileWakeups {
+    fn drop(&mut self) {
+        self.stop = None;
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+/// The reader thread: forwards the id of every watch that fires until `stopped` becomes readable
+/// (its other end closed) or the tailer is gone.
+fn forward(mut inotify: Inotify, stopped: &UnixStream, fired: &Sender<i32>) {
+    let mut buffer = [0u8; 4096];
+    let mut fds = [
+        libc::pollfd {
+            fd: inotify.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: stopped.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: `fds` is a valid array of two pollfd for the duration of the call, and both
+        // descriptors stay open while this function runs.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if ready < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == ErrorKind::Interrupted {
+                continue;
+            }
+            tracing::warn!("inotify wake-ups end ({e}); idle files are polled");
+            return;
+        }
+        if fds[1].revents != 0 {
+            return;
+        }
+        match inotify.read_events(&mut buffer) {
+            Ok(events) => {
+                for event in events {
+                    // IGNORED follows every one-shot watch that fired, and says nothing new.
+                    if event.mask.contains(EventMask::IGNORED) {
+                        continue;
+                    }
+                    if fired.send(event.wd.get_watch_descriptor_id()).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => {
+                tracing::warn!("inotify wake-ups end ({e}); idle files are polled");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::time::Duration;
+
+    const SOON: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn an_armed_file_fires_once_for_its_stream_on_append_and_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let mut writer = File::create(&path).unwrap();
+        let reader = File::open(&path).unwrap();
+        let (mut wakeups, fired) = FileWakeups::start().unwrap();
+
+        wakeups.arm(7, &reader);
+        writer.write_all(b"one\n").unwrap();
+        writer.write_all(b"two\n").unwrap();
+        let id = fired
+            .recv_timeout(SOON)
+            .expect("the append fires the watch");
+        assert_eq!(wakeups.fired(id), Some(7));
+        // One-shot: the second write, and the ones after, fire nothing until re-armed.
+        writer.write_all(b"three\n").unwrap();
+        assert!(fired.recv_timeout(Duration::from_millis(200)).is_err());
+
+        // Re-armed, the watch follows the inode through a rename (rotation).
+        wakeups.arm(7, &reader);
+        std::fs::rename(&path, dir.path().join("a.log.1")).unwrap();
+        let id = fired
+            .recv_timeout(SOON)
+            .expect("the rename fires the watch");
+        assert_eq!(wakeups.fired(id), Some(7));
+        wakeups.arm(7, &reader);
+        writer.write_all(b"four\n").unwrap();
+        let id = fired
+            .recv_timeout(SOON)
+            .expect("writes to the renamed file fire it");
+        assert_eq!(wakeups.fired(id), Some(7));
+    }
+
+    #[test]
+    fn a_disarmed_stream_is_not_woken_and_the_same_inode_moves_to_the_new_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let mut writer = File::create(&path).unwrap();
+        let (mut wakeups, fired) = FileWakeups::start().unwrap();
+
+        wakeups.arm(1, &File::open(&path).unwrap());
+        wakeups.disarm(1);
+        writer.write_all(b"x\n").unwrap();
+        assert!(fired.recv_timeout(Duration::from_millis(200)).is_err());
+
+        // Two streams on one inode: the watch belongs to the last one armed.
+        wakeups.arm(1, &File::open(&path).unwrap());
+        wakeups.arm(2, &File::open(&path).unwrap());
+        writer.write_all(b"y\n").unwrap();
+        let id = fired.recv_timeout(SOON).expect("fires");
+        assert_eq!(wakeups.fired(id), Some(2));
+        // Stream 1 lost its watch, so it can be armed again.
+        wakeups.arm(1, &File::open(&path).unwrap());
+        writer.write_all(b"z\n").unwrap();
+        let id = fired.recv_timeout(SOON).expect("fires");
+        assert_eq!(wakeups.fired(id), Some(1));
+    }
+
+    #[test]
+    fn dropping_the_wakeups_ends_the_reader_thread() {
+        let (wakeups, fired) = FileWakeups::start().unwrap();
+        drop(wakeups);
+        assert!(matches!(
+            fired.recv_timeout(SOON),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        ));
+    }
+}

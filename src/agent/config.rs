@@ -105,8 +105,8 @@ pub struct TailConfig {
     /// milliseconds. Default: 1000.
     pub scan_interval_ms: u64,
     /// The longest wait between two reads of a file that had nothing new, in milliseconds. A
-    /// file that had data is read again at once; an idle one after 10 ms, doubling up to this.
-    /// Default: 250.
+    /// file that had data is read again at once; an idle one after 10 ms, doubling up to this,
+    /// or as soon as inotify sees it change ([`super::wake`]). Default: 250.
     pub max_poll_interval_ms: u64,
     /// A file is identified by its first this many bytes (and its device and inode); see
     /// [`super::fingerprint`]. Default: 1024.

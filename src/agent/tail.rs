@@ -43,9 +43,10 @@
 //! least the longest `max_line_bytes` + 2) and cut into lines by its [`LineSplitter`]; bytes
 //! after the last LF are read again next time, which is how partial lines are joined. A file
 //! with data is read again at once (up to about one batch per pass, so a busy file cannot starve
-//! the others); an idle one after 10 ms, doubling up to `max_poll_interval_ms`, or sooner when
-//! inotify sees it change ([`super::wake`]): then at once, but not within 10 ms of the read that
-//! found it idle, so that a file written a line at a time is still read in batches.
+//! the others); an idle one after 10 ms, doubling up to `max_poll_interval_ms`. A file found
+//! idle twice in a row is also watched with inotify ([`super::wake`]): when it changes it is
+//! read at once, but not within 10 ms of the read that found it idle, so that a file written a
+//! line at a time is still read in batches.
 //!
 //! Lines are copied into the current [`LineBatch`], which is cut when full or when a pass found
 //! nothing more to read. While `max_unacked_batches` batches wait for their acknowledgement,
@@ -1069,11 +1070,15 @@ impl Tailer {
                     stream.last_growth = now;
                 }
                 ReadOutcome::Idle => {
+                    // Polled again after MIN_POLL; found idle again, it is watched too, so that
+                    // its next read does not wait for its growing backoff. (A file with short
+                    // pauses costs no watches.)
+                    let idle_again = stream.backoff > MIN_POLL;
                     stream.at_eof = true;
                     stream.idle_since = now;
                     stream.next_read = now + stream.backoff;
                     stream.backoff = (stream.backoff * 2).min(self.config.max_poll_interval());
-                    if let Some(wakeups) = &mut self.wakeups {
+                    if idle_again && let Some(wakeups) = &mut self.wakeups {
                         wakeups.arm(key, &stream.file);
                     }
                     self.at_end(key, now);

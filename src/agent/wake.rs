@@ -33,6 +33,9 @@ const WAKE_ON: WatchMask = WatchMask::MODIFY
     .union(WatchMask::MOVE_SELF)
     .union(WatchMask::ONESHOT);
 
+/// Forwarded instead of a watch id when the kernel's event queue overflowed.
+const QUEUE_OVERFLOWED: i32 = -1;
+
 static ARM_WARNING: RateLimitedWarning =
     RateLimitedWarning::new(std::time::Duration::from_secs(60));
 
@@ -99,6 +102,13 @@ impl FileWakeups {
 
     /// The stream a fired watch was armed for, if it still is (the watch is gone: one-shot).
     pub fn fired(&mut self, id: i32) -> Option<u64> {
+        if id == QUEUE_OVERFLOWED {
+            // Events were lost: no stream may stay marked armed for a watch that fired
+            // unseen. Each is armed again at its next idle read, and polled meanwhile.
+            self.armed.clear();
+            self.by_key.clear();
+            return None;
+        }
         let (_, key) = self.armed.remove(&id)?;
         self.by_key.remove(&key);
         Some(key)
@@ -158,11 +168,15 @@ fn forward(mut inotify: Inotify, stopped: &UnixStream, fired: &Sender<i32>) {
         match inotify.read_events(&mut buffer) {
             Ok(events) => {
                 for event in events {
-                    // IGNORED follows every one-shot watch that fired, and says nothing new.
-                    if event.mask.contains(EventMask::IGNORED) {
+                    let id = if event.mask.contains(EventMask::Q_OVERFLOW) {
+                        QUEUE_OVERFLOWED
+                    } else if event.mask.contains(EventMask::IGNORED) {
+                        // Follows every one-shot watch that fired, and says nothing new.
                         continue;
-                    }
-                    if fired.send(event.wd.get_watch_descriptor_id()).is_err() {
+                    } else {
+                        event.wd.get_watch_descriptor_id()
+                    };
+                    if fired.send(id).is_err() {
                         return;
                     }
                 }
@@ -241,6 +255,24 @@ mod tests {
         writer.write_all(b"z\n").unwrap();
         let id = fired.recv_timeout(SOON).expect("fires");
         assert_eq!(wakeups.fired(id), Some(1));
+    }
+
+    #[test]
+    fn after_a_queue_overflow_every_stream_can_be_armed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let mut writer = File::create(&path).unwrap();
+        let reader = File::open(&path).unwrap();
+        let (mut wakeups, fired) = FileWakeups::start().unwrap();
+        wakeups.arm(3, &reader);
+        // The watch fires, but its event is lost in the overflow.
+        writer.write_all(b"lost\n").unwrap();
+        fired.recv_timeout(SOON).expect("fires");
+        assert_eq!(wakeups.fired(QUEUE_OVERFLOWED), None);
+        wakeups.arm(3, &reader);
+        writer.write_all(b"x\n").unwrap();
+        let id = fired.recv_timeout(SOON).expect("fires");
+        assert_eq!(wakeups.fired(id), Some(3));
     }
 
     #[test]

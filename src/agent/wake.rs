@@ -194,93 +194,113 @@ fn forward(mut inotify: Inotify, stopped: &UnixStream, fired: &Sender<i32>) {
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::path::PathBuf;
     use std::time::Duration;
 
     const SOON: Duration = Duration::from_secs(5);
 
+    /// A new file in a temporary directory, a writer appending to it, and started wake-ups.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        path: PathBuf,
+        writer: File,
+        wakeups: FileWakeups,
+        fired: Receiver<i32>,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("a.log");
+            let writer = File::create(&path).unwrap();
+            let (wakeups, fired) = FileWakeups::start().unwrap();
+            Fixture {
+                dir,
+                path,
+                writer,
+                wakeups,
+                fired,
+            }
+        }
+
+        fn reader(&self) -> File {
+            File::open(&self.path).unwrap()
+        }
+
+        fn append(&mut self, bytes: &[u8]) {
+            self.writer.write_all(bytes).unwrap();
+        }
+
+        /// The stream the next fired watch wakes; panics when none fires.
+        fn woken(&mut self, what: &str) -> Option<u64> {
+            let id = self.fired.recv_timeout(SOON).expect(what);
+            self.wakeups.fired(id)
+        }
+
+        fn nothing_fires(&self) -> bool {
+            self.fired.recv_timeout(Duration::from_millis(200)).is_err()
+        }
+    }
+
     #[test]
     fn an_armed_file_fires_once_for_its_stream_on_append_and_rename() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.log");
-        let mut writer = File::create(&path).unwrap();
-        let reader = File::open(&path).unwrap();
-        let (mut wakeups, fired) = FileWakeups::start().unwrap();
+        let mut f = Fixture::new();
+        let reader = f.reader();
+        f.wakeups.arm(7, &reader);
+        f.append(b"one\n");
+        f.append(b"two\n");
+        assert_eq!(f.woken("the append fires the watch"), Some(7));
+        // One-shot: the writes after that fire nothing until it is armed again.
+        f.append(b"three\n");
+        assert!(f.nothing_fires());
 
-        wakeups.arm(7, &reader);
-        writer.write_all(b"one\n").unwrap();
-        writer.write_all(b"two\n").unwrap();
-        let id = fired
-            .recv_timeout(SOON)
-            .expect("the append fires the watch");
-        assert_eq!(wakeups.fired(id), Some(7));
-        // One-shot: the second write, and the ones after, fire nothing until re-armed.
-        writer.write_all(b"three\n").unwrap();
-        assert!(fired.recv_timeout(Duration::from_millis(200)).is_err());
-
-        // Re-armed, the watch follows the inode through a rename (rotation).
-        wakeups.arm(7, &reader);
-        std::fs::rename(&path, dir.path().join("a.log.1")).unwrap();
-        let id = fired
-            .recv_timeout(SOON)
-            .expect("the rename fires the watch");
-        assert_eq!(wakeups.fired(id), Some(7));
-        wakeups.arm(7, &reader);
-        writer.write_all(b"four\n").unwrap();
-        let id = fired
-            .recv_timeout(SOON)
-            .expect("writes to the renamed file fire it");
-        assert_eq!(wakeups.fired(id), Some(7));
+        // Armed again, the watch follows the inode through a rename (rotation).
+        f.wakeups.arm(7, &reader);
+        std::fs::rename(&f.path, f.dir.path().join("a.log.1")).unwrap();
+        assert_eq!(f.woken("the rename fires the watch"), Some(7));
+        f.wakeups.arm(7, &reader);
+        f.append(b"four\n");
+        assert_eq!(f.woken("writes to the renamed file fire it"), Some(7));
     }
 
     #[test]
     fn a_disarmed_stream_is_not_woken_and_the_same_inode_moves_to_the_new_stream() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.log");
-        let mut writer = File::create(&path).unwrap();
-        let (mut wakeups, fired) = FileWakeups::start().unwrap();
-
-        wakeups.arm(1, &File::open(&path).unwrap());
-        wakeups.disarm(1);
-        writer.write_all(b"x\n").unwrap();
-        assert!(fired.recv_timeout(Duration::from_millis(200)).is_err());
+        let mut f = Fixture::new();
+        f.wakeups.arm(1, &f.reader());
+        f.wakeups.disarm(1);
+        f.append(b"x\n");
+        assert!(f.nothing_fires());
 
         // Two streams on one inode: the watch belongs to the last one armed.
-        wakeups.arm(1, &File::open(&path).unwrap());
-        wakeups.arm(2, &File::open(&path).unwrap());
-        writer.write_all(b"y\n").unwrap();
-        let id = fired.recv_timeout(SOON).expect("fires");
-        assert_eq!(wakeups.fired(id), Some(2));
+        f.wakeups.arm(1, &f.reader());
+        f.wakeups.arm(2, &f.reader());
+        f.append(b"y\n");
+        assert_eq!(f.woken("fires"), Some(2));
         // Stream 1 lost its watch, so it can be armed again.
-        wakeups.arm(1, &File::open(&path).unwrap());
-        writer.write_all(b"z\n").unwrap();
-        let id = fired.recv_timeout(SOON).expect("fires");
-        assert_eq!(wakeups.fired(id), Some(1));
+        f.wakeups.arm(1, &f.reader());
+        f.append(b"z\n");
+        assert_eq!(f.woken("fires"), Some(1));
     }
 
     #[test]
     fn after_a_queue_overflow_every_stream_can_be_armed_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.log");
-        let mut writer = File::create(&path).unwrap();
-        let reader = File::open(&path).unwrap();
-        let (mut wakeups, fired) = FileWakeups::start().unwrap();
-        wakeups.arm(3, &reader);
+        let mut f = Fixture::new();
+        f.wakeups.arm(3, &f.reader());
         // The watch fires, but its event is lost in the overflow.
-        writer.write_all(b"lost\n").unwrap();
-        fired.recv_timeout(SOON).expect("fires");
-        assert_eq!(wakeups.fired(QUEUE_OVERFLOWED), None);
-        wakeups.arm(3, &reader);
-        writer.write_all(b"x\n").unwrap();
-        let id = fired.recv_timeout(SOON).expect("fires");
-        assert_eq!(wakeups.fired(id), Some(3));
+        f.append(b"lost\n");
+        f.fired.recv_timeout(SOON).expect("fires");
+        assert_eq!(f.wakeups.fired(QUEUE_OVERFLOWED), None);
+        f.wakeups.arm(3, &f.reader());
+        f.append(b"x\n");
+        assert_eq!(f.woken("fires"), Some(3));
     }
 
     #[test]
     fn dropping_the_wakeups_ends_the_reader_thread() {
-        let (wakeups, fired) = FileWakeups::start().unwrap();
-        drop(wakeups);
+        let f = Fixture::new();
+        drop(f.wakeups);
         assert!(matches!(
-            fired.recv_timeout(SOON),
+            f.fired.recv_timeout(SOON),
             Err(crossbeam_channel::RecvTimeoutError::Disconnected)
         ));
     }

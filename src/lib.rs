@@ -40,6 +40,7 @@ pub mod parse;
 pub mod pipeline;
 pub mod runtime;
 pub mod server;
+pub mod setting;
 pub mod sink;
 pub mod store;
 pub mod wal;

@@ -9,9 +9,9 @@ mod common;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use logtail::encode::{self, Encoding, Envelope};
-use logtail::ingest::framing::{Decoder, Framing, OversizePolicy};
 use logtail::parse::{self, Format, LegacyZone, ParseContext};
 use logtail::pipeline::batch::Batch;
+use logtail::source::framing::{Decoder, Framing, OversizePolicy};
 
 const LINES: usize = 10_000;
 /// 2026-11-21T10:00:00Z, a receive time close to the corpus' timestamps.

@@ -11,14 +11,17 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::encode::Encoding;
-use crate::ingest::framing::{Framing, OversizePolicy};
-use crate::parse::{Format, LegacyZone};
+use crate::parse::LegacyZone;
+use crate::pipeline::PipelineConfig;
 use crate::pipeline::route::Route;
+use crate::setting::InvalidSetting;
+pub use crate::source::config::{ListenerConfig, ListenerKind};
+use crate::source::framing::OversizePolicy;
+use crate::source::{Format, ListenerDefaults};
 
 /// A configuration error, naming the file and the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -30,12 +33,29 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     Syntax { path: PathBuf, message: String },
+    /// A value serde refused while reading it (wrong type, unknown key or variant, a value that
+    /// does not parse), with where it stands.
+    #[error("config file {path}, line {line}: {}{message}", key_prefix(key))]
+    Value {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
     #[error("config file {path}: {key}: {message}")]
     Invalid {
         path: PathBuf,
         key: String,
         message: String,
     },
+}
+
+fn key_prefix(key: &str) -> String {
+    if key.is_empty() || key == "." {
+        String::new()
+    } else {
+        format!("{key}: ")
+    }
 }
 
 /// The whole configuration.
@@ -89,7 +109,30 @@ pub struct IngestConfig {
     pub format: Format,
     /// Time zone of RFC 3164 timestamps, which carry none: `local` (the gateway's zone, as
     /// rsyslog assumes), `utc`, or a fixed offset such as `+02:00`. Default: `local`.
-    pub legacy_timezone: String,
+    pub legacy_timezone: LegacyZone,
+}
+
+impl IngestConfig {
+    /// What every listener takes from this section unless it sets its own.
+    pub fn listener_defaults(&self) -> ListenerDefaults {
+        ListenerDefaults {
+            format: self.format,
+            max_message_bytes: self.max_message_bytes,
+            oversize: self.oversize,
+        }
+    }
+
+    /// # Errors
+    /// `max_message_bytes` out of range, relative to `[ingest]`.
+    pub fn check(&self) -> Result<(), InvalidSetting> {
+        InvalidSetting::check_range(
+            "max_message_bytes",
+            self.max_message_bytes,
+            64,
+            16 << 20,
+            "bytes",
+        )
+    }
 }
 
 impl Default for IngestConfig {
@@ -99,208 +142,7 @@ impl Default for IngestConfig {
             max_message_bytes: 64 * 1024,
             oversize: OversizePolicy::Truncate,
             format: Format::Auto,
-            legacy_timezone: "local".to_string(),
-        }
-    }
-}
-
-/// The kind of socket a listener opens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ListenerKind {
-    /// UDP datagrams, one message each (RFC 5426).
-    Udp,
-    /// TCP streams, newline or octet-counted (RFC 6587).
-    Tcp,
-    /// A Unix datagram socket, like `/dev/log`.
-    UnixDatagram,
-    /// A Unix stream socket.
-    UnixStream,
-    /// TCP, speaking the acknowledged protocol of `logtail agent` ([`crate::agent_protocol`]).
-    Agent,
-}
-
-impl ListenerKind {
-    /// The name used in config files and metrics labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ListenerKind::Udp => "udp",
-            ListenerKind::Tcp => "tcp",
-            ListenerKind::UnixDatagram => "unix-datagram",
-            ListenerKind::UnixStream => "unix-stream",
-            ListenerKind::Agent => "agent",
-        }
-    }
-
-    /// True for sockets of syslog streams, which need framing.
-    pub fn is_stream(self) -> bool {
-        matches!(self, ListenerKind::Tcp | ListenerKind::UnixStream)
-    }
-
-    /// True for Unix-domain sockets, which take a `path` instead of an `address`.
-    pub fn is_unix(self) -> bool {
-        matches!(self, ListenerKind::UnixDatagram | ListenerKind::UnixStream)
-    }
-}
-
-/// `[[listen]]`: one socket to receive on.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListenerConfig {
-    /// Name used in metrics labels and logs. Default: the `type`, numbered when repeated.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// `udp`, `tcp`, `unix-datagram`, `unix-stream` or `agent`. Required.
-    #[serde(rename = "type")]
-    pub kind: ListenerKind,
-    /// `IP:PORT` to bind (`udp`, `tcp` and `agent`). Port 0 picks a free port.
-    #[serde(default)]
-    pub address: Option<String>,
-    /// Socket file to create (`unix-datagram` and `unix-stream`); a stale socket file left by a
-    /// previous run is replaced, any other file is an error.
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    /// Permissions of the socket file, in octal. Default: `"0666"`, so that any local program
-    /// can log, as with `/dev/log`.
-    #[serde(default = "default_socket_mode")]
-    pub socket_mode: String,
-    /// Stream framing: `auto` (per frame: octet counting when it starts with a digit),
-    /// `newline` or `octet-counting`. Default: `auto`.
-    #[serde(default)]
-    pub framing: Framing,
-    /// Message format for this listener; default: `[ingest] format`.
-    #[serde(default)]
-    pub format: Option<Format>,
-    /// Most simultaneous connections (stream listeners); a connection over the limit is closed
-    /// at once and counted. Default: 10000.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
-    /// Close a stream connection that sent nothing for this many seconds (its partial last
-    /// line is kept). Default: 0, never.
-    #[serde(default)]
-    pub idle_timeout_secs: u64,
-    /// Kernel receive buffer (`SO_RCVBUF`), in bytes. Datagram sockets: what absorbs bursts
-    /// while a shard is off the CPU; default 33554432 (32 MiB; the kernel caps it at
-    /// `net.core.rmem_max` unless running as root). Measured: at 300k datagrams/s of 200 bytes
-    /// with both shards on one core, 8 MiB lost 1–2% to `RcvbufErrors`, 32 MiB none. Stream
-    /// listeners: unset by default, so Linux sizes each connection's buffer itself (up to the
-    /// maximum of `net.ipv4.tcp_rmem`, often 32 MiB); set, it caps the buffer of every accepted
-    /// connection, so that a sender the gateway holds back feels it sooner. See
-    /// [`ListenerConfig::receive_buffer`].
-    #[serde(default)]
-    pub receive_buffer_bytes: Option<usize>,
-    /// The largest batch an agent may send (`agent` only), in bytes of messages before
-    /// compression; a larger one is a protocol error. Default: 16777216 (16 MiB), well above
-    /// the agent's default batch of 1 MiB of lines.
-    #[serde(default = "default_max_batch_bytes")]
-    pub max_batch_bytes: usize,
-}
-
-fn default_socket_mode() -> String {
-    "0666".to_string()
-}
-fn default_max_connections() -> usize {
-    10_000
-}
-/// `receive_buffer_bytes` of datagram sockets when not set.
-const DEFAULT_DATAGRAM_RECEIVE_BUFFER: usize = 32 * 1024 * 1024;
-fn default_max_batch_bytes() -> usize {
-    16 * 1024 * 1024
-}
-
-impl ListenerConfig {
-    fn new(kind: ListenerKind, address: Option<&str>, path: Option<&str>) -> Self {
-        ListenerConfig {
-            name: None,
-            kind,
-            address: address.map(str::to_string),
-            path: path.map(PathBuf::from),
-            socket_mode: default_socket_mode(),
-            framing: Framing::Auto,
-            format: None,
-            max_connections: default_max_connections(),
-            idle_timeout_secs: 0,
-            receive_buffer_bytes: None,
-            max_batch_bytes: default_max_batch_bytes(),
-        }
-    }
-
-    /// The listeners used when the configuration names none.
-    pub fn defaults() -> Vec<ListenerConfig> {
-        vec![
-            ListenerConfig::new(ListenerKind::Udp, Some("0.0.0.0:5514"), None),
-            ListenerConfig::new(ListenerKind::Tcp, Some("0.0.0.0:5514"), None),
-            ListenerConfig::new(ListenerKind::UnixDatagram, None, Some("run/log.sock")),
-            ListenerConfig::new(ListenerKind::UnixStream, None, Some("run/log-stream.sock")),
-            ListenerConfig::new(ListenerKind::Agent, Some("0.0.0.0:5515"), None),
-        ]
-    }
-
-    /// A listener of `kind` on `address` (UDP, TCP) with every other setting at its default.
-    pub fn inet(kind: ListenerKind, address: &str) -> Self {
-        ListenerConfig::new(kind, Some(address), None)
-    }
-
-    /// A listener of `kind` at `path` (Unix sockets) with every other setting at its default.
-    pub fn unix(kind: ListenerKind, path: &Path) -> Self {
-        let mut listener = ListenerConfig::new(kind, None, None);
-        listener.path = Some(path.to_path_buf());
-        listener
-    }
-
-    /// The `SO_RCVBUF` to give this listener's sockets: `receive_buffer_bytes`, or for
-    /// datagram sockets 32 MiB when it is not set; `None` leaves the kernel's default.
-    pub fn receive_buffer(&self) -> Option<usize> {
-        match self.kind {
-            ListenerKind::Udp | ListenerKind::UnixDatagram => Some(
-                self.receive_buffer_bytes
-                    .unwrap_or(DEFAULT_DATAGRAM_RECEIVE_BUFFER),
-            ),
-            _ => self.receive_buffer_bytes,
-        }
-    }
-
-    /// The parsed bind address (validated by [`Config::validate`]).
-    pub fn socket_addr(&self) -> Option<SocketAddr> {
-        self.address.as_deref().and_then(|a| a.parse().ok())
-    }
-
-    /// The socket file's permissions (validated by [`Config::validate`]).
-    pub fn mode(&self) -> u32 {
-        u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8).unwrap_or(0o666)
-    }
-
-    /// How long a stream connection may stay silent, if limited.
-    pub fn idle_timeout(&self) -> Option<Duration> {
-        (self.idle_timeout_secs > 0).then(|| Duration::from_secs(self.idle_timeout_secs))
-    }
-}
-
-/// `[pipeline]`: batching and the per-shard rings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PipelineConfig {
-    /// Capacity of each shard's ring, in batches. When it is full, stream connections of that
-    /// shard stop being read (backpressure to the sender) and datagrams are dropped and counted.
-    /// Default: 64.
-    pub ring_batches: usize,
-    /// A batch is cut when it holds this many records. Default: 4096.
-    pub batch_max_records: usize,
-    /// A batch is cut when its encoded records (with their Kafka keys and topics, when the sink
-    /// routes them) reach this many bytes. Default: 1048576 (1 MiB).
-    pub batch_max_bytes: usize,
-    /// A batch is cut when its first record is this old, in milliseconds: the most a record
-    /// waits in a shard on a quiet gateway. Default: 5.
-    pub batch_max_age_ms: u64,
-}
-
-impl Default for PipelineConfig {
-    fn default() -> Self {
-        PipelineConfig {
-            ring_batches: 64,
-            batch_max_records: 4096,
-            batch_max_bytes: 1024 * 1024,
-            batch_max_age_ms: 5,
+            legacy_timezone: LegacyZone::Local,
         }
     }
 }
@@ -638,9 +480,27 @@ impl Config {
 
     /// Parses and validates TOML text; `path` is only used in error messages.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        let syntax = |e: toml::de::Error| ConfigError::Syntax {
             path: path.to_path_buf(),
             message: e.to_string(),
+        };
+        let deserializer = toml::Deserializer::parse(text).map_err(syntax)?;
+        // serde_path_to_error names the key (`listen[1].address`); toml's span gives the line.
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            match inner.span() {
+                Some(span) => ConfigError::Value {
+                    path: path.to_path_buf(),
+                    line: 1 + text.as_bytes()[..span.start.min(text.len())]
+                        .iter()
+                        .filter(|&&b| b == b'\n')
+                        .count(),
+                    key,
+                    message: inner.message().to_owned(),
+                },
+                None => syntax(inner),
+            }
         })?;
         config.validate(path)?;
         Ok(config)
@@ -653,130 +513,15 @@ impl Config {
             key,
             message,
         };
-        if self.ingest.max_message_bytes < 64 || self.ingest.max_message_bytes > 16 << 20 {
-            return Err(invalid(
-                "ingest.max_message_bytes".into(),
-                format!(
-                    "{} is out of range: allowed 64 to 16777216 bytes",
-                    self.ingest.max_message_bytes
-                ),
-            ));
-        }
-        if let Err(e) = self.ingest.legacy_timezone.parse::<LegacyZone>() {
-            return Err(invalid(
-                "ingest.legacy_timezone".into(),
-                format!(
-                    "{:?}: {e}; allowed: \"local\", \"utc\" or an offset like \"+02:00\"",
-                    self.ingest.legacy_timezone
-                ),
-            ));
-        }
-        if self.listen.is_empty() {
-            return Err(invalid(
-                "listen".into(),
-                "no listener: give at least one [[listen]] table".into(),
-            ));
-        }
-        let mut names = std::collections::HashSet::new();
-        for (i, listener) in self.listen.iter().enumerate() {
-            let key = |field: &str| format!("listen[{i}].{field}");
-            let kind = listener.kind.as_str();
-            if listener.kind.is_unix() {
-                if listener.path.is_none() {
-                    return Err(invalid(
-                        key("path"),
-                        format!("required for type = \"{kind}\", e.g. path = \"run/log.sock\""),
-                    ));
-                }
-                if listener.address.is_some() {
-                    return Err(invalid(
-                        key("address"),
-                        format!("not used by type = \"{kind}\"; give `path` instead"),
-                    ));
-                }
-                if u32::from_str_radix(listener.socket_mode.trim_start_matches("0o"), 8)
-                    .map_or(true, |m| m > 0o777)
-                {
-                    return Err(invalid(
-                        key("socket_mode"),
-                        format!(
-                            "{:?} is not an octal mode like \"0666\"",
-                            listener.socket_mode
-                        ),
-                    ));
-                }
-            } else {
-                match &listener.address {
-                    None => {
-                        return Err(invalid(
-                            key("address"),
-                            format!(
-                                "required for type = \"{kind}\", e.g. address = \"0.0.0.0:5514\""
-                            ),
-                        ));
-                    }
-                    Some(a) if a.parse::<SocketAddr>().is_err() => {
-                        return Err(invalid(
-                            key("address"),
-                            format!("{a:?} is not IP:PORT, e.g. \"0.0.0.0:5514\" or \"[::]:5514\""),
-                        ));
-                    }
-                    Some(_) => {}
-                }
-                if listener.path.is_some() {
-                    return Err(invalid(
-                        key("path"),
-                        format!("not used by type = \"{kind}\"; give `address` instead"),
-                    ));
-                }
-            }
-            if !listener.kind.is_stream() && listener.framing != Framing::Auto {
-                return Err(invalid(
-                    key("framing"),
-                    format!("not used by type = \"{kind}\": a datagram is one message"),
-                ));
-            }
-            if listener.kind == ListenerKind::Agent
-                && !(1024..=crate::agent_protocol::MAX_FRAME_BYTES / 2)
-                    .contains(&listener.max_batch_bytes)
-            {
-                return Err(invalid(
-                    key("max_batch_bytes"),
-                    format!(
-                        "{} is out of range: 1024 to {}",
-                        listener.max_batch_bytes,
-                        crate::agent_protocol::MAX_FRAME_BYTES / 2
-                    ),
-                ));
-            }
-            if listener.max_connections == 0 {
-                return Err(invalid(key("max_connections"), "must be at least 1".into()));
-            }
-            if let Some(name) = &listener.name
-                && !names.insert(name.clone())
-            {
-                return Err(invalid(
-                    key("name"),
-                    format!("{name:?} is used by two listeners"),
-                ));
-            }
-        }
-        let p = &self.pipeline;
-        for (key, value) in [
-            ("pipeline.ring_batches", p.ring_batches),
-            ("pipeline.batch_max_records", p.batch_max_records),
-            ("pipeline.batch_max_bytes", p.batch_max_bytes),
-        ] {
-            if value == 0 {
-                return Err(invalid(key.into(), "must be at least 1".into()));
-            }
-        }
-        if p.batch_max_bytes > 256 << 20 {
-            return Err(invalid(
-                "pipeline.batch_max_bytes".into(),
-                "at most 268435456 (256 MiB)".into(),
-            ));
-        }
+        let in_file = |e: InvalidSetting| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: e.key,
+            message: e.message,
+        };
+        self.check_sources().map_err(in_file)?;
+        self.pipeline
+            .check()
+            .map_err(|e| in_file(e.within("pipeline")))?;
         if self.metrics.enabled && self.metrics.address.parse::<SocketAddr>().is_err() {
             return Err(invalid(
                 "metrics.address".into(),
@@ -860,6 +605,32 @@ impl Config {
         Ok(())
     }
 
+    /// Checks `[ingest]` and every `[[listen]]` table, and that listener names are unique.
+    fn check_sources(&self) -> Result<(), InvalidSetting> {
+        self.ingest.check().map_err(|e| e.within("ingest"))?;
+        if self.listen.is_empty() {
+            return Err(InvalidSetting::new(
+                "listen",
+                "no listener: give at least one [[listen]] table",
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, listener) in self.listen.iter().enumerate() {
+            let section = format!("listen[{i}]");
+            listener.check().map_err(|e| e.within(&section))?;
+            if let Some(name) = &listener.name
+                && !names.insert(name.as_str())
+            {
+                return Err(InvalidSetting::new(
+                    "name",
+                    format!("{name:?} is used by two listeners"),
+                )
+                .within(&section));
+            }
+        }
+        Ok(())
+    }
+
     /// The number of shard threads to run.
     pub fn shard_count(&self) -> usize {
         if self.ingest.shards > 0 {
@@ -867,14 +638,6 @@ impl Config {
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         }
-    }
-
-    /// The RFC 3164 time zone (validated by [`Config::validate`]).
-    pub fn legacy_zone(&self) -> LegacyZone {
-        self.ingest
-            .legacy_timezone
-            .parse()
-            .unwrap_or(LegacyZone::Local)
     }
 
     /// The local store's directory.
@@ -945,8 +708,8 @@ mod tests {
             kinds,
             ["udp", "tcp", "unix-datagram", "unix-stream", "agent"]
         );
-        assert_eq!(config.listen[0].address.as_deref(), Some("0.0.0.0:5514"));
-        assert_eq!(config.listen[4].address.as_deref(), Some("0.0.0.0:5515"));
+        assert_eq!(config.listen[0].address, "0.0.0.0:5514".parse().ok());
+        assert_eq!(config.listen[4].address, "0.0.0.0:5515".parse().ok());
         assert_eq!(
             config.listen[2].path.as_deref(),
             Some(Path::new("run/log.sock"))
@@ -973,7 +736,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.listen.len(), 2);
-        assert_eq!(config.listen[0].framing, Framing::OctetCounting);
+        assert_eq!(
+            config.listen[0].framing,
+            crate::source::framing::Framing::OctetCounting
+        );
         assert_eq!(config.listener_name(0), "tcp");
         assert_eq!(config.listener_name(1), "tcp-2");
     }

@@ -30,11 +30,11 @@
 //! rotation, with checkpoints that only move on acknowledgements, configured live from a file
 //! and etcd, and ships the lines to the gateway ([`agent_protocol`]) or straight to Kafka.
 
+pub mod ack;
 pub mod agent;
 pub mod agent_protocol;
 pub mod config;
 pub mod encode;
-pub mod ingest;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;
@@ -42,5 +42,6 @@ pub mod runtime;
 pub mod server;
 pub mod setting;
 pub mod sink;
+pub mod source;
 pub mod store;
 pub mod wal;

@@ -11,16 +11,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use anyhow::Context as _;
 
 use crate::config::Config;
-use crate::ingest::shard::{BatchLimits, ShardSettings};
-use crate::ingest::{self, BoundListener, Shutdown};
 use crate::metrics::{Metrics, SinkMetrics};
 use crate::pipeline::ring;
+use crate::pipeline::shard::{self, ShardSettings};
 use crate::sink;
+use crate::source::{BoundListener, Shutdown};
 
 /// What a listener ended up bound to.
 #[derive(Debug, Clone)]
@@ -57,8 +56,14 @@ impl Server {
         } = sink::open(config)?;
         let sink_metrics = Arc::new(SinkMetrics::new(sink.name()));
 
-        let bound: Vec<BoundListener> = (0..config.listen.len())
-            .map(|i| BoundListener::bind(config, i, shard_count))
+        let defaults = config.ingest.listener_defaults();
+        let bound: Vec<BoundListener> = config
+            .listen
+            .iter()
+            .enumerate()
+            .map(|(i, listener)| {
+                BoundListener::bind(listener, config.listener_name(i), &defaults, i, shard_count)
+            })
             .collect::<Result<_, _>>()?;
         let metrics_listener = if config.metrics.enabled {
             let listener =
@@ -80,11 +85,7 @@ impl Server {
         let mut consumers = Vec::with_capacity(shard_count);
         let mut ring_metrics = Vec::with_capacity(shard_count);
         let mut shards = Vec::with_capacity(shard_count);
-        let limits = BatchLimits {
-            max_records: config.pipeline.batch_max_records,
-            max_bytes: config.pipeline.batch_max_bytes,
-            max_age: Duration::from_millis(config.pipeline.batch_max_age_ms),
-        };
+        let limits = config.pipeline.batch_limits();
         for id in 0..shard_count {
             let (producer, consumer, metrics) = ring::ring(id as u16, config.pipeline.ring_batches);
             consumers.push(consumer);
@@ -101,11 +102,11 @@ impl Server {
             let settings = ShardSettings {
                 id: id as u16,
                 encoding: config.sink.encoding,
-                legacy_zone: config.legacy_zone(),
+                legacy_zone: config.ingest.legacy_timezone,
                 limits,
                 route: route.clone(),
             };
-            shards.push(ingest::spawn_shard(
+            shards.push(shard::spawn_shard(
                 settings,
                 producer,
                 sockets,

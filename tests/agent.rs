@@ -438,7 +438,7 @@ fn gateway_down_then_up_loses_nothing_and_memory_stays_bounded() {
     let mut gateway = common::Gateway::start_with(|c| {
         c.listen = vec![logtail::config::ListenerConfig::inet(
             logtail::config::ListenerKind::Agent,
-            &format!("127.0.0.1:{port}"),
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         )];
     });
     let sink = &gateway.server().metrics().sink;

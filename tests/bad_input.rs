@@ -74,7 +74,7 @@ fn one_mib_line_is_truncated_and_the_connection_goes_on() {
 #[test]
 fn oversize_drop_policy_drops_and_counts() {
     let mut gw = Gateway::start_with(|c| {
-        c.ingest.oversize = logtail::ingest::framing::OversizePolicy::Drop;
+        c.ingest.oversize = logtail::source::framing::OversizePolicy::Drop;
         c.ingest.max_message_bytes = 1024;
     });
     let mut conn = TcpStream::connect(gw.tcp()).unwrap();
@@ -195,7 +195,7 @@ fn connections_over_the_limit_are_refused_and_counted() {
 
 #[test]
 fn idle_connections_are_closed_after_the_timeout_keeping_their_partial_line() {
-    let mut gw = Gateway::start_with(|c| c.listen[1].idle_timeout_secs = 1);
+    let mut gw = Gateway::start_with(|c| c.listen[1].idle_timeout = Some(Duration::from_secs(1)));
     let mut conn = TcpStream::connect(gw.tcp()).unwrap();
     conn.write_all(b"<13>Nov 21 10:00:00 h app: partial")
         .unwrap();

@@ -187,7 +187,7 @@ fn raw_encoding_stores_the_bytes_as_received() {
 
 #[test]
 fn clean_shutdown_keeps_every_line_already_sent() {
-    let mut gw = Gateway::start_with(|c| c.pipeline.batch_max_age_ms = 10_000);
+    let mut gw = Gateway::start_with(|c| c.pipeline.batch_max_age = Duration::from_secs(10));
     let mut conn = TcpStream::connect(gw.tcp()).unwrap();
     let mut buf = String::new();
     for seq in 0..20_000 {

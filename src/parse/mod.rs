@@ -41,52 +41,11 @@ pub mod structured_data;
 pub mod timestamp;
 
 use std::fmt;
-use std::str::FromStr;
 
+pub use crate::source::{Format, UnknownFormat};
 pub use context::{InvalidZone, LegacyZone, ParseContext};
 pub use structured_data::StructuredData;
 pub use timestamp::{Offset, Timestamp};
-
-/// Which syslog format to expect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// Decide per message (see the [module docs](self)).
-    #[default]
-    Auto,
-    /// RFC 5424 only, with its character sets and length limits.
-    Rfc5424,
-    /// RFC 3164 (BSD) and the variants real senders use.
-    Rfc3164,
-}
-
-/// The error of [`Format::from_str`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown syslog format {0:?}: expected \"auto\", \"rfc5424\" or \"rfc3164\"")]
-pub struct UnknownFormat(pub String);
-
-impl FromStr for Format {
-    type Err = UnknownFormat;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(Format::Auto),
-            "rfc5424" => Ok(Format::Rfc5424),
-            "rfc3164" => Ok(Format::Rfc3164),
-            _ => Err(UnknownFormat(s.to_owned())),
-        }
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Format::Auto => "auto",
-            Format::Rfc5424 => "rfc5424",
-            Format::Rfc3164 => "rfc3164",
-        })
-    }
-}
 
 /// Why a message could not be parsed. The record then carries the whole input as `message`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

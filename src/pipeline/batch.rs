@@ -43,7 +43,7 @@
 
 use std::time::Instant;
 
-use super::ack::AckToken;
+use crate::ack::AckToken;
 
 /// [`Batch::encode_wal`]'s format version.
 const WAL_FORMAT_VERSION: u8 = 1;

@@ -1,7 +1,82 @@
 //! The pipeline between the shards and the sinks: batches, the per-shard rings, the routes
-//! that give each record its Kafka key and topic, and the acknowledgements some senders wait for.
+//! that give each record its Kafka key and topic, and the shards that turn what sources receive
+//! into batches ([`shard`]).
 
-pub mod ack;
 pub mod batch;
 pub mod ring;
 pub mod route;
+pub mod shard;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::setting::InvalidSetting;
+
+/// `[pipeline]`: batching and the per-shard rings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Capacity of each shard's ring, in batches. When it is full, stream connections of that
+    /// shard stop being read (backpressure to the sender) and datagrams are dropped and counted.
+    /// Default: 64.
+    pub ring_batches: usize,
+    /// A batch is cut when it holds this many records. Default: 4096.
+    pub batch_max_records: usize,
+    /// A batch is cut when its encoded records (with their Kafka keys and topics, when the sink
+    /// routes them) reach this many bytes. Default: 1048576 (1 MiB).
+    pub batch_max_bytes: usize,
+    /// A batch is cut when its first record is this old, in milliseconds: the most a record
+    /// waits in a shard on a quiet gateway. Default: 5.
+    #[serde(rename = "batch_max_age_ms", deserialize_with = "milliseconds")]
+    pub batch_max_age: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            ring_batches: 64,
+            batch_max_records: 4096,
+            batch_max_bytes: 1024 * 1024,
+            batch_max_age: Duration::from_millis(5),
+        }
+    }
+}
+
+fn milliseconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    u64::deserialize(deserializer).map(Duration::from_millis)
+}
+
+impl PipelineConfig {
+    /// When a shard cuts its batches.
+    pub fn batch_limits(&self) -> shard::BatchLimits {
+        shard::BatchLimits {
+            max_records: self.batch_max_records,
+            max_bytes: self.batch_max_bytes,
+            max_age: self.batch_max_age,
+        }
+    }
+
+    /// Checks that rings and batches can hold something, and that a batch fits in memory.
+    ///
+    /// # Errors
+    /// The first key at fault, relative to `[pipeline]`.
+    pub fn check(&self) -> Result<(), InvalidSetting> {
+        for (key, value) in [
+            ("ring_batches", self.ring_batches),
+            ("batch_max_records", self.batch_max_records),
+            ("batch_max_bytes", self.batch_max_bytes),
+        ] {
+            if value == 0 {
+                return Err(InvalidSetting::new(key, "must be at least 1"));
+            }
+        }
+        if self.batch_max_bytes > 256 << 20 {
+            return Err(InvalidSetting::new(
+                "batch_max_bytes",
+                "at most 268435456 (256 MiB)",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -78,9 +78,9 @@ use rdkafka_sys as rdsys;
 use std::ffi::{c_int, c_void};
 
 use super::{GIVE_UP_AFTER, Sink};
+use crate::ack::{self, AckToken};
 use crate::config::{Config, KafkaSinkConfig, WalFsync, WalFullPolicy};
 use crate::metrics::{KafkaMetrics, RateLimitedWarning};
-use crate::pipeline::ack::{self, AckToken};
 use crate::pipeline::batch::Batch;
 use crate::wal::{Appended, FsyncPolicy, FullPolicy, Wal, WalError, WalOptions};
 

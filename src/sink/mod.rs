@@ -8,7 +8,7 @@
 //! shutdown by that long, not by that long per batch. Each is counted
 //! (`logtail_sink_lost_records_total`) and logged.
 //!
-//! A batch may carry acknowledgements owed to its senders ([`crate::pipeline::ack`]): the sink
+//! A batch may carry acknowledgements owed to its senders ([`crate::ack`]): the sink
 //! thread takes them off before the write and hands them to the sink after it
 //! ([`Sink::hold_acks`]), which releases them once the batch is durable. A batch given up on
 //! drops them unreleased, so its senders resend.
@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Select;
 
+use crate::ack::{self, AckToken};
 use crate::config::{Config, SinkKind};
 use crate::metrics::{KafkaMetrics, RateLimitedWarning, SinkMetrics};
-use crate::pipeline::ack::{self, AckToken};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::ring::RingConsumer;
 

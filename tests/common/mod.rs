@@ -28,14 +28,15 @@ pub struct Gateway {
 /// A configuration listening on 127.0.0.1 with ephemeral ports for UDP, TCP and agents, and Unix
 /// sockets in `dir`; 2 shards; metrics on an ephemeral port.
 pub fn test_config(dir: &Path) -> Config {
+    let any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let mut config = Config {
         data_dir: dir.join("data"),
         listen: vec![
-            ListenerConfig::inet(ListenerKind::Udp, "127.0.0.1:0"),
-            ListenerConfig::inet(ListenerKind::Tcp, "127.0.0.1:0"),
+            ListenerConfig::inet(ListenerKind::Udp, any_port),
+            ListenerConfig::inet(ListenerKind::Tcp, any_port),
             ListenerConfig::unix(ListenerKind::UnixDatagram, &dir.join("log.sock")),
             ListenerConfig::unix(ListenerKind::UnixStream, &dir.join("log-stream.sock")),
-            ListenerConfig::inet(ListenerKind::Agent, "127.0.0.1:0"),
+            ListenerConfig::inet(ListenerKind::Agent, any_port),
         ],
         ..Config::default()
     };

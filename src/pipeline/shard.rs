@@ -19,20 +19,23 @@
 //! a batch from the ring, and wakes the stream tasks when the shard is no longer blocked. Memory
 //! per shard is bounded by the ring, two batches and one receive.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
+use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 
+use crate::ack::AckToken;
 use crate::encode::{self, Encoding, Envelope};
 use crate::metrics::ListenerMetrics;
 use crate::parse::{self, Format, LegacyZone, ParseContext};
-use crate::pipeline::ack::AckToken;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::ring::{PushError, RingProducer};
 use crate::pipeline::route::Route;
+use crate::source::intake::{Connections, Intake, Receive};
+use crate::source::{ListenerContext, ShardSocket, Shutdown, datagram, stream};
 
 /// When to cut a batch.
 #[derive(Debug, Clone, Copy)]
@@ -63,9 +66,6 @@ pub struct Shard {
     /// Woken when a record goes into an empty batch, so the ticker sleeps while the shard is
     /// idle instead of polling.
     batch_opened: Notify,
-    open_connections: Cell<usize>,
-    /// Woken when a connection task ends.
-    connection_closed: Notify,
 }
 
 /// The batch being filled and what a receive stamps on its records.
@@ -79,8 +79,9 @@ struct Filling {
 }
 
 /// One receive in progress: messages given to it go into the shard's batch.
-pub struct Receive<'s> {
+pub struct ShardReceive<'s> {
     filling: &'s mut Filling,
+    limits: &'s BatchLimits,
     encoding: Encoding,
     route: Option<&'s Route>,
     lines: u64,
@@ -88,9 +89,9 @@ pub struct Receive<'s> {
     parse_errors: u64,
 }
 
-impl Receive<'_> {
+impl Receive for ShardReceive<'_> {
     /// Parses `message`, encodes it into the batch, and counts it.
-    pub fn message(&mut self, message: &[u8], format: Format, source: &str) {
+    fn message(&mut self, message: &[u8], format: Format, source: &str) {
         let f = &mut *self.filling;
         let record = parse::parse(message, format, &mut f.parse_context);
         self.parse_errors += u64::from(record.parse_error.is_some());
@@ -117,14 +118,14 @@ impl Receive<'_> {
     }
 
     /// True when the shard cannot take more records until the sink catches up.
-    pub fn is_blocked(&self, limits: &BatchLimits) -> bool {
-        self.filling.is_blocked(limits)
+    fn is_blocked(&self) -> bool {
+        self.filling.is_blocked(self.limits)
     }
 
     /// Has `token` released once the records of this receive are durable: it goes with the
     /// batch they are in (a receive never spans two batches). Released at once when the batch is
     /// empty, i.e. when the receive put nothing into it.
-    pub fn acknowledge_when_durable(&mut self, token: AckToken) {
+    fn acknowledge_when_durable(&mut self, token: AckToken) {
         if self.filling.batch.is_empty() {
             token.release();
         } else {
@@ -158,38 +159,22 @@ impl Filling {
     }
 }
 
-impl Shard {
-    /// A shard that hands its batches to `producer`.
-    pub fn new(settings: ShardSettings, producer: RingProducer) -> Self {
-        Shard {
-            filling: RefCell::new(Filling {
-                batch: new_batch(&settings, None),
-                pending: None,
-                parse_context: ParseContext::new(0, settings.legacy_zone),
-                received_at_us: 0,
-                received_at_text: Vec::with_capacity(32),
-            }),
-            unblocked: Notify::new(),
-            batch_opened: Notify::new(),
-            open_connections: Cell::new(0),
-            connection_closed: Notify::new(),
-            settings,
-            producer,
-        }
-    }
+impl Intake for Shard {
+    type Receive<'a> = ShardReceive<'a>;
 
     /// Runs `f` for one receive stamped now, then adds its counts to `metrics` and cuts the
     /// batch if it is full.
-    pub fn receive<R>(
+    fn receive<R>(
         &self,
         metrics: &ListenerMetrics,
-        f: impl FnOnce(&mut Receive<'_>) -> R,
+        f: impl FnOnce(&mut ShardReceive<'_>) -> R,
     ) -> R {
         let mut filling = self.filling.borrow_mut();
         filling.stamp(SystemTime::now());
         let was_empty = filling.batch.is_empty();
-        let mut receive = Receive {
+        let mut receive = ShardReceive {
             filling: &mut filling,
+            limits: &self.settings.limits,
             encoding: self.settings.encoding,
             route: self.settings.route.as_deref(),
             lines: 0,
@@ -209,13 +194,8 @@ impl Shard {
         result
     }
 
-    /// True when the shard cannot take more records until the sink catches up.
-    pub fn is_blocked(&self) -> bool {
-        self.filling.borrow().is_blocked(&self.settings.limits)
-    }
-
     /// Resolves once the shard is not blocked (at once if it is not).
-    pub async fn until_unblocked(&self) {
+    async fn until_unblocked(&self) {
         loop {
             let notified = self.unblocked.notified();
             tokio::pin!(notified);
@@ -225,6 +205,30 @@ impl Shard {
             }
             notified.await;
         }
+    }
+}
+
+impl Shard {
+    /// A shard that hands its batches to `producer`.
+    pub fn new(settings: ShardSettings, producer: RingProducer) -> Self {
+        Shard {
+            filling: RefCell::new(Filling {
+                batch: new_batch(&settings, None),
+                pending: None,
+                parse_context: ParseContext::new(0, settings.legacy_zone),
+                received_at_us: 0,
+                received_at_text: Vec::with_capacity(32),
+            }),
+            unblocked: Notify::new(),
+            batch_opened: Notify::new(),
+            settings,
+            producer,
+        }
+    }
+
+    /// True when the shard cannot take more records until the sink catches up.
+    pub fn is_blocked(&self) -> bool {
+        self.filling.borrow().is_blocked(&self.settings.limits)
     }
 
     /// Moves the current batch to the ring, or to `pending` when the ring is full. Does nothing
@@ -317,46 +321,6 @@ impl Shard {
             self.producer.space().await;
         }
     }
-
-    /// Counts a new connection until the returned guard is dropped. Taken before the
-    /// connection's task is spawned, so a shutdown waits for tasks that have not yet run.
-    pub fn connection_opened(self: &Rc<Self>, metrics: &Arc<ListenerMetrics>) -> ConnectionGuard {
-        self.open_connections.set(self.open_connections.get() + 1);
-        metrics.connections_open.add(1);
-        metrics.connections.add(1);
-        ConnectionGuard {
-            shard: self.clone(),
-            metrics: metrics.clone(),
-        }
-    }
-
-    /// Resolves when no connection task of this shard is left.
-    pub async fn until_connections_closed(&self) {
-        loop {
-            let notified = self.connection_closed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.open_connections.get() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-/// Keeps a connection counted while it lives.
-pub struct ConnectionGuard {
-    shard: Rc<Shard>,
-    metrics: Arc<ListenerMetrics>,
-}
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        let open = &self.shard.open_connections;
-        open.set(open.get() - 1);
-        self.metrics.connections_open.add(-1);
-        self.shard.connection_closed.notify_waiters();
-    }
 }
 
 /// A new batch sized like the previous one, so a busy shard fills it without reallocating.
@@ -370,6 +334,96 @@ fn new_batch(settings: &ShardSettings, previous: Option<&Batch>) -> Batch {
         batch.reserve_keys_and_topics(previous.key_bytes(), previous.topic_bytes());
     }
     batch
+}
+
+/// Starts shard `settings.id` on its own thread, reading `sockets` until `shutdown`.
+///
+/// At shutdown the shard stops accepting, takes what its sockets already received, hands every
+/// record to its ring (waiting for the sink as needed) and closes the ring by dropping
+/// `producer`.
+///
+/// # Errors
+/// When the thread cannot be spawned.
+pub fn spawn_shard(
+    settings: ShardSettings,
+    producer: RingProducer,
+    sockets: Vec<(ListenerContext, ShardSocket)>,
+    shutdown: Shutdown,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    crate::runtime::spawn(format!("shard-{}", settings.id), move || {
+        run_shard(settings, producer, sockets, shutdown)
+    })
+}
+
+async fn run_shard(
+    settings: ShardSettings,
+    producer: RingProducer,
+    sockets: Vec<(ListenerContext, ShardSocket)>,
+    shutdown: Shutdown,
+) {
+    let shard = Rc::new(Shard::new(settings, producer));
+    let connections = Rc::new(Connections::default());
+    let mut readers = Vec::new();
+    for (context, socket) in sockets {
+        let (shard, context, stop) = (shard.clone(), Rc::new(context), shutdown.clone());
+        let task = match socket {
+            ShardSocket::Datagram(fd) => tokio::task::spawn_local(async move {
+                datagram::run(&*shard, &context, fd, stop.wait()).await;
+            }),
+            ShardSocket::Tcp(listener) => match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => tokio::task::spawn_local(stream::run_acceptor(
+                    shard,
+                    connections.clone(),
+                    context,
+                    listener,
+                    stop,
+                )),
+                Err(e) => {
+                    tracing::error!(listener = %context.name, "cannot register listener: {e}");
+                    continue;
+                }
+            },
+            ShardSocket::Unix(listener) => match tokio::net::UnixListener::from_std(listener) {
+                Ok(listener) => {
+                    let acceptor = stream::UnixAcceptor {
+                        listener,
+                        path: context.source.clone(),
+                    };
+                    tokio::task::spawn_local(stream::run_acceptor(
+                        shard,
+                        connections.clone(),
+                        context,
+                        acceptor,
+                        stop,
+                    ))
+                }
+                Err(e) => {
+                    tracing::error!(listener = %context.name, "cannot register listener: {e}");
+                    continue;
+                }
+            },
+        };
+        readers.push(task);
+    }
+    let (stop_ticker, ticker_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ticker = {
+        let shard = shard.clone();
+        tokio::task::spawn_local(async move {
+            shard
+                .run_ticker(async move {
+                    let _ = ticker_stopped.await;
+                })
+                .await;
+        })
+    };
+    shutdown.wait().await;
+    for reader in readers {
+        let _ = reader.await;
+    }
+    connections.until_all_closed().await;
+    shard.drain().await;
+    let _ = stop_ticker.send(());
+    let _ = ticker.await;
 }
 
 #[cfg(test)]
@@ -403,7 +457,7 @@ mod tests {
 
     fn receive_two(shard: &Shard, metrics: &ListenerMetrics, blocked_before: bool) {
         shard.receive(metrics, |r| {
-            assert_eq!(r.is_blocked(&shard.settings.limits), blocked_before);
+            assert_eq!(r.is_blocked(), blocked_before);
             r.message(b"<13>a", Format::Auto, "test");
             r.message(b"<13>b", Format::Auto, "test");
         });

@@ -5,7 +5,7 @@
 //! A connection answers the agent's HELLO, then reads BATCH frames one at a time. A batch is
 //! checked whole (frame length, lz4, message lengths, sequence order) before any of it is taken
 //! in, then all its messages go into the shard's batch in one receive, with an
-//! [`AckToken`](crate::pipeline::ack::AckToken) for its `seq`. A second half of the task writes
+//! [`AckToken`](crate::ack::AckToken) for its `seq`. A second half of the task writes
 //! an ACK whenever the connection's durable prefix moves ([`Acknowledgements`]).
 //!
 //! Backpressure is the agent's own: while the shard is blocked no frame is read, so the agent's
@@ -20,10 +20,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::shard::Shard;
+use super::intake::{Intake, Receive};
 use super::{ListenerContext, StreamProtocol};
+use crate::ack::Acknowledgements;
 use crate::agent_protocol::{self as protocol, Kind, ProtocolError};
-use crate::pipeline::ack::Acknowledgements;
 
 /// How long an agent has to send its HELLO after connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,8 +46,8 @@ enum Ended {
 }
 
 /// Serves one agent connection until it ends.
-pub async fn serve_agent<S: AsyncRead + AsyncWrite + Unpin>(
-    shard: &Shard,
+pub async fn serve_agent<I: Intake, S: AsyncRead + AsyncWrite + Unpin>(
+    shard: &I,
     listener: &ListenerContext,
     stream: S,
     source: String,
@@ -166,8 +166,8 @@ async fn read_frame<R: AsyncRead + Unpin>(
 }
 
 /// Takes BATCH frames into the shard until the connection ends.
-async fn read_batches<R: AsyncRead + Unpin>(
-    shard: &Shard,
+async fn read_batches<I: Intake, R: AsyncRead + Unpin>(
+    shard: &I,
     listener: &ListenerContext,
     reader: &mut R,
     source: &str,

@@ -18,7 +18,7 @@ use tokio::io::unix::AsyncFd;
 
 use super::ListenerContext;
 use super::framing::OversizePolicy;
-use super::shard::Shard;
+use super::intake::{Intake, Receive};
 
 /// Datagrams taken per `recvmmsg` call.
 pub const DATAGRAMS_PER_CALL: usize = 64;
@@ -184,8 +184,8 @@ impl PeerText {
 }
 
 /// Reads `socket` until `shutdown` resolves, then takes what is already queued and returns.
-pub async fn run(
-    shard: &Shard,
+pub async fn run<I: Intake>(
+    shard: &I,
     listener: &ListenerContext,
     socket: OwnedFd,
     shutdown: impl std::future::Future<Output = ()>,
@@ -236,8 +236,8 @@ pub async fn run(
     }
 }
 
-fn deliver(
-    shard: &Shard,
+fn deliver<I: Intake>(
+    shard: &I,
     listener: &ListenerContext,
     buffers: &DatagramBuffers,
     count: usize,
@@ -245,7 +245,7 @@ fn deliver(
 ) {
     let metrics = &*listener.metrics;
     shard.receive(metrics, |receive| {
-        if receive.is_blocked(&shard.settings.limits) {
+        if receive.is_blocked() {
             // Received, then dropped: both counts, so received = stored + dropped holds.
             metrics.received_lines.add(count as u64);
             metrics.dropped_ring_full.add(count as u64);

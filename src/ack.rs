@@ -20,7 +20,7 @@
 //! for acknowledgements never has an acknowledged batch missing, only (after a break)
 //! duplicates of batches that were durable but not yet acknowledged.
 //!
-//! [`Batch`]: super::batch::Batch
+//! [`Batch`]: crate::pipeline::batch::Batch
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -13,13 +13,14 @@
 //! [`DRAIN_LIMIT`] (a sender that never pauses, or a shard blocked by a failing sink, cannot
 //! hold a shutdown up).
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use super::framing::Decoder;
-use super::shard::Shard;
+use super::intake::{Connections, Intake, Receive};
 use super::{ListenerContext, Shutdown, StreamProtocol};
 
 /// First read size of a connection, in bytes.
@@ -61,9 +62,10 @@ impl Acceptor for UnixAcceptor {
 }
 
 /// Accepts connections until `shutdown`, each served by its own task on this shard.
-pub async fn run_acceptor<A: Acceptor>(
-    shard: std::rc::Rc<Shard>,
-    listener: std::rc::Rc<ListenerContext>,
+pub async fn run_acceptor<I: Intake + 'static, A: Acceptor>(
+    shard: Rc<I>,
+    connections: Rc<Connections>,
+    listener: Rc<ListenerContext>,
     acceptor: A,
     shutdown: Shutdown,
 ) {
@@ -74,14 +76,14 @@ pub async fn run_acceptor<A: Acceptor>(
             _ = &mut stop => break,
             accepted = acceptor.accept() => accepted,
         };
-        if !admit(&shard, &listener, accepted, &shutdown) {
+        if !admit(&shard, &connections, &listener, accepted, &shutdown) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     // Connections the kernel completed before the shutdown may already hold data the senders
     // consider delivered: accept them too, and let them drain like the others.
     while let Ok(accepted) = tokio::time::timeout(Duration::ZERO, acceptor.accept()).await {
-        if !admit(&shard, &listener, accepted, &shutdown) {
+        if !admit(&shard, &connections, &listener, accepted, &shutdown) {
             break;
         }
     }
@@ -90,9 +92,10 @@ pub async fn run_acceptor<A: Acceptor>(
 /// Starts serving an accepted connection, or refuses it when the listener is at its limit.
 /// Returns false on an accept error (out of descriptors or memory), so the caller pauses
 /// instead of spinning on it.
-fn admit<S: AsyncRead + AsyncWrite + Unpin + 'static>(
-    shard: &std::rc::Rc<Shard>,
-    listener: &std::rc::Rc<ListenerContext>,
+fn admit<I: Intake + 'static, S: AsyncRead + AsyncWrite + Unpin + 'static>(
+    shard: &Rc<I>,
+    connections: &Rc<Connections>,
+    listener: &Rc<ListenerContext>,
     accepted: std::io::Result<(S, String)>,
     shutdown: &Shutdown,
 ) -> bool {
@@ -109,16 +112,16 @@ fn admit<S: AsyncRead + AsyncWrite + Unpin + 'static>(
                 });
                 return true;
             }
-            let counted = shard.connection_opened(metrics);
+            let counted = connections.opened(metrics);
             let (shard, listener, shutdown) = (shard.clone(), listener.clone(), shutdown.clone());
             tokio::task::spawn_local(async move {
                 match listener.protocol {
                     StreamProtocol::Syslog => {
-                        serve_connection(&shard, &listener, stream, source, shutdown.wait()).await;
+                        serve_connection(&*shard, &listener, stream, source, shutdown.wait()).await;
                     }
                     StreamProtocol::Agent { .. } => {
                         super::acked::serve_agent(
-                            &shard,
+                            &*shard,
                             &listener,
                             stream,
                             source,
@@ -141,8 +144,8 @@ fn admit<S: AsyncRead + AsyncWrite + Unpin + 'static>(
 }
 
 /// Reads one connection until it ends, handing its frames to the shard.
-pub async fn serve_connection<R: AsyncRead + Unpin>(
-    shard: &Shard,
+pub async fn serve_connection<I: Intake, R: AsyncRead + Unpin>(
+    shard: &I,
     listener: &ListenerContext,
     mut stream: R,
     source: String,

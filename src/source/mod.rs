@@ -15,28 +15,77 @@
 //! stay in order: they go through one shard, one ring, and the sink drains each ring in order.
 
 pub mod acked;
+pub mod config;
 pub mod datagram;
 pub mod framing;
-pub mod shard;
+pub mod intake;
 pub mod stream;
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use crate::config::{Config, ListenerKind};
 use crate::metrics::{ListenerMetrics, RateLimitedWarning};
-use crate::parse::Format;
-use crate::pipeline::ring::RingProducer;
+pub use config::{ListenerConfig, ListenerKind};
 use framing::{Framing, OversizePolicy};
-use shard::{Shard, ShardSettings};
+
+/// Which syslog format a listener expects its senders to speak; the parser
+/// ([`crate::parse::parse`]) reads each message accordingly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Decide per message (see [`crate::parse`]).
+    #[default]
+    Auto,
+    /// RFC 5424 only, with its character sets and length limits.
+    Rfc5424,
+    /// RFC 3164 (BSD) and the variants real senders use.
+    Rfc3164,
+}
+
+/// The error of [`Format::from_str`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown syslog format {0:?}: expected \"auto\", \"rfc5424\" or \"rfc3164\"")]
+pub struct UnknownFormat(pub String);
+
+impl FromStr for Format {
+    type Err = UnknownFormat;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Format::Auto),
+            "rfc5424" => Ok(Format::Rfc5424),
+            "rfc3164" => Ok(Format::Rfc3164),
+            _ => Err(UnknownFormat(s.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Auto => "auto",
+            Format::Rfc5424 => "rfc5424",
+            Format::Rfc3164 => "rfc3164",
+        })
+    }
+}
+
+/// What every listener takes from `[ingest]` unless it sets its own.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerDefaults {
+    pub format: Format,
+    pub max_message_bytes: usize,
+    pub oversize: OversizePolicy,
+}
 
 /// A listener as its shard tasks see it.
 #[derive(Debug, Clone)]
@@ -108,16 +157,21 @@ pub enum ShardSocket {
 }
 
 impl BoundListener {
-    /// Binds listener `index` of `config` for `shards` shards.
+    /// Binds `listener`, named `name`, for `shards` shards; it is listener number `index`
+    /// (which spreads the sockets only one shard may read over the shards).
     ///
     /// # Errors
     /// A [`BindError`] naming the listener when a socket cannot be created or bound.
-    pub fn bind(config: &Config, index: usize, shards: usize) -> Result<BoundListener, BindError> {
-        let listener = &config.listen[index];
-        let name = config.listener_name(index);
+    pub fn bind(
+        listener: &ListenerConfig,
+        name: String,
+        defaults: &ListenerDefaults,
+        index: usize,
+        shards: usize,
+    ) -> Result<BoundListener, BindError> {
         let described = listener
             .address
-            .clone()
+            .map(|a| a.to_string())
             .or_else(|| listener.path.as_ref().map(|p| p.display().to_string()))
             .unwrap_or_default();
         let error = |source: io::Error| BindError {
@@ -128,8 +182,8 @@ impl BoundListener {
         };
         let (sockets, local, unix_path) = match listener.kind {
             ListenerKind::Udp | ListenerKind::Tcp | ListenerKind::Agent => {
-                let addr = listener.socket_addr().ok_or_else(|| {
-                    error(io::Error::new(io::ErrorKind::InvalidInput, "not IP:PORT"))
+                let addr = listener.address.ok_or_else(|| {
+                    error(io::Error::new(io::ErrorKind::InvalidInput, "no address"))
                 })?;
                 let is_udp = listener.kind == ListenerKind::Udp;
                 let first = inet_socket(addr, is_udp, listener.receive_buffer()).map_err(&error)?;
@@ -155,9 +209,13 @@ impl BoundListener {
             ListenerKind::UnixDatagram | ListenerKind::UnixStream => {
                 let path = listener.path.clone().unwrap_or_default();
                 let datagram = listener.kind == ListenerKind::UnixDatagram;
-                let socket =
-                    unix_socket(&path, datagram, listener.mode(), listener.receive_buffer())
-                        .map_err(&error)?;
+                let socket = unix_socket(
+                    &path,
+                    datagram,
+                    listener.socket_mode.0,
+                    listener.receive_buffer(),
+                )
+                .map_err(&error)?;
                 let sockets = if datagram {
                     Sockets::UnixDatagram(socket)
                 } else {
@@ -169,12 +227,12 @@ impl BoundListener {
         let context = ListenerContext {
             name: name.clone(),
             metrics: Arc::new(ListenerMetrics::new(&name, listener.kind.as_str())),
-            format: listener.format.unwrap_or(config.ingest.format),
+            format: listener.format.unwrap_or(defaults.format),
             framing: listener.framing,
-            max_message_bytes: config.ingest.max_message_bytes,
-            oversize: config.ingest.oversize,
+            max_message_bytes: defaults.max_message_bytes,
+            oversize: defaults.oversize,
             max_connections: listener.max_connections,
-            idle_timeout: listener.idle_timeout(),
+            idle_timeout: listener.idle_timeout,
             source: if listener.kind.is_unix() {
                 local.clone()
             } else {
@@ -323,83 +381,4 @@ impl Shutdown {
     pub async fn wait(mut self) {
         let _ = self.0.wait_for(|stop| *stop).await;
     }
-}
-
-/// Starts shard `settings.id` on its own thread, reading `sockets` until `shutdown`.
-///
-/// At shutdown the shard stops accepting, takes what its sockets already received, hands every
-/// record to its ring (waiting for the sink as needed) and closes the ring by dropping
-/// `producer`.
-///
-/// # Errors
-/// When the thread cannot be spawned.
-pub fn spawn_shard(
-    settings: ShardSettings,
-    producer: RingProducer,
-    sockets: Vec<(ListenerContext, ShardSocket)>,
-    shutdown: Shutdown,
-) -> io::Result<std::thread::JoinHandle<()>> {
-    crate::runtime::spawn(format!("shard-{}", settings.id), move || {
-        run_shard(settings, producer, sockets, shutdown)
-    })
-}
-
-async fn run_shard(
-    settings: ShardSettings,
-    producer: RingProducer,
-    sockets: Vec<(ListenerContext, ShardSocket)>,
-    shutdown: Shutdown,
-) {
-    let shard = Rc::new(Shard::new(settings, producer));
-    let mut readers = Vec::new();
-    for (context, socket) in sockets {
-        let (shard, context, stop) = (shard.clone(), Rc::new(context), shutdown.clone());
-        let task = match socket {
-            ShardSocket::Datagram(fd) => tokio::task::spawn_local(async move {
-                datagram::run(&shard, &context, fd, stop.wait()).await;
-            }),
-            ShardSocket::Tcp(listener) => match tokio::net::TcpListener::from_std(listener) {
-                Ok(listener) => {
-                    tokio::task::spawn_local(stream::run_acceptor(shard, context, listener, stop))
-                }
-                Err(e) => {
-                    tracing::error!(listener = %context.name, "cannot register listener: {e}");
-                    continue;
-                }
-            },
-            ShardSocket::Unix(listener) => match tokio::net::UnixListener::from_std(listener) {
-                Ok(listener) => {
-                    let acceptor = stream::UnixAcceptor {
-                        listener,
-                        path: context.source.clone(),
-                    };
-                    tokio::task::spawn_local(stream::run_acceptor(shard, context, acceptor, stop))
-                }
-                Err(e) => {
-                    tracing::error!(listener = %context.name, "cannot register listener: {e}");
-                    continue;
-                }
-            },
-        };
-        readers.push(task);
-    }
-    let (stop_ticker, ticker_stopped) = tokio::sync::oneshot::channel::<()>();
-    let ticker = {
-        let shard = shard.clone();
-        tokio::task::spawn_local(async move {
-            shard
-                .run_ticker(async move {
-                    let _ = ticker_stopped.await;
-                })
-                .await;
-        })
-    };
-    shutdown.wait().await;
-    for reader in readers {
-        let _ = reader.await;
-    }
-    shard.until_connections_closed().await;
-    shard.drain().await;
-    let _ = stop_ticker.send(());
-    let _ = ticker.await;
 }

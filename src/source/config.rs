@@ -1,0 +1,273 @@
+//! `[[listen]]`: the config section of one listener, owned by the sources that serve it.
+//!
+//! Values are typed when the file is read: the address is a [`SocketAddr`], the socket file's
+//! mode a [`SocketMode`], the idle timeout a [`Duration`]. A value that does not parse is
+//! refused by serde with the key and line; what depends on the listener's `type` (an address
+//! for `tcp`, a path for `unix-stream`, no framing for datagrams) is checked by
+//! [`ListenerConfig::check`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use super::Format;
+use super::framing::Framing;
+use crate::agent_protocol::MAX_FRAME_BYTES;
+use crate::setting::InvalidSetting;
+
+/// The kind of socket a listener opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ListenerKind {
+    /// UDP datagrams, one message each (RFC 5426).
+    Udp,
+    /// TCP streams, newline or octet-counted (RFC 6587).
+    Tcp,
+    /// A Unix datagram socket, like `/dev/log`.
+    UnixDatagram,
+    /// A Unix stream socket.
+    UnixStream,
+    /// TCP, speaking the acknowledged protocol of `logtail agent` ([`crate::agent_protocol`]).
+    Agent,
+}
+
+impl ListenerKind {
+    /// The name used in config files and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenerKind::Udp => "udp",
+            ListenerKind::Tcp => "tcp",
+            ListenerKind::UnixDatagram => "unix-datagram",
+            ListenerKind::UnixStream => "unix-stream",
+            ListenerKind::Agent => "agent",
+        }
+    }
+
+    /// True for sockets of syslog streams, which need framing.
+    pub fn is_stream(self) -> bool {
+        matches!(self, ListenerKind::Tcp | ListenerKind::UnixStream)
+    }
+
+    /// True for Unix-domain sockets, which take a `path` instead of an `address`.
+    pub fn is_unix(self) -> bool {
+        matches!(self, ListenerKind::UnixDatagram | ListenerKind::UnixStream)
+    }
+}
+
+/// Permissions of a Unix socket file, read from octal text (`"0666"`, `"0o660"`), at most
+/// `0777`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketMode(pub u32);
+
+impl Default for SocketMode {
+    /// `0666`: any local program can log, as with `/dev/log`.
+    fn default() -> Self {
+        SocketMode(0o666)
+    }
+}
+
+impl<'de> Deserialize<'de> for SocketMode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+            Ok(mode) if mode <= 0o777 => Ok(SocketMode(mode)),
+            _ => Err(serde::de::Error::custom(format!(
+                "{text:?} is not an octal mode like \"0666\""
+            ))),
+        }
+    }
+}
+
+/// One socket to receive on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Name used in metrics labels and logs. Default: the `type`, numbered when repeated.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `udp`, `tcp`, `unix-datagram`, `unix-stream` or `agent`. Required.
+    #[serde(rename = "type")]
+    pub kind: ListenerKind,
+    /// `IP:PORT` to bind (`udp`, `tcp` and `agent`). Port 0 picks a free port.
+    #[serde(default, deserialize_with = "socket_addr")]
+    pub address: Option<SocketAddr>,
+    /// Socket file to create (`unix-datagram` and `unix-stream`); a stale socket file left by a
+    /// previous run is replaced, any other file is an error.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Permissions of the socket file, in octal. Default: `"0666"`, so that any local program
+    /// can log, as with `/dev/log`.
+    #[serde(default)]
+    pub socket_mode: SocketMode,
+    /// Stream framing: `auto` (per frame: octet counting when it starts with a digit),
+    /// `newline` or `octet-counting`. Default: `auto`.
+    #[serde(default)]
+    pub framing: Framing,
+    /// Message format for this listener; default: `[ingest] format`.
+    #[serde(default)]
+    pub format: Option<Format>,
+    /// Most simultaneous connections (stream listeners); a connection over the limit is closed
+    /// at once and counted. Default: 10000.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Close a stream connection that sent nothing for this many seconds (its partial last
+    /// line is kept). Default: 0, never.
+    #[serde(
+        default,
+        rename = "idle_timeout_secs",
+        deserialize_with = "optional_seconds"
+    )]
+    pub idle_timeout: Option<Duration>,
+    /// Kernel receive buffer (`SO_RCVBUF`), in bytes. Datagram sockets: what absorbs bursts
+    /// while a shard is off the CPU; default 33554432 (32 MiB; the kernel caps it at
+    /// `net.core.rmem_max` unless running as root). Measured: at 300k datagrams/s of 200 bytes
+    /// with both shards on one core, 8 MiB lost 1–2% to `RcvbufErrors`, 32 MiB none. Stream
+    /// listeners: unset by default, so Linux sizes each connection's buffer itself (up to the
+    /// maximum of `net.ipv4.tcp_rmem`, often 32 MiB); set, it caps the buffer of every accepted
+    /// connection, so that a sender the gateway holds back feels it sooner. See
+    /// [`ListenerConfig::receive_buffer`].
+    #[serde(default)]
+    pub receive_buffer_bytes: Option<usize>,
+    /// The largest batch an agent may send (`agent` only), in bytes of messages before
+    /// compression; a larger one is a protocol error. Default: 16777216 (16 MiB), well above
+    /// the agent's default batch of 1 MiB of lines.
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
+}
+
+fn default_max_connections() -> usize {
+    10_000
+}
+/// `receive_buffer_bytes` of datagram sockets when not set.
+const DEFAULT_DATAGRAM_RECEIVE_BUFFER: usize = 32 * 1024 * 1024;
+fn default_max_batch_bytes() -> usize {
+    16 * 1024 * 1024
+}
+
+fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not IP:PORT, e.g. \"0.0.0.0:5514\" or \"[::]:5514\""
+        ))
+    })
+}
+
+/// Whole seconds, 0 meaning none.
+fn optional_seconds<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    let seconds = u64::deserialize(deserializer)?;
+    Ok((seconds > 0).then(|| Duration::from_secs(seconds)))
+}
+
+impl ListenerConfig {
+    fn new(kind: ListenerKind, address: Option<SocketAddr>, path: Option<PathBuf>) -> Self {
+        ListenerConfig {
+            name: None,
+            kind,
+            address,
+            path,
+            socket_mode: SocketMode::default(),
+            framing: Framing::Auto,
+            format: None,
+            max_connections: default_max_connections(),
+            idle_timeout: None,
+            receive_buffer_bytes: None,
+            max_batch_bytes: default_max_batch_bytes(),
+        }
+    }
+
+    /// The listeners used when the configuration names none: UDP and TCP on port 5514, a Unix
+    /// datagram and a Unix stream socket under `run/`, and agents on TCP port 5515.
+    pub fn defaults() -> Vec<ListenerConfig> {
+        let any = |port| SocketAddr::from(([0, 0, 0, 0], port));
+        vec![
+            ListenerConfig::inet(ListenerKind::Udp, any(5514)),
+            ListenerConfig::inet(ListenerKind::Tcp, any(5514)),
+            ListenerConfig::unix(ListenerKind::UnixDatagram, Path::new("run/log.sock")),
+            ListenerConfig::unix(ListenerKind::UnixStream, Path::new("run/log-stream.sock")),
+            ListenerConfig::inet(ListenerKind::Agent, any(5515)),
+        ]
+    }
+
+    /// A listener of `kind` on `address` (UDP, TCP, agent) with every other setting at its
+    /// default.
+    pub fn inet(kind: ListenerKind, address: SocketAddr) -> Self {
+        ListenerConfig::new(kind, Some(address), None)
+    }
+
+    /// A listener of `kind` at `path` (Unix sockets) with every other setting at its default.
+    pub fn unix(kind: ListenerKind, path: &Path) -> Self {
+        ListenerConfig::new(kind, None, Some(path.to_path_buf()))
+    }
+
+    /// The `SO_RCVBUF` to give this listener's sockets: `receive_buffer_bytes`, or for
+    /// datagram sockets 32 MiB when it is not set; `None` leaves the kernel's default.
+    pub fn receive_buffer(&self) -> Option<usize> {
+        match self.kind {
+            ListenerKind::Udp | ListenerKind::UnixDatagram => Some(
+                self.receive_buffer_bytes
+                    .unwrap_or(DEFAULT_DATAGRAM_RECEIVE_BUFFER),
+            ),
+            _ => self.receive_buffer_bytes,
+        }
+    }
+
+    /// Checks what depends on the listener's `type`: an address or a path (not both), framing
+    /// only on streams, the agent's batch limit.
+    ///
+    /// # Errors
+    /// The first key at fault, relative to this `[[listen]]` table.
+    pub fn check(&self) -> Result<(), InvalidSetting> {
+        let kind = self.kind.as_str();
+        if self.kind.is_unix() {
+            if self.path.is_none() {
+                return Err(InvalidSetting::new(
+                    "path",
+                    format!("required for type = \"{kind}\", e.g. path = \"run/log.sock\""),
+                ));
+            }
+            if self.address.is_some() {
+                return Err(InvalidSetting::new(
+                    "address",
+                    format!("not used by type = \"{kind}\"; give `path` instead"),
+                ));
+            }
+        } else {
+            if self.address.is_none() {
+                return Err(InvalidSetting::new(
+                    "address",
+                    format!("required for type = \"{kind}\", e.g. address = \"0.0.0.0:5514\""),
+                ));
+            }
+            if self.path.is_some() {
+                return Err(InvalidSetting::new(
+                    "path",
+                    format!("not used by type = \"{kind}\"; give `address` instead"),
+                ));
+            }
+        }
+        if !self.kind.is_stream() && self.framing != Framing::Auto {
+            return Err(InvalidSetting::new(
+                "framing",
+                format!("not used by type = \"{kind}\": a datagram is one message"),
+            ));
+        }
+        if self.kind == ListenerKind::Agent {
+            InvalidSetting::check_range(
+                "max_batch_bytes",
+                self.max_batch_bytes,
+                1024,
+                MAX_FRAME_BYTES / 2,
+                "bytes",
+            )?;
+        }
+        if self.max_connections == 0 {
+            return Err(InvalidSetting::new("max_connections", "must be at least 1"));
+        }
+        Ok(())
+    }
+}

@@ -129,12 +129,6 @@ impl LineSplitter {
             emit(line, end, truncated);
         }
     }
-
-    /// True while the splitter holds the head of a long line (so it consumed bytes it has not
-    /// emitted yet).
-    pub fn holds_partial(&self) -> bool {
-        self.long_head.is_some()
-    }
 }
 
 /// Joins lines into events by a start pattern. See the [module docs](self).

@@ -35,7 +35,7 @@ use crate::pipeline::batch::Batch;
 use crate::pipeline::ring::{PushError, RingProducer};
 use crate::pipeline::route::Route;
 use crate::source::intake::{Connections, Intake, Receive};
-use crate::source::{ListenerContext, ShardSocket, Shutdown, datagram, stream};
+use crate::source::{self, ListenerContext, ShardSocket, Shutdown};
 
 /// When to cut a batch.
 #[derive(Debug, Clone, Copy)]
@@ -363,48 +363,7 @@ async fn run_shard(
 ) {
     let shard = Rc::new(Shard::new(settings, producer));
     let connections = Rc::new(Connections::default());
-    let mut readers = Vec::new();
-    for (context, socket) in sockets {
-        let (shard, context, stop) = (shard.clone(), Rc::new(context), shutdown.clone());
-        let task = match socket {
-            ShardSocket::Datagram(fd) => tokio::task::spawn_local(async move {
-                datagram::run(&*shard, &context, fd, stop.wait()).await;
-            }),
-            ShardSocket::Tcp(listener) => match tokio::net::TcpListener::from_std(listener) {
-                Ok(listener) => tokio::task::spawn_local(stream::run_acceptor(
-                    shard,
-                    connections.clone(),
-                    context,
-                    listener,
-                    stop,
-                )),
-                Err(e) => {
-                    tracing::error!(listener = %context.name, "cannot register listener: {e}");
-                    continue;
-                }
-            },
-            ShardSocket::Unix(listener) => match tokio::net::UnixListener::from_std(listener) {
-                Ok(listener) => {
-                    let acceptor = stream::UnixAcceptor {
-                        listener,
-                        path: context.source.clone(),
-                    };
-                    tokio::task::spawn_local(stream::run_acceptor(
-                        shard,
-                        connections.clone(),
-                        context,
-                        acceptor,
-                        stop,
-                    ))
-                }
-                Err(e) => {
-                    tracing::error!(listener = %context.name, "cannot register listener: {e}");
-                    continue;
-                }
-            },
-        };
-        readers.push(task);
-    }
+    let readers = source::spawn_readers(&shard, &connections, sockets, &shutdown);
     let (stop_ticker, ticker_stopped) = tokio::sync::oneshot::channel::<()>();
     let ticker = {
         let shard = shard.clone();

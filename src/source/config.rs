@@ -223,32 +223,37 @@ impl ListenerConfig {
     /// The first key at fault, relative to this `[[listen]]` table.
     pub fn check(&self) -> Result<(), InvalidSetting> {
         let kind = self.kind.as_str();
-        if self.kind.is_unix() {
-            if self.path.is_none() {
-                return Err(InvalidSetting::new(
-                    "path",
-                    format!("required for type = \"{kind}\", e.g. path = \"run/log.sock\""),
-                ));
-            }
-            if self.address.is_some() {
-                return Err(InvalidSetting::new(
-                    "address",
-                    format!("not used by type = \"{kind}\"; give `path` instead"),
-                ));
-            }
+        // Unix sockets take a path, the others an address; never both.
+        let (needed, has_needed, unused, has_unused, example) = if self.kind.is_unix() {
+            let example = "path = \"run/log.sock\"";
+            (
+                "path",
+                self.path.is_some(),
+                "address",
+                self.address.is_some(),
+                example,
+            )
         } else {
-            if self.address.is_none() {
-                return Err(InvalidSetting::new(
-                    "address",
-                    format!("required for type = \"{kind}\", e.g. address = \"0.0.0.0:5514\""),
-                ));
-            }
-            if self.path.is_some() {
-                return Err(InvalidSetting::new(
-                    "path",
-                    format!("not used by type = \"{kind}\"; give `address` instead"),
-                ));
-            }
+            let example = "address = \"0.0.0.0:5514\"";
+            (
+                "address",
+                self.address.is_some(),
+                "path",
+                self.path.is_some(),
+                example,
+            )
+        };
+        if !has_needed {
+            return Err(InvalidSetting::new(
+                needed,
+                format!("required for type = \"{kind}\", e.g. {example}"),
+            ));
+        }
+        if has_unused {
+            return Err(InvalidSetting::new(
+                unused,
+                format!("not used by type = \"{kind}\"; give `{needed}` instead"),
+            ));
         }
         if !self.kind.is_stream() && self.framing != Framing::Auto {
             return Err(InvalidSetting::new(

@@ -1,4 +1,10 @@
-//! Ingest: the sockets, the shard threads that read them, and framing.
+//! Sources: the sockets logs arrive on, and cutting what arrives into messages.
+//!
+//! A source reads its sockets and hands each receive to an [`intake::Intake`] (in the gateway,
+//! the shard it runs on, [`crate::pipeline::shard`]); it neither parses nor batches. Today's
+//! sources: syslog over UDP ([`datagram`]), TCP and Unix sockets ([`stream`], cut into messages
+//! by [`framing`]), and agents' acknowledged batches ([`acked`]). Each listener's config
+//! section is [`config::ListenerConfig`].
 //!
 //! Every listener is bound once at startup, on the calling thread, so a bad address or a busy
 //! port is reported before anything runs. Each shard then gets its own share of every listener:
@@ -27,6 +33,7 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +43,8 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use crate::metrics::{ListenerMetrics, RateLimitedWarning};
 pub use config::{ListenerConfig, ListenerKind};
 use framing::{Framing, OversizePolicy};
+use intake::{Connections, Intake};
+use stream::Acceptor;
 
 /// Which syslog format a listener expects its senders to speak; the parser
 /// ([`crate::parse::parse`]) reads each message accordingly.
@@ -380,5 +389,62 @@ impl Shutdown {
     /// Resolves once shutdown has been asked for (or its sender is gone).
     pub async fn wait(mut self) {
         let _ = self.0.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Starts a task on the current thread's `LocalSet` for each of a shard's sockets, handing
+/// what they receive to `intake` until `shutdown`. A socket that cannot be registered with the
+/// runtime is logged and skipped.
+pub fn spawn_readers<I: Intake + 'static>(
+    intake: &Rc<I>,
+    connections: &Rc<Connections>,
+    sockets: Vec<(ListenerContext, ShardSocket)>,
+    shutdown: &Shutdown,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut readers = Vec::new();
+    for (context, socket) in sockets {
+        let (intake, context, stop) = (intake.clone(), Rc::new(context), shutdown.clone());
+        let reader = match socket {
+            ShardSocket::Datagram(fd) => Some(tokio::task::spawn_local(async move {
+                datagram::run(&*intake, &context, fd, stop.wait()).await;
+            })),
+            ShardSocket::Tcp(listener) => spawn_acceptor(
+                tokio::net::TcpListener::from_std(listener),
+                intake,
+                connections,
+                context,
+                stop,
+            ),
+            ShardSocket::Unix(listener) => {
+                let path = context.source.clone();
+                let acceptor = tokio::net::UnixListener::from_std(listener)
+                    .map(|listener| stream::UnixAcceptor { listener, path });
+                spawn_acceptor(acceptor, intake, connections, context, stop)
+            }
+        };
+        readers.extend(reader);
+    }
+    readers
+}
+
+fn spawn_acceptor<I: Intake + 'static, A: Acceptor + 'static>(
+    registered: io::Result<A>,
+    intake: Rc<I>,
+    connections: &Rc<Connections>,
+    context: Rc<ListenerContext>,
+    stop: Shutdown,
+) -> Option<tokio::task::JoinHandle<()>> {
+    match registered {
+        Ok(acceptor) => Some(tokio::task::spawn_local(stream::run_acceptor(
+            intake,
+            connections.clone(),
+            context,
+            acceptor,
+            stop,
+        ))),
+        Err(e) => {
+            tracing::error!(listener = %context.name, "cannot register listener: {e}");
+            None
+        }
     }
 }

@@ -7,7 +7,18 @@ use anyhow::Context as _;
 use super::Sink;
 use crate::config::Config;
 use crate::pipeline::batch::Batch;
-use crate::store::{StoreOptions, StoreWriter};
+use crate::store::{StoreBatch, StoreOptions, StoreWriter};
+
+/// The store writes a pipeline batch straight from its buffers: the values are lent, not copied.
+impl StoreBatch for Batch {
+    fn shard(&self) -> u16 {
+        Batch::shard(self)
+    }
+
+    fn records(&self) -> impl Iterator<Item = (i64, &[u8])> {
+        self.iter().map(|e| (e.received_at_us, e.value))
+    }
+}
 
 /// Appends each batch as one block of the local store.
 pub struct StoreSink {

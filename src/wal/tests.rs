@@ -9,6 +9,7 @@ use proptest::prelude::*;
 use super::ledger::{self, Ledger, Loaded};
 use super::segment::{self, HEADER_LEN};
 use super::*;
+use crate::segments::{list_segments, segment_path};
 
 // ---------------------------------------------------------------- helpers
 
@@ -75,7 +76,7 @@ fn seqs(batches: &[WalBatch]) -> Vec<u64> {
 }
 
 fn segment_files(dir: &Path) -> Vec<u64> {
-    list_segment_files(dir).expect("list")
+    list_segments(dir).expect("list")
 }
 
 fn seg_path(dir: &Path, id: u64) -> PathBuf {
@@ -776,7 +777,7 @@ fn dump_and_stats_of() {
     assert_eq!(offline.acked_through, 1);
     assert_eq!(offline.last_seq, 3);
 
-    // Corruption and a torn tail show as comments, and do not stop the dump.
+    // WalCorruption and a torn tail show as comments, and do not stop the dump.
     drop(wal);
     let path = seg_path(dir.path(), 1);
     flip_byte(&path, (HEADER_LEN + 14 + 20) as u64); // the header of seq 2

@@ -49,7 +49,11 @@ impl InvalidSetting {
         unit: &str,
     ) -> Result<(), InvalidSetting> {
         if value < min || value > max {
-            let unit = if unit.is_empty() { String::new() } else { format!(" {unit}") };
+            let unit = if unit.is_empty() {
+                String::new()
+            } else {
+                format!(" {unit}")
+            };
             return Err(InvalidSetting::new(
                 key,
                 format!("{value} is out of range: allowed {min} to {max}{unit}"),
@@ -57,6 +61,15 @@ impl InvalidSetting {
         }
         Ok(())
     }
+}
+
+/// For `#[serde(deserialize_with = "crate::setting::millis")]`: a key given in whole milliseconds
+/// (`fsync_interval_ms = 1000`) read straight into a [`std::time::Duration`].
+///
+/// # Errors
+/// serde's, when the value is not a non-negative integer.
+pub fn millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+    <u64 as serde::Deserialize>::deserialize(d).map(std::time::Duration::from_millis)
 }
 
 #[cfg(test)]

@@ -94,8 +94,9 @@
 //!   a segment was created) before `append` returns. An append that returned `Ok` survives a
 //!   machine crash. If the sync fails, the record is cut off again and the append fails as if it
 //!   had not been written. Acknowledgements are durable at the end of each [`Wal::flush`].
-//! - [`FsyncPolicy::Interval`]`(d)`: segments, directory and ledger are synced by an `append` or
-//!   [`Wal::flush`] that comes at least `d` after the previous sync. A machine crash loses at
+//! - [`FsyncPolicy::Interval`], with `d` = [`WalOptions::fsync_interval`]: segments, directory
+//!   and ledger are synced by an `append` or [`Wal::flush`] that comes at least `d` after the
+//!   previous sync. A machine crash loses at
 //!   most the appends of the last `d`, provided `flush` is called at least every `d` (the interval
 //!   is driven by calls, there is no background thread). Nothing is lost on a process crash.
 //! - [`FsyncPolicy::Never`]: the OS writes back when it likes (typically within 30 s on Linux).
@@ -150,6 +151,7 @@
 //! A record that fails its checksum only later, when [`Wal::next_unsent`] reads it (the disk
 //! changed under us), is counted, logged and skipped the same way.
 
+mod config;
 mod inspect;
 mod ledger;
 mod recovery;
@@ -166,7 +168,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use memmap2::Mmap;
+use serde::Deserialize;
 
+pub use config::WalConfig;
 pub use inspect::{PayloadPrinter, dump, print_payload_escaped, stats_of};
 pub use segment::{MAX_PAYLOAD_BYTES, WalCorruption};
 
@@ -177,21 +181,32 @@ use segment::{IndexedRecord, Segment};
 
 const LEDGER_FILE: &str = "LEDGER";
 
-/// When appended data is forced to disk. See the module doc for the loss window of each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// When appended data is forced to disk. See the module doc for the loss window of each. In the
+/// config file: `fsync = "never" | "interval" | "every_batch"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FsyncPolicy {
-    /// Never fsync; the OS writes back when it likes.
+    /// Never fsync; the OS writes back when it likes: safe against a crash of the gateway, not
+    /// of the machine.
     Never,
-    /// Fsync when an `append` or `flush` comes at least this long after the last fsync.
-    Interval(Duration),
-    /// Fsync before every `append` returns.
+    /// Fsync when an `append` or `flush` comes at least [`WalOptions::fsync_interval`] after the
+    /// last fsync: a crash of the machine loses at most that window.
+    #[default]
+    Interval,
+    /// Fsync before every `append` returns: nothing appended is lost. `every_batch` in the
+    /// config file, since the Kafka sink appends one batch at a time.
+    #[serde(rename = "every_batch")]
     EveryAppend,
 }
 
-/// What `append` does when the WAL holds `max_total_bytes` (or the disk is full).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What `append` does when the WAL holds `max_total_bytes` (or the disk is full). In the config
+/// file: `full_policy = "block" | "drop_oldest" | "drop_newest"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FullPolicy {
-    /// Refuse with [`WalError::Full`], writing nothing: the caller applies backpressure.
+    /// Refuse with [`WalError::Full`], writing nothing: the caller applies backpressure (stream
+    /// senders are slowed by TCP flow control, datagrams are dropped and counted).
+    #[default]
     Block,
     /// Delete the oldest segment(s), unacknowledged batches included (counted), then append.
     DropOldest,
@@ -211,6 +226,8 @@ pub struct WalOptions {
     pub max_total_bytes: u64,
     /// When to fsync.
     pub fsync: FsyncPolicy,
+    /// The interval of [`FsyncPolicy::Interval`]; unused by the other policies.
+    pub fsync_interval: Duration,
     /// What to do when full.
     pub full: FullPolicy,
 }
@@ -221,7 +238,8 @@ impl Default for WalOptions {
             dir: PathBuf::from("data/wal"),
             max_segment_bytes: 64 << 20,
             max_total_bytes: 4 << 30,
-            fsync: FsyncPolicy::Interval(Duration::from_secs(1)),
+            fsync: FsyncPolicy::Interval,
+            fsync_interval: Duration::from_secs(1),
             full: FullPolicy::Block,
         }
     }
@@ -638,8 +656,8 @@ impl Wal {
         self.stats.pending_records += u64::from(records);
         self.stats.appended_batches += 1;
         self.stats.appended_bytes += need;
-        if let FsyncPolicy::Interval(d) = self.opts.fsync
-            && self.last_sync.elapsed() >= d
+        if self.opts.fsync == FsyncPolicy::Interval
+            && self.last_sync.elapsed() >= self.opts.fsync_interval
         {
             self.sync_data()?;
         }
@@ -733,8 +751,8 @@ impl Wal {
     }
 
     /// Writes the ledger (watermark and next seq) and fsyncs per the policy: `EveryAppend` syncs
-    /// the ledger; `Interval(d)` syncs segments, directory and ledger when `d` has passed since
-    /// the last sync; `Never` syncs nothing. Also retries deleting segments that failed before.
+    /// the ledger; `Interval` syncs segments, directory and ledger when `fsync_interval` has passed
+    /// since the last sync; `Never` syncs nothing. Also retries deleting segments that failed before.
     pub fn flush(&mut self) -> Result<(), WalError> {
         self.undeleted.retain(|p| !remove_segment_file(p));
         self.ledger
@@ -743,7 +761,7 @@ impl Wal {
         let sync = match self.opts.fsync {
             FsyncPolicy::Never => false,
             FsyncPolicy::EveryAppend => true,
-            FsyncPolicy::Interval(d) => self.last_sync.elapsed() >= d,
+            FsyncPolicy::Interval => self.last_sync.elapsed() >= self.opts.fsync_interval,
         };
         if sync {
             self.sync_data()?;
@@ -952,7 +970,7 @@ impl Wal {
         active.len += need;
         self.total_bytes += need;
         // Only the interval policy syncs later; EveryAppend just did, Never never does.
-        self.data_dirty = matches!(self.opts.fsync, FsyncPolicy::Interval(_));
+        self.data_dirty = self.opts.fsync == FsyncPolicy::Interval;
         Ok(offset)
     }
 

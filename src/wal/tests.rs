@@ -44,6 +44,7 @@ fn options(dir: &Path, per_segment: u64, total: u64, full: FullPolicy) -> WalOpt
         max_segment_bytes: per_segment * RECORD,
         max_total_bytes: total * RECORD,
         fsync: FsyncPolicy::Never,
+        fsync_interval: Duration::ZERO,
         full,
     }
 }
@@ -712,14 +713,15 @@ fn disk_full_behaves_like_a_full_wal() {
 
 #[test]
 fn every_append_and_interval_policies_work() {
-    for fsync in [
-        FsyncPolicy::EveryAppend,
-        FsyncPolicy::Interval(Duration::ZERO),
-        FsyncPolicy::Interval(Duration::from_secs(3600)),
+    for (fsync, fsync_interval) in [
+        (FsyncPolicy::EveryAppend, Duration::ZERO),
+        (FsyncPolicy::Interval, Duration::ZERO),
+        (FsyncPolicy::Interval, Duration::from_secs(3600)),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let opts = WalOptions {
             fsync,
+            fsync_interval,
             ..options(dir.path(), 2, 100, FullPolicy::Block)
         };
         let (mut wal, _) = open(&opts);

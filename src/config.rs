@@ -19,9 +19,11 @@ use crate::parse::LegacyZone;
 use crate::pipeline::PipelineConfig;
 use crate::pipeline::route::Route;
 use crate::setting::InvalidSetting;
+use crate::sink::StoreSinkConfig;
 pub use crate::source::config::{ListenerConfig, ListenerKind};
 use crate::source::framing::OversizePolicy;
 use crate::source::{Format, ListenerDefaults};
+use crate::wal::WalConfig;
 
 /// A configuration error, naming the file and the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -201,39 +203,6 @@ impl Default for SinkConfig {
     }
 }
 
-/// `[sink.store]`: the local store.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreSinkConfig {
-    /// Directory of the segment files. Default: `DATA_DIR/store`.
-    pub dir: Option<PathBuf>,
-    /// A segment file is closed and a new one started past this size, in bytes.
-    /// Default: 67108864 (64 MiB).
-    pub max_segment_bytes: u64,
-    /// Oldest segments are deleted while the store is larger than this, in bytes.
-    /// Default: 1073741824 (1 GiB).
-    pub max_total_bytes: u64,
-    /// Segments whose newest record is older than this many seconds are deleted.
-    /// Default: 0, no age limit.
-    pub max_age_secs: u64,
-    /// Written data is fsync'ed at most this many milliseconds after it was written (a crash of
-    /// the machine, not of the process, can lose that window). 0 syncs after every batch.
-    /// Default: 1000.
-    pub fsync_interval_ms: u64,
-}
-
-impl Default for StoreSinkConfig {
-    fn default() -> Self {
-        StoreSinkConfig {
-            dir: None,
-            max_segment_bytes: 64 * 1024 * 1024,
-            max_total_bytes: 1024 * 1024 * 1024,
-            max_age_secs: 0,
-            fsync_interval_ms: 1000,
-        }
-    }
-}
-
 /// `[sink.kafka]`: the Kafka producer.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -381,66 +350,6 @@ impl Default for SpillConfig {
     }
 }
 
-/// `fsync` of `[sink.kafka.wal]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WalFsync {
-    /// The OS writes back when it likes: safe against a crash of the gateway, not of the
-    /// machine.
-    Never,
-    /// Every `fsync_interval_ms`: a crash of the machine loses at most that window.
-    #[default]
-    Interval,
-    /// Before a batch counts as stored: nothing acknowledged to the WAL is lost.
-    EveryBatch,
-}
-
-/// `full_policy` of `[sink.kafka.wal]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WalFullPolicy {
-    /// Stop taking batches: stream senders are slowed by TCP flow control, datagrams are
-    /// dropped and counted.
-    #[default]
-    Block,
-    /// Delete the oldest segment, undelivered records included (counted).
-    DropOldest,
-    /// Drop the new batch (counted).
-    DropNewest,
-}
-
-/// `[sink.kafka.wal]`: the write-ahead log that holds batches while Kafka lags.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WalConfig {
-    /// Directory of the WAL. Default: `DATA_DIR/wal`.
-    pub dir: Option<PathBuf>,
-    /// Size of one segment file, in bytes. Default: 67108864 (64 MiB).
-    pub max_segment_bytes: u64,
-    /// The WAL never takes more than this on disk, in bytes. Default: 4294967296 (4 GiB).
-    pub max_total_bytes: u64,
-    /// `never`, `interval` or `every_batch`. Default: `interval`.
-    pub fsync: WalFsync,
-    /// The interval of `fsync = "interval"`, in milliseconds. Default: 1000.
-    pub fsync_interval_ms: u64,
-    /// `block`, `drop_oldest` or `drop_newest`: what happens when the WAL is full or the disk
-    /// is. Default: `block`.
-    pub full_policy: WalFullPolicy,
-}
-
-impl Default for WalConfig {
-    fn default() -> Self {
-        WalConfig {
-            dir: None,
-            max_segment_bytes: 64 << 20,
-            max_total_bytes: 4 << 30,
-            fsync: WalFsync::Interval,
-            fsync_interval_ms: 1000,
-            full_policy: WalFullPolicy::Block,
-        }
-    }
-}
-
 /// `[metrics]`: the Prometheus endpoint, served at `http://ADDRESS/metrics`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -531,11 +440,9 @@ impl Config {
                 ),
             ));
         }
-        if self.sink.store.max_segment_bytes < 4096 {
-            return Err(invalid(
-                "sink.store.max_segment_bytes".into(),
-                "must be at least 4096".into(),
-            ));
+        if let Err(e) = self.sink.store.check() {
+            let e = e.within("sink.store");
+            return Err(invalid(e.key, e.message));
         }
         self.validate_kafka(path)
     }
@@ -586,21 +493,9 @@ impl Config {
                 return Err(invalid(key, "must be at least 1".into()));
             }
         }
-        let wal = &kafka.wal;
-        if wal.max_segment_bytes < 4096 {
-            return Err(invalid(
-                "wal.max_segment_bytes",
-                "must be at least 4096".into(),
-            ));
-        }
-        if wal.max_total_bytes < wal.max_segment_bytes {
-            return Err(invalid(
-                "wal.max_total_bytes",
-                format!(
-                    "{} is below wal.max_segment_bytes ({})",
-                    wal.max_total_bytes, wal.max_segment_bytes
-                ),
-            ));
+        if let Err(e) = kafka.wal.check() {
+            let e = e.within("wal");
+            return Err(invalid(&e.key, e.message));
         }
         Ok(())
     }
@@ -642,11 +537,7 @@ impl Config {
 
     /// The local store's directory.
     pub fn store_dir(&self) -> PathBuf {
-        self.sink
-            .store
-            .dir
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("store"))
+        self.sink.store.dir_under(&self.data_dir)
     }
 
     /// The key and topic templates of the Kafka sink, when the sink is Kafka and one is set
@@ -664,12 +555,7 @@ impl Config {
 
     /// The Kafka sink's WAL directory.
     pub fn wal_dir(&self) -> PathBuf {
-        self.sink
-            .kafka
-            .wal
-            .dir
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("wal"))
+        self.sink.kafka.wal.dir_under(&self.data_dir)
     }
 
     /// The name of listener `index`: its configured name, or its type, numbered from the second
@@ -800,8 +686,8 @@ mod tests {
         .unwrap();
         let kafka = &config.sink.kafka;
         assert_eq!(kafka.compression, KafkaCompression::Zstd);
-        assert_eq!(kafka.wal.full_policy, WalFullPolicy::DropOldest);
-        assert_eq!(kafka.wal.fsync, WalFsync::EveryBatch);
+        assert_eq!(kafka.wal.full_policy, crate::wal::FullPolicy::DropOldest);
+        assert_eq!(kafka.wal.fsync, crate::wal::FsyncPolicy::EveryAppend);
         assert_eq!(kafka.librdkafka["security.protocol"], "sasl_ssl");
         assert_eq!(config.wal_dir(), Path::new("data/wal"));
         assert!(config.kafka_route().is_some());

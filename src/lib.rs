@@ -39,6 +39,7 @@ pub mod metrics;
 pub mod parse;
 pub mod pipeline;
 pub mod runtime;
+pub mod segments;
 pub mod server;
 pub mod setting;
 pub mod sink;

@@ -63,6 +63,15 @@ impl InvalidSetting {
     }
 }
 
+/// For `#[serde(deserialize_with = "crate::setting::millis")]`: a key given in whole milliseconds
+/// (`fsync_interval_ms = 1000`) read straight into a [`std::time::Duration`].
+///
+/// # Errors
+/// serde's, when the value is not a non-negative integer.
+pub fn millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+    <u64 as serde::Deserialize>::deserialize(d).map(std::time::Duration::from_millis)
+}
+
 #[cfg(test)]
 mod tests {
     use super::InvalidSetting;

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::Gateway;
 use common::kafka::{TOPIC, cluster, consume_all, line, send, use_kafka, wait_until};
-use logtail::config::WalFullPolicy;
 use logtail::wal;
+use logtail::wal::FullPolicy;
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -234,7 +234,7 @@ fn flipped_bytes_in_the_wal_lose_exactly_the_corrupt_batch() {
     assert_eq!(tally.reordered, 0);
 }
 
-fn small_wal(c: &mut logtail::config::Config, policy: WalFullPolicy) {
+fn small_wal(c: &mut logtail::config::Config, policy: FullPolicy) {
     c.sink.kafka.wal.max_segment_bytes = 64 * 1024;
     c.sink.kafka.wal.max_total_bytes = 256 * 1024;
     c.sink.kafka.wal.full_policy = policy;
@@ -254,7 +254,7 @@ fn full_wal_with_block_slows_the_sender_and_loses_nothing_once_kafka_returns() {
     cluster.broker_down(1).expect("broker down");
     let gw = Gateway::start_with(|c| {
         use_kafka(c, &bootstrap);
-        small_wal(c, WalFullPolicy::Block);
+        small_wal(c, FullPolicy::Block);
     });
     wait_for_brokers_down(&gw);
     // Enough to overflow the WAL, the gateway's batches and both sockets' buffers (~4 MiB).
@@ -290,7 +290,7 @@ fn full_wal_with_drop_oldest_counts_exactly_what_is_missing() {
     cluster.broker_down(1).expect("broker down");
     let gw = Gateway::start_with(|c| {
         use_kafka(c, &bootstrap);
-        small_wal(c, WalFullPolicy::DropOldest);
+        small_wal(c, FullPolicy::DropOldest);
     });
     wait_for_brokers_down(&gw);
     const LINES: u64 = 100_000;

@@ -246,7 +246,7 @@ fn tiny_ring_backpressure_loses_no_tcp_line_and_counts_every_udp_drop() {
     let mut gw = Gateway::start_with(|c| {
         c.pipeline.ring_batches = 1;
         c.pipeline.batch_max_records = 1;
-        c.sink.store.fsync_interval_ms = 0; // a slow sink: one fsync per record
+        c.sink.store.fsync_interval = Duration::ZERO; // a slow sink: one fsync per record
     });
     let tcp = gw.tcp();
     let udp_addr = gw.udp();

@@ -62,7 +62,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 
 use crate::metrics::{Counter, Gauge};
-use crate::store::{LockFailure, lock_file};
+use crate::segments::{LockFailure, lock_dir};
 use checkpoint::{CheckpointError, CheckpointWriter};
 use config::{AgentConfig, AgentConfigError, CollectEntry};
 use tail::{Control, TailSummary, Tailer};
@@ -150,14 +150,14 @@ impl Agent {
             dir: dir.clone(),
             source,
         })?;
-        let lock = lock_file(&dir.join("LOCK")).map_err(|failure| match failure {
-            LockFailure::Held { holder } => AgentError::Locked {
+        let lock = lock_dir(&dir).map_err(|failure| match failure {
+            LockFailure::Held { holder, .. } => AgentError::Locked {
                 dir: dir.clone(),
                 holder,
             },
-            LockFailure::Io(source) => AgentError::DataDir {
+            LockFailure::Io(e) => AgentError::DataDir {
                 dir: dir.clone(),
-                source,
+                source: e.source,
             },
         })?;
         let loaded = checkpoint::load(&dir)?;

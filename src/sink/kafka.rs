@@ -79,10 +79,10 @@ use std::ffi::{c_int, c_void};
 
 use super::{GIVE_UP_AFTER, Sink};
 use crate::ack::{self, AckToken};
-use crate::config::{Config, KafkaSinkConfig, WalFsync, WalFullPolicy};
+use crate::config::{Config, KafkaSinkConfig};
 use crate::metrics::{KafkaMetrics, RateLimitedWarning};
 use crate::pipeline::batch::Batch;
-use crate::wal::{Appended, FsyncPolicy, FullPolicy, Wal, WalError, WalOptions};
+use crate::wal::{Appended, Wal, WalError, WalOptions};
 
 /// How often the sink thread serves delivery reports and replays when no batch arrives.
 pub const SERVICE_INTERVAL: Duration = Duration::from_millis(5);
@@ -1163,24 +1163,7 @@ fn unix_micros() -> i64 {
 }
 
 fn wal_options(config: &Config) -> WalOptions {
-    let wal = &config.sink.kafka.wal;
-    WalOptions {
-        dir: config.wal_dir(),
-        max_segment_bytes: wal.max_segment_bytes,
-        max_total_bytes: wal.max_total_bytes,
-        fsync: match wal.fsync {
-            WalFsync::Never => FsyncPolicy::Never,
-            WalFsync::Interval => {
-                FsyncPolicy::Interval(Duration::from_millis(wal.fsync_interval_ms))
-            }
-            WalFsync::EveryBatch => FsyncPolicy::EveryAppend,
-        },
-        full: match wal.full_policy {
-            WalFullPolicy::Block => FullPolicy::Block,
-            WalFullPolicy::DropOldest => FullPolicy::DropOldest,
-            WalFullPolicy::DropNewest => FullPolicy::DropNewest,
-        },
-    }
+    config.sink.kafka.wal.options(config.wal_dir())
 }
 
 #[cfg(test)]

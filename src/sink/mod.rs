@@ -33,7 +33,7 @@ use crate::pipeline::ring::RingConsumer;
 pub use blackhole::BlackholeSink;
 pub use kafka::KafkaSink;
 pub use stdout::StdoutSink;
-pub use store::StoreSink;
+pub use store::{StoreSink, StoreSinkConfig};
 
 /// How often a sink gets a [`Sink::tick`] (periodic fsync, flushes) unless it asks otherwise.
 const TICK: Duration = Duration::from_millis(100);
@@ -85,7 +85,10 @@ pub fn open(config: &Config) -> anyhow::Result<Opened> {
         kafka_metrics: None,
     };
     Ok(match config.sink.kind {
-        SinkKind::Store => only(Box::new(StoreSink::open(config)?)),
+        SinkKind::Store => only(Box::new(StoreSink::open(
+            &config.sink.store,
+            config.store_dir(),
+        )?)),
         SinkKind::Stdout => only(Box::<StdoutSink>::default()),
         SinkKind::Blackhole => only(Box::new(BlackholeSink)),
         SinkKind::Kafka => {

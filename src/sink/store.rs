@@ -1,13 +1,92 @@
-//! The `store` sink: the embedded local store (see [`crate::store`]), fsync'ed on an interval.
+//! The `store` sink: the embedded local store (see [`crate::store`]), fsync'ed on an interval,
+//! and its `[sink.store]` config section.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use serde::Deserialize;
 
 use super::Sink;
-use crate::config::Config;
 use crate::pipeline::batch::Batch;
-use crate::store::{StoreOptions, StoreWriter};
+use crate::setting::InvalidSetting;
+use crate::store::{StoreBatch, StoreOptions, StoreWriter};
+
+/// `[sink.store]`: the local store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSinkConfig {
+    /// Directory of the segment files. Default: `DATA_DIR/store`.
+    pub dir: Option<PathBuf>,
+    /// A segment file is closed and a new one started past this size, in bytes; at least 4096.
+    /// Default: 67108864 (64 MiB).
+    pub max_segment_bytes: u64,
+    /// Oldest segments are deleted while the store is larger than this, in bytes.
+    /// Default: 1073741824 (1 GiB).
+    pub max_total_bytes: u64,
+    /// `max_age_secs`: segments whose newest record is older than this many seconds are
+    /// deleted. Default: 0, no age limit (`None`).
+    #[serde(rename = "max_age_secs", deserialize_with = "age_limit_secs")]
+    pub max_age: Option<Duration>,
+    /// `fsync_interval_ms`: written data is fsync'ed at most this many milliseconds after it was
+    /// written (a crash of the machine, not of the process, can lose that window). 0 syncs after
+    /// every batch. Default: 1000.
+    #[serde(
+        rename = "fsync_interval_ms",
+        deserialize_with = "crate::setting::millis"
+    )]
+    pub fsync_interval: Duration,
+}
+
+impl Default for StoreSinkConfig {
+    fn default() -> Self {
+        StoreSinkConfig {
+            dir: None,
+            max_segment_bytes: 64 * 1024 * 1024,
+            max_total_bytes: 1024 * 1024 * 1024,
+            max_age: None,
+            fsync_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `max_age_secs`: whole seconds, 0 for no limit.
+fn age_limit_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let secs = u64::deserialize(d)?;
+    Ok((secs > 0).then(|| Duration::from_secs(secs)))
+}
+
+impl StoreSinkConfig {
+    /// Checks what serde cannot: the segment size's lower bound.
+    ///
+    /// # Errors
+    /// The key (relative to `[sink.store]`) and what is wrong with it.
+    pub fn check(&self) -> Result<(), InvalidSetting> {
+        if self.max_segment_bytes < 4096 {
+            return Err(InvalidSetting::new(
+                "max_segment_bytes",
+                "must be at least 4096",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The store's directory: `dir`, or `store` under the gateway's data directory.
+    pub fn dir_under(&self, data_dir: &Path) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| data_dir.join("store"))
+    }
+}
+
+/// The store writes a pipeline batch straight from its buffers: the values are lent, not copied.
+impl StoreBatch for Batch {
+    fn shard(&self) -> u16 {
+        Batch::shard(self)
+    }
+
+    fn records(&self) -> impl Iterator<Item = (i64, &[u8])> {
+        self.iter().map(|e| (e.received_at_us, e.value))
+    }
+}
 
 /// Appends each batch as one block of the local store.
 pub struct StoreSink {
@@ -18,23 +97,22 @@ pub struct StoreSink {
 }
 
 impl StoreSink {
-    /// Opens (and recovers) the store `config` names.
+    /// Opens (and recovers) the store in `dir` (see [`StoreSinkConfig::dir_under`]) with the
+    /// settings of `config`.
     ///
     /// # Errors
     /// When the directory cannot be created, is locked by another gateway, or cannot be read.
-    pub fn open(config: &Config) -> anyhow::Result<Self> {
-        let store = &config.sink.store;
-        let dir = config.store_dir();
+    pub fn open(config: &StoreSinkConfig, dir: PathBuf) -> anyhow::Result<Self> {
         let writer = StoreWriter::open(StoreOptions {
             dir: dir.clone(),
-            max_segment_bytes: store.max_segment_bytes,
-            max_total_bytes: store.max_total_bytes,
-            max_age: (store.max_age_secs > 0).then(|| Duration::from_secs(store.max_age_secs)),
+            max_segment_bytes: config.max_segment_bytes,
+            max_total_bytes: config.max_total_bytes,
+            max_age: config.max_age,
         })
         .with_context(|| format!("cannot open the local store in {}", dir.display()))?;
         Ok(StoreSink {
             writer,
-            fsync_interval: Duration::from_millis(store.fsync_interval_ms),
+            fsync_interval: config.fsync_interval,
             unsynced_since: None,
         })
     }

@@ -28,7 +28,7 @@ pub(crate) fn max_compressed_len(uncompressed: usize) -> usize {
 
 /// What is wrong with a block.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Corruption {
+pub enum BlockCorruption {
     /// The block does not start with the magic bytes.
     #[error("bad block magic")]
     BadMagic,
@@ -98,18 +98,18 @@ impl BlockHeader {
     }
 
     /// Parses and validates a header on its own (the payload is checked by [`decode_payload`]).
-    pub fn parse(b: &[u8; HEADER_LEN]) -> Result<Self, Corruption> {
+    pub fn parse(b: &[u8; HEADER_LEN]) -> Result<Self, BlockCorruption> {
         if b[0..4] != MAGIC {
-            return Err(Corruption::BadMagic);
+            return Err(BlockCorruption::BadMagic);
         }
         if crc32c::crc32c(&b[..44]) != u32_at(b, 44) {
-            return Err(Corruption::HeaderChecksum);
+            return Err(BlockCorruption::HeaderChecksum);
         }
         if b[4] != VERSION {
-            return Err(Corruption::Version(b[4]));
+            return Err(BlockCorruption::Version(b[4]));
         }
         if b[5] != COMPRESSION_LZ4 {
-            return Err(Corruption::Compression(b[5]));
+            return Err(BlockCorruption::Compression(b[5]));
         }
         let header = BlockHeader {
             shard: u16_at(b, 6),
@@ -123,30 +123,30 @@ impl BlockHeader {
         };
         let uncompressed = header.uncompressed_len as usize;
         if u32_at(b, 20) != 0 {
-            return Err(Corruption::HeaderField("reserved is not zero"));
+            return Err(BlockCorruption::HeaderField("reserved is not zero"));
         }
         if header.record_count == 0 {
-            return Err(Corruption::HeaderField("record_count is zero"));
+            return Err(BlockCorruption::HeaderField("record_count is zero"));
         }
         if uncompressed > MAX_BLOCK_BYTES {
-            return Err(Corruption::HeaderField(
+            return Err(BlockCorruption::HeaderField(
                 "uncompressed_len above the maximum",
             ));
         }
         if (header.record_count as usize).saturating_mul(RECORD_FRAME_LEN) > uncompressed {
-            return Err(Corruption::HeaderField(
+            return Err(BlockCorruption::HeaderField(
                 "record_count does not fit in uncompressed_len",
             ));
         }
         if header.compressed_len == 0
             || header.compressed_len as usize > max_compressed_len(uncompressed)
         {
-            return Err(Corruption::HeaderField(
+            return Err(BlockCorruption::HeaderField(
                 "compressed_len out of range for uncompressed_len",
             ));
         }
         if header.min_received_at_us > header.max_received_at_us {
-            return Err(Corruption::HeaderField(
+            return Err(BlockCorruption::HeaderField(
                 "min_received_at_us above max_received_at_us",
             ));
         }
@@ -243,27 +243,27 @@ pub(crate) fn decode_payload(
     header: &BlockHeader,
     payload: &[u8],
     raw: &mut Vec<u8>,
-) -> Result<(), Corruption> {
+) -> Result<(), BlockCorruption> {
     if crc32c::crc32c_append(header.fields_crc, payload) != header.block_crc {
-        return Err(Corruption::BlockChecksum);
+        return Err(BlockCorruption::BlockChecksum);
     }
     let len = header.uncompressed_len as usize;
     raw.clear();
     raw.resize(len, 0);
     match lz4_flex::block::decompress_into(payload, raw) {
         Ok(n) if n == len => {}
-        _ => return Err(Corruption::Decompress),
+        _ => return Err(BlockCorruption::Decompress),
     }
     let mut count = 0u32;
     let mut rest: &[u8] = raw;
     while !rest.is_empty() {
         let Some((ts, _value, tail)) = split_record(rest) else {
-            return Err(Corruption::Records(
+            return Err(BlockCorruption::Records(
                 "a record runs past the end of the block",
             ));
         };
         if ts < header.min_received_at_us || ts > header.max_received_at_us {
-            return Err(Corruption::Records(
+            return Err(BlockCorruption::Records(
                 "a timestamp is outside the block's range",
             ));
         }
@@ -271,7 +271,9 @@ pub(crate) fn decode_payload(
         rest = tail;
     }
     if count != header.record_count {
-        return Err(Corruption::Records("record count differs from the header"));
+        return Err(BlockCorruption::Records(
+            "record count differs from the header",
+        ));
     }
     Ok(())
 }
@@ -323,9 +325,9 @@ pub(crate) enum HeaderAt {
     Block(BlockHeader),
     /// Fewer bytes than a header, or a valid header whose block runs past the end of the file:
     /// a block still being written (or torn, if nobody is writing).
-    Incomplete(Corruption),
+    Incomplete(BlockCorruption),
     /// Not a valid header.
-    Corrupt(Corruption),
+    Corrupt(BlockCorruption),
 }
 
 /// Reads blocks out of one segment with positioned reads, reusing its buffers.
@@ -355,7 +357,7 @@ impl Scanner {
         let available = len - pos;
         let mut buf = [0u8; HEADER_LEN];
         if available < HEADER_LEN as u64 || !read_exact_at(file, &mut buf, pos)? {
-            return Ok(HeaderAt::Incomplete(Corruption::Truncated {
+            return Ok(HeaderAt::Incomplete(BlockCorruption::Truncated {
                 len: HEADER_LEN as u64,
                 available,
             }));
@@ -365,7 +367,7 @@ impl Scanner {
             Err(c) => return Ok(HeaderAt::Corrupt(c)),
         };
         if header.block_len() > available {
-            return Ok(HeaderAt::Incomplete(Corruption::Truncated {
+            return Ok(HeaderAt::Incomplete(BlockCorruption::Truncated {
                 len: header.block_len(),
                 available,
             }));
@@ -380,7 +382,7 @@ impl Scanner {
         file: &File,
         pos: u64,
         header: &BlockHeader,
-    ) -> io::Result<Result<bool, Corruption>> {
+    ) -> io::Result<Result<bool, BlockCorruption>> {
         // The header was validated: compressed_len is below the lz4 bound of MAX_BLOCK_BYTES and
         // within the file, so this allocation is bounded.
         let n = header.compressed_len as usize;

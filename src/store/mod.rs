@@ -8,6 +8,9 @@
 //!
 //! # On-disk format
 //!
+//! The directory is a [`crate::segments`] directory (lock file, segment names), shared in form
+//! with the WAL:
+//!
 //! ```text
 //! <dir>/LOCK                          flock(LOCK_EX) held by the writer; holds its pid, as text
 //! <dir>/00000000000000000001.seg      segments: 20-digit zero-padded sequence number, so the
@@ -106,15 +109,15 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-use std::ffi::OsStr;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-pub use block::Corruption;
+use crate::segments::FileError;
+
+pub use block::BlockCorruption;
 pub use reader::{ReadOptions, ReadStats, read};
-pub(crate) use writer::{LockFailure, lock_file};
-pub use writer::{StoreStats, StoreWriter};
+pub use writer::{StoreBatch, StoreStats, StoreWriter};
 
 /// A batch is split into blocks of at most this many bytes of framed records (unless a single
 /// record is bigger), so that a reader never holds more than about this much decompressed data.
@@ -126,10 +129,6 @@ pub const MAX_BLOCK_BYTES: usize = 16 << 20;
 
 /// How often a follower looks for new blocks.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(100);
-
-const SEGMENT_SUFFIX: &str = ".seg";
-const SEGMENT_DIGITS: usize = 20;
-const LOCK_FILE: &str = "LOCK";
 
 /// Where and how much to keep.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,24 +157,10 @@ impl Default for StoreOptions {
 /// Errors of the store. Messages name the file, and the byte offset where there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// An I/O error on a file or directory of the store.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
-    },
-    /// An I/O error at a known position in a segment.
-    #[error("{} at byte {offset}: {source}", path.display())]
-    IoAt {
-        /// The segment.
-        path: PathBuf,
-        /// Where in the segment.
-        offset: u64,
-        /// The underlying error.
-        source: io::Error,
-    },
+    /// An I/O error on a file or directory of the store, naming it (and the byte offset in a
+    /// segment, where there is one).
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// Another process (or another writer in this one) holds the directory's lock.
     #[error(
         "store directory {} is already in use by another writer{holder} (lock {} is held); \
@@ -199,7 +184,7 @@ pub enum StoreError {
         /// Where the block starts.
         offset: u64,
         /// What is wrong with it.
-        reason: Corruption,
+        reason: BlockCorruption,
     },
     /// A record too large to fit in a block; nothing of its batch was written.
     #[error(
@@ -214,57 +199,4 @@ pub enum StoreError {
     /// Writing to the reader's output failed (for example a closed pipe).
     #[error("writing output: {0}")]
     Output(#[source] io::Error),
-}
-
-impl StoreError {
-    pub(crate) fn io(path: &Path, source: io::Error) -> Self {
-        StoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-
-    pub(crate) fn io_at(path: &Path, offset: u64, source: io::Error) -> Self {
-        StoreError::IoAt {
-            path: path.to_path_buf(),
-            offset,
-            source,
-        }
-    }
-}
-
-/// The file name of segment `seq`.
-pub(crate) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
-    dir.join(format!(
-        "{seq:0width$}{SEGMENT_SUFFIX}",
-        width = SEGMENT_DIGITS
-    ))
-}
-
-/// The sequence number in a segment file name, or `None` for any other file.
-fn parse_segment_name(name: &OsStr) -> Option<u64> {
-    let name = name.to_str()?;
-    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
-    if digits.len() != SEGMENT_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
-/// Sequence numbers of the segments in `dir`, oldest first.
-pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
-    list_segment_files(dir).map_err(|e| StoreError::io(dir, e))
-}
-
-/// Numbers of the files in `dir` named like segments (`<20 digits>.seg`), ascending.
-/// Shared with the WAL, which names its segments the same way.
-pub(crate) fn list_segment_files(dir: &Path) -> io::Result<Vec<u64>> {
-    let mut seqs = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        if let Some(seq) = parse_segment_name(&entry?.file_name()) {
-            seqs.push(seq);
-        }
-    }
-    seqs.sort_unstable();
-    Ok(seqs)
 }

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use memchr::memmem;
 
-use super::block::{Corruption, HeaderAt, Scanner};
-use super::{POLL_INTERVAL, StoreError, list_segments, segment_path};
+use super::block::{BlockCorruption, HeaderAt, Scanner};
+use super::{POLL_INTERVAL, StoreError};
+use crate::segments::{FileError, list_segments, segment_path};
 
 /// What to read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -125,7 +126,7 @@ impl<'a> Reader<'a> {
             let len = cur
                 .file
                 .metadata()
-                .map_err(|e| StoreError::io(&cur.path, e))?
+                .map_err(|e| FileError::new(&cur.path, e))?
                 .len();
             if len < cur.pos {
                 // Only writer recovery shortens a segment, and only after its last valid block.
@@ -191,7 +192,7 @@ impl<'a> Reader<'a> {
                 }
                 // Deleted by retention since the listing: try the next one.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(StoreError::io(&path, e)),
+                Err(e) => return Err(FileError::new(&path, e).into()),
             }
         }
         Ok(None)
@@ -244,7 +245,7 @@ fn drain(
         let pos = cur.pos;
         let at = scanner
             .header_at(&cur.file, pos, len)
-            .map_err(|e| StoreError::io_at(&cur.path, pos, e))?;
+            .map_err(|e| FileError::at(&cur.path, pos, e))?;
         let header = match at {
             HeaderAt::End => return Ok(Drained::AtEnd),
             HeaderAt::Incomplete(reason) => {
@@ -252,7 +253,7 @@ fn drain(
                 // valid block follows, this one lied about its length: it is corruption.
                 let next = scanner
                     .resync(&cur.file, pos + 1, len, false)
-                    .map_err(|e| StoreError::io_at(&cur.path, pos, e))?;
+                    .map_err(|e| FileError::at(&cur.path, pos, e))?;
                 match next {
                     Some(next) => {
                         report_corrupt(stats, &cur.path, pos, next, &reason);
@@ -280,7 +281,7 @@ fn drain(
         }
         match scanner
             .decode_at(&cur.file, pos, &header)
-            .map_err(|e| StoreError::io_at(&cur.path, pos, e))?
+            .map_err(|e| FileError::at(&cur.path, pos, e))?
         {
             Ok(true) => {}
             // The file shrank since its size was taken; the caller notices and carries on.
@@ -320,19 +321,25 @@ fn skip_corrupt(
     cur: &mut Cursor,
     len: u64,
     sealed: bool,
-    reason: &Corruption,
+    reason: &BlockCorruption,
 ) -> Result<(), StoreError> {
     let pos = cur.pos;
     let next = scanner
         .resync(&cur.file, pos + 1, len, !sealed)
-        .map_err(|e| StoreError::io_at(&cur.path, pos, e))?
+        .map_err(|e| FileError::at(&cur.path, pos, e))?
         .unwrap_or(len);
     report_corrupt(stats, &cur.path, pos, next, reason);
     cur.pos = next;
     Ok(())
 }
 
-fn report_corrupt(stats: &mut ReadStats, path: &Path, from: u64, to: u64, reason: &Corruption) {
+fn report_corrupt(
+    stats: &mut ReadStats,
+    path: &Path,
+    from: u64,
+    to: u64,
+    reason: &BlockCorruption,
+) {
     stats.corrupt_blocks += 1;
     stats.corrupt_bytes += to - from;
     let err = StoreError::Corrupt {

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
 
-use super::block::{BlockHeader, Corruption, HEADER_LEN};
+use super::block::{BlockCorruption, BlockHeader, HEADER_LEN};
 use super::reader::Reader;
 use super::*;
-use crate::pipeline::batch::Batch;
+use crate::segments::{list_segments, segment_path};
 
 // ---------------------------------------------------------------- helpers
 
@@ -28,25 +28,45 @@ fn options(dir: &Path) -> StoreOptions {
 /// The records of one batch, as `(received_at_us, value)`.
 type Expected = Vec<(i64, Vec<u8>)>;
 
-/// A batch of `(received_at_us, value)` records.
-fn batch(shard: u16, records: &[(i64, &[u8])]) -> Batch {
-    let mut b = Batch::with_capacity(shard, 0, records.len());
-    for (ts, value) in records {
-        b.push(*ts, value);
+/// A batch as the writer takes it: `(received_at_us, value)` records cut by `shard`.
+struct TestBatch {
+    shard: u16,
+    records: Expected,
+}
+
+impl StoreBatch for TestBatch {
+    fn shard(&self) -> u16 {
+        self.shard
     }
-    b
+
+    fn records(&self) -> impl Iterator<Item = (i64, &[u8])> {
+        self.records
+            .iter()
+            .map(|(ts, value)| (*ts, value.as_slice()))
+    }
+}
+
+/// A batch of `(received_at_us, value)` records.
+fn batch(shard: u16, records: &[(i64, &[u8])]) -> TestBatch {
+    TestBatch {
+        shard,
+        records: records.iter().map(|(ts, v)| (*ts, v.to_vec())).collect(),
+    }
 }
 
 /// `n` JSON-ish records of batch `id`, timestamps `base + i`.
-fn json_batch(id: u32, n: u32, base: i64) -> (Batch, Expected) {
-    let mut b = Batch::with_capacity(0, 0, n as usize);
-    let mut expected = Vec::new();
-    for i in 0..n {
-        let value = format!(r#"{{"batch":{id},"i":{i},"msg":"user login ok","host":"web-{i}"}}"#);
-        let ts = base + i64::from(i);
-        b.push(ts, value.as_bytes());
-        expected.push((ts, value.into_bytes()));
-    }
+fn json_batch(id: u32, n: u32, base: i64) -> (TestBatch, Expected) {
+    let expected: Expected = (0..n)
+        .map(|i| {
+            let value =
+                format!(r#"{{"batch":{id},"i":{i},"msg":"user login ok","host":"web-{i}"}}"#);
+            (base + i64::from(i), value.into_bytes())
+        })
+        .collect();
+    let b = TestBatch {
+        shard: 0,
+        records: expected.clone(),
+    };
     (b, expected)
 }
 
@@ -78,7 +98,7 @@ fn only_segment(dir: &Path) -> PathBuf {
 }
 
 /// Appends each batch and returns where each block starts (one block per batch here).
-fn append_all(w: &mut StoreWriter, batches: &[Batch]) -> Vec<u64> {
+fn append_all(w: &mut StoreWriter, batches: &[TestBatch]) -> Vec<u64> {
     let mut offsets = Vec::new();
     for b in batches {
         offsets.push(w.stats().bytes_written);
@@ -155,29 +175,29 @@ fn block_header_round_trips_and_rejects_each_bad_field() {
         }
         BlockHeader::parse(&b)
     };
-    assert_eq!(edit(0, b"X", true), Err(Corruption::BadMagic));
-    assert_eq!(edit(6, &[1], false), Err(Corruption::HeaderChecksum));
-    assert_eq!(edit(4, &[2], true), Err(Corruption::Version(2)));
-    assert_eq!(edit(5, &[0], true), Err(Corruption::Compression(0)));
+    assert_eq!(edit(0, b"X", true), Err(BlockCorruption::BadMagic));
+    assert_eq!(edit(6, &[1], false), Err(BlockCorruption::HeaderChecksum));
+    assert_eq!(edit(4, &[2], true), Err(BlockCorruption::Version(2)));
+    assert_eq!(edit(5, &[0], true), Err(BlockCorruption::Compression(0)));
     assert!(matches!(
         edit(8, &0u32.to_le_bytes(), true),
-        Err(Corruption::HeaderField(_))
+        Err(BlockCorruption::HeaderField(_))
     ));
     assert!(matches!(
         edit(16, &u32::MAX.to_le_bytes(), true),
-        Err(Corruption::HeaderField(_))
+        Err(BlockCorruption::HeaderField(_))
     ));
     assert!(matches!(
         edit(12, &(64u32 << 20).to_le_bytes(), true),
-        Err(Corruption::HeaderField(_))
+        Err(BlockCorruption::HeaderField(_))
     ));
     assert!(matches!(
         edit(20, &[1], true),
-        Err(Corruption::HeaderField(_))
+        Err(BlockCorruption::HeaderField(_))
     ));
     assert!(matches!(
         edit(24, &100i64.to_le_bytes(), true),
-        Err(Corruption::HeaderField(_))
+        Err(BlockCorruption::HeaderField(_))
     ));
 
     // A payload bit flip is caught by block_crc.
@@ -185,26 +205,7 @@ fn block_header_round_trips_and_rejects_each_bad_field() {
     bad[0] ^= 1;
     assert_eq!(
         super::block::decode_payload(&h, &bad, &mut raw),
-        Err(Corruption::BlockChecksum)
-    );
-}
-
-#[test]
-fn segment_names_sort_in_write_order() {
-    let dir = Path::new("d");
-    assert_eq!(
-        segment_path(dir, 12),
-        Path::new("d/00000000000000000012.seg")
-    );
-    assert_eq!(
-        parse_segment_name(std::ffi::OsStr::new("00000000000000000012.seg")),
-        Some(12)
-    );
-    assert_eq!(parse_segment_name(std::ffi::OsStr::new("12.seg")), None);
-    assert_eq!(parse_segment_name(std::ffi::OsStr::new("LOCK")), None);
-    assert_eq!(
-        parse_segment_name(std::ffi::OsStr::new("0000000000000000001x.seg")),
-        None
+        Err(BlockCorruption::BlockChecksum)
     );
 }
 
@@ -333,11 +334,8 @@ fn a_huge_batch_is_split_into_blocks_of_about_one_mib() {
     let tmp = tempfile::tempdir().unwrap();
     let mut w = StoreWriter::open(options(tmp.path())).unwrap();
     let value = vec![b'x'; 1000];
-    let mut b = Batch::with_capacity(0, 3_000_000, 3000);
-    for i in 0..3000 {
-        b.push(i, &value);
-    }
-    w.append(&b).unwrap();
+    let records: Vec<(i64, &[u8])> = (0..3000).map(|i| (i, &value[..])).collect();
+    w.append(&batch(0, &records)).unwrap();
     // 3000 framed records of 1012 bytes = 3,036,000 bytes: 1036 records per MiB block.
     assert_eq!(w.stats().blocks_written, 3);
     assert_eq!(w.stats().records_written, 3000);

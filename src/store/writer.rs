@@ -1,16 +1,28 @@
 //! The writer: appends blocks, rolls segments, applies retention, recovers on open.
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::pipeline::batch::Batch;
+use super::block::{BlockCorruption, BlockEncoder, HeaderAt, RECORD_FRAME_LEN, Scanner};
+use super::{MAX_BLOCK_BYTES, StoreError, StoreOptions};
+use crate::segments::{self, FileError, LockFailure, list_segments, segment_path};
 
-use super::block::{BlockEncoder, Corruption, HeaderAt, RECORD_FRAME_LEN, Scanner};
-use super::{LOCK_FILE, MAX_BLOCK_BYTES, StoreError, StoreOptions, list_segments, segment_path};
+/// What [`StoreWriter::append`] writes: the records of one batch, cut by one shard, in order.
+///
+/// The store is a storage format below the pipeline, so it names what it needs instead of
+/// depending on the pipeline's batch type; that batch implements this trait (in
+/// `sink::store`) by lending its records, so nothing is copied on the way into the block
+/// encoder. `records` is called twice per append (once to check sizes before anything is
+/// written), so it must yield the same records each time.
+pub trait StoreBatch {
+    /// The shard that cut the batch, recorded in each block's header.
+    fn shard(&self) -> u16;
+    /// Each record as `(received_at_us, value)`, in the order they were received.
+    fn records(&self) -> impl Iterator<Item = (i64, &[u8])>;
+}
 
 /// Counters of a [`StoreWriter`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,8 +77,15 @@ impl StoreWriter {
     /// retention. Appends then continue at the end of the newest segment.
     pub fn open(opts: StoreOptions) -> Result<Self, StoreError> {
         let dir = opts.dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
-        let lock = lock_dir(&dir)?;
+        std::fs::create_dir_all(&dir).map_err(|e| FileError::new(&dir, e))?;
+        let lock = segments::lock_dir(&dir).map_err(|failure| match failure {
+            LockFailure::Held { lock, holder } => StoreError::Locked {
+                dir: dir.clone(),
+                lock,
+                holder,
+            },
+            LockFailure::Io(e) => e.into(),
+        })?;
 
         let seqs = list_segments(&dir)?;
         let mut scanner = Scanner::default();
@@ -130,20 +149,24 @@ impl StoreWriter {
     /// [`super::TARGET_BLOCK_BYTES`], each with a single `write(2)`. Rolls the segment (and applies
     /// retention) when a block would push it past `max_segment_bytes`. An empty batch writes
     /// nothing. If a write fails, the blocks of this batch written before it stay on disk.
-    pub fn append(&mut self, batch: &Batch) -> Result<(), StoreError> {
+    ///
+    /// # Errors
+    /// [`StoreError::RecordTooLarge`] (before anything of the batch is written) when a value does
+    /// not fit in a block; an I/O error of the segment or the directory.
+    pub fn append(&mut self, batch: &impl StoreBatch) -> Result<(), StoreError> {
         const MAX_VALUE: usize = MAX_BLOCK_BYTES - RECORD_FRAME_LEN;
-        if let Some(entry) = batch.iter().find(|e| e.value.len() > MAX_VALUE) {
+        if let Some((_, value)) = batch.records().find(|(_, value)| value.len() > MAX_VALUE) {
             return Err(StoreError::RecordTooLarge {
-                len: entry.value.len(),
+                len: value.len(),
                 max: MAX_VALUE,
             });
         }
         let shard = batch.shard();
-        for entry in batch.iter() {
-            if self.encoder.is_full_for(entry.value.len()) {
+        for (received_at_us, value) in batch.records() {
+            if self.encoder.is_full_for(value.len()) {
                 self.write_block(shard)?;
             }
-            self.encoder.push(entry.received_at_us, entry.value);
+            self.encoder.push(received_at_us, value);
         }
         if !self.encoder.is_empty() {
             self.write_block(shard)?;
@@ -155,16 +178,14 @@ impl StoreWriter {
     /// current segment, and the directory if segments were created or deleted.
     pub fn sync(&mut self) -> Result<(), StoreError> {
         for (path, file) in self.unsynced.drain(..) {
-            file.sync_data().map_err(|e| StoreError::io(&path, e))?;
+            file.sync_data().map_err(|e| FileError::new(&path, e))?;
         }
         self.file
             .sync_data()
-            .map_err(|e| StoreError::io(&self.active_path(), e))?;
+            .map_err(|e| FileError::new(&self.active_path(), e))?;
         if self.dir_dirty {
             let dir = &self.opts.dir;
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| StoreError::io(dir, e))?;
+            segments::sync_dir(dir).map_err(|e| FileError::new(dir, e))?;
             self.dir_dirty = false;
         }
         Ok(())
@@ -222,7 +243,7 @@ impl StoreWriter {
                 );
                 self.needs_roll = true;
             }
-            return Err(StoreError::io_at(&path, offset, e));
+            return Err(FileError::at(&path, offset, e).into());
         }
 
         let active = self.active_mut();
@@ -305,68 +326,12 @@ impl StoreWriter {
     }
 }
 
-/// Opens (creating) the lock file and takes an exclusive, non-blocking flock on it.
-fn lock_dir(dir: &Path) -> Result<File, StoreError> {
-    let path = dir.join(LOCK_FILE);
-    lock_file(&path).map_err(|failure| match failure {
-        LockFailure::Held { holder } => StoreError::Locked {
-            dir: dir.to_path_buf(),
-            lock: path.clone(),
-            holder,
-        },
-        LockFailure::Io(e) => StoreError::io(&path, e),
-    })
-}
-
-/// Why [`lock_file`] did not get the lock.
-#[derive(Debug)]
-pub(crate) enum LockFailure {
-    /// Someone else holds it; `holder` is `" (pid N)"` when the file names them, else empty.
-    Held { holder: String },
-    /// Opening, locking or writing the file failed.
-    Io(io::Error),
-}
-
-/// Opens (creating) `path`, takes an exclusive, non-blocking flock on it and writes our pid into
-/// it. The lock lasts as long as the returned file is open. Shared with the WAL.
-pub(crate) fn lock_file(path: &Path) -> Result<File, LockFailure> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(LockFailure::Io)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let holder = match file.read_to_string(&mut text) {
-                Ok(_) => text
-                    .trim()
-                    .parse::<u32>()
-                    .map(|pid| format!(" (pid {pid})"))
-                    .unwrap_or_default(),
-                Err(_) => String::new(),
-            };
-            return Err(LockFailure::Held { holder });
-        }
-        Err(TryLockError::Error(e)) => return Err(LockFailure::Io(e)),
-    }
-    // Informational only: name the holder for whoever fails to get the lock next.
-    let pid = format!("{}\n", std::process::id());
-    file.set_len(0)
-        .and_then(|()| file.write_all_at(pid.as_bytes(), 0))
-        .map_err(LockFailure::Io)?;
-    Ok(file)
-}
-
 fn create_segment(path: &Path) -> Result<File, StoreError> {
     OpenOptions::new()
         .append(true)
         .create_new(true)
         .open(path)
-        .map_err(|e| StoreError::io(path, e))
+        .map_err(|e| FileError::new(path, e).into())
 }
 
 /// What a walk over a segment's blocks found.
@@ -376,7 +341,7 @@ struct Walk {
     valid_end: u64,
     max_received_at_us: Option<i64>,
     /// Blocks that failed validation, where they start and why.
-    corrupt: Vec<(u64, Corruption)>,
+    corrupt: Vec<(u64, BlockCorruption)>,
 }
 
 /// Walks the blocks of `file` (of length `len`), skipping corrupt ones by resynchronizing. With
@@ -393,7 +358,7 @@ fn walk_segment(
     loop {
         let at = scanner
             .header_at(file, pos, len)
-            .map_err(|e| StoreError::io_at(path, pos, e))?;
+            .map_err(|e| FileError::at(path, pos, e))?;
         let block = match at {
             HeaderAt::End => break,
             // Incomplete: a torn last block, unless a valid block follows (then it lied about
@@ -401,7 +366,7 @@ fn walk_segment(
             HeaderAt::Corrupt(reason) | HeaderAt::Incomplete(reason) => Err(reason),
             HeaderAt::Block(header) if decode => match scanner
                 .decode_at(file, pos, &header)
-                .map_err(|e| StoreError::io_at(path, pos, e))?
+                .map_err(|e| FileError::at(path, pos, e))?
             {
                 Ok(true) => Ok(header),
                 Ok(false) => break,
@@ -415,7 +380,7 @@ fn walk_segment(
                 walk.corrupt.push((pos, reason));
                 match scanner
                     .resync(file, pos + 1, len, false)
-                    .map_err(|e| StoreError::io_at(path, pos, e))?
+                    .map_err(|e| FileError::at(path, pos, e))?
                 {
                     Some(next) => {
                         pos = next;
@@ -447,9 +412,9 @@ fn describe_segment(
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StoreError::io(path, e)),
+        Err(e) => return Err(FileError::new(path, e).into()),
     };
-    let len = file.metadata().map_err(|e| StoreError::io(path, e))?.len();
+    let len = file.metadata().map_err(|e| FileError::new(path, e))?.len();
     let max = if want_max {
         walk_segment(scanner, path, &file, len, false)?.max_received_at_us
     } else {
@@ -468,8 +433,8 @@ fn recover_segment(
         .read(true)
         .append(true)
         .open(path)
-        .map_err(|e| StoreError::io(path, e))?;
-    let len = file.metadata().map_err(|e| StoreError::io(path, e))?.len();
+        .map_err(|e| FileError::new(path, e))?;
+    let len = file.metadata().map_err(|e| FileError::new(path, e))?.len();
     let walk = walk_segment(scanner, path, &file, len, true)?;
     for (offset, reason) in &walk.corrupt {
         if *offset < walk.valid_end {
@@ -494,7 +459,7 @@ fn recover_segment(
         );
         file.set_len(walk.valid_end)
             .and_then(|()| file.sync_all())
-            .map_err(|e| StoreError::io_at(path, walk.valid_end, e))?;
+            .map_err(|e| FileError::at(path, walk.valid_end, e))?;
     }
     Ok((file, walk.valid_end, walk.max_received_at_us, cut))
 }

@@ -94,8 +94,9 @@
 //!   a segment was created) before `append` returns. An append that returned `Ok` survives a
 //!   machine crash. If the sync fails, the record is cut off again and the append fails as if it
 //!   had not been written. Acknowledgements are durable at the end of each [`Wal::flush`].
-//! - [`FsyncPolicy::Interval`]`(d)`: segments, directory and ledger are synced by an `append` or
-//!   [`Wal::flush`] that comes at least `d` after the previous sync. A machine crash loses at
+//! - [`FsyncPolicy::Interval`], with `d` = [`WalOptions::fsync_interval`]: segments, directory
+//!   and ledger are synced by an `append` or [`Wal::flush`] that comes at least `d` after the
+//!   previous sync. A machine crash loses at
 //!   most the appends of the last `d`, provided `flush` is called at least every `d` (the interval
 //!   is driven by calls, there is no background thread). Nothing is lost on a process crash.
 //! - [`FsyncPolicy::Never`]: the OS writes back when it likes (typically within 30 s on Linux).
@@ -140,7 +141,7 @@
 //! - Bad bytes anywhere else are corruption: left in place, reported as a [`CorruptRange`] with
 //!   segment, offset and length, logged once per open (a count and the first byte ranges), and the
 //!   batches they held are treated as acknowledged, since they can never be delivered. How many
-//!   batches that is comes from the gap in seqs around them. Corruption among records already
+//!   batches that is comes from the gap in seqs around them. WalCorruption among records already
 //!   acknowledged is harmless and only logged at debug level.
 //! - Records at or below the ledger's watermark are acknowledged; segments holding nothing else
 //!   (other than the newest) are deleted. `next_unsent` starts from the watermark.
@@ -150,6 +151,8 @@
 //! A record that fails its checksum only later, when [`Wal::next_unsent`] reads it (the disk
 //! changed under us), is counted, logged and skipped the same way.
 
+mod config;
+mod inspect;
 mod ledger;
 mod recovery;
 mod segment;
@@ -159,38 +162,51 @@ mod tests;
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use memmap2::Mmap;
+use serde::Deserialize;
 
-pub use segment::{Corruption, MAX_PAYLOAD_BYTES};
+pub use config::WalConfig;
+pub use inspect::{PayloadPrinter, dump, print_payload_escaped, stats_of};
+pub use segment::{MAX_PAYLOAD_BYTES, WalCorruption};
 
-use crate::store::{LockFailure, list_segment_files, lock_file, segment_path};
+use crate::segments::{self, FileError, LockFailure, is_no_space, list_segments, segment_path};
 use ledger::{Ledger, Loaded};
 use recovery::Analysis;
-use segment::{Entry, Segment};
+use segment::{IndexedRecord, Segment};
 
-const LOCK_FILE: &str = "LOCK";
 const LEDGER_FILE: &str = "LEDGER";
 
-/// When appended data is forced to disk. See the module doc for the loss window of each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// When appended data is forced to disk. See the module doc for the loss window of each. In the
+/// config file: `fsync = "never" | "interval" | "every_batch"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FsyncPolicy {
-    /// Never fsync; the OS writes back when it likes.
+    /// Never fsync; the OS writes back when it likes: safe against a crash of the gateway, not
+    /// of the machine.
     Never,
-    /// Fsync when an `append` or `flush` comes at least this long after the last fsync.
-    Interval(Duration),
-    /// Fsync before every `append` returns.
+    /// Fsync when an `append` or `flush` comes at least [`WalOptions::fsync_interval`] after the
+    /// last fsync: a crash of the machine loses at most that window.
+    #[default]
+    Interval,
+    /// Fsync before every `append` returns: nothing appended is lost. `every_batch` in the
+    /// config file, since the Kafka sink appends one batch at a time.
+    #[serde(rename = "every_batch")]
     EveryAppend,
 }
 
-/// What `append` does when the WAL holds `max_total_bytes` (or the disk is full).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What `append` does when the WAL holds `max_total_bytes` (or the disk is full). In the config
+/// file: `full_policy = "block" | "drop_oldest" | "drop_newest"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FullPolicy {
-    /// Refuse with [`WalError::Full`], writing nothing: the caller applies backpressure.
+    /// Refuse with [`WalError::Full`], writing nothing: the caller applies backpressure (stream
+    /// senders are slowed by TCP flow control, datagrams are dropped and counted).
+    #[default]
     Block,
     /// Delete the oldest segment(s), unacknowledged batches included (counted), then append.
     DropOldest,
@@ -210,6 +226,8 @@ pub struct WalOptions {
     pub max_total_bytes: u64,
     /// When to fsync.
     pub fsync: FsyncPolicy,
+    /// The interval of [`FsyncPolicy::Interval`]; unused by the other policies.
+    pub fsync_interval: Duration,
     /// What to do when full.
     pub full: FullPolicy,
 }
@@ -220,7 +238,8 @@ impl Default for WalOptions {
             dir: PathBuf::from("data/wal"),
             max_segment_bytes: 64 << 20,
             max_total_bytes: 4 << 30,
-            fsync: FsyncPolicy::Interval(Duration::from_secs(1)),
+            fsync: FsyncPolicy::Interval,
+            fsync_interval: Duration::from_secs(1),
             full: FullPolicy::Block,
         }
     }
@@ -243,15 +262,6 @@ pub struct WalBatch {
     pub records: u32,
     /// The payload as appended (decompressed).
     pub payload: Vec<u8>,
-}
-
-/// How [`dump`] prints a payload (the WAL does not know what its payloads are): it writes
-/// after the record's header fields, on the same line or on lines of its own.
-pub type PayloadPrinter<'a> = dyn FnMut(&[u8], &mut dyn Write) -> io::Result<()> + 'a;
-
-/// Prints a payload as escaped text: `payload="..."`.
-pub fn print_payload_escaped(payload: &[u8], out: &mut dyn Write) -> io::Result<()> {
-    write!(out, "payload=\"{}\"", payload.escape_ascii())
 }
 
 /// Sizes and counters of a WAL.
@@ -342,24 +352,10 @@ pub struct RecoveryReport {
 /// Errors of the WAL. Messages name the file, and the byte offset where there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
-    /// An I/O error on a file or directory of the WAL.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
-    },
-    /// An I/O error at a known position in a segment.
-    #[error("{} at byte {offset}: {source}", path.display())]
-    IoAt {
-        /// The segment.
-        path: PathBuf,
-        /// Where in the segment.
-        offset: u64,
-        /// The underlying error.
-        source: io::Error,
-    },
+    /// An I/O error on a file or directory of the WAL, naming it (and the byte offset in a
+    /// segment, where there is one).
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// Another `Wal` (in this process or another) has the directory open.
     #[error(
         "WAL directory {} is already in use{holder} (lock {} is held); \
@@ -393,32 +389,6 @@ pub enum WalError {
     /// Writing to the output of [`dump`] failed (for example a closed pipe).
     #[error("writing output: {0}")]
     Output(#[source] io::Error),
-}
-
-impl WalError {
-    pub(crate) fn io(path: &Path, source: io::Error) -> Self {
-        WalError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-
-    fn io_at(path: &Path, offset: u64, source: io::Error) -> Self {
-        WalError::IoAt {
-            path: path.to_path_buf(),
-            offset,
-            source,
-        }
-    }
-}
-
-/// True for the errors of a full disk or an exhausted quota.
-fn is_no_space(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
-        || matches!(
-            e.kind(),
-            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
-        )
 }
 
 /// Why a write did not happen.
@@ -469,15 +439,14 @@ impl Wal {
     /// deletes fully acknowledged segments (see "Recovery" in the module doc).
     pub fn open(opts: WalOptions) -> Result<(Wal, RecoveryReport), WalError> {
         let dir = opts.dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| WalError::io(&dir, e))?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = lock_file(&lock_path).map_err(|failure| match failure {
-            LockFailure::Held { holder } => WalError::Locked {
+        std::fs::create_dir_all(&dir).map_err(|e| FileError::new(&dir, e))?;
+        let lock = segments::lock_dir(&dir).map_err(|failure| match failure {
+            LockFailure::Held { lock, holder } => WalError::Locked {
                 dir: dir.clone(),
-                lock: lock_path.clone(),
+                lock,
                 holder,
             },
-            LockFailure::Io(e) => WalError::io(&lock_path, e),
+            LockFailure::Io(e) => e.into(),
         })?;
 
         let loaded = recovery::read_ledger(&dir)?;
@@ -489,7 +458,7 @@ impl Wal {
         let watermark = stored.map_or(0, |s| s.acked_through);
         let mut next_seq = stored.map_or(1, |s| s.next_seq).max(watermark + 1);
 
-        let ids = list_segment_files(&dir).map_err(|e| WalError::io(&dir, e))?;
+        let ids = list_segments(&dir)?;
         let mut analysis = Analysis::default();
         let mut segments = VecDeque::with_capacity(ids.len() + 1);
         let mut truncated_bytes = 0;
@@ -501,10 +470,10 @@ impl Wal {
                 .read(true)
                 .write(newest)
                 .open(&path)
-                .map_err(|e| WalError::io(&path, e))?;
-            let file_len = file.metadata().map_err(|e| WalError::io(&path, e))?.len();
+                .map_err(|e| FileError::new(&path, e))?;
+            let file_len = file.metadata().map_err(|e| FileError::new(&path, e))?.len();
             let view = {
-                let map = map_whole(&file, file_len).map_err(|e| WalError::io(&path, e))?;
+                let map = map_whole(&file, file_len).map_err(|e| FileError::new(&path, e))?;
                 let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
                 analysis.segment(id, &path, bytes, watermark, newest)
                 // The mapping ends here, before the file may be cut below.
@@ -520,14 +489,15 @@ impl Wal {
                     );
                     file.set_len(view.valid_end)
                         .and_then(|()| file.sync_all())
-                        .map_err(|e| WalError::io_at(&path, view.valid_end, e))?;
+                        .map_err(|e| FileError::at(&path, view.valid_end, e))?;
                     truncated_bytes = view.tail;
                 }
                 len = view.valid_end;
                 next_seq = next_seq.max(if len > 0 { id + 1 } else { id });
                 active = Some(file);
             }
-            let entries: Vec<Entry> = view.entries.into_iter().filter(|e| !e.acked).collect();
+            let entries: Vec<IndexedRecord> =
+                view.entries.into_iter().filter(|e| !e.acked).collect();
             segments.push_back(Segment::new(id, path, len, entries));
         }
         next_seq = next_seq.max(analysis.max_seq + 1);
@@ -550,15 +520,15 @@ impl Wal {
             Some(f) => f,
             None => {
                 let path = segment_path(&dir, next_seq);
-                let file = create_segment(&path).map_err(|e| WalError::io(&path, e))?;
+                let file = create_segment(&path).map_err(|e| FileError::new(&path, e))?;
                 segments.push_back(Segment::new(next_seq, path, 0, Vec::new()));
                 file
             }
         };
 
         let ledger_path = dir.join(LEDGER_FILE);
-        let ledger =
-            Ledger::open(ledger_path.clone(), loaded).map_err(|e| WalError::io(&ledger_path, e))?;
+        let ledger = Ledger::open(ledger_path.clone(), loaded)
+            .map_err(|e| FileError::new(&ledger_path, e))?;
         let total_bytes = segments.iter().map(|s| s.len).sum();
         let (pending_batches, pending_records) = segments
             .iter()
@@ -598,7 +568,7 @@ impl Wal {
         wal.ledger
             .store(wal.watermark, wal.next_seq)
             .and_then(|()| wal.ledger.sync())
-            .map_err(|e| WalError::io(&wal.ledger.path, e))?;
+            .map_err(|e| FileError::new(&wal.ledger.path, e))?;
         wal.sync_data()?;
 
         let report = RecoveryReport {
@@ -673,7 +643,7 @@ impl Wal {
         let seq = self.next_seq;
         self.next_seq += 1;
         let active = self.active_mut();
-        active.entries.push(Entry {
+        active.entries.push(IndexedRecord {
             seq,
             offset,
             len: need as u32,
@@ -686,8 +656,8 @@ impl Wal {
         self.stats.pending_records += u64::from(records);
         self.stats.appended_batches += 1;
         self.stats.appended_bytes += need;
-        if let FsyncPolicy::Interval(d) = self.opts.fsync
-            && self.last_sync.elapsed() >= d
+        if self.opts.fsync == FsyncPolicy::Interval
+            && self.last_sync.elapsed() >= self.opts.fsync_interval
         {
             self.sync_data()?;
         }
@@ -743,7 +713,7 @@ impl Wal {
             let path = seg.path.clone();
             let bytes = seg
                 .record_bytes(&entry, || Ok((File::open(&path)?, capacity)))
-                .map_err(|e| WalError::io_at(&path, entry.offset, e))?;
+                .map_err(|e| FileError::at(&path, entry.offset, e))?;
             let mut payload = Vec::new();
             self.cursor = entry.seq + 1;
             let reason = match segment::decode(bytes, &mut payload) {
@@ -755,7 +725,7 @@ impl Wal {
                         payload,
                     }));
                 }
-                Ok(h) => Corruption::SeqOrder {
+                Ok(h) => WalCorruption::SeqOrder {
                     seq: h.seq,
                     after: entry.seq,
                 },
@@ -781,23 +751,23 @@ impl Wal {
     }
 
     /// Writes the ledger (watermark and next seq) and fsyncs per the policy: `EveryAppend` syncs
-    /// the ledger; `Interval(d)` syncs segments, directory and ledger when `d` has passed since
-    /// the last sync; `Never` syncs nothing. Also retries deleting segments that failed before.
+    /// the ledger; `Interval` syncs segments, directory and ledger when `fsync_interval` has passed
+    /// since the last sync; `Never` syncs nothing. Also retries deleting segments that failed before.
     pub fn flush(&mut self) -> Result<(), WalError> {
         self.undeleted.retain(|p| !remove_segment_file(p));
         self.ledger
             .store(self.watermark, self.next_seq)
-            .map_err(|e| WalError::io(&self.ledger.path, e))?;
+            .map_err(|e| FileError::new(&self.ledger.path, e))?;
         let sync = match self.opts.fsync {
             FsyncPolicy::Never => false,
             FsyncPolicy::EveryAppend => true,
-            FsyncPolicy::Interval(d) => self.last_sync.elapsed() >= d,
+            FsyncPolicy::Interval => self.last_sync.elapsed() >= self.opts.fsync_interval,
         };
         if sync {
             self.sync_data()?;
             self.ledger
                 .sync()
-                .map_err(|e| WalError::io(&self.ledger.path, e))?;
+                .map_err(|e| FileError::new(&self.ledger.path, e))?;
         }
         Ok(())
     }
@@ -993,14 +963,14 @@ impl Wal {
             return Err(if is_no_space(&e) {
                 WriteFail::NoSpace
             } else {
-                WriteFail::Other(WalError::io_at(&path, offset, e))
+                WriteFail::Other(FileError::at(&path, offset, e).into())
             });
         }
         let active = self.active_mut();
         active.len += need;
         self.total_bytes += need;
         // Only the interval policy syncs later; EveryAppend just did, Never never does.
-        self.data_dirty = matches!(self.opts.fsync, FsyncPolicy::Interval(_));
+        self.data_dirty = self.opts.fsync == FsyncPolicy::Interval;
         Ok(offset)
     }
 
@@ -1024,7 +994,7 @@ impl Wal {
             if is_no_space(&e) {
                 WriteFail::NoSpace
             } else {
-                WriteFail::Other(WalError::io(&path, e))
+                WriteFail::Other(FileError::new(&path, e).into())
             }
         })?;
         let old = std::mem::replace(&mut self.active, file);
@@ -1053,7 +1023,7 @@ impl Wal {
         self.active.sync_data()?;
         self.data_dirty = false;
         if self.dir_dirty {
-            File::open(&self.opts.dir)?.sync_all()?;
+            segments::sync_dir(&self.opts.dir)?;
             self.dir_dirty = false;
         }
         self.last_sync = Instant::now();
@@ -1063,7 +1033,7 @@ impl Wal {
     /// Fsyncs segments written since the last sync, and the directory if it changed.
     fn sync_data(&mut self) -> Result<(), WalError> {
         self.sync_data_io()
-            .map_err(|e| WalError::io(&self.opts.dir, e))
+            .map_err(|e| FileError::new(&self.opts.dir, e).into())
     }
 }
 
@@ -1109,111 +1079,4 @@ fn remove_segment_file(path: &Path) -> bool {
             false
         }
     }
-}
-
-/// Writes every batch of the WAL in `dir` (from `from_seq` on) to `out`, one line each:
-/// `seq=N shard=N records=N bytes=N acked=true|false payload="…"` with the payload escaped
-/// (`\n`, `\"`, `\\`, `\xNN` for bytes outside printable ASCII). Corrupt stretches and an
-/// incomplete last record follow as `#` lines. Read-only, takes no lock; "acked" is as of the
-/// ledger (acknowledgements above the watermark live only in the running WAL's memory).
-pub fn dump(
-    dir: &Path,
-    from_seq: Option<u64>,
-    out: &mut dyn Write,
-    show_payload: &mut PayloadPrinter<'_>,
-) -> Result<(), WalError> {
-    let watermark = match recovery::read_ledger(dir)? {
-        Loaded::Found(s) => s.acked_through,
-        Loaded::Missing | Loaded::Unreadable => 0,
-    };
-    let from = from_seq.unwrap_or(0);
-    let mut payload = Vec::new();
-    let mut tails = Vec::new();
-    let analysis = recovery::read_only(dir, watermark, |view, bytes| {
-        for e in view.entries.iter().filter(|e| e.seq >= from) {
-            let record = bytes
-                .get(e.offset as usize..(e.offset + u64::from(e.len)) as usize)
-                .unwrap_or(&[]);
-            match segment::decode(record, &mut payload) {
-                Ok(_) => write!(
-                    out,
-                    "seq={} shard={} records={} bytes={} acked={} ",
-                    e.seq,
-                    e.shard,
-                    e.records,
-                    payload.len(),
-                    e.acked,
-                )
-                .and_then(|()| show_payload(&payload, &mut *out))
-                .and_then(|()| writeln!(out)),
-                Err(c) => writeln!(
-                    out,
-                    "# seq={} in {} at byte {}: {c}",
-                    e.seq,
-                    view.path.display(),
-                    e.offset
-                ),
-            }
-            .map_err(WalError::Output)?;
-        }
-        if view.tail > 0 {
-            tails.push((view.path.clone(), view.valid_end, view.tail));
-        }
-        Ok(())
-    })?;
-    for c in &analysis.corrupt {
-        writeln!(
-            out,
-            "# corrupt: {} bytes {}..{}: {}",
-            c.segment.display(),
-            c.offset,
-            c.offset + c.len,
-            c.reason
-        )
-        .map_err(WalError::Output)?;
-    }
-    for (path, at, len) in tails {
-        writeln!(
-            out,
-            "# incomplete: {} bytes {at}..{}: a record being written, or torn",
-            path.display(),
-            at + len
-        )
-        .map_err(WalError::Output)?;
-    }
-    Ok(())
-}
-
-/// The stats of the WAL in `dir`, read-only and without the lock (for `logtail wal stats`).
-/// Counters since open (appended, dropped, full) are zero; corruption is what a scan finds now.
-pub fn stats_of(dir: &Path) -> Result<WalStats, WalError> {
-    let ledger = match recovery::read_ledger(dir)? {
-        Loaded::Found(s) => Some(s),
-        Loaded::Missing | Loaded::Unreadable => None,
-    };
-    let watermark = ledger.map_or(0, |s| s.acked_through);
-    let mut stats = WalStats::default();
-    let mut first_unacked = None;
-    let mut newest_id = None;
-    let analysis = recovery::read_only(dir, watermark, |view, _| {
-        stats.disk_bytes += view.file_len;
-        stats.segments += 1;
-        for e in view.entries.iter().filter(|e| !e.acked) {
-            first_unacked.get_or_insert(e.seq);
-            stats.pending_batches += 1;
-            stats.pending_records += u64::from(e.records);
-        }
-        newest_id = Some((view.id, view.valid_end > 0));
-        Ok(())
-    })?;
-    let next_seq = ledger
-        .map_or(1, |s| s.next_seq)
-        .max(watermark + 1)
-        .max(analysis.max_seq + 1)
-        .max(newest_id.map_or(0, |(id, used)| id + u64::from(used)));
-    stats.last_seq = next_seq - 1;
-    stats.acked_through = first_unacked.map_or(next_seq - 1, |s| s - 1).max(watermark);
-    stats.corrupt_batches = analysis.corrupt_batches;
-    stats.corrupt_records = analysis.corrupt_records;
-    Ok(stats)
 }

@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::segment::{Bad, Corruption, Entry, Found, scan};
+use super::segment::{Bad, Found, IndexedRecord, WalCorruption, scan};
 use super::{CorruptRange, WalError, ledger};
-use crate::store::{list_segment_files, segment_path};
+use crate::segments::{FileError, list_segments, segment_path};
 
 /// One segment, analyzed.
 #[derive(Debug)]
@@ -18,7 +18,7 @@ pub(crate) struct SegmentView {
     /// End of the last valid record (0 when there is none).
     pub valid_end: u64,
     /// Every valid, in-order record; `acked` when at or below the watermark.
-    pub entries: Vec<Entry>,
+    pub entries: Vec<IndexedRecord>,
     /// Bytes after `valid_end` holding no valid record (a torn tail in the newest segment).
     pub tail: u64,
 }
@@ -60,7 +60,7 @@ impl Analysis {
                 bad.push(Bad {
                     offset,
                     len: header.record_len(),
-                    reason: Corruption::SeqOrder {
+                    reason: WalCorruption::SeqOrder {
                         seq: header.seq,
                         after: floor,
                     },
@@ -69,7 +69,7 @@ impl Analysis {
                 continue;
             }
             floor = header.seq;
-            entries.push(Entry {
+            entries.push(IndexedRecord {
                 seq: header.seq,
                 offset,
                 len: header.record_len() as u32,
@@ -183,7 +183,7 @@ impl Analysis {
 /// The ledger of `dir`, read-only; an unreadable one counts as empty (and is logged).
 pub(crate) fn read_ledger(dir: &Path) -> Result<ledger::Loaded, WalError> {
     let path = dir.join(super::LEDGER_FILE);
-    let loaded = ledger::read(&path).map_err(|e| WalError::io(&path, e))?;
+    let loaded = ledger::read(&path).map_err(|e| FileError::new(&path, e))?;
     if loaded == ledger::Loaded::Unreadable {
         tracing::warn!(
             "wal: ledger {} has no valid slot; every batch on disk counts as unacknowledged",
@@ -202,7 +202,7 @@ pub(crate) fn read_only(
     watermark: u64,
     mut each: impl FnMut(&SegmentView, &[u8]) -> Result<(), WalError>,
 ) -> Result<Analysis, WalError> {
-    let ids = list_segment_files(dir).map_err(|e| WalError::io(dir, e))?;
+    let ids = list_segments(dir)?;
     let mut analysis = Analysis::default();
     for (i, &id) in ids.iter().enumerate() {
         let path = segment_path(dir, id);
@@ -210,7 +210,7 @@ pub(crate) fn read_only(
             Ok(b) => b,
             // Deleted by a live WAL since the listing: it was fully acknowledged (or dropped).
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(WalError::io(&path, e)),
+            Err(e) => return Err(FileError::new(&path, e).into()),
         };
         let view = analysis.segment(id, &path, &bytes, watermark, i + 1 == ids.len());
         each(&view, &bytes)?;

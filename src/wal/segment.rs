@@ -27,7 +27,7 @@ pub const MAX_PAYLOAD_BYTES: usize = 64 << 20;
 
 /// What is wrong with the bytes where a record should be.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Corruption {
+pub enum WalCorruption {
     /// The record does not start with the magic bytes.
     #[error("bad record magic")]
     BadMagic,
@@ -107,15 +107,15 @@ impl RecordHeader {
     }
 
     /// Parses and validates a header on its own (the payload is checked by [`check_payload`]).
-    pub fn parse(b: &[u8; HEADER_LEN]) -> Result<Self, Corruption> {
+    pub fn parse(b: &[u8; HEADER_LEN]) -> Result<Self, WalCorruption> {
         if b[0..4] != MAGIC {
-            return Err(Corruption::BadMagic);
+            return Err(WalCorruption::BadMagic);
         }
         if crc32c::crc32c(&b[..HEADER_CRC_FIELDS_LEN]) != u32_at(b, HEADER_CRC_FIELDS_LEN) {
-            return Err(Corruption::HeaderChecksum);
+            return Err(WalCorruption::HeaderChecksum);
         }
         if b[4] != VERSION {
-            return Err(Corruption::Version(b[4]));
+            return Err(WalCorruption::Version(b[4]));
         }
         let h = RecordHeader {
             compression: b[5],
@@ -127,38 +127,38 @@ impl RecordHeader {
             crc: u32_at(b, 32),
         };
         if u32_at(b, 28) != 0 {
-            return Err(Corruption::HeaderField("reserved is not zero"));
+            return Err(WalCorruption::HeaderField("reserved is not zero"));
         }
         if h.seq == 0 {
-            return Err(Corruption::HeaderField("seq is zero"));
+            return Err(WalCorruption::HeaderField("seq is zero"));
         }
         let uncompressed = h.uncompressed_len as usize;
         if uncompressed > MAX_PAYLOAD_BYTES {
-            return Err(Corruption::HeaderField(
+            return Err(WalCorruption::HeaderField(
                 "uncompressed_len above the maximum",
             ));
         }
         let stored = h.stored_len as usize;
         match h.compression {
-            COMPRESSION_NONE if stored != uncompressed => Err(Corruption::HeaderField(
+            COMPRESSION_NONE if stored != uncompressed => Err(WalCorruption::HeaderField(
                 "stored_len differs from uncompressed_len without compression",
             )),
             COMPRESSION_LZ4 if stored == 0 || stored > max_compressed_len(uncompressed) => Err(
-                Corruption::HeaderField("stored_len out of range for uncompressed_len"),
+                WalCorruption::HeaderField("stored_len out of range for uncompressed_len"),
             ),
             COMPRESSION_NONE | COMPRESSION_LZ4 => Ok(h),
-            _ => Err(Corruption::HeaderField("unknown compression")),
+            _ => Err(WalCorruption::HeaderField("unknown compression")),
         }
     }
 }
 
 /// Checks the record checksum over `header_bytes[..32] ++ stored`.
-fn check_crc(header_bytes: &[u8], stored: &[u8], crc: u32) -> Result<(), Corruption> {
+fn check_crc(header_bytes: &[u8], stored: &[u8], crc: u32) -> Result<(), WalCorruption> {
     let fields = crc32c::crc32c(&header_bytes[..CRC_FIELDS_LEN]);
     if crc32c::crc32c_append(fields, stored) == crc {
         Ok(())
     } else {
-        Err(Corruption::Checksum)
+        Err(WalCorruption::Checksum)
     }
 }
 
@@ -204,11 +204,11 @@ pub(crate) fn encode(frame: &mut Vec<u8>, seq: u64, shard: u16, records: u32, pa
 pub(crate) fn check_at(
     bytes: &[u8],
     pos: usize,
-) -> Result<RecordHeader, (Corruption, Option<RecordHeader>)> {
+) -> Result<RecordHeader, (WalCorruption, Option<RecordHeader>)> {
     let available = bytes.len().saturating_sub(pos);
     let Some(head) = bytes.get(pos..pos + HEADER_LEN) else {
         return Err((
-            Corruption::Truncated {
+            WalCorruption::Truncated {
                 len: HEADER_LEN as u64,
                 available: available as u64,
             },
@@ -221,7 +221,7 @@ pub(crate) fn check_at(
     let end = pos + HEADER_LEN + header.stored_len as usize;
     let Some(stored) = bytes.get(pos + HEADER_LEN..end) else {
         return Err((
-            Corruption::Truncated {
+            WalCorruption::Truncated {
                 len: header.record_len(),
                 available: available as u64,
             },
@@ -234,7 +234,7 @@ pub(crate) fn check_at(
 
 /// The payload of a record whose bytes (header included) are `record`, checksum verified and
 /// decompressed into `out` (which is replaced).
-pub(crate) fn decode(record: &[u8], out: &mut Vec<u8>) -> Result<RecordHeader, Corruption> {
+pub(crate) fn decode(record: &[u8], out: &mut Vec<u8>) -> Result<RecordHeader, WalCorruption> {
     let header = check_at(record, 0).map_err(|(c, _)| c)?;
     let stored = &record[HEADER_LEN..HEADER_LEN + header.stored_len as usize];
     out.clear();
@@ -244,7 +244,7 @@ pub(crate) fn decode(record: &[u8], out: &mut Vec<u8>) -> Result<RecordHeader, C
             out.resize(header.uncompressed_len as usize, 0);
             match lz4_flex::block::decompress_into(stored, out) {
                 Ok(n) if n == out.len() => {}
-                _ => return Err(Corruption::Decompress),
+                _ => return Err(WalCorruption::Decompress),
             }
         }
         _ => out.extend_from_slice(stored),
@@ -264,7 +264,7 @@ pub(crate) struct Found {
 pub(crate) struct Bad {
     pub offset: u64,
     pub len: u64,
-    pub reason: Corruption,
+    pub reason: WalCorruption,
     /// The header at `offset` when it alone was sound (so its seq and record count are known).
     pub header: Option<RecordHeader>,
 }
@@ -330,7 +330,7 @@ pub(crate) fn scan(bytes: &[u8]) -> Scan {
 
 /// One record of a segment above the acknowledgement watermark, as the WAL indexes it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Entry {
+pub(crate) struct IndexedRecord {
     pub seq: u64,
     pub offset: u64,
     /// Whole record length, header included.
@@ -351,7 +351,7 @@ pub(crate) struct Segment {
     /// included). Nothing is ever read at or beyond it.
     pub len: u64,
     /// Records not acknowledged when the segment was indexed (at open or append), seq order.
-    pub entries: Vec<Entry>,
+    pub entries: Vec<IndexedRecord>,
     /// Entries not acknowledged yet.
     pub unacked: usize,
     /// Entries before this index are all acknowledged.
@@ -361,7 +361,7 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    pub fn new(id: u64, path: PathBuf, len: u64, entries: Vec<Entry>) -> Self {
+    pub fn new(id: u64, path: PathBuf, len: u64, entries: Vec<IndexedRecord>) -> Self {
         let unacked = entries.iter().filter(|e| !e.acked).count();
         Segment {
             id,
@@ -401,7 +401,7 @@ impl Segment {
     /// SIGBUS).
     pub fn record_bytes(
         &mut self,
-        entry: &Entry,
+        entry: &IndexedRecord,
         open: impl FnOnce() -> io::Result<(File, u64)>,
     ) -> io::Result<&[u8]> {
         let end = entry.offset + u64::from(entry.len);

@@ -9,6 +9,7 @@ use proptest::prelude::*;
 use super::ledger::{self, Ledger, Loaded};
 use super::segment::{self, HEADER_LEN};
 use super::*;
+use crate::segments::{list_segments, segment_path};
 
 // ---------------------------------------------------------------- helpers
 
@@ -43,6 +44,7 @@ fn options(dir: &Path, per_segment: u64, total: u64, full: FullPolicy) -> WalOpt
         max_segment_bytes: per_segment * RECORD,
         max_total_bytes: total * RECORD,
         fsync: FsyncPolicy::Never,
+        fsync_interval: Duration::ZERO,
         full,
     }
 }
@@ -75,7 +77,7 @@ fn seqs(batches: &[WalBatch]) -> Vec<u64> {
 }
 
 fn segment_files(dir: &Path) -> Vec<u64> {
-    list_segment_files(dir).expect("list")
+    list_segments(dir).expect("list")
 }
 
 fn seg_path(dir: &Path, id: u64) -> PathBuf {
@@ -711,14 +713,15 @@ fn disk_full_behaves_like_a_full_wal() {
 
 #[test]
 fn every_append_and_interval_policies_work() {
-    for fsync in [
-        FsyncPolicy::EveryAppend,
-        FsyncPolicy::Interval(Duration::ZERO),
-        FsyncPolicy::Interval(Duration::from_secs(3600)),
+    for (fsync, fsync_interval) in [
+        (FsyncPolicy::EveryAppend, Duration::ZERO),
+        (FsyncPolicy::Interval, Duration::ZERO),
+        (FsyncPolicy::Interval, Duration::from_secs(3600)),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let opts = WalOptions {
             fsync,
+            fsync_interval,
             ..options(dir.path(), 2, 100, FullPolicy::Block)
         };
         let (mut wal, _) = open(&opts);
@@ -776,7 +779,7 @@ fn dump_and_stats_of() {
     assert_eq!(offline.acked_through, 1);
     assert_eq!(offline.last_seq, 3);
 
-    // Corruption and a torn tail show as comments, and do not stop the dump.
+    // WalCorruption and a torn tail show as comments, and do not stop the dump.
     drop(wal);
     let path = seg_path(dir.path(), 1);
     flip_byte(&path, (HEADER_LEN + 14 + 20) as u64); // the header of seq 2

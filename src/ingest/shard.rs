@@ -27,12 +27,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
 use crate::encode::{self, Encoding, Envelope};
+use crate::kafka::route::Route;
 use crate::metrics::ListenerMetrics;
 use crate::parse::{self, Format, LegacyZone, ParseContext};
 use crate::pipeline::ack::AckToken;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::ring::{PushError, RingProducer};
-use crate::pipeline::route::Route;
 
 /// When to cut a batch.
 #[derive(Debug, Clone, Copy)]

@@ -14,9 +14,9 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use logtail::encode::{self, Encoding, Envelope};
+use logtail::kafka::route::Route;
 use logtail::parse::{self, Format, LegacyZone, ParseContext};
 use logtail::pipeline::batch::Batch;
-use logtail::pipeline::route::Route;
 
 /// Records per batch: the default `batch_max_records`.
 const RECORDS: usize = 4096;

@@ -15,15 +15,15 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::encode::Encoding;
+use crate::kafka::route::Route;
 use crate::parse::LegacyZone;
 use crate::pipeline::PipelineConfig;
-use crate::pipeline::route::Route;
-use crate::setting::InvalidSetting;
+use crate::setting::{InvalidSetting, TomlError};
 use crate::sink::StoreSinkConfig;
+use crate::sink::kafka::KafkaSinkConfig;
 pub use crate::source::config::{ListenerConfig, ListenerKind};
 use crate::source::framing::OversizePolicy;
 use crate::source::{Format, ListenerDefaults};
-use crate::wal::WalConfig;
 
 /// A configuration error, naming the file and the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -35,29 +35,12 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     Syntax { path: PathBuf, message: String },
-    /// A value serde refused while reading it (wrong type, unknown key or variant, a value that
-    /// does not parse), with where it stands.
-    #[error("config file {path}, line {line}: {}{message}", key_prefix(key))]
-    Value {
-        path: PathBuf,
-        line: usize,
-        key: String,
-        message: String,
-    },
     #[error("config file {path}: {key}: {message}")]
     Invalid {
         path: PathBuf,
         key: String,
         message: String,
     },
-}
-
-fn key_prefix(key: &str) -> String {
-    if key.is_empty() || key == "." {
-        String::new()
-    } else {
-        format!("{key}: ")
-    }
 }
 
 /// The whole configuration.
@@ -203,153 +186,6 @@ impl Default for SinkConfig {
     }
 }
 
-/// `[sink.kafka]`: the Kafka producer.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaSinkConfig {
-    /// Comma-separated `HOST:PORT` list of brokers to bootstrap from.
-    /// Default: `127.0.0.1:9092`.
-    pub bootstrap_servers: String,
-    /// The topic every record goes to, and the fallback of `topic_template` when a record lacks
-    /// a field it names. Default: `logs`.
-    pub topic: String,
-    /// A topic per record, rendered from its fields, e.g. `logs.{app}` or `syslog.{facility}`.
-    /// Fields: `host`, `app`, `procid`, `msgid`, `facility` and `severity` (as names: `local0`,
-    /// `err`), `source`, and `topic` (the agent collect entry's `topic`: `{topic}` routes
-    /// agents' lines per entry). Bytes that Kafka does not allow in a topic name become `_`.
-    /// Default: empty, every record goes to `topic`.
-    pub topic_template: String,
-    /// The message key, a template over the same fields. Records with the same key go to the
-    /// same partition, in order. A record lacking the field gets no key. Empty: no key at all.
-    /// Default: `{host}`.
-    pub key: String,
-    /// `none`, `gzip`, `snappy`, `lz4` or `zstd`. Default: `lz4`.
-    pub compression: KafkaCompression,
-    /// `all`, `1` or `0`: how many replicas must have a message before the broker acknowledges
-    /// it. Default: `all`.
-    pub acks: String,
-    /// Idempotent producer: no duplicates and no reordering from the producer's own retries.
-    /// Default: true.
-    pub idempotence: bool,
-    /// How long librdkafka waits to fill a produce request, in milliseconds. Default: 5.
-    pub linger_ms: u64,
-    /// Upper size of one produce request per partition, in bytes (librdkafka `batch.size`).
-    /// Default: 1000000.
-    pub batch_max_bytes: u64,
-    /// How long librdkafka keeps retrying a message before reporting it failed, in
-    /// milliseconds; a failed message goes back to the WAL (so it arrives after newer ones).
-    /// Default: 0, retry until delivered, which keeps per-key order through any outage.
-    pub message_timeout_ms: u64,
-    /// When Kafka is taken to lag, so that batches go to the WAL.
-    pub spill: SpillConfig,
-    /// The write-ahead log.
-    pub wal: WalConfig,
-    /// Any other librdkafka property, passed through as is (`"security.protocol" = "sasl_ssl"`,
-    /// `"sasl.username" = "..."`); see librdkafka's CONFIGURATION.md. Applied last, so it
-    /// overrides the settings above. Default: empty.
-    pub librdkafka: std::collections::BTreeMap<String, String>,
-}
-
-impl Default for KafkaSinkConfig {
-    fn default() -> Self {
-        KafkaSinkConfig {
-            bootstrap_servers: "127.0.0.1:9092".into(),
-            topic: "logs".into(),
-            topic_template: String::new(),
-            key: "{host}".into(),
-            compression: KafkaCompression::Lz4,
-            acks: "all".into(),
-            idempotence: true,
-            linger_ms: 5,
-            batch_max_bytes: 1_000_000,
-            message_timeout_ms: 0,
-            spill: SpillConfig::default(),
-            wal: WalConfig::default(),
-            librdkafka: Default::default(),
-        }
-    }
-}
-
-/// Checks a Kafka `topic` (a name), `topic_template` (empty: none) and `key` (templates);
-/// `Err((key, message))` names the bad one.
-///
-/// # Errors
-/// A topic that is not a legal name, or a template that does not parse.
-pub fn validate_kafka_routing(
-    topic: &str,
-    topic_template: &str,
-    key: &str,
-) -> Result<(), (&'static str, String)> {
-    if topic.contains(['{', '}']) || Route::new("", Some(topic)).is_err() {
-        return Err((
-            "topic",
-            format!(
-                "{topic:?} is not a Kafka topic name: 1 to 249 of A-Z a-z 0-9 . _ - (templates \
-                 go in topic_template)"
-            ),
-        ));
-    }
-    Route::new(key, None).map_err(|e| ("key", e.to_string()))?;
-    let template = Some(topic_template).filter(|t| !t.is_empty());
-    Route::new("", template).map_err(|e| ("topic_template", e.to_string()))?;
-    Ok(())
-}
-
-fn kafka_topic_template(kafka: &KafkaSinkConfig) -> Option<&str> {
-    Some(kafka.topic_template.as_str()).filter(|t| !t.is_empty())
-}
-
-/// `compression` of `[sink.kafka]`: the codec of produce requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KafkaCompression {
-    None,
-    Gzip,
-    Snappy,
-    #[default]
-    Lz4,
-    Zstd,
-}
-
-impl KafkaCompression {
-    /// The value of librdkafka's `compression.codec`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KafkaCompression::None => "none",
-            KafkaCompression::Gzip => "gzip",
-            KafkaCompression::Snappy => "snappy",
-            KafkaCompression::Lz4 => "lz4",
-            KafkaCompression::Zstd => "zstd",
-        }
-    }
-}
-
-/// `[sink.kafka.spill]`: when batches go to the WAL instead of straight to Kafka. Any one of
-/// the three conditions makes the sink spill; once none holds, the WAL replays in order and new
-/// batches queue behind it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SpillConfig {
-    /// Records handed to the producer and not yet acknowledged by Kafka. Default: 200000.
-    pub max_in_flight_records: u64,
-    /// Bytes of record values handed to the producer and not yet acknowledged.
-    /// Default: 67108864 (64 MiB).
-    pub max_in_flight_bytes: u64,
-    /// Age of the oldest batch handed to the producer and not yet acknowledged, in
-    /// milliseconds. Default: 2000.
-    pub max_delivery_latency_ms: u64,
-}
-
-impl Default for SpillConfig {
-    fn default() -> Self {
-        SpillConfig {
-            max_in_flight_records: 200_000,
-            max_in_flight_bytes: 64 << 20,
-            max_delivery_latency_ms: 2000,
-        }
-    }
-}
-
 /// `[metrics]`: the Prometheus endpoint, served at `http://ADDRESS/metrics`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -389,27 +225,16 @@ impl Config {
 
     /// Parses and validates TOML text; `path` is only used in error messages.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let syntax = |e: toml::de::Error| ConfigError::Syntax {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
-        let deserializer = toml::Deserializer::parse(text).map_err(syntax)?;
-        // serde_path_to_error names the key (`listen[1].address`); toml's span gives the line.
-        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.into_inner();
-            match inner.span() {
-                Some(span) => ConfigError::Value {
-                    path: path.to_path_buf(),
-                    line: 1 + text.as_bytes()[..span.start.min(text.len())]
-                        .iter()
-                        .filter(|&&b| b == b'\n')
-                        .count(),
-                    key,
-                    message: inner.message().to_owned(),
-                },
-                None => syntax(inner),
-            }
+        let config: Config = crate::setting::from_toml(text).map_err(|e| match e {
+            TomlError::Syntax(message) => ConfigError::Syntax {
+                path: path.to_path_buf(),
+                message,
+            },
+            TomlError::Invalid(e) => ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key: e.key,
+                message: e.message,
+            },
         })?;
         config.validate(path)?;
         Ok(config)
@@ -454,14 +279,7 @@ impl Config {
             message,
         };
         let kafka = &self.sink.kafka;
-        if kafka.bootstrap_servers.trim().is_empty() {
-            return Err(invalid(
-                "bootstrap_servers",
-                "empty; give HOST:PORT[,HOST:PORT...], e.g. \"127.0.0.1:9092\"".into(),
-            ));
-        }
-        validate_kafka_routing(&kafka.topic, &kafka.topic_template, &kafka.key)
-            .map_err(|(key, message)| invalid(key, message))?;
+        kafka.check().map_err(|e| invalid(&e.key, e.message))?;
         if self.sink.kind == SinkKind::Kafka
             && self.pipeline.batch_max_bytes > crate::wal::MAX_PAYLOAD_BYTES / 2
         {
@@ -473,25 +291,6 @@ impl Config {
                     crate::wal::MAX_PAYLOAD_BYTES / 2
                 ),
             ));
-        }
-        if !matches!(kafka.acks.as_str(), "all" | "-1" | "1" | "0") {
-            return Err(invalid(
-                "acks",
-                format!("{:?}: allowed \"all\", \"1\" or \"0\"", kafka.acks),
-            ));
-        }
-        let spill = &kafka.spill;
-        for (key, value) in [
-            ("spill.max_in_flight_records", spill.max_in_flight_records),
-            ("spill.max_in_flight_bytes", spill.max_in_flight_bytes),
-            (
-                "spill.max_delivery_latency_ms",
-                spill.max_delivery_latency_ms,
-            ),
-        ] {
-            if value == 0 {
-                return Err(invalid(key, "must be at least 1".into()));
-            }
         }
         if let Err(e) = kafka.wal.check() {
             let e = e.within("wal");
@@ -541,16 +340,12 @@ impl Config {
     }
 
     /// The key and topic templates of the Kafka sink, when the sink is Kafka and one is set
-    /// (validated by [`Config::validate`]).
+    /// (compiled when the file was read).
     pub fn kafka_route(&self) -> Option<Route> {
         if self.sink.kind != SinkKind::Kafka {
             return None;
         }
-        let kafka = &self.sink.kafka;
-        if kafka.key.is_empty() && kafka.topic_template.is_empty() {
-            return None;
-        }
-        Route::new(&kafka.key, kafka_topic_template(kafka)).ok()
+        self.sink.kafka.route()
     }
 
     /// The Kafka sink's WAL directory.
@@ -685,7 +480,7 @@ mod tests {
         )
         .unwrap();
         let kafka = &config.sink.kafka;
-        assert_eq!(kafka.compression, KafkaCompression::Zstd);
+        assert_eq!(kafka.compression, crate::kafka::Compression::Zstd);
         assert_eq!(kafka.wal.full_policy, crate::wal::FullPolicy::DropOldest);
         assert_eq!(kafka.wal.fsync, crate::wal::FsyncPolicy::EveryAppend);
         assert_eq!(kafka.librdkafka["security.protocol"], "sasl_ssl");

@@ -18,11 +18,13 @@
 //!   [`parse::Record`] that borrows from the receive buffer.
 //! - [`encode`]: a record as one JSON object, or the raw bytes.
 //! - [`pipeline`]: the [`pipeline::batch::Batch`] a shard fills and its bounded ring to the sink;
-//!   [`pipeline::route`] renders each record's Kafka key and topic into the batch;
+//!   [`kafka::route`] renders each record's Kafka key and topic into the batch;
 //!   [`pipeline::ack`] carries senders' acknowledgements along until the sink made the batch
 //!   durable.
 //! - [`sink`]: the thread that drains every ring into Kafka ([`sink::kafka`], spilling to the
 //!   write-ahead log [`wal`] while Kafka lags), the local [`store`], stdout or nowhere.
+//! - [`kafka`]: Kafka client plumbing shared by the Kafka sink and the agent's Kafka shipper
+//!   (acks, compression, producer settings, routes, error classification).
 //! - [`metrics`]: counters and the Prometheus endpoint; [`config`]: the TOML schema;
 //!   [`server`]: starts and stops the whole.
 //!
@@ -35,6 +37,7 @@ pub mod agent;
 pub mod agent_protocol;
 pub mod config;
 pub mod encode;
+pub mod kafka;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;

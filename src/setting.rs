@@ -72,6 +72,55 @@ pub fn millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Durat
     <u64 as serde::Deserialize>::deserialize(d).map(std::time::Duration::from_millis)
 }
 
+/// A typed setting refusing its value while serde deserializes it (the error of its
+/// `TryFrom<String>`, say): the message names what is allowed, e.g. `"2": allowed "all", "1" or
+/// "0"`. [`from_toml`] reports it as an [`InvalidSetting`] whose key is where serde was
+/// (`sink.kafka.acks`), the form of every other bad value.
+///
+/// serde carries only the text of an error, so the text is marked ([`REFUSAL_MARK`]) to tell a
+/// refusal from serde's own errors (a wrong type, an unknown key), which keep toml's line and
+/// column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub String);
+
+/// Opens the text of a [`Refusal`] inside a serde error. A control character: no message of
+/// serde's or toml's starts with one.
+const REFUSAL_MARK: char = '\u{1}';
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{REFUSAL_MARK}{}", self.0)
+    }
+}
+
+/// Why TOML text could not be read into a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TomlError {
+    /// Not TOML, or not the schema (unknown key, wrong type, unknown enum variant): toml's
+    /// message, with the line and column.
+    Syntax(String),
+    /// A typed setting refused its value ([`Refusal`]), under the key path serde was at.
+    Invalid(InvalidSetting),
+}
+
+/// Deserializes `text`, reporting a value refused by a typed setting as an [`InvalidSetting`]
+/// with its full key path.
+///
+/// # Errors
+/// A [`TomlError`].
+pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, TomlError> {
+    let deserializer =
+        toml::Deserializer::parse(text).map_err(|e| TomlError::Syntax(e.to_string()))?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let error = e.into_inner();
+        match error.message().strip_prefix(REFUSAL_MARK) {
+            Some(message) => TomlError::Invalid(InvalidSetting::new(key, message)),
+            None => TomlError::Syntax(error.to_string()),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::InvalidSetting;
@@ -89,5 +138,57 @@ mod tests {
         assert_eq!(InvalidSetting::check_range("n", 5, 1, 10, "bytes"), Ok(()));
         let e = InvalidSetting::check_range("n", 0, 1, 10, "bytes").unwrap_err();
         assert_eq!(e.to_string(), "n: 0 is out of range: allowed 1 to 10 bytes");
+    }
+}
+
+#[cfg(test)]
+mod toml_tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(try_from = "String")]
+    struct Even(u32);
+
+    impl TryFrom<String> for Even {
+        type Error = Refusal;
+        fn try_from(text: String) -> Result<Even, Refusal> {
+            match text.parse::<u32>() {
+                Ok(n) if n % 2 == 0 => Ok(Even(n)),
+                _ => Err(Refusal(format!("{text:?}: allowed an even number"))),
+            }
+        }
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Inner {
+        even: Even,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Outer {
+        inner: Inner,
+    }
+
+    #[test]
+    fn a_refusal_is_reported_under_its_key_path_and_other_errors_keep_their_line() {
+        let outer: Outer = from_toml("[inner]\neven = \"4\"\n").unwrap();
+        assert_eq!(outer.inner.even.0, 4);
+        assert_eq!(
+            from_toml::<Outer>("[inner]\neven = \"3\"\n").unwrap_err(),
+            TomlError::Invalid(InvalidSetting::new(
+                "inner.even",
+                "\"3\": allowed an even number"
+            ))
+        );
+        let TomlError::Syntax(message) = from_toml::<Outer>("[inner]\nodd = 3\n").unwrap_err()
+        else {
+            panic!("an unknown key is a syntax error");
+        };
+        assert!(
+            message.contains("line 2") && message.contains("odd"),
+            "{message}"
+        );
     }
 }

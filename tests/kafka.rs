@@ -29,7 +29,7 @@ fn healthy_broker_gets_records_directly_keyed_by_host_on_template_topics() {
     cluster.create_topic("logs.app", 3, 1).expect("topic");
     let mut gw = Gateway::start_with(|c| {
         use_kafka(c, &bootstrap);
-        c.sink.kafka.topic_template = "logs.{app}".into();
+        c.sink.kafka.topic_template = "logs.{app}".parse().unwrap();
     });
     let mut conn = TcpStream::connect(gw.tcp()).expect("connect");
     for seq in 0..100u64 {

@@ -17,8 +17,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::KafkaCompression;
 use crate::encode::Encoding;
+use crate::kafka::route::{KeyTemplate, TopicName, TopicTemplate};
+use crate::kafka::{Acks, Compression};
+use crate::setting::TomlError;
 
 /// Where a configuration came from, as error messages name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,16 +231,16 @@ pub struct KafkaShipConfig {
     /// Comma-separated `HOST:PORT` list of brokers. Default: `127.0.0.1:9092`.
     pub bootstrap_servers: String,
     /// The topic of lines whose `topic_template` renders nothing. Default: `logs`.
-    pub topic: String,
-    /// A topic per line from its fields, as the gateway's `[sink.kafka] topic_template`.
-    /// Default: `{topic}`, the collect entry's `topic`.
-    pub topic_template: String,
+    pub topic: TopicName,
+    /// A topic per line from its fields ([`crate::kafka::route`]), as the gateway's
+    /// `[sink.kafka] topic_template`. Default: `{topic}`, the collect entry's `topic`.
+    pub topic_template: TopicTemplate,
     /// The message key, a template over the same fields; empty: no key. Default: `{host}`.
-    pub key: String,
-    /// `none`, `gzip`, `snappy`, `lz4` or `zstd`. Default: `lz4`.
-    pub compression: KafkaCompression,
-    /// `all`, `1` or `0`. Default: `all`.
-    pub acks: String,
+    pub key: KeyTemplate,
+    /// [`Compression`]. Default: `lz4`.
+    pub compression: Compression,
+    /// [`Acks`]. Default: `all`.
+    pub acks: Acks,
     /// How long librdkafka waits to fill a produce request, in milliseconds. Default: 5.
     pub linger_ms: u64,
     /// `json` (the gateway's record) or `raw` (the RFC 5424 message). Default: `json`.
@@ -251,11 +253,11 @@ impl Default for KafkaShipConfig {
     fn default() -> Self {
         KafkaShipConfig {
             bootstrap_servers: "127.0.0.1:9092".into(),
-            topic: "logs".into(),
-            topic_template: "{topic}".into(),
-            key: "{host}".into(),
-            compression: KafkaCompression::Lz4,
-            acks: "all".into(),
+            topic: TopicName::logs(),
+            topic_template: TopicTemplate::agent_topic(),
+            key: KeyTemplate::host(),
+            compression: Compression::Lz4,
+            acks: Acks::All,
             linger_ms: 5,
             encoding: Encoding::Json,
             librdkafka: BTreeMap::new(),
@@ -403,9 +405,16 @@ impl AgentConfig {
     /// Parses and validates TOML text; `path` is only used in error messages.
     pub fn from_toml(text: &str, path: &Path) -> Result<AgentConfig, AgentConfigError> {
         let origin = Origin::File(path.to_path_buf());
-        let config: AgentConfig = toml::from_str(text).map_err(|e| AgentConfigError::Syntax {
-            origin: origin.clone(),
-            message: e.to_string(),
+        let config: AgentConfig = crate::setting::from_toml(text).map_err(|e| match e {
+            TomlError::Syntax(message) => AgentConfigError::Syntax {
+                origin: origin.clone(),
+                message,
+            },
+            TomlError::Invalid(e) => AgentConfigError::Invalid {
+                origin: origin.clone(),
+                key: e.key,
+                message: e.message,
+            },
         })?;
         config.validate(&origin)?;
         Ok(config)
@@ -480,14 +489,6 @@ impl AgentConfig {
                 return Err(invalid(
                     "ship.kafka.bootstrap_servers",
                     "empty; give HOST:PORT[,HOST:PORT...], e.g. \"127.0.0.1:9092\"".into(),
-                ));
-            }
-            crate::config::validate_kafka_routing(&kafka.topic, &kafka.topic_template, &kafka.key)
-                .map_err(|(key, message)| invalid(&format!("ship.kafka.{key}"), message))?;
-            if !matches!(kafka.acks.as_str(), "all" | "-1" | "0" | "1") {
-                return Err(invalid(
-                    "ship.kafka.acks",
-                    format!("{:?}: \"all\", \"1\" or \"0\"", kafka.acks),
                 ));
             }
         }

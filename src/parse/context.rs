@@ -104,7 +104,9 @@ impl TryFrom<String> for LegacyZone {
 impl<'de> serde::Deserialize<'de> for LegacyZone {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let s = String::deserialize(deserializer)?;
-        s.parse().map_err(serde::de::Error::custom)
+        s.parse().map_err(|e: InvalidZone| {
+            serde::de::Error::custom(crate::setting::Refusal(e.to_string()))
+        })
     }
 }
 

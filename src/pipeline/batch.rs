@@ -7,7 +7,7 @@
 //! paid once per batch, not once per line.
 //!
 //! Layout: a record is a value (the encoded record), a Kafka key and a Kafka topic (both empty
-//! unless the shard has a [`Route`](super::route::Route)). The values of all records stand back
+//! unless the shard has a [`Route`](crate::kafka::route::Route)). The values of all records stand back
 //! to back in one buffer, the keys in a second and the topics in a third; `records` holds, for
 //! each record, where its value, key and topic end, and when it was received. Record `i`'s value
 //! is `values[records[i-1].value_end .. records[i].value_end]` (the first starts at 0), and
@@ -74,7 +74,7 @@ pub struct Entry<'a> {
     pub value: &'a [u8],
     /// The Kafka message key; empty for none (a null key).
     pub key: &'a [u8],
-    /// The Kafka topic (a legal topic name when a [`Route`](super::route::Route) rendered it);
+    /// The Kafka topic (a legal topic name when a [`Route`](crate::kafka::route::Route) rendered it);
     /// empty for the sink's fixed or fallback topic.
     pub topic: &'a [u8],
 }

@@ -1,15 +1,15 @@
-//! The pipeline between the shards and the sinks: batches, the per-shard rings, the routes
-//! that give each record its Kafka key and topic, and the shards that turn what sources receive
-//! into batches ([`shard`]).
+//! The pipeline between the sources and the sink: the shards that turn what sources receive
+//! into batches ([`shard`]), the batches, and the per-shard rings to the sink thread. (The
+//! routes that give each record its Kafka key and topic are [`crate::kafka::route`], shared
+//! with the agent's Kafka shipper.)
 
 pub mod batch;
 pub mod ring;
-pub mod route;
 pub mod shard;
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::setting::InvalidSetting;
 
@@ -28,7 +28,10 @@ pub struct PipelineConfig {
     pub batch_max_bytes: usize,
     /// A batch is cut when its first record is this old, in milliseconds: the most a record
     /// waits in a shard on a quiet gateway. Default: 5.
-    #[serde(rename = "batch_max_age_ms", deserialize_with = "milliseconds")]
+    #[serde(
+        rename = "batch_max_age_ms",
+        deserialize_with = "crate::setting::millis"
+    )]
     pub batch_max_age: Duration,
 }
 
@@ -41,10 +44,6 @@ impl Default for PipelineConfig {
             batch_max_age: Duration::from_millis(5),
         }
     }
-}
-
-fn milliseconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    u64::deserialize(deserializer).map(Duration::from_millis)
 }
 
 impl PipelineConfig {

@@ -29,11 +29,11 @@ use tokio::sync::Notify;
 
 use crate::ack::AckToken;
 use crate::encode::{self, Encoding, Envelope};
+use crate::kafka::route::Route;
 use crate::metrics::ListenerMetrics;
 use crate::parse::{self, Format, LegacyZone, ParseContext};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::ring::{PushError, RingProducer};
-use crate::pipeline::route::Route;
 use crate::source::intake::{Connections, Intake, Receive};
 use crate::source::{self, ListenerContext, ShardSocket, Shutdown};
 

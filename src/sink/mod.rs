@@ -94,7 +94,15 @@ pub fn open(config: &Config) -> anyhow::Result<Opened> {
         SinkKind::Kafka => {
             let metrics = Arc::new(KafkaMetrics::default());
             Opened {
-                sink: Box::new(KafkaSink::open(config, metrics.clone())?),
+                sink: Box::new(KafkaSink::open(
+                    &config.sink.kafka,
+                    config.wal_dir(),
+                    kafka::LargestBatch {
+                        records: config.pipeline.batch_max_records,
+                        bytes: config.pipeline.batch_max_bytes,
+                    },
+                    metrics.clone(),
+                )?),
                 kafka_metrics: Some(metrics),
             }
         }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer};
 use super::Format;
 use super::framing::Framing;
 use crate::agent_protocol::MAX_FRAME_BYTES;
-use crate::setting::InvalidSetting;
+use crate::setting::{InvalidSetting, Refusal};
 
 /// The kind of socket a listener opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -73,9 +73,9 @@ impl<'de> Deserialize<'de> for SocketMode {
         let text = String::deserialize(deserializer)?;
         match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
             Ok(mode) if mode <= 0o777 => Ok(SocketMode(mode)),
-            _ => Err(serde::de::Error::custom(format!(
+            _ => Err(serde::de::Error::custom(Refusal(format!(
                 "{text:?} is not an octal mode like \"0666\""
-            ))),
+            )))),
         }
     }
 }
@@ -149,9 +149,9 @@ fn default_max_batch_bytes() -> usize {
 fn socket_addr<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<SocketAddr>, D::Error> {
     let text = String::deserialize(deserializer)?;
     text.parse().map(Some).map_err(|_| {
-        serde::de::Error::custom(format!(
+        serde::de::Error::custom(Refusal(format!(
             "{text:?} is not IP:PORT, e.g. \"0.0.0.0:5514\" or \"[::]:5514\""
-        ))
+        )))
     })
 }
 

@@ -30,7 +30,7 @@ pub fn cluster(partitions: i32) -> MockCluster<'static, DefaultProducerContext> 
 pub fn use_kafka(config: &mut Config, bootstrap: &str) {
     config.sink.kind = SinkKind::Kafka;
     config.sink.kafka.bootstrap_servers = bootstrap.to_string();
-    config.sink.kafka.topic = TOPIC.to_string();
+    config.sink.kafka.topic = TOPIC.parse().expect("a topic name");
     config.sink.kafka.linger_ms = 2;
     config
         .sink

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
@@ -33,16 +33,16 @@ use super::{AckSender, Shipper, Stopped};
 use crate::agent::batch::LineBatch;
 use crate::agent::config::KafkaShipConfig;
 use crate::encode::{self, Encoding, Envelope, format_rfc3339_micros, json};
+use crate::kafka::route::{Route, TopicName};
+use crate::kafka::{ProducerSettings, is_permanent, log_client_error, log_librdkafka};
 use crate::metrics::RateLimitedWarning;
 use crate::parse::{self, Format, LegacyZone, ParseContext};
-use crate::pipeline::route::Route;
-use crate::sink::kafka::{is_permanent, log_librdkafka};
 
 /// See the [module docs](self).
 pub struct KafkaShipper {
     producer: ThreadedProducer<Deliveries>,
     bootstrap_servers: String,
-    topic: String,
+    topic: TopicName,
     route: Route,
     encoding: Encoding,
     host: String,
@@ -112,8 +112,7 @@ impl ClientContext for Deliveries {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
             self.failed.store(true, Ordering::Relaxed);
         }
-        self.warning
-            .warn(|| format!("librdkafka: {error}: {reason}"));
+        log_client_error(&self.warning, &error, reason);
     }
 }
 
@@ -147,22 +146,20 @@ impl KafkaShipper {
         host: String,
         acks: AckSender,
     ) -> Result<KafkaShipper, KafkaError> {
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", &config.bootstrap_servers)
-            .set("client.id", format!("logtail-agent-{host}"))
-            .set("compression.codec", config.compression.as_str())
-            .set("acks", &config.acks)
-            .set("enable.idempotence", "true")
-            .set("linger.ms", config.linger_ms.to_string())
-            .set("message.timeout.ms", "0");
-        for (key, value) in &config.librdkafka {
-            client.set(key, value);
+        let client = ProducerSettings {
+            bootstrap_servers: &config.bootstrap_servers,
+            client_id: format!("logtail-agent-{host}"),
+            compression: config.compression,
+            acks: config.acks,
+            idempotence: true,
+            linger_ms: config.linger_ms,
+            // Retry until delivered: see the module docs.
+            message_timeout_ms: 0,
+            batch_size: None,
+            queue_limits: None,
+            librdkafka: &config.librdkafka,
         }
-        if config.librdkafka.contains_key("debug") {
-            // As for the gateway's sink: otherwise the debug lines asked for never show.
-            client.set_log_level(RDKafkaLogLevel::Debug);
-        }
+        .client_config();
         let deliveries = Deliveries {
             pending: Mutex::new(VecDeque::new()),
             acks,
@@ -170,15 +167,11 @@ impl KafkaShipper {
             warning: RateLimitedWarning::new(Duration::from_secs(5)),
         };
         let producer = client.create_with_context(deliveries)?;
-        let template = Some(config.topic_template.as_str()).filter(|t| !t.is_empty());
-        // Validated with the configuration.
-        let route = Route::new(&config.key, template)
-            .map_err(|e| KafkaError::ClientCreation(format!("ship.kafka: {e}")))?;
         Ok(KafkaShipper {
             producer,
             bootstrap_servers: config.bootstrap_servers.clone(),
             topic: config.topic.clone(),
-            route,
+            route: Route::of(&config.key, &config.topic_template),
             encoding: config.encoding,
             formatter: MessageFormatter::new(host.clone()),
             host,
@@ -265,7 +258,7 @@ impl KafkaShipper {
         let topic = std::str::from_utf8(&template.topic)
             .ok()
             .filter(|t| !t.is_empty())
-            .unwrap_or(&self.topic);
+            .unwrap_or(self.topic.as_str());
         let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, seq as usize)
             .payload(&self.value);
         if !template.key.is_empty() {
@@ -346,7 +339,7 @@ mod tests {
         let config = KafkaShipConfig {
             // Never contacted: the tests only encode.
             bootstrap_servers: "127.0.0.1:1".into(),
-            topic_template: "logs.{topic}".into(),
+            topic_template: "logs.{topic}".parse().unwrap(),
             encoding,
             ..KafkaShipConfig::default()
         };

@@ -1,9 +1,10 @@
 //! Routes: the Kafka message key and topic of each record, rendered from templates over the
-//! fields of the parsed record.
+//! fields of the parsed record. The gateway's shards render them into each batch; the agent's
+//! `kafka` shipper renders the same, so a consumer cannot tell which way a record came.
 //!
 //! ```
 //! use logtail::parse::{parse, Format, LegacyZone, ParseContext};
-//! use logtail::pipeline::route::Route;
+//! use logtail::kafka::route::Route;
 //!
 //! let route = Route::new("{host}", Some("syslog.{facility}.{app}")).unwrap();
 //! let mut ctx = ParseContext::new(1_795_229_627_000_000, LegacyZone::Fixed(0));
@@ -48,6 +49,7 @@ use std::fmt;
 
 use crate::agent_protocol::AGENT_SD_ID;
 use crate::parse::Record;
+use crate::setting::Refusal;
 
 /// The longest legal Kafka topic name, in bytes (Kafka's `Topic.MAX_NAME_LENGTH`).
 pub const MAX_TOPIC_LEN: usize = 249;
@@ -267,6 +269,14 @@ impl Template {
         })
     }
 
+    /// The template of one field alone, e.g. `{host}`.
+    fn field(field: Field) -> Template {
+        Template {
+            text: format!("{{{}}}", field.name()).into(),
+            parts: Box::new([Part::Field(field)]),
+        }
+    }
+
     /// True when the template has no field: it renders the same text for every record.
     pub fn is_static(&self) -> bool {
         self.parts
@@ -376,6 +386,144 @@ impl Route {
             return false;
         }
         true
+    }
+}
+
+/// The `topic` setting: the fixed topic of a producer, and the fallback of its topic
+/// template. A legal Kafka topic name, checked when the configuration is read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct TopicName(Box<str>);
+
+impl TopicName {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TopicName {
+    /// `logs`, the default topic.
+    pub fn logs() -> TopicName {
+        TopicName("logs".into())
+    }
+}
+
+impl std::str::FromStr for TopicName {
+    type Err = Refusal;
+
+    /// # Errors
+    /// When `text` is not a legal Kafka topic name (a template included: those go in
+    /// `topic_template`).
+    fn from_str(text: &str) -> Result<TopicName, Refusal> {
+        if text.contains(['{', '}']) || parse_topic_template(text).is_err() {
+            return Err(Refusal(format!(
+                "{text:?} is not a Kafka topic name: 1 to 249 of A-Z a-z 0-9 . _ - (templates \
+                 go in topic_template)"
+            )));
+        }
+        Ok(TopicName(text.into()))
+    }
+}
+
+impl TryFrom<String> for TopicName {
+    type Error = Refusal;
+
+    fn try_from(text: String) -> Result<TopicName, Refusal> {
+        text.parse()
+    }
+}
+
+impl fmt::Display for TopicName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The `key` setting: the template of the message key, compiled when the configuration is
+/// read; empty for no key (a Kafka null key).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct KeyTemplate(Option<Template>);
+
+impl KeyTemplate {
+    /// `{host}`: the default key, so that a host's records keep their order.
+    pub fn host() -> KeyTemplate {
+        KeyTemplate(Some(Template::field(Field::Host)))
+    }
+}
+
+impl std::str::FromStr for KeyTemplate {
+    type Err = Refusal;
+
+    /// # Errors
+    /// When `text` does not parse ([`Template::parse`]).
+    fn from_str(text: &str) -> Result<KeyTemplate, Refusal> {
+        match text {
+            "" => Ok(KeyTemplate(None)),
+            text => Template::parse(text)
+                .map(|template| KeyTemplate(Some(template)))
+                .map_err(|e| Refusal(e.to_string())),
+        }
+    }
+}
+
+impl TryFrom<String> for KeyTemplate {
+    type Error = Refusal;
+
+    fn try_from(text: String) -> Result<KeyTemplate, Refusal> {
+        text.parse()
+    }
+}
+
+/// The `topic_template` setting: a topic per record, compiled when the configuration is read;
+/// empty for none (every record goes to the fixed topic).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct TopicTemplate(Option<Template>);
+
+impl TopicTemplate {
+    /// `{topic}`: the agent collect entry's `topic`.
+    pub fn agent_topic() -> TopicTemplate {
+        TopicTemplate(Some(Template::field(Field::Topic)))
+    }
+}
+
+impl std::str::FromStr for TopicTemplate {
+    type Err = Refusal;
+
+    /// # Errors
+    /// When `text` does not parse, or its literal text cannot be part of a legal topic name.
+    fn from_str(text: &str) -> Result<TopicTemplate, Refusal> {
+        match text {
+            "" => Ok(TopicTemplate(None)),
+            text => parse_topic_template(text)
+                .map(|template| TopicTemplate(Some(template)))
+                .map_err(|e| Refusal(e.to_string())),
+        }
+    }
+}
+
+impl TryFrom<String> for TopicTemplate {
+    type Error = Refusal;
+
+    fn try_from(text: String) -> Result<TopicTemplate, Refusal> {
+        text.parse()
+    }
+}
+
+impl Route {
+    /// The route of compiled `key` and `topic_template` settings.
+    pub fn of(key: &KeyTemplate, topic_template: &TopicTemplate) -> Route {
+        Route {
+            key: key.0.clone(),
+            topic: topic_template.0.clone(),
+        }
+    }
+
+    /// True when the route renders nothing: no key and no topic template.
+    pub fn is_empty(&self) -> bool {
+        self.key.is_none() && self.topic.is_none()
     }
 }
 
@@ -757,5 +905,31 @@ mod tests {
                 prop_assert_eq!(&out[..], b"kept");
             }
         }
+    }
+
+    #[test]
+    fn settings_compile_once_and_refuse_with_what_is_allowed() {
+        assert_eq!(KeyTemplate::host(), "{host}".parse().unwrap());
+        assert_eq!(TopicTemplate::agent_topic(), "{topic}".parse().unwrap());
+        assert_eq!(TopicName::logs(), "logs".parse().unwrap());
+        assert_eq!("".parse::<KeyTemplate>().unwrap(), KeyTemplate::default());
+        assert!(Route::of(&KeyTemplate::default(), &TopicTemplate::default()).is_empty());
+        assert!(!Route::of(&KeyTemplate::host(), &TopicTemplate::default()).is_empty());
+        assert_eq!(
+            "logs.{app}".parse::<TopicName>().unwrap_err().0,
+            "\"logs.{app}\" is not a Kafka topic name: 1 to 249 of A-Z a-z 0-9 . _ - \
+             (templates go in topic_template)"
+        );
+        assert!("a/b".parse::<TopicName>().is_err());
+        assert!("".parse::<TopicName>().is_err());
+        assert!(
+            "logs.{hostname}"
+                .parse::<TopicTemplate>()
+                .unwrap_err()
+                .0
+                .contains("unknown field {hostname}; the fields are {host}")
+        );
+        assert!("a/{app}".parse::<TopicTemplate>().is_err());
+        assert!("{a".parse::<KeyTemplate>().is_err());
     }
 }

@@ -113,7 +113,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::segments::FileError;
+use crate::segments::{DirLocked, FileError};
 
 pub use block::BlockCorruption;
 pub use reader::{ReadOptions, ReadStats, read};
@@ -162,20 +162,8 @@ pub enum StoreError {
     #[error(transparent)]
     Io(#[from] FileError),
     /// Another process (or another writer in this one) holds the directory's lock.
-    #[error(
-        "store directory {} is already in use by another writer{holder} (lock {} is held); \
-         is another gateway running on the same directory?",
-        dir.display(),
-        lock.display()
-    )]
-    Locked {
-        /// The store directory.
-        dir: PathBuf,
-        /// The lock file.
-        lock: PathBuf,
-        /// `" (pid N)"` when the lock file names its holder, else empty.
-        holder: String,
-    },
+    #[error(transparent)]
+    Locked(#[from] DirLocked),
     /// A block that does not check out.
     #[error("{} at byte {offset}: {reason}", path.display())]
     Corrupt {

@@ -29,8 +29,14 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::setting::InvalidSetting;
+
 /// Name of the lock file in a segment directory.
 pub const LOCK_FILE: &str = "LOCK";
+
+/// The smallest `max_segment_bytes` the store's and the WAL's config sections accept: below a
+/// page, nearly every write would start a new segment.
+pub const MIN_SEGMENT_BYTES: u64 = 4096;
 
 const SEGMENT_SUFFIX: &str = ".seg";
 const SEGMENT_DIGITS: usize = 20;
@@ -208,6 +214,20 @@ pub fn lock_dir(dir: &Path, kind: &'static str) -> Result<File, LockFailure> {
 /// The error of opening or syncing the directory.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Checks a config section's `max_segment_bytes` against [`MIN_SEGMENT_BYTES`].
+///
+/// # Errors
+/// `max_segment_bytes: must be at least 4096` when it is smaller.
+pub fn check_max_segment_bytes(value: u64) -> Result<(), InvalidSetting> {
+    if value < MIN_SEGMENT_BYTES {
+        return Err(InvalidSetting::new(
+            "max_segment_bytes",
+            format!("must be at least {MIN_SEGMENT_BYTES}"),
+        ));
+    }
+    Ok(())
 }
 
 /// True for the errors of a full disk or an exhausted quota.

@@ -59,6 +59,10 @@
 //!
 //! # Writing, recovery and retention
 //!
+//! The store sits below the pipeline: [`StoreWriter::append`] takes any [`StoreBatch`], the
+//! records of one batch lent as `(received_at_us, value)` (the pipeline's batch implements it in
+//! `sink::store`, without copying a record).
+//!
 //! [`StoreWriter::open`] creates the directory, takes the lock (a second writer gets
 //! [`StoreError::Locked`]), then scans the newest segment block by block with full validation.
 //! Everything after the last valid block (a torn write, a half-written block, garbage) is cut with

@@ -23,6 +23,9 @@
 //!
 //! # On-disk format
 //!
+//! The directory is a [`crate::segments`] directory (lock file, segment names), shared in form
+//! with the local store; the ledger is the WAL's own:
+//!
 //! ```text
 //! <dir>/LOCK                          flock(LOCK_EX) held by the open Wal; holds its pid, as text
 //! <dir>/LEDGER                        ack watermark and next seq, two alternating slots (below)
@@ -150,6 +153,13 @@
 //!
 //! A record that fails its checksum only later, when [`Wal::next_unsent`] reads it (the disk
 //! changed under us), is counted, logged and skipped the same way.
+//!
+//! # Where things are
+//!
+//! `segment`: the record format, its validation and scanning; `recovery`: making sense of the
+//! segments at open; `ledger`: the watermark file; `inspect`: the offline, read-only [`dump`] and
+//! [`stats_of`] behind `logtail wal dump|stats`; `config`: the `[sink.kafka.wal]` section
+//! ([`WalConfig`]). The directory itself (lock, segment names) is [`crate::segments`].
 
 mod config;
 mod inspect;

@@ -311,6 +311,17 @@ mod tests {
     }
 
     #[test]
+    fn segments_under_a_page_are_refused() {
+        assert_eq!(check_max_segment_bytes(MIN_SEGMENT_BYTES), Ok(()));
+        assert_eq!(
+            check_max_segment_bytes(MIN_SEGMENT_BYTES - 1)
+                .expect_err("too small")
+                .to_string(),
+            "max_segment_bytes: must be at least 4096"
+        );
+    }
+
+    #[test]
     fn no_space_is_enospc_or_edquot() {
         assert!(is_no_space(&io::Error::from_raw_os_error(libc::ENOSPC)));
         assert!(is_no_space(&io::Error::from_raw_os_error(libc::EDQUOT)));

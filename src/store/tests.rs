@@ -114,6 +114,15 @@ fn append_all(w: &mut StoreWriter, batches: &[TestBatch]) -> Vec<u64> {
     offsets
 }
 
+/// A segment opened for a test to damage it.
+fn open_rw(path: &Path) -> std::fs::File {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap()
+}
+
 /// Recomputes both checksums of the block at the start of `block`, after a test edited it.
 fn reseal(block: &mut [u8]) {
     let compressed = u32::from_le_bytes(block[16..20].try_into().unwrap()) as usize;
@@ -455,12 +464,7 @@ fn a_torn_tail_is_not_corruption_and_open_cuts_it() {
     let len = std::fs::metadata(&seg).unwrap().len();
     // Tear the last block in the middle of its payload.
     let torn_at = offsets[4] + (len - offsets[4]) / 2;
-    OpenOptions::new()
-        .write(true)
-        .open(&seg)
-        .unwrap()
-        .set_len(torn_at)
-        .unwrap();
+    open_rw(&seg).set_len(torn_at).unwrap();
 
     let (out, stats) = read_all(tmp.path(), &plain());
     assert_eq!(out, values_of(&expected[..4]));
@@ -513,7 +517,7 @@ fn open_cuts_garbage_after_the_last_valid_block() {
 #[test]
 fn open_leaves_a_corrupt_block_that_valid_blocks_follow() {
     let (tmp, seg, expected, offsets) = five_blocks();
-    let f = OpenOptions::new().write(true).open(&seg).unwrap();
+    let f = open_rw(&seg);
     f.write_all_at(b"\xde\xad", offsets[1] + 60).unwrap();
     drop(f);
 
@@ -600,11 +604,7 @@ fn a_lying_length_is_neither_trusted_nor_allocated() {
 
     // And the reader's buffers stay small.
     let (tmp, seg, _, offsets) = five_blocks();
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&seg)
-        .unwrap();
+    let f = open_rw(&seg);
     let mut head = [0u8; HEADER_LEN];
     f.read_exact_at(&mut head, offsets[1]).unwrap();
     head[12..16].copy_from_slice(&(16u32 << 20).to_le_bytes());
@@ -627,11 +627,7 @@ fn a_lying_length_is_neither_trusted_nor_allocated() {
 #[test]
 fn a_corrupt_block_is_logged_once_with_file_and_offset() {
     let (tmp, seg, _, offsets) = five_blocks();
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&seg)
-        .unwrap();
+    let f = open_rw(&seg);
     let at = offsets[3] + HEADER_LEN as u64 + 2;
     let mut b = [0u8; 3];
     f.read_exact_at(&mut b, at).unwrap();
@@ -661,12 +657,7 @@ fn a_corrupt_block_is_logged_once_with_file_and_offset() {
 fn an_incomplete_block_in_an_older_segment_is_corruption() {
     let (tmp, seg, expected, offsets) = five_blocks();
     let len = std::fs::metadata(&seg).unwrap().len();
-    OpenOptions::new()
-        .write(true)
-        .open(&seg)
-        .unwrap()
-        .set_len(len - 7)
-        .unwrap();
+    open_rw(&seg).set_len(len - 7).unwrap();
     // A newer segment seals the torn one (copied in: a writer would first cut the tail).
     let other = tempfile::tempdir().unwrap();
     {
@@ -837,12 +828,7 @@ fn follow_moves_on_when_retention_deletes_the_segment_it_is_reading() {
 #[test]
 fn follow_waits_for_a_torn_block_and_reads_what_recovery_writes_in_its_place() {
     let (tmp, seg, expected, offsets) = five_blocks();
-    OpenOptions::new()
-        .write(true)
-        .open(&seg)
-        .unwrap()
-        .set_len(offsets[4] + 30)
-        .unwrap();
+    open_rw(&seg).set_len(offsets[4] + 30).unwrap();
     let (out, stop, handle) = spawn_follower(tmp.path(), plain());
     let mut want = expected[..4].to_vec();
     out.wait_for(&values_of(&want));

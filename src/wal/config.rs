@@ -131,8 +131,8 @@ mod tests {
             ..WalConfig::default()
         };
         assert_eq!(
-            small.check().expect_err("too small").to_string(),
-            "max_segment_bytes: must be at least 4096"
+            small.check().map_err(|e| e.key),
+            Err("max_segment_bytes".into())
         );
         let below = WalConfig {
             max_segment_bytes: 8192,

@@ -29,8 +29,14 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::setting::InvalidSetting;
+
 /// Name of the lock file in a segment directory.
 pub const LOCK_FILE: &str = "LOCK";
+
+/// The smallest `max_segment_bytes` the store's and the WAL's config sections accept: below a
+/// page, nearly every write would start a new segment.
+pub const MIN_SEGMENT_BYTES: u64 = 4096;
 
 const SEGMENT_SUFFIX: &str = ".seg";
 const SEGMENT_DIGITS: usize = 20;
@@ -117,27 +123,52 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u64>, FileError> {
     list().map_err(|e| FileError::new(dir, e))
 }
 
+/// Another process (or another writer in this one) holds the lock of a directory.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{kind} directory {} is already in use by another writer{holder} (lock {} is held); \
+     is another gateway running on the same directory?",
+    dir.display(),
+    lock.display()
+)]
+pub struct DirLocked {
+    /// What the directory is for (`store`, `WAL`), as the message names it.
+    pub kind: &'static str,
+    /// The directory.
+    pub dir: PathBuf,
+    /// Its lock file.
+    pub lock: PathBuf,
+    /// `" (pid N)"` when the lock file names its holder, else empty.
+    pub holder: String,
+}
+
 /// Why [`lock_dir`] did not get the lock.
 #[derive(Debug)]
 pub enum LockFailure {
-    /// Someone else holds `lock`; `holder` is `" (pid N)"` when the file names them, else empty.
-    Held {
-        /// The lock file.
-        lock: PathBuf,
-        /// `" (pid N)"` or empty.
-        holder: String,
-    },
+    /// Someone else holds it.
+    Held(DirLocked),
     /// Opening, locking or writing the lock file failed.
     Io(FileError),
 }
 
+impl LockFailure {
+    /// The failure as the error type of a format whose errors include both cases.
+    pub fn into_error<E: From<DirLocked> + From<FileError>>(self) -> E {
+        match self {
+            LockFailure::Held(locked) => locked.into(),
+            LockFailure::Io(e) => e.into(),
+        }
+    }
+}
+
 /// Opens (creating) `<dir>/LOCK`, takes an exclusive, non-blocking flock on it and writes our
-/// pid into it. The lock lasts as long as the returned file is open.
+/// pid into it. The lock lasts as long as the returned file is open. `kind` names the
+/// directory in the error when someone else holds the lock.
 ///
 /// # Errors
 /// [`LockFailure::Held`] when another open file holds the lock, [`LockFailure::Io`] when the
 /// lock file cannot be opened, locked or written.
-pub fn lock_dir(dir: &Path) -> Result<File, LockFailure> {
+pub fn lock_dir(dir: &Path, kind: &'static str) -> Result<File, LockFailure> {
     let path = dir.join(LOCK_FILE);
     let io = |e| LockFailure::Io(FileError::new(&path, e));
     let mut file = OpenOptions::new()
@@ -159,7 +190,12 @@ pub fn lock_dir(dir: &Path) -> Result<File, LockFailure> {
                     .unwrap_or_default(),
                 Err(_) => String::new(),
             };
-            return Err(LockFailure::Held { lock: path, holder });
+            return Err(LockFailure::Held(DirLocked {
+                kind,
+                dir: dir.to_path_buf(),
+                lock: path,
+                holder,
+            }));
         }
         Err(TryLockError::Error(e)) => return Err(io(e)),
     }
@@ -178,6 +214,20 @@ pub fn lock_dir(dir: &Path) -> Result<File, LockFailure> {
 /// The error of opening or syncing the directory.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Checks a config section's `max_segment_bytes` against [`MIN_SEGMENT_BYTES`].
+///
+/// # Errors
+/// `max_segment_bytes: must be at least 4096` when it is smaller.
+pub fn check_max_segment_bytes(value: u64) -> Result<(), InvalidSetting> {
+    if value < MIN_SEGMENT_BYTES {
+        return Err(InvalidSetting::new(
+            "max_segment_bytes",
+            format!("must be at least {MIN_SEGMENT_BYTES}"),
+        ));
+    }
+    Ok(())
 }
 
 /// True for the errors of a full disk or an exhausted quota.
@@ -230,16 +280,26 @@ mod tests {
     #[test]
     fn a_second_lock_names_the_holder_and_the_first_is_released_on_close() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let first = lock_dir(dir.path()).expect("lock");
-        match lock_dir(dir.path()) {
-            Err(LockFailure::Held { lock, holder }) => {
-                assert_eq!(lock, dir.path().join(LOCK_FILE));
-                assert_eq!(holder, format!(" (pid {})", std::process::id()));
+        let first = lock_dir(dir.path(), "test").expect("lock");
+        match lock_dir(dir.path(), "test") {
+            Err(LockFailure::Held(locked)) => {
+                assert_eq!(locked.lock, dir.path().join(LOCK_FILE));
+                assert_eq!(locked.holder, format!(" (pid {})", std::process::id()));
+                assert_eq!(
+                    locked.to_string(),
+                    format!(
+                        "test directory {} is already in use by another writer (pid {}) \
+                         (lock {} is held); is another gateway running on the same directory?",
+                        dir.path().display(),
+                        std::process::id(),
+                        locked.lock.display()
+                    )
+                );
             }
             other => panic!("expected Held, got {other:?}"),
         }
         drop(first);
-        lock_dir(dir.path()).expect("lock after close");
+        lock_dir(dir.path(), "test").expect("lock after close");
     }
 
     #[test]
@@ -248,6 +308,17 @@ mod tests {
         assert_eq!(e.to_string(), "/d/x: boom");
         let e = FileError::at(Path::new("/d/x"), 42, io::Error::other("boom"));
         assert_eq!(e.to_string(), "/d/x at byte 42: boom");
+    }
+
+    #[test]
+    fn segments_under_a_page_are_refused() {
+        assert_eq!(check_max_segment_bytes(MIN_SEGMENT_BYTES), Ok(()));
+        assert_eq!(
+            check_max_segment_bytes(MIN_SEGMENT_BYTES - 1)
+                .expect_err("too small")
+                .to_string(),
+            "max_segment_bytes: must be at least 4096"
+        );
     }
 
     #[test]

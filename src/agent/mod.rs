@@ -150,10 +150,10 @@ impl Agent {
             dir: dir.clone(),
             source,
         })?;
-        let lock = lock_dir(&dir).map_err(|failure| match failure {
-            LockFailure::Held { holder, .. } => AgentError::Locked {
+        let lock = lock_dir(&dir, "agent data").map_err(|failure| match failure {
+            LockFailure::Held(locked) => AgentError::Locked {
                 dir: dir.clone(),
-                holder,
+                holder: locked.holder,
             },
             LockFailure::Io(e) => AgentError::DataDir {
                 dir: dir.clone(),

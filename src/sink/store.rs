@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::Sink;
 use crate::pipeline::batch::Batch;
+use crate::segments;
 use crate::setting::InvalidSetting;
 use crate::store::{StoreBatch, StoreOptions, StoreWriter};
 
@@ -62,13 +63,7 @@ impl StoreSinkConfig {
     /// # Errors
     /// The key (relative to `[sink.store]`) and what is wrong with it.
     pub fn check(&self) -> Result<(), InvalidSetting> {
-        if self.max_segment_bytes < 4096 {
-            return Err(InvalidSetting::new(
-                "max_segment_bytes",
-                "must be at least 4096",
-            ));
-        }
-        Ok(())
+        segments::check_max_segment_bytes(self.max_segment_bytes)
     }
 
     /// The store's directory: `dir`, or `store` under the gateway's data directory.
@@ -147,5 +142,22 @@ impl Sink for StoreSink {
     fn close(&mut self) -> anyhow::Result<()> {
         self.writer.sync()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn section_reads_durations_typed_and_zero_age_is_no_limit() {
+        let c: StoreSinkConfig =
+            toml::from_str("max_age_secs = 3600\nfsync_interval_ms = 0\n").expect("valid section");
+        assert_eq!(c.max_age, Some(Duration::from_secs(3600)));
+        assert_eq!(c.fsync_interval, Duration::ZERO);
+        let c: StoreSinkConfig = toml::from_str("max_age_secs = 0\n").expect("valid section");
+        assert_eq!(c.max_age, None);
+        assert_eq!(c.fsync_interval, Duration::from_secs(1));
+        assert_eq!(c.dir_under(Path::new("data")), Path::new("data/store"));
     }
 }

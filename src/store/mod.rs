@@ -59,6 +59,10 @@
 //!
 //! # Writing, recovery and retention
 //!
+//! The store sits below the pipeline: [`StoreWriter::append`] takes any [`StoreBatch`], the
+//! records of one batch lent as `(received_at_us, value)` (the pipeline's batch implements it in
+//! `sink::store`, without copying a record).
+//!
 //! [`StoreWriter::open`] creates the directory, takes the lock (a second writer gets
 //! [`StoreError::Locked`]), then scans the newest segment block by block with full validation.
 //! Everything after the last valid block (a torn write, a half-written block, garbage) is cut with
@@ -113,7 +117,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::segments::FileError;
+use crate::segments::{DirLocked, FileError};
 
 pub use block::BlockCorruption;
 pub use reader::{ReadOptions, ReadStats, read};
@@ -162,20 +166,8 @@ pub enum StoreError {
     #[error(transparent)]
     Io(#[from] FileError),
     /// Another process (or another writer in this one) holds the directory's lock.
-    #[error(
-        "store directory {} is already in use by another writer{holder} (lock {} is held); \
-         is another gateway running on the same directory?",
-        dir.display(),
-        lock.display()
-    )]
-    Locked {
-        /// The store directory.
-        dir: PathBuf,
-        /// The lock file.
-        lock: PathBuf,
-        /// `" (pid N)"` when the lock file names its holder, else empty.
-        holder: String,
-    },
+    #[error(transparent)]
+    Locked(#[from] DirLocked),
     /// A block that does not check out.
     #[error("{} at byte {offset}: {reason}", path.display())]
     Corrupt {

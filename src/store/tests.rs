@@ -70,6 +70,13 @@ fn json_batch(id: u32, n: u32, base: i64) -> (TestBatch, Expected) {
     (b, expected)
 }
 
+/// Appends JSON batch `id` (see [`json_batch`]) and adds its records to `expected`.
+fn append_json(w: &mut StoreWriter, expected: &mut Vec<Expected>, id: u32, n: u32, base: i64) {
+    let (b, e) = json_batch(id, n, base);
+    w.append(&b).unwrap();
+    expected.push(e);
+}
+
 /// What `read` writes for these values: each followed by '\n'.
 fn joined<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
     let mut out = Vec::new();
@@ -107,6 +114,15 @@ fn append_all(w: &mut StoreWriter, batches: &[TestBatch]) -> Vec<u64> {
     offsets
 }
 
+/// A segment opened for a test to damage it.
+fn open_rw(path: &Path) -> std::fs::File {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap()
+}
+
 /// Recomputes both checksums of the block at the start of `block`, after a test edited it.
 fn reseal(block: &mut [u8]) {
     let compressed = u32::from_le_bytes(block[16..20].try_into().unwrap()) as usize;
@@ -125,17 +141,20 @@ fn now_us() -> i64 {
         .as_micros() as i64
 }
 
-/// Five batches of 10 records, one block each, in one segment; returns the expected records
-/// per batch and the block offsets.
-fn five_blocks(dir: &Path) -> (Vec<Expected>, Vec<u64>) {
-    let mut w = StoreWriter::open(options(dir)).unwrap();
+/// A store in a new temporary directory holding five batches of 10 records, one block each, in
+/// one segment; returns the directory, the segment, the expected records per batch and the
+/// block offsets.
+fn five_blocks() -> (tempfile::TempDir, PathBuf, Vec<Expected>, Vec<u64>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = StoreWriter::open(options(tmp.path())).unwrap();
     let (batches, expected): (Vec<_>, Vec<_>) = (0..5)
         .map(|id| json_batch(id, 10, i64::from(id) * 100))
         .unzip();
     let offsets = append_all(&mut w, &batches);
     assert_eq!(w.stats().blocks_written, 5);
     w.sync().unwrap();
-    (expected, offsets)
+    let seg = only_segment(tmp.path());
+    (tmp, seg, expected, offsets)
 }
 
 fn values_of(batches: &[Expected]) -> Vec<u8> {
@@ -379,9 +398,7 @@ fn segments_roll_and_size_retention_keeps_the_newest() {
     let mut w = StoreWriter::open(opts).unwrap();
     let mut expected = Vec::new();
     for id in 0..10 {
-        let (b, e) = json_batch(id, 20, i64::from(id) * 1000);
-        w.append(&b).unwrap();
-        expected.push(e);
+        append_json(&mut w, &mut expected, id, 20, i64::from(id) * 1000);
     }
     // Segments [0,1,2] [3,4,5] [6,7,8] [9]: at the last roll 9 blocks > 7 → the first goes.
     let st = w.stats();
@@ -443,18 +460,11 @@ fn age_retention_deletes_segments_whose_newest_record_is_too_old() {
 
 #[test]
 fn a_torn_tail_is_not_corruption_and_open_cuts_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (expected, offsets) = five_blocks(tmp.path());
-    let seg = only_segment(tmp.path());
+    let (tmp, seg, expected, offsets) = five_blocks();
     let len = std::fs::metadata(&seg).unwrap().len();
     // Tear the last block in the middle of its payload.
     let torn_at = offsets[4] + (len - offsets[4]) / 2;
-    OpenOptions::new()
-        .write(true)
-        .open(&seg)
-        .unwrap()
-        .set_len(torn_at)
-        .unwrap();
+    open_rw(&seg).set_len(torn_at).unwrap();
 
     let (out, stats) = read_all(tmp.path(), &plain());
     assert_eq!(out, values_of(&expected[..4]));
@@ -481,9 +491,7 @@ fn a_torn_tail_is_not_corruption_and_open_cuts_it() {
 
 #[test]
 fn open_cuts_garbage_after_the_last_valid_block() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (expected, _) = five_blocks(tmp.path());
-    let seg = only_segment(tmp.path());
+    let (tmp, seg, expected, _) = five_blocks();
     let len = std::fs::metadata(&seg).unwrap().len();
     let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
     f.write_all(&[0u8; 100]).unwrap(); // e.g. zeroes left by a crash before data hit the disk
@@ -508,10 +516,8 @@ fn open_cuts_garbage_after_the_last_valid_block() {
 
 #[test]
 fn open_leaves_a_corrupt_block_that_valid_blocks_follow() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (expected, offsets) = five_blocks(tmp.path());
-    let seg = only_segment(tmp.path());
-    let f = OpenOptions::new().write(true).open(&seg).unwrap();
+    let (tmp, seg, expected, offsets) = five_blocks();
+    let f = open_rw(&seg);
     f.write_all_at(b"\xde\xad", offsets[1] + 60).unwrap();
     drop(f);
 
@@ -530,9 +536,7 @@ fn open_leaves_a_corrupt_block_that_valid_blocks_follow() {
 /// Reads after `damage` edited the bytes of block 2 of five, checks the other 40 records come
 /// back and exactly one corrupt region spanning block 2 is counted.
 fn check_block_2_skipped(damage: impl FnOnce(&mut [u8])) {
-    let tmp = tempfile::tempdir().unwrap();
-    let (expected, offsets) = five_blocks(tmp.path());
-    let seg = only_segment(tmp.path());
+    let (tmp, seg, expected, offsets) = five_blocks();
     let mut bytes = std::fs::read(&seg).unwrap();
     damage(&mut bytes[offsets[2] as usize..offsets[3] as usize]);
     std::fs::write(&seg, &bytes).unwrap();
@@ -599,14 +603,8 @@ fn a_lying_length_is_neither_trusted_nor_allocated() {
     });
 
     // And the reader's buffers stay small.
-    let tmp = tempfile::tempdir().unwrap();
-    let (_, offsets) = five_blocks(tmp.path());
-    let seg = only_segment(tmp.path());
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&seg)
-        .unwrap();
+    let (tmp, seg, _, offsets) = five_blocks();
+    let f = open_rw(&seg);
     let mut head = [0u8; HEADER_LEN];
     f.read_exact_at(&mut head, offsets[1]).unwrap();
     head[12..16].copy_from_slice(&(16u32 << 20).to_le_bytes());
@@ -628,14 +626,8 @@ fn a_lying_length_is_neither_trusted_nor_allocated() {
 
 #[test]
 fn a_corrupt_block_is_logged_once_with_file_and_offset() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (_, offsets) = five_blocks(tmp.path());
-    let seg = only_segment(tmp.path());
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&seg)
-        .unwrap();
+    let (tmp, seg, _, offsets) = five_blocks();
+    let f = open_rw(&seg);
     let at = offsets[3] + HEADER_LEN as u64 + 2;
     let mut b = [0u8; 3];
     f.read_exact_at(&mut b, at).unwrap();
@@ -663,16 +655,9 @@ fn a_corrupt_block_is_logged_once_with_file_and_offset() {
 
 #[test]
 fn an_incomplete_block_in_an_older_segment_is_corruption() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (expected, offsets) = five_blocks(tmp.path());
-    let seg = only_segment(tmp.path());
+    let (tmp, seg, expected, offsets) = five_blocks();
     let len = std::fs::metadata(&seg).unwrap().len();
-    OpenOptions::new()
-        .write(true)
-        .open(&seg)
-        .unwrap()
-        .set_len(len - 7)
-        .unwrap();
+    open_rw(&seg).set_len(len - 7).unwrap();
     // A newer segment seals the torn one (copied in: a writer would first cut the tail).
     let other = tempfile::tempdir().unwrap();
     {
@@ -752,6 +737,8 @@ impl SharedOut {
     }
 }
 
+/// Runs `read` with `opts` and `follow` on `dir` in a thread; returns its output, the flag that
+/// stops it, and the thread.
 fn spawn_follower(
     dir: &Path,
     opts: ReadOptions,
@@ -760,6 +747,10 @@ fn spawn_follower(
     Arc<AtomicBool>,
     std::thread::JoinHandle<ReadStats>,
 ) {
+    let opts = ReadOptions {
+        follow: true,
+        ..opts
+    };
     let out = SharedOut::default();
     let stop = Arc::new(AtomicBool::new(false));
     let (dir, mut o, s) = (dir.to_path_buf(), out.clone(), stop.clone());
@@ -781,7 +772,6 @@ fn follow_sees_new_blocks_across_rolls_and_stops_on_request() {
     let (out, stop, handle) = spawn_follower(
         tmp.path(),
         ReadOptions {
-            follow: true,
             grep: Some(b"batch".to_vec()),
             ..plain()
         },
@@ -789,9 +779,7 @@ fn follow_sees_new_blocks_across_rolls_and_stops_on_request() {
     let mut expected = vec![e0];
     out.wait_for(&values_of(&expected));
     for id in 1..12 {
-        let (b, e) = json_batch(id, 10, i64::from(id) * 100);
-        w.append(&b).unwrap();
-        expected.push(e);
+        append_json(&mut w, &mut expected, id, 10, i64::from(id) * 100);
         if id % 4 == 0 {
             out.wait_for(&values_of(&expected));
         }
@@ -823,20 +811,12 @@ fn follow_moves_on_when_retention_deletes_the_segment_it_is_reading() {
     let mut w = StoreWriter::open(opts).unwrap();
     let (b0, e0) = json_batch(0, 3, 0);
     w.append(&b0).unwrap();
-    let (out, stop, handle) = spawn_follower(
-        tmp.path(),
-        ReadOptions {
-            follow: true,
-            ..plain()
-        },
-    );
+    let (out, stop, handle) = spawn_follower(tmp.path(), plain());
     let mut expected = vec![e0];
     out.wait_for(&values_of(&expected));
     for id in 1..6 {
         // The follower sits at the end of the segment that this roll deletes.
-        let (b, e) = json_batch(id, 3, i64::from(id) * 10);
-        w.append(&b).unwrap();
-        expected.push(e);
+        append_json(&mut w, &mut expected, id, 3, i64::from(id) * 10);
         out.wait_for(&values_of(&expected));
         assert_eq!(list_segments(tmp.path()).unwrap(), vec![u64::from(id) + 1]);
     }
@@ -847,28 +827,13 @@ fn follow_moves_on_when_retention_deletes_the_segment_it_is_reading() {
 
 #[test]
 fn follow_waits_for_a_torn_block_and_reads_what_recovery_writes_in_its_place() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (expected, offsets) = five_blocks(tmp.path());
-    let seg = only_segment(tmp.path());
-    OpenOptions::new()
-        .write(true)
-        .open(&seg)
-        .unwrap()
-        .set_len(offsets[4] + 30)
-        .unwrap();
-    let (out, stop, handle) = spawn_follower(
-        tmp.path(),
-        ReadOptions {
-            follow: true,
-            ..plain()
-        },
-    );
+    let (tmp, seg, expected, offsets) = five_blocks();
+    open_rw(&seg).set_len(offsets[4] + 30).unwrap();
+    let (out, stop, handle) = spawn_follower(tmp.path(), plain());
     let mut want = expected[..4].to_vec();
     out.wait_for(&values_of(&want));
     let mut w = StoreWriter::open(options(tmp.path())).unwrap();
-    let (b, e) = json_batch(7, 2, 700);
-    w.append(&b).unwrap();
-    want.push(e);
+    append_json(&mut w, &mut want, 7, 2, 700);
     out.wait_for(&values_of(&want));
     stop.store(true, Ordering::Relaxed);
     let stats = handle.join().unwrap();
@@ -906,9 +871,7 @@ proptest! {
         cut in any::<prop::sample::Index>(),
         do_cut in any::<bool>(),
     ) {
-        let tmp = tempfile::tempdir().unwrap();
-        let (expected, offsets) = five_blocks(tmp.path());
-        let seg = only_segment(tmp.path());
+        let (tmp, seg, expected, offsets) = five_blocks();
         let mut bytes = std::fs::read(&seg).unwrap();
         let mut touched = Vec::new();
         for (at, value) in &edits {

@@ -78,14 +78,8 @@ impl StoreWriter {
     pub fn open(opts: StoreOptions) -> Result<Self, StoreError> {
         let dir = opts.dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| FileError::new(&dir, e))?;
-        let lock = segments::lock_dir(&dir).map_err(|failure| match failure {
-            LockFailure::Held { lock, holder } => StoreError::Locked {
-                dir: dir.clone(),
-                lock,
-                holder,
-            },
-            LockFailure::Io(e) => e.into(),
-        })?;
+        let lock =
+            segments::lock_dir(&dir, "store").map_err(LockFailure::into_error::<StoreError>)?;
 
         let seqs = list_segments(&dir)?;
         let mut scanner = Scanner::default();

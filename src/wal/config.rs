@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{FsyncPolicy, FullPolicy, WalOptions};
+use crate::segments;
 use crate::setting::InvalidSetting;
 
 /// `[sink.kafka.wal]`: the write-ahead log that holds batches while Kafka lags.
@@ -55,12 +56,7 @@ impl WalConfig {
     /// # Errors
     /// The key (relative to the section) and what is wrong with it.
     pub fn check(&self) -> Result<(), InvalidSetting> {
-        if self.max_segment_bytes < 4096 {
-            return Err(InvalidSetting::new(
-                "max_segment_bytes",
-                "must be at least 4096",
-            ));
-        }
+        segments::check_max_segment_bytes(self.max_segment_bytes)?;
         if self.max_total_bytes < self.max_segment_bytes {
             return Err(InvalidSetting::new(
                 "max_total_bytes",
@@ -88,5 +84,65 @@ impl WalConfig {
             fsync_interval: self.fsync_interval,
             full: self.full_policy,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_and_interval_are_read_typed_and_defaults_match_the_wal() {
+        let c: WalConfig = toml::from_str(
+            "fsync = \"interval\"\nfsync_interval_ms = 250\nfull_policy = \"drop_newest\"\n",
+        )
+        .expect("valid section");
+        assert_eq!(c.fsync, FsyncPolicy::Interval);
+        assert_eq!(c.fsync_interval, Duration::from_millis(250));
+        assert_eq!(c.full_policy, FullPolicy::DropNewest);
+        let c: WalConfig = toml::from_str("fsync = \"every_batch\"\n").expect("valid section");
+        assert_eq!(c.fsync, FsyncPolicy::EveryAppend);
+        assert_eq!(
+            toml::from_str::<WalConfig>("").expect("empty section"),
+            WalConfig::default()
+        );
+        let defaults = WalConfig::default().options(PathBuf::from("w"));
+        assert_eq!(
+            defaults,
+            WalOptions {
+                dir: PathBuf::from("w"),
+                ..WalOptions::default()
+            }
+        );
+
+        let err = toml::from_str::<WalConfig>("fsync = \"always\"\n")
+            .expect_err("unknown policy")
+            .to_string();
+        assert!(
+            err.contains("`never`") && err.contains("`interval`") && err.contains("`every_batch`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn check_bounds_the_sizes() {
+        let small = WalConfig {
+            max_segment_bytes: 4095,
+            ..WalConfig::default()
+        };
+        assert_eq!(
+            small.check().map_err(|e| e.key),
+            Err("max_segment_bytes".into())
+        );
+        let below = WalConfig {
+            max_segment_bytes: 8192,
+            max_total_bytes: 4096,
+            ..WalConfig::default()
+        };
+        assert_eq!(
+            below.check().expect_err("total below segment").to_string(),
+            "max_total_bytes: 4096 is below wal.max_segment_bytes (8192)"
+        );
+        assert_eq!(WalConfig::default().check(), Ok(()));
     }
 }

@@ -23,6 +23,9 @@
 //!
 //! # On-disk format
 //!
+//! The directory is a [`crate::segments`] directory (lock file, segment names), shared in form
+//! with the local store; the ledger is the WAL's own:
+//!
 //! ```text
 //! <dir>/LOCK                          flock(LOCK_EX) held by the open Wal; holds its pid, as text
 //! <dir>/LEDGER                        ack watermark and next seq, two alternating slots (below)
@@ -150,6 +153,13 @@
 //!
 //! A record that fails its checksum only later, when [`Wal::next_unsent`] reads it (the disk
 //! changed under us), is counted, logged and skipped the same way.
+//!
+//! # Where things are
+//!
+//! `segment`: the record format, its validation and scanning; `recovery`: making sense of the
+//! segments at open; `ledger`: the watermark file; `inspect`: the offline, read-only [`dump`] and
+//! [`stats_of`] behind `logtail wal dump|stats`; `config`: the `[sink.kafka.wal]` section
+//! ([`WalConfig`]). The directory itself (lock, segment names) is [`crate::segments`].
 
 mod config;
 mod inspect;
@@ -174,7 +184,9 @@ pub use config::WalConfig;
 pub use inspect::{PayloadPrinter, dump, print_payload_escaped, stats_of};
 pub use segment::{MAX_PAYLOAD_BYTES, WalCorruption};
 
-use crate::segments::{self, FileError, LockFailure, is_no_space, list_segments, segment_path};
+use crate::segments::{
+    self, DirLocked, FileError, LockFailure, is_no_space, list_segments, segment_path,
+};
 use ledger::{Ledger, Loaded};
 use recovery::Analysis;
 use segment::{IndexedRecord, Segment};
@@ -356,21 +368,9 @@ pub enum WalError {
     /// segment, where there is one).
     #[error(transparent)]
     Io(#[from] FileError),
-    /// Another `Wal` (in this process or another) has the directory open.
-    #[error(
-        "WAL directory {} is already in use{holder} (lock {} is held); \
-         is another gateway running on the same directory?",
-        dir.display(),
-        lock.display()
-    )]
-    Locked {
-        /// The WAL directory.
-        dir: PathBuf,
-        /// The lock file.
-        lock: PathBuf,
-        /// `" (pid N)"` when the lock file names its holder, else empty.
-        holder: String,
-    },
+    /// Another process (or another writer in this one) holds the directory's lock.
+    #[error(transparent)]
+    Locked(#[from] DirLocked),
     /// The WAL holds `max_total_bytes`, or the disk is full, and the policy is
     /// [`FullPolicy::Block`] (or DropOldest found nothing left to drop). Nothing was written.
     #[error(
@@ -440,14 +440,7 @@ impl Wal {
     pub fn open(opts: WalOptions) -> Result<(Wal, RecoveryReport), WalError> {
         let dir = opts.dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| FileError::new(&dir, e))?;
-        let lock = segments::lock_dir(&dir).map_err(|failure| match failure {
-            LockFailure::Held { lock, holder } => WalError::Locked {
-                dir: dir.clone(),
-                lock,
-                holder,
-            },
-            LockFailure::Io(e) => e.into(),
-        })?;
+        let lock = segments::lock_dir(&dir, "WAL").map_err(LockFailure::into_error::<WalError>)?;
 
         let loaded = recovery::read_ledger(&dir)?;
         let (ledger_status, stored) = match loaded {

@@ -53,6 +53,23 @@ fn open(opts: &WalOptions) -> (Wal, RecoveryReport) {
     Wal::open(opts.clone()).expect("open")
 }
 
+/// A WAL in a new temporary directory, with [`options`] `(per_segment, total, full)`, holding
+/// noise batches `1..=batches` (see [`append_noise`]).
+fn noise_wal(
+    per_segment: u64,
+    total: u64,
+    full: FullPolicy,
+    batches: u64,
+) -> (tempfile::TempDir, WalOptions, Wal) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = options(dir.path(), per_segment, total, full);
+    let (mut wal, _) = open(&opts);
+    for i in 1..=batches {
+        append_noise(&mut wal, i);
+    }
+    (dir, opts, wal)
+}
+
 /// Appends noise batch `i` (shard `i % 7`, `i` records) and returns its seq.
 fn append_noise(wal: &mut Wal, i: u64) -> u64 {
     match wal
@@ -234,11 +251,7 @@ fn round_trip_in_order_across_segment_rolls() {
 
 #[test]
 fn out_of_order_acks_move_watermark_and_delete_exactly() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (mut wal, _) = open(&options(dir.path(), 3, 100, FullPolicy::Block));
-    for i in 1..=9 {
-        append_noise(&mut wal, i);
-    }
+    let (dir, _, mut wal) = noise_wal(3, 100, FullPolicy::Block, 9);
     // Three records per segment: [1,2,3] [4,5,6] [7,8,9].
     assert_eq!(segment_files(dir.path()), vec![1, 4, 7]);
 
@@ -290,12 +303,7 @@ fn out_of_order_acks_move_watermark_and_delete_exactly() {
 
 #[test]
 fn restart_resumes_exactly_the_unacked_batches() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let opts = options(dir.path(), 4, 100, FullPolicy::Block);
-    let (mut wal, _) = open(&opts);
-    for i in 1..=10 {
-        append_noise(&mut wal, i);
-    }
+    let (dir, opts, mut wal) = noise_wal(4, 100, FullPolicy::Block, 10);
     assert_eq!(seqs(&drain(&mut wal)), (1..=10).collect::<Vec<_>>());
     for seq in [1, 2, 3, 5, 6, 7, 8] {
         wal.acknowledge(seq);
@@ -340,11 +348,7 @@ fn restart_resumes_exactly_the_unacked_batches() {
 
 #[test]
 fn rewind_resends_from_the_watermark() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (mut wal, _) = open(&options(dir.path(), 2, 100, FullPolicy::Block));
-    for i in 1..=6 {
-        append_noise(&mut wal, i);
-    }
+    let (_dir, _, mut wal) = noise_wal(2, 100, FullPolicy::Block, 6);
     for expected in 1..=4 {
         assert_eq!(
             wal.next_unsent().expect("next").map(|b| b.seq),
@@ -367,12 +371,7 @@ fn rewind_resends_from_the_watermark() {
 
 #[test]
 fn torn_tail_is_cut_and_appends_continue() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let opts = options(dir.path(), 100, 1000, FullPolicy::Block);
-    let (mut wal, _) = open(&opts);
-    for i in 1..=5 {
-        append_noise(&mut wal, i);
-    }
+    let (dir, opts, wal) = noise_wal(100, 1000, FullPolicy::Block, 5);
     drop(wal);
     let path = seg_path(dir.path(), 1);
     assert_eq!(file_len(&path), 5 * RECORD);
@@ -416,12 +415,7 @@ fn corrupt_middle_record_is_skipped_and_reported() {
         ("header", 2 * RECORD + 10),
         ("magic", 2 * RECORD),
     ] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let opts = options(dir.path(), 100, 1000, FullPolicy::Block);
-        let (mut wal, _) = open(&opts);
-        for i in 1..=5 {
-            append_noise(&mut wal, i);
-        }
+        let (dir, opts, wal) = noise_wal(100, 1000, FullPolicy::Block, 5);
         drop(wal);
         let path = seg_path(dir.path(), 1);
         flip_byte(&path, at);
@@ -458,11 +452,7 @@ fn corrupt_middle_record_is_skipped_and_reported() {
 
 #[test]
 fn corruption_found_on_read_is_skipped() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (mut wal, _) = open(&options(dir.path(), 2, 100, FullPolicy::Block));
-    for i in 1..=6 {
-        append_noise(&mut wal, i);
-    }
+    let (dir, _, mut wal) = noise_wal(2, 100, FullPolicy::Block, 6);
     // Record 3 starts segment 3 [3,4]; damage it after it was validated.
     flip_byte(&seg_path(dir.path(), 3), HEADER_LEN as u64 + 7);
     assert_eq!(seqs(&drain(&mut wal)), vec![1, 2, 4, 5, 6]);
@@ -476,12 +466,7 @@ fn corruption_found_on_read_is_skipped() {
 
 #[test]
 fn sequence_numbers_survive_deleting_everything() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let opts = options(dir.path(), 2, 100, FullPolicy::Block);
-    let (mut wal, _) = open(&opts);
-    for i in 1..=7 {
-        append_noise(&mut wal, i);
-    }
+    let (dir, opts, mut wal) = noise_wal(2, 100, FullPolicy::Block, 7);
     for seq in 1..=7 {
         wal.acknowledge(seq);
     }
@@ -535,11 +520,7 @@ fn second_open_fails_with_a_clear_error() {
 
 #[test]
 fn full_block_refuses_and_writes_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (mut wal, _) = open(&options(dir.path(), 2, 4, FullPolicy::Block));
-    for i in 1..=4 {
-        append_noise(&mut wal, i);
-    }
+    let (dir, _, mut wal) = noise_wal(2, 4, FullPolicy::Block, 4);
     let before: Vec<(u64, u64)> = segment_files(dir.path())
         .into_iter()
         .map(|id| (id, file_len(&seg_path(dir.path(), id))))
@@ -584,11 +565,7 @@ fn full_block_refuses_and_writes_nothing() {
 
 #[test]
 fn full_drop_oldest_drops_exactly_the_oldest_segment() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (mut wal, _) = open(&options(dir.path(), 3, 6, FullPolicy::DropOldest));
-    for i in 1..=6 {
-        append_noise(&mut wal, i);
-    }
+    let (dir, _, mut wal) = noise_wal(3, 6, FullPolicy::DropOldest, 6);
     assert_eq!(segment_files(dir.path()), vec![1, 4]);
     // Hand out 1 and 2: the consumer's later acks of dropped batches are ignored.
     assert_eq!(seqs(&[wal.next_unsent().unwrap().unwrap()]), vec![1]);
@@ -611,11 +588,7 @@ fn full_drop_oldest_drops_exactly_the_oldest_segment() {
     assert_eq!(seqs(&drain(&mut wal)), vec![4, 5, 6, 7]);
 
     // One segment holding everything: it is rolled away from, then dropped.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (mut wal, _) = open(&options(dir.path(), 10, 3, FullPolicy::DropOldest));
-    for i in 1..=3 {
-        append_noise(&mut wal, i);
-    }
+    let (dir, _, mut wal) = noise_wal(10, 3, FullPolicy::DropOldest, 3);
     assert_eq!(append_noise(&mut wal, 4), 4);
     assert_eq!(segment_files(dir.path()), vec![4]);
     assert_eq!(wal.stats().dropped_batches, 3);
@@ -625,11 +598,7 @@ fn full_drop_oldest_drops_exactly_the_oldest_segment() {
 
 #[test]
 fn full_drop_newest_counts() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (mut wal, _) = open(&options(dir.path(), 2, 4, FullPolicy::DropNewest));
-    for i in 1..=4 {
-        append_noise(&mut wal, i);
-    }
+    let (_dir, _, mut wal) = noise_wal(2, 4, FullPolicy::DropNewest, 4);
     for records in [10, 20, 30] {
         assert_eq!(
             wal.append(1, records, &noise(7, PAYLOAD)).expect("append"),
@@ -662,12 +631,7 @@ fn too_large_batches_are_refused() {
 #[test]
 fn disk_full_behaves_like_a_full_wal() {
     // Block: Full, the half-written record is cut, no seq consumed.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let opts = options(dir.path(), 3, 100, FullPolicy::Block);
-    let (mut wal, _) = open(&opts);
-    for i in 1..=2 {
-        append_noise(&mut wal, i);
-    }
+    let (dir, opts, mut wal) = noise_wal(3, 100, FullPolicy::Block, 2);
     wal.fail_writes = 1;
     let err = wal.append(0, 1, &noise(3, PAYLOAD)).expect_err("no space");
     assert!(matches!(err, WalError::Full), "{err:?}");
@@ -695,11 +659,7 @@ fn disk_full_behaves_like_a_full_wal() {
     assert_eq!(seqs(&drain(&mut wal)), vec![1, 2]);
 
     // DropOldest: the oldest segment goes, then the write is tried again.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (mut wal, _) = open(&options(dir.path(), 2, 100, FullPolicy::DropOldest));
-    for i in 1..=4 {
-        append_noise(&mut wal, i);
-    }
+    let (dir, _, mut wal) = noise_wal(2, 100, FullPolicy::DropOldest, 4);
     wal.fail_writes = 1;
     assert_eq!(append_noise(&mut wal, 5), 5);
     assert_eq!(wal.stats().dropped_batches, 2);

@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::encode::Encoding;
+use crate::http::MetricsConfig;
 use crate::ingest::framing::{Framing, OversizePolicy};
 use crate::parse::{Format, LegacyZone};
 use crate::pipeline::route::Route;
@@ -599,25 +600,6 @@ impl Default for WalConfig {
     }
 }
 
-/// `[metrics]`: the Prometheus endpoint, served at `http://ADDRESS/metrics`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MetricsConfig {
-    /// Serve metrics at all. Default: true.
-    pub enabled: bool,
-    /// `IP:PORT` of the endpoint. Default: `127.0.0.1:9100`.
-    pub address: String,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        MetricsConfig {
-            enabled: true,
-            address: "127.0.0.1:9100".to_string(),
-        }
-    }
-}
-
 impl Config {
     /// Loads and validates `path`, or returns the defaults when `path` is `None`.
     ///
@@ -775,15 +757,6 @@ impl Config {
             return Err(invalid(
                 "pipeline.batch_max_bytes".into(),
                 "at most 268435456 (256 MiB)".into(),
-            ));
-        }
-        if self.metrics.enabled && self.metrics.address.parse::<SocketAddr>().is_err() {
-            return Err(invalid(
-                "metrics.address".into(),
-                format!(
-                    "{:?} is not IP:PORT, e.g. \"127.0.0.1:9100\"",
-                    self.metrics.address
-                ),
             ));
         }
         if self.sink.store.max_segment_bytes < 4096 {
@@ -954,7 +927,7 @@ mod tests {
         assert_eq!(config.store_dir(), Path::new("data/store"));
         assert_eq!(config.sink.kind, SinkKind::Store);
         assert_eq!(config.ingest.max_message_bytes, 65536);
-        assert_eq!(config.metrics.address, "127.0.0.1:9100");
+        assert_eq!(config.metrics.address.to_string(), "127.0.0.1:9100");
     }
 
     #[test]

@@ -23,8 +23,9 @@
 //!   durable.
 //! - [`sink`]: the thread that drains every ring into Kafka ([`sink::kafka`], spilling to the
 //!   write-ahead log [`wal`] while Kafka lags), the local [`store`], stdout or nowhere.
-//! - [`metrics`]: counters and the Prometheus endpoint; [`config`]: the TOML schema;
-//!   [`server`]: starts and stops the whole.
+//! - [`metrics`]: counters and their Prometheus exposition; [`http`]: the one HTTP server
+//!   (`/metrics` today); [`log_limit`]: rate-limited warnings; [`time`]: unix microseconds;
+//!   [`config`]: the TOML schema; [`server`]: starts and stops the whole.
 //!
 //! [`agent`] is the other half, run on every host by `logtail agent`: it tails files through
 //! rotation, with checkpoints that only move on acknowledgements, configured live from a file
@@ -34,7 +35,9 @@ pub mod agent;
 pub mod agent_protocol;
 pub mod config;
 pub mod encode;
+pub mod http;
 pub mod ingest;
+pub mod log_limit;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;
@@ -43,4 +46,5 @@ pub mod server;
 pub mod setting;
 pub mod sink;
 pub mod store;
+pub mod time;
 pub mod wal;

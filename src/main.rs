@@ -4,7 +4,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -202,12 +202,7 @@ fn read(
             dir.display()
         );
     }
-    let since_us = since.map(|ago| {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        now.saturating_sub(ago).as_micros() as i64
-    });
+    let since_us = since.map(|ago| logtail::time::unix_micros_ago(ago).max(0));
     let options = ReadOptions {
         since_us,
         grep: grep.map(String::into_bytes),
@@ -325,9 +320,7 @@ fn parse_stdin(format: Format, zone: LegacyZone) -> anyhow::Result<()> {
         if line.is_empty() {
             continue;
         }
-        let now_us = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as i64);
+        let now_us = logtail::time::now_unix_micros();
         context.set_received_at(now_us);
         received_at.clear();
         encode::format_rfc3339_micros(now_us, &mut received_at);

@@ -32,7 +32,8 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::config::{Config, ListenerKind};
-use crate::metrics::{ListenerMetrics, RateLimitedWarning};
+use crate::log_limit::RateLimitedWarning;
+use crate::metrics::ListenerMetrics;
 use crate::parse::Format;
 use crate::pipeline::ring::RingProducer;
 use framing::{Framing, OversizePolicy};

@@ -79,9 +79,11 @@ use std::ffi::{c_int, c_void};
 
 use super::{GIVE_UP_AFTER, Sink};
 use crate::config::{Config, KafkaSinkConfig, WalFsync, WalFullPolicy};
-use crate::metrics::{KafkaMetrics, RateLimitedWarning};
+use crate::log_limit::RateLimitedWarning;
+use crate::metrics::KafkaMetrics;
 use crate::pipeline::ack::{self, AckToken};
 use crate::pipeline::batch::Batch;
+use crate::time::now_unix_micros as unix_micros;
 use crate::wal::{Appended, FsyncPolicy, FullPolicy, Wal, WalError, WalOptions};
 
 /// How often the sink thread serves delivery reports and replays when no batch arrives.
@@ -1154,12 +1156,6 @@ fn client_config(config: &Config) -> ClientConfig {
         client.set_log_level(RDKafkaLogLevel::Debug);
     }
     client
-}
-
-fn unix_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 fn wal_options(config: &Config) -> WalOptions {

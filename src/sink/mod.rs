@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Select;
 
 use crate::config::{Config, SinkKind};
-use crate::metrics::{KafkaMetrics, RateLimitedWarning, SinkMetrics};
+use crate::log_limit::RateLimitedWarning;
+use crate::metrics::{KafkaMetrics, SinkMetrics};
 use crate::pipeline::ack::{self, AckToken};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::ring::RingConsumer;

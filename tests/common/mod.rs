@@ -40,7 +40,7 @@ pub fn test_config(dir: &Path) -> Config {
         ..Config::default()
     };
     config.ingest.shards = 2;
-    config.metrics.address = "127.0.0.1:0".to_string();
+    config.metrics.address = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     config
 }
 

@@ -33,7 +33,7 @@ use super::{AckSender, Shipper, Stopped};
 use crate::agent::batch::LineBatch;
 use crate::agent::config::KafkaShipConfig;
 use crate::encode::{self, Encoding, Envelope, format_rfc3339_micros, json};
-use crate::metrics::RateLimitedWarning;
+use crate::log_limit::RateLimitedWarning;
 use crate::parse::{self, Format, LegacyZone, ParseContext};
 use crate::pipeline::route::Route;
 use crate::sink::kafka::{is_permanent, log_librdkafka};

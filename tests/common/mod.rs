@@ -6,7 +6,6 @@ pub mod agent;
 pub mod etcd;
 pub mod kafka;
 pub mod process;
-pub mod proxy;
 pub mod tansu;
 
 use std::path::{Path, PathBuf};

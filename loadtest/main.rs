@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use logtail::time::parse_duration;
 
 use crate::gateway::{Product, Sink};
 use crate::generate::{Framing, SizeDistribution, Transport};
@@ -296,30 +297,6 @@ fn build_gateway_under_cargo(harness: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Parses `10s`, `500ms`, `2m`, `1h` or a plain number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 10s, 500ms or 2m"))?;
-    let seconds = match unit {
-        "" | "s" => number,
-        "ms" => number / 1000.0,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {text:?}: use ms, s, m or h"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
-}
-
 /// How a run ended, as its exit code: `tests/run.sh` runs a smoke test whose only failures
 /// are latency once more (a shared machine is noisy), and never one that lost lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -486,17 +463,6 @@ fn run(cli: Cli) -> anyhow::Result<Verdict> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("10 parsecs").is_err());
-        assert!(parse_duration("s").is_err());
-    }
 
     #[test]
     fn only_latency_failures_exit_3_and_any_delivery_failure_exits_1() {

@@ -16,6 +16,7 @@ use logtail::parse::{self, Format, LegacyZone, ParseContext};
 use logtail::pipeline::batch::Batch;
 use logtail::server::Server;
 use logtail::store::{self, ReadOptions};
+use logtail::time::parse_duration;
 use logtail::wal;
 
 #[global_allocator]
@@ -344,28 +345,4 @@ fn parse_stdin(format: Format, zone: LegacyZone) -> anyhow::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
-}
-
-/// Parses `30s`, `15m`, `2h`, `7d` or a plain number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 30s, 15m, 2h or 7d"))?;
-    let seconds = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {text:?}: use s, m, h or d"
-            ));
-        }
-    };
-    Ok(Duration::from_secs(number * seconds))
 }

@@ -112,18 +112,24 @@ fn read_follow_prints_records_as_they_arrive() {
     child.sigterm_and_wait();
 }
 
+/// Runs `logtail serve --config CONFIG`, asserts that it refuses to start with exit code 2, and
+/// returns what it printed on stderr.
+fn serve_refused(config: &Path) -> String {
+    let out = logtail()
+        .args(["serve", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn config_errors_name_the_file_and_key_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.toml");
     std::fs::write(&config, "[ingest]\noversize = \"chop\"\n").unwrap();
-    let out = logtail()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = serve_refused(&config);
     assert!(stderr.contains("bad.toml"), "{stderr}");
     assert!(stderr.contains("line 2"), "{stderr}");
     assert!(
@@ -132,22 +138,11 @@ fn config_errors_name_the_file_and_key_and_exit_2() {
     );
 
     std::fs::write(&config, "[[listen]]\ntype = \"tcp\"\n").unwrap();
-    let out = logtail()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = serve_refused(&config);
     assert!(stderr.contains("listen[0].address: required"), "{stderr}");
 
-    let out = logtail()
-        .args(["serve", "--config"])
-        .arg(dir.path().join("missing.toml"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+    let stderr = serve_refused(&dir.path().join("missing.toml"));
+    assert!(stderr.contains("missing.toml"), "{stderr}");
 }
 
 #[test]
@@ -164,13 +159,7 @@ fn busy_port_is_reported_with_the_listener_name() {
         ),
     )
     .unwrap();
-    let out = logtail()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = serve_refused(&config);
     assert!(stderr.contains("listener edge (tcp "), "{stderr}");
 }
 

@@ -34,23 +34,28 @@ fn serve(dir: &Path) -> (Served, String) {
     (served, tcp)
 }
 
-fn read_store(dir: &Path, args: &[&str]) -> Vec<String> {
-    let out = logtail()
-        .args(["read", "--dir"])
-        .arg(dir.join("data/store"))
-        .args(args)
-        .output()
-        .unwrap();
+/// Runs `command`, asserts that it succeeds (showing its stderr when not), and returns its
+/// stdout.
+fn stdout_of_success(command: &mut std::process::Command) -> String {
+    let out = command.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn read_store(dir: &Path, args: &[&str]) -> Vec<String> {
+    stdout_of_success(
+        logtail()
+            .args(["read", "--dir"])
+            .arg(dir.join("data/store"))
+            .args(args),
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
 }
 
 #[test]
@@ -232,18 +237,7 @@ fn wal_stats_and_dump_show_pending_batches() {
         wal.acknowledge(1);
         wal.flush().unwrap();
     }
-    let out = logtail()
-        .arg("wal")
-        .arg("stats")
-        .arg(&wal_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stats = String::from_utf8(out.stdout).unwrap();
+    let stats = stdout_of_success(logtail().arg("wal").arg("stats").arg(&wal_dir));
     assert!(
         stats.contains("pending          3 batches, 6 records"),
         "{stats}"
@@ -251,17 +245,7 @@ fn wal_stats_and_dump_show_pending_batches() {
     assert!(stats.contains("acked through    seq 1"), "{stats}");
     assert!(stats.contains("last seq         4"), "{stats}");
 
-    let out = logtail()
-        .args(["wal", "dump", "--from", "2"])
-        .arg(&wal_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dump = String::from_utf8(out.stdout).unwrap();
+    let dump = stdout_of_success(logtail().args(["wal", "dump", "--from", "2"]).arg(&wal_dir));
     let batches: Vec<&str> = dump.lines().filter(|l| l.starts_with("seq=")).collect();
     assert_eq!(batches.len(), 3, "{dump}");
     assert!(

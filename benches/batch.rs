@@ -92,9 +92,7 @@ fn bench_wal_format(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(common::WARM_UP)
-        .measurement_time(common::MEASUREMENT);
+    config = common::criterion();
     targets = bench_wal_format
 }
 criterion_main!(benches);

@@ -81,9 +81,7 @@ fn check_corpus(lines: &[Vec<u8>], received_us: i64) {
 
 criterion_group! {
     name = parse_benches;
-    config = Criterion::default()
-        .warm_up_time(common::WARM_UP)
-        .measurement_time(common::MEASUREMENT);
+    config = common::criterion();
     targets = benches
 }
 criterion_main!(parse_benches);

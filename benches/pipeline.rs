@@ -88,9 +88,7 @@ fn frame_parse_encode(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(common::WARM_UP)
-        .measurement_time(common::MEASUREMENT);
+    config = common::criterion();
     targets = frame_parse_encode
 }
 criterion_main!(benches);

@@ -114,9 +114,7 @@ fn bench_read(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(common::WARM_UP)
-        .measurement_time(common::MEASUREMENT);
+    config = common::criterion();
     targets = bench_append, bench_read
 }
 criterion_main!(benches);

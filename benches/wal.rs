@@ -111,9 +111,7 @@ fn bench_replay(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(common::WARM_UP)
-        .measurement_time(common::MEASUREMENT);
+    config = common::criterion();
     targets = bench_append, bench_replay
 }
 criterion_main!(benches);

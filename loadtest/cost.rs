@@ -133,9 +133,22 @@ mod tests {
         assert!(peak_rss_kib(pid).unwrap() > 0);
         let mut meter = CostMeter::default();
         meter.start(pid);
-        assert!(meter.cpu_seconds() >= 0.0);
+        let before = meter.current.expect("started").1;
+        // Burn 0.1 s of CPU after the start: the meter counts it, and not what came before.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while cpu_seconds(pid).unwrap() < before + 0.1 {
+            assert!(std::time::Instant::now() < deadline, "no CPU time in 30 s");
+            std::hint::black_box((0..10_000u64).sum::<u64>());
+        }
+        let measured = meter.cpu_seconds();
+        let since_before = cpu_seconds(pid).unwrap() - before;
+        assert!(measured >= 0.1, "{measured} s measured, 0.1 s burnt");
+        assert!(
+            measured <= since_before,
+            "{measured} s > {since_before} s since the start"
+        );
         assert!(meter.peak_rss_kib() > 0);
         meter.ended(Some(cpu_seconds(pid).unwrap() + 1.0));
-        assert!(meter.cpu_seconds() >= 1.0);
+        assert!(meter.cpu_seconds() >= 1.1);
     }
 }

@@ -11,7 +11,10 @@ use anyhow::{Context as _, bail};
 
 use crate::cost::CostMeter;
 use crate::generate::{Destination, Transport};
-use crate::process::{Ended, Service, free_port, listening, scrape};
+use test_support::net::listening;
+use test_support::prometheus_text::scrape;
+
+use crate::process::{Ended, Service, free_port};
 use crate::verify::Source;
 
 /// Which gateway.

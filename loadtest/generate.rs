@@ -1,7 +1,7 @@
 //! The traffic: syslog lines that carry a [`Marker`], and the sender threads that put them on
 //! sockets at a fixed rate or flat out.
 //!
-//! Lines come from the benches' corpus (`benches/common`: about half RFC 5424, a third of those
+//! Lines come from the benches' corpus (`test_support::corpus`: about half RFC 5424, a third of those
 //! with STRUCTURED-DATA, 40% RFC 3164 with and without hostname and `[pid]`, 10% Cisco and ISO
 //! variants; 16 hosts, 16 apps, every facility and severity), or from a file to replay. Each
 //! message is a line of that pool, a space, the marker, and padding up to a size drawn from a
@@ -27,12 +27,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use crate::corpus::{self, SplitMix64};
 use crate::marker::Marker;
+use test_support::corpus::{self, SplitMix64};
 
 /// The most messages a sender puts in one write.
 pub const MAX_BATCH: u64 = 256;
@@ -112,14 +112,14 @@ impl SizeDistribution {
         match self {
             SizeDistribution::Fixed(n) => n,
             SizeDistribution::Realistic => {
-                let roll = rng.next() % 100;
+                let roll = rng.next_u64() % 100;
                 let (low, high): (usize, usize) = match roll {
                     0..70 => return 0,
                     70..90 => (300, 1024),
                     90..98 => (1024, 4096),
                     _ => (4096, 16384),
                 };
-                low + (rng.next() % (high - low) as u64) as usize
+                low + (rng.next_u64() % (high - low) as u64) as usize
             }
         }
     }
@@ -179,7 +179,9 @@ impl Workload {
         let mut rng = SplitMix64(0x9ad);
         let mut padding = Vec::with_capacity(70_000);
         while padding.len() < 64 * 1024 {
-            padding.extend_from_slice(words[(rng.next() % words.len() as u64) as usize].as_bytes());
+            padding.extend_from_slice(
+                words[(rng.next_u64() % words.len() as u64) as usize].as_bytes(),
+            );
             padding.push(b' ');
         }
         Workload {
@@ -199,7 +201,7 @@ impl Workload {
         let written = out.len() - start;
         if target > written + 1 {
             let len = (target - written - 1).min(self.padding.len());
-            let from = (rng.next() % (self.padding.len() - len + 1) as u64) as usize;
+            let from = (rng.next_u64() % (self.padding.len() - len + 1) as u64) as usize;
             out.push(b' ');
             out.extend_from_slice(&self.padding[from..from + len]);
         }
@@ -208,9 +210,7 @@ impl Workload {
 
 /// Wall-clock microseconds since the Unix epoch: the clock of [`Marker::sent_us`].
 pub fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
+    u64::try_from(logtail::time::now_unix_micros()).unwrap_or(0)
 }
 
 /// What one sender did, read live by the progress line and the per-second timeline.

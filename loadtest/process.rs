@@ -1,8 +1,6 @@
 //! Child processes of a run (the gateway, rsyslog, tansu): started with their output in a log
 //! file, waited for until ready, stopped with a signal, and measured on the way out.
 
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -165,90 +163,12 @@ fn exit_status_unknown() -> ExitStatus {
 /// # Errors
 /// When no port can be bound on the loopback interface.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .context("finding a free loopback port")?
-        .port())
-}
-
-/// True when something accepts TCP connections on `127.0.0.1:port`.
-pub fn listening(port: u16) -> bool {
-    TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_millis(200),
-    )
-    .is_ok()
-}
-
-/// The Prometheus text of `http://ADDRESS/metrics`, if it answers within a second.
-pub fn scrape(address: &str) -> Option<String> {
-    let addr = address.parse().ok()?;
-    let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    conn.read_to_string(&mut text).ok()?;
-    Some(text)
-}
-
-/// The sum of every sample of metric `name` (any labels) in Prometheus text `text`.
-pub fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let rest = l.strip_prefix(name)?;
-            let value = match rest.as_bytes().first() {
-                Some(b' ') => rest,
-                Some(b'{') => &rest[rest.find('}')? + 1..],
-                _ => return None,
-            };
-            value.trim().parse::<f64>().ok()
-        })
-        .sum()
-}
-
-/// The value of the sample of `name` whose labels include `label` (e.g. `quantile="0.99"`).
-pub fn metric_with_label(text: &str, name: &str, label: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        let rest = l.strip_prefix(name)?.strip_prefix('{')?;
-        let (labels, value) = rest.split_once('}')?;
-        labels
-            .split(',')
-            .any(|l| l == label)
-            .then(|| value.trim().parse().ok())?
-    })
+    test_support::net::free_port().context("finding a free loopback port")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn metric_with_label_picks_one_sample() {
-        let text = "logtail_batch_latency_seconds{sink=\"kafka\",quantile=\"0.5\"} 0.002\n\
-                    logtail_batch_latency_seconds{sink=\"kafka\",quantile=\"0.99\"} 0.031\n";
-        assert_eq!(
-            metric_with_label(text, "logtail_batch_latency_seconds", "quantile=\"0.99\""),
-            Some(0.031)
-        );
-        assert_eq!(
-            metric_with_label(text, "logtail_batch_latency_seconds", "quantile=\"0.9\""),
-            None
-        );
-    }
-
-    #[test]
-    fn metric_sum_adds_every_label_set_of_exactly_that_name() {
-        let text = "# HELP logtail_dropped_total x\n\
-                    logtail_dropped_total{listener=\"udp\",reason=\"ring_full\"} 3\n\
-                    logtail_dropped_total{listener=\"tcp\",reason=\"oversize\"} 4\n\
-                    logtail_dropped_total_other 100\n\
-                    logtail_uptime_seconds 7.5\n";
-        assert_eq!(metric_sum(text, "logtail_dropped_total"), 7.0);
-        assert_eq!(metric_sum(text, "logtail_uptime_seconds"), 7.5);
-        assert_eq!(metric_sum(text, "logtail_missing"), 0.0);
-    }
 
     #[test]
     fn stop_reads_the_cpu_of_the_exited_child_before_reaping_it() {

@@ -161,14 +161,35 @@ pub struct Check {
     pub name: String,
     pub passed: bool,
     pub detail: String,
+    #[serde(skip)]
+    pub kind: CheckKind,
+}
+
+/// What a check guards, and so whether its failure can be noise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckKind {
+    /// End-to-end latency: a busy, shared machine can fail it now and then.
+    Latency,
+    /// Loss, delivery, the scenario's own conditions: a failure is never noise.
+    Delivery,
 }
 
 impl Check {
+    /// A check of delivery (loss, the backlog arriving, ...).
     pub fn new(name: &str, passed: bool, detail: String) -> Check {
         Check {
             name: name.to_string(),
             passed,
             detail,
+            kind: CheckKind::Delivery,
+        }
+    }
+
+    /// A check of end-to-end latency.
+    pub fn latency(name: &str, passed: bool, detail: String) -> Check {
+        Check {
+            kind: CheckKind::Latency,
+            ..Check::new(name, passed, detail)
         }
     }
 }

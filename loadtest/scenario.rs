@@ -19,15 +19,15 @@ use anyhow::{Context as _, bail};
 
 use crate::agent::Agent;
 use crate::broker::Broker;
-use crate::corpus::SplitMix64;
 use crate::gateway::{Gateway, GatewayOptions, Product, Sink};
 use crate::generate::{
     Framing, IdleFleet, Schedule, SenderPlan, SenderStats, SizeDistribution, Transport, Workload,
     now_us, spawn_sender,
 };
-use crate::process::{metric_sum, metric_with_label};
 use crate::report::{Check, Cost, Event, Progress, Second, Step, Window, si, thousands};
 use crate::verify::{Percentiles, SharedVerifier, Verifier, spawn_reader};
+use test_support::corpus::SplitMix64;
+use test_support::prometheus_text::{metric_sum, metric_with_label};
 
 /// The topic the gateway produces to.
 pub const TOPIC: &str = "logs";
@@ -203,7 +203,7 @@ pub struct Harness {
 /// A random run id.
 fn new_run_id() -> u32 {
     let seed = now_us() ^ (u64::from(std::process::id()) << 32);
-    (SplitMix64(seed).next() >> 32) as u32
+    (SplitMix64(seed).next_u64() >> 32) as u32
 }
 
 impl Harness {
@@ -927,7 +927,7 @@ fn standard_checks(settings: &Settings, step: &Step, check_latency: bool) -> Vec
         ));
     }
     if check_latency {
-        checks.push(Check::new(
+        checks.push(Check::latency(
             &format!(
                 "{}: p99 latency at most {} ms",
                 step.name, settings.max_p99_ms
@@ -1131,7 +1131,7 @@ pub fn kafka_outage(
     let mut checks = standard_checks(&settings, &step, false);
     for label in ["before", "after"] {
         if let Some(w) = step.windows.iter().find(|w| w.label == label) {
-            checks.push(Check::new(
+            checks.push(Check::latency(
                 &format!(
                     "kafka-outage: p99 latency of lines sent {label} the outage at most {} ms",
                     settings.max_p99_ms

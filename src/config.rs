@@ -9,12 +9,12 @@
 //! Unknown keys are errors (a typo must not silently fall back to a default), and every error
 //! names the file, the key and what is allowed.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::encode::Encoding;
+use crate::http::MetricsConfig;
 use crate::kafka::route::Route;
 use crate::parse::LegacyZone;
 use crate::pipeline::PipelineConfig;
@@ -186,25 +186,6 @@ impl Default for SinkConfig {
     }
 }
 
-/// `[metrics]`: the Prometheus endpoint, served at `http://ADDRESS/metrics`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MetricsConfig {
-    /// Serve metrics at all. Default: true.
-    pub enabled: bool,
-    /// `IP:PORT` of the endpoint. Default: `127.0.0.1:9100`.
-    pub address: String,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        MetricsConfig {
-            enabled: true,
-            address: "127.0.0.1:9100".to_string(),
-        }
-    }
-}
-
 impl Config {
     /// Loads and validates `path`, or returns the defaults when `path` is `None`.
     ///
@@ -256,15 +237,6 @@ impl Config {
         self.pipeline
             .check()
             .map_err(|e| in_file(e.within("pipeline")))?;
-        if self.metrics.enabled && self.metrics.address.parse::<SocketAddr>().is_err() {
-            return Err(invalid(
-                "metrics.address".into(),
-                format!(
-                    "{:?} is not IP:PORT, e.g. \"127.0.0.1:9100\"",
-                    self.metrics.address
-                ),
-            ));
-        }
         if let Err(e) = self.sink.store.check() {
             let e = e.within("sink.store");
             return Err(invalid(e.key, e.message));
@@ -398,7 +370,7 @@ mod tests {
         assert_eq!(config.store_dir(), Path::new("data/store"));
         assert_eq!(config.sink.kind, SinkKind::Store);
         assert_eq!(config.ingest.max_message_bytes, 65536);
-        assert_eq!(config.metrics.address, "127.0.0.1:9100");
+        assert_eq!(config.metrics.address.to_string(), "127.0.0.1:9100");
     }
 
     #[test]

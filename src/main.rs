@@ -4,7 +4,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -16,6 +16,7 @@ use logtail::parse::{self, Format, LegacyZone, ParseContext};
 use logtail::pipeline::batch::Batch;
 use logtail::server::Server;
 use logtail::store::{self, ReadOptions};
+use logtail::time::parse_duration;
 use logtail::wal;
 
 #[global_allocator]
@@ -202,12 +203,7 @@ fn read(
             dir.display()
         );
     }
-    let since_us = since.map(|ago| {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        now.saturating_sub(ago).as_micros() as i64
-    });
+    let since_us = since.map(|ago| logtail::time::unix_micros_ago(ago).max(0));
     let options = ReadOptions {
         since_us,
         grep: grep.map(String::into_bytes),
@@ -325,9 +321,7 @@ fn parse_stdin(format: Format, zone: LegacyZone) -> anyhow::Result<()> {
         if line.is_empty() {
             continue;
         }
-        let now_us = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as i64);
+        let now_us = logtail::time::now_unix_micros();
         context.set_received_at(now_us);
         received_at.clear();
         encode::format_rfc3339_micros(now_us, &mut received_at);
@@ -351,28 +345,4 @@ fn parse_stdin(format: Format, zone: LegacyZone) -> anyhow::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
-}
-
-/// Parses `30s`, `15m`, `2h`, `7d` or a plain number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 30s, 15m, 2h or 7d"))?;
-    let seconds = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {text:?}: use s, m, h or d"
-            ));
-        }
-    };
-    Ok(Duration::from_secs(number * seconds))
 }

@@ -65,19 +65,7 @@ impl Server {
                 BoundListener::bind(listener, config.listener_name(i), &defaults, i, shard_count)
             })
             .collect::<Result<_, _>>()?;
-        let metrics_listener = if config.metrics.enabled {
-            let listener =
-                std::net::TcpListener::bind(&config.metrics.address).with_context(|| {
-                    format!(
-                        "metrics endpoint: cannot listen on {}",
-                        config.metrics.address
-                    )
-                })?;
-            listener.set_nonblocking(true)?;
-            Some(listener)
-        } else {
-            None
-        };
+        let metrics_listener = crate::http::bind(&config.metrics)?;
 
         let route = config.kafka_route().map(Arc::new);
         let (shutdown, signal) = Shutdown::new();
@@ -129,7 +117,12 @@ impl Server {
         ));
         let metrics_address = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let control = match metrics_listener {
-            Some(listener) => Some(spawn_metrics_endpoint(listener, metrics.clone())?),
+            Some(listener) => Some(crate::http::spawn(
+                listener,
+                crate::http::HttpState {
+                    metrics: metrics.clone(),
+                },
+            )?),
             None => None,
         };
         let addresses = bound
@@ -209,23 +202,4 @@ impl Server {
         }
         sink_result.context("closing the sink")
     }
-}
-
-fn spawn_metrics_endpoint(
-    listener: std::net::TcpListener,
-    metrics: Arc<Metrics>,
-) -> anyhow::Result<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)> {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = crate::runtime::spawn("metrics".into(), move || async move {
-        match tokio::net::TcpListener::from_std(listener) {
-            Ok(listener) => {
-                crate::metrics::serve(listener, metrics, async move {
-                    let _ = stopped.await;
-                })
-                .await;
-            }
-            Err(e) => tracing::error!("metrics endpoint: {e}"),
-        }
-    })?;
-    Ok((thread, stop))
 }

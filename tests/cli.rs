@@ -34,23 +34,28 @@ fn serve(dir: &Path) -> (Served, String) {
     (served, tcp)
 }
 
-fn read_store(dir: &Path, args: &[&str]) -> Vec<String> {
-    let out = logtail()
-        .args(["read", "--dir"])
-        .arg(dir.join("data/store"))
-        .args(args)
-        .output()
-        .unwrap();
+/// Runs `command`, asserts that it succeeds (showing its stderr when not), and returns its
+/// stdout.
+fn stdout_of_success(command: &mut std::process::Command) -> String {
+    let out = command.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn read_store(dir: &Path, args: &[&str]) -> Vec<String> {
+    stdout_of_success(
+        logtail()
+            .args(["read", "--dir"])
+            .arg(dir.join("data/store"))
+            .args(args),
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
 }
 
 #[test]
@@ -112,18 +117,24 @@ fn read_follow_prints_records_as_they_arrive() {
     child.sigterm_and_wait();
 }
 
+/// Runs `logtail serve --config CONFIG`, asserts that it refuses to start with exit code 2, and
+/// returns what it printed on stderr.
+fn serve_refused(config: &Path) -> String {
+    let out = logtail()
+        .args(["serve", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn config_errors_name_the_file_and_key_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.toml");
     std::fs::write(&config, "[ingest]\noversize = \"chop\"\n").unwrap();
-    let out = logtail()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = serve_refused(&config);
     assert!(stderr.contains("bad.toml"), "{stderr}");
     assert!(stderr.contains("line 2"), "{stderr}");
     assert!(
@@ -132,22 +143,11 @@ fn config_errors_name_the_file_and_key_and_exit_2() {
     );
 
     std::fs::write(&config, "[[listen]]\ntype = \"tcp\"\n").unwrap();
-    let out = logtail()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = serve_refused(&config);
     assert!(stderr.contains("listen[0].address: required"), "{stderr}");
 
-    let out = logtail()
-        .args(["serve", "--config"])
-        .arg(dir.path().join("missing.toml"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+    let stderr = serve_refused(&dir.path().join("missing.toml"));
+    assert!(stderr.contains("missing.toml"), "{stderr}");
 }
 
 #[test]
@@ -164,13 +164,7 @@ fn busy_port_is_reported_with_the_listener_name() {
         ),
     )
     .unwrap();
-    let out = logtail()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = serve_refused(&config);
     assert!(stderr.contains("listener edge (tcp "), "{stderr}");
 }
 
@@ -243,18 +237,7 @@ fn wal_stats_and_dump_show_pending_batches() {
         wal.acknowledge(1);
         wal.flush().unwrap();
     }
-    let out = logtail()
-        .arg("wal")
-        .arg("stats")
-        .arg(&wal_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stats = String::from_utf8(out.stdout).unwrap();
+    let stats = stdout_of_success(logtail().arg("wal").arg("stats").arg(&wal_dir));
     assert!(
         stats.contains("pending          3 batches, 6 records"),
         "{stats}"
@@ -262,17 +245,7 @@ fn wal_stats_and_dump_show_pending_batches() {
     assert!(stats.contains("acked through    seq 1"), "{stats}");
     assert!(stats.contains("last seq         4"), "{stats}");
 
-    let out = logtail()
-        .args(["wal", "dump", "--from", "2"])
-        .arg(&wal_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dump = String::from_utf8(out.stdout).unwrap();
+    let dump = stdout_of_success(logtail().args(["wal", "dump", "--from", "2"]).arg(&wal_dir));
     let batches: Vec<&str> = dump.lines().filter(|l| l.starts_with("seq=")).collect();
     assert_eq!(batches.len(), 3, "{dump}");
     assert!(

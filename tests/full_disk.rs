@@ -3,7 +3,8 @@
 //! once space returns, everything is written. A shutdown while the disk stays full ends in
 //! bounded time and counts exactly what it had to give up.
 //!
-//! Needs root, to mount a small tmpfs; elsewhere the tests say they are skipped.
+//! Needs root, to mount a small tmpfs; elsewhere the tests say they are skipped, except under
+//! `CI=true`, where they fail (see `test_support::ci`).
 
 mod common;
 
@@ -20,19 +21,22 @@ use common::{Gateway, connect_with_small_send_buffer, messages, read_store};
 struct SmallDisk(tempfile::TempDir);
 
 impl SmallDisk {
-    /// None (and says the test is skipped) when this process may not mount (needs root).
-    fn mount() -> Option<SmallDisk> {
+    /// None (and says `test` is skipped) when this process may not mount (needs root).
+    ///
+    /// # Panics
+    /// When it cannot mount under `CI=true`.
+    fn mount(test: &str) -> Option<SmallDisk> {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mounted = Command::new("mount")
             .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
             .arg(dir.path())
             .status()
             .is_ok_and(|s| s.success());
-        if !mounted {
-            eprintln!("skipped: cannot mount a tmpfs here (needs root)");
-            return None;
-        }
-        Some(SmallDisk(dir))
+        test_support::ci::or_skip(
+            mounted.then(|| SmallDisk(dir)),
+            test,
+            "cannot mount a tmpfs here (needs root)",
+        )
     }
 
     fn store(&self) -> PathBuf {
@@ -124,7 +128,9 @@ fn stored_prefix(store: &Path) -> usize {
 
 #[test]
 fn full_disk_slows_senders_and_loses_nothing_once_space_returns() {
-    let Some(disk) = SmallDisk::mount() else {
+    let Some(disk) =
+        SmallDisk::mount("full_disk_slows_senders_and_loses_nothing_once_space_returns")
+    else {
         return;
     };
     let (mut gw, sender) = fill(&disk);
@@ -155,7 +161,9 @@ fn full_disk_slows_senders_and_loses_nothing_once_space_returns() {
 
 #[test]
 fn shutdown_on_a_disk_that_stays_full_ends_in_bounded_time_and_counts_what_it_gave_up() {
-    let Some(disk) = SmallDisk::mount() else {
+    let Some(disk) = SmallDisk::mount(
+        "shutdown_on_a_disk_that_stays_full_ends_in_bounded_time_and_counts_what_it_gave_up",
+    ) else {
         return;
     };
     let (mut gw, sender) = fill(&disk);

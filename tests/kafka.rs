@@ -234,6 +234,26 @@ fn flipped_bytes_in_the_wal_lose_exactly_the_corrupt_batch() {
     assert_eq!(tally.reordered, 0);
 }
 
+/// A gateway with a [`small_wal`] under `policy` producing to a one-broker cluster whose broker
+/// is down (and seen down); the cluster and its bootstrap servers come with it.
+fn small_wal_and_broker_down(
+    policy: FullPolicy,
+) -> (
+    rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    String,
+    Gateway,
+) {
+    let cluster = cluster(1);
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.broker_down(1).expect("broker down");
+    let gw = Gateway::start_with(|c| {
+        use_kafka(c, &bootstrap);
+        small_wal(c, policy);
+    });
+    wait_for_brokers_down(&gw);
+    (cluster, bootstrap, gw)
+}
+
 fn small_wal(c: &mut logtail::config::Config, policy: FullPolicy) {
     c.sink.kafka.wal.max_segment_bytes = 64 * 1024;
     c.sink.kafka.wal.max_total_bytes = 256 * 1024;
@@ -249,14 +269,7 @@ fn small_wal(c: &mut logtail::config::Config, policy: FullPolicy) {
 
 #[test]
 fn full_wal_with_block_slows_the_sender_and_loses_nothing_once_kafka_returns() {
-    let cluster = cluster(1);
-    let bootstrap = cluster.bootstrap_servers();
-    cluster.broker_down(1).expect("broker down");
-    let gw = Gateway::start_with(|c| {
-        use_kafka(c, &bootstrap);
-        small_wal(c, FullPolicy::Block);
-    });
-    wait_for_brokers_down(&gw);
+    let (cluster, bootstrap, gw) = small_wal_and_broker_down(FullPolicy::Block);
     // Enough to overflow the WAL, the gateway's batches and both sockets' buffers (~4 MiB).
     const LINES: u64 = 200_000;
     let sender = send(gw.tcp(), "h", LINES, None);
@@ -285,14 +298,7 @@ fn full_wal_with_block_slows_the_sender_and_loses_nothing_once_kafka_returns() {
 
 #[test]
 fn full_wal_with_drop_oldest_counts_exactly_what_is_missing() {
-    let cluster = cluster(1);
-    let bootstrap = cluster.bootstrap_servers();
-    cluster.broker_down(1).expect("broker down");
-    let gw = Gateway::start_with(|c| {
-        use_kafka(c, &bootstrap);
-        small_wal(c, FullPolicy::DropOldest);
-    });
-    wait_for_brokers_down(&gw);
+    let (cluster, bootstrap, gw) = small_wal_and_broker_down(FullPolicy::DropOldest);
     const LINES: u64 = 100_000;
     send(gw.tcp(), "h", LINES, None)
         .join()

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::Gateway;
 use common::kafka::{TOPIC, consume_all, send, use_kafka, wait_until};
-use common::proxy::Proxy;
 use common::tansu::{Tansu, binary_or_skip, free_port};
+use test_support::proxy::Proxy;
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -83,7 +83,7 @@ fn network_outage_to_tansu_mid_stream_loses_nothing() {
     let proxy_port = free_port();
     let tansu = Tansu::start_advertising(&binary, dir.path(), Some(proxy_port));
     tansu.create_topic(&binary, TOPIC, 2);
-    let mut proxy = Proxy::start(proxy_port, tansu.address());
+    let mut proxy = Proxy::start(proxy_port, tansu.address()).expect("proxy port");
     let bootstrap = format!("127.0.0.1:{proxy_port}");
     let gw = Gateway::start_with(|c| use_kafka(c, &bootstrap));
 
@@ -98,7 +98,7 @@ fn network_outage_to_tansu_mid_stream_loses_nothing() {
         gw.kafka().spilled_records.get() > 0
     });
     std::thread::sleep(Duration::from_secs(2));
-    proxy.restore();
+    proxy.restore(None).expect("proxy port again");
     sender.join().expect("sender");
     wait_until(LONG, "every line delivered", || {
         gw.kafka().delivered_records.get() >= LINES && gw.kafka().wal_pending_records.get() == 0

@@ -22,6 +22,15 @@ fn line(sender: usize, seq: usize) -> String {
     }
 }
 
+/// The records whose `host` is `host`, in store order.
+fn from_host(records: &[serde_json::Value], host: &str) -> Vec<serde_json::Value> {
+    records
+        .iter()
+        .filter(|r| r["host"] == host)
+        .cloned()
+        .collect()
+}
+
 /// Checks that `records` hold `per_sender` lines of each of `senders` senders, each sender's in
 /// order, none twice.
 fn assert_all_in_order(records: &[serde_json::Value], senders: usize, per_sender: usize) {
@@ -206,12 +215,7 @@ fn clean_shutdown_keeps_every_line_already_sent() {
     let records = gw.stop_and_read();
     drop(conn);
     assert_eq!(records.len(), 20_101);
-    let tcp: Vec<_> = records
-        .iter()
-        .filter(|r| r["host"] == "host5")
-        .cloned()
-        .collect();
-    assert_all_in_order(&tcp, 1, 20_001);
+    assert_all_in_order(&from_host(&records, "host5"), 1, 20_001);
 }
 
 #[test]
@@ -266,13 +270,8 @@ fn tiny_ring_backpressure_loses_no_tcp_line_and_counts_every_udp_drop() {
     let udp_received = gw.listener_count("udp", |m| m.received_lines.get());
     let udp_dropped = gw.listener_count("udp", |m| m.dropped_ring_full.get());
     let records = gw.stop_and_read();
-    let tcp_records: Vec<_> = records
-        .iter()
-        .filter(|r| r["host"] == "host2")
-        .cloned()
-        .collect();
-    assert_all_in_order(&tcp_records, 1, 2_000);
-    let udp_stored = records.iter().filter(|r| r["host"] == "host3").count() as u64;
+    assert_all_in_order(&from_host(&records, "host2"), 1, 2_000);
+    let udp_stored = from_host(&records, "host3").len() as u64;
     // Every datagram the gateway read is either stored or counted as dropped.
     assert_eq!(udp_stored + udp_dropped, udp_received);
 }

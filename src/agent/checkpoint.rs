@@ -59,7 +59,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::fingerprint::Fingerprint;
-use crate::metrics::RateLimitedWarning;
+use crate::log_limit::RateLimitedWarning;
 
 /// The checkpoint file's name in the data directory.
 pub const CHECKPOINT_FILE: &str = "checkpoints";

@@ -67,7 +67,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use regex::bytes::Regex;
@@ -79,7 +79,8 @@ use super::config::{CollectEntry, StartAt, TailConfig};
 use super::fingerprint::{Fingerprint, read_head};
 use super::lines::{LineSplitter, Multiline};
 use super::wake::FileWakeups;
-use crate::metrics::RateLimitedWarning;
+use crate::log_limit::RateLimitedWarning;
+use crate::time::now_unix_micros as now_us;
 
 /// The shortest wait before reading an idle file again.
 const MIN_POLL: Duration = Duration::from_millis(10);
@@ -273,12 +274,6 @@ impl Output {
 /// The shipping thread ended while the tailer still runs.
 #[derive(Debug)]
 pub struct ShipperGone;
-
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
 
 /// What a newly found file is.
 enum Known {

@@ -24,7 +24,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 
-use crate::metrics::RateLimitedWarning;
+use crate::log_limit::RateLimitedWarning;
 
 /// Content written or truncated, metadata changed (a deletion drops the link count), or the
 /// file renamed: each is a reason to look at the file now.

@@ -6,7 +6,7 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use super::{Acks, Compression};
-use crate::metrics::RateLimitedWarning;
+use crate::log_limit::RateLimitedWarning;
 
 /// The librdkafka settings of a logtail producer. Each producer fills in its own section's
 /// values; [`ProducerSettings::client_config`] is the only place that names librdkafka

@@ -23,7 +23,7 @@ use std::cell::RefCell;
 use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
 
@@ -147,9 +147,7 @@ impl Filling {
     }
 
     fn stamp(&mut self, now: SystemTime) {
-        let us = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as i64);
+        let us = crate::time::unix_micros(now);
         if us != self.received_at_us {
             self.received_at_us = us;
             self.received_at_text.clear();

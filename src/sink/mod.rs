@@ -26,7 +26,8 @@ use crossbeam_channel::Select;
 
 use crate::ack::{self, AckToken};
 use crate::config::{Config, SinkKind};
-use crate::metrics::{KafkaMetrics, RateLimitedWarning, SinkMetrics};
+use crate::log_limit::RateLimitedWarning;
+use crate::metrics::{KafkaMetrics, SinkMetrics};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::ring::RingConsumer;
 

@@ -40,7 +40,8 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use crate::metrics::{ListenerMetrics, RateLimitedWarning};
+use crate::log_limit::RateLimitedWarning;
+use crate::metrics::ListenerMetrics;
 pub use config::{ListenerConfig, ListenerKind};
 use framing::{Framing, OversizePolicy};
 use intake::{Connections, Intake};

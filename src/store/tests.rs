@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
@@ -14,6 +14,7 @@ use super::block::{BlockCorruption, BlockHeader, HEADER_LEN};
 use super::reader::Reader;
 use super::*;
 use crate::segments::{list_segments, segment_path};
+use crate::time::now_unix_micros as now_us;
 
 // ---------------------------------------------------------------- helpers
 
@@ -132,13 +133,6 @@ fn reseal(block: &mut [u8]) {
     block[40..44].copy_from_slice(&crc.to_le_bytes());
     let hcrc = crc32c::crc32c(&block[..44]);
     block[44..48].copy_from_slice(&hcrc.to_le_bytes());
-}
-
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64
 }
 
 /// A store in a new temporary directory holding five batches of 10 records, one block each, in

@@ -4,7 +4,6 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::block::{BlockCorruption, BlockEncoder, HeaderAt, RECORD_FRAME_LEN, Scanner};
 use super::{MAX_BLOCK_BYTES, StoreError, StoreOptions};
@@ -274,12 +273,7 @@ impl StoreWriter {
     /// `max_total_bytes`, or while the oldest one's newest record is older than `max_age`.
     /// A segment that cannot be deleted stays, is logged, and is tried again at the next roll.
     fn apply_retention(&mut self) {
-        let cutoff_us = self.opts.max_age.map(|age| {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as i64);
-            now.saturating_sub(i64::try_from(age.as_micros()).unwrap_or(i64::MAX))
-        });
+        let cutoff_us = self.opts.max_age.map(crate::time::unix_micros_ago);
         let mut total: u64 = self.segments.iter().map(|s| s.len).sum();
         while self.segments.len() > 1 {
             let Some(&oldest) = self.segments.front() else {

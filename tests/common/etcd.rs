@@ -13,26 +13,19 @@ use super::tansu::free_port;
 
 /// The etcd binary: `$ETCD`, else `etcd` on the PATH.
 pub fn binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("ETCD") {
-        return Some(PathBuf::from(path));
+    match std::env::var_os("ETCD") {
+        Some(path) => Some(PathBuf::from(path)),
+        None => test_support::ci::on_path("etcd"),
     }
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .map(|dir| dir.join("etcd"))
-        .find(|p| p.is_file())
 }
 
 /// The etcd binary, or `None` after saying the test is skipped. Panics under `CI=true`.
 pub fn binary_or_skip(test: &str) -> Option<PathBuf> {
-    let found = binary();
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "etcd is not installed; tests/run.sh installs it (apt-get install etcd-server)"
-        );
-        eprintln!("{test}: skipped, etcd is not installed (apt-get install etcd-server)");
-    }
-    found
+    test_support::ci::or_skip(
+        binary(),
+        test,
+        "etcd is not installed (tests/run.sh installs it: apt-get install etcd-server)",
+    )
 }
 
 /// A running single-member etcd.

@@ -6,7 +6,6 @@ pub mod agent;
 pub mod etcd;
 pub mod kafka;
 pub mod process;
-pub mod proxy;
 pub mod tansu;
 
 use std::path::{Path, PathBuf};
@@ -41,7 +40,7 @@ pub fn test_config(dir: &Path) -> Config {
         ..Config::default()
     };
     config.ingest.shards = 2;
-    config.metrics.address = "127.0.0.1:0".to_string();
+    config.metrics.address = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     config
 }
 

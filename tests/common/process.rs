@@ -1,8 +1,7 @@
 //! The `logtail` binary as a child process: started on a config file, its addresses read from
 //! what it prints, stopped with SIGTERM or killed with SIGKILL.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -70,9 +69,8 @@ impl Served {
 
     /// The value of the metric line starting with `series` (name and labels), if present.
     pub fn metric(&self, series: &str) -> Option<f64> {
-        let text = scrape(self.metrics.as_deref()?)?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        let text = test_support::prometheus_text::scrape(self.metrics.as_deref()?)?;
+        test_support::prometheus_text::sample(&text, series)
     }
 }
 
@@ -96,13 +94,4 @@ pub fn sigterm_and_wait(child: &mut Child) {
         assert!(Instant::now() < deadline, "logtail did not stop");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn scrape(address: &str) -> Option<String> {
-    let mut conn = TcpStream::connect(address).ok()?;
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    conn.read_to_string(&mut text).ok()?;
-    Some(text)
 }

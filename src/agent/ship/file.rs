@@ -22,7 +22,7 @@ use super::{AckSender, Backoff, Shipper, Stopped};
 use crate::agent::batch::{LineBatch, Source};
 use crate::agent::config::FileFormat;
 use crate::encode::json::write_string;
-use crate::metrics::RateLimitedWarning;
+use crate::log_limit::RateLimitedWarning;
 
 /// See the [module docs](self).
 pub struct FileShipper {

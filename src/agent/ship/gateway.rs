@@ -36,7 +36,7 @@ use super::rfc5424::MessageFormatter;
 use super::{AckSender, Backoff, Shipper, Stopped, connect};
 use crate::agent::batch::LineBatch;
 use crate::agent_protocol::{self as protocol, BatchEncoder, Kind};
-use crate::metrics::RateLimitedWarning;
+use crate::log_limit::RateLimitedWarning;
 
 /// How long the gateway has to answer HELLO.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);

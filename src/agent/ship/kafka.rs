@@ -35,7 +35,7 @@ use crate::agent::config::KafkaShipConfig;
 use crate::encode::{self, Encoding, Envelope, format_rfc3339_micros, json};
 use crate::kafka::route::{Route, TopicName};
 use crate::kafka::{ProducerSettings, is_permanent, log_client_error, log_librdkafka};
-use crate::metrics::RateLimitedWarning;
+use crate::log_limit::RateLimitedWarning;
 use crate::parse::{self, Format, LegacyZone, ParseContext};
 
 /// See the [module docs](self).

@@ -19,7 +19,7 @@ use std::time::Duration;
 use super::rfc5424::MessageFormatter;
 use super::{AckSender, Backoff, Shipper, Stopped, connect};
 use crate::agent::batch::LineBatch;
-use crate::metrics::RateLimitedWarning;
+use crate::log_limit::RateLimitedWarning;
 
 /// See the [module docs](self).
 pub struct SyslogTcpShipper {

@@ -87,8 +87,10 @@ use rdkafka::error::RDKafkaErrorCode;
 use super::{GIVE_UP_AFTER, Sink};
 use crate::ack::{self, AckToken};
 use crate::kafka::is_permanent;
-use crate::metrics::{KafkaMetrics, RateLimitedWarning};
+use crate::log_limit::RateLimitedWarning;
+use crate::metrics::KafkaMetrics;
 use crate::pipeline::batch::Batch;
+use crate::time::now_unix_micros as unix_micros;
 use crate::wal::{Appended, Wal, WalError};
 use in_flight::{BatchInFlight, BatchesInFlight};
 use producer::{DeliveryReports, LibrdkafkaProducer};
@@ -618,10 +620,4 @@ enum BatchOrigin {
     Direct,
     /// From the WAL, with its sequence number.
     Wal(u64),
-}
-
-fn unix_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }

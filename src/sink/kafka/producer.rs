@@ -25,7 +25,7 @@ use rdkafka_sys as rdsys;
 
 use super::unix_micros;
 use crate::kafka::{log_client_error, log_librdkafka};
-use crate::metrics::RateLimitedWarning;
+use crate::log_limit::RateLimitedWarning;
 use crate::pipeline::batch::Batch;
 
 /// librdkafka's `RD_KAFKA_PARTITION_UA` (a macro, so not in the bindings): let the

@@ -1,0 +1,299 @@
+//! Counters, gauges and the latency histogram of each part of the gateway, and their
+//! Prometheus text exposition ([`exposition`], `Metrics::render`).
+//!
+//! A leaf: it uses nothing of the crate. The HTTP server that serves the exposition at
+//! `/metrics` is [`crate::http`]; rate-limited warnings are [`crate::log_limit`].
+//!
+//! Hot-path counters are plain relaxed atomics owned by one listener or one ring. A shard adds
+//! to them once per read or per datagram batch, not once per line, so sharing a listener's
+//! counters between shards costs one uncontended-in-practice atomic add per syscall. The one
+//! histogram (in-gateway latency) is recorded by the sink thread once per batch.
+//!
+//! Exposed metrics (all prefixed `logtail_`):
+//!
+//! | name | type | labels | meaning |
+//! |---|---|---|---|
+//! | `received_lines_total` | counter | listener, transport | messages received |
+//! | `received_bytes_total` | counter | listener, transport | message bytes received (after framing) |
+//! | `parse_errors_total` | counter | listener, transport | messages kept raw because they did not parse |
+//! | `truncated_total` | counter | listener, transport | messages cut to `max_message_bytes` |
+//! | `dropped_total` | counter | listener, transport, reason | messages not kept: `oversize`, `ring_full` |
+//! | `framing_errors_total` | counter | listener, transport | untrusted or malformed octet counts |
+//! | `connections_open` | gauge | listener, transport | open stream connections |
+//! | `connections_total` | counter | listener, transport | stream connections accepted |
+//! | `connections_rejected_total` | counter | listener, transport | connections closed at once for `max_connections` |
+//! | `ring_records` / `ring_batches` | gauge | shard | what waits in each shard's ring |
+//! | `ring_capacity_batches` | gauge | shard | the ring's capacity |
+//! | `sink_records_total`, `sink_batches_total`, `sink_bytes_total` | counter | sink | written by the sink |
+//! | `sink_errors_total` | counter | sink | failed writes (retried) |
+//! | `sink_lost_records_total` | counter | sink | records given up on at shutdown after the sink kept failing |
+//! | `batch_latency_seconds` | summary | sink, quantile | receive of a batch's first record → written by the sink |
+//! | `kafka_produced_records_total`, `kafka_delivered_records_total` | counter | | handed to the producer; acknowledged by Kafka |
+//! | `kafka_rejected_records_total` | counter | | rejected by Kafka for good (e.g. too large): lost, and logged |
+//! | `kafka_retried_records_total` | counter | | failed delivery, sent back to the WAL |
+//! | `kafka_lost_records_total` | counter | | given up on at shutdown: not acknowledged, and the WAL refused them |
+//! | `kafka_producer_restarts_total` | counter | | new producers after a fatal error of the previous one |
+//! | `kafka_delivery_errors_total` | counter | error | delivery errors reported by librdkafka |
+//! | `kafka_state` | gauge | state | 1 for the current one of `direct`, `spilling`, `replaying` |
+//! | `kafka_brokers_down` | gauge | | 1 while librdkafka reports every broker down |
+//! | `kafka_in_flight_records`, `kafka_in_flight_bytes` | gauge | | handed to the producer, not yet acknowledged |
+//! | `kafka_delivery_latency_seconds` | summary | sink, quantile | receive of a batch's first record → Kafka acknowledged its last |
+//! | `wal_spilled_records_total`, `wal_spilled_batches_total` | counter | | written to the WAL instead of the producer |
+//! | `wal_replayed_records_total` | counter | | replayed from the WAL (its rate is the replay rate) |
+//! | `wal_full_total` | counter | | batches refused by a full WAL under `block` (retried) |
+//! | `wal_pending_records`, `wal_pending_batches`, `wal_disk_bytes` | gauge | | what the WAL holds |
+//! | `wal_dropped_records`, `wal_corrupt_records` | gauge | | lost to `drop_oldest`/`drop_newest`, and to corruption, since start |
+
+mod exposition;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+/// A monotonically increasing count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        if n > 0 {
+            self.0.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    /// Adds `n` (which may be negative).
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets the value.
+    pub fn set(&self, n: i64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What one listener counts.
+#[derive(Debug)]
+pub struct ListenerMetrics {
+    /// The listener's configured name.
+    pub name: String,
+    /// `udp`, `tcp`, `unix-datagram` or `unix-stream`.
+    pub transport: &'static str,
+    pub received_lines: Counter,
+    pub received_bytes: Counter,
+    pub parse_errors: Counter,
+    pub truncated: Counter,
+    pub dropped_oversize: Counter,
+    pub dropped_ring_full: Counter,
+    pub framing_errors: Counter,
+    pub connections_open: Gauge,
+    pub connections: Counter,
+    pub connections_rejected: Counter,
+}
+
+impl ListenerMetrics {
+    /// Zeroed counters for a listener.
+    pub fn new(name: &str, transport: &'static str) -> Self {
+        ListenerMetrics {
+            name: name.to_string(),
+            transport,
+            received_lines: Counter::default(),
+            received_bytes: Counter::default(),
+            parse_errors: Counter::default(),
+            truncated: Counter::default(),
+            dropped_oversize: Counter::default(),
+            dropped_ring_full: Counter::default(),
+            framing_errors: Counter::default(),
+            connections_open: Gauge::default(),
+            connections: Counter::default(),
+            connections_rejected: Counter::default(),
+        }
+    }
+}
+
+/// What waits in one shard's ring.
+#[derive(Debug)]
+pub struct RingMetrics {
+    pub shard: u16,
+    pub capacity_batches: usize,
+    pub records: Gauge,
+    pub batches: Gauge,
+}
+
+/// What the sink did.
+#[derive(Debug)]
+pub struct SinkMetrics {
+    /// `store`, `stdout` or `blackhole`.
+    pub name: &'static str,
+    pub records: Counter,
+    pub batches: Counter,
+    pub bytes: Counter,
+    pub errors: Counter,
+    pub lost_records: Counter,
+    /// From a batch's first receive to its write, one sample per batch.
+    latency: LatencySummary,
+}
+
+impl SinkMetrics {
+    /// Zeroed metrics for the sink `name`.
+    pub fn new(name: &'static str) -> Self {
+        SinkMetrics {
+            name,
+            records: Counter::default(),
+            batches: Counter::default(),
+            bytes: Counter::default(),
+            errors: Counter::default(),
+            lost_records: Counter::default(),
+            latency: LatencySummary::default(),
+        }
+    }
+
+    /// Records a written batch whose first record arrived at `opened_at`.
+    pub fn record_batch(&self, records: usize, bytes: usize, opened_at: Option<Instant>) {
+        self.records.add(records as u64);
+        self.batches.add(1);
+        self.bytes.add(bytes as u64);
+        if let Some(opened) = opened_at {
+            self.latency.record(opened.elapsed());
+        }
+    }
+}
+
+/// A latency histogram (hdrhistogram: 3 significant digits, 1 µs to an hour), exported as a
+/// Prometheus summary with the quantiles 0.5, 0.9, 0.99 and 0.999.
+#[derive(Debug)]
+pub struct LatencySummary(Mutex<Histogram<u64>>);
+
+impl Default for LatencySummary {
+    fn default() -> Self {
+        LatencySummary(Mutex::new(
+            Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
+        ))
+    }
+}
+
+impl LatencySummary {
+    /// Records one sample.
+    pub fn record(&self, latency: Duration) {
+        let us = latency.as_micros().clamp(1, 3_600_000_000) as u64;
+        if let Ok(mut h) = self.0.lock() {
+            let _ = h.record(us);
+        }
+    }
+
+    /// The latency at quantile `q` (0..=1), and the number of samples.
+    pub fn quantile(&self, q: f64) -> (Duration, u64) {
+        self.0.lock().map_or((Duration::ZERO, 0), |h| {
+            (Duration::from_micros(h.value_at_quantile(q)), h.len())
+        })
+    }
+}
+
+/// What the Kafka sink and its WAL did. Counters are added by the sink thread; the gauges are
+/// refreshed by it every few milliseconds.
+#[derive(Debug, Default)]
+pub struct KafkaMetrics {
+    /// Records handed to the producer (straight from the rings or replayed from the WAL).
+    pub produced_records: Counter,
+    /// Records Kafka acknowledged.
+    pub delivered_records: Counter,
+    /// Records rejected by Kafka for good (e.g. too large for the broker): lost, and logged.
+    pub rejected_records: Counter,
+    /// Records whose delivery failed and that went back to the WAL to be retried.
+    pub retried_records: Counter,
+    /// Records written to the WAL instead of the producer, and their batches.
+    pub spilled_records: Counter,
+    pub spilled_batches: Counter,
+    /// Records read back from the WAL and handed to the producer.
+    pub replayed_records: Counter,
+    /// Batches refused by a full WAL under `full_policy = "block"` (each is retried).
+    pub wal_full: Counter,
+    /// Records given up on at shutdown: not acknowledged by Kafka, and refused by the WAL.
+    pub lost_records: Counter,
+    /// New producers started after a fatal error of the previous one.
+    pub producer_restarts: Counter,
+    /// Delivery errors reported by librdkafka, by error name.
+    delivery_errors: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// 0: straight to Kafka; 1: spilling to the WAL; 2: replaying the WAL.
+    pub state: Gauge,
+    /// 1 while librdkafka reports every broker down.
+    pub brokers_down: Gauge,
+    pub in_flight_records: Gauge,
+    pub in_flight_bytes: Gauge,
+    pub wal_pending_records: Gauge,
+    pub wal_pending_batches: Gauge,
+    pub wal_disk_bytes: Gauge,
+    pub wal_dropped_records: Gauge,
+    pub wal_corrupt_records: Gauge,
+    /// From a batch's first receive to Kafka's acknowledgement of its last record.
+    pub delivery_latency: LatencySummary,
+}
+
+impl KafkaMetrics {
+    /// Counts `n` delivery errors of kind `error`.
+    pub fn delivery_error(&self, error: &str, n: u64) {
+        if let Ok(mut map) = self.delivery_errors.lock() {
+            *map.entry(error.to_string()).or_default() += n;
+        }
+    }
+
+    /// The delivery errors counted for `error`.
+    pub fn delivery_errors(&self, error: &str) -> u64 {
+        self.delivery_errors
+            .lock()
+            .map_or(0, |map| map.get(error).copied().unwrap_or(0))
+    }
+}
+
+/// Every metric of a running gateway.
+#[derive(Debug)]
+pub struct Metrics {
+    pub listeners: Vec<std::sync::Arc<ListenerMetrics>>,
+    pub rings: Vec<std::sync::Arc<RingMetrics>>,
+    pub sink: std::sync::Arc<SinkMetrics>,
+    /// Set when the sink is Kafka.
+    pub kafka: Option<std::sync::Arc<KafkaMetrics>>,
+    started: Instant,
+}
+
+impl Metrics {
+    /// Groups the metrics of a gateway's parts.
+    pub fn new(
+        listeners: Vec<std::sync::Arc<ListenerMetrics>>,
+        rings: Vec<std::sync::Arc<RingMetrics>>,
+        sink: std::sync::Arc<SinkMetrics>,
+        kafka: Option<std::sync::Arc<KafkaMetrics>>,
+    ) -> Self {
+        Metrics {
+            listeners,
+            rings,
+            sink,
+            kafka,
+            started: Instant::now(),
+        }
+    }
+
+    /// The listener metrics named `name`.
+    pub fn listener(&self, name: &str) -> Option<&ListenerMetrics> {
+        self.listeners.iter().map(|l| &**l).find(|l| l.name == name)
+    }
+}

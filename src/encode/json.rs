@@ -3,12 +3,13 @@
 //!
 //! ```text
 //! facility severity version timestamp host app procid msgid structured_data message
-//! received_at source parse_error
+//! received_at source parse_error parse_warning
 //! ```
 //!
 //! * `facility`, `severity`, `version` are numbers; `timestamp` is RFC 3339 text with the
-//!   sender's fraction digits and offset; `parse_error` is a short reason
-//!   ([`ParseError::as_str`](crate::parse::ParseError::as_str)).
+//!   sender's fraction digits and offset; `parse_error` and `parse_warning` are short reasons
+//!   ([`ParseError::as_str`](crate::parse::ParseError::as_str),
+//!   [`ParseWarning::as_str`](crate::parse::ParseWarning::as_str)).
 //! * `structured_data` is an object: SD-ID → object of PARAM-NAME → unescaped value. An SD-ID
 //!   that occurs in several elements (RFC 5424 forbids it, senders do it) is emitted once, its
 //!   parameters merged in order of appearance. A PARAM-NAME that occurs several times within
@@ -78,6 +79,9 @@ pub fn encode(record: &Record, envelope: &Envelope, out: &mut Vec<u8>) {
     object.string(b"\"source\":", envelope.source.as_bytes());
     if let Some(error) = record.parse_error {
         object.string(b"\"parse_error\":", error.as_str().as_bytes());
+    }
+    if let Some(warning) = record.parse_warning {
+        object.string(b"\"parse_warning\":", warning.as_str().as_bytes());
     }
     object.close();
 }

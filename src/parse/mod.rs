@@ -107,6 +107,30 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// What was odd about a message that still parsed: its header fields are set, and the part
+/// that could not be read is kept in `message`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseWarning {
+    /// RFC 5424 STRUCTURED-DATA that could not be read even leniently, or that a space does
+    /// not follow: it starts `message`, and `structured_data` is absent.
+    StructuredDataInMessage,
+}
+
+impl ParseWarning {
+    /// A short reason, as written in the `parse_warning` field of encoded records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParseWarning::StructuredDataInMessage => "unreadable STRUCTURED-DATA kept in message",
+        }
+    }
+}
+
+impl fmt::Display for ParseWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Zero-copy view of one syslog message: every text field borrows from the input slice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record<'a> {
@@ -132,6 +156,9 @@ pub struct Record<'a> {
     pub message: &'a [u8],
     /// Set when the message could not be parsed.
     pub parse_error: Option<ParseError>,
+    /// Set when the message parsed but part of what should have been header stayed in
+    /// `message` (see [`ParseWarning`]).
+    pub parse_warning: Option<ParseWarning>,
 }
 
 impl<'a> Record<'a> {
@@ -149,6 +176,7 @@ impl<'a> Record<'a> {
             structured_data: None,
             message,
             parse_error: None,
+            parse_warning: None,
         }
     }
 
@@ -177,7 +205,7 @@ pub fn parse<'a>(input: &'a [u8], format: Format, ctx: &mut ParseContext) -> Rec
     let is_rfc5424 = match format {
         Format::Rfc5424 => true,
         Format::Rfc3164 => false,
-        Format::Auto => pri.is_some() && input[body_start..].starts_with(b"1 "),
+        Format::Auto => pri.is_some() && looks_like_rfc5424(&input[body_start..]),
     };
     if !is_rfc5424 {
         return rfc3164::parse(input, body_start, pri.unwrap_or(DEFAULT_PRI), ctx);
@@ -188,6 +216,32 @@ pub fn parse<'a>(input: &'a [u8], format: Format, ctx: &mut ParseContext) -> Rec
     let strict = format == Format::Rfc5424;
     rfc5424::parse(input, body_start, pri, strict)
         .unwrap_or_else(|error| Record::unparsed(input, Some(pri), error))
+}
+
+/// Auto-detection of RFC 5424 in the body after the PRI: `1 ` as the RFC writes it (then a
+/// malformed header is an error, not a second guess), or, after blanks or with another
+/// VERSION of 1–3 digits, a VERSION followed by a NILVALUE or a date (`2 - `, ` 1 2026-`),
+/// so that BSD text such as `<13>5 apples` stays BSD.
+fn looks_like_rfc5424(body: &[u8]) -> bool {
+    if body.starts_with(b"1 ") {
+        return true;
+    }
+    let blanks = body
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    let body = &body[blanks..];
+    let digits = body
+        .iter()
+        .take(4)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if !(1..=3).contains(&digits) || body[0] == b'0' || body.get(digits) != Some(&b' ') {
+        return false;
+    }
+    let next = &body[digits + 1..];
+    next.starts_with(b"- ")
+        || (next.len() > 4 && next[..4].iter().all(u8::is_ascii_digit) && next[4] == b'-')
 }
 
 /// The PRI at the start of `input`: `Ok(None)` when there is none (no `<`), else the value
@@ -261,14 +315,60 @@ mod tests {
     }
 
     #[test]
-    fn auto_sends_version_1_to_rfc5424_and_others_to_rfc3164() {
+    fn auto_sends_any_version_to_rfc5424_and_bsd_text_to_rfc3164() {
         let r = parse(b"<13>1 - - - - - - m", Format::Auto, &mut ctx());
         assert_eq!((r.version, r.message), (Some(1), &b"m"[..]));
+        // Issue 14: any 1-3 digit VERSION is RFC 5424, and recorded.
         let r = parse(b"<13>2 - - - - - - m", Format::Auto, &mut ctx());
-        assert_eq!((r.version, r.message), (None, &b"2 - - - - - - m"[..]));
+        assert_eq!(
+            (r.version, r.message, r.parse_error),
+            (Some(2), &b"m"[..], None)
+        );
+        let r = parse(
+            b"<13>999 2026-11-21T02:53:47Z h a - - - m",
+            Format::Auto,
+            &mut ctx(),
+        );
+        assert_eq!(
+            (r.version, r.host, r.app, r.message),
+            (Some(999), Some(&b"h"[..]), Some(&b"a"[..]), &b"m"[..])
+        );
+        // Numbers that are not followed by a NILVALUE or a date are BSD text.
+        for input in [
+            &b"<13>2 apples"[..],
+            b"<13>1000 - - - - - - m",
+            b"<13>02 - - - - - - m",
+        ] {
+            let r = parse(input, Format::Auto, &mut ctx());
+            assert_eq!((r.version, r.message), (None, &input[4..]));
+        }
         let r = parse(b"1 - - - - - - m", Format::Auto, &mut ctx());
         assert_eq!((r.version, r.facility), (None, Some(1)));
         let r = parse(b"<13>1 - - - - - - m", Format::Rfc3164, &mut ctx());
         assert_eq!((r.version, r.message), (None, &b"1 - - - - - - m"[..]));
+    }
+
+    #[test]
+    fn blanks_after_pri_before_rfc5424_version_are_skipped() {
+        let r = parse(
+            b"<13> 1 2026-11-21T02:53:47Z h a p id - m",
+            Format::Auto,
+            &mut ctx(),
+        );
+        assert_eq!(
+            (r.version, r.host, r.app, r.procid, r.msgid, r.message),
+            (
+                Some(1),
+                Some(&b"h"[..]),
+                Some(&b"a"[..]),
+                Some(&b"p"[..]),
+                Some(&b"id"[..]),
+                &b"m"[..]
+            )
+        );
+        assert_eq!(
+            r.timestamp.map(|t| t.unix_micros()),
+            Some(1_795_229_627_000_000)
+        );
     }
 }

@@ -4,22 +4,27 @@
 //! <PRI>VERSION SP TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID SP STRUCTURED-DATA [SP MSG]
 //! ```
 //!
-//! Every header field may be the NILVALUE `-` (→ `None`). The header is all or nothing: a
-//! malformed header is an error and [`parse`](super::parse) then keeps the whole input as the
-//! message. MSG is everything after the space that follows STRUCTURED-DATA, minus a leading
+//! Every header field may be the NILVALUE `-` (→ `None`). The header up to MSGID is all or
+//! nothing: a malformed header is an error and [`parse`](super::parse) then keeps the whole
+//! input as the message. STRUCTURED-DATA that cannot be read (even with the leniency of
+//! [`structured_data`]), or that a space does not follow, costs no header field: unless
+//! RFC 5424 was forced, the record keeps the header, `structured_data` is absent, `message`
+//! starts at the section's first byte, and `parse_warning` says so. VERSION is any number
+//! 1–999 (the record keeps it); blanks between the PRI and VERSION are skipped. MSG is everything after the space that follows STRUCTURED-DATA, minus a leading
 //! UTF-8 BOM; it is not trimmed (framing has already removed the frame terminator).
 //!
 //! Strict mode (the format forced to RFC 5424) applies the RFC's character set (PRINTUSASCII)
 //! and length limits to the header fields ([`MAX_HOSTNAME_LEN`] and friends) and SD-NAMEs. In
 //! auto-detect mode a header field is any non-empty run of bytes other than SP, of any length,
-//! so that a sender with a long hostname still gets its fields; the structure (spaces, the
-//! timestamp, the STRUCTURED-DATA syntax) is checked in both modes.
+//! so that a sender with a long hostname still gets its fields, and TIMESTAMP may be any
+//! ISO 8601 form that [`parse_iso8601`] reads leniently (`-0700`, more than nine fraction
+//! digits, cut to nine); the structure (spaces, the timestamp) is checked in both modes.
 
 use memchr::memchr;
 
 use super::structured_data;
-use super::timestamp::{Timestamp, parse_rfc3339};
-use super::{ParseError, Record};
+use super::timestamp::{Timestamp, parse_iso8601};
+use super::{ParseError, ParseWarning, Record};
 
 /// Longest HOSTNAME RFC 5424 allows.
 pub const MAX_HOSTNAME_LEN: usize = 255;
@@ -40,36 +45,51 @@ pub(crate) fn parse(
     strict: bool,
 ) -> Result<Record<'_>, ParseError> {
     let mut rest = input.get(body_start..).unwrap_or_default();
+    let blanks = rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    rest = &rest[blanks..];
     let version = version(next_token(&mut rest)?)?;
-    let timestamp = timestamp(next_token(&mut rest)?)?;
+    let timestamp = timestamp(next_token(&mut rest)?, strict)?;
     let mut field = |max_len, too_long| header_field(&mut rest, max_len, too_long, strict);
     let host = field(MAX_HOSTNAME_LEN, ParseError::HostnameTooLong)?;
     let app = field(MAX_APP_NAME_LEN, ParseError::AppNameTooLong)?;
     let procid = field(MAX_PROCID_LEN, ParseError::ProcIdTooLong)?;
     let msgid = field(MAX_MSGID_LEN, ParseError::MsgIdTooLong)?;
-    let (structured_data, sd_len) = match rest.first() {
-        Some(b'-') => (None, 1),
-        Some(b'[') => {
-            let (sd, len) = structured_data::parse(rest, strict)?;
-            (Some(sd), len)
-        }
-        _ => return Err(ParseError::InvalidStructuredData),
-    };
-    let message = match &rest[sd_len..] {
-        [] => &[][..],
-        [b' ', msg @ ..] => msg.strip_prefix(BOM).unwrap_or(msg),
-        _ => return Err(ParseError::InvalidStructuredData),
-    };
-    Ok(Record {
+    let header = Record {
         version: Some(version),
         timestamp,
         host,
         app,
         procid,
         msgid,
-        structured_data,
-        ..Record::bare(Some(pri), message)
-    })
+        ..Record::bare(Some(pri), rest)
+    };
+    let sd = match rest.first() {
+        Some(b'-') => Ok((None, 1)),
+        Some(b'[') => structured_data::parse(rest, strict).map(|(sd, len)| (Some(sd), len)),
+        _ => Err(ParseError::InvalidStructuredData),
+    };
+    let after_sd = sd.and_then(|(sd, len)| match &rest[len..] {
+        [] => Ok((sd, &[][..])),
+        [b' ', msg @ ..] => Ok((sd, msg.strip_prefix(BOM).unwrap_or(msg))),
+        _ => Err(ParseError::InvalidStructuredData),
+    });
+    match after_sd {
+        Ok((structured_data, message)) => Ok(Record {
+            structured_data,
+            message,
+            ..header
+        }),
+        Err(error) if strict => Err(error),
+        // The header was fine: keep it, and the section the sender garbled (or left out) as
+        // the start of the message, flagged, rather than lose every field.
+        Err(_) => Ok(Record {
+            parse_warning: Some(ParseWarning::StructuredDataInMessage),
+            ..header
+        }),
+    }
 }
 
 /// Takes the bytes up to the next SP and consumes that SP.
@@ -89,11 +109,13 @@ fn version(token: &[u8]) -> Result<u16, ParseError> {
     }
 }
 
-fn timestamp(token: &[u8]) -> Result<Option<Timestamp>, ParseError> {
+/// RFC 3339 with an offset; unless `strict`, also the ISO 8601 variants that
+/// [`parse_iso8601`] reads leniently (`-0700`, `-07`, `Z+01:00`, over nine fraction digits).
+fn timestamp(token: &[u8], strict: bool) -> Result<Option<Timestamp>, ParseError> {
     if token == b"-" {
         return Ok(None);
     }
-    match parse_rfc3339(token) {
+    match parse_iso8601(token, !strict) {
         Some((civil, Some(offset), len)) if len == token.len() => {
             Ok(Some(civil.with_offset(offset)))
         }
@@ -128,7 +150,7 @@ fn header_field<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::timestamp::Offset;
+    use crate::parse::timestamp::{Offset, parse_rfc3339};
     use crate::parse::{Format, LegacyZone, ParseContext, parse as parse_any};
 
     fn parse_with(input: &[u8], format: Format) -> Record<'_> {
@@ -169,6 +191,7 @@ mod tests {
                 structured_data: None,
                 message: b"'su root' failed for lonvick on /dev/pts/8",
                 parse_error: None,
+                parse_warning: None,
             }
         );
         assert_eq!(parse_with(input, Format::Auto), r);
@@ -252,6 +275,7 @@ mod tests {
                 structured_data: None,
                 message: b"",
                 parse_error: None,
+                parse_warning: None,
             }
         );
     }
@@ -327,7 +351,7 @@ mod tests {
 
     #[test]
     fn malformed_headers_keep_whole_input_and_pri() {
-        let cases: [(&[u8], ParseError); 9] = [
+        let cases: [(&[u8], ParseError); 5] = [
             (b"<13>1 ", ParseError::TruncatedHeader),
             (b"<13>1 - host app", ParseError::TruncatedHeader),
             (
@@ -339,16 +363,6 @@ mod tests {
                 ParseError::InvalidTimestamp,
             ),
             (b"<13>1 - h  a p m - x", ParseError::InvalidHeaderField),
-            (b"<13>1 - h a p m x", ParseError::InvalidStructuredData),
-            (b"<13>1 - h a p m -x", ParseError::InvalidStructuredData),
-            (
-                b"<13>1 - h a p m [a x=\"1\"]x",
-                ParseError::InvalidStructuredData,
-            ),
-            (
-                b"<13>1 - h a p m [a x=\"1]",
-                ParseError::InvalidStructuredData,
-            ),
         ];
         for (input, error) in cases {
             let r = parse_with(input, Format::Auto);
@@ -376,5 +390,95 @@ mod tests {
         assert_eq!((r.parse_error, r.host), (None, Some(&b"h\x01st"[..])));
         let r = parse_with(b"Nov 21 02:53:47 h t: m", Format::Rfc5424);
         assert_eq!(r.parse_error, Some(ParseError::MissingPri));
+    }
+
+    /// Issue 14: a garbled STRUCTURED-DATA section costs no header field (these were whole-
+    /// message errors before); forced RFC 5424 still refuses them.
+    #[test]
+    fn unreadable_structured_data_keeps_header_and_sd_text_in_message() {
+        let cases: [(&[u8], &[u8]); 5] = [
+            (b"<13>1 - h a p m x", b"x"),
+            (b"<13>1 - h a p m -x", b"-x"),
+            (b"<13>1 - h a p m [a x=\"1\"]x", b"[a x=\"1\"]x"),
+            (b"<13>1 - h a p m [a x=\"1]", b"[a x=\"1]"),
+            (b"<13>1 - h a p m [a x=1\"2\"] m", b"[a x=1\"2\"] m"),
+        ];
+        for (input, message) in cases {
+            let r = parse_with(input, Format::Auto);
+            let text = String::from_utf8_lossy(input);
+            assert_eq!(
+                (r.parse_error, r.parse_warning),
+                (None, Some(ParseWarning::StructuredDataInMessage)),
+                "{text}"
+            );
+            assert_eq!(r.message, message, "{text}");
+            assert_eq!(
+                (r.version, r.host, r.app, r.procid, r.msgid),
+                (
+                    Some(1),
+                    Some(&b"h"[..]),
+                    Some(&b"a"[..]),
+                    Some(&b"p"[..]),
+                    Some(&b"m"[..])
+                ),
+                "{text}"
+            );
+            assert_eq!(r.structured_data, None);
+            let forced = parse_with(input, Format::Rfc5424);
+            assert_eq!(
+                forced.parse_error,
+                Some(ParseError::InvalidStructuredData),
+                "{text}"
+            );
+            assert_eq!(forced.message, input);
+        }
+    }
+
+    #[test]
+    fn vmware_esxi_unquoted_sd_values_are_read() {
+        let input = b"<166>1 2026-03-12T07:10:10.123Z esx01.example.com Hostd 2099700 - [Originator@6876 sub=Vimsvc.ha-eventmgr opID=abc-1 user=root] Event 123 : User root logged in";
+        let r = parse_with(input, Format::Auto);
+        assert_eq!(
+            (r.host, r.app, r.procid, r.msgid),
+            (
+                Some(&b"esx01.example.com"[..]),
+                Some(&b"Hostd"[..]),
+                Some(&b"2099700"[..]),
+                None
+            )
+        );
+        assert_eq!(r.parse_warning, None);
+        assert_eq!(r.message, b"Event 123 : User root logged in");
+        let expected: Elements = vec![(
+            b"Originator@6876",
+            vec![
+                (b"sub", b"Vimsvc.ha-eventmgr"),
+                (b"opID", b"abc-1"),
+                (b"user", b"root"),
+            ],
+        )];
+        assert_eq!(elements(&r), expected);
+        // A space after `=` before a quoted value.
+        let r = parse_with(b"<13>1 - h a - - [x@1 k= \"v w\"] m", Format::Auto);
+        let expected: Elements = vec![(b"x@1", vec![(b"k", b"v w")])];
+        assert_eq!((elements(&r), r.message), (expected, &b"m"[..]));
+        assert_eq!(
+            parse_with(input, Format::Rfc5424).parse_error,
+            Some(ParseError::InvalidStructuredData)
+        );
+    }
+
+    #[test]
+    fn lenient_iso_offsets_in_auto_mode_only() {
+        let input = b"<13>1 2026-03-04T05:06:07.123-0700 h a - - - m";
+        let r = parse_with(input, Format::Auto);
+        assert_eq!(
+            r.timestamp.map(|t| (t.offset, t.nanos)),
+            Some((Offset::Seconds(-25_200), 123_000_000))
+        );
+        assert_eq!(
+            parse_with(input, Format::Rfc5424).parse_error,
+            Some(ParseError::InvalidTimestamp)
+        );
     }
 }

@@ -14,7 +14,10 @@
 //! still written to stop quietly rather than panic on anything else.)
 //!
 //! Leniency: in strict mode (format forced to RFC 5424) names must be PRINTUSASCII and at most
-//! 32 bytes; otherwise any byte except the four delimiters is accepted in any number. In both
+//! 32 bytes; otherwise any byte except the four delimiters is accepted in any number, blanks
+//! may follow `=`, and a PARAM-VALUE may be unquoted (`sub=Vimsvc.ha-eventmgr`, as VMware ESXi
+//! sends it): it then ends at the next space or `]`, and one containing `"` is refused as
+//! ambiguous (the RFC 5424 parser then keeps the section in the message with a warning). In both
 //! modes an unescaped `]` inside a quoted value is accepted (the quote delimits the value
 //! unambiguously; several senders do not escape it), and a backslash before any other byte is
 //! kept as a literal backslash, as RFC 5424 §6.3.3 requires. Values are not checked for UTF-8:
@@ -194,16 +197,38 @@ fn element(input: &[u8], strict: bool) -> Result<(SdElement<'_>, usize), ParseEr
     Ok((element, at + 1))
 }
 
-/// The ` name="value"` at the start of `input`: name, escaped value and length.
+/// The ` name="value"` at the start of `input`: name, escaped value and length. Unless
+/// `strict`, also ` name= "value"` (blanks after `=`) and ` name=value` with an unquoted
+/// value, which ends at the next space or `]` and may not contain `"` (VMware ESXi writes
+/// `[Originator@6876 sub=Vimsvc.ha-eventmgr opID=abc-1]`).
 fn param(input: &[u8], strict: bool) -> Result<(&[u8], &[u8], usize), ParseError> {
     if input.first() != Some(&b' ') {
         return Err(ParseError::InvalidStructuredData);
     }
     let name_end = 1 + name(&input[1..], strict)?;
-    if input.get(name_end..name_end + 2) != Some(b"=\"") {
+    if input.get(name_end) != Some(&b'=') {
         return Err(ParseError::InvalidStructuredData);
     }
-    let value_start = name_end + 2;
+    let mut quote = name_end + 1;
+    if !strict {
+        quote += input[quote..].iter().take_while(|&&b| b == b' ').count();
+    }
+    if input.get(quote) != Some(&b'"') {
+        if strict || quote != name_end + 1 {
+            return Err(ParseError::InvalidStructuredData);
+        }
+        let value = &input[quote..];
+        // The end of `input` ends it too: an element's parameters are walked without the `]`.
+        let len = value
+            .iter()
+            .position(|&b| matches!(b, b' ' | b']' | b'"'))
+            .unwrap_or(value.len());
+        if value.get(len) == Some(&b'"') {
+            return Err(ParseError::InvalidStructuredData);
+        }
+        return Ok((&input[1..name_end], &value[..len], quote + len));
+    }
+    let value_start = quote + 1;
     let mut at = value_start;
     loop {
         let found = memchr2(b'"', b'\\', input.get(at..).unwrap_or_default())
@@ -273,7 +298,6 @@ mod tests {
             b"[a",
             b"[a ]",
             b"[a x]",
-            b"[a x=1]",
             br#"[a x="1]"#,
             br#"[a x="1\"]"#,
             br#"[a x="1"y="2"]"#,
@@ -286,6 +310,32 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(input)
             );
+        }
+    }
+
+    #[test]
+    fn unquoted_values_and_blanks_after_equals_only_when_lenient() {
+        let input = br#"[Originator@6876 sub=Vimsvc.ha-eventmgr opID=abc-1 k= "v"][b x=]"#;
+        let (sd, len) = parse(input, false).unwrap();
+        assert_eq!(len, input.len());
+        let expected: Elements = vec![
+            (
+                b"Originator@6876",
+                vec![
+                    (b"sub", b"Vimsvc.ha-eventmgr"),
+                    (b"opID", b"abc-1"),
+                    (b"k", b"v"),
+                ],
+            ),
+            (b"b", vec![(b"x", b"")]),
+        ];
+        assert_eq!(walk(sd), expected);
+        for input in [&b"[a x=1]"[..], br#"[a x= "1"]"#] {
+            assert_eq!(parse(input, true), Err(ParseError::InvalidStructuredData));
+        }
+        // A quote inside an unquoted value is ambiguous; so is an unquoted value after blanks.
+        for input in [&br#"[a x=1"2"]"#[..], b"[a x= 1]", b"[a x=1"] {
+            assert_eq!(parse(input, false), Err(ParseError::InvalidStructuredData));
         }
     }
 

@@ -271,20 +271,26 @@ fn expect(input: &[u8], at: usize, byte: u8) -> Option<()> {
     (input.get(at) == Some(&byte)).then_some(())
 }
 
-/// Parses `.d{1,9}` at `at`; returns (nanos, digit count, bytes consumed). No dot: (0, 0, 0).
-fn fraction(input: &[u8], at: usize) -> Option<(u32, u8, usize)> {
-    if input.get(at) != Some(&b'.') {
-        return Some((0, 0, 0));
+/// Parses `.d{1,9}` at `at` (with `lenient`, also `,` and any number of digits, of which the
+/// first nine are kept: the rest is cut, not rounded, so that a fraction never carries into
+/// the seconds and the instant agrees with [`Timestamp::unix_micros`], which also cuts).
+/// Returns (nanos, digits kept, bytes consumed). No fraction: (0, 0, 0).
+fn fraction(input: &[u8], at: usize, lenient: bool) -> Option<(u32, u8, usize)> {
+    match input.get(at) {
+        Some(b'.') => {}
+        Some(b',') if lenient => {}
+        _ => return Some((0, 0, 0)),
     }
     let digits = input[at + 1..]
         .iter()
         .take_while(|b| b.is_ascii_digit())
         .count();
-    if digits == 0 || digits > 9 {
+    if digits == 0 || (digits > 9 && !lenient) {
         return None;
     }
-    let value = number(input, at + 1, digits)?;
-    Some((value * POW10[9 - digits], digits as u8, 1 + digits))
+    let kept = digits.min(9);
+    let value = number(input, at + 1, kept)?;
+    Some((value * POW10[9 - kept], kept as u8, 1 + digits))
 }
 
 /// Parses `hh:mm:ss` at `at` (ranges checked).
@@ -302,41 +308,55 @@ fn time_of_day(input: &[u8], at: usize) -> Option<(u8, u8, u8)> {
 /// Returns the civil time, the offset if one was written, and the bytes consumed. A missing
 /// offset is accepted here so that the RFC 3164 parser can apply the configured zone; the
 /// RFC 5424 parser rejects it. Up to nine fraction digits are accepted (RFC 5424 allows six).
+#[cfg(test)]
 pub(crate) fn parse_rfc3339(input: &[u8]) -> Option<(CivilTime, Option<Offset>, usize)> {
+    parse_iso8601(input, false)
+}
+
+/// Parses an ISO 8601 timestamp at the start of `input`: RFC 3339 when not `lenient`; with
+/// `lenient`, also the forms real senders write in its place:
+///
+/// * a space instead of `T` between date and time (`2026-06-19 02:13:38`);
+/// * more than nine fraction digits (the first nine kept, the rest cut), or a `,` before them;
+/// * offsets without a colon (`-0700`) or without minutes (`-07`);
+/// * `Z` followed by an offset (`...07Z+01:00`, Java's `'Z'Z` pattern): the offset wins, as
+///   the `Z` is then a literal the sender's format string forgot to drop.
+pub(crate) fn parse_iso8601(
+    input: &[u8],
+    lenient: bool,
+) -> Option<(CivilTime, Option<Offset>, usize)> {
     let year = number(input, 0, 4)? as u16;
     expect(input, 4, b'-')?;
     let month = number(input, 5, 2)? as u8;
     expect(input, 7, b'-')?;
     let day = number(input, 8, 2)? as u8;
-    expect(input, 10, b'T')?;
+    match input.get(10) {
+        Some(b'T') => {}
+        Some(b' ') if lenient => {}
+        _ => return None,
+    }
     let (hour, minute, second) = time_of_day(input, 11)?;
     if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
         return None;
     }
-    let (nanos, fraction_digits, frac_len) = fraction(input, 19)?;
+    let (nanos, fraction_digits, frac_len) = fraction(input, 19, lenient)?;
     let mut at = 19 + frac_len;
-    let offset = match input.get(at) {
-        Some(b'Z') => {
-            at += 1;
-            Some(Offset::Z)
-        }
-        Some(&sign @ (b'+' | b'-')) => {
-            let hours = number(input, at + 1, 2)?;
-            expect(input, at + 3, b':')?;
-            let minutes = number(input, at + 4, 2)?;
-            if hours > 23 || minutes > 59 {
-                return None;
-            }
-            at += 6;
-            let seconds = (hours * 3600 + minutes * 60) as i32;
-            Some(Offset::Seconds(if sign == b'-' {
-                -seconds
-            } else {
-                seconds
-            }))
-        }
-        _ => None,
-    };
+    let mut offset = None;
+    if input.get(at) == Some(&b'Z') {
+        at += 1;
+        offset = Some(Offset::Z);
+    }
+    if (offset.is_none() || lenient)
+        && let Some(&sign @ (b'+' | b'-')) = input.get(at)
+    {
+        let (seconds, len) = numeric_offset(input, at + 1, lenient)?;
+        at += 1 + len;
+        offset = Some(Offset::Seconds(if sign == b'-' {
+            -seconds
+        } else {
+            seconds
+        }));
+    }
     let civil = CivilTime {
         year,
         month,
@@ -350,35 +370,76 @@ pub(crate) fn parse_rfc3339(input: &[u8]) -> Option<(CivilTime, Option<Offset>, 
     Some((civil, offset, at))
 }
 
+/// The `hh:mm` after an offset's sign (with `lenient`, also `hhmm` and `hh`): seconds and
+/// bytes consumed.
+fn numeric_offset(input: &[u8], at: usize, lenient: bool) -> Option<(i32, usize)> {
+    let hours = number(input, at, 2)?;
+    let (minutes, len) = match (input.get(at + 2), number(input, at + 3, 2)) {
+        (Some(b':'), Some(minutes)) => (minutes, 5),
+        _ if !lenient => return None,
+        _ => match number(input, at + 2, 2) {
+            Some(minutes) => (minutes, 4),
+            None if digit(input, at + 2).is_none() => (0, 2),
+            None => return None,
+        },
+    };
+    (hours <= 23 && minutes <= 59).then_some(((hours * 3600 + minutes * 60) as i32, len))
+}
+
 const MONTHS: [&[u8; 3]; 12] = [
     b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
 ];
 
-/// Parses a BSD timestamp `Mmm dd [yyyy ]hh:mm:ss[.fff]` at the start of `input`.
+/// Parses a BSD timestamp at the start of `input`, in one of the shapes devices write:
+///
+/// ```text
+/// Mmm dd [yyyy ]hh:mm:ss[.fff]        RFC 3164; the year as Cisco IOS `datetime year` writes it
+/// Mmm dd hh:mm:ss[.fff] yyyy:         the year after the time, only when a colon follows
+/// yyyy Mmm dd hh:mm:ss[.fff]          the year first (Cisco NX-OS)
+/// ```
 ///
 /// The day may be `dd`, ` d` (space-padded, as RFC 3164 specifies) or `d`; month names match
-/// ASCII case-insensitively. Without a year, the day is checked against 1–31 only: whether
-/// `Feb 29` exists depends on the year that [`ParseContext`](super::ParseContext) infers.
+/// ASCII case-insensitively. Fraction digits beyond nine are cut, as in [`parse_iso8601`].
+/// A year after the time counts only when `: ` or `:` and the end follow it. Without a
+/// year, the day is checked against 1–31 only: whether `Feb 29` exists depends on the year
+/// that [`ParseContext`](super::ParseContext) infers.
 pub(crate) fn parse_bsd(input: &[u8]) -> Option<(BsdTime, usize)> {
-    let name = input.get(..3)?;
+    let mut year = None;
+    let mut at = 0;
+    if let (Some(y), Some(b' ')) = (number(input, 0, 4), input.get(4)) {
+        year = Some(y as u16);
+        at = 5;
+    }
+    let name = input.get(at..at + 3)?;
     let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(name))? as u8 + 1;
-    expect(input, 3, b' ')?;
-    let (day, mut at) = match (input.get(4), input.get(5)) {
-        (Some(b' '), Some(_)) => (digit(input, 5)?, 6),
-        (Some(_), Some(b' ')) => (digit(input, 4)?, 5),
-        _ => (number(input, 4, 2)?, 6),
+    expect(input, at + 3, b' ')?;
+    let (day, len) = match (input.get(at + 4), input.get(at + 5)) {
+        (Some(b' '), Some(_)) => (digit(input, at + 5)?, 6),
+        (Some(_), Some(b' ')) => (digit(input, at + 4)?, 5),
+        _ => (number(input, at + 4, 2)?, 6),
     };
+    at += len;
     expect(input, at, b' ')?;
     at += 1;
-    let mut year = None;
-    if let (Some(y), Some(b' ')) = (number(input, at, 4), input.get(at + 4)) {
+    if year.is_none()
+        && let (Some(y), Some(b' ')) = (number(input, at, 4), input.get(at + 4))
+    {
         year = Some(y as u16);
         at += 5;
     }
     let (hour, minute, second) = time_of_day(input, at)?;
     at += 8;
-    let (nanos, fraction_digits, frac_len) = fraction(input, at)?;
+    let (nanos, fraction_digits, frac_len) = fraction(input, at, true)?;
     at += frac_len;
+    if year.is_none() && input.get(at) == Some(&b' ') {
+        // Only with the colon: in `17:32:18 2001:db8:: sshd` and `17:32:18 2026 app:` the
+        // number is a hostname (an IPv6 address, a numbered device), not the year.
+        let after = (input.get(at + 5), input.get(at + 6));
+        if let (Some(y), (Some(b':'), None | Some(b' '))) = (number(input, at + 1, 4), after) {
+            year = Some(y as u16);
+            at += 5;
+        }
+    }
     let day = day as u8;
     let max_day = year.map_or(31, |y| days_in_month(y, month));
     if day == 0 || day > max_day {

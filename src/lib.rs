@@ -38,6 +38,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;
+pub mod query;
 pub mod runtime;
 pub mod server;
 pub mod setting;

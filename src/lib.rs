@@ -40,6 +40,7 @@ pub mod parse;
 pub mod pipeline;
 pub mod query;
 pub mod runtime;
+pub mod search;
 pub mod server;
 pub mod setting;
 pub mod sink;

@@ -60,50 +60,7 @@ enum Command {
     /// Find records in the local store with a query (see README, "Query language"): newest
     /// first, at most --limit of them, as JSON lines like `read` prints, or as text.
     /// A bad query exits with status 2 and the column of the mistake.
-    Search {
-        /// Take the store directory from this configuration file.
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// The store directory (default: from the configuration, else data/store).
-        #[arg(long, conflicts_with = "config")]
-        dir: Option<PathBuf>,
-        /// Only records at or after this time: RFC 3339 (2026-11-21T02:53:47Z, a date, or
-        /// without zone meaning UTC), or a duration ago (15m). The time of a record is its
-        /// event timestamp, else when it was received.
-        #[arg(long, value_parser = parse_time, conflicts_with = "since")]
-        from: Option<i64>,
-        /// Only records before this time (same forms as --from).
-        #[arg(long, value_parser = parse_time)]
-        to: Option<i64>,
-        /// Only records within this long, e.g. 30s, 15m, 2h, 7d (the same as --from 15m).
-        #[arg(long, value_parser = parse_duration)]
-        since: Option<Duration>,
-        /// At most this many records (0: no limit, with --oldest-first or --follow).
-        #[arg(long, short = 'n', default_value_t = 100)]
-        limit: usize,
-        /// Print the oldest matches first (and stop after --limit of them).
-        #[arg(long)]
-        oldest_first: bool,
-        /// Print only the number of matches.
-        #[arg(long, conflicts_with_all = ["histogram", "follow"])]
-        count: bool,
-        /// Print the number of matches per bucket of this width (30s, 1m, 1h, 1d) over the
-        /// range (or from the first to the last match).
-        #[arg(long, value_parser = parse_duration, conflicts_with = "follow")]
-        histogram: Option<Duration>,
-        /// After the last --limit matches, keep printing new matches as they are stored,
-        /// until interrupted.
-        #[arg(long, short)]
-        follow: bool,
-        /// json: the stored record, as `read` prints it; text: time, host, app, severity and
-        /// message, coloured when standard output is a terminal.
-        #[arg(long, default_value = "json")]
-        format: SearchFormat,
-        /// The query, e.g. 'host:web-* severity:<=warning "connection reset"' (empty: all).
-        /// One that starts with `-` (a NOT) goes after `--`, or after the options.
-        #[arg(default_value = "", allow_hyphen_values = true)]
-        query: String,
-    },
+    Search(SearchArgs),
     /// Inspect a write-ahead log (the Kafka spill buffer) without changing it; safe while the
     /// gateway runs.
     Wal {
@@ -188,33 +145,7 @@ fn main() -> ExitCode {
             since,
             grep,
         } => read(config, dir, follow, since, grep),
-        Command::Search {
-            config,
-            dir,
-            from,
-            to,
-            since,
-            limit,
-            oldest_first,
-            count,
-            histogram,
-            follow,
-            format,
-            query,
-        } => search(SearchArgs {
-            config,
-            dir,
-            from,
-            to,
-            since,
-            limit,
-            oldest_first,
-            count,
-            histogram,
-            follow,
-            format,
-            query,
-        }),
+        Command::Search(args) => search(args),
         Command::Wal { command } => wal(command),
         Command::Agent {
             config,
@@ -315,19 +246,50 @@ fn read(
     }
 }
 
-/// `logtail search`'s arguments, parsed.
+/// `logtail search`'s arguments.
+#[derive(clap::Args)]
 struct SearchArgs {
+    /// Take the store directory from this configuration file.
+    #[arg(long, short)]
     config: Option<PathBuf>,
+    /// The store directory (default: from the configuration, else data/store).
+    #[arg(long, conflicts_with = "config")]
     dir: Option<PathBuf>,
+    /// Only records at or after this time: RFC 3339 (2026-11-21T02:53:47Z, a date, or
+    /// without zone meaning UTC), or a duration ago (15m). The time of a record is its
+    /// event timestamp, else when it was received.
+    #[arg(long, value_parser = parse_time, conflicts_with = "since")]
     from: Option<i64>,
+    /// Only records before this time (same forms as --from).
+    #[arg(long, value_parser = parse_time)]
     to: Option<i64>,
+    /// Only records within this long, e.g. 30s, 15m, 2h, 7d (the same as --from 15m).
+    #[arg(long, value_parser = parse_duration)]
     since: Option<Duration>,
+    /// At most this many records (0: no limit, with --oldest-first or --follow).
+    #[arg(long, short = 'n', default_value_t = 100)]
     limit: usize,
+    /// Print the oldest matches first (and stop after --limit of them).
+    #[arg(long)]
     oldest_first: bool,
+    /// Print only the number of matches.
+    #[arg(long, conflicts_with_all = ["histogram", "follow"])]
     count: bool,
+    /// Print the number of matches per bucket of this width (30s, 1m, 1h, 1d) over the
+    /// range (or from the first to the last match).
+    #[arg(long, value_parser = parse_duration, conflicts_with = "follow")]
     histogram: Option<Duration>,
+    /// After the last --limit matches, keep printing new matches as they are stored,
+    /// until interrupted.
+    #[arg(long, short)]
     follow: bool,
+    /// json: the stored record, as `read` prints it; text: time, host, app, severity and
+    /// message, coloured when standard output is a terminal.
+    #[arg(long, default_value = "json")]
     format: SearchFormat,
+    /// The query, e.g. 'host:web-* severity:<=warning "connection reset"' (empty: all).
+    /// It may start with `-` (NOT): `logtail search -- -app:cron` or `logtail search -app:cron`.
+    #[arg(default_value = "", allow_hyphen_values = true)]
     query: String,
 }
 

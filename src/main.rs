@@ -16,7 +16,7 @@ use logtail::parse::{self, Format, LegacyZone, ParseContext};
 use logtail::pipeline::batch::Batch;
 use logtail::server::Server;
 use logtail::store::{self, ReadOptions};
-use logtail::time::parse_duration;
+use logtail::time::{parse_duration, unix_micros_ago};
 use logtail::wal;
 
 #[global_allocator]
@@ -58,6 +58,10 @@ enum Command {
         #[arg(long)]
         grep: Option<String>,
     },
+    /// Find records in the local store with a query (see README, "Query language"): newest
+    /// first, at most --limit of them, as JSON lines like `read` prints, or as text.
+    /// A bad query exits with status 2 and the column of the mistake.
+    Search(SearchArgs),
     /// Inspect a write-ahead log (the Kafka spill buffer) without changing it; safe while the
     /// gateway runs.
     Wal {
@@ -98,6 +102,12 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SearchFormat {
+    Json,
+    Text,
+}
+
 #[derive(Subcommand)]
 enum WalCommand {
     /// Segments, bytes, pending (unacknowledged) batches and records, sequence numbers, and
@@ -136,6 +146,7 @@ fn main() -> ExitCode {
             since,
             grep,
         } => read(config, dir, follow, since, grep),
+        Command::Search(args) => search(args),
         Command::Wal { command } => wal(command),
         Command::Agent {
             config,
@@ -229,6 +240,169 @@ fn read(
         Err(e) if is_broken_pipe(&e) => Ok(()),
         Err(e) => Err(e).with_context(|| format!("reading the store in {}", dir.display())),
     }
+}
+
+/// `logtail search`'s arguments.
+#[derive(clap::Args)]
+struct SearchArgs {
+    /// Take the store directory from this configuration file.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// The store directory (default: from the configuration, else data/store).
+    #[arg(long, conflicts_with = "config")]
+    dir: Option<PathBuf>,
+    /// Only records at or after this time: RFC 3339 (2026-11-21T02:53:47Z, a date, or
+    /// without zone meaning UTC), or a duration ago (15m). The time of a record is its
+    /// event timestamp, else when it was received.
+    #[arg(long, value_parser = parse_time, conflicts_with = "since")]
+    from: Option<i64>,
+    /// Only records before this time (same forms as --from).
+    #[arg(long, value_parser = parse_time)]
+    to: Option<i64>,
+    /// Only records within this long, e.g. 30s, 15m, 2h, 7d (the same as --from 15m).
+    #[arg(long, value_parser = parse_duration)]
+    since: Option<Duration>,
+    /// At most this many records (0: no limit, with --oldest-first or --follow).
+    #[arg(long, short = 'n', default_value_t = 100)]
+    limit: usize,
+    /// Print the oldest matches first (and stop after --limit of them).
+    #[arg(long)]
+    oldest_first: bool,
+    /// Print only the number of matches.
+    #[arg(long, conflicts_with_all = ["histogram", "follow"])]
+    count: bool,
+    /// Print the number of matches per bucket of this width (30s, 1m, 1h, 1d) over the
+    /// range (or from the first to the last match).
+    #[arg(long, value_parser = parse_duration, conflicts_with = "follow")]
+    histogram: Option<Duration>,
+    /// After the last --limit matches, keep printing new matches as they are stored,
+    /// until interrupted.
+    #[arg(long, short)]
+    follow: bool,
+    /// json: the stored record, as `read` prints it; text: time, host, app, severity and
+    /// message, coloured when standard output is a terminal.
+    #[arg(long, default_value = "json")]
+    format: SearchFormat,
+    /// The query, e.g. 'host:web-* severity:<=warning "connection reset"' (empty: all).
+    /// It may start with `-` (NOT): `logtail search -- -app:cron` or `logtail search -app:cron`.
+    #[arg(default_value = "", allow_hyphen_values = true)]
+    query: String,
+}
+
+fn search(args: SearchArgs) -> anyhow::Result<()> {
+    use logtail::query::Matcher;
+    use logtail::search::{self, Order, RecordFormat, SearchOptions};
+
+    // The query first: a typo is reported before anything is read.
+    let matcher = Matcher::compile(&args.query).map_err(|e| {
+        let caret = " ".repeat(e.column.saturating_sub(1));
+        anyhow::anyhow!("{e}\n  {}\n  {caret}^", args.query)
+    })?;
+    let dir = match args.dir {
+        Some(dir) => dir,
+        None => Config::load(args.config.as_deref())?.store_dir(),
+    };
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "no store at {}: start the gateway (`logtail serve`) first, or name the store with --dir",
+            dir.display()
+        );
+    }
+    let from_us = args.from.or_else(|| args.since.map(unix_micros_ago));
+    let opts = SearchOptions {
+        from_us,
+        to_us: args.to,
+        limit: (args.limit > 0).then_some(args.limit),
+        order: if args.oldest_first {
+            Order::OldestFirst
+        } else {
+            Order::NewestFirst
+        },
+        follow: args.follow,
+    };
+    let stop = AtomicBool::new(false);
+    let stdout = std::io::stdout();
+    let is_tty = std::io::IsTerminal::is_terminal(&stdout);
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, stdout.lock());
+    let result = if args.count {
+        search::count(&dir, &matcher, &opts, &stop).and_then(|stats| {
+            writeln!(out, "{}", stats.matched)
+                .map(|()| stats)
+                .map_err(|e| store::StoreError::Output(e).into())
+        })
+    } else if let Some(width) = args.histogram {
+        let width_us = i64::try_from(width.as_micros()).unwrap_or(i64::MAX).max(1);
+        search::histogram(&dir, &matcher, &opts, width_us, &stop).and_then(|histogram| {
+            for (start_us, count) in &histogram.buckets {
+                let mut time = Vec::with_capacity(32);
+                encode::format_rfc3339_micros(*start_us, &mut time);
+                let time = String::from_utf8_lossy(&time);
+                let line = match args.format {
+                    SearchFormat::Json => format!("{{\"time\":\"{time}\",\"count\":{count}}}"),
+                    SearchFormat::Text => format!("{time} {count}"),
+                };
+                writeln!(out, "{line}").map_err(store::StoreError::Output)?;
+            }
+            Ok(histogram.stats)
+        })
+    } else {
+        let format = match args.format {
+            SearchFormat::Json => RecordFormat::Json,
+            SearchFormat::Text => RecordFormat::Text { color: is_tty },
+        };
+        search::search(&dir, &matcher, &opts, format, &mut out, &stop)
+    };
+    match result.map_err(anyhow::Error::from).and_then(|stats| {
+        out.flush()?;
+        Ok(stats)
+    }) {
+        Ok(stats) => {
+            if stats.read.corrupt_blocks > 0 {
+                eprintln!(
+                    "warning: skipped {} corrupt blocks ({} bytes) in {}",
+                    stats.read.corrupt_blocks,
+                    stats.read.corrupt_bytes,
+                    dir.display()
+                );
+            }
+            Ok(())
+        }
+        // `logtail search | head` closes the pipe early: that is not an error.
+        Err(e) if is_broken_pipe(e.as_ref()) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("searching the store in {}", dir.display())),
+    }
+}
+
+/// `--from` / `--to`: RFC 3339, `YYYY-MM-DD[THH:MM[:SS[.f]]]` in UTC, or a duration ago.
+fn parse_time(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(time.timestamp_micros());
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(time) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Ok(time.and_utc().timestamp_micros());
+        }
+    }
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(date
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_micros());
+    }
+    if text.starts_with(|c: char| c.is_ascii_digit())
+        && let Ok(ago) = parse_duration(text)
+    {
+        return Ok(unix_micros_ago(ago));
+    }
+    Err(format!(
+        "{text:?} is not a time like 2026-11-21T02:53:47Z, 2026-11-21 02:53, 2026-11-21 or 15m (ago)"
+    ))
 }
 
 fn is_broken_pipe(error: &(dyn std::error::Error + 'static)) -> bool {

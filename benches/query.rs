@@ -1,0 +1,98 @@
+//! Query matching over stored records: the realistic corpus parsed and JSON-encoded as the store
+//! keeps it (~200-byte lines, ~330-byte records), each record indexed with `JsonRecord::new`
+//! and tested with `Matcher::is_match`, as `logtail search` does on every record it scans.
+//!
+//! `cargo bench --bench query`. Throughput is in bytes of records; records/s is that divided by
+//! the mean record size printed at the start.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use logtail::encode::{Encoding, Envelope, encode, format_rfc3339_micros};
+use logtail::parse::{Format, LegacyZone, ParseContext, parse};
+use logtail::query::{JsonRecord, Matcher};
+
+mod common;
+
+const LINES: usize = 10_000;
+
+/// The stored form of the corpus: one JSON record per line.
+fn records() -> Vec<Vec<u8>> {
+    let lines = common::realistic_mix(LINES, 0x5EED);
+    let received_us = common::CORPUS_RECEIVED_AT_US;
+    let mut received_at = Vec::new();
+    format_rfc3339_micros(received_us, &mut received_at);
+    let envelope = Envelope {
+        received_at: &received_at,
+        source: "10.1.2.3:40000",
+    };
+    let mut ctx = ParseContext::new(received_us, LegacyZone::Fixed(0));
+    lines
+        .iter()
+        .map(|line| {
+            let record = parse(line, Format::Auto, &mut ctx);
+            let mut out = Vec::with_capacity(512);
+            encode(Encoding::Json, line, &record, &envelope, &mut out);
+            out
+        })
+        .collect()
+}
+
+/// Queries of each form, named for the report (how many records each matches is printed, so
+/// that the figures can be read against it).
+const QUERIES: &[(&str, &str)] = &[
+    ("word_absent", "xylophone"),
+    ("word_common", "timeout"),
+    ("phrase", r#""connection reset""#),
+    ("regex", r"/err(or)? \d+/"),
+    ("host_severity", "host:web-* severity:<=warning"),
+    ("sd_param", "sd.origin.ip:10.0.1*"),
+    ("boolean", "(error OR warning) -app:cron NOT disk"),
+    ("exists", "_exists_:procid"),
+];
+
+fn benches(c: &mut Criterion) {
+    let records = records();
+    let bytes: usize = records.iter().map(Vec::len).sum();
+    eprintln!(
+        "corpus: {} records, mean {} bytes",
+        records.len(),
+        bytes / records.len()
+    );
+
+    let mut group = c.benchmark_group("query");
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function("index_only", |b| {
+        b.iter(|| {
+            for record in &records {
+                black_box(JsonRecord::new(black_box(record)));
+            }
+        })
+    });
+    for &(name, query) in QUERIES {
+        let matcher = Matcher::compile(query).expect("bench queries compile");
+        let matched = records
+            .iter()
+            .filter(|r| matcher.is_match(&JsonRecord::new(r)))
+            .count();
+        eprintln!("{name}: {query:?} matches {matched} of {}", records.len());
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                records
+                    .iter()
+                    .filter(|r| matcher.is_match(&JsonRecord::new(black_box(r))))
+                    .count()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = query;
+    config = Criterion::default()
+        .warm_up_time(common::WARM_UP)
+        .measurement_time(common::MEASUREMENT);
+    targets = benches
+}
+criterion_main!(query);

@@ -1,0 +1,386 @@
+//! Syntax tree → [`Matcher`]: fields resolved, values turned into finders and regexes once, so
+//! that evaluating a record allocates nothing.
+
+use regex::bytes::{Regex, RegexBuilder};
+
+use super::syntax::{Comparison, Expr, Term, Value};
+use super::text::{GlobPiece, Needle, token_regex, whole_value_regex};
+use super::{Field, FieldAccess, QueryError, QueryErrorKind};
+use crate::agent_protocol::AGENT_SD_ID;
+
+/// Compiled regexes may use this much memory each (the regex crate's default is 10 MiB; a
+/// query from an HTTP client should not make the gateway build a huge automaton).
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// A compiled query: test records with [`Matcher::is_match`].
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    root: Node,
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    All,
+    And(Box<[Node]>),
+    Or(Box<[Node]>),
+    Not(Box<Node>),
+    Test(Test),
+}
+
+#[derive(Debug, Clone)]
+struct Test {
+    field: Field,
+    /// The value is a comma-separated list (the agent's `tags`): the test applies to each item.
+    list: bool,
+    check: Check,
+}
+
+#[derive(Debug, Clone)]
+enum Check {
+    /// The field exists (with any value).
+    Exists,
+    /// A word of text: a case-insensitive occurrence that is not part of a longer token.
+    Word(Needle),
+    /// A word with wildcards.
+    WordPattern(Regex),
+    /// A case-insensitive substring.
+    Phrase(Needle),
+    /// A regex search (case-sensitive unless the pattern says `(?i)`).
+    Regex(Regex),
+    /// The whole value, ignoring case.
+    Equals(Needle),
+    /// The whole value against wildcards, ignoring case.
+    Pattern(Regex),
+    /// The value read as a number.
+    Number(Comparison, f64),
+}
+
+impl Matcher {
+    /// Compiles `query` (see the [module docs](super) for the grammar).
+    ///
+    /// # Errors
+    /// A [`QueryError`] with the 1-based column (in characters) of what is wrong.
+    pub fn compile(query: &str) -> Result<Matcher, QueryError> {
+        let expr = super::syntax::parse(query)?;
+        Ok(Matcher {
+            root: compile(&expr)?,
+        })
+    }
+
+    /// Whether `record` matches the query.
+    pub fn is_match<R: FieldAccess + ?Sized>(&self, record: &R) -> bool {
+        self.root.eval(record)
+    }
+
+    /// Whether the query matches every record (the empty query, or `*`).
+    pub fn matches_everything(&self) -> bool {
+        matches!(self.root, Node::All)
+    }
+}
+
+impl Node {
+    fn eval<R: FieldAccess + ?Sized>(&self, record: &R) -> bool {
+        match self {
+            Node::All => true,
+            Node::And(items) => items.iter().all(|n| n.eval(record)),
+            Node::Or(items) => items.iter().any(|n| n.eval(record)),
+            Node::Not(inner) => !inner.eval(record),
+            Node::Test(test) => test.eval(record),
+        }
+    }
+}
+
+impl Test {
+    fn eval<R: FieldAccess + ?Sized>(&self, record: &R) -> bool {
+        let check = &self.check;
+        if let Check::Exists = check {
+            return record.any_value(&self.field, &mut |_| true);
+        }
+        if self.list {
+            record.any_value(&self.field, &mut |value| {
+                value.split(|&b| b == b',').any(|item| check.accepts(item))
+            })
+        } else {
+            record.any_value(&self.field, &mut |value| check.accepts(value))
+        }
+    }
+}
+
+impl Check {
+    #[inline]
+    fn accepts(&self, value: &[u8]) -> bool {
+        match self {
+            Check::Exists => true,
+            Check::Word(needle) => needle.is_token_in(value),
+            Check::Phrase(needle) => needle.is_in(value),
+            Check::Equals(needle) => needle.equals(value),
+            Check::WordPattern(re) | Check::Regex(re) | Check::Pattern(re) => re.is_match(value),
+            Check::Number(comparison, operand) => std::str::from_utf8(value)
+                .ok()
+                .and_then(|text| text.trim().parse::<f64>().ok())
+                .is_some_and(|number| comparison.holds(number, *operand)),
+        }
+    }
+}
+
+fn compile(expr: &Expr) -> Result<Node, QueryError> {
+    Ok(match expr {
+        Expr::All => Node::All,
+        Expr::And(items) => Node::And(items.iter().map(compile).collect::<Result<_, _>>()?),
+        Expr::Or(items) => Node::Or(items.iter().map(compile).collect::<Result<_, _>>()?),
+        Expr::Not(inner) => Node::Not(Box::new(compile(inner)?)),
+        Expr::Term(term) => compile_term(term)?,
+    })
+}
+
+/// What kind of values a field holds, which decides what a value means for it.
+enum FieldKind {
+    /// Free text (the message): words, phrases, regexes.
+    Text,
+    /// A value compared as a whole (host, app, ...).
+    Keyword,
+    /// A syslog code with names (severity, facility).
+    Code(&'static [(&'static str, u8)], &'static str),
+}
+
+fn compile_term(term: &Term) -> Result<Node, QueryError> {
+    let Some((name, name_column)) = &term.field else {
+        // A bare term searches the message; a lone `*` is every record.
+        if let Value::Bare(pieces) = &term.value
+            && pieces.iter().all(|p| *p == GlobPiece::AnyRun)
+        {
+            return Ok(Node::All);
+        }
+        return test(Field::Message, false, FieldKind::Text, term);
+    };
+    if name == "_exists_" {
+        let field_name = match &term.value {
+            Value::Bare(pieces) => match pieces.as_slice() {
+                [GlobPiece::Literal(name)] => Some(name.as_str()),
+                _ => None,
+            },
+            Value::Quoted(name) => Some(name.as_str()),
+            _ => None,
+        };
+        let Some(field_name) = field_name.filter(|n| !n.is_empty()) else {
+            return Err(QueryError {
+                column: term.value_column,
+                kind: QueryErrorKind::ExistsNeedsField,
+            });
+        };
+        let (field, list, _) = resolve(field_name, term.value_column)?;
+        return Ok(Node::Test(Test {
+            field,
+            list,
+            check: Check::Exists,
+        }));
+    }
+    let (field, list, kind) = resolve(name, *name_column)?;
+    test(field, list, kind, term)
+}
+
+/// The field `name` stands for, whether its value is a list, and its kind.
+fn resolve(name: &str, column: usize) -> Result<(Field, bool, FieldKind), QueryError> {
+    let keyword = |field| Ok((field, false, FieldKind::Keyword));
+    let agent = |param: &str| Field::Sd {
+        id: AGENT_SD_ID.into(),
+        param: param.into(),
+    };
+    match name.to_ascii_lowercase().as_str() {
+        "message" => Ok((Field::Message, false, FieldKind::Text)),
+        "host" => keyword(Field::Host),
+        "app" => keyword(Field::App),
+        "procid" => keyword(Field::Procid),
+        "msgid" => keyword(Field::Msgid),
+        "source" => keyword(Field::Source),
+        "parse_error" => keyword(Field::ParseError),
+        "severity" => Ok((
+            Field::Severity,
+            false,
+            FieldKind::Code(SEVERITIES, "severity"),
+        )),
+        "facility" => Ok((
+            Field::Facility,
+            false,
+            FieldKind::Code(FACILITIES, "facility"),
+        )),
+        "entry" | "file" | "topic" => keyword(agent(&name.to_ascii_lowercase())),
+        "tags" => Ok((agent("tags"), true, FieldKind::Keyword)),
+        _ => {
+            if let Some(path) = name.strip_prefix("sd.") {
+                return match path.split_once('.') {
+                    Some((id, param)) if !id.is_empty() && !param.is_empty() => {
+                        keyword(Field::Sd {
+                            id: id.into(),
+                            param: param.into(),
+                        })
+                    }
+                    _ => Err(QueryError {
+                        column,
+                        kind: QueryErrorKind::BadSdField(name.to_owned()),
+                    }),
+                };
+            }
+            keyword(Field::Other(name.into()))
+        }
+    }
+}
+
+fn test(field: Field, list: bool, kind: FieldKind, term: &Term) -> Result<Node, QueryError> {
+    let column = term.value_column;
+    let check = match (&kind, &term.value) {
+        (_, Value::Regex(pattern)) => Check::Regex(
+            RegexBuilder::new(pattern)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map_err(|e| QueryError {
+                    column,
+                    kind: QueryErrorKind::BadRegex(regex_error_text(&e)),
+                })?,
+        ),
+        (FieldKind::Code(names, what), value) => code_check(names, what, value, column)?,
+        (_, Value::Compare(comparison, operand)) => match operand.trim().parse::<f64>() {
+            Ok(number) if number.is_finite() => Check::Number(*comparison, number),
+            _ => {
+                return Err(QueryError {
+                    column,
+                    kind: QueryErrorKind::NotANumber(operand.clone()),
+                });
+            }
+        },
+        (FieldKind::Text, Value::Quoted(text)) => Check::Phrase(Needle::new(text)),
+        (FieldKind::Text, Value::Bare(pieces)) => match pieces.as_slice() {
+            [GlobPiece::Literal(word)] => Check::Word(Needle::new(word)),
+            [] => Check::Exists,
+            _ => Check::WordPattern(token_regex(pieces)),
+        },
+        (FieldKind::Keyword, Value::Quoted(text)) => Check::Equals(Needle::new(text)),
+        (FieldKind::Keyword, Value::Bare(pieces)) => match pieces.as_slice() {
+            [GlobPiece::Literal(word)] => Check::Equals(Needle::new(word)),
+            [GlobPiece::AnyRun] => Check::Exists,
+            _ => Check::Pattern(whole_value_regex(pieces)),
+        },
+    };
+    Ok(Node::Test(Test { field, list, check }))
+}
+
+/// `severity:err`, `severity:<=warning`, `facility:16`, `severity:*`.
+fn code_check(
+    names: &[(&str, u8)],
+    what: &'static str,
+    value: &Value,
+    column: usize,
+) -> Result<Check, QueryError> {
+    let (comparison, text) = match value {
+        Value::Compare(comparison, text) => (*comparison, text.as_str()),
+        Value::Quoted(text) => (Comparison::Equal, text.as_str()),
+        Value::Bare(pieces) => match pieces.as_slice() {
+            [GlobPiece::AnyRun] => return Ok(Check::Exists),
+            [GlobPiece::Literal(text)] => (Comparison::Equal, text.as_str()),
+            _ => {
+                return Err(QueryError {
+                    column,
+                    kind: QueryErrorKind::UnknownCode {
+                        what,
+                        value: render_pieces(pieces),
+                    },
+                });
+            }
+        },
+        Value::Regex(_) => unreachable!("regexes are compiled before codes"),
+    };
+    let lower = text.to_ascii_lowercase();
+    let max = names.iter().map(|&(_, code)| code).max().unwrap_or(0);
+    let code = match lower.parse::<u8>() {
+        Ok(code) if code <= max => Some(code),
+        Ok(_) => None,
+        Err(_) => names
+            .iter()
+            .find(|&&(name, _)| name == lower)
+            .map(|&(_, code)| code),
+    };
+    let Some(code) = code else {
+        return Err(QueryError {
+            column,
+            kind: QueryErrorKind::UnknownCode {
+                what,
+                value: text.to_owned(),
+            },
+        });
+    };
+    Ok(Check::Number(comparison, f64::from(code)))
+}
+
+fn render_pieces(pieces: &[GlobPiece]) -> String {
+    pieces
+        .iter()
+        .map(|p| match p {
+            GlobPiece::Literal(text) => text.as_str(),
+            GlobPiece::AnyRun => "*",
+            GlobPiece::AnyOne => "?",
+        })
+        .collect()
+}
+
+/// The regex crate's error on one line (its syntax errors span several, with a caret drawing).
+fn regex_error_text(error: &regex::Error) -> String {
+    match error {
+        regex::Error::Syntax(text) => text
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("error:"))
+            .map_or_else(
+                || text.replace('\n', " "),
+                |l| l.trim_start_matches("error: ").to_owned(),
+            ),
+        regex::Error::CompiledTooBig(_) => "the regex is too big".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// Severity names (RFC 5424 §6.2.1, with the usual long forms and aliases) → code.
+pub(crate) const SEVERITIES: &[(&str, u8)] = &[
+    ("emerg", 0),
+    ("emergency", 0),
+    ("panic", 0),
+    ("alert", 1),
+    ("crit", 2),
+    ("critical", 2),
+    ("err", 3),
+    ("error", 3),
+    ("warning", 4),
+    ("warn", 4),
+    ("notice", 5),
+    ("info", 6),
+    ("informational", 6),
+    ("debug", 7),
+];
+
+/// Facility names (RFC 5424 §6.2.1, as rsyslog and syslog(3) spell them) → code.
+pub(crate) const FACILITIES: &[(&str, u8)] = &[
+    ("kern", 0),
+    ("user", 1),
+    ("mail", 2),
+    ("daemon", 3),
+    ("auth", 4),
+    ("security", 4),
+    ("syslog", 5),
+    ("lpr", 6),
+    ("news", 7),
+    ("uucp", 8),
+    ("cron", 9),
+    ("authpriv", 10),
+    ("ftp", 11),
+    ("ntp", 12),
+    ("audit", 13),
+    ("alert", 14),
+    ("clock", 15),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
+];

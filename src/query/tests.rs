@@ -1,0 +1,579 @@
+//! The query language against JSON records: every form, every error, and two properties (any
+//! text compiles or fails with a valid column; the matcher agrees with a naive evaluator).
+
+use proptest::prelude::*;
+
+use super::{JsonRecord, Matcher, QueryError, QueryErrorKind};
+
+/// A record as the gateway stores it, with agent SD, structured data and an extracted field.
+const WEB: &[u8] = br#"{"facility":16,"severity":3,"version":1,"timestamp":"2026-11-21T02:53:47.123Z","host":"web-01","app":"nginx","procid":"4242","msgid":"REQ","structured_data":{"origin":{"ip":["10.0.0.1","10.0.0.2"],"software":"rsyslogd 8"},"logtail@32473":{"entry":"web","file":"/var/log/nginx/error.log","topic":"edge","tags":"prod,eu-west"}},"message":"upstream timed out (110: Connection timed out) while reading, client: 10.9.8.7, status=504 #42","received_at":"2026-11-21T02:53:47.200Z","source":"10.0.0.1:514","status":504}"#;
+/// An unparsed line: only message, received_at, source and parse_error.
+const BROKEN: &[u8] = r#"{"message":"garbage \"quoted\" Grüße\ttab","received_at":"2026-11-21T02:53:48Z","source":"10.0.0.9:40000","parse_error":"missing PRI"}"#.as_bytes();
+
+fn hits(query: &str, record: &[u8]) -> bool {
+    let matcher = Matcher::compile(query).unwrap_or_else(|e| panic!("{query:?}: {e}"));
+    matcher.is_match(&JsonRecord::new(record))
+}
+
+#[track_caller]
+fn check(cases: &[(&str, bool, bool)]) {
+    for &(query, web, broken) in cases {
+        assert_eq!(hits(query, WEB), web, "{query:?} on WEB");
+        assert_eq!(hits(query, BROKEN), broken, "{query:?} on BROKEN");
+    }
+}
+
+#[test]
+fn words_are_case_insensitive_whole_tokens() {
+    check(&[
+        ("timed", true, false),
+        ("TIMED", true, false),
+        ("time", false, false),
+        ("upstream reading", true, false),
+        ("10.9.8.7", true, false),
+        ("9.8", true, false),
+        ("0.9", false, false),
+        ("#42", true, false),
+        ("42", true, false),
+        ("status=504", true, false),
+        ("grüße", false, true),
+        ("GRÜßE", false, true),
+        ("quoted", false, true),
+    ]);
+}
+
+#[test]
+fn word_wildcards_match_one_token() {
+    check(&[
+        ("tim*", true, false),
+        ("*stream", true, false),
+        ("ti?ed", true, false),
+        ("ti?e", false, false),
+        ("10.9.*", true, false),
+        ("gr*e", false, true),
+        ("*", true, true),
+    ]);
+}
+
+#[test]
+fn phrases_are_case_insensitive_substrings() {
+    check(&[
+        (r#""connection timed""#, true, false),
+        (r#""CONNECTION TIMED OUT)""#, true, false),
+        (r#""imed ou""#, true, false),
+        (r#""timed  out""#, false, false),
+        (r#""\"quoted\"""#, false, true),
+        ("\"e\ttab\"", false, true),
+        (r#""tim*""#, false, false),
+    ]);
+}
+
+#[test]
+fn regexes_search_the_message() {
+    check(&[
+        (r"/timed out \(\d+/", true, false),
+        (r"/TIMED/", false, false),
+        (r"/(?i)TIMED/", true, false),
+        (r"/^garbage/", false, true),
+        (r"/a\/b/", false, false),
+        ("/var/log", false, false),
+        ("/abc", false, false),
+        ("(/timed/)", true, false),
+        (r"message:/status=5\d\d/", true, false),
+    ]);
+}
+
+#[test]
+fn keyword_fields_match_the_whole_value() {
+    check(&[
+        ("host:web-01", true, false),
+        ("host:WEB-01", true, false),
+        ("host:web", false, false),
+        ("host:web-*", true, false),
+        ("host:web-0?", true, false),
+        ("host:*", true, false),
+        ("app:nginx procid:4242 msgid:req", true, false),
+        ("source:10.0.0.1:514", true, false),
+        ("source:10.0.0.*", true, true),
+        (r#"parse_error:"missing PRI""#, false, true),
+        ("parse_error:missing*", false, true),
+        ("host:/^web-\\d+$/", true, false),
+        ("Host:web-01", true, false),
+    ]);
+}
+
+#[test]
+fn message_field_uses_word_rules() {
+    check(&[
+        ("message:timed", true, false),
+        ("message:time", false, false),
+        (r#"message:"d out""#, true, false),
+        ("message:tim*", true, false),
+    ]);
+}
+
+#[test]
+fn severity_and_facility_by_name_number_and_comparison() {
+    check(&[
+        ("severity:err", true, false),
+        ("severity:error", true, false),
+        ("severity:3", true, false),
+        ("severity:ERR", true, false),
+        (r#"severity:"err""#, true, false),
+        ("severity:warning", false, false),
+        ("severity:<=warning", true, false),
+        ("severity:<err", false, false),
+        ("severity:>=3", true, false),
+        ("severity:>crit", true, false),
+        ("severity:*", true, false),
+        ("facility:local0", true, false),
+        ("facility:16", true, false),
+        ("facility:>=local0", true, false),
+        ("facility:kern", false, false),
+    ]);
+}
+
+#[test]
+fn structured_data_and_agent_fields() {
+    check(&[
+        ("sd.origin.ip:10.0.0.2", true, false),
+        ("sd.origin.ip:10.0.0.3", false, false),
+        (r#"sd.origin.software:"rsyslogd 8""#, true, false),
+        ("sd.origin.software:rsyslogd*", true, false),
+        ("entry:web", true, false),
+        ("file:/var/log/nginx/*", true, false),
+        ("file:/var/log/nginx/error.log", true, false),
+        (r"file:/\/var\/.*error/", true, false),
+        ("topic:edge", true, false),
+        ("tags:prod", true, false),
+        ("tags:eu-west", true, false),
+        ("tags:eu", false, false),
+        ("tags:eu*", true, false),
+        ("sd.logtail@32473.entry:web", true, false),
+    ]);
+}
+
+#[test]
+fn other_fields_are_top_level_keys() {
+    check(&[
+        ("status:504", true, false),
+        ("status:>=500", true, false),
+        ("status:<500", false, false),
+        ("version:1", true, false),
+        ("timestamp:2026-11-21T02*", true, false),
+        ("nope:x", false, false),
+    ]);
+}
+
+#[test]
+fn exists() {
+    check(&[
+        ("_exists_:procid", true, false),
+        ("_exists_:parse_error", false, true),
+        ("_exists_:sd.origin.ip", true, false),
+        ("_exists_:tags", true, false),
+        ("_exists_:status", true, false),
+        ("-_exists_:procid", false, true),
+    ]);
+}
+
+#[test]
+fn boolean_operators_and_precedence() {
+    check(&[
+        ("", true, true),
+        ("timed AND garbage", false, false),
+        ("timed garbage", false, false),
+        ("timed OR garbage", true, true),
+        ("NOT timed", false, true),
+        ("-timed", false, true),
+        ("-host:web-01", false, true),
+        ("NOT NOT timed", true, false),
+        // NOT > AND > OR: `nope AND timed OR garbage` is `(nope AND timed) OR garbage`.
+        ("nope timed OR garbage", false, true),
+        ("nope (timed OR garbage)", false, false),
+        ("timed OR garbage nope", true, false),
+        ("NOT timed OR garbage", false, true),
+        ("NOT (timed OR garbage)", false, false),
+        ("-(timed OR garbage)", false, false),
+        ("(((timed)))", true, false),
+        ("and", false, false),
+        (r#""AND" OR timed"#, true, false),
+        (r"\NOT OR timed", true, false),
+    ]);
+}
+
+#[test]
+fn escapes_in_bare_words() {
+    // `\(` and `\:` are plain characters; `\*` is not a wildcard.
+    check(&[(r"\(110\:", true, false), (r"timed\*", false, false)]);
+}
+
+#[test]
+fn raw_records_are_all_message() {
+    let raw = b"<13>Nov 21 02:53:47 web-01 app: disk full";
+    assert!(hits("disk full", raw));
+    assert!(!hits("host:web-01", raw));
+    assert!(hits("-_exists_:host", raw));
+}
+
+fn error(query: &str) -> QueryError {
+    match Matcher::compile(query) {
+        Ok(_) => panic!("{query:?} compiled"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn errors_name_what_and_where() {
+    for (query, text) in [
+        ("timeout AND (disk OR ) x", "unexpected ')' at column 22"),
+        (")", "unexpected ')' at column 1"),
+        ("a )", "unexpected ')' at column 3"),
+        ("()", "unexpected ')' at column 2"),
+        ("AND a", "unexpected 'AND' at column 1"),
+        ("a OR OR b", "unexpected 'OR' at column 6"),
+        ("a AND", "unexpected end of query at column 6"),
+        ("a OR ", "unexpected end of query at column 6"),
+        ("NOT", "unexpected end of query at column 4"),
+        ("(a OR b", "unclosed '(' at column 1"),
+        ("x ((a)", "unclosed '(' at column 3"),
+        (
+            "a - b",
+            "'-' must come right before a term at column 3: quote it to search for it, e.g. \"-\"",
+        ),
+        (
+            "a -",
+            "'-' must come right before a term at column 3: quote it to search for it, e.g. \"-\"",
+        ),
+        ("é \"abc", "unterminated quoted text at column 3"),
+        ("abc\\", "nothing after '\\' at column 4"),
+        ("host:", "missing value after 'host:' at column 6"),
+        ("host: web", "missing value after 'host:' at column 6"),
+        ("(host:)", "missing value after 'host:' at column 7"),
+        (
+            "severity:<=",
+            "missing value after 'severity:' at column 12",
+        ),
+        ("ho*st:x", "wildcard in a field name at column 1"),
+        ("status:>5*", "wildcard in a comparison at column 9"),
+        (
+            "host:(a OR b)",
+            "'host:(' is not supported at column 6: repeat the field, e.g. (host:a OR host:b)",
+        ),
+        ("_exists_:", "missing value after '_exists_:' at column 10"),
+        ("_exists_:a*", "'_exists_:' needs a field name at column 10"),
+        (
+            "sd.origin:x",
+            "'sd.origin' is not a structured data field at column 1: write sd.ID.PARAM, e.g. sd.origin.ip",
+        ),
+        ("status:>abc", "'abc' is not a number at column 8"),
+        (
+            "severity:warm",
+            "unknown severity 'warm' at column 10: use emerg, alert, crit, err, warning, notice, info, debug or 0-7",
+        ),
+        (
+            "severity:8",
+            "unknown severity '8' at column 10: use emerg, alert, crit, err, warning, notice, info, debug or 0-7",
+        ),
+        ("severity:<=w*", "wildcard in a comparison at column 12"),
+        (
+            "severity:e*",
+            "unknown severity 'e*' at column 10: use emerg, alert, crit, err, warning, notice, info, debug or 0-7",
+        ),
+        (
+            "facility:local8",
+            "unknown facility 'local8' at column 10: use kern, user, mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp, ntp, audit, alert, clock, local0-local7 or 0-23",
+        ),
+        (":x", "unexpected ':' at column 1"),
+    ] {
+        assert_eq!(error(query).to_string(), text, "{query:?}");
+    }
+}
+
+#[test]
+fn bad_regex_is_reported_at_the_regex() {
+    let e = error("a /(unclosed/");
+    assert_eq!(e.column, 3);
+    assert!(matches!(e.kind, QueryErrorKind::BadRegex(_)), "{e}");
+    assert!(!e.to_string().contains('\n'), "{e}");
+    let e = error(r"host:/\d{9999999}/");
+    assert_eq!(e.column, 6, "{e}");
+}
+
+#[test]
+fn nesting_is_bounded() {
+    let deep = "(".repeat(100) + "a" + &")".repeat(100);
+    let e = error(&deep);
+    assert_eq!(e.kind, QueryErrorKind::TooDeep);
+    assert_eq!(e.column, 65);
+    let nots = "NOT ".repeat(100) + "a";
+    assert_eq!(error(&nots).kind, QueryErrorKind::TooDeep);
+    let fine = "(".repeat(60) + "timed" + &")".repeat(60);
+    assert!(hits(&fine, WEB));
+}
+
+#[test]
+fn matches_everything_only_for_empty_and_star() {
+    assert!(Matcher::compile("").unwrap().matches_everything());
+    assert!(Matcher::compile("  * ").unwrap().matches_everything());
+    assert!(!Matcher::compile("a").unwrap().matches_everything());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn any_text_compiles_or_fails_at_a_column(
+        parts in prop::collection::vec(prop::sample::select(vec![
+            "a", "Web", "é", " ", " ", "(", ")", ":", "\"", "/", "\\", "*", "?", "-", "<", "<=",
+            ">", "=", "AND", "OR", "NOT", "host", "severity", "_exists_", "sd.", ".", "err",
+            "[", "{", "+", "3", "\t",
+        ]), 0..16)
+    ) {
+        let query: String = parts.concat();
+        if let Err(e) = Matcher::compile(&query) {
+            let chars = query.chars().count();
+            prop_assert!(e.column >= 1 && e.column <= chars + 1, "{query:?}: {e}");
+        }
+    }
+}
+
+/// The reference: a query as a tree, rendered to text for the real matcher, and evaluated here
+/// the slow, obvious way.
+mod reference {
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    pub enum Q {
+        Word(String),
+        /// A word with wildcards: `None` is `*`, `Some('?')` is `?`... kept as raw pattern text.
+        Glob(String),
+        Phrase(String),
+        Host(String),
+        HostGlob(String),
+        Severity(&'static str, u8),
+        Tag(String),
+        Ip(String),
+        StatusAtLeast(u16),
+        Exists(&'static str),
+        And(Vec<Q>, bool),
+        Or(Vec<Q>),
+        Not(Box<Q>, bool),
+    }
+
+    #[derive(Debug, Clone)]
+    pub struct Rec {
+        pub host: Option<String>,
+        pub severity: Option<u8>,
+        pub message: String,
+        pub ips: Vec<String>,
+        pub tags: Option<String>,
+        pub status: Option<u16>,
+    }
+
+    impl Rec {
+        pub fn json(&self) -> Vec<u8> {
+            let mut object = serde_json::Map::new();
+            if let Some(severity) = self.severity {
+                object.insert("severity".into(), severity.into());
+            }
+            if let Some(host) = &self.host {
+                object.insert("host".into(), host.clone().into());
+            }
+            let mut sd = serde_json::Map::new();
+            match self.ips.as_slice() {
+                [] => {}
+                [one] => {
+                    sd.insert("origin".into(), serde_json::json!({ "ip": one }));
+                }
+                many => {
+                    sd.insert("origin".into(), serde_json::json!({ "ip": many }));
+                }
+            }
+            if let Some(tags) = &self.tags {
+                sd.insert("logtail@32473".into(), serde_json::json!({ "tags": tags }));
+            }
+            if !sd.is_empty() {
+                object.insert("structured_data".into(), sd.into());
+            }
+            object.insert("message".into(), self.message.clone().into());
+            if let Some(status) = self.status {
+                object.insert("status".into(), status.into());
+            }
+            serde_json::to_vec(&object).expect("a map serializes")
+        }
+    }
+
+    pub fn render(q: &Q) -> String {
+        let group = |q: &Q| match q {
+            Q::And(..) | Q::Or(..) | Q::Not(..) => format!("({})", render(q)),
+            _ => render(q),
+        };
+        match q {
+            Q::Word(w) | Q::Glob(w) => w.clone(),
+            Q::Phrase(p) => format!("\"{p}\""),
+            Q::Host(h) => format!("host:{h}"),
+            Q::HostGlob(h) => format!("host:{h}"),
+            Q::Severity(op, n) => format!("severity:{op}{n}"),
+            Q::Tag(t) => format!("tags:{t}"),
+            Q::Ip(ip) => format!("sd.origin.ip:{ip}"),
+            Q::StatusAtLeast(n) => format!("status:>={n}"),
+            Q::Exists(f) => format!("_exists_:{f}"),
+            Q::And(items, explicit) => items
+                .iter()
+                .map(group)
+                .collect::<Vec<_>>()
+                .join(if *explicit { " AND " } else { " " }),
+            Q::Or(items) => items.iter().map(group).collect::<Vec<_>>().join(" OR "),
+            Q::Not(inner, minus) => {
+                if *minus {
+                    format!("-{}", group(inner))
+                } else {
+                    format!("NOT {}", group(inner))
+                }
+            }
+        }
+    }
+
+    fn token(c: char) -> bool {
+        c.is_ascii_alphanumeric() || c == '_' || !c.is_ascii()
+    }
+
+    /// `*` any run of characters allowed by `any`, `?` one such character, else the same
+    /// character (the pattern and text already lowercased).
+    fn glob(pattern: &[char], text: &[char], any: &dyn Fn(char) -> bool) -> bool {
+        match pattern.split_first() {
+            None => text.is_empty(),
+            Some(('*', rest)) => (0..=text.len())
+                .take_while(|&n| n == 0 || any(text[n - 1]))
+                .any(|n| glob(rest, &text[n..], any)),
+            Some(('?', rest)) => {
+                text.first().is_some_and(|&c| any(c)) && glob(rest, &text[1..], any)
+            }
+            Some((&c, rest)) => text.first() == Some(&c) && glob(rest, &text[1..], any),
+        }
+    }
+
+    /// Some stretch `text[i..j]` matches the word pattern, and it is not part of a longer token
+    /// where the pattern's end is a token character or a wildcard.
+    fn word_matches(pattern: &str, text: &str) -> bool {
+        let p: Vec<char> = pattern.to_lowercase().chars().collect();
+        let t: Vec<char> = text.to_lowercase().chars().collect();
+        let bounded = |c: Option<&char>| c.is_some_and(|&c| c == '*' || c == '?' || token(c));
+        let (open_start, open_end) = (bounded(p.first()), bounded(p.last()));
+        (0..=t.len()).any(|i| {
+            (i..=t.len()).any(|j| {
+                (!open_start || i == 0 || !token(t[i - 1]))
+                    && (!open_end || j == t.len() || !token(t[j]))
+                    && glob(&p, &t[i..j], &|c| !c.is_whitespace())
+            })
+        })
+    }
+
+    fn value_matches(pattern: &str, value: &str) -> bool {
+        let p: Vec<char> = pattern.to_lowercase().chars().collect();
+        let v: Vec<char> = value.to_lowercase().chars().collect();
+        glob(&p, &v, &|_| true)
+    }
+
+    pub fn eval(q: &Q, r: &Rec) -> bool {
+        match q {
+            Q::Word(w) | Q::Glob(w) => word_matches(w, &r.message),
+            Q::Phrase(p) => r.message.to_lowercase().contains(&p.to_lowercase()),
+            Q::Host(h) | Q::HostGlob(h) => r.host.as_ref().is_some_and(|v| value_matches(h, v)),
+            Q::Severity(op, n) => r.severity.is_some_and(|s| match *op {
+                "" => s == *n,
+                "<" => s < *n,
+                "<=" => s <= *n,
+                ">" => s > *n,
+                _ => s >= *n,
+            }),
+            Q::Tag(t) => r
+                .tags
+                .as_ref()
+                .is_some_and(|tags| tags.split(',').any(|tag| value_matches(t, tag))),
+            Q::Ip(ip) => r.ips.iter().any(|v| value_matches(ip, v)),
+            Q::StatusAtLeast(n) => r.status.is_some_and(|s| s >= *n),
+            Q::Exists(field) => match *field {
+                "host" => r.host.is_some(),
+                "severity" => r.severity.is_some(),
+                "tags" => r.tags.is_some(),
+                _ => !r.ips.is_empty(),
+            },
+            Q::And(items, _) => items.iter().all(|q| eval(q, r)),
+            Q::Or(items) => items.iter().any(|q| eval(q, r)),
+            Q::Not(inner, _) => !eval(inner, r),
+        }
+    }
+
+    const WORD: &str = "[a-dA-D0-9é_#.]{1,4}";
+
+    fn leaf() -> impl Strategy<Value = Q> {
+        prop_oneof![
+            WORD.prop_filter("a word", |w| !w.starts_with('.') || w.len() > 1)
+                .prop_map(Q::Word),
+            "[a-dA-D]{0,2}[*?][a-d#.]{0,2}".prop_map(Q::Glob),
+            "[a-dA-D é#.]{1,5}".prop_map(Q::Phrase),
+            "(web|db)-[0-3]".prop_map(Q::Host),
+            "(web|db|W)[-*?][0-3*]?".prop_map(Q::HostGlob),
+            (prop::sample::select(vec!["", "<", "<=", ">", ">="]), 0u8..8)
+                .prop_map(|(op, n)| Q::Severity(op, n)),
+            "(prod|eu|dev)\\*?".prop_map(Q::Tag),
+            "10\\.0\\.[0-2]\\.[*1-3]".prop_map(Q::Ip),
+            (100u16..600).prop_map(Q::StatusAtLeast),
+            prop::sample::select(vec!["host", "severity", "tags", "sd.origin.ip"])
+                .prop_map(Q::Exists),
+        ]
+    }
+
+    pub fn query() -> impl Strategy<Value = Q> {
+        leaf().prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                (prop::collection::vec(inner.clone(), 2..4), any::<bool>())
+                    .prop_map(|(items, explicit)| Q::And(items, explicit)),
+                prop::collection::vec(inner.clone(), 2..4).prop_map(Q::Or),
+                (inner, any::<bool>()).prop_map(|(q, minus)| Q::Not(Box::new(q), minus)),
+            ]
+        })
+    }
+
+    pub fn record() -> impl Strategy<Value = Rec> {
+        (
+            prop::option::of("(web|db|WEB)-[0-3]{1,2}"),
+            prop::option::of(0u8..8),
+            "[a-dA-D0-9éÉ_#. ,\"\\\\\t-]{0,40}",
+            prop::collection::vec("10\\.0\\.[0-2]\\.[1-3]", 0..3),
+            prop::option::of("(prod|eu|dev|prodx)(,(prod|eu|dev))?"),
+            prop::option::of(100u16..600),
+        )
+            .prop_map(|(host, severity, message, ips, tags, status)| Rec {
+                host,
+                severity,
+                message,
+                ips,
+                tags,
+                status,
+            })
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn matcher_agrees_with_the_reference(
+        q in reference::query(),
+        records in prop::collection::vec(reference::record(), 1..8),
+    ) {
+        let text = reference::render(&q);
+        let matcher = Matcher::compile(&text).map_err(|e| TestCaseError::fail(format!("{text:?}: {e}")))?;
+        for record in &records {
+            let json = record.json();
+            prop_assert_eq!(
+                matcher.is_match(&JsonRecord::new(&json)),
+                reference::eval(&q, record),
+                "query {:?} on {}", text, String::from_utf8_lossy(&json)
+            );
+        }
+    }
+}

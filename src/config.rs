@@ -13,14 +13,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::encode::Encoding;
 use crate::http::MetricsConfig;
 use crate::kafka::route::Route;
 use crate::parse::LegacyZone;
 use crate::pipeline::PipelineConfig;
 use crate::setting::{InvalidSetting, TomlError};
-use crate::sink::StoreSinkConfig;
-use crate::sink::kafka::KafkaSinkConfig;
+pub use crate::sink::{SinkConfig, SinkKind};
 pub use crate::source::config::{ListenerConfig, ListenerKind};
 use crate::source::framing::OversizePolicy;
 use crate::source::{Format, ListenerDefaults};
@@ -128,60 +126,6 @@ impl Default for IngestConfig {
             oversize: OversizePolicy::Truncate,
             format: Format::Auto,
             legacy_timezone: LegacyZone::Local,
-        }
-    }
-}
-
-/// Which sink the records go to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SinkKind {
-    /// The local on-disk store, read back with `logtail read`.
-    #[default]
-    Store,
-    /// One record per line on standard output.
-    Stdout,
-    /// Counted and discarded (for benchmarks).
-    Blackhole,
-    /// Kafka, through librdkafka, with a write-ahead log that holds batches while Kafka lags
-    /// or is down (`[sink.kafka]`).
-    Kafka,
-}
-
-impl SinkKind {
-    /// The name used in the config file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SinkKind::Store => "store",
-            SinkKind::Stdout => "stdout",
-            SinkKind::Blackhole => "blackhole",
-            SinkKind::Kafka => "kafka",
-        }
-    }
-}
-
-/// `[sink]`: where records go and how they are encoded.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SinkConfig {
-    /// `store`, `stdout`, `blackhole` or `kafka`. Default: `store`.
-    #[serde(rename = "type")]
-    pub kind: SinkKind,
-    /// `json` (one object per record) or `raw` (the bytes as received). Default: `json`.
-    pub encoding: Encoding,
-    /// Settings of the `store` sink.
-    pub store: StoreSinkConfig,
-    /// Settings of the `kafka` sink.
-    pub kafka: KafkaSinkConfig,
-}
-
-impl Default for SinkConfig {
-    fn default() -> Self {
-        SinkConfig {
-            kind: SinkKind::Store,
-            encoding: Encoding::Json,
-            store: StoreSinkConfig::default(),
-            kafka: KafkaSinkConfig::default(),
         }
     }
 }

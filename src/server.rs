@@ -53,7 +53,14 @@ impl Server {
         let sink::Opened {
             sink,
             kafka_metrics,
-        } = sink::open(config)?;
+        } = sink::open(
+            &config.sink,
+            &config.data_dir,
+            sink::kafka::LargestBatch {
+                records: config.pipeline.batch_max_records,
+                bytes: config.pipeline.batch_max_bytes,
+            },
+        )?;
         let sink_metrics = Arc::new(SinkMetrics::new(sink.name()));
 
         let defaults = config.ingest.listener_defaults();

@@ -25,6 +25,8 @@
 //! has grown to its working size.
 
 pub mod json;
+#[cfg(test)]
+mod proptests;
 
 use std::fmt;
 use std::str::FromStr;

@@ -33,8 +33,6 @@
 //! Frame terminators (`\n`, `\r\n`, NUL) are the framing layer's job: nothing is trimmed here.
 
 pub mod context;
-#[cfg(test)]
-mod proptests;
 pub mod rfc3164;
 pub mod rfc5424;
 pub mod structured_data;

@@ -25,14 +25,18 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Select;
 
 use crate::ack::{self, AckToken};
-use crate::config::{Config, SinkKind};
+use crate::encode::Encoding;
 use crate::log_limit::RateLimitedWarning;
 use crate::metrics::{KafkaMetrics, SinkMetrics};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::ring::RingConsumer;
 
+use std::path::Path;
+
+use serde::Deserialize;
+
 pub use blackhole::BlackholeSink;
-pub use kafka::KafkaSink;
+pub use kafka::{KafkaSink, KafkaSinkConfig};
 pub use stdout::StdoutSink;
 pub use store::{StoreSink, StoreSinkConfig};
 
@@ -70,25 +74,84 @@ pub trait Sink: Send {
     }
 }
 
+/// Which sink the records go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    /// The local on-disk store, read back with `logtail read`.
+    #[default]
+    Store,
+    /// One record per line on standard output.
+    Stdout,
+    /// Counted and discarded (for benchmarks).
+    Blackhole,
+    /// Kafka, through librdkafka, with a write-ahead log that holds batches while Kafka lags
+    /// or is down (`[sink.kafka]`).
+    Kafka,
+}
+
+impl SinkKind {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::Store => "store",
+            SinkKind::Stdout => "stdout",
+            SinkKind::Blackhole => "blackhole",
+            SinkKind::Kafka => "kafka",
+        }
+    }
+}
+
+/// `[sink]`: where records go and how they are encoded.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    /// `store`, `stdout`, `blackhole` or `kafka`. Default: `store`.
+    #[serde(rename = "type")]
+    pub kind: SinkKind,
+    /// `json` (one object per record) or `raw` (the bytes as received). Default: `json`.
+    pub encoding: Encoding,
+    /// Settings of the `store` sink.
+    pub store: StoreSinkConfig,
+    /// Settings of the `kafka` sink.
+    pub kafka: KafkaSinkConfig,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            kind: SinkKind::Store,
+            encoding: Encoding::Json,
+            store: StoreSinkConfig::default(),
+            kafka: KafkaSinkConfig::default(),
+        }
+    }
+}
+
 /// An opened sink, with the metrics only the Kafka sink has.
 pub struct Opened {
     pub sink: Box<dyn Sink>,
     pub kafka_metrics: Option<Arc<KafkaMetrics>>,
 }
 
-/// Opens the sink `config` asks for.
+/// Opens the sink `config` asks for, with its files under `data_dir` unless the config names
+/// their directory; `largest_batch` is the most a shard puts in one batch.
 ///
 /// # Errors
 /// When the sink cannot be opened (e.g. the store directory is not writable or locked).
-pub fn open(config: &Config) -> anyhow::Result<Opened> {
+pub fn open(
+    config: &SinkConfig,
+    data_dir: &Path,
+    largest_batch: kafka::LargestBatch,
+) -> anyhow::Result<Opened> {
     let only = |sink: Box<dyn Sink>| Opened {
         sink,
         kafka_metrics: None,
     };
-    Ok(match config.sink.kind {
+    Ok(match config.kind {
         SinkKind::Store => only(Box::new(StoreSink::open(
-            &config.sink.store,
-            config.store_dir(),
+            &config.store,
+            config.store.dir_under(data_dir),
         )?)),
         SinkKind::Stdout => only(Box::<StdoutSink>::default()),
         SinkKind::Blackhole => only(Box::new(BlackholeSink)),
@@ -96,12 +159,9 @@ pub fn open(config: &Config) -> anyhow::Result<Opened> {
             let metrics = Arc::new(KafkaMetrics::default());
             Opened {
                 sink: Box::new(KafkaSink::open(
-                    &config.sink.kafka,
-                    config.wal_dir(),
-                    kafka::LargestBatch {
-                        records: config.pipeline.batch_max_records,
-                        bytes: config.pipeline.batch_max_bytes,
-                    },
+                    &config.kafka,
+                    config.kafka.wal.dir_under(data_dir),
+                    largest_batch,
                     metrics.clone(),
                 )?),
                 kafka_metrics: Some(metrics),

@@ -7,9 +7,9 @@ use chrono::{Datelike, NaiveDate};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use super::timestamp::{Offset, Timestamp, days_in_month};
-use super::{Format, LegacyZone, ParseContext, Record, parse, structured_data};
-use crate::encode::{Encoding, Envelope, encode};
+use super::{Encoding, Envelope, encode};
+use crate::parse::timestamp::{Offset, Timestamp, days_in_month};
+use crate::parse::{Format, LegacyZone, ParseContext, Record, parse, structured_data};
 
 /// 2026-06-15T12:00:00Z
 const RECEIVED_US: i64 = 1_781_524_800_000_000;

@@ -67,7 +67,7 @@ struct RecordMeta {
 
 /// One record of a batch, as the sinks see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Entry<'a> {
+pub struct BatchRecord<'a> {
     /// When the gateway received the record, in microseconds since the Unix epoch.
     pub received_at_us: i64,
     /// The encoded record (JSON or raw bytes, per the configured encoding), without a newline.
@@ -131,7 +131,10 @@ impl Batch {
 
     /// A batch for `shard` holding copies of `entries`, in order. Its `opened_at` is `None`:
     /// these records were received at various times, see their `received_at_us`.
-    pub fn from_entries<'a>(shard: u16, entries: impl IntoIterator<Item = Entry<'a>>) -> Self {
+    pub fn from_entries<'a>(
+        shard: u16,
+        entries: impl IntoIterator<Item = BatchRecord<'a>>,
+    ) -> Self {
         let entries = entries.into_iter();
         let mut batch = Batch::with_capacity(shard, 0, entries.size_hint().0);
         for entry in entries {
@@ -243,7 +246,7 @@ impl Batch {
     }
 
     /// The records in the order they were pushed.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = Entry<'_>> + '_ {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = BatchRecord<'_>> + '_ {
         let (mut value_start, mut key_start, mut topic_start) = (0, 0, 0);
         self.records.iter().map(move |meta| {
             let (value_end, key_end, topic_end) = (
@@ -251,7 +254,7 @@ impl Batch {
                 meta.key_end as usize,
                 meta.topic_end as usize,
             );
-            let entry = Entry {
+            let entry = BatchRecord {
                 received_at_us: meta.received_at_us,
                 value: &self.values[value_start..value_end],
                 key: &self.keys[key_start..key_end],

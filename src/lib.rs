@@ -1,36 +1,50 @@
-//! logtail: a log ingest gateway.
+//! logtail: a log gateway, its agent, and the place where its logs are found.
 //!
-//! Syslog messages arrive over UDP, TCP and Unix sockets and leave as batches for a sink. The
-//! data flows one way, and each stage is a module that only uses the stages before it:
+//! Syslog messages arrive over UDP, TCP and Unix sockets, and agents' batches over the
+//! acknowledged agent protocol; they leave as batches for one sink. The data flows one way,
+//! and each stage is a module that only imports the stages before it (checked by
+//! `tests/layering.rs`):
 //!
 //! ```text
-//! sockets ──► frames ──► records ──► encoded ──► per-shard ring ──► sink thread ──► Kafka
-//! (ingest)  (framing)    (parse)     (encode)    (pipeline::ring)     (sink)        └─► WAL ─► replay
-//!                                                                                  store
-//!                                                                                  stdout
-//!                                                                                  blackhole
+//!  source ──────► parse ──────► encode ──────► pipeline ─────────────────────► sink
+//!  sockets,       RFC 5424,     JSON or raw    shard: a receive's records      kafka ─► wal (spill/replay)
+//!  framing,       RFC 3164      bytes          into one batch, key and topic   store (+ search)
+//!  agent batches  as devices                   (kafka::route); per-shard ring  stdout, blackhole
+//!       ▲         send it                      to the sink thread                 │
+//!       └──────────────── ack: "durable" flows back to sources that wait ─────────┘
+//!
+//!  query (one grammar) ──► search over the store ──► `logtail search`, the HTTP API, the console
 //! ```
 //!
-//! - [`ingest`]: listeners bound once, read by one shard thread per core ([`ingest::shard`]);
-//!   stream bytes are cut into messages by [`ingest::framing`], datagrams are one message each,
-//!   and agents' batches arrive over the acknowledged [`agent_protocol`] ([`ingest::acked`]).
-//! - [`parse`]: RFC 5424 and RFC 3164 (as real devices send it) into a zero-copy
-//!   [`parse::Record`] that borrows from the receive buffer.
-//! - [`encode`]: a record as one JSON object, or the raw bytes.
-//! - [`pipeline`]: the [`pipeline::batch::Batch`] a shard fills and its bounded ring to the sink;
-//!   [`kafka::route`] renders each record's Kafka key and topic into the batch;
-//!   [`pipeline::ack`] carries senders' acknowledgements along until the sink made the batch
-//!   durable.
-//! - [`sink`]: the thread that drains every ring into Kafka ([`sink::kafka`], spilling to the
-//!   write-ahead log [`wal`] while Kafka lags), the local [`store`], stdout or nowhere.
-//! - [`kafka`]: Kafka client plumbing shared by the Kafka sink and the agent's Kafka shipper
-//!   (acks, compression, producer settings, routes, error classification).
-//! - [`metrics`]: counters and the Prometheus endpoint; [`config`]: the TOML schema;
-//!   [`server`]: starts and stops the whole.
+//! A source never calls the pipeline by name: it hands each receive to an
+//! [`source::intake::Intake`], which the pipeline's [`pipeline::shard::Shard`] implements. A
+//! sink takes [`pipeline::batch::Batch`]es and releases their [`ack::AckToken`]s once they are
+//! durable. A new input (TLS, a Kafka consumer, OTLP) is a module of [`source`]; a new output
+//! (Elasticsearch) a module of [`sink`].
 //!
-//! [`agent`] is the other half, run on every host by `logtail agent`: it tails files through
-//! rotation, with checkpoints that only move on acknowledgements, configured live from a file
-//! and etcd, and ships the lines to the gateway ([`agent_protocol`]) or straight to Kafka.
+//! The layers, each module with one job (a module imports only from layers above it in this
+//! list; leaves and programs may also use each other, without cycles):
+//!
+//! 1. **Leaves**, no stage: [`runtime`] (threads with a tokio runtime, process limits),
+//!    [`setting`] (what a config section reports), [`time`] (unix microseconds, durations as
+//!    people write them), [`log_limit`] (rate-limited warnings), [`metrics`] (counters,
+//!    gauges, histograms and their Prometheus text), [`ack`] (acknowledgements that ride with
+//!    batches), [`agent_protocol`] (the agent's wire format), [`segments`] (the segment
+//!    directory the store and the WAL share: lock, names, listing, I/O errors).
+//! 2. **Stages**, in data-flow order: [`source`] (listeners, framing, the agent listener),
+//!    [`parse`] (bytes to a zero-copy [`parse::Record`]), [`encode`] (a record as JSON or raw
+//!    bytes), [`kafka`] (Kafka client plumbing and the key/topic [`kafka::route`]s, shared by
+//!    the Kafka sink and the agent's Kafka shipper), [`pipeline`] (shards, batches, rings),
+//!    [`store`] and [`wal`] (the on-disk formats of the local store and of the Kafka sink's
+//!    write-ahead log), [`sink`] (the sink thread and its sinks).
+//! 3. **Reading back**: [`query`] (the query language and its matcher), [`search`] (queries
+//!    over the store, for `logtail search`).
+//! 4. **Programs**: [`config`] (reads the file; each section's struct lives with its
+//!    component), [`server`] (starts and stops the gateway), [`http`] (the one HTTP server:
+//!    `/metrics`, and the API and console next), and [`agent`], the other half, run on every
+//!    host by `logtail agent`: it tails files through rotation, with checkpoints that only
+//!    move on acknowledgements, configured live from a file and etcd, and ships the lines to
+//!    the gateway ([`agent_protocol`]) or straight to Kafka.
 
 pub mod ack;
 pub mod agent;

@@ -93,6 +93,12 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+/// The text of a [`Refusal`] inside the message of a serde error (TOML's or JSON's), if the
+/// error is one.
+pub fn refusal_in(message: &str) -> Option<&str> {
+    message.strip_prefix(REFUSAL_MARK)
+}
+
 /// Why TOML text could not be read into a configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TomlError {
@@ -114,7 +120,7 @@ pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, TomlEr
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let key = e.path().to_string();
         let error = e.into_inner();
-        match error.message().strip_prefix(REFUSAL_MARK) {
+        match refusal_in(error.message()) {
             Some(message) => TomlError::Invalid(InvalidSetting::new(key, message)),
             None => TomlError::Syntax(error.to_string()),
         }

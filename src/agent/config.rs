@@ -20,7 +20,7 @@ use serde::Deserialize;
 use crate::encode::Encoding;
 use crate::kafka::route::{KeyTemplate, TopicName, TopicTemplate};
 use crate::kafka::{Acks, Compression};
-use crate::setting::TomlError;
+use crate::setting::{Refusal, TomlError};
 
 /// Where a configuration came from, as error messages name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,7 +321,7 @@ pub struct MultilineConfig {
     /// A line matching this regular expression (Rust `regex` syntax) starts a new event; any
     /// other line is appended to the current one, after an LF. E.g. `^\d{4}-\d\d-\d\d ` for
     /// lines that start with a date, so that stack traces stay with their message. Required.
-    pub start_pattern: String,
+    pub start_pattern: StartPattern,
     /// An event is shipped when the next one starts, or when no line came for this long, in
     /// milliseconds. Default: 1000.
     #[serde(default = "default_flush_timeout_ms")]
@@ -330,6 +330,68 @@ pub struct MultilineConfig {
 
 fn default_flush_timeout_ms() -> u64 {
     1000
+}
+
+/// A path glob (`*`, `?`, `[...]`, `**`), compiled when the config is read, kept with the text
+/// it was written as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glob {
+    text: String,
+    pattern: glob::Pattern,
+}
+
+impl Glob {
+    /// The glob as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// True when `path` matches the whole glob.
+    pub fn matches_path(&self, path: &Path) -> bool {
+        self.pattern.matches_path(path)
+    }
+}
+
+impl TryFrom<String> for Glob {
+    type Error = Refusal;
+
+    fn try_from(text: String) -> Result<Glob, Refusal> {
+        if text.is_empty() {
+            return Err(Refusal("empty".into()));
+        }
+        match glob::Pattern::new(&text) {
+            Ok(pattern) => Ok(Glob { text, pattern }),
+            Err(e) => Err(Refusal(format!("{text:?} is not a glob: {e}"))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Glob {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Glob::try_from(String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The regular expression that starts a multiline event, compiled when the config is read.
+#[derive(Debug, Clone)]
+pub struct StartPattern(pub regex::bytes::Regex);
+
+impl PartialEq for StartPattern {
+    /// The same text: how a changed entry is told from an unchanged one.
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl<'de> Deserialize<'de> for StartPattern {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        regex::bytes::Regex::new(&text)
+            .map(StartPattern)
+            .map_err(|e| {
+                serde::de::Error::custom(Refusal(format!("not a regular expression: {e}")))
+            })
+    }
 }
 
 /// One collect entry: a set of files and what to attach to their lines. In TOML a
@@ -343,10 +405,10 @@ pub struct CollectEntry {
     /// Paths and globs (`*`, `?`, `[...]`, `**`), e.g. `/var/log/nginx/*.log`. Relative ones
     /// are relative to the agent's working directory. Files that start matching while the
     /// entry runs are picked up at the next scan. Required, at least one.
-    pub paths: Vec<String>,
+    pub paths: Vec<Glob>,
     /// Globs of files not to collect even when `paths` matches them, e.g. `*.gz`. Default: none.
     #[serde(default)]
-    pub exclude: Vec<String>,
+    pub exclude: Vec<Glob>,
     /// Where to start in a file that has no checkpoint and was already there when the entry
     /// started: `end` or `beginning`. Files that appear later are read from their beginning.
     /// Default: `end`.
@@ -555,6 +617,7 @@ pub fn entries_from_json(
     let value: EtcdValue = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
+        let message = crate::setting::refusal_in(&message).map_or(message.clone(), str::to_owned);
         if path.is_empty() || path == "." {
             AgentConfigError::Syntax {
                 origin: origin.clone(),
@@ -605,19 +668,6 @@ pub fn validate_entries(entries: &[CollectEntry], origin: &Origin) -> Result<(),
                 "empty: give at least one path or glob, e.g. [\"/var/log/app/*.log\"]".into(),
             ));
         }
-        for (field, patterns) in [("paths", &entry.paths), ("exclude", &entry.exclude)] {
-            for (j, pattern) in patterns.iter().enumerate() {
-                if pattern.is_empty() {
-                    return Err(invalid(&format!("{field}[{j}]"), "empty".into()));
-                }
-                if let Err(e) = glob::Pattern::new(pattern) {
-                    return Err(invalid(
-                        &format!("{field}[{j}]"),
-                        format!("{pattern:?} is not a glob: {e}"),
-                    ));
-                }
-            }
-        }
         if let Some(topic) = &entry.topic {
             let ok = (1..=249).contains(&topic.len())
                 && topic
@@ -657,19 +707,13 @@ pub fn validate_entries(entries: &[CollectEntry], origin: &Origin) -> Result<(),
                 ),
             ));
         }
-        if let Some(multiline) = &entry.multiline {
-            if let Err(e) = regex::bytes::Regex::new(&multiline.start_pattern) {
-                return Err(invalid(
-                    "multiline.start_pattern",
-                    format!("not a regular expression: {e}"),
-                ));
-            }
-            if multiline.flush_timeout_ms == 0 {
-                return Err(invalid(
-                    "multiline.flush_timeout_ms",
-                    "must be at least 1".into(),
-                ));
-            }
+        if let Some(multiline) = &entry.multiline
+            && multiline.flush_timeout_ms == 0
+        {
+            return Err(invalid(
+                "multiline.flush_timeout_ms",
+                "must be at least 1".into(),
+            ));
         }
     }
     Ok(())

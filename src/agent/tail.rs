@@ -75,7 +75,7 @@ use regex::bytes::Regex;
 use super::AgentMetrics;
 use super::batch::{LineBatch, Source};
 use super::checkpoint::{self, CheckpointEntry, CheckpointWriter};
-use super::config::{CollectEntry, StartAt, TailConfig};
+use super::config::{CollectEntry, Glob, StartAt, TailConfig};
 use super::fingerprint::{Fingerprint, read_head};
 use super::lines::{LineSplitter, Multiline};
 use super::wake::FileWakeups;
@@ -105,8 +105,6 @@ pub struct TailSummary {
 /// A collect entry while it runs.
 struct Entry {
     config: CollectEntry,
-    exclude: Vec<glob::Pattern>,
-    include: Vec<glob::Pattern>,
     multiline: Option<Regex>,
     /// True until its first scan is done.
     starting: bool,
@@ -114,31 +112,19 @@ struct Entry {
 
 impl Entry {
     fn new(config: CollectEntry) -> Entry {
-        // Validated by config::validate_entries; a pattern that still fails matches nothing.
-        let patterns = |list: &[String]| {
-            list.iter()
-                .filter_map(|p| glob::Pattern::new(p).ok())
-                .collect::<Vec<_>>()
-        };
         Entry {
-            include: patterns(&config.paths),
-            exclude: patterns(&config.exclude),
-            multiline: config
-                .multiline
-                .as_ref()
-                .and_then(|m| Regex::new(&m.start_pattern).ok()),
+            multiline: config.multiline.as_ref().map(|m| m.start_pattern.0.clone()),
             starting: true,
             config,
         }
     }
 
     fn matches(&self, path: &Path) -> bool {
-        self.include.iter().any(|p| p.matches_path(path))
-            && !self.exclude.iter().any(|p| p.matches_path(path))
+        self.config.paths.iter().any(|p| p.matches_path(path)) && !self.excluded(path)
     }
 
     fn excluded(&self, path: &Path) -> bool {
-        self.exclude.iter().any(|p| p.matches_path(path))
+        self.config.exclude.iter().any(|p| p.matches_path(path))
     }
 
     fn source(&self, path: &Path) -> Arc<Source> {
@@ -572,7 +558,12 @@ impl Tailer {
                 tracing::info!(
                     "collect entry {}: collecting {}",
                     entry.name,
-                    entry.paths.join(", ")
+                    entry
+                        .paths
+                        .iter()
+                        .map(Glob::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
                 added.push(entry.name.clone());
                 self.entries.insert(entry.name.clone(), Entry::new(entry));
@@ -704,7 +695,7 @@ impl Tailer {
             stream.reachable = false;
         }
         for pattern in patterns {
-            let Ok(paths) = glob::glob(&pattern) else {
+            let Ok(paths) = glob::glob(pattern.as_str()) else {
                 continue;
             };
             for path in paths.filter_map(Result::ok) {

@@ -220,6 +220,23 @@ mod tests {
     }
 
     #[test]
+    fn metrics_section_parses_the_address_once_and_names_a_bad_one() {
+        let section: MetricsConfig = toml::from_str("address = \"0.0.0.0:9200\"\n").unwrap();
+        assert!(section.enabled);
+        assert_eq!(section.address, SocketAddr::from(([0, 0, 0, 0], 9200)));
+        let default: MetricsConfig = toml::from_str("").unwrap();
+        assert_eq!(default.address.to_string(), "127.0.0.1:9100");
+        let e = toml::from_str::<MetricsConfig>("enabled = true\naddress = \"localhost\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+        assert!(
+            e.contains("\"localhost\" is not IP:PORT, e.g. \"127.0.0.1:9100\""),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn serves_metrics_index_and_refuses_the_rest_one_request_per_connection() {
         let (addr, thread, stop) = start();
         let metrics = exchange(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");

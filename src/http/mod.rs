@@ -3,7 +3,7 @@
 //!
 //! # Shape
 //! - [`router`] assembles the routes from parts, each part a module that returns a
-//!   `Router<HttpState>` for its own paths ([`prometheus`] for `/metrics`); a new part is one
+//!   `Router<HttpState>` for its own paths (`prometheus` for `/metrics`); a new part is one
 //!   `.merge(part::routes())` line. What the handlers need (the metrics today, the store and
 //!   the query engine next) travels in [`HttpState`], passed in by the composition root
 //!   ([`crate::server`]): handlers never reach for globals.

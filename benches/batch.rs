@@ -17,6 +17,7 @@ use logtail::encode::{self, Encoding, Envelope};
 use logtail::kafka::route::Route;
 use logtail::parse::{self, Format, LegacyZone, ParseContext};
 use logtail::pipeline::batch::Batch;
+use test_support::corpus;
 
 /// Records per batch: the default `batch_max_records`.
 const RECORDS: usize = 4096;
@@ -26,17 +27,17 @@ const SOURCE: &str = "tcp:5514";
 fn routed_batch() -> Batch {
     let route = Route::new("{host}", Some("syslog.{facility}.{app}")).expect("valid route");
     let mut received_at = Vec::new();
-    encode::format_rfc3339_micros(common::CORPUS_RECEIVED_AT_US, &mut received_at);
+    encode::format_rfc3339_micros(corpus::CORPUS_RECEIVED_AT_US, &mut received_at);
     let envelope = Envelope {
         received_at: &received_at,
         source: SOURCE,
     };
-    let mut context = ParseContext::new(common::CORPUS_RECEIVED_AT_US, LegacyZone::Fixed(0));
+    let mut context = ParseContext::new(corpus::CORPUS_RECEIVED_AT_US, LegacyZone::Fixed(0));
     let mut batch = Batch::with_capacity(0, 1 << 20, RECORDS);
-    for line in common::realistic_mix(RECORDS, 11) {
+    for line in corpus::realistic_mix(RECORDS, 11) {
         let record = parse::parse(&line, Format::Auto, &mut context);
         batch.push_routed(
-            common::CORPUS_RECEIVED_AT_US,
+            corpus::CORPUS_RECEIVED_AT_US,
             |keys| route.render_key(&record, SOURCE, keys),
             |topics| {
                 route.render_topic(&record, SOURCE, topics);

@@ -7,14 +7,15 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use logtail::encode::{Encoding, Envelope, encode, format_rfc3339_micros};
 use logtail::parse::{Format, LegacyZone, ParseContext, parse};
+use test_support::corpus;
 
 mod common;
 
 const LINES: usize = 10_000;
 
 fn benches(c: &mut Criterion) {
-    let lines = common::realistic_mix(LINES, 0x5EED);
-    let received_us = common::CORPUS_RECEIVED_AT_US;
+    let lines = corpus::realistic_mix(LINES, 0x5EED);
+    let received_us = corpus::CORPUS_RECEIVED_AT_US;
     check_corpus(&lines, received_us);
 
     let mut group = c.benchmark_group("parse");

@@ -12,6 +12,7 @@ use logtail::encode::{self, Encoding, Envelope};
 use logtail::parse::{self, Format, LegacyZone, ParseContext};
 use logtail::pipeline::batch::Batch;
 use logtail::source::framing::{Decoder, Framing, OversizePolicy};
+use test_support::corpus;
 
 const LINES: usize = 10_000;
 /// 2026-11-21T10:00:00Z, a receive time close to the corpus' timestamps.
@@ -33,7 +34,7 @@ fn stream(lines: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn frame_parse_encode(c: &mut Criterion) {
-    let lines = common::realistic_mix(LINES, 7);
+    let lines = corpus::realistic_mix(LINES, 7);
     let input = stream(&lines);
     let mut group = c.benchmark_group("shard_hot_path");
     group.throughput(Throughput::Elements(LINES as u64));

@@ -14,12 +14,14 @@ use logtail::query::{JsonRecord, Matcher};
 
 mod common;
 
+use test_support::corpus;
+
 const LINES: usize = 10_000;
 
 /// The stored form of the corpus: one JSON record per line.
 fn records() -> Vec<Vec<u8>> {
-    let lines = common::realistic_mix(LINES, 0x5EED);
-    let received_us = common::CORPUS_RECEIVED_AT_US;
+    let lines = corpus::realistic_mix(LINES, 0x5EED);
+    let received_us = corpus::CORPUS_RECEIVED_AT_US;
     let mut received_at = Vec::new();
     format_rfc3339_micros(received_us, &mut received_at);
     let envelope = Envelope {
@@ -90,9 +92,7 @@ fn benches(c: &mut Criterion) {
 
 criterion_group! {
     name = query;
-    config = Criterion::default()
-        .warm_up_time(common::WARM_UP)
-        .measurement_time(common::MEASUREMENT);
+    config = common::criterion();
     targets = benches
 }
 criterion_main!(query);

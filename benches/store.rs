@@ -12,6 +12,7 @@ use std::sync::atomic::AtomicBool;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use logtail::pipeline::batch::Batch;
 use logtail::store::{ReadOptions, StoreOptions, StoreWriter, read};
+use test_support::corpus;
 
 const RECORDS_PER_BATCH: usize = 1000;
 /// Distinct batches cycled through, so that blocks differ as real traffic does.
@@ -20,7 +21,7 @@ const DISTINCT_BATCHES: usize = 16;
 const READ_BATCHES: usize = 100;
 
 fn batches() -> Vec<Batch> {
-    let mut rng = common::SplitMix64(0x9E37_79B9_7F4A_7C15);
+    let mut rng = corpus::SplitMix64(0x9E37_79B9_7F4A_7C15);
     let mut ts = 1_741_943_000_000_000i64;
     (0..DISTINCT_BATCHES)
         .map(|i| {
@@ -28,7 +29,7 @@ fn batches() -> Vec<Batch> {
                 Batch::with_capacity((i % 4) as u16, 320 * RECORDS_PER_BATCH, RECORDS_PER_BATCH);
             for _ in 0..RECORDS_PER_BATCH {
                 ts += 50;
-                b.push_with(ts, |buf| common::json_record(&mut rng, buf));
+                b.push_with(ts, |buf| corpus::json_record(&mut rng, buf));
             }
             b
         })

@@ -13,6 +13,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use logtail::wal::{Appended, FsyncPolicy, FullPolicy, Wal, WalOptions};
+use test_support::corpus;
 
 /// Distinct payloads cycled through, so that batches differ as real traffic does.
 const DISTINCT: usize = 8;
@@ -21,11 +22,11 @@ const REPLAY_BYTES: usize = 64 << 20;
 
 /// Newline-separated JSON records of about 300 bytes, `len` bytes at least; returns the
 /// payload and its record count.
-fn payload(rng: &mut common::SplitMix64, len: usize) -> (Vec<u8>, u32) {
+fn payload(rng: &mut corpus::SplitMix64, len: usize) -> (Vec<u8>, u32) {
     let mut buf = Vec::with_capacity(len + 512);
     let mut records = 0;
     while buf.len() < len {
-        common::json_record(rng, &mut buf);
+        corpus::json_record(rng, &mut buf);
         buf.push(b'\n');
         records += 1;
     }
@@ -33,7 +34,7 @@ fn payload(rng: &mut common::SplitMix64, len: usize) -> (Vec<u8>, u32) {
 }
 
 fn payloads(len: usize) -> Vec<(Vec<u8>, u32)> {
-    let mut rng = common::SplitMix64(0x9E37_79B9_7F4A_7C15);
+    let mut rng = corpus::SplitMix64(0x9E37_79B9_7F4A_7C15);
     (0..DISTINCT).map(|_| payload(&mut rng, len)).collect()
 }
 

@@ -1,9 +1,5 @@
-//! What the benches share (`mod common;`): criterion's settings, and the corpus of
-//! `test_support::corpus` (also the load-test harness's).
-// Each bench compiles this module for itself and uses part of it.
-#![allow(dead_code)]
-
-pub use test_support::corpus::*;
+//! What the benches share (`mod common;`): criterion's settings. Their corpus is
+//! `test_support::corpus`, which the load-test harness uses too.
 
 /// Criterion's warm-up and measurement time for every bench. 1 s and 3 s keep all of
 /// `cargo bench` (16 benches) under two minutes on the project's 2-core machine, and are the

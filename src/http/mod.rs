@@ -3,7 +3,7 @@
 //!
 //! # Shape
 //! - [`router`] assembles the routes from parts, each part a module that returns a
-//!   `Router<HttpState>` for its own paths ([`prometheus`] for `/metrics`); a new part is one
+//!   `Router<HttpState>` for its own paths (`prometheus` for `/metrics`); a new part is one
 //!   `.merge(part::routes())` line. What the handlers need (the metrics today, the store and
 //!   the query engine next) travels in [`HttpState`], passed in by the composition root
 //!   ([`crate::server`]): handlers never reach for globals.
@@ -217,6 +217,23 @@ mod tests {
         let mut response = String::new();
         conn.read_to_string(&mut response).unwrap();
         response
+    }
+
+    #[test]
+    fn metrics_section_parses_the_address_once_and_names_a_bad_one() {
+        let section: MetricsConfig = toml::from_str("address = \"0.0.0.0:9200\"\n").unwrap();
+        assert!(section.enabled);
+        assert_eq!(section.address, SocketAddr::from(([0, 0, 0, 0], 9200)));
+        let default: MetricsConfig = toml::from_str("").unwrap();
+        assert_eq!(default.address.to_string(), "127.0.0.1:9100");
+        let e = toml::from_str::<MetricsConfig>("enabled = true\naddress = \"localhost\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+        assert!(
+            e.contains("\"localhost\" is not IP:PORT, e.g. \"127.0.0.1:9100\""),
+            "{e}"
+        );
     }
 
     #[test]

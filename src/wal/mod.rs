@@ -99,9 +99,9 @@
 //!   had not been written. Acknowledgements are durable at the end of each [`Wal::flush`].
 //! - [`FsyncPolicy::Interval`], with `d` = [`WalOptions::fsync_interval`]: segments, directory
 //!   and ledger are synced by an `append` or [`Wal::flush`] that comes at least `d` after the
-//!   previous sync. A machine crash loses at
-//!   most the appends of the last `d`, provided `flush` is called at least every `d` (the interval
-//!   is driven by calls, there is no background thread). Nothing is lost on a process crash.
+//!   previous sync. A machine crash loses at most the appends of the last `d`, provided `flush`
+//!   is called at least every `d` (the interval is driven by calls, there is no background
+//!   thread). Nothing is lost on a process crash.
 //! - [`FsyncPolicy::Never`]: the OS writes back when it likes (typically within 30 s on Linux).
 //!   Safe against a process crash, not against a machine crash.
 //!
@@ -144,7 +144,7 @@
 //! - Bad bytes anywhere else are corruption: left in place, reported as a [`CorruptRange`] with
 //!   segment, offset and length, logged once per open (a count and the first byte ranges), and the
 //!   batches they held are treated as acknowledged, since they can never be delivered. How many
-//!   batches that is comes from the gap in seqs around them. WalCorruption among records already
+//!   batches that is comes from the gap in seqs around them. Corruption among records already
 //!   acknowledged is harmless and only logged at debug level.
 //! - Records at or below the ledger's watermark are acknowledged; segments holding nothing else
 //!   (other than the newest) are deleted. `next_unsent` starts from the watermark.

@@ -739,7 +739,7 @@ fn dump_and_stats_of() {
     assert_eq!(offline.acked_through, 1);
     assert_eq!(offline.last_seq, 3);
 
-    // WalCorruption and a torn tail show as comments, and do not stop the dump.
+    // Corruption and a torn tail show as comments, and do not stop the dump.
     drop(wal);
     let path = seg_path(dir.path(), 1);
     flip_byte(&path, (HEADER_LEN + 14 + 20) as u64); // the header of seq 2

@@ -10,16 +10,14 @@
 //! The collect entries are what can change while the agent runs ([`super::live`] applies them);
 //! everything else is read once at start.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::encode::Encoding;
-use crate::kafka::route::{KeyTemplate, TopicName, TopicTemplate};
-use crate::kafka::{Acks, Compression};
+use super::ship::kafka::KafkaShipConfig;
 use crate::setting::{Refusal, TomlError};
 
 /// Where a configuration came from, as error messages name it.
@@ -220,49 +218,6 @@ pub struct ShipConfig {
     pub shutdown_timeout_ms: u64,
     /// `kafka`: the producer's settings.
     pub kafka: KafkaShipConfig,
-}
-
-/// `[ship.kafka]`: the `kafka` shipper. Each line is formatted, parsed and encoded exactly as
-/// the gateway would have stored it, and routed by the same templates, so consumers cannot
-/// tell which way it came.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaShipConfig {
-    /// Comma-separated `HOST:PORT` list of brokers. Default: `127.0.0.1:9092`.
-    pub bootstrap_servers: String,
-    /// The topic of lines whose `topic_template` renders nothing. Default: `logs`.
-    pub topic: TopicName,
-    /// A topic per line from its fields ([`crate::kafka::route`]), as the gateway's
-    /// `[sink.kafka] topic_template`. Default: `{topic}`, the collect entry's `topic`.
-    pub topic_template: TopicTemplate,
-    /// The message key, a template over the same fields; empty: no key. Default: `{host}`.
-    pub key: KeyTemplate,
-    /// [`Compression`]. Default: `lz4`.
-    pub compression: Compression,
-    /// [`Acks`]. Default: `all`.
-    pub acks: Acks,
-    /// How long librdkafka waits to fill a produce request, in milliseconds. Default: 5.
-    pub linger_ms: u64,
-    /// `json` (the gateway's record) or `raw` (the RFC 5424 message). Default: `json`.
-    pub encoding: Encoding,
-    /// Any other librdkafka property, applied last (SASL, SSL, ...). Default: empty.
-    pub librdkafka: BTreeMap<String, String>,
-}
-
-impl Default for KafkaShipConfig {
-    fn default() -> Self {
-        KafkaShipConfig {
-            bootstrap_servers: "127.0.0.1:9092".into(),
-            topic: TopicName::logs(),
-            topic_template: TopicTemplate::agent_topic(),
-            key: KeyTemplate::host(),
-            compression: Compression::Lz4,
-            acks: Acks::All,
-            linger_ms: 5,
-            encoding: Encoding::Json,
-            librdkafka: BTreeMap::new(),
-        }
-    }
 }
 
 impl Default for ShipConfig {
@@ -545,14 +500,11 @@ impl AgentConfig {
                 ),
             ));
         }
-        if ship.kind == ShipKind::Kafka {
-            let kafka = &ship.kafka;
-            if kafka.bootstrap_servers.trim().is_empty() {
-                return Err(invalid(
-                    "ship.kafka.bootstrap_servers",
-                    "empty; give HOST:PORT[,HOST:PORT...], e.g. \"127.0.0.1:9092\"".into(),
-                ));
-            }
+        if ship.kind == ShipKind::Kafka
+            && let Err(e) = ship.kafka.check()
+        {
+            let e = e.within("ship.kafka");
+            return Err(invalid(&e.key, e.message));
         }
         if ship.reconnect_min_ms == 0 || ship.reconnect_max_ms < ship.reconnect_min_ms {
             return Err(invalid(

@@ -7,6 +7,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use super::{Acks, Compression};
 use crate::log_limit::RateLimitedWarning;
+use crate::setting::InvalidSetting;
 
 /// The librdkafka settings of a logtail producer. Each producer fills in its own section's
 /// values; [`ProducerSettings::client_config`] is the only place that names librdkafka
@@ -71,6 +72,20 @@ impl ProducerSettings<'_> {
         }
         client
     }
+}
+
+/// Checks a `bootstrap_servers` setting (key `bootstrap_servers`).
+///
+/// # Errors
+/// When it is empty.
+pub fn check_bootstrap_servers(servers: &str) -> Result<(), InvalidSetting> {
+    if servers.trim().is_empty() {
+        return Err(InvalidSetting::new(
+            "bootstrap_servers",
+            "empty; give HOST:PORT[,HOST:PORT...], e.g. \"127.0.0.1:9092\"",
+        ));
+    }
+    Ok(())
 }
 
 /// Errors that retrying cannot fix: the record is dropped (counted and logged).

@@ -5,7 +5,7 @@
 //! - The settings every producer shares, typed once when the configuration is read: [`Acks`]
 //!   and [`Compression`] (a bad value is refused by serde, naming the allowed ones), and
 //!   [`ProducerSettings`], which turns them into librdkafka's `ClientConfig` the same way for
-//!   every producer, the passthrough `librdkafka` table applied last.
+//!   every producer, the passthrough `librdkafka` table applied last; [`check_bootstrap_servers`].
 //! - [`route`]: a record's Kafka key and topic, rendered from templates over its fields; the
 //!   route's settings ([`route::TopicName`], [`route::KeyTemplate`],
 //!   [`route::TopicTemplate`]) are compiled when the configuration is read.
@@ -23,7 +23,10 @@ pub mod route;
 
 use serde::Deserialize;
 
-pub use client::{ProducerSettings, QueueLimits, is_permanent, log_client_error, log_librdkafka};
+pub use client::{
+    ProducerSettings, QueueLimits, check_bootstrap_servers, is_permanent, log_client_error,
+    log_librdkafka,
+};
 
 use crate::setting::Refusal;
 

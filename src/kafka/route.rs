@@ -426,14 +426,6 @@ impl std::str::FromStr for TopicName {
     }
 }
 
-impl TryFrom<String> for TopicName {
-    type Error = Refusal;
-
-    fn try_from(text: String) -> Result<TopicName, Refusal> {
-        text.parse()
-    }
-}
-
 impl fmt::Display for TopicName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -459,20 +451,7 @@ impl std::str::FromStr for KeyTemplate {
     /// # Errors
     /// When `text` does not parse ([`Template::parse`]).
     fn from_str(text: &str) -> Result<KeyTemplate, Refusal> {
-        match text {
-            "" => Ok(KeyTemplate(None)),
-            text => Template::parse(text)
-                .map(|template| KeyTemplate(Some(template)))
-                .map_err(|e| Refusal(e.to_string())),
-        }
-    }
-}
-
-impl TryFrom<String> for KeyTemplate {
-    type Error = Refusal;
-
-    fn try_from(text: String) -> Result<KeyTemplate, Refusal> {
-        text.parse()
+        unless_empty(text, Template::parse).map(KeyTemplate)
     }
 }
 
@@ -495,22 +474,35 @@ impl std::str::FromStr for TopicTemplate {
     /// # Errors
     /// When `text` does not parse, or its literal text cannot be part of a legal topic name.
     fn from_str(text: &str) -> Result<TopicTemplate, Refusal> {
-        match text {
-            "" => Ok(TopicTemplate(None)),
-            text => parse_topic_template(text)
-                .map(|template| TopicTemplate(Some(template)))
-                .map_err(|e| Refusal(e.to_string())),
+        unless_empty(text, parse_topic_template).map(TopicTemplate)
+    }
+}
+
+/// `None` for the empty string (the setting is off), else `parse(text)`.
+fn unless_empty(
+    text: &str,
+    parse: fn(&str) -> Result<Template, TemplateError>,
+) -> Result<Option<Template>, Refusal> {
+    match text {
+        "" => Ok(None),
+        text => parse(text).map(Some).map_err(|e| Refusal(e.to_string())),
+    }
+}
+
+/// `TryFrom<String>` through `FromStr`, for `#[serde(try_from = "String")]`.
+macro_rules! try_from_string {
+    ($($setting:ty),*) => {$(
+        impl TryFrom<String> for $setting {
+            type Error = Refusal;
+
+            fn try_from(text: String) -> Result<$setting, Refusal> {
+                text.parse()
+            }
         }
-    }
+    )*};
 }
 
-impl TryFrom<String> for TopicTemplate {
-    type Error = Refusal;
-
-    fn try_from(text: String) -> Result<TopicTemplate, Refusal> {
-        text.parse()
-    }
-}
+try_from_string!(TopicName, KeyTemplate, TopicTemplate);
 
 impl Route {
     /// The route of compiled `key` and `topic_template` settings.

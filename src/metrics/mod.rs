@@ -233,7 +233,7 @@ pub struct KafkaMetrics {
     pub producer_restarts: Counter,
     /// Delivery errors reported by librdkafka, by error name.
     delivery_errors: Mutex<std::collections::BTreeMap<String, u64>>,
-    /// 0: straight to Kafka; 1: spilling to the WAL; 2: replaying the WAL.
+    /// The sink's state, as `sink::kafka::State::metric_value` numbers it.
     pub state: Gauge,
     /// 1 while librdkafka reports every broker down.
     pub brokers_down: Gauge,

@@ -17,7 +17,7 @@
 //! other failure (only a fatal producer error can cause one) stops the shipper: the agent then
 //! exits with an error, and its restart resends from the checkpoints, so nothing is lost.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -27,16 +27,73 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
+use serde::Deserialize;
 
 use super::rfc5424::MessageFormatter;
 use super::{AckSender, Shipper, Stopped};
 use crate::agent::batch::LineBatch;
-use crate::agent::config::KafkaShipConfig;
 use crate::encode::{self, Encoding, Envelope, format_rfc3339_micros, json};
-use crate::kafka::route::{Route, TopicName};
-use crate::kafka::{ProducerSettings, is_permanent, log_client_error, log_librdkafka};
+use crate::kafka::route::{KeyTemplate, Route, TopicName, TopicTemplate};
+use crate::kafka::{
+    Acks, Compression, ProducerSettings, check_bootstrap_servers, is_permanent, log_client_error,
+    log_librdkafka,
+};
 use crate::log_limit::RateLimitedWarning;
 use crate::parse::{self, Format, LegacyZone, ParseContext};
+use crate::setting::InvalidSetting;
+
+/// `[ship.kafka]`: the `kafka` shipper. Each line is formatted, parsed and encoded exactly as
+/// the gateway would have stored it, and routed by the same templates, so consumers cannot
+/// tell which way it came.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaShipConfig {
+    /// Comma-separated `HOST:PORT` list of brokers. Default: `127.0.0.1:9092`.
+    pub bootstrap_servers: String,
+    /// The topic of lines whose `topic_template` renders nothing. Default: `logs`.
+    pub topic: TopicName,
+    /// A topic per line from its fields ([`crate::kafka::route`]), as the gateway's
+    /// `[sink.kafka] topic_template`. Default: `{topic}`, the collect entry's `topic`.
+    pub topic_template: TopicTemplate,
+    /// The message key, a template over the same fields; empty: no key. Default: `{host}`.
+    pub key: KeyTemplate,
+    /// [`Compression`]. Default: `lz4`.
+    pub compression: Compression,
+    /// [`Acks`]. Default: `all`.
+    pub acks: Acks,
+    /// How long librdkafka waits to fill a produce request, in milliseconds. Default: 5.
+    pub linger_ms: u64,
+    /// `json` (the gateway's record) or `raw` (the RFC 5424 message). Default: `json`.
+    pub encoding: Encoding,
+    /// Any other librdkafka property, applied last (SASL, SSL, ...). Default: empty.
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+impl KafkaShipConfig {
+    /// Checks what serde cannot see; keys are relative to `[ship.kafka]`.
+    ///
+    /// # Errors
+    /// The first key whose value cannot be used.
+    pub fn check(&self) -> Result<(), InvalidSetting> {
+        check_bootstrap_servers(&self.bootstrap_servers)
+    }
+}
+
+impl Default for KafkaShipConfig {
+    fn default() -> Self {
+        KafkaShipConfig {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            topic: TopicName::logs(),
+            topic_template: TopicTemplate::agent_topic(),
+            key: KeyTemplate::host(),
+            compression: Compression::Lz4,
+            acks: Acks::All,
+            linger_ms: 5,
+            encoding: Encoding::Json,
+            librdkafka: BTreeMap::new(),
+        }
+    }
+}
 
 /// See the [module docs](self).
 pub struct KafkaShipper {

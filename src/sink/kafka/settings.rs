@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::state::SpillLimits;
 use crate::kafka::route::{KeyTemplate, Route, TopicName, TopicTemplate};
-use crate::kafka::{Acks, Compression, ProducerSettings, QueueLimits};
+use crate::kafka::{Acks, Compression, ProducerSettings, QueueLimits, check_bootstrap_servers};
 use crate::setting::InvalidSetting;
 use crate::wal::WalConfig;
 
@@ -98,12 +98,7 @@ impl KafkaSinkConfig {
     /// # Errors
     /// The first key whose value cannot be used.
     pub fn check(&self) -> Result<(), InvalidSetting> {
-        if self.bootstrap_servers.trim().is_empty() {
-            return Err(InvalidSetting::new(
-                "bootstrap_servers",
-                "empty; give HOST:PORT[,HOST:PORT...], e.g. \"127.0.0.1:9092\"",
-            ));
-        }
+        check_bootstrap_servers(&self.bootstrap_servers)?;
         self.spill.check().map_err(|e| e.within("spill"))
     }
 

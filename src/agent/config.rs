@@ -22,7 +22,7 @@ use crate::setting::{Refusal, TomlError};
 
 /// Where a configuration came from, as error messages name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
+pub enum ConfigOrigin {
     /// The TOML file given with `--config`.
     File(PathBuf),
     /// An etcd key, at a revision.
@@ -33,13 +33,15 @@ pub enum Origin {
     Defaults,
 }
 
-impl fmt::Display for Origin {
+impl fmt::Display for ConfigOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Origin::File(path) => write!(f, "config file {}", path.display()),
-            Origin::Etcd { key, revision } => write!(f, "etcd key {key} (revision {revision})"),
-            Origin::CommandLine => f.write_str("command line"),
-            Origin::Defaults => f.write_str("(defaults)"),
+            ConfigOrigin::File(path) => write!(f, "config file {}", path.display()),
+            ConfigOrigin::Etcd { key, revision } => {
+                write!(f, "etcd key {key} (revision {revision})")
+            }
+            ConfigOrigin::CommandLine => f.write_str("command line"),
+            ConfigOrigin::Defaults => f.write_str("(defaults)"),
         }
     }
 }
@@ -54,11 +56,14 @@ pub enum AgentConfigError {
     },
     /// Not TOML or JSON, or not the schema (unknown key, wrong type, bad enum value).
     #[error("{origin}: {message}")]
-    Syntax { origin: Origin, message: String },
+    Syntax {
+        origin: ConfigOrigin,
+        message: String,
+    },
     /// Well-formed, but a value is not allowed.
     #[error("{origin}: {key}: {message}")]
     Invalid {
-        origin: Origin,
+        origin: ConfigOrigin,
         key: String,
         message: String,
     },
@@ -409,7 +414,7 @@ impl AgentConfig {
     pub fn load(path: Option<&Path>) -> Result<AgentConfig, AgentConfigError> {
         let Some(path) = path else {
             let config = AgentConfig::default();
-            config.validate(&Origin::Defaults)?;
+            config.validate(&ConfigOrigin::Defaults)?;
             return Ok(config);
         };
         let text = std::fs::read_to_string(path).map_err(|source| AgentConfigError::Read {
@@ -421,7 +426,7 @@ impl AgentConfig {
 
     /// Parses and validates TOML text; `path` is only used in error messages.
     pub fn from_toml(text: &str, path: &Path) -> Result<AgentConfig, AgentConfigError> {
-        let origin = Origin::File(path.to_path_buf());
+        let origin = ConfigOrigin::File(path.to_path_buf());
         let config: AgentConfig = crate::setting::from_toml(text).map_err(|e| match e {
             TomlError::Syntax(message) => AgentConfigError::Syntax {
                 origin: origin.clone(),
@@ -438,7 +443,7 @@ impl AgentConfig {
     }
 
     /// Checks what the schema alone cannot.
-    pub fn validate(&self, origin: &Origin) -> Result<(), AgentConfigError> {
+    pub fn validate(&self, origin: &ConfigOrigin) -> Result<(), AgentConfigError> {
         let invalid = |key: &str, message: String| AgentConfigError::Invalid {
             origin: origin.clone(),
             key: key.to_string(),
@@ -556,7 +561,7 @@ impl AgentConfig {
 /// and what is allowed.
 pub fn entries_from_json(
     text: &str,
-    origin: &Origin,
+    origin: &ConfigOrigin,
 ) -> Result<Vec<CollectEntry>, AgentConfigError> {
     const SHAPE: &str = "expected {\"collect\": [{\"name\": ..., \"paths\": [...]}, ...]}";
     if !text.trim_start().starts_with('{') {
@@ -589,7 +594,10 @@ pub fn entries_from_json(
 
 /// Checks collect entries: names unique and well-formed, globs and patterns compile, values in
 /// range.
-pub fn validate_entries(entries: &[CollectEntry], origin: &Origin) -> Result<(), AgentConfigError> {
+pub fn validate_entries(
+    entries: &[CollectEntry],
+    origin: &ConfigOrigin,
+) -> Result<(), AgentConfigError> {
     let mut names = HashSet::new();
     for (i, entry) in entries.iter().enumerate() {
         let invalid = |field: &str, message: String| AgentConfigError::Invalid {
@@ -697,7 +705,7 @@ mod tests {
     }
 
     fn etcd(text: &str) -> Result<Vec<CollectEntry>, String> {
-        let origin = Origin::Etcd {
+        let origin = ConfigOrigin::Etcd {
             key: "/logtail/agents/h/config".into(),
             revision: 7,
         };

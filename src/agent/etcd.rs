@@ -19,7 +19,7 @@ use std::time::Duration;
 use etcd_client::{Client, ConnectOptions, EventType, WatchOptions};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::config::{CollectEntry, Origin, entries_from_json};
+use super::config::{CollectEntry, ConfigOrigin, entries_from_json};
 use super::ship::Backoff;
 
 /// What the etcd key says now.
@@ -28,7 +28,7 @@ pub enum EtcdUpdate {
     /// A valid value (no key: no entries). `raw` is the value as stored, for the cache.
     Entries {
         entries: Vec<CollectEntry>,
-        origin: Origin,
+        origin: ConfigOrigin,
         raw: Option<String>,
     },
     /// A value that was rejected; the message names the key, revision and field.
@@ -127,7 +127,7 @@ async fn watch_once(
 
 /// The update a value (or its absence) of `key` at `revision` makes.
 pub fn parse(key: &str, value: Option<&[u8]>, revision: i64) -> EtcdUpdate {
-    let origin = Origin::Etcd {
+    let origin = ConfigOrigin::Etcd {
         key: key.to_string(),
         revision,
     };

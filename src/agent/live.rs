@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::config::{AgentConfig, CollectEntry, Origin, entries_from_json};
+use super::config::{AgentConfig, CollectEntry, ConfigOrigin, entries_from_json};
 use super::etcd::{self, EtcdSource, EtcdUpdate};
 use super::{Agent, AgentError};
 use crate::agent::checkpoint::replace_file;
@@ -56,7 +56,7 @@ pub fn load_config(options: &RunOptions) -> Result<AgentConfig, AgentError> {
         if options.etcd_key.is_some() {
             config.etcd.key = options.etcd_key.clone();
         }
-        config.validate(&Origin::CommandLine)?;
+        config.validate(&ConfigOrigin::CommandLine)?;
     }
     Ok(config)
 }
@@ -64,9 +64,9 @@ pub fn load_config(options: &RunOptions) -> Result<AgentConfig, AgentError> {
 /// The entries of both sources, with their last good values.
 struct Sources {
     file: Vec<CollectEntry>,
-    file_origin: Origin,
+    file_origin: ConfigOrigin,
     etcd: Vec<CollectEntry>,
-    etcd_origin: Origin,
+    etcd_origin: ConfigOrigin,
 }
 
 impl Sources {
@@ -78,7 +78,7 @@ impl Sources {
     }
 
     /// Puts etcd's entries in force, unless a name is also an entry of the file.
-    fn set_etcd(&mut self, entries: Vec<CollectEntry>, origin: Origin) -> Result<(), String> {
+    fn set_etcd(&mut self, entries: Vec<CollectEntry>, origin: ConfigOrigin) -> Result<(), String> {
         clash(&self.file, &self.file_origin, &entries, &origin)?;
         self.etcd = entries;
         self.etcd_origin = origin;
@@ -93,9 +93,9 @@ impl Sources {
 /// An error naming the first etcd entry whose name is also an entry of the file.
 fn clash(
     file: &[CollectEntry],
-    file_origin: &Origin,
+    file_origin: &ConfigOrigin,
     etcd: &[CollectEntry],
-    etcd_origin: &Origin,
+    etcd_origin: &ConfigOrigin,
 ) -> Result<(), String> {
     match etcd
         .iter()
@@ -133,14 +133,14 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
     let file_origin = options
         .config
         .clone()
-        .map_or(Origin::Defaults, Origin::File);
+        .map_or(ConfigOrigin::Defaults, ConfigOrigin::File);
     let use_etcd = !config.etcd.endpoints.is_empty();
     let etcd_key = config.etcd_key();
     let mut sources = Sources {
         file: config.collect.clone(),
         file_origin,
         etcd: Vec::new(),
-        etcd_origin: Origin::Etcd {
+        etcd_origin: ConfigOrigin::Etcd {
             key: etcd_key.clone(),
             revision: 0,
         },
@@ -310,9 +310,9 @@ fn apply_etcd(update: EtcdUpdate, config: &AgentConfig, sources: &mut Sources, a
 }
 
 /// The cached etcd entries, if the cache is there and valid.
-fn read_cache(path: &Path) -> Option<(Vec<CollectEntry>, Origin)> {
+fn read_cache(path: &Path) -> Option<(Vec<CollectEntry>, ConfigOrigin)> {
     let text = std::fs::read_to_string(path).ok()?;
-    let origin = Origin::File(path.to_path_buf());
+    let origin = ConfigOrigin::File(path.to_path_buf());
     match entries_from_json(&text, &origin) {
         Ok(entries) => Some((entries, origin)),
         Err(e) => {

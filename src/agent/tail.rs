@@ -103,16 +103,16 @@ pub struct TailSummary {
 }
 
 /// A collect entry while it runs.
-struct Entry {
+struct RunningEntry {
     config: CollectEntry,
     multiline: Option<Regex>,
     /// True until its first scan is done.
     starting: bool,
 }
 
-impl Entry {
-    fn new(config: CollectEntry) -> Entry {
-        Entry {
+impl RunningEntry {
+    fn new(config: CollectEntry) -> RunningEntry {
+        RunningEntry {
             multiline: config.multiline.as_ref().map(|m| m.start_pattern.0.clone()),
             starting: true,
             config,
@@ -171,7 +171,7 @@ struct Stream {
 }
 
 /// A cut batch waiting for its acknowledgement.
-struct InFlight {
+struct UnackedBatch {
     seq: u64,
     lines: u64,
     /// (checkpoint key, offset past the file's last line in the batch), in line order.
@@ -185,7 +185,7 @@ struct Output {
     batch: LineBatch,
     positions: Vec<(u64, u64)>,
     forget: Vec<u64>,
-    in_flight: VecDeque<InFlight>,
+    in_flight: VecDeque<UnackedBatch>,
     /// The seq of `batch`.
     next_seq: u64,
     acked_seq: u64,
@@ -245,7 +245,7 @@ impl Output {
         next.reset(self.next_seq + 1);
         let batch = std::mem::replace(&mut self.batch, next);
         metrics.batches_sent.add(1);
-        self.in_flight.push_back(InFlight {
+        self.in_flight.push_back(UnackedBatch {
             seq: batch.seq(),
             lines: batch.len() as u64,
             positions: std::mem::take(&mut self.positions),
@@ -283,7 +283,7 @@ enum ReadOutcome {
 pub struct Tailer {
     config: TailConfig,
     metrics: Arc<AgentMetrics>,
-    entries: BTreeMap<String, Entry>,
+    entries: BTreeMap<String, RunningEntry>,
     streams: BTreeMap<u64, Stream>,
     by_id: HashMap<(u64, u64), u64>,
     /// The checkpoint table, by key: what the checkpoint file says.
@@ -566,7 +566,8 @@ impl Tailer {
                         .join(", ")
                 );
                 added.push(entry.name.clone());
-                self.entries.insert(entry.name.clone(), Entry::new(entry));
+                self.entries
+                    .insert(entry.name.clone(), RunningEntry::new(entry));
             }
         }
         let longest = self

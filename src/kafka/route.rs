@@ -90,7 +90,7 @@ const SEVERITY_NAMES: [&str; 8] = [
 
 /// A record field a template can refer to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
+enum TemplateField {
     Host,
     App,
     ProcId,
@@ -103,52 +103,54 @@ enum Field {
     Topic,
 }
 
-impl Field {
-    const ALL: [Field; 8] = [
-        Field::Host,
-        Field::App,
-        Field::ProcId,
-        Field::MsgId,
-        Field::Facility,
-        Field::Severity,
-        Field::Source,
-        Field::Topic,
+impl TemplateField {
+    const ALL: [TemplateField; 8] = [
+        TemplateField::Host,
+        TemplateField::App,
+        TemplateField::ProcId,
+        TemplateField::MsgId,
+        TemplateField::Facility,
+        TemplateField::Severity,
+        TemplateField::Source,
+        TemplateField::Topic,
     ];
 
     fn name(self) -> &'static str {
         match self {
-            Field::Host => "host",
-            Field::App => "app",
-            Field::ProcId => "procid",
-            Field::MsgId => "msgid",
-            Field::Facility => "facility",
-            Field::Severity => "severity",
-            Field::Source => "source",
-            Field::Topic => "topic",
+            TemplateField::Host => "host",
+            TemplateField::App => "app",
+            TemplateField::ProcId => "procid",
+            TemplateField::MsgId => "msgid",
+            TemplateField::Facility => "facility",
+            TemplateField::Severity => "severity",
+            TemplateField::Source => "source",
+            TemplateField::Topic => "topic",
         }
     }
 
-    fn from_name(name: &str) -> Option<Field> {
-        Field::ALL.into_iter().find(|field| field.name() == name)
+    fn from_name(name: &str) -> Option<TemplateField> {
+        TemplateField::ALL
+            .into_iter()
+            .find(|field| field.name() == name)
     }
 
     /// The field's text in `record`; `None` when the record lacks it or it is empty.
     fn value<'a>(self, record: &Record<'a>, source: &'a str) -> Option<&'a [u8]> {
         let value = match self {
-            Field::Host => record.host?,
-            Field::App => record.app?,
-            Field::ProcId => record.procid?,
-            Field::MsgId => record.msgid?,
-            Field::Facility => FACILITY_NAMES
+            TemplateField::Host => record.host?,
+            TemplateField::App => record.app?,
+            TemplateField::ProcId => record.procid?,
+            TemplateField::MsgId => record.msgid?,
+            TemplateField::Facility => FACILITY_NAMES
                 .get(usize::from(record.facility?))?
                 .as_bytes(),
-            Field::Severity => SEVERITY_NAMES
+            TemplateField::Severity => SEVERITY_NAMES
                 .get(usize::from(record.severity?))?
                 .as_bytes(),
-            Field::Source => source.as_bytes(),
+            TemplateField::Source => source.as_bytes(),
             // The raw, escaped value: topic names have no byte that needs escaping, and any
             // other byte becomes `_` when rendered as a topic.
-            Field::Topic => {
+            TemplateField::Topic => {
                 record
                     .structured_data?
                     .elements()
@@ -164,7 +166,7 @@ impl Field {
 
 /// `{host}, {app}, ...`: the fields a template may use, for error messages.
 fn allowed_fields() -> String {
-    let names: Vec<String> = Field::ALL
+    let names: Vec<String> = TemplateField::ALL
         .iter()
         .map(|field| format!("{{{}}}", field.name()))
         .collect();
@@ -208,7 +210,7 @@ pub enum TemplateError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Literal(Box<[u8]>),
-    Field(Field),
+    TemplateField(TemplateField),
 }
 
 /// Text with record fields in braces, e.g. `logs.{app}`; see the [module docs](self).
@@ -249,14 +251,15 @@ impl Template {
                 }
             };
             let name = &text[name_start..name_end];
-            let field = Field::from_name(name).ok_or_else(|| TemplateError::UnknownField {
-                template: text.to_owned(),
-                field: name.to_owned(),
-            })?;
+            let field =
+                TemplateField::from_name(name).ok_or_else(|| TemplateError::UnknownField {
+                    template: text.to_owned(),
+                    field: name.to_owned(),
+                })?;
             if literal_start < brace {
                 parts.push(Part::Literal(text.as_bytes()[literal_start..brace].into()));
             }
-            parts.push(Part::Field(field));
+            parts.push(Part::TemplateField(field));
             at = name_end + 1;
             literal_start = at;
         }
@@ -270,10 +273,10 @@ impl Template {
     }
 
     /// The template of one field alone, e.g. `{host}`.
-    fn field(field: Field) -> Template {
+    fn field(field: TemplateField) -> Template {
         Template {
             text: format!("{{{}}}", field.name()).into(),
-            parts: Box::new([Part::Field(field)]),
+            parts: Box::new([Part::TemplateField(field)]),
         }
     }
 
@@ -291,7 +294,7 @@ impl Template {
         for part in &self.parts {
             match part {
                 Part::Literal(text) => out.extend_from_slice(text),
-                Part::Field(field) => match field.value(record, source) {
+                Part::TemplateField(field) => match field.value(record, source) {
                     Some(value) => out.extend_from_slice(value),
                     None => {
                         out.truncate(start);
@@ -309,7 +312,7 @@ impl Template {
             .iter()
             .fold((0, 0), |(len, fields), part| match part {
                 Part::Literal(text) => (len + text.len(), fields),
-                Part::Field(_) => (len, fields + 1),
+                Part::TemplateField(_) => (len, fields + 1),
             })
     }
 }
@@ -441,7 +444,7 @@ pub struct KeyTemplate(Option<Template>);
 impl KeyTemplate {
     /// `{host}`: the default key, so that a host's records keep their order.
     pub fn host() -> KeyTemplate {
-        KeyTemplate(Some(Template::field(Field::Host)))
+        KeyTemplate(Some(Template::field(TemplateField::Host)))
     }
 }
 
@@ -464,7 +467,7 @@ pub struct TopicTemplate(Option<Template>);
 impl TopicTemplate {
     /// `{topic}`: the agent collect entry's `topic`.
     pub fn agent_topic() -> TopicTemplate {
-        TopicTemplate(Some(Template::field(Field::Topic)))
+        TopicTemplate(Some(Template::field(TemplateField::Topic)))
     }
 }
 
@@ -851,7 +854,8 @@ mod tests {
     fn template_text() -> impl Strategy<Value = String> {
         let part = prop_oneof![
             "[A-Za-z0-9._-]{1,4}",
-            prop::sample::select(Field::ALL.to_vec()).prop_map(|f| format!("{{{}}}", f.name())),
+            prop::sample::select(TemplateField::ALL.to_vec())
+                .prop_map(|f| format!("{{{}}}", f.name())),
         ];
         prop::collection::vec(part, 1..6).prop_map(|parts| parts.concat())
     }

@@ -74,7 +74,7 @@ pub struct FramingCounters {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
+enum DecoderState {
     /// At the start of a frame.
     FrameStart,
     /// Inside an octet-counted frame whose MSG (of this length) starts at the buffer's start.
@@ -101,7 +101,7 @@ pub struct Decoder {
     framing: Framing,
     max_message_bytes: usize,
     oversize: OversizePolicy,
-    state: State,
+    state: DecoderState,
     counters: FramingCounters,
 }
 
@@ -112,7 +112,7 @@ impl Decoder {
             framing,
             max_message_bytes: max_message_bytes.max(1),
             oversize,
-            state: State::FrameStart,
+            state: DecoderState::FrameStart,
             counters: FramingCounters::default(),
         }
     }
@@ -143,7 +143,7 @@ impl Decoder {
         loop {
             let rest = &buf[pos..];
             let used = match self.state {
-                State::FrameStart => {
+                DecoderState::FrameStart => {
                     let Some(&first) = rest.first() else {
                         return pos;
                     };
@@ -160,7 +160,7 @@ impl Decoder {
                         match self.read_count(rest, eof) {
                             Count::NeedMore => None,
                             Count::Valid { header, len } => {
-                                self.state = State::Counted(len);
+                                self.state = DecoderState::Counted(len);
                                 Some(header)
                             }
                             Count::Untrusted => {
@@ -181,22 +181,22 @@ impl Decoder {
                         }
                     }
                 }
-                State::Counted(len) if len > max && rest.len() >= max => {
+                DecoderState::Counted(len) if len > max && rest.len() >= max => {
                     self.cut(&rest[..max], &mut emit);
-                    self.state = State::SkipCount(len - max);
+                    self.state = DecoderState::SkipCount(len - max);
                     Some(max)
                 }
-                State::Counted(len) if len <= max && rest.len() >= len => {
+                DecoderState::Counted(len) if len <= max && rest.len() >= len => {
                     if len > 0 {
                         emit(Frame {
                             message: &rest[..len],
                             truncated: false,
                         });
                     }
-                    self.state = State::FrameStart;
+                    self.state = DecoderState::FrameStart;
                     Some(len)
                 }
-                State::Counted(_) if eof => {
+                DecoderState::Counted(_) if eof => {
                     // The sender promised more than it sent: keep what did arrive.
                     if !rest.is_empty() {
                         emit(Frame {
@@ -204,28 +204,28 @@ impl Decoder {
                             truncated: false,
                         });
                     }
-                    self.state = State::FrameStart;
+                    self.state = DecoderState::FrameStart;
                     Some(rest.len())
                 }
-                State::Counted(_) => None,
-                State::SkipLine => {
+                DecoderState::Counted(_) => None,
+                DecoderState::SkipLine => {
                     let (skip, done) = match memchr(b'\n', rest) {
                         Some(lf) => (lf + 1, true),
                         None => (rest.len(), eof),
                     };
                     self.counters.discarded_bytes += skip as u64;
                     if done {
-                        self.state = State::FrameStart;
+                        self.state = DecoderState::FrameStart;
                     }
                     Some(skip).filter(|&n| n > 0)
                 }
-                State::SkipCount(remaining) => {
+                DecoderState::SkipCount(remaining) => {
                     let skip = remaining.min(rest.len());
                     self.counters.discarded_bytes += skip as u64;
                     self.state = if skip == remaining || eof {
-                        State::FrameStart
+                        DecoderState::FrameStart
                     } else {
-                        State::SkipCount(remaining - skip)
+                        DecoderState::SkipCount(remaining - skip)
                     };
                     Some(skip).filter(|&n| n > 0)
                 }
@@ -234,7 +234,7 @@ impl Decoder {
                 Some(n) => pos += n,
                 None if eof => {
                     // Nothing more can come; whatever is left was accounted for above.
-                    self.state = State::FrameStart;
+                    self.state = DecoderState::FrameStart;
                     return buf.len();
                 }
                 None => return pos,
@@ -285,7 +285,7 @@ impl Decoder {
             Some(lf) => (&rest[..lf], lf + 1),
             None if rest.len() > max + 1 => {
                 self.cut(&rest[..max], emit);
-                self.state = State::SkipLine;
+                self.state = DecoderState::SkipLine;
                 return Some(max);
             }
             None if eof => (rest, rest.len()),

@@ -48,20 +48,20 @@ pub struct GatewayShipper {
     encoder: BatchEncoder,
     /// Scratch space the frame is compressed into.
     frame: Vec<u8>,
-    shared: Arc<Shared>,
+    shared: Arc<ConnectionShared>,
     connection_thread: Option<JoinHandle<()>>,
 }
 
 /// What the shipper, the connection thread and the reader thread share.
-struct Shared {
-    state: Mutex<State>,
+struct ConnectionShared {
+    state: Mutex<ConnectionState>,
     /// Signalled when a frame is queued, the connection breaks, or the shipper stops.
     wake: Condvar,
     stop: AtomicBool,
 }
 
 #[derive(Default)]
-struct State {
+struct ConnectionState {
     /// Frames not yet acknowledged, in sequence order.
     unacked: VecDeque<(u64, Arc<Vec<u8>>)>,
     /// Index in `unacked` of the next frame to write on the current connection.
@@ -72,8 +72,8 @@ struct State {
     connection: Option<TcpStream>,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+impl ConnectionShared {
+    fn lock(&self) -> MutexGuard<'_, ConnectionState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -90,8 +90,8 @@ impl GatewayShipper {
         backoff: Backoff,
         acks: AckSender,
     ) -> io::Result<GatewayShipper> {
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+        let shared = Arc::new(ConnectionShared {
+            state: Mutex::new(ConnectionState::default()),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
         });
@@ -160,7 +160,7 @@ struct Connection {
     host: String,
     backoff: Backoff,
     acks: AckSender,
-    shared: Arc<Shared>,
+    shared: Arc<ConnectionShared>,
 }
 
 static WARNING: RateLimitedWarning = RateLimitedWarning::new(Duration::from_secs(10));
@@ -302,7 +302,7 @@ impl Connection {
 }
 
 /// Reads ACKs (and a final ERROR) until the connection ends; then marks it broken.
-fn read_acks(mut stream: TcpStream, shared: &Shared, acks: &AckSender, address: &str) {
+fn read_acks(mut stream: TcpStream, shared: &ConnectionShared, acks: &AckSender, address: &str) {
     let mut body = Vec::new();
     loop {
         let problem = match protocol::read_frame(&mut stream, &mut body) {

@@ -290,7 +290,15 @@ impl Connection {
             let Some(frame) = frame else { break };
             if let Err(e) = stream.write_all(&frame) {
                 if !self.shared.stop.load(Ordering::Relaxed) {
-                    WARNING.warn(|| format!("lost the gateway at {}: {e}", self.address));
+                    // Whichever of the writer and the ack reader sees the break first says it
+                    // (one warning per 10 s): both say what happens next.
+                    WARNING.warn(|| {
+                        format!(
+                            "lost the gateway at {}: {e}; reconnecting, unacknowledged batches \
+                             are resent",
+                            self.address
+                        )
+                    });
                 }
                 break;
             }

@@ -68,7 +68,7 @@ impl InvalidSetting {
 /// "0"`. [`from_toml`] reports it as an [`InvalidSetting`] whose key is where serde was
 /// (`sink.kafka.acks`), the form of every other bad value.
 ///
-/// serde carries only the text of an error, so the text is marked ([`REFUSAL_MARK`]) to tell a
+/// serde carries only the text of an error, so the text is marked (`REFUSAL_MARK`) to tell a
 /// refusal from serde's own errors (a wrong type, an unknown key), which keep toml's line and
 /// column.
 #[derive(Debug, Clone, PartialEq, Eq)]

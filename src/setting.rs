@@ -84,6 +84,12 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+/// A serde error's text as users should read it: a [`Refusal`]'s without its mark (for
+/// loaders other than [`from_toml`], e.g. JSON).
+pub fn unmarked(message: &str) -> &str {
+    message.strip_prefix(REFUSAL_MARK).unwrap_or(message)
+}
+
 /// Why TOML text could not be read into a configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TomlError {
@@ -181,5 +187,14 @@ mod toml_tests {
             message.contains("line 2") && message.contains("odd"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn unmarked_shows_a_refusal_as_its_message_and_leaves_other_text_alone() {
+        assert_eq!(
+            unmarked(&Refusal("\"3\": odd".into()).to_string()),
+            "\"3\": odd"
+        );
+        assert_eq!(unmarked("unknown field `odd`"), "unknown field `odd`");
     }
 }

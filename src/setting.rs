@@ -77,7 +77,7 @@ pub fn millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Durat
 /// "0"`. [`from_toml`] reports it as an [`InvalidSetting`] whose key is where serde was
 /// (`sink.kafka.acks`), the form of every other bad value.
 ///
-/// serde carries only the text of an error, so the text is marked ([`REFUSAL_MARK`]) to tell a
+/// serde carries only the text of an error, so the text is marked (`REFUSAL_MARK`) to tell a
 /// refusal from serde's own errors (a wrong type, an unknown key), which keep toml's line and
 /// column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,10 +93,10 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// The text of a [`Refusal`] inside the message of a serde error (TOML's or JSON's), if the
-/// error is one.
-pub fn refusal_in(message: &str) -> Option<&str> {
-    message.strip_prefix(REFUSAL_MARK)
+/// A serde error's text as users should read it: a [`Refusal`]'s without its mark (for
+/// loaders other than [`from_toml`], e.g. JSON).
+pub fn unmarked(message: &str) -> &str {
+    message.strip_prefix(REFUSAL_MARK).unwrap_or(message)
 }
 
 /// Why TOML text could not be read into a configuration.
@@ -120,7 +120,7 @@ pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, TomlEr
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let key = e.path().to_string();
         let error = e.into_inner();
-        match refusal_in(error.message()) {
+        match error.message().strip_prefix(REFUSAL_MARK) {
             Some(message) => TomlError::Invalid(InvalidSetting::new(key, message)),
             None => TomlError::Syntax(error.to_string()),
         }
@@ -196,5 +196,14 @@ mod toml_tests {
             message.contains("line 2") && message.contains("odd"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn unmarked_shows_a_refusal_as_its_message_and_leaves_other_text_alone() {
+        assert_eq!(
+            unmarked(&Refusal("\"3\": odd".into()).to_string()),
+            "\"3\": odd"
+        );
+        assert_eq!(unmarked("unknown field `odd`"), "unknown field `odd`");
     }
 }

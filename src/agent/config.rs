@@ -573,8 +573,7 @@ pub fn entries_from_json(
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let value: EtcdValue = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
-        let message = e.into_inner().to_string();
-        let message = crate::setting::refusal_in(&message).map_or(message.clone(), str::to_owned);
+        let message = crate::setting::unmarked(&e.into_inner().to_string()).to_owned();
         if path.is_empty() || path == "." {
             AgentConfigError::Syntax {
                 origin: origin.clone(),

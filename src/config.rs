@@ -167,50 +167,42 @@ impl Config {
 
     /// Checks what the schema alone cannot.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |key: String, message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            key,
-            message,
-        };
-        let in_file = |e: InvalidSetting| ConfigError::Invalid {
+        self.check().map_err(|e| ConfigError::Invalid {
             path: path.to_path_buf(),
             key: e.key,
             message: e.message,
-        };
-        self.check_sources().map_err(in_file)?;
-        self.pipeline
-            .check()
-            .map_err(|e| in_file(e.within("pipeline")))?;
-        if let Err(e) = self.sink.store.check() {
-            let e = e.within("sink.store");
-            return Err(invalid(e.key, e.message));
-        }
-        self.validate_kafka(path)
+        })
     }
 
-    fn validate_kafka(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            key: format!("sink.kafka.{key}"),
-            message,
-        };
-        let kafka = &self.sink.kafka;
-        kafka.check().map_err(|e| invalid(&e.key, e.message))?;
+    /// Each section's own check, under its path, then what spans sections.
+    fn check(&self) -> Result<(), InvalidSetting> {
+        self.check_sources()?;
+        self.pipeline.check().map_err(|e| e.within("pipeline"))?;
+        self.sink
+            .store
+            .check()
+            .map_err(|e| e.within("sink.store"))?;
+        self.sink
+            .kafka
+            .check()
+            .map_err(|e| e.within("sink.kafka"))?;
+        self.sink
+            .kafka
+            .wal
+            .check()
+            .map_err(|e| e.within("sink.kafka.wal"))?;
+        // A pipeline batch is one WAL payload when the Kafka sink spills it.
         if self.sink.kind == SinkKind::Kafka
             && self.pipeline.batch_max_bytes > crate::wal::MAX_PAYLOAD_BYTES / 2
         {
-            return Err(invalid(
-                "(pipeline.batch_max_bytes)",
+            return Err(InvalidSetting::new(
+                "sink.kafka.(pipeline.batch_max_bytes)",
                 format!(
                     "pipeline.batch_max_bytes = {} is too large for the Kafka sink's WAL: at most {}",
                     self.pipeline.batch_max_bytes,
                     crate::wal::MAX_PAYLOAD_BYTES / 2
                 ),
             ));
-        }
-        if let Err(e) = kafka.wal.check() {
-            let e = e.within("wal");
-            return Err(invalid(&e.key, e.message));
         }
         Ok(())
     }

@@ -16,6 +16,10 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct Matcher {
     root: Node,
+    /// Text that every matching record's stored JSON contains (ignoring ASCII case): the
+    /// longest plain needle among the terms the whole query requires. See
+    /// [`Matcher::may_match_stored`].
+    required: Option<Needle>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,9 +66,23 @@ impl Matcher {
     /// A [`QueryError`] with the 1-based column (in characters) of what is wrong.
     pub fn compile(query: &str) -> Result<Matcher, QueryError> {
         let expr = super::syntax::parse(query)?;
-        Ok(Matcher {
-            root: compile(&expr)?,
-        })
+        let root = compile(&expr)?;
+        let required = root
+            .required_text()
+            .and_then(|text| (text.len() >= MIN_REQUIRED_LEN).then(|| Needle::new(text)));
+        Ok(Matcher { root, required })
+    }
+
+    /// A quick test on a whole stored record, or on many stored records at once (a block):
+    /// false when no record in `raw` can match, because text the query requires is not in it.
+    /// True says nothing: test each record with [`Matcher::is_match`].
+    ///
+    /// Sound for JSON written by the store's encoder (the only escapes in it are of `"`, `\`
+    /// and control characters, and the required text has none of those) and for raw records.
+    pub fn may_match_stored(&self, raw: &[u8]) -> bool {
+        self.required
+            .as_ref()
+            .is_none_or(|needle| needle.is_in(raw))
     }
 
     /// Whether `record` matches the query.
@@ -78,7 +96,22 @@ impl Matcher {
     }
 }
 
+/// Shorter required text is too common to be worth a pass of its own.
+const MIN_REQUIRED_LEN: usize = 3;
+
 impl Node {
+    /// The longest literal text every record matching this node has in its stored form.
+    fn required_text(&self) -> Option<&str> {
+        match self {
+            Node::Test(test) => test.check.literal(),
+            Node::And(items) => items
+                .iter()
+                .filter_map(Node::required_text)
+                .max_by_key(|text| text.len()),
+            Node::All | Node::Or(_) | Node::Not(_) => None,
+        }
+    }
+
     fn eval<R: FieldAccess + ?Sized>(&self, record: &R) -> bool {
         match self {
             Node::All => true,
@@ -107,6 +140,18 @@ impl Test {
 }
 
 impl Check {
+    /// The text a value accepted by this check contains, if it appears unchanged in the stored
+    /// JSON: ASCII with nothing the encoder escapes.
+    fn literal(&self) -> Option<&str> {
+        let text = match self {
+            Check::Word(needle) | Check::Phrase(needle) | Check::Equals(needle) => needle.text()?,
+            _ => return None,
+        };
+        text.bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+            .then_some(text)
+    }
+
     #[inline]
     fn accepts(&self, value: &[u8]) -> bool {
         match self {

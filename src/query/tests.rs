@@ -313,6 +313,26 @@ fn nesting_is_bounded() {
 }
 
 #[test]
+fn stored_prefilter_needs_the_longest_required_plain_text() {
+    let m = Matcher::compile("timed host:web-01 (x OR y)").unwrap();
+    assert!(m.may_match_stored(WEB));
+    assert!(!m.may_match_stored(BROKEN));
+    // Under OR or NOT nothing is required; regexes and numbers give no text.
+    for query in ["timed OR garbage", "-timed", "/timed/", "severity:3", "ab"] {
+        assert!(
+            Matcher::compile(query).unwrap().may_match_stored(b"{}"),
+            "{query}"
+        );
+    }
+    // Text the encoder escapes is not looked for as such.
+    assert!(
+        Matcher::compile(r#""\"quoted\"""#)
+            .unwrap()
+            .may_match_stored(b"{}")
+    );
+}
+
+#[test]
 fn matches_everything_only_for_empty_and_star() {
     assert!(Matcher::compile("").unwrap().matches_everything());
     assert!(Matcher::compile("  * ").unwrap().matches_everything());
@@ -569,10 +589,15 @@ proptest! {
         let matcher = Matcher::compile(&text).map_err(|e| TestCaseError::fail(format!("{text:?}: {e}")))?;
         for record in &records {
             let json = record.json();
+            let matched = matcher.is_match(&JsonRecord::new(&json));
             prop_assert_eq!(
-                matcher.is_match(&JsonRecord::new(&json)),
+                matched,
                 reference::eval(&q, record),
                 "query {:?} on {}", text, String::from_utf8_lossy(&json)
+            );
+            prop_assert!(
+                !matched || matcher.may_match_stored(&json),
+                "prefilter rejects a match: query {:?} on {}", text, String::from_utf8_lossy(&json)
             );
         }
     }

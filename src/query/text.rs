@@ -56,6 +56,14 @@ impl Needle {
         }
     }
 
+    /// The needle's text (lowercased), when it is ASCII.
+    pub(crate) fn text(&self) -> Option<&str> {
+        match self {
+            Needle::Ascii { lower, .. } => std::str::from_utf8(lower).ok(),
+            Needle::Unicode(_) => None,
+        }
+    }
+
     /// Whether `hay` contains the needle, ignoring case.
     pub(crate) fn is_in(&self, hay: &[u8]) -> bool {
         self.find_from(hay, 0, |_, _| true)

@@ -115,7 +115,9 @@ pub fn search(
                 printer.print(record)?;
                 return Ok(());
             }
-            if newest_first || opts.follow {
+            // Held back: newest first, or the last `limit` before following. A follower with no
+            // limit streams the history instead of holding all of it.
+            if newest_first || (opts.follow && opts.limit.is_some()) {
                 if limit == 0 {
                     return Ok(());
                 }

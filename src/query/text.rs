@@ -48,7 +48,7 @@ impl Needle {
             let rare_at = lower
                 .iter()
                 .enumerate()
-                .min_by_key(|&(_, &b)| byte_rank(b))
+                .max_by_key(|&(_, &b)| byte_rarity(b))
                 .map_or(0, |(i, _)| i);
             Needle::Ascii { lower, rare_at }
         } else {
@@ -136,13 +136,15 @@ impl Needle {
     }
 }
 
-/// How common `byte` is in log text, lower is rarer: letters by English frequency, digits and
-/// punctuation between, space and the most common letters last. Only the order matters.
-fn byte_rank(byte: u8) -> u8 {
-    const COMMON: &[u8] = b" etaoinsrhldcu0123456789mfpgwybvk.-:/_=,xjqz";
-    match COMMON.iter().position(|&c| c == byte) {
-        Some(i) => 100 + i as u8,
-        None => 0,
+/// How rare `byte` is in log text, higher is rarer: a byte of the list below ranks by its place
+/// in it (roughly English letter frequency, with digits and common punctuation among them), any
+/// other byte is rarer still. Looking for the rarest byte of the needle first means fewer false
+/// candidates to check; only the order matters.
+fn byte_rarity(byte: u8) -> u8 {
+    const COMMON_FIRST: &[u8] = b" etaoinsrhldcu0123456789mfpgwybvk.-:/_=,xjqz";
+    match COMMON_FIRST.iter().position(|&c| c == byte) {
+        Some(i) => i as u8,
+        None => u8::MAX,
     }
 }
 

@@ -203,6 +203,28 @@ fn boolean_operators_and_precedence() {
 }
 
 #[test]
+fn field_groups_apply_the_field_to_each_value() {
+    check(&[
+        ("host:(web-01 OR db-1)", true, false),
+        ("host:(db-1 OR x)", false, false),
+        ("host:(web-* nginx)", false, false),
+        ("app:(nginx OR sshd) timed", true, false),
+        ("severity:(<=crit OR debug)", false, false),
+        ("severity:(err OR debug)", true, false),
+        ("tags:(prod eu-west)", true, false),
+        ("tags:(prod NOT eu-west)", false, false),
+        ("tags:(prod -eu-west)", false, false),
+        ("-host:(web-01 OR web-02)", false, true),
+        (r#"sd.origin.software:("rsyslogd 8" OR /^x/)"#, true, false),
+        ("host:((web-01 OR a) (b OR *)) timed", true, false),
+        ("_exists_:(procid OR nope)", true, false),
+        // Outside the group, terms are the message's again.
+        ("host:(x OR web-01) timed", true, false),
+        ("host:(web-01) host", false, false),
+    ]);
+}
+
+#[test]
 fn escapes_in_bare_words() {
     // `\(` and `\:` are plain characters; `\*` is not a wildcard.
     check(&[(r"\(110\:", true, false), (r"timed\*", false, false)]);
@@ -256,10 +278,9 @@ fn errors_name_what_and_where() {
         ),
         ("ho*st:x", "wildcard in a field name at column 1"),
         ("status:>5*", "wildcard in a comparison at column 9"),
-        (
-            "host:(a OR b)",
-            "'host:(' is not supported at column 6: repeat the field, e.g. (host:a OR host:b)",
-        ),
+        ("host:(a OR b", "unclosed '(' at column 1"),
+        ("host:(a OR)", "unexpected ')' at column 11"),
+        ("host:()", "unexpected ')' at column 7"),
         ("_exists_:", "missing value after '_exists_:' at column 10"),
         ("_exists_:a*", "'_exists_:' needs a field name at column 10"),
         (
@@ -371,6 +392,8 @@ mod reference {
         Phrase(String),
         Host(String),
         HostGlob(String),
+        /// `host:(a OR b …)`, or `host:(a b …)` when the flag says AND.
+        HostGroup(Vec<String>, bool),
         Severity(&'static str, u8),
         Tag(String),
         Ip(String),
@@ -434,6 +457,9 @@ mod reference {
             Q::Phrase(p) => format!("\"{p}\""),
             Q::Host(h) => format!("host:{h}"),
             Q::HostGlob(h) => format!("host:{h}"),
+            Q::HostGroup(values, and) => {
+                format!("host:({})", values.join(if *and { " " } else { " OR " }))
+            }
             Q::Severity(op, n) => format!("severity:{op}{n}"),
             Q::Tag(t) => format!("tags:{t}"),
             Q::Ip(ip) => format!("sd.origin.ip:{ip}"),
@@ -501,6 +527,14 @@ mod reference {
             Q::Word(w) | Q::Glob(w) => word_matches(w, &r.message),
             Q::Phrase(p) => r.message.to_lowercase().contains(&p.to_lowercase()),
             Q::Host(h) | Q::HostGlob(h) => r.host.as_ref().is_some_and(|v| value_matches(h, v)),
+            Q::HostGroup(values, and) => {
+                let one = |h: &String| r.host.as_ref().is_some_and(|v| value_matches(h, v));
+                if *and {
+                    values.iter().all(one)
+                } else {
+                    values.iter().any(one)
+                }
+            }
             Q::Severity(op, n) => r.severity.is_some_and(|s| match *op {
                 "" => s == *n,
                 "<" => s < *n,
@@ -536,6 +570,11 @@ mod reference {
             "[a-dA-D é#.]{1,5}".prop_map(Q::Phrase),
             "(web|db)-[0-3]".prop_map(Q::Host),
             "(web|db|W)[-*?][0-3*]?".prop_map(Q::HostGlob),
+            (
+                prop::collection::vec("(web|db)[-*?][0-3*]?", 1..4),
+                any::<bool>()
+            )
+                .prop_map(|(values, and)| Q::HostGroup(values, and)),
             (prop::sample::select(vec!["", "<", "<=", ">", ">="]), 0u8..8)
                 .prop_map(|(op, n)| Q::Severity(op, n)),
             "(prod|eu|dev)\\*?".prop_map(Q::Tag),

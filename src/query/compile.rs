@@ -4,13 +4,9 @@
 use regex::bytes::{Regex, RegexBuilder};
 
 use super::syntax::{Comparison, Expr, Term, Value};
-use super::text::{GlobPiece, Needle, token_regex, whole_value_regex};
+use super::text::{GlobPiece, Needle, REGEX_SIZE_LIMIT, token_regex, whole_value_regex};
 use super::{Field, FieldAccess, QueryError, QueryErrorKind};
 use crate::agent_protocol::AGENT_SD_ID;
-
-/// Compiled regexes may use this much memory each (the regex crate's default is 10 MiB; a
-/// query from an HTTP client should not make the gateway build a huge automaton).
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// A compiled query: test records with [`Matcher::is_match`].
 #[derive(Debug, Clone)]
@@ -69,7 +65,9 @@ impl Matcher {
         let root = compile(&expr)?;
         let required = root
             .required_text()
-            .and_then(|text| (text.len() >= MIN_REQUIRED_LEN).then(|| Needle::new(text)));
+            .filter(|text| text.len() >= MIN_REQUIRED_LEN)
+            // An ASCII needle (all `required_text` gives) is built without a regex: no error.
+            .and_then(|text| Needle::new(text).ok());
         Ok(Matcher { root, required })
     }
 
@@ -273,6 +271,10 @@ fn resolve(name: &str, column: usize) -> Result<(Field, bool, FieldKind), QueryE
 
 fn test(field: Field, list: bool, kind: FieldKind, term: &Term) -> Result<Node, QueryError> {
     let column = term.value_column;
+    let too_big = |_| QueryError {
+        column,
+        kind: QueryErrorKind::ValueTooLarge,
+    };
     let check = match (&kind, &term.value) {
         (_, Value::Regex(pattern)) => Check::Regex(
             RegexBuilder::new(pattern)
@@ -293,17 +295,21 @@ fn test(field: Field, list: bool, kind: FieldKind, term: &Term) -> Result<Node, 
                 });
             }
         },
-        (FieldKind::Text, Value::Quoted(text)) => Check::Phrase(Needle::new(text)),
+        (FieldKind::Text, Value::Quoted(text)) => {
+            Check::Phrase(Needle::new(text).map_err(too_big)?)
+        }
         (FieldKind::Text, Value::Bare(pieces)) => match pieces.as_slice() {
-            [GlobPiece::Literal(word)] => Check::Word(Needle::new(word)),
+            [GlobPiece::Literal(word)] => Check::Word(Needle::new(word).map_err(too_big)?),
             [] => Check::Exists,
-            _ => Check::WordPattern(token_regex(pieces)),
+            _ => Check::WordPattern(token_regex(pieces).map_err(too_big)?),
         },
-        (FieldKind::Keyword, Value::Quoted(text)) => Check::Equals(Needle::new(text)),
+        (FieldKind::Keyword, Value::Quoted(text)) => {
+            Check::Equals(Needle::new(text).map_err(too_big)?)
+        }
         (FieldKind::Keyword, Value::Bare(pieces)) => match pieces.as_slice() {
-            [GlobPiece::Literal(word)] => Check::Equals(Needle::new(word)),
+            [GlobPiece::Literal(word)] => Check::Equals(Needle::new(word).map_err(too_big)?),
             [GlobPiece::AnyRun] => Check::Exists,
-            _ => Check::Pattern(whole_value_regex(pieces)),
+            _ => Check::Pattern(whole_value_regex(pieces).map_err(too_big)?),
         },
     };
     Ok(Node::Test(Test { field, list, check }))

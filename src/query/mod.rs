@@ -172,6 +172,8 @@ pub enum QueryErrorKind {
     BadRegex(String),
     #[error("parentheses and NOTs nested too deep")]
     TooDeep,
+    #[error("value too large to search for")]
+    ValueTooLarge,
 }
 
 impl QueryErrorKind {

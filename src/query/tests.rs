@@ -354,6 +354,23 @@ fn stored_prefilter_needs_the_longest_required_plain_text() {
 }
 
 #[test]
+fn huge_values_are_an_error_not_a_panic() {
+    let word = "é".repeat(200_000);
+    for query in [
+        word.clone(),
+        format!("\"{word}\""),
+        format!("host:{word}"),
+        format!("x {word}*"),
+        format!("host:*{word}"),
+    ] {
+        let e = error(&query);
+        assert_eq!(e.kind, QueryErrorKind::ValueTooLarge, "{}", &query[..10]);
+    }
+    // ASCII needles have no regex and no limit.
+    assert!(Matcher::compile(&"a".repeat(200_000)).is_ok());
+}
+
+#[test]
 fn matches_everything_only_for_empty_and_star() {
     assert!(Matcher::compile("").unwrap().matches_everything());
     assert!(Matcher::compile("  * ").unwrap().matches_everything());

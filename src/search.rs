@@ -203,7 +203,7 @@ pub fn histogram(
     let width_us = width_us.max(1);
     let bucket_of = |t: i64| t.div_euclid(width_us) * width_us;
     let too_many = |first: i64, last: i64| {
-        let buckets = ((last - first) / width_us) as u64 + 1;
+        let buckets = (last.saturating_sub(first) / width_us) as u64 + 1;
         (buckets > MAX_BUCKETS).then_some(SearchError::TooManyBuckets { buckets })
     };
     // With both ends given, refuse before scanning.
@@ -235,10 +235,10 @@ pub fn histogram(
         if let Some(error) = too_many(first, last) {
             return Err(error);
         }
-        let mut at = first;
-        while at <= last {
-            buckets.push((at, counts.get(&at).copied().unwrap_or(0)));
-            at += width_us;
+        let mut at = Some(first);
+        while let Some(start) = at.filter(|&start| start <= last) {
+            buckets.push((start, counts.get(&start).copied().unwrap_or(0)));
+            at = start.checked_add(width_us);
         }
     }
     Ok(Histogram {

@@ -115,7 +115,9 @@ pub fn search(
                 printer.print(record)?;
                 return Ok(());
             }
-            if newest_first || opts.follow {
+            // Held back: newest first, or the last `limit` before following. A follower with no
+            // limit streams the history instead of holding all of it.
+            if newest_first || (opts.follow && opts.limit.is_some()) {
                 if limit == 0 {
                     return Ok(());
                 }
@@ -201,7 +203,7 @@ pub fn histogram(
     let width_us = width_us.max(1);
     let bucket_of = |t: i64| t.div_euclid(width_us) * width_us;
     let too_many = |first: i64, last: i64| {
-        let buckets = ((last - first) / width_us) as u64 + 1;
+        let buckets = (last.saturating_sub(first) / width_us) as u64 + 1;
         (buckets > MAX_BUCKETS).then_some(SearchError::TooManyBuckets { buckets })
     };
     // With both ends given, refuse before scanning.
@@ -233,10 +235,10 @@ pub fn histogram(
         if let Some(error) = too_many(first, last) {
             return Err(error);
         }
-        let mut at = first;
-        while at <= last {
-            buckets.push((at, counts.get(&at).copied().unwrap_or(0)));
-            at += width_us;
+        let mut at = Some(first);
+        while let Some(start) = at.filter(|&start| start <= last) {
+            buckets.push((start, counts.get(&start).copied().unwrap_or(0)));
+            at = start.checked_add(width_us);
         }
     }
     Ok(Histogram {
@@ -263,14 +265,25 @@ fn scan(
     on_event: &mut dyn FnMut(Event<'_>) -> io::Result<()>,
 ) -> Result<SearchStats, StoreError> {
     let timed = opts.from_us.is_some() || opts.to_us.is_some();
+    // The empty query over all time takes every record as it is, without reading its JSON.
+    let everything = matcher.matches_everything() && !timed;
     let mut stats = SearchStats::default();
     let mut sink = LineSink {
         partial: Vec::new(),
+        prefilter: Some(matcher),
+        skipped: 0,
         on_line: &mut |line: Option<&[u8]>| {
             let Some(line) = line else {
                 return on_event(Event::CaughtUp);
             };
             stats.scanned += 1;
+            if everything {
+                stats.matched += 1;
+                return on_event(Event::Match(line));
+            }
+            if !matcher.may_match_stored(line) {
+                return Ok(());
+            }
             let record = JsonRecord::new(line);
             if !matcher.is_match(&record) {
                 return Ok(());
@@ -295,6 +308,8 @@ fn scan(
         follow: opts.follow,
     };
     let read = store::read(dir, &read_opts, &mut sink, stop)?;
+    let skipped = sink.skipped;
+    stats.scanned += skipped;
     stats.read = read;
     Ok(stats)
 }
@@ -339,12 +354,26 @@ pub fn record_time_us(record: &JsonRecord<'_>) -> Option<i64> {
 /// `on_line(None)` when the reader flushes (it has handed over everything it read).
 struct LineSink<'f> {
     partial: Vec<u8>,
+    /// Whole pieces of output (the reader hands over ~256 KiB at a time) in which this matcher
+    /// can match nothing are skipped without looking at their records: one search for a rare
+    /// word instead of indexing every record.
+    prefilter: Option<&'f Matcher>,
+    /// Records skipped that way.
+    skipped: u64,
     on_line: &'f mut dyn FnMut(Option<&[u8]>) -> io::Result<()>,
 }
 
 impl Write for LineSink<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut rest = buf;
+        if self.partial.is_empty()
+            && let Some(matcher) = self.prefilter
+            && let Some(last) = memchr::memrchr(b'\n', rest)
+            && !matcher.may_match_stored(&rest[..last])
+        {
+            self.skipped += memchr::memchr_iter(b'\n', &rest[..=last]).count() as u64;
+            rest = &rest[last + 1..];
+        }
         while let Some(end) = memchr::memchr(b'\n', rest) {
             if self.partial.is_empty() {
                 (self.on_line)(Some(&rest[..end]))?;
@@ -518,6 +547,30 @@ mod tests {
     }
 
     #[test]
+    fn line_sink_skips_whole_pieces_without_the_required_text() {
+        let matcher = Matcher::compile("delta").unwrap();
+        let mut lines = Vec::new();
+        let mut on_line = |line: Option<&[u8]>| {
+            lines.extend(line.map(<[u8]>::to_vec));
+            Ok(())
+        };
+        let mut sink = LineSink {
+            partial: Vec::new(),
+            prefilter: Some(&matcher),
+            skipped: 0,
+            on_line: &mut on_line,
+        };
+        sink.write_all(b"alpha\nbeta\ngam").unwrap();
+        // A piece that continues a record is looked at record by record.
+        sink.write_all(b"ma\ndelta\n").unwrap();
+        sink.write_all(b"epsilon\n").unwrap();
+        let skipped = sink.skipped;
+        drop(sink);
+        assert_eq!(skipped, 3);
+        assert_eq!(lines, [b"gamma".to_vec(), b"delta".to_vec()]);
+    }
+
+    #[test]
     fn line_sink_joins_records_split_across_writes() {
         let mut lines = Vec::new();
         let mut flushes = 0;
@@ -530,6 +583,8 @@ mod tests {
         };
         let mut sink = LineSink {
             partial: Vec::new(),
+            prefilter: None,
+            skipped: 0,
             on_line: &mut on_line,
         };
         sink.write_all(b"a\nb").unwrap();

@@ -129,6 +129,8 @@ fn each_query_form_finds_its_records_newest_first() {
         ("-host:web-01", &[2, 1]),
         ("NOT host:web-01", &[2, 1]),
         ("app:sshd OR app:postgres", &[2, 1]),
+        ("host:(db-1 OR web-02)", &[2, 1]),
+        ("severity:(err OR info) host:web-01", &[3, 0]),
         ("host:web-* (disk OR timed)", &[3, 0]),
         ("connection -reset", &[0]),
     ] {

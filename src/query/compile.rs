@@ -4,18 +4,18 @@
 use regex::bytes::{Regex, RegexBuilder};
 
 use super::syntax::{Comparison, Expr, Term, Value};
-use super::text::{GlobPiece, Needle, token_regex, whole_value_regex};
+use super::text::{GlobPiece, Needle, REGEX_SIZE_LIMIT, token_regex, whole_value_regex};
 use super::{Field, FieldAccess, QueryError, QueryErrorKind};
 use crate::agent_protocol::AGENT_SD_ID;
-
-/// Compiled regexes may use this much memory each (the regex crate's default is 10 MiB; a
-/// query from an HTTP client should not make the gateway build a huge automaton).
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// A compiled query: test records with [`Matcher::is_match`].
 #[derive(Debug, Clone)]
 pub struct Matcher {
     root: Node,
+    /// Text that every matching record's stored JSON contains (ignoring ASCII case): the
+    /// longest plain needle among the terms the whole query requires. See
+    /// [`Matcher::may_match_stored`].
+    required: Option<Needle>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,9 +62,25 @@ impl Matcher {
     /// A [`QueryError`] with the 1-based column (in characters) of what is wrong.
     pub fn compile(query: &str) -> Result<Matcher, QueryError> {
         let expr = super::syntax::parse(query)?;
-        Ok(Matcher {
-            root: compile(&expr)?,
-        })
+        let root = compile(&expr)?;
+        let required = root
+            .required_text()
+            .filter(|text| text.len() >= MIN_REQUIRED_LEN)
+            // An ASCII needle (all `required_text` gives) is built without a regex: no error.
+            .and_then(|text| Needle::new(text).ok());
+        Ok(Matcher { root, required })
+    }
+
+    /// A quick test on a whole stored record, or on many stored records at once (a block):
+    /// false when no record in `raw` can match, because text the query requires is not in it.
+    /// True says nothing: test each record with [`Matcher::is_match`].
+    ///
+    /// Sound for JSON written by the store's encoder (the only escapes in it are of `"`, `\`
+    /// and control characters, and the required text has none of those) and for raw records.
+    pub fn may_match_stored(&self, raw: &[u8]) -> bool {
+        self.required
+            .as_ref()
+            .is_none_or(|needle| needle.is_in(raw))
     }
 
     /// Whether `record` matches the query.
@@ -78,7 +94,22 @@ impl Matcher {
     }
 }
 
+/// Shorter required text is too common to be worth a pass of its own.
+const MIN_REQUIRED_LEN: usize = 3;
+
 impl Node {
+    /// The longest literal text every record matching this node has in its stored form.
+    fn required_text(&self) -> Option<&str> {
+        match self {
+            Node::Test(test) => test.check.literal(),
+            Node::And(items) => items
+                .iter()
+                .filter_map(Node::required_text)
+                .max_by_key(|text| text.len()),
+            Node::All | Node::Or(_) | Node::Not(_) => None,
+        }
+    }
+
     fn eval<R: FieldAccess + ?Sized>(&self, record: &R) -> bool {
         match self {
             Node::All => true,
@@ -107,6 +138,18 @@ impl Test {
 }
 
 impl Check {
+    /// The text a value accepted by this check contains, if it appears unchanged in the stored
+    /// JSON: ASCII with nothing the encoder escapes.
+    fn literal(&self) -> Option<&str> {
+        let text = match self {
+            Check::Word(needle) | Check::Phrase(needle) | Check::Equals(needle) => needle.text()?,
+            _ => return None,
+        };
+        text.bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+            .then_some(text)
+    }
+
     #[inline]
     fn accepts(&self, value: &[u8]) -> bool {
         match self {
@@ -228,6 +271,10 @@ fn resolve(name: &str, column: usize) -> Result<(Field, bool, FieldKind), QueryE
 
 fn test(field: Field, list: bool, kind: FieldKind, term: &Term) -> Result<Node, QueryError> {
     let column = term.value_column;
+    let too_big = |_| QueryError {
+        column,
+        kind: QueryErrorKind::ValueTooLarge,
+    };
     let check = match (&kind, &term.value) {
         (_, Value::Regex(pattern)) => Check::Regex(
             RegexBuilder::new(pattern)
@@ -248,17 +295,21 @@ fn test(field: Field, list: bool, kind: FieldKind, term: &Term) -> Result<Node, 
                 });
             }
         },
-        (FieldKind::Text, Value::Quoted(text)) => Check::Phrase(Needle::new(text)),
+        (FieldKind::Text, Value::Quoted(text)) => {
+            Check::Phrase(Needle::new(text).map_err(too_big)?)
+        }
         (FieldKind::Text, Value::Bare(pieces)) => match pieces.as_slice() {
-            [GlobPiece::Literal(word)] => Check::Word(Needle::new(word)),
+            [GlobPiece::Literal(word)] => Check::Word(Needle::new(word).map_err(too_big)?),
             [] => Check::Exists,
-            _ => Check::WordPattern(token_regex(pieces)),
+            _ => Check::WordPattern(token_regex(pieces).map_err(too_big)?),
         },
-        (FieldKind::Keyword, Value::Quoted(text)) => Check::Equals(Needle::new(text)),
+        (FieldKind::Keyword, Value::Quoted(text)) => {
+            Check::Equals(Needle::new(text).map_err(too_big)?)
+        }
         (FieldKind::Keyword, Value::Bare(pieces)) => match pieces.as_slice() {
-            [GlobPiece::Literal(word)] => Check::Equals(Needle::new(word)),
+            [GlobPiece::Literal(word)] => Check::Equals(Needle::new(word).map_err(too_big)?),
             [GlobPiece::AnyRun] => Check::Exists,
-            _ => Check::Pattern(whole_value_regex(pieces)),
+            _ => Check::Pattern(whole_value_regex(pieces).map_err(too_big)?),
         },
     };
     Ok(Node::Test(Test { field, list, check }))

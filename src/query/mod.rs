@@ -22,8 +22,11 @@
 //!            | "(" or ")"
 //!            | term
 //! term       = field ":" value
+//!            | field ":(" group ")"             each value in the group is the field's:
+//!                                               host:(web-01 OR db-*) is (host:web-01 OR host:db-*)
 //!            | "_exists_:" field                the record has the field, any value
 //!            | value                            searches the message
+//! group      = like `or`, with values (and comparisons) for terms
 //! value      = word | phrase | regex | comparison
 //! word       = { char | "\" any | "*" | "?" }   up to a space, "(" or ")"; `*` any run,
 //!                                               `?` one character; `\` makes the next one plain
@@ -61,6 +64,7 @@
 //! | `tags:prod` | one of the agent's comma-separated tags equals it |
 //! | `status:>=500`, `user:alice` | any other field: a top-level key of the record (where processing rules put what they extract); comparisons read its value as a number |
 //! | `_exists_:procid` | the record has the field |
+//! | `host:(web-01 OR db-*)`, `severity:(<=crit OR debug)` | the field matches the group: `(host:web-01 OR host:db-*)` |
 //! | `-host:web-01`, `NOT …` | the term does not match (a record without the field matches `-host:…`) |
 //!
 //! Case-insensitivity folds ASCII letters; a value with other letters folds them by Unicode
@@ -156,8 +160,6 @@ pub enum QueryErrorKind {
     WildcardInField,
     #[error("wildcard in a comparison")]
     WildcardInComparison,
-    #[error("'{0}:(' is not supported")]
-    FieldGroup(String),
     #[error("'_exists_:' needs a field name")]
     ExistsNeedsField,
     #[error("'{0}' is not a structured data field")]
@@ -170,6 +172,8 @@ pub enum QueryErrorKind {
     BadRegex(String),
     #[error("parentheses and NOTs nested too deep")]
     TooDeep,
+    #[error("value too large to search for")]
+    ValueTooLarge,
 }
 
 impl QueryErrorKind {
@@ -184,7 +188,6 @@ impl QueryErrorKind {
                  ftp, ntp, audit, alert, clock, local0-local7 or 0-23"
             }
             QueryErrorKind::BadSdField(_) => ": write sd.ID.PARAM, e.g. sd.origin.ip",
-            QueryErrorKind::FieldGroup(_) => ": repeat the field, e.g. (host:a OR host:b)",
             QueryErrorKind::LoneMinus => ": quote it to search for it, e.g. \"-\"",
             _ => "",
         }

@@ -93,6 +93,8 @@ pub(crate) fn parse(text: &str) -> Result<Expr, QueryError> {
     let tokens = Lexer {
         chars: &chars,
         at: 0,
+        depth: 0,
+        groups: Vec::new(),
     }
     .tokens()?;
     let end_column = chars.len() + 1;
@@ -121,6 +123,18 @@ fn unexpected(token: &Token, column: usize) -> QueryError {
 struct Lexer<'c> {
     chars: &'c [char],
     at: usize,
+    /// Parentheses open here.
+    depth: usize,
+    /// Open `field:(` groups: the field (and its column) that their bare values belong to, and
+    /// the depth their parenthesis opened.
+    groups: Vec<(String, usize, usize)>,
+}
+
+/// What follows `field:`.
+enum FieldValue {
+    Value(Value),
+    /// `field:(`: the parenthesis is consumed; the values up to its `)` are the field's.
+    Group,
 }
 
 /// Ends a bare word: whitespace and parentheses (escape them with `\` to search for them).
@@ -152,10 +166,15 @@ impl Lexer<'_> {
             let token = match c {
                 '(' => {
                     self.at += 1;
+                    self.depth += 1;
                     Token::Open
                 }
                 ')' => {
                     self.at += 1;
+                    if self.groups.last().is_some_and(|g| g.2 == self.depth) {
+                        self.groups.pop();
+                    }
+                    self.depth = self.depth.saturating_sub(1);
                     Token::Close
                 }
                 '-' => {
@@ -175,6 +194,36 @@ impl Lexer<'_> {
     /// A term, an operator word (`AND`, `OR`, `NOT`), starting at a non-space character.
     fn term(&mut self) -> Result<Token, QueryError> {
         let column = self.column();
+        if let Some((name, name_column, _)) = self.groups.last().cloned() {
+            // Inside `field:( … )`: operators as anywhere, every other term a value of the field.
+            let end = self.chars[self.at..]
+                .iter()
+                .position(|&c| ends_word(c))
+                .map_or(self.chars.len(), |n| self.at + n);
+            let word: String = self.chars[self.at..end].iter().collect();
+            let operator = match word.as_str() {
+                "AND" => Some(Token::And),
+                "OR" => Some(Token::Or),
+                "NOT" => Some(Token::Not),
+                _ => None,
+            };
+            if let Some(operator) = operator {
+                self.at = end;
+                return Ok(operator);
+            }
+            return match self.field_value(&name)? {
+                FieldValue::Value(value) => Ok(Token::Term(Term {
+                    field: Some((name, name_column)),
+                    value,
+                    value_column: column,
+                })),
+                // `tokens` takes a '(' before calling here, so a value never starts with one.
+                FieldValue::Group => Err(Self::error(
+                    column,
+                    QueryErrorKind::Unexpected("'('".into()),
+                )),
+            };
+        }
         match self.peek() {
             Some('"') => {
                 let value = Value::Quoted(self.quoted()?);
@@ -209,12 +258,18 @@ impl Lexer<'_> {
                 _ => return Err(Self::error(column, QueryErrorKind::WildcardInField)),
             };
             let value_column = self.column();
-            let value = self.field_value(&name)?;
-            return Ok(Token::Term(Term {
-                field: Some((name, column)),
-                value,
-                value_column,
-            }));
+            return Ok(match self.field_value(&name)? {
+                FieldValue::Value(value) => Token::Term(Term {
+                    field: Some((name, column)),
+                    value,
+                    value_column,
+                }),
+                FieldValue::Group => {
+                    self.depth += 1;
+                    self.groups.push((name, column, self.depth));
+                    Token::Open
+                }
+            });
         }
         if !escaped && let [GlobPiece::Literal(word)] = pieces.as_slice() {
             match word.as_str() {
@@ -232,7 +287,7 @@ impl Lexer<'_> {
     }
 
     /// The value after `name:`.
-    fn field_value(&mut self, name: &str) -> Result<Value, QueryError> {
+    fn field_value(&mut self, name: &str) -> Result<FieldValue, QueryError> {
         let column = self.column();
         let comparison = match (self.peek(), self.chars.get(self.at + 1)) {
             (Some('<'), Some('=')) => Some((Comparison::LessOrEqual, 2)),
@@ -265,24 +320,24 @@ impl Lexer<'_> {
                     ));
                 }
             };
-            return Ok(Value::Compare(comparison, operand));
+            return Ok(FieldValue::Value(Value::Compare(comparison, operand)));
         }
-        match self.peek() {
-            Some('"') => Ok(Value::Quoted(self.quoted()?)),
-            Some('/') if let Some(pattern) = self.regex() => Ok(Value::Regex(pattern)),
-            Some('(') => Err(Self::error(
-                column,
-                QueryErrorKind::FieldGroup(name.to_owned()),
-            )),
-            Some(c) if !ends_word(c) => {
-                let (pieces, _, _) = self.bare(false)?;
-                Ok(Value::Bare(pieces))
+        let value = match self.peek() {
+            Some('"') => Value::Quoted(self.quoted()?),
+            Some('/') if let Some(pattern) = self.regex() => Value::Regex(pattern),
+            Some('(') => {
+                self.at += 1;
+                return Ok(FieldValue::Group);
             }
-            _ => Err(Self::error(
-                column,
-                QueryErrorKind::MissingValue(name.to_owned()),
-            )),
-        }
+            Some(c) if !ends_word(c) => Value::Bare(self.bare(false)?.0),
+            _ => {
+                return Err(Self::error(
+                    column,
+                    QueryErrorKind::MissingValue(name.to_owned()),
+                ));
+            }
+        };
+        Ok(FieldValue::Value(value))
     }
 
     /// A bare word up to whitespace, a parenthesis, or (when `stop_at_colon`) the first

@@ -203,6 +203,28 @@ fn boolean_operators_and_precedence() {
 }
 
 #[test]
+fn field_groups_apply_the_field_to_each_value() {
+    check(&[
+        ("host:(web-01 OR db-1)", true, false),
+        ("host:(db-1 OR x)", false, false),
+        ("host:(web-* nginx)", false, false),
+        ("app:(nginx OR sshd) timed", true, false),
+        ("severity:(<=crit OR debug)", false, false),
+        ("severity:(err OR debug)", true, false),
+        ("tags:(prod eu-west)", true, false),
+        ("tags:(prod NOT eu-west)", false, false),
+        ("tags:(prod -eu-west)", false, false),
+        ("-host:(web-01 OR web-02)", false, true),
+        (r#"sd.origin.software:("rsyslogd 8" OR /^x/)"#, true, false),
+        ("host:((web-01 OR a) (b OR *)) timed", true, false),
+        ("_exists_:(procid OR nope)", true, false),
+        // Outside the group, terms are the message's again.
+        ("host:(x OR web-01) timed", true, false),
+        ("host:(web-01) host", false, false),
+    ]);
+}
+
+#[test]
 fn escapes_in_bare_words() {
     // `\(` and `\:` are plain characters; `\*` is not a wildcard.
     check(&[(r"\(110\:", true, false), (r"timed\*", false, false)]);
@@ -256,10 +278,9 @@ fn errors_name_what_and_where() {
         ),
         ("ho*st:x", "wildcard in a field name at column 1"),
         ("status:>5*", "wildcard in a comparison at column 9"),
-        (
-            "host:(a OR b)",
-            "'host:(' is not supported at column 6: repeat the field, e.g. (host:a OR host:b)",
-        ),
+        ("host:(a OR b", "unclosed '(' at column 1"),
+        ("host:(a OR)", "unexpected ')' at column 11"),
+        ("host:()", "unexpected ')' at column 7"),
         ("_exists_:", "missing value after '_exists_:' at column 10"),
         ("_exists_:a*", "'_exists_:' needs a field name at column 10"),
         (
@@ -313,6 +334,43 @@ fn nesting_is_bounded() {
 }
 
 #[test]
+fn stored_prefilter_needs_the_longest_required_plain_text() {
+    let m = Matcher::compile("timed host:web-01 (x OR y)").unwrap();
+    assert!(m.may_match_stored(WEB));
+    assert!(!m.may_match_stored(BROKEN));
+    // Under OR or NOT nothing is required; regexes and numbers give no text.
+    for query in ["timed OR garbage", "-timed", "/timed/", "severity:3", "ab"] {
+        assert!(
+            Matcher::compile(query).unwrap().may_match_stored(b"{}"),
+            "{query}"
+        );
+    }
+    // Text the encoder escapes is not looked for as such.
+    assert!(
+        Matcher::compile(r#""\"quoted\"""#)
+            .unwrap()
+            .may_match_stored(b"{}")
+    );
+}
+
+#[test]
+fn huge_values_are_an_error_not_a_panic() {
+    let word = "é".repeat(200_000);
+    for query in [
+        word.clone(),
+        format!("\"{word}\""),
+        format!("host:{word}"),
+        format!("x {word}*"),
+        format!("host:*{word}"),
+    ] {
+        let e = error(&query);
+        assert_eq!(e.kind, QueryErrorKind::ValueTooLarge, "{}", &query[..10]);
+    }
+    // ASCII needles have no regex and no limit.
+    assert!(Matcher::compile(&"a".repeat(200_000)).is_ok());
+}
+
+#[test]
 fn matches_everything_only_for_empty_and_star() {
     assert!(Matcher::compile("").unwrap().matches_everything());
     assert!(Matcher::compile("  * ").unwrap().matches_everything());
@@ -351,6 +409,8 @@ mod reference {
         Phrase(String),
         Host(String),
         HostGlob(String),
+        /// `host:(a OR b …)`, or `host:(a b …)` when the flag says AND.
+        HostGroup(Vec<String>, bool),
         Severity(&'static str, u8),
         Tag(String),
         Ip(String),
@@ -414,6 +474,9 @@ mod reference {
             Q::Phrase(p) => format!("\"{p}\""),
             Q::Host(h) => format!("host:{h}"),
             Q::HostGlob(h) => format!("host:{h}"),
+            Q::HostGroup(values, and) => {
+                format!("host:({})", values.join(if *and { " " } else { " OR " }))
+            }
             Q::Severity(op, n) => format!("severity:{op}{n}"),
             Q::Tag(t) => format!("tags:{t}"),
             Q::Ip(ip) => format!("sd.origin.ip:{ip}"),
@@ -481,6 +544,14 @@ mod reference {
             Q::Word(w) | Q::Glob(w) => word_matches(w, &r.message),
             Q::Phrase(p) => r.message.to_lowercase().contains(&p.to_lowercase()),
             Q::Host(h) | Q::HostGlob(h) => r.host.as_ref().is_some_and(|v| value_matches(h, v)),
+            Q::HostGroup(values, and) => {
+                let one = |h: &String| r.host.as_ref().is_some_and(|v| value_matches(h, v));
+                if *and {
+                    values.iter().all(one)
+                } else {
+                    values.iter().any(one)
+                }
+            }
             Q::Severity(op, n) => r.severity.is_some_and(|s| match *op {
                 "" => s == *n,
                 "<" => s < *n,
@@ -516,6 +587,11 @@ mod reference {
             "[a-dA-D é#.]{1,5}".prop_map(Q::Phrase),
             "(web|db)-[0-3]".prop_map(Q::Host),
             "(web|db|W)[-*?][0-3*]?".prop_map(Q::HostGlob),
+            (
+                prop::collection::vec("(web|db)[-*?][0-3*]?", 1..4),
+                any::<bool>()
+            )
+                .prop_map(|(values, and)| Q::HostGroup(values, and)),
             (prop::sample::select(vec!["", "<", "<=", ">", ">="]), 0u8..8)
                 .prop_map(|(op, n)| Q::Severity(op, n)),
             "(prod|eu|dev)\\*?".prop_map(Q::Tag),
@@ -569,10 +645,15 @@ proptest! {
         let matcher = Matcher::compile(&text).map_err(|e| TestCaseError::fail(format!("{text:?}: {e}")))?;
         for record in &records {
             let json = record.json();
+            let matched = matcher.is_match(&JsonRecord::new(&json));
             prop_assert_eq!(
-                matcher.is_match(&JsonRecord::new(&json)),
+                matched,
                 reference::eval(&q, record),
                 "query {:?} on {}", text, String::from_utf8_lossy(&json)
+            );
+            prop_assert!(
+                !matched || matcher.may_match_stored(&json),
+                "prefilter rejects a match: query {:?} on {}", text, String::from_utf8_lossy(&json)
             );
         }
     }

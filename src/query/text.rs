@@ -42,17 +42,27 @@ pub(crate) enum Needle {
 }
 
 impl Needle {
-    pub(crate) fn new(text: &str) -> Needle {
+    /// # Errors
+    /// A needle with non-ASCII letters so long that its regex would exceed the size limit.
+    pub(crate) fn new(text: &str) -> Result<Needle, regex::Error> {
         if text.is_ascii() {
             let lower: Box<[u8]> = text.to_ascii_lowercase().into_bytes().into();
             let rare_at = lower
                 .iter()
                 .enumerate()
-                .min_by_key(|&(_, &b)| byte_rank(b))
+                .max_by_key(|&(_, &b)| byte_rarity(b))
                 .map_or(0, |(i, _)| i);
-            Needle::Ascii { lower, rare_at }
+            Ok(Needle::Ascii { lower, rare_at })
         } else {
-            Needle::Unicode(case_insensitive(&regex::escape(text)))
+            Ok(Needle::Unicode(case_insensitive(&regex::escape(text))?))
+        }
+    }
+
+    /// The needle's text (lowercased), when it is ASCII.
+    pub(crate) fn text(&self) -> Option<&str> {
+        match self {
+            Needle::Ascii { lower, .. } => std::str::from_utf8(lower).ok(),
+            Needle::Unicode(_) => None,
         }
     }
 
@@ -128,23 +138,31 @@ impl Needle {
     }
 }
 
-/// How common `byte` is in log text, lower is rarer: letters by English frequency, digits and
-/// punctuation between, space and the most common letters last. Only the order matters.
-fn byte_rank(byte: u8) -> u8 {
-    const COMMON: &[u8] = b" etaoinsrhldcu0123456789mfpgwybvk.-:/_=,xjqz";
-    match COMMON.iter().position(|&c| c == byte) {
-        Some(i) => 100 + i as u8,
-        None => 0,
+/// How rare `byte` is in log text, higher is rarer: a byte of the list below ranks by its place
+/// in it (roughly English letter frequency, with digits and common punctuation among them), any
+/// other byte is rarer still. Looking for the rarest byte of the needle first means fewer false
+/// candidates to check; only the order matters.
+fn byte_rarity(byte: u8) -> u8 {
+    const COMMON_FIRST: &[u8] = b" etaoinsrhldcu0123456789mfpgwybvk.-:/_=,xjqz";
+    match COMMON_FIRST.iter().position(|&c| c == byte) {
+        Some(i) => i as u8,
+        None => u8::MAX,
     }
 }
 
+/// A compiled regex may use this much memory (the regex crate's default is 10 MiB; a query
+/// from an HTTP client should not make the gateway build a huge automaton).
+pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
 /// A case-insensitive bytes regex from an already escaped pattern.
-pub(crate) fn case_insensitive(pattern: &str) -> Regex {
-    // Patterns built here from escaped literals and wildcards are always valid and small.
+///
+/// # Errors
+/// Only when the pattern is too big ([`REGEX_SIZE_LIMIT`]): a very long value.
+pub(crate) fn case_insensitive(pattern: &str) -> Result<Regex, regex::Error> {
     RegexBuilder::new(pattern)
         .case_insensitive(true)
+        .size_limit(REGEX_SIZE_LIMIT)
         .build()
-        .unwrap_or_else(|e| unreachable!("built pattern {pattern:?} is invalid: {e}"))
 }
 
 /// A value with `*` / `?` wildcards, as pieces: literal text and the wildcards between.
@@ -157,7 +175,7 @@ pub(crate) enum GlobPiece {
 
 /// The regex for a whole field value matching `pieces` (case-insensitive): `*` is any run of
 /// characters, `?` any one character.
-pub(crate) fn whole_value_regex(pieces: &[GlobPiece]) -> Regex {
+pub(crate) fn whole_value_regex(pieces: &[GlobPiece]) -> Result<Regex, regex::Error> {
     let mut pattern = String::from("(?s)^");
     for piece in pieces {
         match piece {
@@ -173,7 +191,7 @@ pub(crate) fn whole_value_regex(pieces: &[GlobPiece]) -> Regex {
 /// The regex for a word of the message with wildcards (case-insensitive): `*` is any run of
 /// non-space characters, `?` one non-space character, and the match is not part of a longer
 /// token (the rule of [`is_whole_token`], a wildcard end counting as a token byte).
-pub(crate) fn token_regex(pieces: &[GlobPiece]) -> Regex {
+pub(crate) fn token_regex(pieces: &[GlobPiece]) -> Result<Regex, regex::Error> {
     const NOT_TOKEN: &str = r"(?-u:[^0-9A-Za-z_\x80-\xFF])";
     let bounded = |piece: Option<&GlobPiece>, first: bool| match piece {
         Some(GlobPiece::Literal(text)) => {
@@ -210,12 +228,12 @@ mod tests {
 
     #[test]
     fn ascii_needle_finds_any_case_and_overlapping_occurrences() {
-        let n = Needle::new("Time");
+        let n = Needle::new("Time").unwrap();
         assert!(n.is_in(b"a TIMEOUT"));
         assert!(n.is_in(b"time"));
         assert!(!n.is_in(b"tim"));
         assert!(!n.is_in(b""));
-        let dots = Needle::new("a.a");
+        let dots = Needle::new("a.a").unwrap();
         assert!(
             dots.is_token_in(b"xa.a.a"),
             "occurrence at 3 overlaps the one at 1"
@@ -225,7 +243,7 @@ mod tests {
 
     #[test]
     fn token_needs_non_token_bytes_around_it() {
-        let n = Needle::new("timeout");
+        let n = Needle::new("timeout").unwrap();
         assert!(n.is_token_in(b"read timeout."));
         assert!(n.is_token_in(b"TIMEOUT"));
         assert!(n.is_token_in(b"(timeout)"));
@@ -236,7 +254,7 @@ mod tests {
 
     #[test]
     fn unicode_needle_folds_case() {
-        let n = Needle::new("Grüße");
+        let n = Needle::new("Grüße").unwrap();
         assert!(n.is_in("viele grüßeX".as_bytes()));
         assert!(n.is_token_in("viele GRÜßE!".as_bytes()));
         assert!(n.equals("grüße".as_bytes()));
@@ -245,22 +263,22 @@ mod tests {
 
     #[test]
     fn equals_is_whole_value() {
-        let n = Needle::new("web-01");
+        let n = Needle::new("web-01").unwrap();
         assert!(n.equals(b"WEB-01"));
         assert!(!n.equals(b"web-011"));
-        assert!(Needle::new("").equals(b""));
+        assert!(Needle::new("").unwrap().equals(b""));
     }
 
     #[test]
     fn wildcard_regexes() {
         use GlobPiece::*;
-        let host = whole_value_regex(&[Literal("web-".into()), AnyRun]);
+        let host = whole_value_regex(&[Literal("web-".into()), AnyRun]).unwrap();
         assert!(host.is_match(b"WEB-01"));
         assert!(!host.is_match(b"xweb-01"));
-        let word = token_regex(&[Literal("time".into()), AnyRun]);
+        let word = token_regex(&[Literal("time".into()), AnyRun]).unwrap();
         assert!(word.is_match(b"a timeouts b"));
         assert!(!word.is_match(b"atimeout"));
-        let one = token_regex(&[Literal("er".into()), AnyOne]);
+        let one = token_regex(&[Literal("er".into()), AnyOne]).unwrap();
         assert!(one.is_match(b"an err"));
         assert!(!one.is_match(b"an er"));
     }

@@ -10,28 +10,17 @@ use std::time::Duration;
 
 use common::process::{self, Served, logtail};
 
-/// Starts `logtail serve` on a config with ephemeral ports in `dir`; returns the gateway and
-/// the TCP address it printed.
+/// Starts `logtail serve` with a TCP listener and a Unix datagram socket in `dir`; returns the
+/// gateway and the TCP address it printed.
 fn serve(dir: &Path) -> (Served, String) {
-    let config = dir.join("logtail.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = \"{data}\"\n[ingest]\nshards = 2\n\
-             [[listen]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n\
-             [[listen]]\ntype = \"unix-datagram\"\npath = \"{sock}\"\n\
-             [metrics]\naddress = \"127.0.0.1:0\"\n",
-            data = dir.join("data").display(),
-            sock = dir.join("log.sock").display()
+    let sock = dir.join("log.sock");
+    process::serve_tcp_in(
+        dir,
+        &format!(
+            "[[listen]]\ntype = \"unix-datagram\"\npath = \"{}\"\n",
+            sock.display()
         ),
     )
-    .unwrap();
-    let served = process::serve(&config);
-    let tcp = served
-        .tcp
-        .clone()
-        .expect("the gateway printed its TCP address");
-    (served, tcp)
 }
 
 /// Runs `command`, asserts that it succeeds (showing its stderr when not), and returns its

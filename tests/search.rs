@@ -13,23 +13,7 @@ use common::process::{self, Served, logtail};
 
 /// Starts `logtail serve` with one TCP listener and the store under `dir/data`.
 fn serve(dir: &Path) -> (Served, String) {
-    let config = dir.join("logtail.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = \"{data}\"\n[ingest]\nshards = 2\n\
-             [[listen]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n\
-             [metrics]\naddress = \"127.0.0.1:0\"\n",
-            data = dir.join("data").display(),
-        ),
-    )
-    .unwrap();
-    let served = process::serve(&config);
-    let tcp = served
-        .tcp
-        .clone()
-        .expect("the gateway printed its TCP address");
-    (served, tcp)
+    process::serve_tcp_in(dir, "")
 }
 
 /// What the store holds, in the order sent (one connection: one shard, so stored in order).

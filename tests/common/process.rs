@@ -19,6 +19,30 @@ pub struct Served {
     pub metrics: Option<String>,
 }
 
+/// Starts `logtail serve` with the store under `dir/data`, 2 shards, one TCP listener on an
+/// ephemeral port, metrics on an ephemeral port, and the `[[listen]]` tables in
+/// `more_listeners`; returns the gateway and its TCP address.
+pub fn serve_tcp_in(dir: &Path, more_listeners: &str) -> (Served, String) {
+    let config = dir.join("logtail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{data}\"\n[ingest]\nshards = 2\n\
+             [[listen]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n\
+             {more_listeners}\
+             [metrics]\naddress = \"127.0.0.1:0\"\n",
+            data = dir.join("data").display(),
+        ),
+    )
+    .unwrap();
+    let served = serve(&config);
+    let tcp = served
+        .tcp
+        .clone()
+        .expect("the gateway printed its TCP address");
+    (served, tcp)
+}
+
 /// Starts `logtail serve --config CONFIG` and waits until it is running (it prints "gateway
 /// running" once every listener is bound).
 pub fn serve(config: &Path) -> Served {

@@ -86,8 +86,13 @@ pub(crate) fn parse<'a>(
             rest = rest.get(word.len() + 1..).unwrap_or_default();
             // A relay (rsyslog, syslog-ng) put its own header before a Cisco message: the
             // relay's timestamp and host stand, the Cisco part gives app, msgid and message.
+            // Only a counter, an empty one or a clock marker can start it (a bare `%MNEMONIC:`
+            // is a TAG below), so most lines skip the `%` scan.
             let mut relayed = record;
-            if looks_like_cisco(rest) && cisco(rest, ctx, &mut relayed) {
+            if rest.first().is_some_and(|&b| b.is_ascii_digit() || b == b':' || b == b'*')
+                && looks_like_cisco(rest)
+                && cisco(rest, ctx, &mut relayed)
+            {
                 record.app = relayed.app;
                 record.msgid = relayed.msgid;
                 record.message = relayed.message;

@@ -43,7 +43,7 @@
 
 use memchr::{memchr, memchr_iter};
 
-use super::timestamp::{BsdTime, Offset, Timestamp, parse_bsd, parse_iso8601};
+use super::timestamp::{BsdTime, Offset, Timestamp, month_number, parse_bsd, parse_iso8601};
 use super::{ParseContext, Record};
 
 /// Longest tag (app name) recognised before its `[` or `:`.
@@ -71,12 +71,17 @@ pub(crate) fn parse<'a>(
     let mut record = Record::bare(Some(pri), body);
     // Dell, NEC and rsyslog's own tests send `<13> Aug 16 ...`. The blanks are skipped only
     // when a header follows them: otherwise `message` keeps the body as it came.
-    let header = skip_blanks(body);
-    if looks_like_cisco(header) && cisco(header, ctx, &mut record) {
-        return record;
-    }
+    header(skip_blanks(body), ctx, &mut record);
+    record
+}
 
-    let mut rest = header;
+/// Fills `record` from the header at the start of `rest`; `record.message` is the body.
+/// (One `Record` filled in place: moving it between helpers, and copying it for the relay
+/// check, cost 2.5% more instructions on the parse bench corpus under callgrind.)
+fn header<'a>(mut rest: &'a [u8], ctx: &mut ParseContext, record: &mut Record<'a>) {
+    if looks_like_cisco(rest) && cisco(rest, ctx, record) {
+        return;
+    }
     if let Some((timestamp, len)) = leading_timestamp(rest, ctx) {
         record.timestamp = Some(timestamp);
         rest = skip_spaces(&rest[len..]);
@@ -88,41 +93,38 @@ pub(crate) fn parse<'a>(
             // relay's timestamp and host stand, the Cisco part gives app, msgid and message.
             // Only a counter, an empty one or a clock marker can start it (a bare `%MNEMONIC:`
             // is a TAG below), so most lines skip the `%` scan.
-            let mut relayed = record;
-            if rest.first().is_some_and(|&b| b.is_ascii_digit() || b == b':' || b == b'*')
+            if rest
+                .first()
+                .is_some_and(|&b| b.is_ascii_digit() || b == b':' || b == b'*')
                 && looks_like_cisco(rest)
-                && cisco(rest, ctx, &mut relayed)
+                && cisco(rest, ctx, record)
             {
-                record.app = relayed.app;
-                record.msgid = relayed.msgid;
-                record.message = relayed.message;
-                return record;
+                record.timestamp = Some(timestamp);
+                record.host = Some(word);
+                return;
             }
-            if let Some(tag) = tag(rest).or_else(|| bare_tag(rest)) {
-                return with_tag(record, rest, tag);
+            match tag(rest).or_else(|| bare_tag(rest)) {
+                Some(tag) => with_tag(record, rest, tag),
+                None => record.message = rest,
             }
-            record.message = rest;
-            return record;
+            return;
         }
     } else if looks_like_timestamp(rest) {
         // Whatever a sender wrote there, it is not a host or an app name: keep it all.
-        return record;
+        return;
     }
     if let Some(tag) = tag(rest) {
-        return with_tag(record, rest, tag);
-    }
-    if record.timestamp.is_some() {
+        with_tag(record, rest, tag);
+    } else if record.timestamp.is_some() {
         record.message = rest;
     }
-    record
 }
 
-fn with_tag<'a>(mut record: Record<'a>, rest: &'a [u8], tag: Tag<'a>) -> Record<'a> {
+fn with_tag<'a>(record: &mut Record<'a>, rest: &'a [u8], tag: Tag<'a>) {
     record.app = Some(tag.app);
     record.procid = tag.procid;
     let rest = &rest[tag.len..];
     record.message = rest.strip_prefix(b" ").unwrap_or(rest);
-    record
 }
 
 fn skip_spaces(bytes: &[u8]) -> &[u8] {
@@ -165,18 +167,13 @@ fn looks_like_timestamp(rest: &[u8]) -> bool {
         (0, _) => {
             let rest = rest.strip_prefix(b"*").unwrap_or(rest);
             rest.len() >= 5
-                && rest[..3].iter().all(u8::is_ascii_alphabetic)
                 && rest[3] == b' '
                 && (rest[4] == b' ' || rest[4].is_ascii_digit())
-                && MONTH_NAMES
-                    .chunks(3)
-                    .any(|m| m.eq_ignore_ascii_case(&rest[..3]))
+                && month_number(&rest[..3]).is_some()
         }
         _ => false,
     }
 }
-
-const MONTH_NAMES: &[u8; 36] = b"JanFebMarAprMayJunJulAugSepOctNovDec";
 
 fn is_hostname(word: &[u8]) -> bool {
     !word.is_empty()
@@ -296,7 +293,11 @@ fn cisco<'a>(body: &'a [u8], ctx: &mut ParseContext, record: &mut Record<'a>) ->
         if rest.first() == Some(&b'%') {
             break;
         }
-        if let Some(found) = cisco_clock(rest) {
+        // A clock starts with a letter, a marker or a year (`2026 Mar`, `2026-03-`); the
+        // counter and sequence number (`123: `) skip the attempt.
+        let starts_number_word = rest.first().is_some_and(u8::is_ascii_digit)
+            && !matches!(rest.get(4), Some(b' ' | b'-'));
+        if !starts_number_word && let Some(found) = cisco_clock(rest) {
             clock = Some(found);
             rest = &rest[found.2..];
             break;

@@ -416,13 +416,14 @@ pub(crate) fn month_number(name: &[u8]) -> Option<u8> {
 ///
 /// ```text
 /// Mmm dd [yyyy ]hh:mm:ss[.fff]        RFC 3164; the year as Cisco IOS `datetime year` writes it
-/// Mmm dd hh:mm:ss[.fff] yyyy:         the year after the time, only when a colon follows
+/// Mmm dd hh:mm:ss[.fff] yyyy          the year after the time (ArubaOS, and with a colon)
 /// yyyy Mmm dd hh:mm:ss[.fff]          the year first (Cisco NX-OS)
 /// ```
 ///
 /// The day may be `dd`, ` d` (space-padded, as RFC 3164 specifies) or `d`; month names match
 /// ASCII case-insensitively. Fraction digits beyond nine are cut, as in [`parse_iso8601`].
-/// A year after the time counts only when `: ` or `:` and the end follow it. Without a
+/// A year after the time counts when `: ` follows it, or when it is 1970–2099 and a space
+/// or the end follows it (a 4-digit hostname in that range is read as the year). Without a
 /// year, the day is checked against 1–31 only: whether `Feb 29` exists depends on the year
 /// that [`ParseContext`](super::ParseContext) infers.
 pub(crate) fn parse_bsd(input: &[u8]) -> Option<(BsdTime, usize)> {
@@ -453,10 +454,16 @@ pub(crate) fn parse_bsd(input: &[u8]) -> Option<(BsdTime, usize)> {
     let (nanos, fraction_digits, frac_len) = fraction(input, at, true)?;
     at += frac_len;
     if year.is_none() && input.get(at) == Some(&b' ') {
-        // Only with the colon: in `17:32:18 2001:db8:: sshd` and `17:32:18 2026 app:` the
-        // number is a hostname (an IPv6 address, a numbered device), not the year.
+        // ArubaOS writes `Nov 20 10:00:16 2026 host ...`. A year 1970–2099 followed by a space
+        // (or any year followed by `: `) is taken; `17:32:18 2001:db8:: sshd` is an IPv6
+        // hostname, and a 4-digit hostname outside that range stays a hostname.
         let after = (input.get(at + 5), input.get(at + 6));
-        if let (Some(y), (Some(b':'), None | Some(b' '))) = (number(input, at + 1, 4), after) {
+        let year_after = number(input, at + 1, 4).filter(|&y| match after {
+            (None | Some(b' '), _) => (1970..=2099).contains(&y),
+            (Some(b':'), None | Some(b' ')) => true,
+            _ => false,
+        });
+        if let Some(y) = year_after {
             year = Some(y as u16);
             at += 5;
         }

@@ -49,11 +49,7 @@ impl InvalidSetting {
         unit: &str,
     ) -> Result<(), InvalidSetting> {
         if value < min || value > max {
-            let unit = if unit.is_empty() {
-                String::new()
-            } else {
-                format!(" {unit}")
-            };
+            let unit = if unit.is_empty() { String::new() } else { format!(" {unit}") };
             return Err(InvalidSetting::new(
                 key,
                 format!("{value} is out of range: allowed {min} to {max}{unit}"),

@@ -99,6 +99,10 @@ enum Command {
         /// Time zone of RFC 3164 timestamps: local, utc, or an offset like +02:00.
         #[arg(long, default_value = "local")]
         legacy_timezone: LegacyZone,
+        /// Parse as if received at this RFC 3339 time (default: now). It decides the year of
+        /// RFC 3164 timestamps, which have none: replays and tests get the same fields.
+        #[arg(long, value_parser = parse_received_at)]
+        received_at: Option<i64>,
     },
 }
 
@@ -163,7 +167,8 @@ fn main() -> ExitCode {
         Command::Parse {
             format,
             legacy_timezone,
-        } => parse_stdin(format, legacy_timezone),
+            received_at,
+        } => parse_stdin(format, legacy_timezone, received_at),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -482,7 +487,18 @@ fn print_wal_batch(payload: &[u8], out: &mut dyn Write) -> std::io::Result<()> {
     Ok(())
 }
 
-fn parse_stdin(format: Format, zone: LegacyZone) -> anyhow::Result<()> {
+/// `--received-at`: an RFC 3339 time as microseconds since the epoch.
+fn parse_received_at(text: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_micros())
+        .map_err(|e| format!("{e}: expected an RFC 3339 time such as 2026-11-21T02:53:47Z"))
+}
+
+fn parse_stdin(
+    format: Format,
+    zone: LegacyZone,
+    received_at_us: Option<i64>,
+) -> anyhow::Result<()> {
     let stdin = std::io::stdin().lock();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -495,7 +511,7 @@ fn parse_stdin(format: Format, zone: LegacyZone) -> anyhow::Result<()> {
         if line.is_empty() {
             continue;
         }
-        let now_us = logtail::time::now_unix_micros();
+        let now_us = received_at_us.unwrap_or_else(logtail::time::now_unix_micros);
         context.set_received_at(now_us);
         received_at.clear();
         encode::format_rfc3339_micros(now_us, &mut received_at);

@@ -1,10 +1,27 @@
 //! Threads that each run one single-threaded tokio runtime: the shards and the metrics
 //! endpoint. A runtime per thread keeps every task, and everything it touches, on that thread.
-//! Also the process's open-files limit, which thousands of connections need raised.
+//! Also the process's open-files limit, which thousands of connections need raised, and the
+//! machine's host name.
 
 use std::future::Future;
 use std::io;
 use std::thread::JoinHandle;
+
+/// `gethostname`, or `localhost` when it fails or is not a syslog HOSTNAME (1–255 bytes of
+/// printable US-ASCII). The agent names its host with it; the gateway gives it to messages
+/// from its Unix sockets that name no host.
+pub fn machine_host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = &buf[..len];
+    if rc == 0 && !name.is_empty() && name.iter().all(|b| (33..=126).contains(b)) {
+        String::from_utf8_lossy(name).into_owned()
+    } else {
+        "localhost".to_owned()
+    }
+}
 
 /// Spawns thread `name` and runs the future `make` returns on a current-thread runtime there,
 /// inside a `LocalSet` (so the future may spawn `!Send` tasks with `spawn_local`).

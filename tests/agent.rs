@@ -61,6 +61,85 @@ fn rename_rotation_under_load_keeps_every_line_in_order() {
     );
 }
 
+/// Issue 14: with a glob that names only the live file and a scan every second, ten files
+/// each created and renamed away within 100 ms are all read, whole: the directory is watched
+/// with inotify, so each is opened as it appears (or found under its new name if it was
+/// renamed before it was opened), not at the next scan.
+#[test]
+fn narrow_glob_reads_every_file_rotated_faster_than_the_scan() {
+    let t = AgentDir::new();
+    let text = format!(
+        "data_dir = {:?}\n{}\n[tail]\nscan_interval_ms = 1000\nrotate_wait_ms = 300\n\
+         max_poll_interval_ms = 50\n[ship]\ntype = \"file\"\npath = {:?}\n",
+        t.path("state"),
+        t.collect("app", &["app.log"]),
+        t.path("out.txt"),
+    );
+    std::fs::write(t.path("agent.toml"), text).unwrap();
+    let log = t.logs("app.log");
+    let mut file = append(&log);
+    let agent = t.start(&[]);
+    // The first scan has run (and placed the directory watch) once the empty file is found.
+    t.wait_for_log("app.log: new file", WAIT);
+    let mut rotations = 0;
+    // 20k lines at 20k lines/s, renamed away every 2k lines (100 ms) and a new file started.
+    write_numbered(&mut file, 0..20_000, 20_000, 2_000, |n, file| {
+        rotations += 1;
+        std::fs::rename(&log, t.logs(&format!("app.log.{}", n / 2_000))).unwrap();
+        *file = append(&log);
+    });
+    assert_eq!(rotations, 10);
+    t.wait_for_lines(20_000, WAIT);
+    std::thread::sleep(Duration::from_millis(500));
+    let (mut got, torn) = numbers(&t.shipped());
+    assert_eq!((got.len(), torn), (20_000, 0));
+    got.sort_unstable();
+    assert_exactly_in_order(&got, 20_000);
+    agent.sigterm_and_wait();
+}
+
+/// Issue 14: a file written whole and renamed away at once (before the agent could open it
+/// under the name its glob matches) is found under its new name and read from its start.
+#[test]
+fn a_file_renamed_away_before_it_was_opened_is_read_under_its_new_name() {
+    use std::io::Write;
+    let t = AgentDir::new();
+    let text = format!(
+        "data_dir = {:?}\n{}\n[tail]\nscan_interval_ms = 60000\nrotate_wait_ms = 300\n\
+         max_poll_interval_ms = 50\n[ship]\ntype = \"file\"\npath = {:?}\n",
+        t.path("state"),
+        t.collect("app", &["app.log"]),
+        t.path("out.txt"),
+    );
+    std::fs::write(t.path("agent.toml"), text).unwrap();
+    let log = t.logs("app.log");
+    drop(append(&log));
+    let agent = t.start(&[]);
+    t.wait_for_log("app.log: new file", WAIT);
+    std::fs::remove_file(&log).unwrap();
+    // Ten files, each created, written and renamed within microseconds; the scan (every
+    // minute here) never sees one, only the directory events can. Some are renamed before
+    // the tailer gets to them and are found under their new name (logged "... before it
+    // was opened": 3 to 9 of the 10 in trial runs); one the tailer opened first is read as a
+    // rotated file. The counts are the same either way, and they are what is asserted.
+    for generation in 0..10 {
+        let mut file = File::create(&log).unwrap();
+        let lines: String = (generation * 100..(generation + 1) * 100)
+            .map(|n| numbered(n) + "\n")
+            .collect();
+        file.write_all(lines.as_bytes()).unwrap();
+        std::fs::rename(&log, t.logs(&format!("app.log.{generation}"))).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.wait_for_lines(1_000, WAIT);
+    std::thread::sleep(Duration::from_millis(500));
+    let (mut got, torn) = numbers(&t.shipped());
+    assert_eq!((got.len(), torn), (1_000, 0));
+    got.sort_unstable();
+    assert_exactly_in_order(&got, 1_000);
+    agent.sigterm_and_wait();
+}
+
 #[test]
 fn copytruncate_rotation_under_load_keeps_every_line_in_order() {
     let t = AgentDir::new();

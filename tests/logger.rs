@@ -129,15 +129,33 @@ fn logger_over_unix_sockets_like_dev_log() {
     let b = lines("unix-stream", 100);
     logger(&["-u", &stream, "-T"], &b);
     gw.wait_for_records(200);
+    // A local sender that does name a host keeps it.
+    {
+        use std::io::Write;
+        let mut sender = std::os::unix::net::UnixStream::connect(&stream).unwrap();
+        sender
+            .write_all(b"<13>Nov 21 02:53:47 other-host app: named\n")
+            .unwrap();
+    }
+    gw.wait_for_records(201);
     let records = gw.stop_and_read();
-    // Local logger writes RFC 3164 without a hostname.
+    // Local logger writes RFC 3164 without a hostname: the gateway's host name fills it in
+    // (issue 14), as rsyslog and syslog-ng do for /dev/log.
     assert_logger_records(&records[..100], &a, false);
-    assert_logger_records(&records[100..], &b, false);
+    assert_logger_records(&records[100..200], &b, false);
+    let gateway_host = logtail::runtime::machine_host_name();
     assert!(
-        records.iter().all(|r| r.get("host").is_none()),
+        records[..200]
+            .iter()
+            .all(|r| r["host"] == gateway_host.as_str()),
         "{}",
         records[0]
     );
+    assert_eq!(
+        (&records[200]["host"], &records[200]["message"]),
+        (&Value::from("other-host"), &Value::from("named"))
+    );
+    let records = &records[..200];
     assert!(
         records[..100]
             .iter()

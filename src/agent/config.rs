@@ -683,17 +683,7 @@ fn is_syslog_name(name: &str, max: usize) -> bool {
     (1..=max).contains(&name.len()) && name.bytes().all(|b| (33..=126).contains(&b))
 }
 
-/// `gethostname`, or `localhost` when it fails or is not a syslog name.
-pub fn machine_host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    match std::str::from_utf8(&buf[..len]) {
-        Ok(name) if rc == 0 && is_syslog_name(name, 255) => name.to_string(),
-        _ => "localhost".to_string(),
-    }
-}
+use crate::runtime::machine_host_name;
 
 #[cfg(test)]
 mod tests {

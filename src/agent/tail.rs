@@ -25,6 +25,12 @@
 //!   the new `app.log` is a new file, read from its beginning, but only once the file that had
 //!   its path before it is read to its end, so that lines come out in the order they were
 //!   written (a writer that keeps writing to the renamed file after that is read too, later).
+//! - **Files that come and go between scans.** The directory of every glob is watched with
+//!   inotify ([`super::wake`]): a file appearing there triggers a scan at once, so it is opened
+//!   within milliseconds, not at the next `scan_interval_ms`. A file renamed away from a path
+//!   an entry matches before it was opened is found under its new name (the rename event
+//!   names it; its device and inode say it is not tracked) and read from its start like a
+//!   rotated file. The periodic scan stays the fallback for everything inotify misses.
 //! - **Copytruncate** (`app.log` copied to `app.log.1`, then truncated): a file shorter than the
 //!   offset read, or whose first bytes changed, was truncated. The lines not read yet are in the
 //!   copy: the file in the same directory whose first bytes match the old fingerprint. The
@@ -78,7 +84,7 @@ use super::checkpoint::{self, CheckpointEntry, CheckpointWriter};
 use super::config::{CollectEntry, Glob, StartAt, TailConfig};
 use super::fingerprint::{Fingerprint, read_head};
 use super::lines::{LineSplitter, Multiline};
-use super::wake::FileWakeups;
+use super::wake::{DirectoryEvent, FileWakeups};
 use crate::log_limit::RateLimitedWarning;
 use crate::time::now_unix_micros as now_us;
 
@@ -306,6 +312,9 @@ pub struct Tailer {
     wakeups: Option<FileWakeups>,
     /// The ids of fired watches (never ready without wake-ups).
     woken: Receiver<i32>,
+    /// Files appearing in or renamed within the globs' directories (never ready without
+    /// wake-ups).
+    directory_events: Receiver<DirectoryEvent>,
 }
 
 static READ_WARNING: RateLimitedWarning = RateLimitedWarning::new(Duration::from_secs(10));
@@ -332,6 +341,9 @@ impl Tailer {
                 (None, crossbeam_channel::never())
             }
         };
+        let directory_events = wakeups
+            .as_ref()
+            .map_or_else(crossbeam_channel::never, FileWakeups::directory_events);
         let mut tailer = Tailer {
             out: Output {
                 batch,
@@ -366,6 +378,7 @@ impl Tailer {
             writer,
             wakeups,
             woken,
+            directory_events,
         };
         tailer.reconcile_checkpoints(loaded);
         tailer
@@ -412,6 +425,9 @@ impl Tailer {
         while let Ok(id) = self.woken.try_recv() {
             self.woken_up(id, now);
         }
+        while let Ok(event) = self.directory_events.try_recv() {
+            self.directory_changed(event, now);
+        }
         if self
             .last_scan
             .is_none_or(|last| now.duration_since(last) >= self.config.scan_interval())
@@ -440,6 +456,9 @@ impl Tailer {
                 },
                 recv(self.woken) -> id => if let Ok(id) = id {
                     self.woken_up(id, Instant::now());
+                },
+                recv(self.directory_events) -> event => if let Ok(event) = event {
+                    self.directory_changed(event, Instant::now());
                 },
                 default(timeout) => {},
             }
@@ -475,6 +494,42 @@ impl Tailer {
             stream.backoff = MIN_POLL;
             stream.next_read = stream.next_read.min(now.max(stream.idle_since + MIN_POLL));
             self.metrics.files_woken.add(1);
+        }
+    }
+
+    /// A file appeared in a glob's directory: scan at once instead of at the next
+    /// `scan_interval_ms`. A file renamed away from a path an entry matches, that no stream
+    /// tracks (it came and went between two scans), is opened under its new name and read
+    /// from its start like a rotated file: to its end, then released.
+    fn directory_changed(&mut self, event: DirectoryEvent, now: Instant) {
+        self.last_scan = None;
+        let DirectoryEvent::Renamed { from, to } = event else {
+            return;
+        };
+        let Ok(meta) = std::fs::metadata(&to) else {
+            return;
+        };
+        if !meta.is_file() || self.by_id.contains_key(&(meta.dev(), meta.ino())) {
+            return;
+        }
+        let owner = self
+            .entries
+            .iter()
+            .find(|(_, entry)| entry.matches(&from) && !entry.matches(&to))
+            .map(|(name, _)| name.clone());
+        if let Some(name) = owner {
+            tracing::info!(
+                "{} was renamed to {} before it was opened: reading it there",
+                from.display(),
+                to.display()
+            );
+            self.open_found(&name, &to, false, now);
+            if let Some(key) = self.by_id.get(&(meta.dev(), meta.ino()))
+                && let Some(stream) = self.streams.get_mut(key)
+            {
+                // No glob reaches it: read to its end, then released (see `scan_entry`).
+                stream.reachable = false;
+            }
         }
     }
 
@@ -688,6 +743,14 @@ impl Tailer {
         };
         entry.starting = false;
         let patterns = entry.config.paths.clone();
+        if let Some(wakeups) = &mut self.wakeups {
+            for pattern in &patterns {
+                let dir = literal_directory(pattern.as_str());
+                if !dir.as_os_str().is_empty() {
+                    wakeups.watch_directory(&dir);
+                }
+            }
+        }
         let mut previously_reachable = Vec::new();
         for (&key, stream) in self.streams.iter_mut().filter(|(_, s)| s.entry == name) {
             if stream.reachable {
@@ -1361,6 +1424,21 @@ fn read_stream(
 
 /// Where an open file is now (after renames), as the kernel knows it; "(deleted)" is appended
 /// for a deleted one.
+/// The deepest directory of a glob pattern without wildcards: `/var/log` for
+/// `/var/log/app.log` and for `/var/log/*/app.log`.
+fn literal_directory(pattern: &str) -> PathBuf {
+    let mut dir = PathBuf::new();
+    let mut components = Path::new(pattern).components().peekable();
+    while let Some(component) = components.next() {
+        let text = component.as_os_str().to_string_lossy();
+        if components.peek().is_none() || text.contains(['*', '?', '[']) {
+            break;
+        }
+        dir.push(component);
+    }
+    dir
+}
+
 fn current_path(file: &File) -> Option<PathBuf> {
     use std::os::fd::AsRawFd;
     std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
@@ -1413,6 +1491,19 @@ fn find_in_dir(
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn the_watched_directory_of_a_glob_is_its_deepest_literal_one() {
+        for (pattern, dir) in [
+            ("/var/log/app.log", "/var/log"),
+            ("/var/log/app*.log", "/var/log"),
+            ("/var/log/*/app.log", "/var/log"),
+            ("/srv/[ab]/x/*.log", "/srv"),
+            ("app.log", ""),
+        ] {
+            assert_eq!(literal_directory(pattern), PathBuf::from(dir), "{pattern}");
+        }
+    }
 
     #[test]
     fn start_at_end_starts_after_the_last_whole_line() {

@@ -13,12 +13,26 @@
 //! inode being read, which its path may no longer name after a rotation. A thread waits on the
 //! inotify descriptor and forwards the id of each watch that fired to the tailer, which waits
 //! on that channel beside its others.
+//!
+//! # Directories
+//! The directory of every glob is watched too (`IN_CREATE`, `IN_MOVED_FROM`, `IN_MOVED_TO`,
+//! persistent), so that a file is opened as soon as it appears rather than at the next scan
+//! (`scan_interval_ms`): with a glob that names only the live file (`/var/log/app.log`), a
+//! file created and rotated away between two scans would otherwise never be read. A rename
+//! within a watched directory arrives as one [`DirectoryEvent::Renamed`] (the kernel queues the
+//! `IN_MOVED_FROM`/`IN_MOVED_TO` pair with one cookie, next to each other), so the tailer can
+//! find a file renamed away before it was opened under its new name. The scan stays the
+//! fallback: a directory that cannot be watched, a glob with wildcards above the file name
+//! (only its deepest literal directory is watched), or lost events (queue overflow, reported as
+//! [`DirectoryEvent::Overflowed`]) are caught by the next scan.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, ErrorKind};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -33,8 +47,25 @@ const WAKE_ON: WatchMask = WatchMask::MODIFY
     .union(WatchMask::MOVE_SELF)
     .union(WatchMask::ONESHOT);
 
+/// A file appeared in, or was renamed within, a watched directory.
+const DIRECTORY_EVENTS: WatchMask = WatchMask::CREATE
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::ONLYDIR);
+
 /// Forwarded instead of a watch id when the kernel's event queue overflowed.
 const QUEUE_OVERFLOWED: i32 = -1;
+
+/// What happened in a watched directory (see the [module docs](self)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectoryEvent {
+    /// A file was created or moved in from elsewhere: scan now.
+    Appeared,
+    /// A file was renamed from `from` to `to` (full paths) within watched directories.
+    Renamed { from: PathBuf, to: PathBuf },
+    /// Events were lost: scan now.
+    Overflowed,
+}
 
 static ARM_WARNING: RateLimitedWarning =
     RateLimitedWarning::new(std::time::Duration::from_secs(60));
@@ -46,6 +77,10 @@ pub struct FileWakeups {
     armed: HashMap<i32, (WatchDescriptor, u64)>,
     /// Stream key → its armed watch id.
     by_key: HashMap<u64, i32>,
+    /// Watched directories, by watch id (shared with the reader thread, which names paths).
+    directories: Arc<Mutex<HashMap<i32, PathBuf>>>,
+    /// Where the reader thread sends [`DirectoryEvent`]s.
+    directory_events: Receiver<DirectoryEvent>,
     /// Closed on drop, which tells the reader thread to end.
     stop: Option<UnixStream>,
     reader: Option<JoinHandle<()>>,
@@ -59,14 +94,19 @@ impl FileWakeups {
         let watches = inotify.watches();
         let (stop, stopped) = UnixStream::pair()?;
         let (fired_tx, fired_rx) = crossbeam_channel::unbounded();
+        let (directory_tx, directory_rx) = crossbeam_channel::unbounded();
+        let directories = Arc::new(Mutex::new(HashMap::new()));
+        let names = Arc::clone(&directories);
         let reader = std::thread::Builder::new()
             .name("agent-wakeups".into())
-            .spawn(move || forward(inotify, &stopped, &fired_tx))?;
+            .spawn(move || forward(inotify, &stopped, &fired_tx, &directory_tx, &names))?;
         Ok((
             FileWakeups {
                 watches,
                 armed: HashMap::new(),
                 by_key: HashMap::new(),
+                directories,
+                directory_events: directory_rx,
                 stop: Some(stop),
                 reader: Some(reader),
             },
@@ -114,6 +154,35 @@ impl FileWakeups {
         Some(key)
     }
 
+    /// The channel of [`DirectoryEvent`]s from the directories [`FileWakeups::watch_directory`]
+    /// watches.
+    pub fn directory_events(&self) -> Receiver<DirectoryEvent> {
+        self.directory_events.clone()
+    }
+
+    /// Watches `dir` for files appearing or renamed in it, unless it is watched already. When
+    /// the watch cannot be placed, the scan finds its files (logged at most once a minute).
+    pub fn watch_directory(&mut self, dir: &Path) {
+        let Ok(mut directories) = self.directories.lock() else {
+            return;
+        };
+        if directories.values().any(|watched| watched == dir) {
+            return;
+        }
+        match self.watches.add(dir, DIRECTORY_EVENTS) {
+            Ok(wd) => {
+                directories.insert(wd.get_watch_descriptor_id(), dir.to_path_buf());
+            }
+            Err(e) => ARM_WARNING.warn(|| {
+                format!(
+                    "cannot watch directory {} with inotify ({e}); new files in it are found \
+                     by the scan (raise fs.inotify.max_user_watches if the limit was reached)",
+                    dir.display()
+                )
+            }),
+        }
+    }
+
     /// Removes the watch of a stream that is no longer tracked.
     pub fn disarm(&mut self, key: u64) {
         if let Some(id) = self.by_key.remove(&key)
@@ -134,10 +203,18 @@ impl Drop for FileWakeups {
     }
 }
 
-/// The reader thread: forwards the id of every watch that fires until `stopped` becomes readable
-/// (its other end closed) or the tailer is gone.
-fn forward(mut inotify: Inotify, stopped: &UnixStream, fired: &Sender<i32>) {
+/// The reader thread: forwards the id of every file watch that fires, and every directory
+/// event, until `stopped` becomes readable (its other end closed) or the tailer is gone.
+fn forward(
+    mut inotify: Inotify,
+    stopped: &UnixStream,
+    fired: &Sender<i32>,
+    directory_events: &Sender<DirectoryEvent>,
+    directories: &Mutex<HashMap<i32, PathBuf>>,
+) {
     let mut buffer = [0u8; 4096];
+    // The `IN_MOVED_FROM` half of a rename, waiting for its `IN_MOVED_TO` (same cookie).
+    let mut moved_from: Option<(u32, PathBuf)> = None;
     let mut fds = [
         libc::pollfd {
             fd: inotify.as_raw_fd(),
@@ -168,7 +245,37 @@ fn forward(mut inotify: Inotify, stopped: &UnixStream, fired: &Sender<i32>) {
         match inotify.read_events(&mut buffer) {
             Ok(events) => {
                 for event in events {
+                    let in_directory = event.mask.intersects(
+                        EventMask::CREATE | EventMask::MOVED_FROM | EventMask::MOVED_TO,
+                    );
+                    if in_directory {
+                        let path = directories.lock().ok().and_then(|dirs| {
+                            let dir = dirs.get(&event.wd.get_watch_descriptor_id())?;
+                            Some(dir.join(event.name?))
+                        });
+                        let Some(path) = path else { continue };
+                        let directory_event = if event.mask.contains(EventMask::MOVED_FROM) {
+                            moved_from = Some((event.cookie, path));
+                            continue;
+                        } else if event.mask.contains(EventMask::MOVED_TO) {
+                            match moved_from.take() {
+                                Some((cookie, from)) if cookie == event.cookie => {
+                                    DirectoryEvent::Renamed { from, to: path }
+                                }
+                                _ => DirectoryEvent::Appeared,
+                            }
+                        } else {
+                            DirectoryEvent::Appeared
+                        };
+                        if directory_events.send(directory_event).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     let id = if event.mask.contains(EventMask::Q_OVERFLOW) {
+                        if directory_events.send(DirectoryEvent::Overflowed).is_err() {
+                            return;
+                        }
                         QUEUE_OVERFLOWED
                     } else if event.mask.contains(EventMask::IGNORED) {
                         // Follows every one-shot watch that fired, and says nothing new.
@@ -293,6 +400,32 @@ mod tests {
         f.wakeups.arm(3, &f.reader());
         f.append(b"x\n");
         assert_eq!(f.woken("fires"), Some(3));
+    }
+
+    #[test]
+    fn a_watched_directory_reports_new_files_and_renames_with_both_paths() {
+        let mut f = Fixture::new();
+        let events = f.wakeups.directory_events();
+        f.wakeups.watch_directory(f.dir.path());
+        // Watching twice places one watch: each event comes once.
+        f.wakeups.watch_directory(f.dir.path());
+        let created = f.dir.path().join("b.log");
+        File::create(&created).unwrap();
+        assert_eq!(events.recv_timeout(SOON), Ok(DirectoryEvent::Appeared));
+        let rotated = f.dir.path().join("b.log.1");
+        std::fs::rename(&created, &rotated).unwrap();
+        assert_eq!(
+            events.recv_timeout(SOON),
+            Ok(DirectoryEvent::Renamed {
+                from: created,
+                to: rotated
+            })
+        );
+        assert!(events.recv_timeout(Duration::from_millis(200)).is_err());
+        // Appending to a file in it is not a directory event, and arms no file watch.
+        f.append(b"x\n");
+        assert!(events.recv_timeout(Duration::from_millis(200)).is_err());
+        assert!(f.nothing_fires());
     }
 
     #[test]

@@ -595,6 +595,14 @@ mod tests {
     }
 
     #[test]
+    fn structured_data_kept_in_message_is_flagged_with_parse_warning() {
+        assert_eq!(
+            encoded(b"<13>2 - h a - - [x y=\"1] m", Format::Auto),
+            r#"{"facility":1,"severity":5,"version":2,"host":"h","app":"a","message":"[x y=\"1] m","received_at":"2026-11-21T02:53:48.000001Z","source":"udp:5514","parse_warning":"unreadable STRUCTURED-DATA kept in message"}"#
+        );
+    }
+
+    #[test]
     fn envelope_strings_are_escaped() {
         let envelope = Envelope {
             received_at: b"t",

@@ -313,7 +313,11 @@ fn rfc3164_message() -> impl Strategy<Value = Rfc3164Message> {
     (
         (0u8..=191, civil(2025..=2025)),
         (
-            "[a-z0-9][a-z0-9.-]{0,62}",
+            // A 4-digit hostname 1970-2099 right after the time is read as the year
+            // (ArubaOS writes `Nov 20 10:00:16 2026 host`): see `timestamp::parse_bsd`.
+            "[a-z0-9][a-z0-9.-]{0,62}".prop_filter("a 4-digit year", |h| {
+                !(h.len() == 4 && h.bytes().all(|b| b.is_ascii_digit()))
+            }),
             "[A-Za-z0-9_/.-]{1,32}",
             prop::option::of("[0-9]{1,10}"),
         ),
@@ -430,4 +434,91 @@ proptest! {
         prop_assert_eq!(&json["message"], &json!(generated.msg));
         prop_assert_eq!(&json["host"], &json!(generated.host));
     }
+
+    /// Issue 14: a timestamp the parser cannot read is never taken apart into host and app
+    /// (`2026-03-04T05` as an app name). Timestamps in every form senders use, well-formed or
+    /// damaged after their first five bytes (which are what mark text as a timestamp), then
+    /// ` core1 app: m`: when no timestamp was taken, no host or app starts inside it.
+    #[test]
+    fn unreadable_timestamps_are_never_split_into_host_or_app(
+        (pri, blank, timestamp) in (
+            prop::sample::select(vec!["<13>", "<190>", ""]),
+            prop::sample::select(vec!["", " "]),
+            damaged_timestamp(),
+        ),
+    ) {
+        let prefix = format!("{pri}{blank}");
+        let input = format!("{prefix}{timestamp} core1 app: m").into_bytes();
+        let mut ctx = ParseContext::new(RECEIVED_US, LegacyZone::Fixed(0));
+        let record = parse(&input, Format::Auto, &mut ctx);
+        if record.timestamp.is_none() {
+            let inside = prefix.len()..prefix.len() + timestamp.len();
+            let start = |field: &[u8]| field.as_ptr() as usize - input.as_ptr() as usize;
+            for field in [record.host, record.app].into_iter().flatten() {
+                prop_assert!(
+                    !inside.contains(&start(field)),
+                    "{:?} split into {:?}",
+                    timestamp,
+                    String::from_utf8_lossy(field)
+                );
+            }
+        }
+    }
+}
+
+/// A timestamp in one of the forms of [`timestamp`](super::timestamp) (with digits out of
+/// range too), then cut short, or with a byte replaced or inserted after its fifth.
+fn damaged_timestamp() -> impl Strategy<Value = String> {
+    let two = || (0u8..=39).prop_map(|v| format!("{v:02}"));
+    let fields = (1900u16..2100, 0u8..=14, two(), two(), two(), two());
+    let form = (
+        fields,
+        0usize..9,
+        "[0-9]{0,12}",
+        prop::sample::select(vec!["", "Z", "+01:00", "-0700", "-07", "Z+01:00", "+1"]),
+    );
+    let text = form.prop_map(|((y, mo, d, h, mi, s), shape, frac, off)| {
+        let month = MONTHS[usize::from(mo % 12)];
+        let frac = if frac.is_empty() {
+            String::new()
+        } else {
+            format!(".{frac}")
+        };
+        match shape {
+            0 => format!("{y}-{mo:02}-{d}T{h}:{mi}:{s}{frac}{off}"),
+            1 => format!("{y}-{mo:02}-{d} {h}:{mi}:{s}{off}"),
+            2 => format!("{month} {d} {h}:{mi}:{s}{frac}"),
+            3 => format!("{month} {:>2} {h}:{mi}:{s}", d.trim_start_matches('0')),
+            4 => format!("{month} {d} {y} {h}:{mi}:{s}{frac}"),
+            5 => format!("{month} {d} {h}:{mi}:{s} {y}"),
+            6 => format!("{month} {d} {h}:{mi}:{s} {y}:"),
+            7 => format!("{y} {month} {d} {h}:{mi}:{s}"),
+            _ => format!("{month} {d} {h}:{mi}:{s}:"),
+        }
+    });
+    let damage = prop_oneof![
+        Just(None),
+        (5usize..40).prop_map(|at| Some((at, None))),
+        (
+            5usize..40,
+            prop::sample::select(b"0123456789:-.T Zx+*".to_vec())
+        )
+            .prop_map(|(at, byte)| Some((at, Some(byte)))),
+    ];
+    (text, damage, any::<bool>()).prop_map(|(text, damage, insert)| {
+        let mut bytes = text.into_bytes();
+        match damage {
+            None => {}
+            Some((at, None)) => bytes.truncate(at.max(5)),
+            Some((at, Some(byte))) if at < bytes.len() => {
+                if insert {
+                    bytes.insert(at, byte);
+                } else {
+                    bytes[at] = byte;
+                }
+            }
+            Some(_) => {}
+        }
+        String::from_utf8(bytes).expect("ASCII")
+    })
 }

@@ -221,8 +221,11 @@ pub fn parse<'a>(input: &'a [u8], format: Format, ctx: &mut ParseContext) -> Rec
 /// VERSION of 1–3 digits, a VERSION followed by a NILVALUE or a date (`2 - `, ` 1 2026-`),
 /// so that BSD text such as `<13>5 apples` stays BSD.
 fn looks_like_rfc5424(body: &[u8]) -> bool {
-    if body.starts_with(b"1 ") {
-        return true;
+    match body {
+        [b'1', b' ', ..] => return true,
+        // Most messages (BSD with a month name, `2026-...`) are decided by their first byte.
+        [b'1'..=b'9' | b' ' | b'\t', ..] => {}
+        _ => return false,
     }
     let blanks = body
         .iter()

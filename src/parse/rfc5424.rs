@@ -22,7 +22,7 @@
 
 use memchr::memchr;
 
-use super::structured_data;
+use super::structured_data::{self, StructuredData};
 use super::timestamp::{Timestamp, parse_iso8601};
 use super::{ParseError, ParseWarning, Record};
 
@@ -57,38 +57,44 @@ pub(crate) fn parse(
     let app = field(MAX_APP_NAME_LEN, ParseError::AppNameTooLong)?;
     let procid = field(MAX_PROCID_LEN, ParseError::ProcIdTooLong)?;
     let msgid = field(MAX_MSGID_LEN, ParseError::MsgIdTooLong)?;
-    let header = Record {
+    let (structured_data, message, parse_warning) = match structured_data_and_message(rest, strict)
+    {
+        Ok((structured_data, message)) => (structured_data, message, None),
+        Err(error) if strict => return Err(error),
+        // The header was fine: keep it, and the section the sender garbled (or left out) as
+        // the start of the message, flagged, rather than lose every field.
+        Err(_) => (None, rest, Some(ParseWarning::StructuredDataInMessage)),
+    };
+    Ok(Record {
         version: Some(version),
         timestamp,
         host,
         app,
         procid,
         msgid,
-        ..Record::bare(Some(pri), rest)
+        structured_data,
+        parse_warning,
+        ..Record::bare(Some(pri), message)
+    })
+}
+
+/// STRUCTURED-DATA (`None` for the NILVALUE) and MSG, from `rest` after MSGID's space.
+fn structured_data_and_message(
+    rest: &[u8],
+    strict: bool,
+) -> Result<(Option<StructuredData<'_>>, &[u8]), ParseError> {
+    let (sd, len) = match rest.first() {
+        Some(b'-') => (None, 1),
+        Some(b'[') => {
+            let (sd, len) = structured_data::parse(rest, strict)?;
+            (Some(sd), len)
+        }
+        _ => return Err(ParseError::InvalidStructuredData),
     };
-    let sd = match rest.first() {
-        Some(b'-') => Ok((None, 1)),
-        Some(b'[') => structured_data::parse(rest, strict).map(|(sd, len)| (Some(sd), len)),
-        _ => Err(ParseError::InvalidStructuredData),
-    };
-    let after_sd = sd.and_then(|(sd, len)| match &rest[len..] {
+    match &rest[len..] {
         [] => Ok((sd, &[][..])),
         [b' ', msg @ ..] => Ok((sd, msg.strip_prefix(BOM).unwrap_or(msg))),
         _ => Err(ParseError::InvalidStructuredData),
-    });
-    match after_sd {
-        Ok((structured_data, message)) => Ok(Record {
-            structured_data,
-            message,
-            ..header
-        }),
-        Err(error) if strict => Err(error),
-        // The header was fine: keep it, and the section the sender garbled (or left out) as
-        // the start of the message, flagged, rather than lose every field.
-        Err(_) => Ok(Record {
-            parse_warning: Some(ParseWarning::StructuredDataInMessage),
-            ..header
-        }),
     }
 }
 

@@ -210,7 +210,7 @@ fn param(input: &[u8], strict: bool) -> Result<(&[u8], &[u8], usize), ParseError
         return Err(ParseError::InvalidStructuredData);
     }
     let mut quote = name_end + 1;
-    if !strict {
+    if !strict && input.get(quote) == Some(&b' ') {
         quote += input[quote..].iter().take_while(|&&b| b == b' ').count();
     }
     if input.get(quote) != Some(&b'"') {

@@ -275,6 +275,7 @@ fn expect(input: &[u8], at: usize, byte: u8) -> Option<()> {
 /// first nine are kept: the rest is cut, not rounded, so that a fraction never carries into
 /// the seconds and the instant agrees with [`Timestamp::unix_micros`], which also cuts).
 /// Returns (nanos, digits kept, bytes consumed). No fraction: (0, 0, 0).
+#[inline]
 fn fraction(input: &[u8], at: usize, lenient: bool) -> Option<(u32, u8, usize)> {
     match input.get(at) {
         Some(b'.') => {}
@@ -386,21 +387,43 @@ fn numeric_offset(input: &[u8], at: usize, lenient: bool) -> Option<(i32, usize)
     (hours <= 23 && minutes <= 59).then_some(((hours * 3600 + minutes * 60) as i32, len))
 }
 
-const MONTHS: [&[u8; 3]; 12] = [
-    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
-];
+/// The month 1–12 of a three-letter English name, ASCII case-insensitively. (A `match` on
+/// the folded bytes rather than a search of a name table: every BSD timestamp and every
+/// Cisco clock attempt goes through here.)
+pub(crate) fn month_number(name: &[u8]) -> Option<u8> {
+    let [a, b, c] = name else {
+        return None;
+    };
+    // `| 0x20` folds exactly the ASCII capitals onto the lowercase letters compared below.
+    Some(match [a | 0x20, b | 0x20, c | 0x20] {
+        [b'j', b'a', b'n'] => 1,
+        [b'f', b'e', b'b'] => 2,
+        [b'm', b'a', b'r'] => 3,
+        [b'a', b'p', b'r'] => 4,
+        [b'm', b'a', b'y'] => 5,
+        [b'j', b'u', b'n'] => 6,
+        [b'j', b'u', b'l'] => 7,
+        [b'a', b'u', b'g'] => 8,
+        [b's', b'e', b'p'] => 9,
+        [b'o', b'c', b't'] => 10,
+        [b'n', b'o', b'v'] => 11,
+        [b'd', b'e', b'c'] => 12,
+        _ => return None,
+    })
+}
 
 /// Parses a BSD timestamp at the start of `input`, in one of the shapes devices write:
 ///
 /// ```text
 /// Mmm dd [yyyy ]hh:mm:ss[.fff]        RFC 3164; the year as Cisco IOS `datetime year` writes it
-/// Mmm dd hh:mm:ss[.fff] yyyy:         the year after the time, only when a colon follows
+/// Mmm dd hh:mm:ss[.fff] yyyy          the year after the time (ArubaOS, and with a colon)
 /// yyyy Mmm dd hh:mm:ss[.fff]          the year first (Cisco NX-OS)
 /// ```
 ///
 /// The day may be `dd`, ` d` (space-padded, as RFC 3164 specifies) or `d`; month names match
 /// ASCII case-insensitively. Fraction digits beyond nine are cut, as in [`parse_iso8601`].
-/// A year after the time counts only when `: ` or `:` and the end follow it. Without a
+/// A year after the time counts when `: ` follows it, or when it is 1970–2099 and a space
+/// or the end follows it (a 4-digit hostname in that range is read as the year). Without a
 /// year, the day is checked against 1–31 only: whether `Feb 29` exists depends on the year
 /// that [`ParseContext`](super::ParseContext) infers.
 pub(crate) fn parse_bsd(input: &[u8]) -> Option<(BsdTime, usize)> {
@@ -410,8 +433,7 @@ pub(crate) fn parse_bsd(input: &[u8]) -> Option<(BsdTime, usize)> {
         year = Some(y as u16);
         at = 5;
     }
-    let name = input.get(at..at + 3)?;
-    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(name))? as u8 + 1;
+    let month = month_number(input.get(at..at + 3)?)?;
     expect(input, at + 3, b' ')?;
     let (day, len) = match (input.get(at + 4), input.get(at + 5)) {
         (Some(b' '), Some(_)) => (digit(input, at + 5)?, 6),
@@ -432,10 +454,16 @@ pub(crate) fn parse_bsd(input: &[u8]) -> Option<(BsdTime, usize)> {
     let (nanos, fraction_digits, frac_len) = fraction(input, at, true)?;
     at += frac_len;
     if year.is_none() && input.get(at) == Some(&b' ') {
-        // Only with the colon: in `17:32:18 2001:db8:: sshd` and `17:32:18 2026 app:` the
-        // number is a hostname (an IPv6 address, a numbered device), not the year.
+        // ArubaOS writes `Nov 20 10:00:16 2026 host ...`. A year 1970–2099 followed by a space
+        // (or any year followed by `: `) is taken; `17:32:18 2001:db8:: sshd` is an IPv6
+        // hostname, and a 4-digit hostname outside that range stays a hostname.
         let after = (input.get(at + 5), input.get(at + 6));
-        if let (Some(y), (Some(b':'), None | Some(b' '))) = (number(input, at + 1, 4), after) {
+        let year_after = number(input, at + 1, 4).filter(|&y| match after {
+            (None | Some(b' '), _) => (1970..=2099).contains(&y),
+            (Some(b':'), None | Some(b' ')) => true,
+            _ => false,
+        });
+        if let Some(y) = year_after {
             year = Some(y as u16);
             at += 5;
         }

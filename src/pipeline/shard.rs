@@ -90,10 +90,18 @@ pub struct ShardReceive<'s> {
 }
 
 impl Receive for ShardReceive<'_> {
-    /// Parses `message`, encodes it into the batch, and counts it.
-    fn message(&mut self, message: &[u8], format: Format, source: &str) {
+    /// Parses `message`, encodes it into the batch, and counts it. A message without a
+    /// hostname gets `host_if_missing` (see [`ListenerContext::host_if_missing`]).
+    fn message(
+        &mut self,
+        message: &[u8],
+        format: Format,
+        source: &str,
+        host_if_missing: Option<&[u8]>,
+    ) {
         let f = &mut *self.filling;
-        let record = parse::parse(message, format, &mut f.parse_context);
+        let mut record = parse::parse(message, format, &mut f.parse_context);
+        record.host = record.host.or(host_if_missing);
         self.parse_errors += u64::from(record.parse_error.is_some());
         self.lines += 1;
         self.bytes += message.len() as u64;
@@ -415,8 +423,8 @@ mod tests {
     fn receive_two(shard: &Shard, metrics: &ListenerMetrics, blocked_before: bool) {
         shard.receive(metrics, |r| {
             assert_eq!(r.is_blocked(), blocked_before);
-            r.message(b"<13>a", Format::Auto, "test");
-            r.message(b"<13>b", Format::Auto, "test");
+            r.message(b"<13>a", Format::Auto, "test", None);
+            r.message(b"<13>b", Format::Auto, "test", None);
         });
     }
 
@@ -430,9 +438,10 @@ mod tests {
                 b"<13>Nov 21 02:53:47 web-1 postfix/smtpd[7]: a",
                 Format::Auto,
                 "tcp:1",
+                None,
             );
             // No host (null key), and no app: the fallback topic.
-            r.message(b"<13>1 - - - - - - b", Format::Auto, "tcp:1");
+            r.message(b"<13>1 - - - - - - b", Format::Auto, "tcp:1", None);
         });
         let batch = consumer.recv().expect("a full batch is cut");
         let entries: Vec<(&[u8], &[u8], &[u8])> =

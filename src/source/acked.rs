@@ -226,7 +226,7 @@ async fn read_batches<I: Intake, R: AsyncRead + Unpin>(
                     dropped += 1;
                     continue;
                 };
-                receive.message(message, listener.format, source);
+                receive.message(message, listener.format, source, None);
             }
             receive.acknowledge_when_durable(acks.token(header.seq));
         });

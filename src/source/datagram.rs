@@ -278,7 +278,12 @@ fn deliver<I: Intake>(
                 Some(peer) => peer_text.get(peer),
                 None => &listener.source,
             };
-            receive.message(message, listener.format, source);
+            receive.message(
+                message,
+                listener.format,
+                source,
+                listener.host_if_missing.as_deref(),
+            );
         }
     });
 }

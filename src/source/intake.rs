@@ -47,8 +47,15 @@ pub trait Intake {
 /// One receive: the messages given to it go into one batch.
 pub trait Receive {
     /// Takes one message, received from `source` (the peer address or socket path), to be
-    /// read as `format`.
-    fn message(&mut self, message: &[u8], format: Format, source: &str);
+    /// read as `format`; a message without a hostname gets `host_if_missing` (the gateway's
+    /// own name for local sockets, see [`super::ListenerContext::host_if_missing`]).
+    fn message(
+        &mut self,
+        message: &[u8],
+        format: Format,
+        source: &str,
+        host_if_missing: Option<&[u8]>,
+    );
 
     /// True when the intake cannot take more until the sink catches up.
     fn is_blocked(&self) -> bool;

@@ -110,6 +110,10 @@ pub struct ListenerContext {
     pub idle_timeout: Option<Duration>,
     /// The `source` of messages with no peer address: the socket path of Unix listeners.
     pub source: String,
+    /// The `host` of messages that name none: the gateway's host name on Unix listeners,
+    /// whose local senders (`logger -u`) leave it out by design, as rsyslog and syslog-ng
+    /// fill it in for `/dev/log`; `None` on network listeners.
+    pub host_if_missing: Option<Box<[u8]>>,
     /// Logs bad input at most once a second for this listener.
     pub warning: Arc<RateLimitedWarning>,
     /// What its connections speak.
@@ -248,6 +252,10 @@ impl BoundListener {
             } else {
                 String::new()
             },
+            host_if_missing: listener
+                .kind
+                .is_unix()
+                .then(|| crate::runtime::machine_host_name().into_bytes().into()),
             warning: Arc::new(RateLimitedWarning::new(Duration::from_secs(1))),
             protocol: match listener.kind {
                 ListenerKind::Agent => StreamProtocol::Agent {

@@ -217,7 +217,12 @@ pub async fn serve_connection<I: Intake, R: AsyncRead + Unpin>(
         };
         let used = shard.receive(metrics, |receive| {
             decoder.decode(&buf, eof, |frame| {
-                receive.message(frame.message, listener.format, &source)
+                receive.message(
+                    frame.message,
+                    listener.format,
+                    &source,
+                    listener.host_if_missing.as_deref(),
+                )
             })
         });
         buf.advance(used);

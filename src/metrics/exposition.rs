@@ -7,7 +7,10 @@
 
 use std::fmt::Write as _;
 
-use super::{Counter, Gauge, KafkaMetrics, LatencySummary, ListenerMetrics, Metrics, RingMetrics};
+use super::{
+    Counter, Gauge, KafkaMetrics, LatencySummary, ListenerMetrics, Metrics, PeerRefusal,
+    RingMetrics,
+};
 
 impl LatencySummary {
     /// Writes the summary `logtail_NAME` with `labels` (`key="value"` pairs, comma-separated).
@@ -265,6 +268,25 @@ impl Metrics {
                 l.transport,
                 l.connections_rejected.get()
             );
+        }
+
+        header(
+            &mut out,
+            "peers_refused_total",
+            "counter",
+            "Connections closed before any of their data was taken, by reason.",
+        );
+        for l in &self.listeners {
+            for reason in PeerRefusal::ALL {
+                let _ = writeln!(
+                    out,
+                    "logtail_peers_refused_total{{listener=\"{}\",transport=\"{}\",reason=\"{}\"}} {}",
+                    escape_label(&l.name),
+                    l.transport,
+                    reason.as_str(),
+                    l.refused_count(reason)
+                );
+            }
         }
 
         type RingGet = fn(&RingMetrics) -> i64;

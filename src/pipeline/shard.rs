@@ -34,7 +34,7 @@ use crate::metrics::ListenerMetrics;
 use crate::parse::{self, Format, LegacyZone, ParseContext};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::ring::{PushError, RingProducer};
-use crate::source::intake::{Connections, Intake, Receive};
+use crate::source::intake::{Connections, Intake, Receive, Sender};
 use crate::source::{self, ListenerContext, ShardSocket, Shutdown};
 
 /// When to cut a batch.
@@ -91,7 +91,8 @@ pub struct ShardReceive<'s> {
 
 impl Receive for ShardReceive<'_> {
     /// Parses `message`, encodes it into the batch, and counts it.
-    fn message(&mut self, message: &[u8], format: Format, source: &str) {
+    fn message(&mut self, message: &[u8], format: Format, sender: &Sender<'_>) {
+        let source = sender.source;
         let f = &mut *self.filling;
         let record = parse::parse(message, format, &mut f.parse_context);
         self.parse_errors += u64::from(record.parse_error.is_some());
@@ -100,6 +101,8 @@ impl Receive for ShardReceive<'_> {
         let envelope = Envelope {
             received_at: &f.received_at_text,
             source,
+            tls_peer: sender.tls_peer,
+            agent_host: sender.agent_host,
         };
         let encoding = self.encoding;
         let encode_value =
@@ -415,8 +418,8 @@ mod tests {
     fn receive_two(shard: &Shard, metrics: &ListenerMetrics, blocked_before: bool) {
         shard.receive(metrics, |r| {
             assert_eq!(r.is_blocked(), blocked_before);
-            r.message(b"<13>a", Format::Auto, "test");
-            r.message(b"<13>b", Format::Auto, "test");
+            r.message(b"<13>a", Format::Auto, &Sender::at("test"));
+            r.message(b"<13>b", Format::Auto, &Sender::at("test"));
         });
     }
 
@@ -429,10 +432,10 @@ mod tests {
             r.message(
                 b"<13>Nov 21 02:53:47 web-1 postfix/smtpd[7]: a",
                 Format::Auto,
-                "tcp:1",
+                &Sender::at("tcp:1"),
             );
             // No host (null key), and no app: the fallback topic.
-            r.message(b"<13>1 - - - - - - b", Format::Auto, "tcp:1");
+            r.message(b"<13>1 - - - - - - b", Format::Auto, &Sender::at("tcp:1"));
         });
         let batch = consumer.recv().expect("a full batch is cut");
         let entries: Vec<(&[u8], &[u8], &[u8])> =

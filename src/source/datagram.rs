@@ -18,7 +18,7 @@ use tokio::io::unix::AsyncFd;
 
 use super::ListenerContext;
 use super::framing::OversizePolicy;
-use super::intake::{Intake, Receive};
+use super::intake::{Intake, Receive, Sender};
 
 /// Datagrams taken per `recvmmsg` call.
 pub const DATAGRAMS_PER_CALL: usize = 64;
@@ -278,7 +278,7 @@ fn deliver<I: Intake>(
                 Some(peer) => peer_text.get(peer),
                 None => &listener.source,
             };
-            receive.message(message, listener.format, source);
+            receive.message(message, listener.format, &Sender::at(source));
         }
     });
 }

@@ -26,6 +26,7 @@ pub mod datagram;
 pub mod framing;
 pub mod intake;
 pub mod stream;
+pub mod tls;
 
 use std::fmt;
 use std::io;
@@ -114,6 +115,8 @@ pub struct ListenerContext {
     pub warning: Arc<RateLimitedWarning>,
     /// What its connections speak.
     pub protocol: StreamProtocol,
+    /// TLS settings of a `tcp` or `agent` listener with `[listen.tls]`.
+    pub tls: Option<Arc<tls::TlsConfig>>,
 }
 
 /// What a stream listener's connections speak.
@@ -255,6 +258,7 @@ impl BoundListener {
                 },
                 _ => StreamProtocol::Syslog,
             },
+            tls: listener.tls.clone().map(Arc::new),
         };
         Ok(BoundListener {
             context,
@@ -409,13 +413,22 @@ pub fn spawn_readers<I: Intake + 'static>(
             ShardSocket::Datagram(fd) => Some(tokio::task::spawn_local(async move {
                 datagram::run(&*intake, &context, fd, stop.wait()).await;
             })),
-            ShardSocket::Tcp(listener) => spawn_acceptor(
-                tokio::net::TcpListener::from_std(listener),
-                intake,
-                connections,
-                context,
-                stop,
-            ),
+            ShardSocket::Tcp(listener) => match context.tls.clone() {
+                None => spawn_acceptor(
+                    tokio::net::TcpListener::from_std(listener),
+                    intake,
+                    connections,
+                    context,
+                    stop,
+                ),
+                Some(tls) => {
+                    let acceptor = tokio::net::TcpListener::from_std(listener).and_then(|l| {
+                        tls::TlsAcceptor::new(l, tls, context.warning.clone(), context.name.clone())
+                            .map_err(|e| io::Error::other(format!("tls.{e}")))
+                    });
+                    spawn_acceptor(acceptor, intake, connections, context, stop)
+                }
+            },
             ShardSocket::Unix(listener) => {
                 let path = context.source.clone();
                 let acceptor = tokio::net::UnixListener::from_std(listener)

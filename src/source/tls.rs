@@ -302,7 +302,7 @@ impl TlsConfig {
                 ),
             )
         })?;
-        let config = builder.with_single_cert(chain, key).map_err(|e| {
+        let mut config = builder.with_single_cert(chain, key).map_err(|e| {
             InvalidSetting::new(
                 "key_file",
                 format!(
@@ -312,6 +312,12 @@ impl TlsConfig {
                 ),
             )
         })?;
+        // No TLS 1.3 session tickets: they are the only bytes a syslog server sends, and a
+        // sender that never reads (loggen, many devices) then closes with them unread in its
+        // socket, which makes its kernel reset the connection and ours discard what it had
+        // not yet read. Seen with loggen --use-ssl: 987 of 5,000 lines stored with tickets,
+        // all without.
+        config.send_tls13_tickets = 0;
         Ok(Arc::new(config))
     }
 

@@ -109,14 +109,26 @@ impl Receive for ShardReceive<'_> {
             |values: &mut Vec<u8>| encode::encode(encoding, message, &record, &envelope, values);
         match self.route {
             None => f.batch.push_with(f.received_at_us, encode_value),
-            Some(route) => f.batch.push_routed(
-                f.received_at_us,
-                |keys| route.render_key(&record, source, keys),
-                |topics| {
-                    route.render_topic(&record, source, topics);
-                },
-                encode_value,
-            ),
+            Some(route) => {
+                // A route reads `[logtail@32473 topic=...]`: only an authenticated agent may
+                // steer where its records go (anyone can write that element into a message).
+                let routed = if sender.agent_host.is_some() {
+                    record
+                } else {
+                    parse::Record {
+                        structured_data: None,
+                        ..record
+                    }
+                };
+                f.batch.push_routed(
+                    f.received_at_us,
+                    |keys| route.render_key(&routed, source, keys),
+                    |topics| {
+                        route.render_topic(&routed, source, topics);
+                    },
+                    encode_value,
+                )
+            }
         }
     }
 
@@ -451,6 +463,26 @@ mod tests {
                 (b"", b"", b"<13>1 - - - - - - b"),
             ]
         );
+    }
+
+    #[test]
+    fn only_an_authenticated_agent_routes_by_its_logtail_sd_element() {
+        let route = Route::new("", Some("{topic}")).unwrap();
+        let (shard, consumer) = routed_shard(1, Some(route));
+        let metrics = ListenerMetrics::new("t", "agent");
+        let message = b"<13>1 - web1 - - - [logtail@32473 topic=\"security\"] m";
+        shard.receive(&metrics, |r| {
+            r.message(message, Format::Auto, &Sender::at("tcp:1"));
+            let agent = Sender {
+                agent_host: Some("web1"),
+                ..Sender::at("tcp:2")
+            };
+            r.message(message, Format::Auto, &agent);
+        });
+        let batch = consumer.recv().expect("a full batch is cut");
+        let topics: Vec<&[u8]> = batch.iter().map(|e| e.topic).collect();
+        // The forged element falls back to the sink's topic; the agent's is used.
+        assert_eq!(topics, vec![&b""[..], &b"security"[..]]);
     }
 
     #[test]

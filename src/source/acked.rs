@@ -68,7 +68,7 @@ pub async fn serve_agent<I: Intake, S: AsyncRead + AsyncWrite + Unpin>(
     let ended = tokio::select! {
         _ = &mut shutdown => Ended::Shutdown,
         ended = async {
-            match handshake(&mut reader, &mut writer, peer.as_ref()).await {
+            match handshake(&mut reader, &mut writer, listener, peer.as_ref()).await {
                 Ok(host) => agent_host = host,
                 Err(ended) => return ended,
             }
@@ -132,12 +132,12 @@ pub async fn serve_agent<I: Intake, S: AsyncRead + AsyncWrite + Unpin>(
     let _ = tokio::time::timeout(Duration::from_secs(1), writer.shutdown()).await;
 }
 
-/// Reads the agent's HELLO and answers it. Returns the host the agent is authenticated as: the
-/// HELLO's host when `peer`'s certificate names it (an agent whose certificate does not is
-/// refused), none without a certificate.
+/// Reads the agent's HELLO and answers it. Returns the host the agent is authenticated as
+/// ([`super::agent_auth`]).
 async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     reader: &mut R,
     writer: &mut W,
+    listener: &ListenerContext,
     peer: Option<&PeerIdentity>,
 ) -> Result<Option<String>, Ended> {
     let mut body = Vec::new();
@@ -157,21 +157,14 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         }));
     }
     let rest = protocol::parse_hello(&body).map_err(Ended::Protocol)?;
-    let host = protocol::parse_agent_host(rest).map_err(Ended::Protocol)?;
-    let authenticated = match peer {
-        None => None,
-        Some(peer) if peer.names_host(&host) => Some(host),
-        Some(peer) => {
-            return Err(Ended::Refused(
-                PeerRefusal::HostNotAllowed,
-                format!(
-                    "the certificate of {} does not name host {host:?} (it names {}); give                      the agent a certificate whose CN or DNS name is its host",
-                    peer.name,
-                    peer.names.join(", ")
-                ),
-            ));
-        }
-    };
+    let (host, token) = protocol::parse_agent_hello(rest).map_err(Ended::Protocol)?;
+    let authenticated = super::agent_auth::authenticate(
+        &host,
+        peer,
+        token.as_deref(),
+        listener.agent_tokens.as_deref(),
+    )
+    .map_err(|(reason, what)| Ended::Refused(reason, what))?;
     let mut hello = Vec::new();
     protocol::gateway_hello(&mut hello);
     writer

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::Format;
+use super::agent_auth::AgentTokens;
 use super::framing::Framing;
 use super::tls::TlsConfig;
 use crate::agent_protocol::MAX_FRAME_BYTES;
@@ -140,6 +141,10 @@ pub struct ListenerConfig {
     /// ([`TlsConfig`]). Default: none, plaintext.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// `agent` only: a file of `HOST TOKEN` lines ([`super::agent_auth`]); agents without a
+    /// client certificate must then send their host's token. Default: none.
+    #[serde(default)]
+    pub tokens_file: Option<PathBuf>,
 }
 
 fn default_max_connections() -> usize {
@@ -183,6 +188,7 @@ impl ListenerConfig {
             receive_buffer_bytes: None,
             max_batch_bytes: default_max_batch_bytes(),
             tls: None,
+            tokens_file: None,
         }
     }
 
@@ -284,6 +290,15 @@ impl ListenerConfig {
                 ));
             }
             tls.check().map_err(|e| e.within("tls"))?;
+        }
+        if let Some(path) = &self.tokens_file {
+            if self.kind != ListenerKind::Agent {
+                return Err(InvalidSetting::new(
+                    "tokens_file",
+                    format!("not used by type = \"{kind}\": only agents send tokens"),
+                ));
+            }
+            AgentTokens::load(path)?;
         }
         if self.max_connections == 0 {
             return Err(InvalidSetting::new("max_connections", "must be at least 1"));

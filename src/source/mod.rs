@@ -21,6 +21,7 @@
 //! stay in order: they go through one shard, one ring, and the sink drains each ring in order.
 
 pub mod acked;
+pub mod agent_auth;
 pub mod config;
 pub mod datagram;
 pub mod framing;
@@ -117,6 +118,8 @@ pub struct ListenerContext {
     pub protocol: StreamProtocol,
     /// TLS settings of a `tcp` or `agent` listener with `[listen.tls]`.
     pub tls: Option<Arc<tls::TlsConfig>>,
+    /// The tokens agents must present (without a client certificate), from `tokens_file`.
+    pub agent_tokens: Option<Arc<agent_auth::AgentTokens>>,
 }
 
 /// What a stream listener's connections speak.
@@ -259,6 +262,12 @@ impl BoundListener {
                 _ => StreamProtocol::Syslog,
             },
             tls: listener.tls.clone().map(Arc::new),
+            agent_tokens: match &listener.tokens_file {
+                None => None,
+                Some(path) => Some(Arc::new(agent_auth::AgentTokens::load(path).map_err(
+                    |e| error(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+                )?)),
+            },
         };
         Ok(BoundListener {
             context,

@@ -382,3 +382,94 @@ fn loggen_over_tls_is_stored_whole() {
     assert_eq!(records.len(), 5000);
     assert!(records.iter().all(|r| r.get("parse_error").is_none()));
 }
+
+#[test]
+fn rsyslog_forwards_over_tls_with_its_client_certificate() {
+    let Some(rsyslogd) = test_support::ci::or_skip(
+        test_support::ci::on_path("rsyslogd")
+            .or_else(|| Some(Path::new("/usr/sbin/rsyslogd").to_path_buf()))
+            .filter(|p| p.is_file())
+            .filter(|_| Path::new("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ossl.so").is_file()),
+        "rsyslog_forwards_over_tls_with_its_client_certificate",
+        "no rsyslogd with its OpenSSL driver (apt-get install rsyslog rsyslog-openssl)",
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "main");
+    let server = pki.server("gateway");
+    let client = pki.client("rsyslog-client", false);
+    let mut tls = tls_config(&pki, &server, ClientAuth::Required);
+    tls.allowed_peers = vec![PeerPattern::try_from("rsyslog-client".to_string()).unwrap()];
+    let mut gw = gateway_with_tls(tls);
+    let port = gw.server().socket_addr("tls").unwrap().port();
+    let input = dir.path().join("in.log");
+    let lines: Vec<String> = (0..1000).map(|n| format!("rsyslog line {n}")).collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    std::fs::create_dir(dir.path().join("work")).unwrap();
+    let conf = dir.path().join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"global(workDirectory="{work}"
+  DefaultNetstreamDriverCAFile="{ca}"
+  DefaultNetstreamDriverCertFile="{cert}"
+  DefaultNetstreamDriverKeyFile="{key}")
+module(load="imfile")
+input(type="imfile" File="{input}" Tag="app" Facility="local0" Severity="info")
+action(type="omfwd" target="127.0.0.1" port="{port}" protocol="tcp"
+  StreamDriver="ossl" StreamDriverMode="1" StreamDriverAuthMode="x509/name"
+  StreamDriverPermittedPeers="localhost"
+  template="RSYSLOG_SyslogProtocol23Format" TCP_Framing="octet-counted")
+"#,
+            work = dir.path().join("work").display(),
+            ca = pki.ca_file().display(),
+            cert = client.cert.display(),
+            key = client.key.display(),
+            input = input.display(),
+        ),
+    )
+    .unwrap();
+    let mut rsyslog = Command::new(rsyslogd)
+        .arg("-n")
+        .arg("-f")
+        .arg(&conf)
+        .arg("-i")
+        .arg(dir.path().join("rsyslogd.pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rsyslogd starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw.server().metrics().sink.records.get() < 1000 {
+        if Instant::now() > deadline || rsyslog.try_wait().unwrap().is_some() {
+            let _ = rsyslog.kill();
+            let out = rsyslog.wait_with_output().unwrap();
+            panic!(
+                "{} of 1000 lines from rsyslog; refused: {}; rsyslogd said:\n{}",
+                gw.server().metrics().sink.records.get(),
+                refused_total(&gw),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on the child we started, to let it stop cleanly.
+    unsafe { libc::kill(rsyslog.id() as i32, libc::SIGTERM) };
+    let _ = rsyslog.wait();
+    assert_eq!(refused_total(&gw), 0);
+    let records = gw.stop_and_read();
+    assert_eq!(records.len(), 1000);
+    // rsyslog's RFC 5424 template ends in a newline, and with octet counting (RFC 5425's
+    // framing) it counts it as part of the message: the gateway keeps what was counted.
+    let stored: Vec<String> = messages(&records)
+        .into_iter()
+        .map(|m| m.strip_suffix('\n').map(str::to_string).unwrap_or(m))
+        .collect();
+    assert!(stored == lines, "first records: {:?}", &records[..3]);
+    assert!(
+        records
+            .iter()
+            .all(|r| r["tls_peer"] == "rsyslog-client" && r["app"] == "app" && r["facility"] == 16)
+    );
+}

@@ -9,7 +9,7 @@
 #
 # With TLS=1, the TCP listener speaks TLS (RFC 5425) with a certificate made for the run by
 # openssl (give loggen --use-ssl instead of -S):
-#   TLS:   TLS=1 loadtest/loggen-e2e.sh 0 1 -i --use-ssl -s 200 -n 2000000 -r 100000000 127.0.0.1 5514
+#   TLS:   TLS=1 loadtest/loggen-e2e.sh 0 1 --use-ssl -s 200 -n 2000000 -r 100000000 127.0.0.1 5514
 # With KAFKA set, the sink is Kafka (topic "logs" on that broker) instead of the local store,
 # "written" means acknowledged by Kafka, and the delivery latency summary is printed.
 #   TCP:   loadtest/loggen-e2e.sh 0 1 -i -S -s 200 -n 5000000 -r 100000000 127.0.0.1 5514

@@ -169,10 +169,17 @@ fn admit<I: Intake + 'static, A: Acceptor>(
             let counted = connections.opened(metrics);
             let (shard, listener, shutdown) = (shard.clone(), listener.clone(), shutdown.clone());
             tokio::task::spawn_local(async move {
-                // A handshake in progress at shutdown is abandoned: nothing of it was taken.
+                // A handshake still in progress at shutdown gets DRAIN_LIMIT to finish, so a
+                // client that connected just before can still deliver what it sends.
+                tokio::pin!(establish);
                 let established = tokio::select! {
-                    established = establish => established,
-                    _ = shutdown.clone().wait() => return,
+                    established = &mut establish => established,
+                    _ = shutdown.clone().wait() => {
+                        match tokio::time::timeout(DRAIN_LIMIT, &mut establish).await {
+                            Ok(established) => established,
+                            Err(_) => return,
+                        }
+                    }
                 };
                 let Established { stream, peer } = match established {
                     Ok(established) => established,

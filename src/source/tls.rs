@@ -635,6 +635,84 @@ fn classify(error: std::io::Error) -> Refused {
 mod tests {
     use super::*;
 
+    /// A self-signed certificate for `name` and its key, as PEM files in `dir`.
+    fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (cert_file, key_file) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        (cert_file, key_file)
+    }
+
+    fn config(cert_file: PathBuf, key_file: PathBuf) -> TlsConfig {
+        TlsConfig {
+            cert_file,
+            key_file,
+            ca_file: None,
+            client_auth: ClientAuth::None,
+            allowed_peers: Vec::new(),
+            min_version: TlsVersion::Tls12,
+            handshake_timeout: default_handshake_timeout(),
+        }
+    }
+
+    #[test]
+    fn files_are_checked_at_load_and_errors_name_the_key_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path(), "a");
+        let (_, other_key) = self_signed(dir.path(), "b");
+        assert_eq!(config(cert.clone(), key.clone()).check(), Ok(()));
+
+        let missing = dir.path().join("missing.pem");
+        let e = config(missing.clone(), key.clone()).check().unwrap_err();
+        assert_eq!(e.key, "cert_file");
+        assert!(e.message.contains(&missing.display().to_string()), "{e}");
+
+        let e = config(key.clone(), key.clone()).check().unwrap_err();
+        assert_eq!(e.key, "cert_file");
+        assert!(e.message.contains("no certificate"), "{e}");
+
+        let e = config(cert.clone(), cert.clone()).check().unwrap_err();
+        assert_eq!(e.key, "key_file");
+        assert!(e.message.contains("no private key"), "{e}");
+
+        let e = config(cert.clone(), other_key).check().unwrap_err();
+        assert_eq!(e.key, "key_file");
+        assert!(e.message.contains("cannot be used with"), "{e}");
+
+        let mut required = config(cert.clone(), key.clone());
+        required.client_auth = ClientAuth::Required;
+        assert_eq!(required.check().unwrap_err().key, "ca_file");
+        required.ca_file = Some(cert.clone());
+        assert_eq!(required.check(), Ok(()));
+
+        let mut no_auth = config(cert.clone(), key);
+        no_auth.allowed_peers = vec![PeerPattern::try_from("web1".to_string()).unwrap()];
+        assert_eq!(no_auth.check().unwrap_err().key, "allowed_peers");
+        no_auth.allowed_peers.clear();
+        no_auth.ca_file = Some(cert);
+        assert_eq!(no_auth.check().unwrap_err().key, "ca_file");
+    }
+
+    #[test]
+    fn min_version_reads_strings_and_numbers() {
+        #[derive(Deserialize)]
+        struct Section {
+            min_version: TlsVersion,
+        }
+        let read = |text: &str| crate::setting::from_toml::<Section>(text).map(|s| s.min_version);
+        assert_eq!(read("min_version = \"1.3\"").ok(), Some(TlsVersion::Tls13));
+        assert_eq!(read("min_version = 1.2").ok(), Some(TlsVersion::Tls12));
+        assert!(read("min_version = \"1.1\"").is_err());
+    }
+
     #[test]
     fn peer_patterns_parse_names_wildcards_and_fingerprints() {
         let hex = "ab".repeat(32);

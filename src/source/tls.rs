@@ -44,8 +44,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::CertificateDer;
 use serde::{Deserialize, Deserializer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
@@ -53,6 +52,7 @@ use tokio_rustls::server::TlsStream;
 use super::stream::{Acceptor, Established, Refused};
 use crate::log_limit::RateLimitedWarning;
 use crate::metrics::PeerRefusal;
+use crate::pem::{read_certificates, read_private_key};
 use crate::setting::{InvalidSetting, Refusal};
 
 /// How often, at most, an acceptor looks whether the certificate files changed.
@@ -291,17 +291,7 @@ impl TlsConfig {
             }
         };
         let chain = read_certificates("cert_file", &self.cert_file)?;
-        let key_pem = read_file("key_file", &self.key_file)?;
-        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-            InvalidSetting::new(
-                "key_file",
-                format!(
-                    "{}: no private key read ({e}): give the key of cert_file in PEM \
-                     (BEGIN PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY)",
-                    self.key_file.display()
-                ),
-            )
-        })?;
+        let key = read_private_key("key_file", &self.key_file)?;
         let mut config = builder.with_single_cert(chain, key).map_err(|e| {
             InvalidSetting::new(
                 "key_file",
@@ -331,31 +321,6 @@ impl TlsConfig {
         .flatten()
         .map(PathBuf::as_path)
     }
-}
-
-fn read_file(key: &str, path: &Path) -> Result<Vec<u8>, InvalidSetting> {
-    std::fs::read(path)
-        .map_err(|e| InvalidSetting::new(key, format!("cannot read {}: {e}", path.display())))
-}
-
-fn read_certificates(
-    key: &str,
-    path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, InvalidSetting> {
-    let pem = read_file(key, path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| InvalidSetting::new(key, format!("{}: bad PEM: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(InvalidSetting::new(
-            key,
-            format!(
-                "{}: no certificate in it: give PEM blocks (BEGIN CERTIFICATE)",
-                path.display()
-            ),
-        ));
-    }
-    Ok(certs)
 }
 
 /// Who a verified client certificate names.

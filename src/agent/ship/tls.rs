@@ -10,15 +10,14 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
+use crate::pem::{read_certificates, read_private_key};
 use crate::setting::InvalidSetting;
 
 /// `[ship.tls]`: TLS to the gateway (`type = "gateway"`).
@@ -72,13 +71,7 @@ impl ShipTlsConfig {
             (None, None) => builder.with_no_client_auth(),
             (Some(cert_file), Some(key_file)) => {
                 let chain = read_certificates("cert_file", cert_file)?;
-                let pem = read_file("key_file", key_file)?;
-                let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
-                    InvalidSetting::new(
-                        "key_file",
-                        format!("{}: no private key read ({e})", key_file.display()),
-                    )
-                })?;
+                let key = read_private_key("key_file", key_file)?;
                 builder.with_client_auth_cert(chain, key).map_err(|e| {
                     InvalidSetting::new(
                         "key_file",
@@ -124,31 +117,6 @@ impl ShipTlsConfig {
 fn host_of(address: &str) -> &str {
     let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
     host.trim_start_matches('[').trim_end_matches(']')
-}
-
-fn read_file(key: &str, path: &Path) -> Result<Vec<u8>, InvalidSetting> {
-    std::fs::read(path)
-        .map_err(|e| InvalidSetting::new(key, format!("cannot read {}: {e}", path.display())))
-}
-
-fn read_certificates(
-    key: &str,
-    path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, InvalidSetting> {
-    let pem = read_file(key, path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| InvalidSetting::new(key, format!("{}: bad PEM: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(InvalidSetting::new(
-            key,
-            format!(
-                "{}: no certificate (BEGIN CERTIFICATE) in it",
-                path.display()
-            ),
-        ));
-    }
-    Ok(certs)
 }
 
 /// A connection to the gateway, plain or TLS, shared by a writer and a reader thread.

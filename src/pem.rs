@@ -57,3 +57,20 @@ fn read_file(key: &str, path: &Path) -> Result<Vec<u8>, InvalidSetting> {
     std::fs::read(path)
         .map_err(|e| InvalidSetting::new(key, format!("cannot read {}: {e}", path.display())))
 }
+
+/// Why rustls refused `key_file` with the certificate of `cert_file`, under the key `key_file`.
+pub fn unusable_key(key_file: &Path, cert_file: &Path, error: &rustls::Error) -> InvalidSetting {
+    let message = match error {
+        rustls::Error::InconsistentKeys(_) => format!(
+            "{} is not the private key of {}: give the key the certificate was issued for",
+            key_file.display(),
+            cert_file.display()
+        ),
+        other => format!(
+            "{} cannot be used with {}: {other}",
+            key_file.display(),
+            cert_file.display()
+        ),
+    };
+    InvalidSetting::new("key_file", message)
+}

@@ -52,7 +52,7 @@ use tokio_rustls::server::TlsStream;
 use super::stream::{Acceptor, Established, Refused};
 use crate::log_limit::RateLimitedWarning;
 use crate::metrics::PeerRefusal;
-use crate::pem::{read_certificates, read_private_key};
+use crate::pem::{read_certificates, read_private_key, unusable_key};
 use crate::setting::{InvalidSetting, Refusal};
 
 /// How often, at most, an acceptor looks whether the certificate files changed.
@@ -292,16 +292,9 @@ impl TlsConfig {
         };
         let chain = read_certificates("cert_file", &self.cert_file)?;
         let key = read_private_key("key_file", &self.key_file)?;
-        let mut config = builder.with_single_cert(chain, key).map_err(|e| {
-            InvalidSetting::new(
-                "key_file",
-                format!(
-                    "{} cannot be used with {}: {e}",
-                    self.key_file.display(),
-                    self.cert_file.display()
-                ),
-            )
-        })?;
+        let mut config = builder
+            .with_single_cert(chain, key)
+            .map_err(|e| unusable_key(&self.key_file, &self.cert_file, &e))?;
         // No TLS 1.3 session tickets: they are the only bytes a syslog server sends, and a
         // sender that never reads (loggen, many devices) then closes with them unread in its
         // socket, which makes its kernel reset the connection and ours discard what it had
@@ -650,7 +643,7 @@ mod tests {
 
         let e = config(cert.clone(), other_key).check().unwrap_err();
         assert_eq!(e.key, "key_file");
-        assert!(e.message.contains("cannot be used with"), "{e}");
+        assert!(e.message.contains("is not the private key of"), "{e}");
 
         let mut required = config(cert.clone(), key.clone());
         required.client_auth = ClientAuth::Required;

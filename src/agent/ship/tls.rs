@@ -17,7 +17,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use serde::Deserialize;
 
-use crate::pem::{read_certificates, read_private_key};
+use crate::pem::{read_certificates, read_private_key, unusable_key};
 use crate::setting::InvalidSetting;
 
 /// `[ship.tls]`: TLS to the gateway (`type = "gateway"`).
@@ -72,16 +72,9 @@ impl ShipTlsConfig {
             (Some(cert_file), Some(key_file)) => {
                 let chain = read_certificates("cert_file", cert_file)?;
                 let key = read_private_key("key_file", key_file)?;
-                builder.with_client_auth_cert(chain, key).map_err(|e| {
-                    InvalidSetting::new(
-                        "key_file",
-                        format!(
-                            "{} cannot be used with {}: {e}",
-                            key_file.display(),
-                            cert_file.display()
-                        ),
-                    )
-                })?
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| unusable_key(key_file, cert_file, &e))?
             }
             (Some(_), None) => {
                 return Err(InvalidSetting::new(

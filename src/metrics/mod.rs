@@ -22,6 +22,7 @@
 //! | `connections_open` | gauge | listener, transport | open stream connections |
 //! | `connections_total` | counter | listener, transport | stream connections accepted |
 //! | `connections_rejected_total` | counter | listener, transport | connections closed at once for `max_connections` |
+//! | `peers_refused_total` | counter | listener, transport, reason | connections closed before any of their data was taken ([`PeerRefusal`]: TLS handshakes, agents' hosts and tokens) |
 //! | `ring_records` / `ring_batches` | gauge | shard | what waits in each shard's ring |
 //! | `ring_capacity_batches` | gauge | shard | the ring's capacity |
 //! | `sink_records_total`, `sink_batches_total`, `sink_bytes_total` | counter | sink | written by the sink |

@@ -167,6 +167,42 @@ fn without_client_auth_records_have_no_tls_peer() {
 }
 
 #[test]
+fn with_optional_client_auth_anonymous_and_certified_clients_are_both_stored() {
+    if !openssl_available(
+        "with_optional_client_auth_anonymous_and_certified_clients_are_both_stored",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "main");
+    let server = pki.server("gateway");
+    let mut gw = gateway_with_tls(tls_config(&pki, &server, ClientAuth::Optional));
+    let addr = gw.server().socket_addr("tls").unwrap();
+    s_client(addr, &pki.ca_file(), None, "<13>anonymous\n");
+    gw.wait_for_records(1);
+    s_client(
+        addr,
+        &pki.ca_file(),
+        Some(&pki.client("web1", false)),
+        "<13>certified\n",
+    );
+    gw.wait_for_records(2);
+    // A certificate that is presented must still verify.
+    s_client(
+        addr,
+        &pki.ca_file(),
+        Some(&pki.client("web1", true)),
+        "<13>expired\n",
+    );
+    wait_for_refused(&gw, PeerRefusal::CertificateExpired, 1);
+    assert_eq!(refused_total(&gw), 1);
+    let records = gw.stop_and_read();
+    assert_eq!(messages(&records), ["anonymous", "certified"]);
+    assert_eq!(records[0].get("tls_peer"), None);
+    assert_eq!(records[1]["tls_peer"], "web1");
+}
+
+#[test]
 fn bad_client_certificates_are_refused_by_reason_and_nothing_is_stored() {
     if !openssl_available("bad_client_certificates_are_refused_by_reason_and_nothing_is_stored") {
         return;

@@ -3,8 +3,9 @@
 //! A source reads its sockets and hands each receive to an [`intake::Intake`] (in the gateway,
 //! the shard it runs on, [`crate::pipeline::shard`]); it neither parses nor batches. Today's
 //! sources: syslog over UDP ([`datagram`]), TCP and Unix sockets ([`stream`], cut into messages
-//! by [`framing`]), and agents' acknowledged batches ([`acked`]). Each listener's config
-//! section is [`config::ListenerConfig`].
+//! by [`framing`]), TLS on TCP and agent listeners ([`tls`]: RFC 5425), and agents' acknowledged
+//! batches ([`acked`]), whose claimed host [`agent_auth`] checks against their certificate or
+//! token. Each listener's config section is [`config::ListenerConfig`].
 //!
 //! Every listener is bound once at startup, on the calling thread, so a bad address or a busy
 //! port is reported before anything runs. Each shard then gets its own share of every listener:

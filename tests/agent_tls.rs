@@ -1,6 +1,7 @@
 //! `logtail agent` to an authenticated agent listener: over TLS with a valid, a missing, a
 //! wrong (another CA), an expired certificate, and one for another host; and with tokens.
-//! Exact counts: what is refused is counted by reason and nothing of it is stored.
+//! Exact counts: what is refused is counted by reason and nothing of it is stored. And a
+//! forged `[logtail@32473 topic=...]` element steers no route: only an authenticated agent's does.
 
 mod common;
 
@@ -208,4 +209,75 @@ fn without_tls_a_token_binds_the_agent_to_its_host() {
     assert_eq!(records.len(), 500);
     assert!(records.iter().all(|r| r["agent_host"] == "web1"));
     assert!(records.iter().all(|r| r.get("tls_peer").is_none()));
+}
+
+#[test]
+fn only_an_authenticated_agent_routes_by_its_topic() {
+    use common::kafka::{TOPIC, cluster, use_kafka, wait_until};
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let cluster = cluster(1);
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("security", 1, 1).expect("topic");
+    let dir = tempfile::tempdir().unwrap();
+    let (tokens, web1_token, _) = write_tokens(dir.path());
+    let mut gw = Gateway::start_with(|config| {
+        use_kafka(config, &bootstrap);
+        config.sink.kafka.topic_template = "{topic}".parse().unwrap();
+        let mut listener =
+            ListenerConfig::inet(ListenerKind::Agent, SocketAddr::from(([127, 0, 0, 1], 0)));
+        listener.name = Some(LISTENER.into());
+        listener.tokens_file = Some(tokens);
+        config.listen.push(listener);
+    });
+    // Anyone can write the agent's element into a syslog message.
+    let mut plain = std::net::TcpStream::connect(gw.tcp()).unwrap();
+    std::io::Write::write_all(
+        &mut plain,
+        b"<13>1 2026-11-30T10:00:00Z web1 app - - [logtail@32473 topic=\"security\"] forged\n",
+    )
+    .unwrap();
+    drop(plain);
+    // An agent authenticated by its token, whose entry's topic is "security".
+    let t = AgentDir::new();
+    let address = gw.server().socket_addr(LISTENER).unwrap();
+    t.write_config_shipping(
+        &format!("type = \"gateway\"\naddress = \"{address}\"\ntoken_file = {web1_token:?}\n"),
+        &format!(
+            "host = \"web1\"\n{}topic = \"security\"\n",
+            t.collect("app", &["app.log"])
+        ),
+    );
+    let mut file = append(&t.logs("app.log"));
+    write_numbered(&mut file, 0..10, 1_000_000, 1_000_000, |_, _| {});
+    let agent = t.start(&[]);
+    wait_until(Duration::from_secs(30), "11 deliveries", || {
+        gw.kafka().delivered_records.get() == 11
+    });
+    agent.sigterm_and_wait();
+    gw.stop();
+
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "trust")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["security", TOPIC]).expect("subscribe");
+    let mut by_topic = std::collections::BTreeMap::<String, Vec<String>>::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while by_topic.values().map(Vec::len).sum::<usize>() < 11 && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let record: serde_json::Value =
+                serde_json::from_slice(m.payload().unwrap_or_default()).unwrap();
+            by_topic
+                .entry(m.topic().to_string())
+                .or_default()
+                .push(record["message"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    let expected: Vec<String> = (0..10).map(numbered).collect();
+    assert_eq!(by_topic["security"], expected);
+    assert_eq!(by_topic[TOPIC], ["forged"]);
 }

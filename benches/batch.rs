@@ -28,10 +28,7 @@ fn routed_batch() -> Batch {
     let route = Route::new("{host}", Some("syslog.{facility}.{app}")).expect("valid route");
     let mut received_at = Vec::new();
     encode::format_rfc3339_micros(corpus::CORPUS_RECEIVED_AT_US, &mut received_at);
-    let envelope = Envelope {
-        received_at: &received_at,
-        source: SOURCE,
-    };
+    let envelope = Envelope::new(&received_at, SOURCE);
     let mut context = ParseContext::new(corpus::CORPUS_RECEIVED_AT_US, LegacyZone::Fixed(0));
     let mut batch = Batch::with_capacity(0, 1 << 20, RECORDS);
     for line in corpus::realistic_mix(RECORDS, 11) {

@@ -33,10 +33,7 @@ fn benches(c: &mut Criterion) {
 
     let mut received_at = Vec::new();
     format_rfc3339_micros(received_us, &mut received_at);
-    let envelope = Envelope {
-        received_at: &received_at,
-        source: "udp:5514",
-    };
+    let envelope = Envelope::new(&received_at, "udp:5514");
     let mut out = Vec::with_capacity(LINES * 400);
     let mut group = c.benchmark_group("parse_encode_json");
     group.throughput(Throughput::Elements(LINES as u64));

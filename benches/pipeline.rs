@@ -69,10 +69,7 @@ fn frame_parse_encode(c: &mut Criterion) {
             || Batch::with_capacity(0, 4 << 20, LINES),
             |batch| {
                 let mut decoder = Decoder::new(Framing::Auto, 65536, OversizePolicy::Truncate);
-                let envelope = Envelope {
-                    received_at: &received_at,
-                    source: "192.0.2.10:51514",
-                };
+                let envelope = Envelope::new(&received_at, "192.0.2.10:51514");
                 decoder.decode(&input, true, |frame| {
                     let record = parse::parse(frame.message, Format::Auto, &mut context);
                     batch.push_with(NOW_US, |out| {

@@ -24,10 +24,7 @@ fn records() -> Vec<Vec<u8>> {
     let received_us = corpus::CORPUS_RECEIVED_AT_US;
     let mut received_at = Vec::new();
     format_rfc3339_micros(received_us, &mut received_at);
-    let envelope = Envelope {
-        received_at: &received_at,
-        source: "10.1.2.3:40000",
-    };
+    let envelope = Envelope::new(&received_at, "10.1.2.3:40000");
     let mut ctx = ParseContext::new(received_us, LegacyZone::Fixed(0));
     lines
         .iter()

@@ -7,6 +7,9 @@
 #
 #   usage: [KAFKA=HOST:PORT] loadtest/loggen-e2e.sh GATEWAY_CPUS SENDER_CPUS LOGGEN_ARGS...
 #
+# With TLS=1, the TCP listener speaks TLS (RFC 5425) with a certificate made for the run by
+# openssl (give loggen --use-ssl instead of -S):
+#   TLS:   TLS=1 loadtest/loggen-e2e.sh 0 1 --use-ssl -s 200 -n 2000000 -r 100000000 127.0.0.1 5514
 # With KAFKA set, the sink is Kafka (topic "logs" on that broker) instead of the local store,
 # "written" means acknowledged by Kafka, and the delivery latency summary is printed.
 #   TCP:   loadtest/loggen-e2e.sh 0 1 -i -S -s 200 -n 5000000 -r 100000000 127.0.0.1 5514
@@ -21,11 +24,17 @@ loggen=${LOGGEN:-$HOME/.local/loggen/loggen}
 [ -x "$loggen" ] || loggen=$(../shared/tools/install-loggen.sh)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+if [ -n "${TLS:-}" ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$work/gateway.key" -out "$work/gateway.pem" 2>/dev/null
+fi
 cat > "$work/gateway.toml" <<TOML
 data_dir = "$work/data"
 [[listen]]
 type = "tcp"
 address = "127.0.0.1:5514"
+$([ -n "${TLS:-}" ] && printf '[listen.tls]\ncert_file = "%s"\nkey_file = "%s"\n' "$work/gateway.pem" "$work/gateway.key")
 [[listen]]
 type = "udp"
 address = "127.0.0.1:5514"

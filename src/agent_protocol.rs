@@ -13,7 +13,8 @@
 //! }
 //!
 //! // agent → gateway
-//! HELLO (kind 1) { magic: "LTAG", version: u8 = 1, host_len: u16, host: [u8; host_len] }
+//! HELLO (kind 1) { magic: "LTAG", version: u8 = 1, host_len: u16, host: [u8; host_len],
+//!                  [token_len: u16, token: [u8; token_len]] }   // the token is optional
 //! BATCH (kind 2) { seq: u64, message_count: u32, raw_len: u32, raw_crc32c: u32, lz4: [u8] }
 //!     // lz4: one LZ4 block (no frame header) that decompresses to exactly raw_len bytes whose
 //!     // CRC-32C is raw_crc32c: message_count × { len: u32, message: [u8; len] }, nothing
@@ -146,12 +147,23 @@ pub fn write_frame(out: &mut Vec<u8>, kind: Kind, body: impl FnOnce(&mut Vec<u8>
 
 /// The agent's HELLO.
 pub fn agent_hello(host: &str, out: &mut Vec<u8>) {
+    agent_hello_with_token(host, None, out);
+}
+
+/// An agent's HELLO carrying `token`, the secret a gateway without client certificates knows
+/// this host by.
+pub fn agent_hello_with_token(host: &str, token: Option<&str>, out: &mut Vec<u8>) {
     let host = &host.as_bytes()[..host.len().min(u16::MAX as usize)];
     write_frame(out, Kind::Hello, |body| {
         body.extend_from_slice(MAGIC);
         body.push(VERSION);
         body.extend_from_slice(&(host.len() as u16).to_be_bytes());
         body.extend_from_slice(host);
+        if let Some(token) = token {
+            let token = &token.as_bytes()[..token.len().min(u16::MAX as usize)];
+            body.extend_from_slice(&(token.len() as u16).to_be_bytes());
+            body.extend_from_slice(token);
+        }
     });
 }
 
@@ -189,13 +201,30 @@ pub fn parse_hello(body: &[u8]) -> Result<&[u8], ProtocolError> {
 /// # Errors
 /// When `host_len` does not match the bytes there.
 pub fn parse_agent_host(rest: &[u8]) -> Result<String, ProtocolError> {
-    let (len, host) = rest
+    parse_agent_hello(rest).map(|(host, _)| host)
+}
+
+/// The host name and the token, if any, in the rest of an agent's HELLO.
+///
+/// # Errors
+/// When `host_len` or `token_len` does not match the bytes there.
+pub fn parse_agent_hello(rest: &[u8]) -> Result<(String, Option<Vec<u8>>), ProtocolError> {
+    let (len, after) = rest
         .split_first_chunk::<2>()
         .ok_or_else(|| malformed(Kind::Hello, rest, "no host_len"))?;
-    if usize::from(u16::from_be_bytes(*len)) != host.len() {
+    let len = usize::from(u16::from_be_bytes(*len));
+    if len > after.len() {
         return Err(malformed(Kind::Hello, rest, "host_len does not match"));
     }
-    Ok(String::from_utf8_lossy(host).into_owned())
+    let (host, after) = after.split_at(len);
+    let token = match after.split_first_chunk::<2>() {
+        None if after.is_empty() => None,
+        Some((len, token)) if usize::from(u16::from_be_bytes(*len)) == token.len() => {
+            Some(token.to_vec())
+        }
+        _ => return Err(malformed(Kind::Hello, rest, "host_len does not match")),
+    };
+    Ok((String::from_utf8_lossy(host).into_owned(), token))
 }
 
 /// An ACK frame.
@@ -421,6 +450,21 @@ mod tests {
         );
         let got: Vec<&[u8]> = messages(&raw).map(Result::unwrap).collect();
         assert_eq!(got, [&b"<14>1 - a - - - - one"[..], b"", b"three\nlines\n"]);
+    }
+
+    #[test]
+    fn a_hello_carries_an_optional_token() {
+        for token in [None, Some("s3cret-token-0123")] {
+            let mut out = Vec::new();
+            agent_hello_with_token("web1", token, &mut out);
+            let body = &out[FRAME_HEADER_LEN..];
+            let (host, got) = parse_agent_hello(parse_hello(body).unwrap()).unwrap();
+            assert_eq!(host, "web1");
+            assert_eq!(got.as_deref(), token.map(str::as_bytes));
+        }
+        // A token whose length does not match is malformed.
+        assert!(parse_agent_hello(b"\x00\x01w\x00\x05abc").is_err());
+        assert!(parse_agent_hello(b"\x00\x01w\x00").is_err());
     }
 
     #[test]

@@ -30,7 +30,8 @@
 //!    people write them), [`log_limit`] (rate-limited warnings), [`metrics`] (counters,
 //!    gauges, histograms and their Prometheus text), [`ack`] (acknowledgements that ride with
 //!    batches), [`agent_protocol`] (the agent's wire format), [`segments`] (the segment
-//!    directory the store and the WAL share: lock, names, listing, I/O errors).
+//!    directory the store and the WAL share: lock, names, listing, I/O errors), [`pem`]
+//!    (certificates and keys read from PEM files, for TLS on both sides).
 //! 2. **Stages**, in data-flow order: [`source`] (listeners, framing, the agent listener),
 //!    [`parse`] (bytes to a zero-copy [`parse::Record`]), [`encode`] (a record as JSON or raw
 //!    bytes), [`kafka`] (Kafka client plumbing and the key/topic [`kafka::route`]s, shared by
@@ -56,6 +57,7 @@ pub mod kafka;
 pub mod log_limit;
 pub mod metrics;
 pub mod parse;
+pub mod pem;
 pub mod pipeline;
 pub mod query;
 pub mod runtime;

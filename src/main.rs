@@ -517,10 +517,7 @@ fn parse_stdin(
         encode::format_rfc3339_micros(now_us, &mut received_at);
         let record = parse::parse(line, format, &mut context);
         encoded.clear();
-        let envelope = Envelope {
-            received_at: &received_at,
-            source: "stdin",
-        };
+        let envelope = Envelope::new(&received_at, "stdin");
         encode::encode(Encoding::Json, line, &record, &envelope, &mut encoded);
         encoded.push(b'\n');
         if let Err(e) = out.write_all(&encoded) {

@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("ack", 0),
     ("agent_protocol", 0),
     ("segments", 0),
+    ("pem", 0),
     // Stages, in data-flow order.
     ("source", 1),
     ("parse", 2),

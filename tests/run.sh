@@ -21,11 +21,20 @@ dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)  # librdkafka with 
 dpkg -s zlib1g-dev >/dev/null 2>&1 || need_apt+=(zlib1g-dev)
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)  # etcd-client compiles etcd's .proto files
 command -v etcd >/dev/null || need_apt+=(etcd-server)     # a real etcd for tests/agent_etcd.rs
+command -v openssl >/dev/null || need_apt+=(openssl)      # s_client, a real TLS sender (tests/tls.rs)
+# rsyslog forwarding over TLS with its OpenSSL stream driver (tests/tls.rs); the daemon is not
+# started by the package here, the test runs its own.
+command -v rsyslogd >/dev/null || need_apt+=(rsyslog)
+dpkg -s rsyslog-openssl >/dev/null 2>&1 || need_apt+=(rsyslog-openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -q "${need_apt[@]}" >/dev/null
+fi
+# syslog-ng's loggen, a real sender over TLS (tests/tls.rs, loadtest/loggen-tls.sh).
+if [ ! -x "$HOME/.local/loggen/loggen" ] && [ -f ../shared/tools/install-loggen.sh ]; then
+  bash ../shared/tools/install-loggen.sh >/dev/null
 fi
 if ! command -v cargo >/dev/null; then
   echo "error: no Rust toolchain (cargo) on this machine; install one with rustup first" >&2

@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::ship::kafka::KafkaShipConfig;
+use crate::agent::ship::tls::ShipTlsConfig;
 use crate::setting::{Refusal, TomlError};
 
 /// Where a configuration came from, as error messages name it.
@@ -223,6 +224,12 @@ pub struct ShipConfig {
     pub shutdown_timeout_ms: u64,
     /// `kafka`: the producer's settings.
     pub kafka: KafkaShipConfig,
+    /// `gateway`: `[ship.tls]`, TLS to the gateway's agent listener, with this agent's
+    /// certificate ([`ShipTlsConfig`]). Default: none, plaintext.
+    pub tls: Option<ShipTlsConfig>,
+    /// `gateway`: a file holding this host's token (the gateway's `tokens_file` binds it to
+    /// this host), for gateways that authenticate agents by token. Default: none.
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for ShipConfig {
@@ -236,6 +243,8 @@ impl Default for ShipConfig {
             reconnect_max_ms: 5000,
             shutdown_timeout_ms: 5000,
             kafka: KafkaShipConfig::default(),
+            tls: None,
+            token_file: None,
         }
     }
 }
@@ -501,6 +510,29 @@ impl AgentConfig {
                 "ship.address",
                 format!(
                     "required for type = {:?}, e.g. address = \"127.0.0.1:5515\"",
+                    ship.kind.as_str()
+                ),
+            ));
+        }
+        if ship.kind == ShipKind::Gateway {
+            if let Some(tls) = &ship.tls {
+                tls.load(&ship.address)
+                    .map_err(|e| invalid(&format!("ship.tls.{}", e.key), e.message))?;
+            }
+            if let Some(path) = &ship.token_file {
+                crate::agent::ship::gateway::read_token(path)
+                    .map_err(|message| invalid("ship.token_file", message))?;
+            }
+        } else if ship.tls.is_some() || ship.token_file.is_some() {
+            let key = if ship.tls.is_some() {
+                "ship.tls"
+            } else {
+                "ship.token_file"
+            };
+            return Err(invalid(
+                key,
+                format!(
+                    "only used by type = \"gateway\", not {:?}",
                     ship.kind.as_str()
                 ),
             ));

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! facility severity version timestamp host app procid msgid structured_data message
-//! received_at source parse_error parse_warning
+//! received_at source tls_peer agent_host parse_error parse_warning
 //! ```
 //!
 //! * `facility`, `severity`, `version` are numbers; `timestamp` is RFC 3339 text with the
@@ -77,6 +77,12 @@ pub fn encode(record: &Record, envelope: &Envelope, out: &mut Vec<u8>) {
     object.string(b"\"message\":", record.message);
     object.string(b"\"received_at\":", envelope.received_at);
     object.string(b"\"source\":", envelope.source.as_bytes());
+    if let Some(peer) = envelope.tls_peer {
+        object.string(b"\"tls_peer\":", peer.as_bytes());
+    }
+    if let Some(host) = envelope.agent_host {
+        object.string(b"\"agent_host\":", host.as_bytes());
+    }
     if let Some(error) = record.parse_error {
         object.string(b"\"parse_error\":", error.as_str().as_bytes());
     }
@@ -393,10 +399,7 @@ mod tests {
     use super::*;
     use crate::parse::{Format, LegacyZone, ParseContext, parse};
 
-    const ENVELOPE: Envelope<'static> = Envelope {
-        received_at: b"2026-11-21T02:53:48.000001Z",
-        source: "udp:5514",
-    };
+    const ENVELOPE: Envelope<'static> = Envelope::new(b"2026-11-21T02:53:48.000001Z", "udp:5514");
 
     fn json_string(bytes: &[u8]) -> String {
         let mut out = Vec::new();
@@ -604,10 +607,7 @@ mod tests {
 
     #[test]
     fn envelope_strings_are_escaped() {
-        let envelope = Envelope {
-            received_at: b"t",
-            source: "tcp:\"a\"",
-        };
+        let envelope = Envelope::new(b"t", "tcp:\"a\"");
         let record = parse(
             b"x",
             Format::Auto,

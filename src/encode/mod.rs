@@ -8,7 +8,7 @@
 //! let received_us = 1_795_229_627_123_456;
 //! let mut received_at = Vec::new();
 //! format_rfc3339_micros(received_us, &mut received_at); // once per receive, not per line
-//! let envelope = Envelope { received_at: &received_at, source: "udp:5514" };
+//! let envelope = Envelope::new(&received_at, "udp:5514");
 //!
 //! let mut ctx = ParseContext::new(received_us, LegacyZone::Fixed(0));
 //! let input = b"<13>Nov 21 02:53:47 root: hello";
@@ -77,6 +77,22 @@ pub struct Envelope<'a> {
     pub received_at: &'a [u8],
     /// Where the record came from, e.g. `udp:5514`.
     pub source: &'a str,
+    /// The name in the sender's verified TLS client certificate, if any.
+    pub tls_peer: Option<&'a str>,
+    /// The host an authenticated agent sent as, if any.
+    pub agent_host: Option<&'a str>,
+}
+
+impl<'a> Envelope<'a> {
+    /// The envelope of a record from `source`, with no authenticated identity.
+    pub const fn new(received_at: &'a [u8], source: &'a str) -> Self {
+        Envelope {
+            received_at,
+            source,
+            tls_peer: None,
+            agent_host: None,
+        }
+    }
 }
 
 /// Appends one encoded record (no trailing newline) to `out`. `input` is the message the
@@ -122,10 +138,7 @@ mod tests {
         let input = b"<13>1 - - - - - - \xEF\xBB\xBFm\xff";
         let mut ctx = ParseContext::new(0, LegacyZone::Fixed(0));
         let record = parse(input, Format::Auto, &mut ctx);
-        let envelope = Envelope {
-            received_at: b"x",
-            source: "s",
-        };
+        let envelope = Envelope::new(b"x", "s");
         let mut out = b"prefix".to_vec();
         encode(Encoding::Raw, input, &record, &envelope, &mut out);
         assert_eq!(out, [&b"prefix"[..], input].concat());

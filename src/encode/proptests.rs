@@ -14,10 +14,7 @@ use crate::parse::{Format, LegacyZone, ParseContext, Record, parse, structured_d
 /// 2026-06-15T12:00:00Z
 const RECEIVED_US: i64 = 1_781_524_800_000_000;
 
-const ENVELOPE: Envelope<'static> = Envelope {
-    received_at: b"2026-06-15T12:00:00.000000Z",
-    source: "test",
-};
+const ENVELOPE: Envelope<'static> = Envelope::new(b"2026-06-15T12:00:00.000000Z", "test");
 
 fn encode_json(input: &[u8], record: &Record) -> Value {
     let mut out = Vec::new();

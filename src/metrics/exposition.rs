@@ -7,7 +7,10 @@
 
 use std::fmt::Write as _;
 
-use super::{Counter, Gauge, KafkaMetrics, LatencySummary, ListenerMetrics, Metrics, RingMetrics};
+use super::{
+    Counter, Gauge, KafkaMetrics, LatencySummary, ListenerMetrics, Metrics, PeerRefusal,
+    RingMetrics,
+};
 
 impl LatencySummary {
     /// Writes the summary `logtail_NAME` with `labels` (`key="value"` pairs, comma-separated).
@@ -267,6 +270,25 @@ impl Metrics {
             );
         }
 
+        header(
+            &mut out,
+            "peers_refused_total",
+            "counter",
+            "Connections closed before any of their data was taken, by reason.",
+        );
+        for l in &self.listeners {
+            for reason in PeerRefusal::ALL {
+                let _ = writeln!(
+                    out,
+                    "logtail_peers_refused_total{{listener=\"{}\",transport=\"{}\",reason=\"{}\"}} {}",
+                    escape_label(&l.name),
+                    l.transport,
+                    reason.as_str(),
+                    l.refused_count(reason)
+                );
+            }
+        }
+
         type RingGet = fn(&RingMetrics) -> i64;
         let ring_series: [(&str, &str, RingGet); 3] = [
             (
@@ -374,6 +396,7 @@ mod tests {
         tcp.received_lines.add(42);
         tcp.dropped_ring_full.add(3);
         tcp.connections_open.add(2);
+        tcp.refused(PeerRefusal::CertificateExpired);
         let ring = Arc::new(RingMetrics {
             shard: 1,
             capacity_batches: 64,
@@ -394,6 +417,8 @@ mod tests {
             "logtail_dropped_total{listener=\"tcp\",transport=\"tcp\",reason=\"ring_full\"} 3",
             "logtail_dropped_total{listener=\"tcp\",transport=\"tcp\",reason=\"oversize\"} 0",
             "logtail_connections_open{listener=\"tcp\",transport=\"tcp\"} 2",
+            "logtail_peers_refused_total{listener=\"tcp\",transport=\"tcp\",reason=\"certificate_expired\"} 1",
+            "logtail_peers_refused_total{listener=\"tcp\",transport=\"tcp\",reason=\"plaintext\"} 0",
             "logtail_ring_records{shard=\"1\"} 100",
             "logtail_ring_capacity_batches{shard=\"1\"} 64",
             "logtail_sink_records_total{sink=\"store\"} 10",

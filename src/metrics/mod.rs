@@ -22,6 +22,7 @@
 //! | `connections_open` | gauge | listener, transport | open stream connections |
 //! | `connections_total` | counter | listener, transport | stream connections accepted |
 //! | `connections_rejected_total` | counter | listener, transport | connections closed at once for `max_connections` |
+//! | `peers_refused_total` | counter | listener, transport, reason | connections closed before any of their data was taken ([`PeerRefusal`]: TLS handshakes, agents' hosts and tokens) |
 //! | `ring_records` / `ring_batches` | gauge | shard | what waits in each shard's ring |
 //! | `ring_capacity_batches` | gauge | shard | the ring's capacity |
 //! | `sink_records_total`, `sink_batches_total`, `sink_bytes_total` | counter | sink | written by the sink |
@@ -108,6 +109,75 @@ pub struct ListenerMetrics {
     pub connections_open: Gauge,
     pub connections: Counter,
     pub connections_rejected: Counter,
+    /// Connections closed before any of their data was taken: failed TLS handshakes and
+    /// agents claiming a host they may not, by [`PeerRefusal`].
+    pub peers_refused: [Counter; PeerRefusal::ALL.len()],
+}
+
+/// Why a connection was closed before anything it sent was taken (see
+/// `crate::source::tls` and `crate::source::acked`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerRefusal {
+    /// Not TLS on a TLS listener.
+    Plaintext,
+    /// No complete TLS handshake within `handshake_timeout_secs`.
+    HandshakeTimeout,
+    /// A TLS handshake that failed otherwise (version, cipher, unknown CA, protocol).
+    HandshakeFailed,
+    /// No client certificate where one is required.
+    NoCertificate,
+    /// A client certificate past its validity.
+    CertificateExpired,
+    /// A client certificate that does not verify (another CA, not yet valid, wrong usage).
+    CertificateInvalid,
+    /// A verified certificate that `allowed_peers` does not list.
+    PeerNotAllowed,
+    /// An agent whose HELLO names a host its certificate or token does not cover.
+    HostNotAllowed,
+    /// An agent with a missing or unknown token.
+    BadToken,
+}
+
+impl PeerRefusal {
+    /// Every reason, in the order of `ListenerMetrics::peers_refused`.
+    pub const ALL: [PeerRefusal; 9] = [
+        PeerRefusal::Plaintext,
+        PeerRefusal::HandshakeTimeout,
+        PeerRefusal::HandshakeFailed,
+        PeerRefusal::NoCertificate,
+        PeerRefusal::CertificateExpired,
+        PeerRefusal::CertificateInvalid,
+        PeerRefusal::PeerNotAllowed,
+        PeerRefusal::HostNotAllowed,
+        PeerRefusal::BadToken,
+    ];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerRefusal::Plaintext => "plaintext",
+            PeerRefusal::HandshakeTimeout => "handshake_timeout",
+            PeerRefusal::HandshakeFailed => "handshake_failed",
+            PeerRefusal::NoCertificate => "no_certificate",
+            PeerRefusal::CertificateExpired => "certificate_expired",
+            PeerRefusal::CertificateInvalid => "certificate_invalid",
+            PeerRefusal::PeerNotAllowed => "peer_not_allowed",
+            PeerRefusal::HostNotAllowed => "host_not_allowed",
+            PeerRefusal::BadToken => "bad_token",
+        }
+    }
+}
+
+impl ListenerMetrics {
+    /// Counts one connection refused for `reason`.
+    pub fn refused(&self, reason: PeerRefusal) {
+        self.peers_refused[reason as usize].add(1);
+    }
+
+    /// How many connections were refused for `reason`.
+    pub fn refused_count(&self, reason: PeerRefusal) -> u64 {
+        self.peers_refused[reason as usize].get()
+    }
 }
 
 impl ListenerMetrics {
@@ -126,6 +196,7 @@ impl ListenerMetrics {
             connections_open: Gauge::default(),
             connections: Counter::default(),
             connections_rejected: Counter::default(),
+            peers_refused: Default::default(),
         }
     }
 }

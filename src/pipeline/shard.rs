@@ -34,7 +34,7 @@ use crate::metrics::ListenerMetrics;
 use crate::parse::{self, Format, LegacyZone, ParseContext};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::ring::{PushError, RingProducer};
-use crate::source::intake::{Connections, Intake, Receive};
+use crate::source::intake::{Connections, Intake, Receive, Sender};
 use crate::source::{self, ListenerContext, ShardSocket, Shutdown};
 
 /// When to cut a batch.
@@ -90,38 +90,46 @@ pub struct ShardReceive<'s> {
 }
 
 impl Receive for ShardReceive<'_> {
-    /// Parses `message`, encodes it into the batch, and counts it. A message without a
-    /// hostname gets `host_if_missing` (see [`ListenerContext::host_if_missing`]).
-    fn message(
-        &mut self,
-        message: &[u8],
-        format: Format,
-        source: &str,
-        host_if_missing: Option<&[u8]>,
-    ) {
+    /// Parses `message`, encodes it into the batch, and counts it.
+    fn message(&mut self, message: &[u8], format: Format, sender: &Sender<'_>) {
+        let source = sender.source;
         let f = &mut *self.filling;
         let mut record = parse::parse(message, format, &mut f.parse_context);
-        record.host = record.host.or(host_if_missing);
+        record.host = record.host.or(sender.host_if_missing);
         self.parse_errors += u64::from(record.parse_error.is_some());
         self.lines += 1;
         self.bytes += message.len() as u64;
         let envelope = Envelope {
             received_at: &f.received_at_text,
             source,
+            tls_peer: sender.tls_peer,
+            agent_host: sender.agent_host,
         };
         let encoding = self.encoding;
         let encode_value =
             |values: &mut Vec<u8>| encode::encode(encoding, message, &record, &envelope, values);
         match self.route {
             None => f.batch.push_with(f.received_at_us, encode_value),
-            Some(route) => f.batch.push_routed(
-                f.received_at_us,
-                |keys| route.render_key(&record, source, keys),
-                |topics| {
-                    route.render_topic(&record, source, topics);
-                },
-                encode_value,
-            ),
+            Some(route) => {
+                // A route reads `[logtail@32473 topic=...]`: only an authenticated agent may
+                // steer where its records go (anyone can write that element into a message).
+                let routed = if sender.agent_host.is_some() {
+                    record
+                } else {
+                    parse::Record {
+                        structured_data: None,
+                        ..record
+                    }
+                };
+                f.batch.push_routed(
+                    f.received_at_us,
+                    |keys| route.render_key(&routed, source, keys),
+                    |topics| {
+                        route.render_topic(&routed, source, topics);
+                    },
+                    encode_value,
+                )
+            }
         }
     }
 
@@ -423,8 +431,8 @@ mod tests {
     fn receive_two(shard: &Shard, metrics: &ListenerMetrics, blocked_before: bool) {
         shard.receive(metrics, |r| {
             assert_eq!(r.is_blocked(), blocked_before);
-            r.message(b"<13>a", Format::Auto, "test", None);
-            r.message(b"<13>b", Format::Auto, "test", None);
+            r.message(b"<13>a", Format::Auto, &Sender::at("test"));
+            r.message(b"<13>b", Format::Auto, &Sender::at("test"));
         });
     }
 
@@ -437,11 +445,10 @@ mod tests {
             r.message(
                 b"<13>Nov 21 02:53:47 web-1 postfix/smtpd[7]: a",
                 Format::Auto,
-                "tcp:1",
-                None,
+                &Sender::at("tcp:1"),
             );
             // No host (null key), and no app: the fallback topic.
-            r.message(b"<13>1 - - - - - - b", Format::Auto, "tcp:1", None);
+            r.message(b"<13>1 - - - - - - b", Format::Auto, &Sender::at("tcp:1"));
         });
         let batch = consumer.recv().expect("a full batch is cut");
         let entries: Vec<(&[u8], &[u8], &[u8])> =
@@ -457,6 +464,26 @@ mod tests {
                 (b"", b"", b"<13>1 - - - - - - b"),
             ]
         );
+    }
+
+    #[test]
+    fn only_an_authenticated_agent_routes_by_its_logtail_sd_element() {
+        let route = Route::new("", Some("{topic}")).unwrap();
+        let (shard, consumer) = routed_shard(1, Some(route));
+        let metrics = ListenerMetrics::new("t", "agent");
+        let message = b"<13>1 - web1 - - - [logtail@32473 topic=\"security\"] m";
+        shard.receive(&metrics, |r| {
+            r.message(message, Format::Auto, &Sender::at("tcp:1"));
+            let agent = Sender {
+                agent_host: Some("web1"),
+                ..Sender::at("tcp:2")
+            };
+            r.message(message, Format::Auto, &agent);
+        });
+        let batch = consumer.recv().expect("a full batch is cut");
+        let topics: Vec<&[u8]> = batch.iter().map(|e| e.topic).collect();
+        // The forged element falls back to the sink's topic; the agent's is used.
+        assert_eq!(topics, vec![&b""[..], &b"security"[..]]);
     }
 
     #[test]

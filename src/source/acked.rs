@@ -20,10 +20,12 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::intake::{Intake, Receive};
+use super::intake::{Intake, Receive, Sender};
+use super::tls::PeerIdentity;
 use super::{ListenerContext, StreamProtocol};
 use crate::ack::Acknowledgements;
 use crate::agent_protocol::{self as protocol, Kind, ProtocolError};
+use crate::metrics::PeerRefusal;
 
 /// How long an agent has to send its HELLO after connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,6 +45,8 @@ enum Ended {
     Idle(String),
     /// The gateway is stopping.
     Shutdown,
+    /// Its identity does not cover the host it claims.
+    Refused(PeerRefusal, String),
 }
 
 /// Serves one agent connection until it ends.
@@ -51,22 +55,31 @@ pub async fn serve_agent<I: Intake, S: AsyncRead + AsyncWrite + Unpin>(
     listener: &ListenerContext,
     stream: S,
     source: String,
+    peer: Option<PeerIdentity>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let StreamProtocol::Agent { max_batch_bytes } = listener.protocol else {
         return;
     };
+    let mut agent_host = None;
     let (mut reader, mut writer) = tokio::io::split(stream);
     let acks = Acknowledgements::new();
     tokio::pin!(shutdown);
     let ended = tokio::select! {
         _ = &mut shutdown => Ended::Shutdown,
         ended = async {
-            if let Err(ended) = handshake(&mut reader, &mut writer).await {
-                return ended;
+            match handshake(&mut reader, &mut writer, listener, peer.as_ref()).await {
+                Ok(host) => agent_host = host,
+                Err(ended) => return ended,
             }
+            let sender = Sender {
+                source: &source,
+                tls_peer: peer.as_ref().map(|p| p.name.as_str()),
+                agent_host: agent_host.as_deref(),
+                host_if_missing: None,
+            };
             tokio::select! {
-                ended = read_batches(shard, listener, &mut reader, &source, &acks, max_batch_bytes) => ended,
+                ended = read_batches(shard, listener, &mut reader, sender, &acks, max_batch_bytes) => ended,
                 ended = write_acks(&acks, &mut writer) => ended,
             }
         } => ended,
@@ -80,6 +93,17 @@ pub async fn serve_agent<I: Intake, S: AsyncRead + AsyncWrite + Unpin>(
             None
         }
         Ended::Idle(what) => Some(what),
+        Ended::Refused(reason, what) => {
+            listener.metrics.refused(reason);
+            listener.warning.warn(|| {
+                format!(
+                    "listener {}: refused agent {source} ({}): {what}",
+                    listener.name,
+                    reason.as_str()
+                )
+            });
+            Some(what)
+        }
         Ended::Protocol(e) => {
             listener.metrics.framing_errors.add(1);
             listener.warning.warn(|| {
@@ -109,11 +133,14 @@ pub async fn serve_agent<I: Intake, S: AsyncRead + AsyncWrite + Unpin>(
     let _ = tokio::time::timeout(Duration::from_secs(1), writer.shutdown()).await;
 }
 
-/// Reads the agent's HELLO and answers it.
+/// Reads the agent's HELLO and answers it. Returns the host the agent is authenticated as
+/// ([`super::agent_auth`]).
 async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     reader: &mut R,
     writer: &mut W,
-) -> Result<(), Ended> {
+    listener: &ListenerContext,
+    peer: Option<&PeerIdentity>,
+) -> Result<Option<String>, Ended> {
     let mut body = Vec::new();
     let kind =
         match tokio::time::timeout(HELLO_TIMEOUT, read_frame(reader, &mut body, 1 << 16)).await {
@@ -131,13 +158,21 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         }));
     }
     let rest = protocol::parse_hello(&body).map_err(Ended::Protocol)?;
-    protocol::parse_agent_host(rest).map_err(Ended::Protocol)?;
+    let (host, token) = protocol::parse_agent_hello(rest).map_err(Ended::Protocol)?;
+    let authenticated = super::agent_auth::authenticate(
+        &host,
+        peer,
+        token.as_deref(),
+        listener.agent_tokens.as_deref(),
+    )
+    .map_err(|(reason, what)| Ended::Refused(reason, what))?;
     let mut hello = Vec::new();
     protocol::gateway_hello(&mut hello);
     writer
         .write_all(&hello)
         .await
-        .map_err(|e| Ended::Closed(Some(e)))
+        .map_err(|e| Ended::Closed(Some(e)))?;
+    Ok(authenticated)
 }
 
 /// Reads one frame whose body is at most `max_body` bytes.
@@ -170,7 +205,7 @@ async fn read_batches<I: Intake, R: AsyncRead + Unpin>(
     shard: &I,
     listener: &ListenerContext,
     reader: &mut R,
-    source: &str,
+    sender: Sender<'_>,
     acks: &std::sync::Arc<Acknowledgements>,
     max_batch_bytes: usize,
 ) -> Ended {
@@ -226,7 +261,7 @@ async fn read_batches<I: Intake, R: AsyncRead + Unpin>(
                     dropped += 1;
                     continue;
                 };
-                receive.message(message, listener.format, source, None);
+                receive.message(message, listener.format, &sender);
             }
             receive.acknowledge_when_durable(acks.token(header.seq));
         });

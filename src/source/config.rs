@@ -13,7 +13,9 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::Format;
+use super::agent_auth::AgentTokens;
 use super::framing::Framing;
+use super::tls::TlsConfig;
 use crate::agent_protocol::MAX_FRAME_BYTES;
 use crate::setting::{InvalidSetting, Refusal};
 
@@ -135,6 +137,14 @@ pub struct ListenerConfig {
     /// the agent's default batch of 1 MiB of lines.
     #[serde(default = "default_max_batch_bytes")]
     pub max_batch_bytes: usize,
+    /// `[listen.tls]`: TLS on a `tcp` (syslog over TLS, RFC 5425) or `agent` listener
+    /// ([`TlsConfig`]). Default: none, plaintext.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// `agent` only: a file of `HOST TOKEN` lines ([`super::agent_auth`]); agents without a
+    /// client certificate must then send their host's token. Default: none.
+    #[serde(default)]
+    pub tokens_file: Option<PathBuf>,
 }
 
 fn default_max_connections() -> usize {
@@ -177,6 +187,8 @@ impl ListenerConfig {
             idle_timeout: None,
             receive_buffer_bytes: None,
             max_batch_bytes: default_max_batch_bytes(),
+            tls: None,
+            tokens_file: None,
         }
     }
 
@@ -269,6 +281,24 @@ impl ListenerConfig {
                 MAX_FRAME_BYTES / 2,
                 "bytes",
             )?;
+        }
+        if let Some(tls) = &self.tls {
+            if !matches!(self.kind, ListenerKind::Tcp | ListenerKind::Agent) {
+                return Err(InvalidSetting::new(
+                    "tls",
+                    format!("not used by type = \"{kind}\": only \"tcp\" and \"agent\" take TLS"),
+                ));
+            }
+            tls.check().map_err(|e| e.within("tls"))?;
+        }
+        if let Some(path) = &self.tokens_file {
+            if self.kind != ListenerKind::Agent {
+                return Err(InvalidSetting::new(
+                    "tokens_file",
+                    format!("not used by type = \"{kind}\": only agents send tokens"),
+                ));
+            }
+            AgentTokens::load(path)?;
         }
         if self.max_connections == 0 {
             return Err(InvalidSetting::new("max_connections", "must be at least 1"));

@@ -18,7 +18,7 @@ use tokio::io::unix::AsyncFd;
 
 use super::ListenerContext;
 use super::framing::OversizePolicy;
-use super::intake::{Intake, Receive};
+use super::intake::{Intake, Receive, Sender};
 
 /// Datagrams taken per `recvmmsg` call.
 pub const DATAGRAMS_PER_CALL: usize = 64;
@@ -278,12 +278,8 @@ fn deliver<I: Intake>(
                 Some(peer) => peer_text.get(peer),
                 None => &listener.source,
             };
-            receive.message(
-                message,
-                listener.format,
-                source,
-                listener.host_if_missing.as_deref(),
-            );
+            let sender = Sender::at(source).with_host_if_missing(listener.host_if_missing.as_deref());
+            receive.message(message, listener.format, &sender);
         }
     });
 }

@@ -46,16 +46,8 @@ pub trait Intake {
 
 /// One receive: the messages given to it go into one batch.
 pub trait Receive {
-    /// Takes one message, received from `source` (the peer address or socket path), to be
-    /// read as `format`; a message without a hostname gets `host_if_missing` (the gateway's
-    /// own name for local sockets, see [`super::ListenerContext::host_if_missing`]).
-    fn message(
-        &mut self,
-        message: &[u8],
-        format: Format,
-        source: &str,
-        host_if_missing: Option<&[u8]>,
-    );
+    /// Takes one message, received from `sender`, to be read as `format`.
+    fn message(&mut self, message: &[u8], format: Format, sender: &Sender<'_>);
 
     /// True when the intake cannot take more until the sink catches up.
     fn is_blocked(&self) -> bool;
@@ -63,6 +55,42 @@ pub trait Receive {
     /// Has `token` released once this receive's messages are durable in the sink (at once if
     /// the receive took none).
     fn acknowledge_when_durable(&mut self, token: AckToken);
+}
+
+/// Who sent a message, as far as the listener knows: stored with every record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sender<'a> {
+    /// The peer address or socket path (the record's `source`).
+    pub source: &'a str,
+    /// The name of the peer's verified TLS client certificate (`tls_peer`).
+    pub tls_peer: Option<&'a str>,
+    /// The host an authenticated agent sent as (`agent_host`): only set when its certificate
+    /// or token covers that host. Its `logtail@32473` elements are trusted only then.
+    pub agent_host: Option<&'a str>,
+    /// The host of a message that names none: the gateway's own name on local sockets, as
+    /// rsyslog and syslog-ng do for `/dev/log` (see [`super::ListenerContext::host_if_missing`]).
+    pub host_if_missing: Option<&'a [u8]>,
+}
+
+impl<'a> Sender<'a> {
+    /// A sender known only by its address or socket path.
+    pub fn at(source: &'a str) -> Self {
+        Sender {
+            source,
+            tls_peer: None,
+            agent_host: None,
+            host_if_missing: None,
+        }
+    }
+
+    /// The same sender, its messages without a hostname given `host`.
+    #[must_use]
+    pub fn with_host_if_missing(self, host: Option<&'a [u8]>) -> Self {
+        Sender {
+            host_if_missing: host,
+            ..self
+        }
+    }
 }
 
 /// The connections open on one shard, so that a shutdown can wait for every connection task,

@@ -3,8 +3,9 @@
 //! A source reads its sockets and hands each receive to an [`intake::Intake`] (in the gateway,
 //! the shard it runs on, [`crate::pipeline::shard`]); it neither parses nor batches. Today's
 //! sources: syslog over UDP ([`datagram`]), TCP and Unix sockets ([`stream`], cut into messages
-//! by [`framing`]), and agents' acknowledged batches ([`acked`]). Each listener's config
-//! section is [`config::ListenerConfig`].
+//! by [`framing`]), TLS on TCP and agent listeners ([`tls`]: RFC 5425), and agents' acknowledged
+//! batches ([`acked`]), whose claimed host [`agent_auth`] checks against their certificate or
+//! token. Each listener's config section is [`config::ListenerConfig`].
 //!
 //! Every listener is bound once at startup, on the calling thread, so a bad address or a busy
 //! port is reported before anything runs. Each shard then gets its own share of every listener:
@@ -21,11 +22,13 @@
 //! stay in order: they go through one shard, one ring, and the sink drains each ring in order.
 
 pub mod acked;
+pub mod agent_auth;
 pub mod config;
 pub mod datagram;
 pub mod framing;
 pub mod intake;
 pub mod stream;
+pub mod tls;
 
 use std::fmt;
 use std::io;
@@ -118,6 +121,10 @@ pub struct ListenerContext {
     pub warning: Arc<RateLimitedWarning>,
     /// What its connections speak.
     pub protocol: StreamProtocol,
+    /// TLS settings of a `tcp` or `agent` listener with `[listen.tls]`.
+    pub tls: Option<Arc<tls::TlsConfig>>,
+    /// The tokens agents must present (without a client certificate), from `tokens_file`.
+    pub agent_tokens: Option<Arc<agent_auth::AgentTokens>>,
 }
 
 /// What a stream listener's connections speak.
@@ -262,6 +269,13 @@ impl BoundListener {
                     max_batch_bytes: listener.max_batch_bytes,
                 },
                 _ => StreamProtocol::Syslog,
+            },
+            tls: listener.tls.clone().map(Arc::new),
+            agent_tokens: match &listener.tokens_file {
+                None => None,
+                Some(path) => Some(Arc::new(agent_auth::AgentTokens::load(path).map_err(
+                    |e| error(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+                )?)),
             },
         };
         Ok(BoundListener {
@@ -417,13 +431,22 @@ pub fn spawn_readers<I: Intake + 'static>(
             ShardSocket::Datagram(fd) => Some(tokio::task::spawn_local(async move {
                 datagram::run(&*intake, &context, fd, stop.wait()).await;
             })),
-            ShardSocket::Tcp(listener) => spawn_acceptor(
-                tokio::net::TcpListener::from_std(listener),
-                intake,
-                connections,
-                context,
-                stop,
-            ),
+            ShardSocket::Tcp(listener) => match context.tls.clone() {
+                None => spawn_acceptor(
+                    tokio::net::TcpListener::from_std(listener),
+                    intake,
+                    connections,
+                    context,
+                    stop,
+                ),
+                Some(tls) => {
+                    let acceptor = tokio::net::TcpListener::from_std(listener).and_then(|l| {
+                        tls::TlsAcceptor::new(l, tls, context.warning.clone(), context.name.clone())
+                            .map_err(|e| io::Error::other(format!("tls.{e}")))
+                    });
+                    spawn_acceptor(acceptor, intake, connections, context, stop)
+                }
+            },
             ShardSocket::Unix(listener) => {
                 let path = context.source.clone();
                 let acceptor = tokio::net::UnixListener::from_std(listener)

@@ -20,8 +20,10 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use super::framing::Decoder;
-use super::intake::{Connections, Intake, Receive};
+use super::intake::{Connections, Intake, Receive, Sender};
+use super::tls::PeerIdentity;
 use super::{ListenerContext, Shutdown, StreamProtocol};
+use crate::metrics::PeerRefusal;
 
 /// First read size of a connection, in bytes.
 pub const INITIAL_READ: usize = 16 * 1024;
@@ -32,18 +34,69 @@ const DRAIN_QUIET: Duration = Duration::from_millis(50);
 /// ...but for no longer than this.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
-/// Something that accepts connections: a TCP or Unix stream listener.
+/// Something that accepts connections: a TCP or Unix stream listener, or TLS over TCP
+/// ([`super::tls`]).
+///
+/// Accepting is split in two so that no peer can hold up the accept loop: [`Acceptor::accept`]
+/// takes the next connection at once, and its [`Acceptor::Establish`] future (a TLS
+/// handshake, with its own deadline) runs in the connection's task.
 pub trait Acceptor {
     type Stream: AsyncRead + AsyncWrite + Unpin + 'static;
+    /// Completes a connection in its own task: its stream and verified peer, or why it was
+    /// refused.
+    type Establish: std::future::Future<Output = Result<Established<Self::Stream>, Refused>>
+        + 'static;
     /// Accepts one connection and describes its peer for the `source` field.
-    fn accept(&self) -> impl std::future::Future<Output = std::io::Result<(Self::Stream, String)>>;
+    fn accept(
+        &self,
+    ) -> impl std::future::Future<Output = std::io::Result<(Self::Establish, String)>>;
+}
+
+/// A connection ready to read.
+pub struct Established<S> {
+    pub stream: S,
+    /// The peer's verified certificate, on TLS listeners that asked for one.
+    pub peer: Option<PeerIdentity>,
+}
+
+/// A plain stream, established as soon as it is accepted.
+pub type Ready<S> = std::future::Ready<Result<Established<S>, Refused>>;
+
+fn ready<S>(stream: S) -> Ready<S> {
+    std::future::ready(Ok(Established { stream, peer: None }))
+}
+
+/// Why a connection was closed before it was read: counted by `reason` and logged with
+/// `detail`, or, without a reason, closed by the peer before it sent anything.
+#[derive(Debug)]
+pub struct Refused {
+    pub reason: Option<PeerRefusal>,
+    pub detail: String,
+}
+
+impl Refused {
+    pub fn new(reason: PeerRefusal, detail: String) -> Self {
+        Refused {
+            reason: Some(reason),
+            detail,
+        }
+    }
+
+    /// The peer closed (or reset) the connection before sending anything: not counted.
+    pub fn closed() -> Self {
+        Refused {
+            reason: None,
+            detail: String::new(),
+        }
+    }
 }
 
 impl Acceptor for tokio::net::TcpListener {
     type Stream = tokio::net::TcpStream;
-    async fn accept(&self) -> std::io::Result<(Self::Stream, String)> {
+    type Establish = Ready<Self::Stream>;
+    async fn accept(&self) -> std::io::Result<(Self::Establish, String)> {
         let (stream, peer) = tokio::net::TcpListener::accept(self).await?;
-        Ok((stream, peer.to_string()))
+        Ok((ready(stream), peer.to_string()))
     }
 }
 
@@ -55,9 +108,10 @@ pub struct UnixAcceptor {
 
 impl Acceptor for UnixAcceptor {
     type Stream = tokio::net::UnixStream;
-    async fn accept(&self) -> std::io::Result<(Self::Stream, String)> {
+    type Establish = Ready<Self::Stream>;
+    async fn accept(&self) -> std::io::Result<(Self::Establish, String)> {
         let (stream, _) = self.listener.accept().await?;
-        Ok((stream, self.path.clone()))
+        Ok((ready(stream), self.path.clone()))
     }
 }
 
@@ -76,14 +130,14 @@ pub async fn run_acceptor<I: Intake + 'static, A: Acceptor>(
             _ = &mut stop => break,
             accepted = acceptor.accept() => accepted,
         };
-        if !admit(&shard, &connections, &listener, accepted, &shutdown) {
+        if !admit::<I, A>(&shard, &connections, &listener, accepted, &shutdown) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     // Connections the kernel completed before the shutdown may already hold data the senders
     // consider delivered: accept them too, and let them drain like the others.
     while let Ok(accepted) = tokio::time::timeout(Duration::ZERO, acceptor.accept()).await {
-        if !admit(&shard, &connections, &listener, accepted, &shutdown) {
+        if !admit::<I, A>(&shard, &connections, &listener, accepted, &shutdown) {
             break;
         }
     }
@@ -92,16 +146,16 @@ pub async fn run_acceptor<I: Intake + 'static, A: Acceptor>(
 /// Starts serving an accepted connection, or refuses it when the listener is at its limit.
 /// Returns false on an accept error (out of descriptors or memory), so the caller pauses
 /// instead of spinning on it.
-fn admit<I: Intake + 'static, S: AsyncRead + AsyncWrite + Unpin + 'static>(
+fn admit<I: Intake + 'static, A: Acceptor>(
     shard: &Rc<I>,
     connections: &Rc<Connections>,
     listener: &Rc<ListenerContext>,
-    accepted: std::io::Result<(S, String)>,
+    accepted: std::io::Result<(A::Establish, String)>,
     shutdown: &Shutdown,
 ) -> bool {
     let metrics = &listener.metrics;
     match accepted {
-        Ok((stream, source)) => {
+        Ok((establish, source)) => {
             if metrics.connections_open.get() >= listener.max_connections as i64 {
                 metrics.connections_rejected.add(1);
                 listener.warning.warn(|| {
@@ -115,9 +169,44 @@ fn admit<I: Intake + 'static, S: AsyncRead + AsyncWrite + Unpin + 'static>(
             let counted = connections.opened(metrics);
             let (shard, listener, shutdown) = (shard.clone(), listener.clone(), shutdown.clone());
             tokio::task::spawn_local(async move {
+                // A handshake still in progress at shutdown gets DRAIN_LIMIT to finish, so a
+                // client that connected just before can still deliver what it sends.
+                tokio::pin!(establish);
+                let established = tokio::select! {
+                    established = &mut establish => established,
+                    _ = shutdown.clone().wait() => {
+                        match tokio::time::timeout(DRAIN_LIMIT, &mut establish).await {
+                            Ok(established) => established,
+                            Err(_) => return,
+                        }
+                    }
+                };
+                let Established { stream, peer } = match established {
+                    Ok(established) => established,
+                    Err(refused) => {
+                        if let Some(reason) = refused.reason {
+                            listener.metrics.refused(reason);
+                            listener.warning.warn(|| {
+                                format!(
+                                    "listener {}: refused {source} ({}): {}",
+                                    listener.name,
+                                    reason.as_str(),
+                                    refused.detail
+                                )
+                            });
+                        }
+                        return;
+                    }
+                };
                 match listener.protocol {
                     StreamProtocol::Syslog => {
-                        serve_connection(&*shard, &listener, stream, source, shutdown.wait()).await;
+                        let sender = Sender {
+                            source: &source,
+                            tls_peer: peer.as_ref().map(|p| p.name.as_str()),
+                            agent_host: None,
+                            host_if_missing: listener.host_if_missing.as_deref(),
+                        };
+                        serve_connection(&*shard, &listener, stream, sender, shutdown.wait()).await;
                     }
                     StreamProtocol::Agent { .. } => {
                         super::acked::serve_agent(
@@ -125,6 +214,7 @@ fn admit<I: Intake + 'static, S: AsyncRead + AsyncWrite + Unpin + 'static>(
                             &listener,
                             stream,
                             source,
+                            peer,
                             shutdown.wait(),
                         )
                         .await;
@@ -148,9 +238,10 @@ pub async fn serve_connection<I: Intake, R: AsyncRead + Unpin>(
     shard: &I,
     listener: &ListenerContext,
     mut stream: R,
-    source: String,
+    sender: Sender<'_>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    let source = sender.source;
     let metrics = &*listener.metrics;
     let mut decoder = Decoder::new(
         listener.framing,
@@ -217,12 +308,7 @@ pub async fn serve_connection<I: Intake, R: AsyncRead + Unpin>(
         };
         let used = shard.receive(metrics, |receive| {
             decoder.decode(&buf, eof, |frame| {
-                receive.message(
-                    frame.message,
-                    listener.format,
-                    &source,
-                    listener.host_if_missing.as_deref(),
-                )
+                receive.message(frame.message, listener.format, &sender)
             })
         });
         buf.advance(used);

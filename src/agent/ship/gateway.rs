@@ -23,8 +23,9 @@
 //! TCP keepalive.
 
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io;
 use std::net::{Shutdown, TcpStream};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -33,13 +34,61 @@ use std::time::Duration;
 use socket2::{SockRef, TcpKeepalive};
 
 use super::rfc5424::MessageFormatter;
+use super::tls::{Link, LinkReader, ShipTls};
 use super::{AckSender, Backoff, Shipper, Stopped, connect};
 use crate::agent::batch::LineBatch;
+use crate::agent::config::ShipConfig;
 use crate::agent_protocol::{self as protocol, BatchEncoder, Kind};
 use crate::log_limit::RateLimitedWarning;
 
 /// How long the gateway has to answer HELLO.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the shipper proves who it is: TLS (with its certificate, if any) and a token.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayAuth {
+    pub tls: Option<ShipTls>,
+    pub token: Option<String>,
+}
+
+impl GatewayAuth {
+    /// Reads `[ship.tls]` and `token_file`.
+    ///
+    /// # Errors
+    /// What the configuration check reports, as an I/O error.
+    pub fn load(config: &ShipConfig) -> io::Result<GatewayAuth> {
+        let tls = match &config.tls {
+            None => None,
+            Some(tls) => Some(tls.load(&config.address).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("ship.tls.{e}"))
+            })?),
+        };
+        let token = match &config.token_file {
+            None => None,
+            Some(path) => Some(read_token(path).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("ship.token_file: {e}"))
+            })?),
+        };
+        Ok(GatewayAuth { tls, token })
+    }
+}
+
+/// The token in `path`: its first line, without surrounding whitespace.
+///
+/// # Errors
+/// What is wrong with the file, for the user.
+pub fn read_token(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or_default().trim();
+    if token.is_empty() {
+        return Err(format!(
+            "{} is empty: put this host's token (from the gateway's tokens_file) on its first line",
+            path.display()
+        ));
+    }
+    Ok(token.to_string())
+}
 
 /// See the [module docs](self).
 pub struct GatewayShipper {
@@ -87,6 +136,7 @@ impl GatewayShipper {
     pub fn start(
         address: String,
         host: String,
+        auth: GatewayAuth,
         backoff: Backoff,
         acks: AckSender,
     ) -> io::Result<GatewayShipper> {
@@ -98,6 +148,7 @@ impl GatewayShipper {
         let connection = Connection {
             address: address.clone(),
             host: host.clone(),
+            auth,
             backoff,
             acks,
             shared: Arc::clone(&shared),
@@ -158,6 +209,7 @@ impl Drop for GatewayShipper {
 struct Connection {
     address: String,
     host: String,
+    auth: GatewayAuth,
     backoff: Backoff,
     acks: AckSender,
     shared: Arc<ConnectionShared>,
@@ -169,9 +221,9 @@ impl Connection {
     fn run(mut self) {
         while !self.shared.stop.load(Ordering::Relaxed) {
             match self.open() {
-                Ok(stream) => {
+                Ok((link, reader)) => {
                     self.backoff.reset();
-                    self.serve(stream);
+                    self.serve(link, reader);
                 }
                 Err(_) if self.shared.stop.load(Ordering::Relaxed) => return,
                 Err(e) => WARNING.warn(|| {
@@ -190,8 +242,8 @@ impl Connection {
 
     /// Connects and exchanges HELLOs. The connection is registered at once, so that stopping
     /// the shipper does not wait for a gateway that never answers.
-    fn open(&self) -> io::Result<TcpStream> {
-        let mut stream = connect(&self.address)?;
+    fn open(&self) -> io::Result<(Link, LinkReader)> {
+        let stream = connect(&self.address)?;
         self.shared.lock().connection = stream.try_clone().ok();
         if self.shared.stop.load(Ordering::Relaxed) {
             return Err(io::Error::other("stopping"));
@@ -202,12 +254,22 @@ impl Connection {
             .with_interval(Duration::from_secs(5))
             .with_retries(3);
         SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
-        let mut hello = Vec::new();
-        protocol::agent_hello(&self.host, &mut hello);
-        stream.write_all(&hello)?;
         stream.set_read_timeout(Some(HELLO_TIMEOUT))?;
+        let link = match &self.auth.tls {
+            None => Link::plain(stream),
+            Some(tls) => Link::tls(stream, tls).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("TLS handshake with the gateway failed: {e}"),
+                )
+            })?,
+        };
+        let mut hello = Vec::new();
+        protocol::agent_hello_with_token(&self.host, self.auth.token.as_deref(), &mut hello);
+        link.write_all(&hello)?;
+        let mut reader = link.reader()?;
         let mut body = Vec::new();
-        let kind = protocol::read_frame(&mut stream, &mut body).map_err(|e| {
+        let kind = protocol::read_frame(&mut reader, &mut body).map_err(|e| {
             if matches!(
                 e.kind(),
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
@@ -241,27 +303,25 @@ impl Connection {
                 ));
             }
         }
-        stream.set_read_timeout(None)?;
-        Ok(stream)
+        link.socket().set_read_timeout(None)?;
+        Ok((link, reader))
     }
 
     /// Sends every queued frame, then new ones as they come, until the connection breaks or
     /// the shipper stops.
-    fn serve(&mut self, mut stream: TcpStream) {
+    fn serve(&mut self, link: Link, reader: LinkReader) {
         // Reset before the reader starts: a break it sees at once must not be overwritten.
         {
             let mut state = self.shared.lock();
             state.next_to_write = 0;
             state.broken = false;
         }
-        let reader = match stream.try_clone().and_then(|read_half| {
-            let shared = Arc::clone(&self.shared);
-            let acks = self.acks.clone();
-            let address = self.address.clone();
-            std::thread::Builder::new()
-                .name("agent-gateway-acks".into())
-                .spawn(move || read_acks(read_half, &shared, &acks, &address))
-        }) {
+        let (shared, acks) = (Arc::clone(&self.shared), self.acks.clone());
+        let address = self.address.clone();
+        let spawned = std::thread::Builder::new()
+            .name("agent-gateway-acks".into())
+            .spawn(move || read_acks(reader, &shared, &acks, &address));
+        let reader = match spawned {
             Ok(reader) => reader,
             Err(e) => {
                 WARNING.warn(|| format!("cannot start reading from the gateway: {e}"));
@@ -288,7 +348,7 @@ impl Connection {
                 }
             };
             let Some(frame) = frame else { break };
-            if let Err(e) = stream.write_all(&frame) {
+            if let Err(e) = link.write_all(&frame) {
                 if !self.shared.stop.load(Ordering::Relaxed) {
                     // Whichever of the writer and the ack reader sees the break first says it
                     // (one warning per 10 s): both say what happens next.
@@ -303,14 +363,14 @@ impl Connection {
                 break;
             }
         }
-        let _ = stream.shutdown(Shutdown::Both);
+        link.shutdown();
         let _ = reader.join();
         self.shared.lock().connection = None;
     }
 }
 
 /// Reads ACKs (and a final ERROR) until the connection ends; then marks it broken.
-fn read_acks(mut stream: TcpStream, shared: &ConnectionShared, acks: &AckSender, address: &str) {
+fn read_acks(mut stream: LinkReader, shared: &ConnectionShared, acks: &AckSender, address: &str) {
     let mut body = Vec::new();
     loop {
         let problem = match protocol::read_frame(&mut stream, &mut body) {
@@ -347,6 +407,7 @@ mod tests {
     use super::*;
     use crate::agent::batch::Source;
     use crate::agent::ship::ack_channel;
+    use std::io::Write;
     use std::net::TcpListener;
     use std::path::PathBuf;
 
@@ -405,7 +466,14 @@ mod tests {
         let address = listener.local_addr().unwrap().to_string();
         let (acks, acked) = ack_channel();
         let backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(10));
-        let shipper = GatewayShipper::start(address, "web1".into(), backoff, acks).unwrap();
+        let shipper = GatewayShipper::start(
+            address,
+            "web1".into(),
+            GatewayAuth::default(),
+            backoff,
+            acks,
+        )
+        .unwrap();
         (listener, shipper, acked)
     }
 

@@ -295,10 +295,7 @@ impl KafkaShipper {
         self.formatter
             .write_for_source(source_index, line, &mut self.message);
         let record = parse::parse(&self.message, Format::Rfc5424, &mut self.parse_context);
-        let envelope = Envelope {
-            received_at: &self.received_at,
-            source: &self.host,
-        };
+        let envelope = Envelope::new(&self.received_at, &self.host);
         encode::encode(
             self.encoding,
             &self.message,

@@ -29,6 +29,7 @@ pub mod gateway;
 pub mod kafka;
 pub mod rfc5424;
 pub mod syslog_tcp;
+pub mod tls;
 
 use std::io;
 use std::sync::Arc;
@@ -94,6 +95,7 @@ pub fn build(config: &ShipConfig, host: &str, acks: AckSender) -> io::Result<Box
         ShipKind::Gateway => Box::new(gateway::GatewayShipper::start(
             config.address.clone(),
             host.to_string(),
+            gateway::GatewayAuth::load(config)?,
             backoff(),
             acks,
         )?),

@@ -10,6 +10,7 @@
 //! names the file, the key and what is allowed.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -21,6 +22,7 @@ use crate::setting::{InvalidSetting, TomlError};
 pub use crate::sink::{SinkConfig, SinkKind};
 pub use crate::source::config::{ListenerConfig, ListenerKind};
 use crate::source::framing::OversizePolicy;
+use crate::source::limits::{MemoryBudget, SourceLimits};
 use crate::source::{Format, ListenerDefaults};
 
 /// A configuration error, naming the file and the key at fault.
@@ -93,15 +95,19 @@ pub struct IngestConfig {
     /// Time zone of RFC 3164 timestamps, which carry none: `local` (the gateway's zone, as
     /// rsyslog assumes), `utc`, or a fixed offset such as `+02:00`. Default: `local`.
     pub legacy_timezone: LegacyZone,
+    /// `[ingest.limits]`: what hostile clients can make the sources hold.
+    pub limits: SourceLimits,
 }
 
 impl IngestConfig {
     /// What every listener takes from this section unless it sets its own.
-    pub fn listener_defaults(&self) -> ListenerDefaults {
+    pub fn listener_defaults(&self, budget: &Arc<MemoryBudget>) -> ListenerDefaults {
         ListenerDefaults {
             format: self.format,
             max_message_bytes: self.max_message_bytes,
             oversize: self.oversize,
+            limits: self.limits,
+            budget: budget.clone(),
         }
     }
 
@@ -114,7 +120,8 @@ impl IngestConfig {
             64,
             16 << 20,
             "bytes",
-        )
+        )?;
+        self.limits.check().map_err(|e| e.within("limits"))
     }
 }
 
@@ -126,6 +133,7 @@ impl Default for IngestConfig {
             oversize: OversizePolicy::Truncate,
             format: Format::Auto,
             legacy_timezone: LegacyZone::Local,
+            limits: SourceLimits::default(),
         }
     }
 }

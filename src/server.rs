@@ -15,10 +15,11 @@ use std::thread::JoinHandle;
 use anyhow::Context as _;
 
 use crate::config::Config;
-use crate::metrics::{Metrics, SinkMetrics};
+use crate::metrics::{MemoryBudgetMetrics, Metrics, SinkMetrics};
 use crate::pipeline::ring;
 use crate::pipeline::shard::{self, ShardSettings};
 use crate::sink;
+use crate::source::limits::MemoryBudget;
 use crate::source::{BoundListener, Shutdown};
 
 /// What a listener ended up bound to.
@@ -63,7 +64,11 @@ impl Server {
         )?;
         let sink_metrics = Arc::new(SinkMetrics::new(sink.name()));
 
-        let defaults = config.ingest.listener_defaults();
+        let budget = MemoryBudget::new(
+            config.ingest.limits.memory_budget(),
+            Arc::new(MemoryBudgetMetrics::default()),
+        );
+        let defaults = config.ingest.listener_defaults(&budget);
         let bound: Vec<BoundListener> = config
             .listen
             .iter()
@@ -121,7 +126,8 @@ impl Server {
             ring_metrics,
             sink_metrics,
             kafka_metrics,
-        ));
+        )
+        .with_memory_budget(budget.metrics().clone()));
         let metrics_address = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let control = match metrics_listener {
             Some(listener) => Some(crate::http::spawn(

@@ -173,7 +173,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
         type Get = fn(&ListenerMetrics) -> i64;
-        let listener_series: [(&str, &str, &str, Option<&str>, Get); 9] = [
+        let listener_series: [(&str, &str, &str, Option<&str>, Get); 10] = [
             (
                 "received_lines_total",
                 "counter",
@@ -211,6 +211,9 @@ impl Metrics {
             ),
             ("dropped_total", "counter", "", Some("ring_full"), |l| {
                 l.dropped_ring_full.get() as i64
+            }),
+            ("dropped_total", "counter", "", Some("empty"), |l| {
+                l.dropped_empty.get() as i64
             }),
             (
                 "framing_errors_total",
@@ -251,20 +254,74 @@ impl Metrics {
                 );
             }
         }
-        header(
-            &mut out,
-            "connections_rejected_total",
-            "counter",
-            "Connections closed at once because the listener was at max_connections.",
-        );
-        for l in &self.listeners {
-            let _ = writeln!(
-                out,
-                "logtail_connections_rejected_total{{listener=\"{}\",transport=\"{}\"}} {}",
-                escape_label(&l.name),
-                l.transport,
-                l.connections_rejected.get()
-            );
+        type Reasons = [(&'static str, fn(&ListenerMetrics) -> u64)];
+        let by_reason: [(&str, &str, &Reasons); 2] = [
+            (
+                "connections_rejected_total",
+                "Connections closed at once, by reason: max_connections, per_ip, reserved.",
+                &[
+                    ("max_connections", |l| l.connections_rejected.get()),
+                    ("per_ip", |l| l.connections_rejected_per_ip.get()),
+                    ("reserved", |l| l.connections_rejected_reserved.get()),
+                ],
+            ),
+            (
+                "connections_closed_total",
+                "Connections the gateway closed, by reason.",
+                &[
+                    ("hello_timeout", |l| l.closed_hello_timeout.get()),
+                    ("idle", |l| l.closed_idle.get()),
+                    ("slow", |l| l.closed_slow.get()),
+                    ("protocol", |l| l.closed_protocol.get()),
+                    ("memory", |l| l.closed_memory.get()),
+                ],
+            ),
+        ];
+        for (name, help, reasons) in by_reason {
+            header(&mut out, name, "counter", help);
+            for l in &self.listeners {
+                for (reason, get) in reasons {
+                    let _ = writeln!(
+                        out,
+                        "logtail_{name}{{listener=\"{}\",transport=\"{}\",reason=\"{reason}\"}} {}",
+                        escape_label(&l.name),
+                        l.transport,
+                        get(l)
+                    );
+                }
+            }
+        }
+        if let Some(budget) = &self.memory_budget {
+            let series: [(&str, &str, &str, i64); 4] = [
+                (
+                    "source_memory_bytes",
+                    "gauge",
+                    "Bytes all connections hold in partial frames and undecoded batches.",
+                    budget.held_bytes.get(),
+                ),
+                (
+                    "source_memory_limit_bytes",
+                    "gauge",
+                    "The sources' memory budget (memory_budget_bytes).",
+                    budget.limit_bytes.get(),
+                ),
+                (
+                    "source_memory_refusals_total",
+                    "counter",
+                    "Frames refused because the memory budget was spent.",
+                    budget.refusals.get() as i64,
+                ),
+                (
+                    "source_memory_waits_total",
+                    "counter",
+                    "Stream reads that waited for room in the memory budget.",
+                    budget.waits.get() as i64,
+                ),
+            ];
+            for (name, kind, help, value) in series {
+                header(&mut out, name, kind, help);
+                let _ = writeln!(out, "logtail_{name} {value}");
+            }
         }
 
         type RingGet = fn(&RingMetrics) -> i64;

@@ -25,6 +25,7 @@ pub mod config;
 pub mod datagram;
 pub mod framing;
 pub mod intake;
+pub mod limits;
 pub mod stream;
 
 use std::fmt;
@@ -45,6 +46,7 @@ use crate::metrics::ListenerMetrics;
 pub use config::{ListenerConfig, ListenerKind};
 use framing::{Framing, OversizePolicy};
 use intake::{Connections, Intake};
+use limits::{Admission, MemoryBudget, PeerTable, SourceLimits};
 use stream::Acceptor;
 
 /// Which syslog format a listener expects its senders to speak; the parser
@@ -90,11 +92,15 @@ impl fmt::Display for Format {
 }
 
 /// What every listener takes from `[ingest]` unless it sets its own.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ListenerDefaults {
     pub format: Format,
     pub max_message_bytes: usize,
     pub oversize: OversizePolicy,
+    /// `[ingest.limits]`.
+    pub limits: SourceLimits,
+    /// The one memory budget all listeners share.
+    pub budget: Arc<MemoryBudget>,
 }
 
 /// A listener as its shard tasks see it.
@@ -114,6 +120,14 @@ pub struct ListenerContext {
     pub warning: Arc<RateLimitedWarning>,
     /// What its connections speak.
     pub protocol: StreamProtocol,
+    /// `[ingest.limits]`: deadlines and decompression limits.
+    pub limits: SourceLimits,
+    /// The memory budget shared by every listener.
+    pub budget: Arc<MemoryBudget>,
+    /// Connections open per peer, shared by this listener's shards.
+    pub peers: Arc<PeerTable>,
+    /// `max_connections`, `max_connections_per_ip`, `reserved_connections`.
+    pub admission: Admission,
 }
 
 /// What a stream listener's connections speak.
@@ -255,6 +269,10 @@ impl BoundListener {
                 },
                 _ => StreamProtocol::Syslog,
             },
+            limits: defaults.limits,
+            budget: defaults.budget.clone(),
+            peers: Arc::new(PeerTable::default()),
+            admission: listener.admission(),
         };
         Ok(BoundListener {
             context,

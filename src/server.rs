@@ -121,13 +121,15 @@ impl Server {
                 .spawn(move || sink::run(consumers, sink, metrics, stopping))?
         };
 
-        let metrics = Arc::new(Metrics::new(
-            bound.iter().map(|b| b.context.metrics.clone()).collect(),
-            ring_metrics,
-            sink_metrics,
-            kafka_metrics,
-        )
-        .with_memory_budget(budget.metrics().clone()));
+        let metrics = Arc::new(
+            Metrics::new(
+                bound.iter().map(|b| b.context.metrics.clone()).collect(),
+                ring_metrics,
+                sink_metrics,
+                kafka_metrics,
+            )
+            .with_memory_budget(budget.metrics().clone()),
+        );
         let metrics_address = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let control = match metrics_listener {
             Some(listener) => Some(crate::http::spawn(

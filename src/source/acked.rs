@@ -192,6 +192,8 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     }
     let rest = protocol::parse_hello(&frames.body).map_err(Ended::Protocol)?;
     protocol::parse_agent_host(rest).map_err(Ended::Protocol)?;
+    // A HELLO comes once: nothing of it is worth keeping (an idle agent then holds nothing).
+    frames.body = Vec::new();
     frames.done_with_frame();
     let mut hello = Vec::new();
     protocol::gateway_hello(&mut hello);

@@ -92,13 +92,7 @@ impl SourceLimits {
                 "bytes (or 0 for an eighth of RAM)",
             )?;
         }
-        InvalidSetting::check_range(
-            "max_batch_records",
-            self.max_batch_records,
-            1,
-            u32::MAX,
-            "",
-        )?;
+        InvalidSetting::check_range("max_batch_records", self.max_batch_records, 1, u32::MAX, "")?;
         InvalidSetting::check_range("max_expansion_ratio", self.max_expansion_ratio, 1, 255, "")?;
         InvalidSetting::check_range(
             "hello_timeout_secs",
@@ -440,17 +434,29 @@ mod tests {
             reserved: 3,
         };
         let attacker = Some(IpAddr::from([10, 0, 0, 1]));
-        let mut held: Vec<PeerSlot> = (0..7).map(|_| table.admit(attacker, rules).unwrap()).collect();
+        let mut held: Vec<PeerSlot> = (0..7)
+            .map(|_| table.admit(attacker, rules).unwrap())
+            .collect();
         assert_eq!(table.admit(attacker, rules).unwrap_err(), Refused::Reserved);
         for last in 2..=4 {
-            held.push(table.admit(Some(IpAddr::from([10, 0, 0, last])), rules).unwrap());
+            held.push(
+                table
+                    .admit(Some(IpAddr::from([10, 0, 0, last])), rules)
+                    .unwrap(),
+            );
         }
         assert_eq!(
-            table.admit(Some(IpAddr::from([10, 0, 0, 9])), rules).unwrap_err(),
+            table
+                .admit(Some(IpAddr::from([10, 0, 0, 9])), rules)
+                .unwrap_err(),
             Refused::Full
         );
         held.truncate(9);
-        assert!(table.admit(Some(IpAddr::from([10, 0, 0, 9])), rules).is_ok());
+        assert!(
+            table
+                .admit(Some(IpAddr::from([10, 0, 0, 9])), rules)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -462,9 +468,16 @@ mod tests {
             reserved: 0,
         };
         let a = Some(IpAddr::from([10, 0, 0, 1]));
-        let _held = [table.admit(a, rules).unwrap(), table.admit(a, rules).unwrap()];
+        let _held = [
+            table.admit(a, rules).unwrap(),
+            table.admit(a, rules).unwrap(),
+        ];
         assert_eq!(table.admit(a, rules).unwrap_err(), Refused::PerIp);
-        assert!(table.admit(Some(IpAddr::from([10, 0, 0, 2])), rules).is_ok());
+        assert!(
+            table
+                .admit(Some(IpAddr::from([10, 0, 0, 2])), rules)
+                .is_ok()
+        );
         // Unix peers only count towards the total.
         assert!(table.admit(None, rules).is_ok());
     }
@@ -473,7 +486,10 @@ mod tests {
     fn frame_deadlines_grow_with_the_bytes_at_the_minimum_rate() {
         let limits = SourceLimits::default();
         assert_eq!(limits.frame_deadline(0), Duration::from_secs(30));
-        assert_eq!(limits.frame_deadline(64 * 1024 * 10), Duration::from_secs(40));
+        assert_eq!(
+            limits.frame_deadline(64 * 1024 * 10),
+            Duration::from_secs(40)
+        );
         assert_eq!(SourceLimits::default().check(), Ok(()));
     }
 }

@@ -120,18 +120,19 @@ fn admit<I: Intake + 'static, S: AsyncRead + AsyncWrite + Unpin + 'static>(
                 Err(refused) => {
                     let (counter, why) = match refused {
                         Refused::Full => (&metrics.connections_rejected, "max_connections"),
-                        Refused::PerIp => {
-                            (&metrics.connections_rejected_per_ip, "max_connections_per_ip")
-                        }
+                        Refused::PerIp => (
+                            &metrics.connections_rejected_per_ip,
+                            "max_connections_per_ip",
+                        ),
                         Refused::Reserved => (
                             &metrics.connections_rejected_reserved,
                             "only reserved_connections are left, for peers without one",
                         ),
                     };
                     counter.add(1);
-                    listener.warning.warn(|| {
-                        format!("listener {}: refusing {source} ({why})", listener.name)
-                    });
+                    listener
+                        .warning
+                        .warn(|| format!("listener {}: refusing {source} ({why})", listener.name));
                     return true;
                 }
             };
@@ -214,28 +215,33 @@ pub async fn serve_connection<I: Intake, R: AsyncRead + Unpin>(
             partial_since.map(|since| since + listener.limits.frame_deadline(buf.len()));
         // Grow with what arrived: a partial frame needs at most the rest of a whole message,
         // so the buffer of a 64 KiB partial line is about 64 KiB, not twice that.
-        let want = if buf.is_empty() {
+        let mut want = if buf.is_empty() {
             read_size
         } else {
             read_size
                 .min(decoder.needed_buffer().saturating_sub(buf.len()))
                 .max(MIN_GROWTH)
         };
-        if buf.capacity() - buf.len() < want && !buf.try_reclaim(want) {
-            let size = buf.len() + want;
-            let charge = size.saturating_sub(INITIAL_READ);
-            if !share.try_resize(charge.max(share.bytes())) {
-                // The budget is spent: stop reading (the sender feels TCP backpressure) until
-                // there is room, the frame's deadline passes, or the gateway stops.
-                let waited = tokio::select! {
-                    granted = share.resize(charge.max(share.bytes())) => granted,
+        let mut has_room = buf.capacity() - buf.len() >= want || buf.try_reclaim(want);
+        if !has_room && !share.try_resize(budgeted(buf.len() + want).max(share.bytes())) {
+            // No room in the budget for a larger read: a busy sender reads on in the
+            // INITIAL_READ every connection has, which needs none; only a partial frame
+            // longer than that waits for room.
+            read_size = INITIAL_READ;
+            want = MIN_GROWTH.max(INITIAL_READ.saturating_sub(buf.len()));
+            has_room = buf.capacity() - buf.len() >= want || buf.try_reclaim(want);
+            if !has_room && !share.try_resize(budgeted(buf.len() + want).max(share.bytes())) {
+                // Stop reading (the sender feels TCP backpressure) until there is room, the
+                // frame's deadline passes, or the gateway stops.
+                let granted = tokio::select! {
+                    granted = share.resize(budgeted(buf.len() + want).max(share.bytes())) => granted,
                     _ = sleep_until_some(frame_deadline) => false,
                     _ = &mut shutdown, if draining_since.is_none() => {
                         draining_since = Some(tokio::time::Instant::now());
                         continue;
                     }
                 };
-                if !waited {
+                if !granted {
                     metrics.closed_memory.add(1);
                     listener.warning.warn(|| {
                         format!(
@@ -247,6 +253,10 @@ pub async fn serve_connection<I: Intake, R: AsyncRead + Unpin>(
                     return;
                 }
             }
+        }
+        if !has_room {
+            // Exactly the size granted: BytesMut's own growth would double it.
+            let size = buf.len() + want;
             let mut bigger = BytesMut::with_capacity(size);
             bigger.extend_from_slice(&buf);
             buf = bigger;
@@ -323,7 +333,7 @@ pub async fn serve_connection<I: Intake, R: AsyncRead + Unpin>(
         if buf.is_empty() && allocated > read_size.max(INITIAL_READ) {
             buf = BytesMut::with_capacity(read_size);
             allocated = read_size;
-            share.try_resize(allocated.saturating_sub(INITIAL_READ));
+            share.try_resize(budgeted(allocated));
         }
         let counters = decoder.take_counters();
         metrics.truncated.add(counters.truncated);
@@ -345,6 +355,12 @@ pub async fn serve_connection<I: Intake, R: AsyncRead + Unpin>(
             read_size *= 2;
         }
     }
+}
+
+/// The bytes of a connection buffer of `size` that the memory budget must grant: all beyond
+/// the [`INITIAL_READ`] every connection has.
+fn budgeted(size: usize) -> usize {
+    size.saturating_sub(INITIAL_READ)
 }
 
 /// What a read of a connection came to.

@@ -387,7 +387,8 @@ mod tests {
                 max_expansion_ratio: 255,
             },
             &mut raw,
-        ).unwrap();
+        )
+        .unwrap();
         let messages = protocol::messages(&raw)
             .map(|m| String::from_utf8(m.unwrap().to_vec()).unwrap())
             .collect();

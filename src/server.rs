@@ -193,7 +193,8 @@ impl Server {
     /// written.
     ///
     /// # Errors
-    /// When the sink failed to close (its final fsync), or a thread panicked.
+    /// When the sink failed to close (its final fsync), or a thread panicked; [`GaveUp`] when
+    /// records taken in were given up on.
     pub fn shutdown(self) -> anyhow::Result<()> {
         self.stopping.store(true, Ordering::Relaxed);
         let _ = self.shutdown.send(true);
@@ -215,6 +216,27 @@ impl Server {
         if panicked {
             anyhow::bail!("a shard thread panicked");
         }
-        sink_result.context("closing the sink")
+        sink_result.context("closing the sink")?;
+        let lost = self.metrics.sink.lost_records.get()
+            + self
+                .metrics
+                .kafka
+                .as_ref()
+                .map_or(0, |k| k.lost_records.get());
+        if lost > 0 {
+            return Err(GaveUp { records: lost }.into());
+        }
+        Ok(())
     }
+}
+
+/// A shutdown that had to give records up: the sink kept failing (a full disk, Kafka and its
+/// WAL both refusing) until the shutdown's time ran out. `logtail serve` exits non-zero with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "stopped, but gave up {records} records the sink could not write \
+     (sink_lost_records_total, kafka_lost_records_total)"
+)]
+pub struct GaveUp {
+    pub records: u64,
 }

@@ -173,7 +173,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
         type Get = fn(&ListenerMetrics) -> i64;
-        let listener_series: [(&str, &str, &str, Option<&str>, Get); 10] = [
+        let listener_series: [(&str, &str, &str, Option<&str>, Get); 11] = [
             (
                 "received_lines_total",
                 "counter",
@@ -214,6 +214,9 @@ impl Metrics {
             }),
             ("dropped_total", "counter", "", Some("empty"), |l| {
                 l.dropped_empty.get() as i64
+            }),
+            ("dropped_total", "counter", "", Some("kernel"), |l| {
+                l.dropped_kernel.get() as i64
             }),
             (
                 "framing_errors_total",

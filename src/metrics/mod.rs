@@ -17,7 +17,7 @@
 //! | `received_bytes_total` | counter | listener, transport | message bytes received (after framing) |
 //! | `parse_errors_total` | counter | listener, transport | messages kept raw because they did not parse |
 //! | `truncated_total` | counter | listener, transport | messages cut to `max_message_bytes` |
-//! | `dropped_total` | counter | listener, transport, reason | messages not kept: `oversize`, `ring_full`, `empty` |
+//! | `dropped_total` | counter | listener, transport, reason | messages not kept: `oversize`, `ring_full`, `empty` (agent batches), `kernel` (datagrams the kernel dropped for a full receive buffer, `SO_RXQ_OVFL`) |
 //! | `framing_errors_total` | counter | listener, transport | untrusted or malformed octet counts |
 //! | `connections_open` | gauge | listener, transport | open stream connections |
 //! | `connections_total` | counter | listener, transport | stream connections accepted |
@@ -113,6 +113,8 @@ pub struct ListenerMetrics {
     pub connections_rejected: Counter,
     /// Empty messages (an agent batch may carry them), dropped and counted, never stored.
     pub dropped_empty: Counter,
+    /// Datagrams the kernel dropped for a full receive buffer (`SO_RXQ_OVFL`).
+    pub dropped_kernel: Counter,
     /// Connections refused because their peer was at `max_connections_per_ip`...
     pub connections_rejected_per_ip: Counter,
     /// ...or already had a connection when only the reserved slots were left.
@@ -143,6 +145,7 @@ impl ListenerMetrics {
             connections: Counter::default(),
             connections_rejected: Counter::default(),
             dropped_empty: Counter::default(),
+            dropped_kernel: Counter::default(),
             connections_rejected_per_ip: Counter::default(),
             connections_rejected_reserved: Counter::default(),
             closed_hello_timeout: Counter::default(),

@@ -326,6 +326,45 @@ mod tests {
     }
 
     #[test]
+    fn hostile_client_limits_are_typed_and_checked_with_their_keys() {
+        let config = load(
+            "[ingest.limits]\nmemory_budget_bytes = 8388608\nframe_timeout_secs = 2\n\
+             [[listen]]\ntype = \"tcp\"\naddress = \"127.0.0.1:601\"\nmax_connections = 60\n\
+             max_connections_per_ip = 40\n",
+        )
+        .unwrap();
+        assert_eq!(config.ingest.limits.memory_budget(), 8 << 20);
+        assert_eq!(
+            config.ingest.limits.frame_timeout,
+            std::time::Duration::from_secs(2)
+        );
+        let admission = config.listen[0].admission();
+        assert_eq!(
+            (admission.max_per_ip, admission.reserved),
+            (40, 6),
+            "a tenth of max_connections is reserved by default"
+        );
+        let err = load("[ingest.limits]\nmax_expansion_ratio = 300\n").unwrap_err();
+        assert!(
+            err.contains(
+                "ingest.limits.max_expansion_ratio: 300 is out of range: allowed 1 to 255"
+            ),
+            "{err}"
+        );
+        let err = load(
+            "[[listen]]\ntype = \"tcp\"\naddress = \"127.0.0.1:601\"\nmax_connections = 5\n\
+             reserved_connections = 5\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("reserved_connections: 5 leaves no slot"),
+            "{err}"
+        );
+        let err = load("[ingest.limits]\nhello_timeout_secs = \"5s\"\n").unwrap_err();
+        assert!(err.contains("hello_timeout_secs"), "{err}");
+    }
+
+    #[test]
     fn the_shipped_example_config_is_valid_and_matches_the_defaults() {
         let text = include_str!("../config/logtail.toml");
         let config = load(text).unwrap();

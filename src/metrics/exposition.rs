@@ -311,7 +311,7 @@ impl Metrics {
                 (
                     "source_memory_refusals_total",
                     "counter",
-                    "Frames refused because the memory budget was spent.",
+                    "Frames refused (their connection closed) because the memory budget stayed spent.",
                     budget.refusals.get() as i64,
                 ),
                 (

@@ -164,7 +164,7 @@ pub struct MemoryBudgetMetrics {
     pub held_bytes: Gauge,
     /// The budget.
     pub limit_bytes: Gauge,
-    /// Frames or buffer growths refused because the budget was spent.
+    /// Frames refused, their connections closed, because the budget stayed spent.
     pub refusals: Counter,
     /// Times a stream connection waited for room (backpressure on its sender).
     pub waits: Counter,

@@ -129,6 +129,7 @@ pub async fn serve_agent<I: Intake, S: AsyncRead + AsyncWrite + Unpin>(
         }
         Ended::Memory => {
             metrics.closed_memory.add(1);
+            listener.budget.metrics().refusals.add(1);
             listener.warning.warn(|| {
                 format!(
                     "listener {}: memory budget spent ({} bytes held), refusing a frame of agent {source}",

@@ -239,7 +239,7 @@ impl BudgetShare {
     }
 
     /// Holds `bytes` in all (more or fewer than now) if the budget has room; false, holding
-    /// what it held, when it has not (counted as a refusal).
+    /// what it held, when it has not (the caller counts what it then refuses).
     pub fn try_resize(&mut self, bytes: usize) -> bool {
         if bytes <= self.bytes {
             self.budget.give_back(self.bytes - bytes);
@@ -250,7 +250,6 @@ impl BudgetShare {
             self.bytes = bytes;
             true
         } else {
-            self.budget.metrics.refusals.add(1);
             false
         }
     }
@@ -259,7 +258,6 @@ impl BudgetShare {
     /// `bytes` larger than the whole budget can never fit: false at once.
     pub async fn resize(&mut self, bytes: usize) -> bool {
         if bytes > self.budget.limit {
-            self.budget.metrics.refusals.add(1);
             return false;
         }
         let mut counted = false;
@@ -394,7 +392,6 @@ mod tests {
         assert!(b.try_resize(400));
         assert_eq!(budget.held(), 1000);
         assert_eq!(budget.metrics().held_bytes.get(), 1000);
-        assert_eq!(budget.metrics().refusals.get(), 1);
         assert!(a.try_resize(100));
         assert_eq!(budget.held(), 500);
         drop(a);

@@ -243,6 +243,7 @@ pub async fn serve_connection<I: Intake, R: AsyncRead + Unpin>(
                 };
                 if !granted {
                     metrics.closed_memory.add(1);
+                    listener.budget.metrics().refusals.add(1);
                     listener.warning.warn(|| {
                         format!(
                             "listener {}: no room in the memory budget for {source}'s partial frame of {} bytes; closing",

@@ -284,3 +284,49 @@ fn partial_64_kib_lines_cost_what_arrived_and_count_against_the_budget() {
     let records = gw.stop_and_read();
     assert_eq!(records.len(), CONNECTIONS);
 }
+
+#[test]
+fn a_flooding_connection_is_paced_to_its_rate_and_loses_nothing() {
+    // 300,000 bytes at 100,000 bytes/s with a one-second burst: about 2 s, not milliseconds.
+    let mut gw = common::Gateway::start_with(|c| {
+        c.listen[1].max_bytes_per_sec_per_connection = 100_000;
+    });
+    let line = |n: usize| {
+        format!(
+            "<13>Nov 30 10:00:00 flood app: good-{n:06} {}\n",
+            "x".repeat(56)
+        )
+    };
+    assert_eq!(line(0).len(), 100);
+    let flood: String = (0..3000).map(line).collect();
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(gw.tcp()).expect("connect");
+    stream.write_all(flood.as_bytes()).expect("flood");
+    drop(stream);
+    gw.wait_for_records(3000);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1800) && took < Duration::from_secs(10),
+        "took {took:?}"
+    );
+    assert!(gw.listener_count("tcp", |m| m.throttled.get()) > 0);
+    let records = gw.stop_and_read();
+    assert_eq!(good_stored(&records), 3000);
+}
+
+#[test]
+fn a_peer_at_max_connections_per_ip_is_refused_and_another_address_is_not() {
+    let mut gw = common::Gateway::start_with(|c| c.listen[1].max_connections_per_ip = 3);
+    let tcp = gw.tcp();
+    let _held: Vec<TcpStream> = (0..5).map(|_| connect_from([127, 0, 0, 1], tcp)).collect();
+    wait_until("3 admitted and 2 refused", || {
+        gw.listener_count("tcp", |m| m.connections.get()) == 3
+            && gw.listener_count("tcp", |m| m.connections_rejected_per_ip.get()) == 2
+    });
+    let mut good = connect_from([127, 0, 0, 3], tcp);
+    good.write_all(&good_lines(100)).expect("lines");
+    drop(good);
+    gw.wait_for_records(100);
+    let records = gw.stop_and_read();
+    assert_eq!(good_stored(&records), 100);
+}

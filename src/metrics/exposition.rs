@@ -173,7 +173,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
         type Get = fn(&ListenerMetrics) -> i64;
-        let listener_series: [(&str, &str, &str, Option<&str>, Get); 11] = [
+        let listener_series: [(&str, &str, &str, Option<&str>, Get); 12] = [
             (
                 "received_lines_total",
                 "counter",
@@ -224,6 +224,13 @@ impl Metrics {
                 "Untrusted or malformed octet counts.",
                 None,
                 |l| l.framing_errors.get() as i64,
+            ),
+            (
+                "throttled_total",
+                "counter",
+                "Pauses of stream connections sending faster than max_bytes_per_sec_per_connection.",
+                None,
+                |l| l.throttled.get() as i64,
             ),
             (
                 "connections_open",

@@ -22,6 +22,7 @@
 //! | `connections_open` | gauge | listener, transport | open stream connections |
 //! | `connections_total` | counter | listener, transport | stream connections accepted |
 //! | `connections_rejected_total` | counter | listener, transport, reason | connections closed at once: `max_connections`, `per_ip` (`max_connections_per_ip`), `reserved` (only reserved slots left, and the peer has a connection) |
+//! | `throttled_total` | counter | listener, transport | pauses of stream connections sending faster than `max_bytes_per_sec_per_connection` |
 //! | `connections_closed_total` | counter | listener, transport, reason | connections the gateway closed: `hello_timeout`, `idle`, `slow` (a frame or line arrived below the minimum rate), `protocol`, `memory` (the memory budget was spent) |
 //! | `source_memory_bytes` / `source_memory_limit_bytes` | gauge | | bytes all connections hold in partial frames and undecoded batches; the budget |
 //! | `source_memory_refusals_total` / `source_memory_waits_total` | counter | | frames refused, and stream reads that waited, because the budget was spent |
@@ -115,6 +116,8 @@ pub struct ListenerMetrics {
     pub dropped_empty: Counter,
     /// Datagrams the kernel dropped for a full receive buffer (`SO_RXQ_OVFL`).
     pub dropped_kernel: Counter,
+    /// Times a stream connection was paused for `max_bytes_per_sec_per_connection`.
+    pub throttled: Counter,
     /// Connections refused because their peer was at `max_connections_per_ip`...
     pub connections_rejected_per_ip: Counter,
     /// ...or already had a connection when only the reserved slots were left.
@@ -146,6 +149,7 @@ impl ListenerMetrics {
             connections_rejected: Counter::default(),
             dropped_empty: Counter::default(),
             dropped_kernel: Counter::default(),
+            throttled: Counter::default(),
             connections_rejected_per_ip: Counter::default(),
             connections_rejected_reserved: Counter::default(),
             closed_hello_timeout: Counter::default(),

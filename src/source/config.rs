@@ -122,6 +122,11 @@ pub struct ListenerConfig {
     /// `max_connections`.
     #[serde(default)]
     pub reserved_connections: Option<usize>,
+    /// Most bytes per second one stream connection may send (after a one-second burst); a
+    /// faster sender is slowed by TCP backpressure, nothing is dropped. So one flooding sender
+    /// cannot cycle the store's size retention through everyone's logs. 0: no limit (default).
+    #[serde(default)]
+    pub max_bytes_per_sec_per_connection: u64,
     /// Close a stream connection that sent nothing for this many seconds (its partial last
     /// line is kept). Default: 0, never.
     #[serde(
@@ -186,6 +191,7 @@ impl ListenerConfig {
             max_connections: default_max_connections(),
             max_connections_per_ip: 0,
             reserved_connections: None,
+            max_bytes_per_sec_per_connection: 0,
             idle_timeout: None,
             receive_buffer_bytes: None,
             max_batch_bytes: default_max_batch_bytes(),
@@ -219,6 +225,7 @@ impl ListenerConfig {
     /// Who may connect: `max_connections`, `max_connections_per_ip` and the reserved slots.
     pub fn admission(&self) -> Admission {
         Admission {
+            max_bytes_per_sec: self.max_bytes_per_sec_per_connection,
             max_connections: self.max_connections,
             max_per_ip: self.max_connections_per_ip,
             reserved: self

@@ -292,6 +292,43 @@ impl Drop for BudgetShare {
     }
 }
 
+/// Paces one connection to at most `bytes_per_sec`, with bursts of up to one second's worth:
+/// a pure clock-in, delay-out type, so the stream reader only sleeps on what it says.
+///
+/// A flood from one sender is what size retention turns into deleting everyone's logs; pacing
+/// each connection (TCP backpressure, nothing dropped) bounds how fast one sender can cycle the
+/// store (with `max_connections_per_ip`, how fast one address can).
+#[derive(Debug, Clone, Copy)]
+pub struct IngestPacer {
+    bytes_per_sec: u64,
+    /// When the bytes taken so far are paid for at the rate.
+    paid_until: Option<std::time::Instant>,
+}
+
+impl IngestPacer {
+    /// A pacer for `bytes_per_sec` (at least 1).
+    pub fn new(bytes_per_sec: u64) -> Self {
+        IngestPacer {
+            bytes_per_sec: bytes_per_sec.max(1),
+            paid_until: None,
+        }
+    }
+
+    /// Takes `bytes` read at `now`; returns how long to wait before reading again.
+    pub fn took(&mut self, bytes: usize, now: std::time::Instant) -> Duration {
+        let burst = Duration::from_secs(1);
+        // Unused allowance is kept for at most one second (the burst).
+        let from = match self.paid_until {
+            Some(paid) if paid + burst > now => paid,
+            _ => now.checked_sub(burst).unwrap_or(now),
+        };
+        let cost = Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec as f64);
+        let paid = from + cost;
+        self.paid_until = Some(paid);
+        paid.saturating_duration_since(now)
+    }
+}
+
 /// Why a connection was refused at accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
@@ -317,6 +354,8 @@ pub struct Admission {
     /// 0: no per-peer limit.
     pub max_per_ip: usize,
     pub reserved: usize,
+    /// Each connection's most bytes per second ([`IngestPacer`]); 0: no limit.
+    pub max_bytes_per_sec: u64,
 }
 
 impl PeerTable {
@@ -429,6 +468,7 @@ mod tests {
             max_connections: 10,
             max_per_ip: 0,
             reserved: 3,
+            max_bytes_per_sec: 0,
         };
         let attacker = Some(IpAddr::from([10, 0, 0, 1]));
         let mut held: Vec<PeerSlot> = (0..7)
@@ -463,6 +503,7 @@ mod tests {
             max_connections: 100,
             max_per_ip: 2,
             reserved: 0,
+            max_bytes_per_sec: 0,
         };
         let a = Some(IpAddr::from([10, 0, 0, 1]));
         let _held = [
@@ -477,6 +518,20 @@ mod tests {
         );
         // Unix peers only count towards the total.
         assert!(table.admit(None, rules).is_ok());
+    }
+
+    #[test]
+    fn a_paced_connection_gets_one_second_of_burst_then_the_rate() {
+        let start = std::time::Instant::now();
+        let mut pacer = IngestPacer::new(1000);
+        assert_eq!(pacer.took(1000, start), Duration::ZERO);
+        assert_eq!(pacer.took(500, start), Duration::from_millis(500));
+        let later = start + Duration::from_millis(500);
+        assert_eq!(pacer.took(250, later), Duration::from_millis(250));
+        // After a long pause only one second of allowance is left.
+        let much_later = start + Duration::from_secs(60);
+        assert_eq!(pacer.took(1000, much_later), Duration::ZERO);
+        assert_eq!(pacer.took(1000, much_later), Duration::from_secs(1));
     }
 
     #[test]

@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use super::framing::Decoder;
 use super::intake::{Connections, Intake, Receive};
-use super::limits::{BudgetShare, Refused};
+use super::limits::{BudgetShare, IngestPacer, Refused};
 use super::{ListenerContext, Shutdown, StreamProtocol};
 
 /// First read size of a connection, in bytes.
@@ -189,6 +189,10 @@ pub async fn serve_connection<I: Intake, R: AsyncRead + Unpin>(
     // When the partial frame at the start of `buf` began to arrive.
     let mut partial_since: Option<tokio::time::Instant> = None;
     let mut read_size = INITIAL_READ;
+    // `max_bytes_per_sec_per_connection`, and the pause it asks for before the next read.
+    let mut pacer = (listener.admission.max_bytes_per_sec > 0)
+        .then(|| IngestPacer::new(listener.admission.max_bytes_per_sec));
+    let mut pause = Duration::ZERO;
     tokio::pin!(shutdown);
     let mut draining_since = None;
     loop {
@@ -196,6 +200,13 @@ pub async fn serve_connection<I: Intake, R: AsyncRead + Unpin>(
         // blocked (a failing sink): a shutdown must not wait on a client.
         let drain_over = draining_since.map(|since| since + DRAIN_LIMIT);
         let blocked_from = tokio::time::Instant::now();
+        if !pause.is_zero() && draining_since.is_none() {
+            metrics.throttled.add(1);
+            tokio::select! {
+                _ = tokio::time::sleep(std::mem::take(&mut pause)) => {}
+                _ = &mut shutdown => draining_since = Some(tokio::time::Instant::now()),
+            }
+        }
         let drained = tokio::select! {
             _ = &mut shutdown, if draining_since.is_none() => {
                 draining_since = Some(tokio::time::Instant::now());
@@ -352,7 +363,16 @@ pub async fn serve_connection<I: Intake, R: AsyncRead + Unpin>(
         if eof {
             return;
         }
-        if n == spare && read_size < MAX_READ {
+        if let Some(pacer) = pacer.as_mut() {
+            pause = pacer.took(n, std::time::Instant::now());
+        }
+        // A paced connection reads at most an eighth of a second's worth at once, so that the
+        // bytes a read takes before its pause stay small next to the rate.
+        let most = match listener.admission.max_bytes_per_sec {
+            0 => MAX_READ,
+            rate => MAX_READ.min(INITIAL_READ.max((rate / 8) as usize)),
+        };
+        if n == spare && read_size < most {
             read_size *= 2;
         }
     }

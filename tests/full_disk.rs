@@ -111,6 +111,8 @@ fn fill(disk: &SmallDisk) -> (Gateway, JoinHandle<std::io::Result<()>>) {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(500));
+    // A full disk is a metric at once, not only at shutdown.
+    assert_eq!(gw.server().metrics().sink.disk_full.get(), 1);
     (gw, sender)
 }
 

@@ -391,6 +391,18 @@ impl Metrics {
             header(&mut out, name, "counter", help);
             let _ = writeln!(out, "logtail_{name}{{sink=\"{}\"}} {value}", s.name);
         }
+        header(
+            &mut out,
+            "sink_disk_full",
+            "gauge",
+            "1 while the sink's writes fail because the disk is full.",
+        );
+        let _ = writeln!(
+            out,
+            "logtail_sink_disk_full{{sink=\"{}\"}} {}",
+            s.name,
+            s.disk_full.get()
+        );
         s.latency.render(
             &mut out,
             "batch_latency_seconds",

@@ -31,6 +31,7 @@
 //! | `sink_records_total`, `sink_batches_total`, `sink_bytes_total` | counter | sink | written by the sink |
 //! | `sink_errors_total` | counter | sink | failed writes (retried) |
 //! | `sink_lost_records_total` | counter | sink | records given up on at shutdown after the sink kept failing |
+//! | `sink_disk_full` | gauge | sink | 1 while writes fail because the disk is full (logged when it starts) |
 //! | `batch_latency_seconds` | summary | sink, quantile | receive of a batch's first record → written by the sink |
 //! | `kafka_produced_records_total`, `kafka_delivered_records_total` | counter | | handed to the producer; acknowledged by Kafka |
 //! | `kafka_rejected_records_total` | counter | | rejected by Kafka for good (e.g. too large): lost, and logged |
@@ -193,6 +194,8 @@ pub struct SinkMetrics {
     pub bytes: Counter,
     pub errors: Counter,
     pub lost_records: Counter,
+    /// 1 while writes fail because the disk is full.
+    pub disk_full: Gauge,
     /// From a batch's first receive to its write, one sample per batch.
     latency: LatencySummary,
 }
@@ -207,6 +210,7 @@ impl SinkMetrics {
             bytes: Counter::default(),
             errors: Counter::default(),
             lost_records: Counter::default(),
+            disk_full: Gauge::default(),
             latency: LatencySummary::default(),
         }
     }

@@ -658,6 +658,28 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_of_identical_lines_compresses_near_lz4s_most_and_passes_its_limit() {
+        // An agent's burst of one repeated line: a batch refused for its ratio would be resent
+        // forever, so the default limit (255) must take it.
+        let line = b"<11>1 2026-11-30T10:00:00.000000Z web1 app - - - the same error again";
+        let mut encoder = BatchEncoder::default();
+        for _ in 0..4096 {
+            encoder.message(|out| out.extend_from_slice(line));
+        }
+        let mut frame = Vec::new();
+        encoder.finish(1, &mut frame);
+        let body = &frame[FRAME_HEADER_LEN..];
+        let ratio = (4096 * (line.len() + 4)) as f64 / (body.len() - BATCH_HEADER_LEN) as f64;
+        assert!(ratio > 200.0, "{ratio}");
+        let limits = BatchLimits {
+            max_raw_bytes: 16 << 20,
+            max_records: 65_536,
+            max_expansion_ratio: 255,
+        };
+        assert!(decode_batch(body, &limits, &mut Vec::new()).is_ok());
+    }
+
+    #[test]
     fn a_blocking_read_of_a_frame_grows_with_what_arrived() {
         // A header announcing 200 MiB, then 3 bytes and the end of the stream.
         let mut bytes = ((200u32 << 20) + 1).to_be_bytes().to_vec();

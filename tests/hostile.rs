@@ -140,7 +140,7 @@ fn a_64_kib_batch_of_empty_messages_is_refused_and_empty_messages_are_never_stor
     );
     assert_eq!(
         String::from_utf8_lossy(&body),
-        "batch raw_len 16777216 is more than 64 times its lz4 block of 65804 bytes"
+        "batch of 4194304 messages exceeds the limit of 65536"
     );
     assert_eq!(gw.listener_count("agent", |m| m.closed_protocol.get()), 1);
 

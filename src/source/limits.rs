@@ -42,8 +42,11 @@ pub struct SourceLimits {
     /// Most messages in one agent batch; a batch announcing more is refused before it is
     /// decompressed. Default: 65536 (the agent sends at most 4096 by default).
     pub max_batch_records: u32,
-    /// Most bytes an agent batch may decompress to per compressed byte. Default: 64 (log
-    /// lines compress 5–20:1 with lz4; a block of zeros 255:1).
+    /// Most bytes an agent batch may decompress to per compressed byte, checked before the
+    /// batch is allocated: garbage announcing a huge `raw_len` costs at most this many times
+    /// what arrived. Default: 255, lz4's own most. Log lines compress 5–20:1, but a batch of
+    /// identical lines compresses up to 255:1, and a refused batch is resent by its agent
+    /// forever: lower it only for agents whose lines are known not to repeat.
     pub max_expansion_ratio: u32,
     /// Seconds an agent has to send its HELLO after connecting. Default: 5.
     #[serde(rename = "hello_timeout_secs", deserialize_with = "seconds")]
@@ -66,7 +69,7 @@ impl Default for SourceLimits {
         SourceLimits {
             memory_budget_bytes: 0,
             max_batch_records: 65_536,
-            max_expansion_ratio: 64,
+            max_expansion_ratio: 255,
             hello_timeout: Duration::from_secs(5),
             frame_timeout: Duration::from_secs(30),
             min_bytes_per_sec: 64 * 1024,

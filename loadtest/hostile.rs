@@ -26,51 +26,117 @@ use logtail::agent_protocol::{self as protocol, BatchEncoder, Kind};
 
 use crate::gateway::{Gateway, GatewayOptions, Product, Sink};
 
-/// What to run.
-pub struct HostileSettings {
-    pub gateway_binary: std::path::PathBuf,
-    pub work_dir: std::path::PathBuf,
+/// The `hostile` scenario's options.
+#[derive(clap::Args)]
+pub struct HostileArgs {
+    /// How long the good sender sends.
+    #[arg(long, default_value = "30s", value_parser = logtail::time::parse_duration)]
     pub duration: Duration,
     /// Good lines per second.
+    #[arg(long, default_value_t = 20_000)]
     pub rate: u64,
+    /// Agent connections sending a HELLO and an 18 MiB BATCH header.
+    #[arg(long, default_value_t = 200)]
     pub huge_headers: usize,
+    /// Connections sending one byte every --trickle-every.
+    #[arg(long, default_value_t = 500)]
     pub slowloris: usize,
+    #[arg(long, default_value = "2s", value_parser = logtail::time::parse_duration)]
     pub trickle_every: Duration,
+    /// Connections holding a partial 60 KiB line.
+    #[arg(long, default_value_t = 2000)]
     pub partial_lines: usize,
+    /// Random bytes one connection sends.
+    #[arg(long, default_value_t = 200 << 20)]
     pub garbage_bytes: u64,
-    /// `[ingest.limits]` memory_budget_bytes.
+    /// The gateway's `[ingest.limits] memory_budget_bytes`.
+    #[arg(long, default_value_t = 64 << 20)]
     pub memory_budget: u64,
-    /// `[ingest.limits]` frame_timeout_secs.
+    /// The gateway's `[ingest.limits] frame_timeout_secs`.
+    #[arg(long, default_value_t = 5)]
     pub frame_timeout_secs: u64,
+    /// Fail when the gateway's peak RSS is above this.
+    #[arg(long, default_value_t = 512)]
+    pub max_rss_mib: u64,
+    /// The logtail binary [default: `logtail` beside this program].
+    #[arg(long)]
+    pub gateway_bin: Option<std::path::PathBuf>,
+    /// Work directory [default: a new one under $TMPDIR, removed afterwards].
+    #[arg(long)]
+    pub work_dir: Option<std::path::PathBuf>,
+}
+
+/// Runs the scenario with `gateway_binary` and prints its figures; true when every check
+/// passed (every good line stored, a clean shutdown, RSS under the limit).
+///
+/// # Errors
+/// When the gateway cannot be started or its store read.
+pub fn run_and_print(
+    args: &HostileArgs,
+    gateway_binary: std::path::PathBuf,
+    date: &str,
+    command: &str,
+) -> anyhow::Result<bool> {
+    let work_dir = args.work_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("logtail-hostile-{}", std::process::id()))
+    });
+    let outcome = run(args, &gateway_binary, &work_dir);
+    if args.work_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&work_dir);
+    }
+    let outcome = outcome?;
+    println!("hostile ({date}): {command}");
+    println!(
+        "good lines: {} sent, {} stored; gateway peak RSS {} MiB; peak budget held {} bytes of {}",
+        outcome.good_sent,
+        outcome.good_stored,
+        outcome.peak_rss_kib / 1024,
+        outcome.peak_budget_bytes,
+        args.memory_budget
+    );
+    println!(
+        "amplification batches refused: {}; slowloris connections made: {}; garbage sent: {} bytes; shutdown exit 0: {}",
+        outcome.amplification_refused,
+        outcome.slowloris_connections,
+        outcome.garbage_sent,
+        outcome.exit_ok
+    );
+    for counter in &outcome.counters {
+        println!("  {counter}");
+    }
+    Ok(outcome.good_stored == outcome.good_sent
+        && outcome.exit_ok
+        && outcome.peak_rss_kib <= args.max_rss_mib * 1024)
 }
 
 /// What came of it.
 #[derive(Debug, Default)]
-pub struct HostileOutcome {
-    pub good_sent: u64,
-    pub good_stored: u64,
-    pub peak_rss_kib: u64,
-    pub peak_budget_bytes: i64,
-    pub amplification_refused: u64,
-    pub slowloris_connections: u64,
-    pub garbage_sent: u64,
-    pub exit_ok: bool,
+struct HostileOutcome {
+    good_sent: u64,
+    good_stored: u64,
+    peak_rss_kib: u64,
+    peak_budget_bytes: i64,
+    amplification_refused: u64,
+    slowloris_connections: u64,
+    garbage_sent: u64,
+    exit_ok: bool,
     /// The gateway's closing counters, `name{labels} value`.
-    pub counters: Vec<String>,
+    counters: Vec<String>,
 }
 
-/// Runs the scenario.
-///
-/// # Errors
-/// When the gateway cannot be started or its store read.
-pub fn run(s: &HostileSettings) -> anyhow::Result<HostileOutcome> {
-    std::fs::create_dir_all(&s.work_dir)?;
+/// Runs the scenario in `work_dir`.
+fn run(
+    s: &HostileArgs,
+    gateway_binary: &std::path::Path,
+    work_dir: &std::path::Path,
+) -> anyhow::Result<HostileOutcome> {
+    std::fs::create_dir_all(work_dir)?;
     let mut gateway = Gateway::prepare(
-        &s.work_dir,
+        work_dir,
         GatewayOptions {
             product: Product::Logtail,
             sink: Sink::Local,
-            binary: &s.gateway_binary,
+            binary: gateway_binary,
             kafka: None,
             threads: 0,
         },
@@ -186,7 +252,7 @@ pub fn run(s: &HostileSettings) -> anyhow::Result<HostileOutcome> {
     outcome.amplification_refused = counts.amplification_refused.load(Ordering::Relaxed);
     outcome.slowloris_connections = counts.slowloris_connections.load(Ordering::Relaxed);
     outcome.garbage_sent = counts.garbage_sent.load(Ordering::Relaxed);
-    outcome.good_stored = count_good(&s.work_dir.join("data/store"))?;
+    outcome.good_stored = count_good(&work_dir.join("data/store"))?;
     Ok(outcome)
 }
 

@@ -138,38 +138,7 @@ enum Scenario {
     /// gateway: huge agent BATCH headers, 64 KiB batches of 4 M empty messages, slowloris
     /// connections, partial 60 KiB lines, a garbage flood. Fails (exit 1) unless every good
     /// line is stored, the shutdown exits 0 and the peak RSS stays under --max-rss-mib.
-    Hostile {
-        /// How long the good sender sends.
-        #[arg(long, default_value = "30s", value_parser = parse_duration)]
-        duration: Duration,
-        /// Good lines per second.
-        #[arg(long, default_value_t = 20_000)]
-        rate: u64,
-        #[arg(long, default_value_t = 200)]
-        huge_headers: usize,
-        #[arg(long, default_value_t = 500)]
-        slowloris: usize,
-        #[arg(long, default_value = "2s", value_parser = parse_duration)]
-        trickle_every: Duration,
-        #[arg(long, default_value_t = 2000)]
-        partial_lines: usize,
-        #[arg(long, default_value_t = 200 << 20)]
-        garbage_bytes: u64,
-        /// The gateway's `[ingest.limits] memory_budget_bytes`.
-        #[arg(long, default_value_t = 64 << 20)]
-        memory_budget: u64,
-        /// The gateway's `[ingest.limits] frame_timeout_secs`.
-        #[arg(long, default_value_t = 5)]
-        frame_timeout_secs: u64,
-        #[arg(long, default_value_t = 512)]
-        max_rss_mib: u64,
-        /// The logtail binary [default: `logtail` beside this program].
-        #[arg(long)]
-        gateway_bin: Option<PathBuf>,
-        /// Work directory [default: a new one under $TMPDIR, removed afterwards].
-        #[arg(long)]
-        work_dir: Option<PathBuf>,
-    },
+    Hostile(hostile::HostileArgs),
     /// Print two JSON reports side by side with their ratio (B / A): lines per CPU-second,
     /// latency, loss. `loadtest/compare.sh` uses it for rsyslog vs logtail.
     Compare { a: PathBuf, b: PathBuf },
@@ -258,15 +227,9 @@ impl Common {
         default_transport: Transport,
         default_rate: f64,
     ) -> anyhow::Result<Settings> {
-        let gateway_binary = match (self.target, &self.gateway_bin) {
-            (Product::Rsyslog, _) => self.rsyslogd.clone(),
-            (Product::Logtail, Some(p)) => p.clone(),
-            (Product::Logtail, None) => {
-                let harness =
-                    std::env::current_exe().context("finding this program's directory")?;
-                build_gateway_under_cargo(&harness)?;
-                harness.with_file_name("logtail")
-            }
+        let gateway_binary = match self.target {
+            Product::Rsyslog => self.rsyslogd.clone(),
+            Product::Logtail => logtail_binary(self.gateway_bin.clone())?,
         };
         Ok(Settings {
             product: self.target,
@@ -291,6 +254,17 @@ impl Common {
             broker_proxy: self.broker_proxy,
         })
     }
+}
+
+/// The logtail binary to test: `explicit`, or `logtail` beside this program (built first
+/// under cargo).
+fn logtail_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path);
+    }
+    let harness = std::env::current_exe().context("finding this program's directory")?;
+    build_gateway_under_cargo(&harness)?;
+    Ok(harness.with_file_name("logtail"))
 }
 
 /// Under `cargo run --bin logtail-loadtest`, cargo builds the harness but not the gateway
@@ -401,70 +375,9 @@ fn run(cli: Cli) -> anyhow::Result<Verdict> {
             print!("{}", report::compare(&read(&a)?, &read(&b)?));
             return Ok(Verdict::Passed);
         }
-        Scenario::Hostile {
-            duration,
-            rate,
-            huge_headers,
-            slowloris,
-            trickle_every,
-            partial_lines,
-            garbage_bytes,
-            memory_budget,
-            frame_timeout_secs,
-            max_rss_mib,
-            gateway_bin,
-            work_dir,
-        } => {
-            let gateway_binary = match gateway_bin {
-                Some(p) => p,
-                None => {
-                    let harness =
-                        std::env::current_exe().context("finding this program's directory")?;
-                    build_gateway_under_cargo(&harness)?;
-                    harness.with_file_name("logtail")
-                }
-            };
-            let temporary = work_dir.is_none();
-            let work_dir = work_dir.unwrap_or_else(|| {
-                std::env::temp_dir().join(format!("logtail-hostile-{}", std::process::id()))
-            });
-            let outcome = hostile::run(&hostile::HostileSettings {
-                gateway_binary,
-                work_dir: work_dir.clone(),
-                duration,
-                rate,
-                huge_headers,
-                slowloris,
-                trickle_every,
-                partial_lines,
-                garbage_bytes,
-                memory_budget,
-                frame_timeout_secs,
-            })?;
-            if temporary {
-                let _ = std::fs::remove_dir_all(&work_dir);
-            }
-            println!("hostile ({date}): {}", cli_args());
-            println!(
-                "good lines: {} sent, {} stored; gateway peak RSS {} MiB; peak budget held {} bytes of {memory_budget}",
-                outcome.good_sent,
-                outcome.good_stored,
-                outcome.peak_rss_kib / 1024,
-                outcome.peak_budget_bytes
-            );
-            println!(
-                "amplification batches refused: {}; slowloris connections made: {}; garbage sent: {} bytes; shutdown exit 0: {}",
-                outcome.amplification_refused,
-                outcome.slowloris_connections,
-                outcome.garbage_sent,
-                outcome.exit_ok
-            );
-            for counter in &outcome.counters {
-                println!("  {counter}");
-            }
-            let passed = outcome.good_stored == outcome.good_sent
-                && outcome.exit_ok
-                && outcome.peak_rss_kib <= max_rss_mib * 1024;
+        Scenario::Hostile(args) => {
+            let gateway_binary = logtail_binary(args.gateway_bin.clone())?;
+            let passed = hostile::run_and_print(&args, gateway_binary, &date, &cli_args())?;
             return Ok(if passed {
                 Verdict::Passed
             } else {

@@ -330,3 +330,23 @@ fn a_peer_at_max_connections_per_ip_is_refused_and_another_address_is_not() {
     let records = gw.stop_and_read();
     assert_eq!(good_stored(&records), 100);
 }
+
+#[test]
+fn an_idle_agent_is_closed_and_counted() {
+    let gw = common::Gateway::start_with(|c| {
+        c.ingest.limits.agent_idle_timeout = Duration::from_secs(1);
+    });
+    let mut agent = agent_hello(gw.agent());
+    let mut body = Vec::new();
+    assert_eq!(
+        protocol::read_frame(&mut agent, &mut body).expect("a frame"),
+        Kind::Error
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "idle: no frame within the idle timeout"
+    );
+    assert_eq!(gw.listener_count("agent", |m| m.closed_idle.get()), 1);
+    let memory = gw.server().metrics().memory_budget.clone().expect("budget");
+    assert_eq!(memory.held_bytes.get(), 0);
+}

@@ -445,7 +445,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use crate::metrics::SinkMetrics;
+    use crate::metrics::{MemoryBudgetMetrics, SinkMetrics};
 
     #[test]
     fn render_shows_every_listener_ring_and_sink_series() {
@@ -491,5 +491,46 @@ mod tests {
         }
         // Each metric family has exactly one TYPE line.
         assert_eq!(text.matches("# TYPE logtail_dropped_total ").count(), 1);
+    }
+
+    #[test]
+    fn hostile_client_counters_are_shown_by_reason_with_the_budget() {
+        let tcp = Arc::new(ListenerMetrics::new("tcp", "tcp"));
+        tcp.connections_rejected_reserved.add(6);
+        tcp.closed_slow.add(54);
+        tcp.dropped_empty.add(50);
+        tcp.dropped_kernel.add(7);
+        tcp.throttled.add(3);
+        let budget = Arc::new(MemoryBudgetMetrics::default());
+        budget.held_bytes.set(8 << 20);
+        budget.limit_bytes.set(8 << 20);
+        budget.refusals.add(72);
+        let sink = Arc::new(SinkMetrics::new("store"));
+        sink.disk_full.set(1);
+        let text = Metrics::new(vec![tcp], vec![], sink, None)
+            .with_memory_budget(budget)
+            .render();
+        for line in [
+            "logtail_connections_rejected_total{listener=\"tcp\",transport=\"tcp\",reason=\"max_connections\"} 0",
+            "logtail_connections_rejected_total{listener=\"tcp\",transport=\"tcp\",reason=\"reserved\"} 6",
+            "logtail_connections_closed_total{listener=\"tcp\",transport=\"tcp\",reason=\"slow\"} 54",
+            "logtail_dropped_total{listener=\"tcp\",transport=\"tcp\",reason=\"empty\"} 50",
+            "logtail_dropped_total{listener=\"tcp\",transport=\"tcp\",reason=\"kernel\"} 7",
+            "logtail_throttled_total{listener=\"tcp\",transport=\"tcp\"} 3",
+            "logtail_source_memory_bytes 8388608",
+            "logtail_source_memory_limit_bytes 8388608",
+            "logtail_source_memory_refusals_total 72",
+            "logtail_sink_disk_full{sink=\"store\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert_eq!(
+            text.matches("# TYPE logtail_connections_closed_total ")
+                .count(),
+            1
+        );
     }
 }

@@ -86,16 +86,24 @@ impl SourceLimits {
     /// # Errors
     /// A value out of range, relative to `[ingest.limits]`.
     pub fn check(&self) -> Result<(), InvalidSetting> {
-        if self.memory_budget_bytes != 0 {
-            InvalidSetting::check_range(
+        if self.memory_budget_bytes != 0 && self.memory_budget_bytes < 1 << 20 {
+            return Err(InvalidSetting::new(
                 "memory_budget_bytes",
-                self.memory_budget_bytes,
-                1 << 20,
-                usize::MAX,
-                "bytes (or 0 for an eighth of RAM)",
-            )?;
+                format!(
+                    "{} is too small: at least 1048576 (1 MiB), or 0 for an eighth of RAM",
+                    self.memory_budget_bytes
+                ),
+            ));
         }
-        InvalidSetting::check_range("max_batch_records", self.max_batch_records, 1, u32::MAX, "")?;
+        let at_least_one = [
+            ("max_batch_records", u64::from(self.max_batch_records)),
+            ("min_bytes_per_sec", self.min_bytes_per_sec as u64),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err(InvalidSetting::new(key, "must be at least 1"));
+            }
+        }
         InvalidSetting::check_range("max_expansion_ratio", self.max_expansion_ratio, 1, 255, "")?;
         InvalidSetting::check_range(
             "hello_timeout_secs",
@@ -110,13 +118,6 @@ impl SourceLimits {
             1,
             3600,
             "seconds",
-        )?;
-        InvalidSetting::check_range(
-            "min_bytes_per_sec",
-            self.min_bytes_per_sec,
-            1,
-            usize::MAX,
-            "bytes",
         )
     }
 
@@ -546,5 +547,17 @@ mod tests {
             Duration::from_secs(40)
         );
         assert_eq!(SourceLimits::default().check(), Ok(()));
+        let tiny = SourceLimits {
+            memory_budget_bytes: 1000,
+            ..SourceLimits::default()
+        };
+        assert_eq!(
+            tiny.check().map_err(|e| e.to_string()),
+            Err(
+                "memory_budget_bytes: 1000 is too small: at least 1048576 (1 MiB), or 0 for an \
+                 eighth of RAM"
+                    .to_string()
+            )
+        );
     }
 }

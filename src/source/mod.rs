@@ -4,7 +4,8 @@
 //! the shard it runs on, [`crate::pipeline::shard`]); it neither parses nor batches. Today's
 //! sources: syslog over UDP ([`datagram`]), TCP and Unix sockets ([`stream`], cut into messages
 //! by [`framing`]), and agents' acknowledged batches ([`acked`]). Each listener's config
-//! section is [`config::ListenerConfig`].
+//! section is [`config::ListenerConfig`]; what hostile clients can make them hold (one memory
+//! budget, deadlines, admission per peer) is [`limits`], `[ingest.limits]`.
 //!
 //! Every listener is bound once at startup, on the calling thread, so a bad address or a busy
 //! port is reported before anything runs. Each shard then gets its own share of every listener:

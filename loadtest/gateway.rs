@@ -277,6 +277,19 @@ impl Gateway {
         }
     }
 
+    /// Appends `text` (whole TOML tables) to the generated configuration, before the start.
+    ///
+    /// # Errors
+    /// When the file cannot be written.
+    pub fn append_config(&self, text: &str) -> anyhow::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.config)
+            .with_context(|| format!("opening {}", self.config.display()))?;
+        std::io::Write::write_all(&mut file, text.as_bytes())
+            .with_context(|| format!("writing {}", self.config.display()))
+    }
+
     /// The gateway's Prometheus text (logtail only).
     pub fn scrape(&self) -> Option<String> {
         scrape(self.metrics.as_deref()?)

@@ -17,6 +17,7 @@ mod broker;
 mod cost;
 mod gateway;
 mod generate;
+mod hostile;
 mod marker;
 mod process;
 mod report;
@@ -133,6 +134,11 @@ enum Scenario {
         #[arg(long, default_value = "1s", value_parser = parse_duration)]
         every: Duration,
     },
+    /// A good TCP sender at --rate while every attack of issue 11 runs against the same
+    /// gateway: huge agent BATCH headers, 64 KiB batches of 4 M empty messages, slowloris
+    /// connections, partial 60 KiB lines, a garbage flood. Fails (exit 1) unless every good
+    /// line is stored, the shutdown exits 0 and the peak RSS stays under --max-rss-mib.
+    Hostile(hostile::HostileArgs),
     /// Print two JSON reports side by side with their ratio (B / A): lines per CPU-second,
     /// latency, loss. `loadtest/compare.sh` uses it for rsyslog vs logtail.
     Compare { a: PathBuf, b: PathBuf },
@@ -221,15 +227,9 @@ impl Common {
         default_transport: Transport,
         default_rate: f64,
     ) -> anyhow::Result<Settings> {
-        let gateway_binary = match (self.target, &self.gateway_bin) {
-            (Product::Rsyslog, _) => self.rsyslogd.clone(),
-            (Product::Logtail, Some(p)) => p.clone(),
-            (Product::Logtail, None) => {
-                let harness =
-                    std::env::current_exe().context("finding this program's directory")?;
-                build_gateway_under_cargo(&harness)?;
-                harness.with_file_name("logtail")
-            }
+        let gateway_binary = match self.target {
+            Product::Rsyslog => self.rsyslogd.clone(),
+            Product::Logtail => logtail_binary(self.gateway_bin.clone())?,
         };
         Ok(Settings {
             product: self.target,
@@ -254,6 +254,17 @@ impl Common {
             broker_proxy: self.broker_proxy,
         })
     }
+}
+
+/// The logtail binary to test: `explicit`, or `logtail` beside this program (built first
+/// under cargo).
+fn logtail_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path);
+    }
+    let harness = std::env::current_exe().context("finding this program's directory")?;
+    build_gateway_under_cargo(&harness)?;
+    Ok(harness.with_file_name("logtail"))
 }
 
 /// Under `cargo run --bin logtail-loadtest`, cargo builds the harness but not the gateway
@@ -363,6 +374,15 @@ fn run(cli: Cli) -> anyhow::Result<Verdict> {
             };
             print!("{}", report::compare(&read(&a)?, &read(&b)?));
             return Ok(Verdict::Passed);
+        }
+        Scenario::Hostile(args) => {
+            let gateway_binary = logtail_binary(args.gateway_bin.clone())?;
+            let passed = hostile::run_and_print(&args, gateway_binary, &date, &cli_args())?;
+            return Ok(if passed {
+                Verdict::Passed
+            } else {
+                Verdict::DeliveryFailed
+            });
         }
         Scenario::Steady { common } => {
             let s = common.settings(Transport::Tcp, 50_000.0)?;

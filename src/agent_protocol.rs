@@ -112,6 +112,14 @@ pub enum ProtocolError {
     Version(u8),
     #[error("batch raw_len {raw_len} exceeds the limit of {limit} bytes")]
     BatchTooLarge { raw_len: usize, limit: usize },
+    #[error("batch raw_len {raw_len} is more than {ratio} times its lz4 block of {lz4_len} bytes")]
+    Expansion {
+        raw_len: usize,
+        lz4_len: usize,
+        ratio: u32,
+    },
+    #[error("batch of {count} messages exceeds the limit of {limit}")]
+    TooManyMessages { count: u32, limit: u32 },
     #[error("batch lz4 block does not decompress to its raw_len of {0} bytes")]
     Decompress(usize),
     #[error("batch CRC-32C mismatch: the bytes were damaged on the way")]
@@ -312,16 +320,28 @@ pub struct BatchHeader {
     pub message_count: u32,
 }
 
-/// Decompresses the BATCH `body` into `raw` (replacing its contents) and checks that its
-/// messages fill it exactly. `max_raw_bytes` bounds what a peer can make us allocate.
+/// What a gateway lets one BATCH make it allocate, checked against the batch header before
+/// anything is allocated or decompressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// Most bytes of messages (`raw_len`).
+    pub max_raw_bytes: usize,
+    /// Most messages (`message_count`).
+    pub max_records: u32,
+    /// Most bytes `raw_len` may be per byte of the lz4 block (lz4 itself cannot exceed 255).
+    pub max_expansion_ratio: u32,
+}
+
+/// The header fields of a BATCH body, checked against `limits`: a `raw_len` over the limit or
+/// beyond what the lz4 block can expand to, a `message_count` over the limit or more than
+/// `raw_len` can hold. Returns the header and `raw_len`, the bytes decoding will allocate.
 ///
 /// # Errors
-/// Any breach of the format, before anything of the batch is used.
-pub fn decode_batch(
+/// The first breach, before anything is allocated.
+pub fn check_batch(
     body: &[u8],
-    max_raw_bytes: usize,
-    raw: &mut Vec<u8>,
-) -> Result<BatchHeader, ProtocolError> {
+    limits: &BatchLimits,
+) -> Result<(BatchHeader, usize), ProtocolError> {
     let Some((header, lz4)) = body.split_first_chunk::<BATCH_HEADER_LEN>() else {
         return Err(malformed(Kind::Batch, body, "shorter than its header"));
     };
@@ -331,16 +351,54 @@ pub fn decode_batch(
     ]);
     let message_count = u32::from_be_bytes(field(8));
     let raw_len = u32::from_be_bytes(field(12)) as usize;
-    let raw_crc = u32::from_be_bytes(field(16));
-    if raw_len > max_raw_bytes {
+    if raw_len > limits.max_raw_bytes {
         return Err(ProtocolError::BatchTooLarge {
             raw_len,
-            limit: max_raw_bytes,
+            limit: limits.max_raw_bytes,
+        });
+    }
+    let most = lz4
+        .len()
+        .saturating_mul(limits.max_expansion_ratio as usize);
+    if raw_len > most {
+        return Err(ProtocolError::Expansion {
+            raw_len,
+            lz4_len: lz4.len(),
+            ratio: limits.max_expansion_ratio,
         });
     }
     if message_count == 0 {
         return Err(malformed(Kind::Batch, body, "no messages"));
     }
+    if message_count > limits.max_records {
+        return Err(ProtocolError::TooManyMessages {
+            count: message_count,
+            limit: limits.max_records,
+        });
+    }
+    if message_count as usize > raw_len / MESSAGE_LEN_BYTES {
+        return Err(ProtocolError::Messages {
+            raw_len,
+            what: "message_count is more than raw_len can hold",
+        });
+    }
+    Ok((BatchHeader { seq, message_count }, raw_len))
+}
+
+/// Decompresses the BATCH `body` into `raw` (replacing its contents) and checks that its
+/// messages fill it exactly. [`check_batch`] runs first, so `limits` bound what a peer can
+/// make us allocate.
+///
+/// # Errors
+/// Any breach of the format or of `limits`, before anything of the batch is used.
+pub fn decode_batch(
+    body: &[u8],
+    limits: &BatchLimits,
+    raw: &mut Vec<u8>,
+) -> Result<BatchHeader, ProtocolError> {
+    let (header, raw_len) = check_batch(body, limits)?;
+    let lz4 = &body[BATCH_HEADER_LEN..];
+    let raw_crc = u32::from_be_bytes([body[16], body[17], body[18], body[19]]);
     raw.clear();
     raw.resize(raw_len, 0);
     match lz4_flex::block::decompress_into(lz4, raw) {
@@ -355,13 +413,13 @@ pub fn decode_batch(
         message?;
         counted = counted.saturating_add(1);
     }
-    if counted != message_count {
+    if counted != header.message_count {
         return Err(ProtocolError::Messages {
             raw_len,
             what: "message_count does not match the messages there",
         });
     }
-    Ok(BatchHeader { seq, message_count })
+    Ok(header)
 }
 
 /// The messages of a decompressed batch, in order; an error where a length overruns the end.
@@ -401,8 +459,14 @@ pub fn read_frame(reader: &mut impl Read, body: &mut Vec<u8>) -> io::Result<Kind
     let (kind, len) =
         parse_header(header).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     body.clear();
-    body.resize(len, 0);
-    reader.read_exact(body)?;
+    // Grows with the bytes that arrive, not with what the header announces.
+    let got = reader.take(len as u64).read_to_end(body)?;
+    if got < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the connection closed inside a frame",
+        ));
+    }
     Ok(kind)
 }
 
@@ -417,6 +481,13 @@ fn malformed(kind: Kind, body: &[u8], what: &'static str) -> ProtocolError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Limits that only the tests' own batches' sizes matter to.
+    const LOOSE: BatchLimits = BatchLimits {
+        max_raw_bytes: 1 << 20,
+        max_records: 1 << 20,
+        max_expansion_ratio: 255,
+    };
 
     fn batch_frame(seq: u64, messages: &[&[u8]]) -> Vec<u8> {
         let mut encoder = BatchEncoder::default();
@@ -440,7 +511,7 @@ mod tests {
         let (kind, body) = split(&frame);
         assert_eq!(kind, Kind::Batch);
         let mut raw = Vec::new();
-        let header = decode_batch(body, 1 << 20, &mut raw).unwrap();
+        let header = decode_batch(body, &LOOSE, &mut raw).unwrap();
         assert_eq!(
             header,
             BatchHeader {
@@ -512,7 +583,14 @@ mod tests {
         let body = &frame[FRAME_HEADER_LEN..];
         let mut raw = Vec::new();
         assert!(matches!(
-            decode_batch(body, 8, &mut raw),
+            decode_batch(
+                body,
+                &BatchLimits {
+                    max_raw_bytes: 8,
+                    ..LOOSE
+                },
+                &mut raw
+            ),
             Err(ProtocolError::BatchTooLarge {
                 raw_len: 18,
                 limit: 8
@@ -522,7 +600,7 @@ mod tests {
         let mut lying = body.to_vec();
         lying[11] = 3;
         assert!(matches!(
-            decode_batch(&lying, 1 << 20, &mut raw),
+            decode_batch(&lying, &LOOSE, &mut raw),
             Err(ProtocolError::Messages { .. })
         ));
         // Damaged bytes that still decompress: a literal of the first message.
@@ -530,20 +608,20 @@ mod tests {
         let at = damaged.len() - 3;
         damaged[at] ^= 0x01;
         assert_eq!(
-            decode_batch(&damaged, 1 << 20, &mut raw),
+            decode_batch(&damaged, &LOOSE, &mut raw),
             Err(ProtocolError::Checksum)
         );
         // A lying raw_len.
         let mut lying = body.to_vec();
         lying[15] += 1;
         assert_eq!(
-            decode_batch(&lying, 1 << 20, &mut raw),
+            decode_batch(&lying, &LOOSE, &mut raw),
             Err(ProtocolError::Decompress(19))
         );
         // Garbage instead of lz4.
         let mut garbage = body[..BATCH_HEADER_LEN].to_vec();
         garbage.extend_from_slice(&[0xff; 40]);
-        assert!(decode_batch(&garbage, 1 << 20, &mut raw).is_err());
+        assert!(decode_batch(&garbage, &LOOSE, &mut raw).is_err());
         // A message length past the end, inside well-formed lz4 with a right CRC.
         let mut encoder = BatchEncoder::default();
         encoder.message(|out| out.extend_from_slice(b"abc"));
@@ -551,10 +629,109 @@ mod tests {
         let mut frame = Vec::new();
         encoder.finish(1, &mut frame);
         assert!(matches!(
-            decode_batch(&frame[FRAME_HEADER_LEN..], 1 << 20, &mut raw),
+            decode_batch(&frame[FRAME_HEADER_LEN..], &LOOSE, &mut raw),
             Err(ProtocolError::Messages { .. })
         ));
-        assert!(decode_batch(&[0; 15], 1 << 20, &mut raw).is_err());
+        assert!(decode_batch(&[0; 15], &LOOSE, &mut raw).is_err());
+    }
+
+    #[test]
+    fn a_garbage_block_announcing_16_mib_is_refused_before_anything_is_allocated() {
+        let mut body = Vec::new();
+        body.extend_from_slice(&1u64.to_be_bytes());
+        body.extend_from_slice(&1u32.to_be_bytes());
+        body.extend_from_slice(&(16u32 << 20).to_be_bytes());
+        body.extend_from_slice(&0u32.to_be_bytes());
+        body.extend_from_slice(&[0xff; 40]);
+        let limits = BatchLimits {
+            max_raw_bytes: 16 << 20,
+            max_records: 65_536,
+            max_expansion_ratio: 64,
+        };
+        let mut raw = Vec::new();
+        assert_eq!(
+            decode_batch(&body, &limits, &mut raw),
+            Err(ProtocolError::Expansion {
+                raw_len: 16 << 20,
+                lz4_len: 40,
+                ratio: 64
+            })
+        );
+        assert_eq!(raw.capacity(), 0);
+    }
+
+    #[test]
+    fn a_64_kib_batch_of_empty_messages_is_refused_by_count_and_by_expansion() {
+        // The amplification: 4,194,304 empty messages (16 MiB of zero lengths)
+        // compress to about 64 KiB of lz4.
+        let mut encoder = BatchEncoder::default();
+        for _ in 0..4_194_304 {
+            encoder.message(|_| {});
+        }
+        let mut frame = Vec::new();
+        encoder.finish(1, &mut frame);
+        let body = &frame[FRAME_HEADER_LEN..];
+        assert_eq!(body.len(), BATCH_HEADER_LEN + 65_804);
+        let mut raw = Vec::new();
+        let count_only = BatchLimits {
+            max_raw_bytes: 16 << 20,
+            max_records: 65_536,
+            max_expansion_ratio: 255,
+        };
+        assert_eq!(
+            decode_batch(body, &count_only, &mut raw),
+            Err(ProtocolError::TooManyMessages {
+                count: 4_194_304,
+                limit: 65_536
+            })
+        );
+        let ratio_only = BatchLimits {
+            max_records: u32::MAX,
+            max_expansion_ratio: 64,
+            ..count_only
+        };
+        assert_eq!(
+            decode_batch(body, &ratio_only, &mut raw),
+            Err(ProtocolError::Expansion {
+                raw_len: 16 << 20,
+                lz4_len: 65_804,
+                ratio: 64
+            })
+        );
+        assert_eq!(raw.capacity(), 0);
+    }
+
+    #[test]
+    fn a_batch_of_identical_lines_compresses_near_lz4s_most_and_passes_its_limit() {
+        // An agent's burst of one repeated line: a batch refused for its ratio would be resent
+        // forever, so the default limit (255) must take it.
+        let line = b"<11>1 2026-11-30T10:00:00.000000Z web1 app - - - the same error again";
+        let mut encoder = BatchEncoder::default();
+        for _ in 0..4096 {
+            encoder.message(|out| out.extend_from_slice(line));
+        }
+        let mut frame = Vec::new();
+        encoder.finish(1, &mut frame);
+        let body = &frame[FRAME_HEADER_LEN..];
+        let ratio = (4096 * (line.len() + 4)) as f64 / (body.len() - BATCH_HEADER_LEN) as f64;
+        assert!(ratio > 200.0, "{ratio}");
+        let limits = BatchLimits {
+            max_raw_bytes: 16 << 20,
+            max_records: 65_536,
+            max_expansion_ratio: 255,
+        };
+        assert!(decode_batch(body, &limits, &mut Vec::new()).is_ok());
+    }
+
+    #[test]
+    fn a_blocking_read_of_a_frame_grows_with_what_arrived() {
+        // A header announcing 200 MiB, then 3 bytes and the end of the stream.
+        let mut bytes = ((200u32 << 20) + 1).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[Kind::Ack as u8, 1, 2, 3]);
+        let mut body = Vec::new();
+        let err = read_frame(&mut &bytes[..], &mut body).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(body.capacity() < 1 << 20, "{}", body.capacity());
     }
 
     proptest::proptest! {
@@ -563,7 +740,7 @@ mod tests {
             body in proptest::collection::vec(proptest::num::u8::ANY, 0..300)
         ) {
             let mut raw = Vec::new();
-            if let Ok(header) = decode_batch(&body, 1 << 16, &mut raw) {
+            if let Ok(header) = decode_batch(&body, &BatchLimits { max_raw_bytes: 1 << 16, ..LOOSE }, &mut raw) {
                 proptest::prop_assert_eq!(messages(&raw).count(), header.message_count as usize);
             }
         }

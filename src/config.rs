@@ -10,6 +10,7 @@
 //! names the file, the key and what is allowed.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -21,6 +22,7 @@ use crate::setting::{InvalidSetting, TomlError};
 pub use crate::sink::{SinkConfig, SinkKind};
 pub use crate::source::config::{ListenerConfig, ListenerKind};
 use crate::source::framing::OversizePolicy;
+use crate::source::limits::{MemoryBudget, SourceLimits};
 use crate::source::{Format, ListenerDefaults};
 
 /// A configuration error, naming the file and the key at fault.
@@ -93,15 +95,19 @@ pub struct IngestConfig {
     /// Time zone of RFC 3164 timestamps, which carry none: `local` (the gateway's zone, as
     /// rsyslog assumes), `utc`, or a fixed offset such as `+02:00`. Default: `local`.
     pub legacy_timezone: LegacyZone,
+    /// `[ingest.limits]`: what hostile clients can make the sources hold.
+    pub limits: SourceLimits,
 }
 
 impl IngestConfig {
     /// What every listener takes from this section unless it sets its own.
-    pub fn listener_defaults(&self) -> ListenerDefaults {
+    pub fn listener_defaults(&self, budget: &Arc<MemoryBudget>) -> ListenerDefaults {
         ListenerDefaults {
             format: self.format,
             max_message_bytes: self.max_message_bytes,
             oversize: self.oversize,
+            limits: self.limits,
+            budget: budget.clone(),
         }
     }
 
@@ -114,7 +120,8 @@ impl IngestConfig {
             64,
             16 << 20,
             "bytes",
-        )
+        )?;
+        self.limits.check().map_err(|e| e.within("limits"))
     }
 }
 
@@ -126,6 +133,7 @@ impl Default for IngestConfig {
             oversize: OversizePolicy::Truncate,
             format: Format::Auto,
             legacy_timezone: LegacyZone::Local,
+            limits: SourceLimits::default(),
         }
     }
 }
@@ -307,6 +315,45 @@ mod tests {
         assert_eq!(config.sink.kind, SinkKind::Store);
         assert_eq!(config.ingest.max_message_bytes, 65536);
         assert_eq!(config.metrics.address.to_string(), "127.0.0.1:9100");
+    }
+
+    #[test]
+    fn hostile_client_limits_are_typed_and_checked_with_their_keys() {
+        let config = load(
+            "[ingest.limits]\nmemory_budget_bytes = 8388608\nframe_timeout_secs = 2\n\
+             [[listen]]\ntype = \"tcp\"\naddress = \"127.0.0.1:601\"\nmax_connections = 60\n\
+             max_connections_per_ip = 40\n",
+        )
+        .unwrap();
+        assert_eq!(config.ingest.limits.memory_budget(), 8 << 20);
+        assert_eq!(
+            config.ingest.limits.frame_timeout,
+            std::time::Duration::from_secs(2)
+        );
+        let admission = config.listen[0].admission();
+        assert_eq!(
+            (admission.max_per_ip, admission.reserved),
+            (40, 6),
+            "a tenth of max_connections is reserved by default"
+        );
+        let err = load("[ingest.limits]\nmax_expansion_ratio = 300\n").unwrap_err();
+        assert!(
+            err.contains(
+                "ingest.limits.max_expansion_ratio: 300 is out of range: allowed 1 to 255"
+            ),
+            "{err}"
+        );
+        let err = load(
+            "[[listen]]\ntype = \"tcp\"\naddress = \"127.0.0.1:601\"\nmax_connections = 5\n\
+             reserved_connections = 5\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("reserved_connections: 5 leaves no slot"),
+            "{err}"
+        );
+        let err = load("[ingest.limits]\nhello_timeout_secs = \"5s\"\n").unwrap_err();
+        assert!(err.contains("hello_timeout_secs"), "{err}");
     }
 
     #[test]

@@ -15,10 +15,11 @@ use std::thread::JoinHandle;
 use anyhow::Context as _;
 
 use crate::config::Config;
-use crate::metrics::{Metrics, SinkMetrics};
+use crate::metrics::{MemoryBudgetMetrics, Metrics, SinkMetrics};
 use crate::pipeline::ring;
 use crate::pipeline::shard::{self, ShardSettings};
 use crate::sink;
+use crate::source::limits::MemoryBudget;
 use crate::source::{BoundListener, Shutdown};
 
 /// What a listener ended up bound to.
@@ -63,7 +64,11 @@ impl Server {
         )?;
         let sink_metrics = Arc::new(SinkMetrics::new(sink.name()));
 
-        let defaults = config.ingest.listener_defaults();
+        let budget = MemoryBudget::new(
+            config.ingest.limits.memory_budget(),
+            Arc::new(MemoryBudgetMetrics::default()),
+        );
+        let defaults = config.ingest.listener_defaults(&budget);
         let bound: Vec<BoundListener> = config
             .listen
             .iter()
@@ -116,12 +121,15 @@ impl Server {
                 .spawn(move || sink::run(consumers, sink, metrics, stopping))?
         };
 
-        let metrics = Arc::new(Metrics::new(
-            bound.iter().map(|b| b.context.metrics.clone()).collect(),
-            ring_metrics,
-            sink_metrics,
-            kafka_metrics,
-        ));
+        let metrics = Arc::new(
+            Metrics::new(
+                bound.iter().map(|b| b.context.metrics.clone()).collect(),
+                ring_metrics,
+                sink_metrics,
+                kafka_metrics,
+            )
+            .with_memory_budget(budget.metrics().clone()),
+        );
         let metrics_address = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let control = match metrics_listener {
             Some(listener) => Some(crate::http::spawn(
@@ -185,7 +193,8 @@ impl Server {
     /// written.
     ///
     /// # Errors
-    /// When the sink failed to close (its final fsync), or a thread panicked.
+    /// When the sink failed to close (its final fsync), or a thread panicked; [`GaveUp`] when
+    /// records taken in were given up on.
     pub fn shutdown(self) -> anyhow::Result<()> {
         self.stopping.store(true, Ordering::Relaxed);
         let _ = self.shutdown.send(true);
@@ -207,6 +216,27 @@ impl Server {
         if panicked {
             anyhow::bail!("a shard thread panicked");
         }
-        sink_result.context("closing the sink")
+        sink_result.context("closing the sink")?;
+        let lost = self.metrics.sink.lost_records.get()
+            + self
+                .metrics
+                .kafka
+                .as_ref()
+                .map_or(0, |k| k.lost_records.get());
+        if lost > 0 {
+            return Err(GaveUp { records: lost }.into());
+        }
+        Ok(())
     }
+}
+
+/// A shutdown that had to give records up: the sink kept failing (a full disk, Kafka and its
+/// WAL both refusing) until the shutdown's time ran out. `logtail serve` exits non-zero with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "stopped, but gave up {records} records the sink could not write \
+     (sink_lost_records_total, kafka_lost_records_total)"
+)]
+pub struct GaveUp {
+    pub records: u64,
 }

@@ -111,6 +111,8 @@ fn fill(disk: &SmallDisk) -> (Gateway, JoinHandle<std::io::Result<()>>) {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(500));
+    // A full disk is a metric at once, not only at shutdown.
+    assert_eq!(gw.server().metrics().sink.disk_full.get(), 1);
     (gw, sender)
 }
 
@@ -174,7 +176,7 @@ fn shutdown_on_a_disk_that_stays_full_ends_in_bounded_time_and_counts_what_it_ga
     let metrics = gw.server().metrics().clone();
     let server = gw.server.take().expect("running");
     let started = Instant::now();
-    let _ = server.shutdown();
+    let stopped = server.shutdown();
     let took = started.elapsed();
     assert!(
         took < logtail::sink::GIVE_UP_AFTER * 3,
@@ -190,6 +192,12 @@ fn shutdown_on_a_disk_that_stays_full_ends_in_bounded_time_and_counts_what_it_ga
     let written = metrics.sink.records.get();
     let lost = metrics.sink.lost_records.get();
     assert!(lost > 0, "the full disk made the shutdown give batches up");
+    // ...and the shutdown says so, so that `logtail serve` exits non-zero.
+    let gave_up = stopped.expect_err("records were given up");
+    assert_eq!(
+        gave_up.downcast_ref::<logtail::server::GaveUp>(),
+        Some(&logtail::server::GaveUp { records: lost })
+    );
     assert_eq!(written + lost, received);
     // What was written is in order; the batches given up leave gaps (a later, smaller batch
     // may still fit in the space a failed write left).

@@ -176,7 +176,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
         type Get = fn(&ListenerMetrics) -> i64;
-        let listener_series: [(&str, &str, &str, Option<&str>, Get); 9] = [
+        let listener_series: [(&str, &str, &str, Option<&str>, Get); 12] = [
             (
                 "received_lines_total",
                 "counter",
@@ -215,12 +215,25 @@ impl Metrics {
             ("dropped_total", "counter", "", Some("ring_full"), |l| {
                 l.dropped_ring_full.get() as i64
             }),
+            ("dropped_total", "counter", "", Some("empty"), |l| {
+                l.dropped_empty.get() as i64
+            }),
+            ("dropped_total", "counter", "", Some("kernel"), |l| {
+                l.dropped_kernel.get() as i64
+            }),
             (
                 "framing_errors_total",
                 "counter",
                 "Untrusted or malformed octet counts.",
                 None,
                 |l| l.framing_errors.get() as i64,
+            ),
+            (
+                "throttled_total",
+                "counter",
+                "Pauses of stream connections sending faster than max_bytes_per_sec_per_connection.",
+                None,
+                |l| l.throttled.get() as i64,
             ),
             (
                 "connections_open",
@@ -254,20 +267,74 @@ impl Metrics {
                 );
             }
         }
-        header(
-            &mut out,
-            "connections_rejected_total",
-            "counter",
-            "Connections closed at once because the listener was at max_connections.",
-        );
-        for l in &self.listeners {
-            let _ = writeln!(
-                out,
-                "logtail_connections_rejected_total{{listener=\"{}\",transport=\"{}\"}} {}",
-                escape_label(&l.name),
-                l.transport,
-                l.connections_rejected.get()
-            );
+        type Reasons = [(&'static str, fn(&ListenerMetrics) -> u64)];
+        let by_reason: [(&str, &str, &Reasons); 2] = [
+            (
+                "connections_rejected_total",
+                "Connections closed at once, by reason: max_connections, per_ip, reserved.",
+                &[
+                    ("max_connections", |l| l.connections_rejected.get()),
+                    ("per_ip", |l| l.connections_rejected_per_ip.get()),
+                    ("reserved", |l| l.connections_rejected_reserved.get()),
+                ],
+            ),
+            (
+                "connections_closed_total",
+                "Connections the gateway closed, by reason.",
+                &[
+                    ("hello_timeout", |l| l.closed_hello_timeout.get()),
+                    ("idle", |l| l.closed_idle.get()),
+                    ("slow", |l| l.closed_slow.get()),
+                    ("protocol", |l| l.closed_protocol.get()),
+                    ("memory", |l| l.closed_memory.get()),
+                ],
+            ),
+        ];
+        for (name, help, reasons) in by_reason {
+            header(&mut out, name, "counter", help);
+            for l in &self.listeners {
+                for (reason, get) in reasons {
+                    let _ = writeln!(
+                        out,
+                        "logtail_{name}{{listener=\"{}\",transport=\"{}\",reason=\"{reason}\"}} {}",
+                        escape_label(&l.name),
+                        l.transport,
+                        get(l)
+                    );
+                }
+            }
+        }
+        if let Some(budget) = &self.memory_budget {
+            let series: [(&str, &str, &str, i64); 4] = [
+                (
+                    "source_memory_bytes",
+                    "gauge",
+                    "Bytes all connections hold in partial frames and undecoded batches.",
+                    budget.held_bytes.get(),
+                ),
+                (
+                    "source_memory_limit_bytes",
+                    "gauge",
+                    "The sources' memory budget (memory_budget_bytes).",
+                    budget.limit_bytes.get(),
+                ),
+                (
+                    "source_memory_refusals_total",
+                    "counter",
+                    "Frames refused (their connection closed) because the memory budget stayed spent.",
+                    budget.refusals.get() as i64,
+                ),
+                (
+                    "source_memory_waits_total",
+                    "counter",
+                    "Stream reads that waited for room in the memory budget.",
+                    budget.waits.get() as i64,
+                ),
+            ];
+            for (name, kind, help, value) in series {
+                header(&mut out, name, kind, help);
+                let _ = writeln!(out, "logtail_{name} {value}");
+            }
         }
 
         header(
@@ -346,6 +413,18 @@ impl Metrics {
             header(&mut out, name, "counter", help);
             let _ = writeln!(out, "logtail_{name}{{sink=\"{}\"}} {value}", s.name);
         }
+        header(
+            &mut out,
+            "sink_disk_full",
+            "gauge",
+            "1 while the sink's writes fail because the disk is full.",
+        );
+        let _ = writeln!(
+            out,
+            "logtail_sink_disk_full{{sink=\"{}\"}} {}",
+            s.name,
+            s.disk_full.get()
+        );
         s.latency.render(
             &mut out,
             "batch_latency_seconds",
@@ -388,7 +467,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use crate::metrics::SinkMetrics;
+    use crate::metrics::{MemoryBudgetMetrics, SinkMetrics};
 
     #[test]
     fn render_shows_every_listener_ring_and_sink_series() {
@@ -437,5 +516,46 @@ mod tests {
         }
         // Each metric family has exactly one TYPE line.
         assert_eq!(text.matches("# TYPE logtail_dropped_total ").count(), 1);
+    }
+
+    #[test]
+    fn hostile_client_counters_are_shown_by_reason_with_the_budget() {
+        let tcp = Arc::new(ListenerMetrics::new("tcp", "tcp"));
+        tcp.connections_rejected_reserved.add(6);
+        tcp.closed_slow.add(54);
+        tcp.dropped_empty.add(50);
+        tcp.dropped_kernel.add(7);
+        tcp.throttled.add(3);
+        let budget = Arc::new(MemoryBudgetMetrics::default());
+        budget.held_bytes.set(8 << 20);
+        budget.limit_bytes.set(8 << 20);
+        budget.refusals.add(72);
+        let sink = Arc::new(SinkMetrics::new("store"));
+        sink.disk_full.set(1);
+        let text = Metrics::new(vec![tcp], vec![], sink, None)
+            .with_memory_budget(budget)
+            .render();
+        for line in [
+            "logtail_connections_rejected_total{listener=\"tcp\",transport=\"tcp\",reason=\"max_connections\"} 0",
+            "logtail_connections_rejected_total{listener=\"tcp\",transport=\"tcp\",reason=\"reserved\"} 6",
+            "logtail_connections_closed_total{listener=\"tcp\",transport=\"tcp\",reason=\"slow\"} 54",
+            "logtail_dropped_total{listener=\"tcp\",transport=\"tcp\",reason=\"empty\"} 50",
+            "logtail_dropped_total{listener=\"tcp\",transport=\"tcp\",reason=\"kernel\"} 7",
+            "logtail_throttled_total{listener=\"tcp\",transport=\"tcp\"} 3",
+            "logtail_source_memory_bytes 8388608",
+            "logtail_source_memory_limit_bytes 8388608",
+            "logtail_source_memory_refusals_total 72",
+            "logtail_sink_disk_full{sink=\"store\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert_eq!(
+            text.matches("# TYPE logtail_connections_closed_total ")
+                .count(),
+            1
+        );
     }
 }

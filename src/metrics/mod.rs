@@ -17,17 +17,22 @@
 //! | `received_bytes_total` | counter | listener, transport | message bytes received (after framing) |
 //! | `parse_errors_total` | counter | listener, transport | messages kept raw because they did not parse |
 //! | `truncated_total` | counter | listener, transport | messages cut to `max_message_bytes` |
-//! | `dropped_total` | counter | listener, transport, reason | messages not kept: `oversize`, `ring_full` |
+//! | `dropped_total` | counter | listener, transport, reason | messages not kept: `oversize`, `ring_full`, `empty` (agent batches), `kernel` (datagrams the kernel dropped for a full receive buffer, `SO_RXQ_OVFL`) |
 //! | `framing_errors_total` | counter | listener, transport | untrusted or malformed octet counts |
 //! | `connections_open` | gauge | listener, transport | open stream connections |
 //! | `connections_total` | counter | listener, transport | stream connections accepted |
-//! | `connections_rejected_total` | counter | listener, transport | connections closed at once for `max_connections` |
+//! | `connections_rejected_total` | counter | listener, transport, reason | connections closed at once: `max_connections`, `per_ip` (`max_connections_per_ip`), `reserved` (only reserved slots left, and the peer has a connection) |
+//! | `throttled_total` | counter | listener, transport | pauses of stream connections sending faster than `max_bytes_per_sec_per_connection` |
+//! | `connections_closed_total` | counter | listener, transport, reason | connections the gateway closed: `hello_timeout`, `idle`, `slow` (a frame or line arrived below the minimum rate), `protocol`, `memory` (the memory budget was spent) |
+//! | `source_memory_bytes` / `source_memory_limit_bytes` | gauge | | bytes all connections hold in partial frames and undecoded batches; the budget |
+//! | `source_memory_refusals_total` / `source_memory_waits_total` | counter | | frames refused, and stream reads that waited, because the budget was spent |
 //! | `peers_refused_total` | counter | listener, transport, reason | connections closed before any of their data was taken ([`PeerRefusal`]: TLS handshakes, agents' hosts and tokens) |
 //! | `ring_records` / `ring_batches` | gauge | shard | what waits in each shard's ring |
 //! | `ring_capacity_batches` | gauge | shard | the ring's capacity |
 //! | `sink_records_total`, `sink_batches_total`, `sink_bytes_total` | counter | sink | written by the sink |
 //! | `sink_errors_total` | counter | sink | failed writes (retried) |
 //! | `sink_lost_records_total` | counter | sink | records given up on at shutdown after the sink kept failing |
+//! | `sink_disk_full` | gauge | sink | 1 while writes fail because the disk is full (logged when it starts) |
 //! | `batch_latency_seconds` | summary | sink, quantile | receive of a batch's first record → written by the sink |
 //! | `kafka_produced_records_total`, `kafka_delivered_records_total` | counter | | handed to the producer; acknowledged by Kafka |
 //! | `kafka_rejected_records_total` | counter | | rejected by Kafka for good (e.g. too large): lost, and logged |
@@ -109,6 +114,23 @@ pub struct ListenerMetrics {
     pub connections_open: Gauge,
     pub connections: Counter,
     pub connections_rejected: Counter,
+    /// Empty messages (an agent batch may carry them), dropped and counted, never stored.
+    pub dropped_empty: Counter,
+    /// Datagrams the kernel dropped for a full receive buffer (`SO_RXQ_OVFL`).
+    pub dropped_kernel: Counter,
+    /// Times a stream connection was paused for `max_bytes_per_sec_per_connection`.
+    pub throttled: Counter,
+    /// Connections refused because their peer was at `max_connections_per_ip`...
+    pub connections_rejected_per_ip: Counter,
+    /// ...or already had a connection when only the reserved slots were left.
+    pub connections_rejected_reserved: Counter,
+    /// Connections closed by the gateway, by reason: no HELLO in time, silent too long,
+    /// a frame or line that arrived too slowly, a protocol error, the memory budget spent.
+    pub closed_hello_timeout: Counter,
+    pub closed_idle: Counter,
+    pub closed_slow: Counter,
+    pub closed_protocol: Counter,
+    pub closed_memory: Counter,
     /// Connections closed before any of their data was taken: failed TLS handshakes and
     /// agents claiming a host they may not, by [`PeerRefusal`].
     pub peers_refused: [Counter; PeerRefusal::ALL.len()],
@@ -196,9 +218,32 @@ impl ListenerMetrics {
             connections_open: Gauge::default(),
             connections: Counter::default(),
             connections_rejected: Counter::default(),
+            dropped_empty: Counter::default(),
+            dropped_kernel: Counter::default(),
+            throttled: Counter::default(),
+            connections_rejected_per_ip: Counter::default(),
+            connections_rejected_reserved: Counter::default(),
+            closed_hello_timeout: Counter::default(),
+            closed_idle: Counter::default(),
+            closed_slow: Counter::default(),
+            closed_protocol: Counter::default(),
+            closed_memory: Counter::default(),
             peers_refused: Default::default(),
         }
     }
+}
+
+/// The sources' one memory budget for partial frames and undecoded batches.
+#[derive(Debug, Default)]
+pub struct MemoryBudgetMetrics {
+    /// Bytes held now, by all connections together.
+    pub held_bytes: Gauge,
+    /// The budget.
+    pub limit_bytes: Gauge,
+    /// Frames refused, their connections closed, because the budget stayed spent.
+    pub refusals: Counter,
+    /// Times a stream connection waited for room (backpressure on its sender).
+    pub waits: Counter,
 }
 
 /// What waits in one shard's ring.
@@ -220,6 +265,8 @@ pub struct SinkMetrics {
     pub bytes: Counter,
     pub errors: Counter,
     pub lost_records: Counter,
+    /// 1 while writes fail because the disk is full.
+    pub disk_full: Gauge,
     /// From a batch's first receive to its write, one sample per batch.
     latency: LatencySummary,
 }
@@ -234,6 +281,7 @@ impl SinkMetrics {
             bytes: Counter::default(),
             errors: Counter::default(),
             lost_records: Counter::default(),
+            disk_full: Gauge::default(),
             latency: LatencySummary::default(),
         }
     }
@@ -343,6 +391,8 @@ pub struct Metrics {
     pub sink: std::sync::Arc<SinkMetrics>,
     /// Set when the sink is Kafka.
     pub kafka: Option<std::sync::Arc<KafkaMetrics>>,
+    /// The sources' memory budget, when the gateway has one.
+    pub memory_budget: Option<std::sync::Arc<MemoryBudgetMetrics>>,
     started: Instant,
 }
 
@@ -359,8 +409,16 @@ impl Metrics {
             rings,
             sink,
             kafka,
+            memory_budget: None,
             started: Instant::now(),
         }
+    }
+
+    /// The same metrics, with the sources' memory budget.
+    #[must_use]
+    pub fn with_memory_budget(mut self, budget: std::sync::Arc<MemoryBudgetMetrics>) -> Self {
+        self.memory_budget = Some(budget);
+        self
     }
 
     /// The listener metrics named `name`.

@@ -239,6 +239,16 @@ struct Failing {
     since_stopping: Option<Instant>,
 }
 
+/// True when `e` comes from a full disk (`ENOSPC`, or a quota: `EDQUOT`).
+fn is_disk_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            io.kind() == std::io::ErrorKind::StorageFull
+                || io.kind() == std::io::ErrorKind::QuotaExceeded
+        })
+    })
+}
+
 /// Writes `batch`, retrying with backoff. False when it was given up on at shutdown.
 fn write_with_retry(
     sink: &mut dyn Sink,
@@ -256,10 +266,20 @@ fn write_with_retry(
                 if std::mem::take(failing).now {
                     tracing::info!("sink {}: writing again", sink.name());
                 }
+                metrics.disk_full.set(0);
                 return true;
             }
             Err(e) => {
                 metrics.errors.add(1);
+                // A full disk is said at once, not only at shutdown: it is what a flood of
+                // data does, and what an operator must act on.
+                if is_disk_full(&e) && metrics.disk_full.get() == 0 {
+                    metrics.disk_full.set(1);
+                    tracing::error!(
+                        "sink {}: the disk is full; retrying, and holding senders back until there is room: {e:#}",
+                        sink.name()
+                    );
+                }
                 warning.warn(|| format!("sink {}: write failed, retrying: {e:#}", sink.name()));
                 failing.now = true;
                 let given_up = stopping.load(Ordering::Relaxed)
@@ -284,5 +304,49 @@ fn write_with_retry(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_told_at_once_and_cleared_when_writes_succeed() {
+        struct FullThenRoom(u32);
+        impl Sink for FullThenRoom {
+            fn name(&self) -> &'static str {
+                "store"
+            }
+            fn write(&mut self, _: &Batch) -> anyhow::Result<()> {
+                if self.0 == 0 {
+                    return Ok(());
+                }
+                self.0 -= 1;
+                let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+                Err(anyhow::Error::new(full).context("appending a block"))
+            }
+        }
+        let metrics = SinkMetrics::new("store");
+        let batch = Batch::with_capacity(0, 64, 1);
+        let mut sink = FullThenRoom(2);
+        let mut failing = Failing::default();
+        let warning = RateLimitedWarning::new(Duration::from_secs(1));
+        let stopping = AtomicBool::new(false);
+        // The first failure sets the gauge; the write then succeeds and clears it.
+        assert!(write_with_retry(
+            &mut sink,
+            &batch,
+            &metrics,
+            &stopping,
+            &warning,
+            &mut failing
+        ));
+        assert_eq!(metrics.errors.get(), 2);
+        assert_eq!(metrics.disk_full.get(), 0);
+        assert!(is_disk_full(
+            &anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::StorageFull)).context("x")
+        ));
+        assert!(!is_disk_full(&anyhow::anyhow!("broker down")));
     }
 }

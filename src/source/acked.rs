@@ -11,9 +11,18 @@
 //! Backpressure is the agent's own: while the shard is blocked no frame is read, so the agent's
 //! writes stall, its unacknowledged batches reach its limit, and it stops reading its files.
 //!
-//! A connection ends when the agent closes it, after `idle_timeout_secs` of silence if set, on a
-//! protocol error (an ERROR frame saying what, counted in `framing_errors`), when one of its
-//! batches could not be made durable (an ERROR frame, so the agent resends), and at shutdown.
+//! Memory follows arrival: a frame's body grows as its bytes arrive, each growth granted by the
+//! sources' [`MemoryBudget`](super::limits::MemoryBudget) first, and a batch's `raw_len` and
+//! `message_count` are checked ([`protocol::check_batch`]) and granted before it is
+//! decompressed. Empty messages are counted (`dropped_total{reason="empty"}`), never stored.
+//!
+//! A connection ends when the agent closes it; after `hello_timeout_secs` without a HELLO;
+//! after `idle_timeout_secs` (or `agent_idle_timeout_secs`) of silence; when a frame in progress
+//! misses its deadline (`frame_timeout_secs`, `min_bytes_per_sec`); when the memory budget has
+//! no room for its frame; on a protocol error (an ERROR frame saying what, counted in
+//! `framing_errors`); when one of its batches could not be made durable (an ERROR frame, so the
+//! agent resends); and at shutdown. Each closure is counted by reason
+//! (`connections_closed_total`).
 //! Batches not yet acknowledged when it ends are resent by the agent on its next connection.
 
 use std::time::Duration;
@@ -21,17 +30,21 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::intake::{Intake, Receive, Sender};
+use super::limits::BudgetShare;
 use super::tls::PeerIdentity;
 use super::{ListenerContext, StreamProtocol};
 use crate::ack::Acknowledgements;
-use crate::agent_protocol::{self as protocol, Kind, ProtocolError};
+use crate::agent_protocol::{self as protocol, BatchLimits, Kind, ProtocolError};
 use crate::metrics::PeerRefusal;
 
-/// How long an agent has to send its HELLO after connecting.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Buffers that grew past this for a large batch are given back after it, so thousands of
-/// mostly idle agents cost little memory.
-const KEEP_BUFFER_BYTES: usize = 4 << 20;
+/// mostly idle agents hold little of the memory budget. The agent's default batch is 1 MiB of
+/// lines before compression.
+const KEEP_BUFFER_BYTES: usize = 1 << 20;
+/// A frame's body grows by at least this much at a time as its bytes arrive.
+const BODY_STEP: usize = 64 * 1024;
+/// The largest HELLO body read (magic, version and a host name of at most 64 KiB).
+const MAX_HELLO_BODY: usize = 1 << 16;
 
 /// Why a connection ended.
 enum Ended {
@@ -41,8 +54,15 @@ enum Ended {
     Protocol(ProtocolError),
     /// A batch of it could not be made durable.
     Broken,
-    /// Silent for too long: no HELLO in time, or nothing for `idle_timeout_secs`. Says which.
-    Idle(String),
+    /// No HELLO within `hello_timeout_secs`.
+    HelloTimeout,
+    /// Nothing for the idle timeout.
+    Idle,
+    /// A frame did not complete within its deadline (`frame_timeout_secs` and
+    /// `min_bytes_per_sec`).
+    Slow,
+    /// The memory budget had no room for a frame.
+    Memory,
     /// The gateway is stopping.
     Shutdown,
     /// Its identity does not cover the host it claims.
@@ -64,11 +84,16 @@ pub async fn serve_agent<I: Intake, S: AsyncRead + AsyncWrite + Unpin>(
     let mut agent_host = None;
     let (mut reader, mut writer) = tokio::io::split(stream);
     let acks = Acknowledgements::new();
+    let mut frames = FrameReader {
+        body: Vec::new(),
+        raw: Vec::new(),
+        share: BudgetShare::new(&listener.budget),
+    };
     tokio::pin!(shutdown);
     let ended = tokio::select! {
         _ = &mut shutdown => Ended::Shutdown,
         ended = async {
-            match handshake(&mut reader, &mut writer, listener, peer.as_ref()).await {
+            match handshake(listener, &mut frames, &mut reader, &mut writer, peer.as_ref()).await {
                 Ok(host) => agent_host = host,
                 Err(ended) => return ended,
             }
@@ -79,11 +104,13 @@ pub async fn serve_agent<I: Intake, S: AsyncRead + AsyncWrite + Unpin>(
                 host_if_missing: None,
             };
             tokio::select! {
-                ended = read_batches(shard, listener, &mut reader, sender, &acks, max_batch_bytes) => ended,
+                ended = read_batches(shard, listener, &mut frames, &mut reader, sender, &acks, max_batch_bytes) => ended,
                 ended = write_acks(&acks, &mut writer) => ended,
             }
         } => ended,
     };
+    drop(frames);
+    let metrics = &listener.metrics;
     let reason = match ended {
         Ended::Closed(None) | Ended::Shutdown => None,
         Ended::Closed(Some(e)) => {
@@ -92,7 +119,6 @@ pub async fn serve_agent<I: Intake, S: AsyncRead + AsyncWrite + Unpin>(
                 .warn(|| format!("listener {}: agent {source}: {e}", listener.name));
             None
         }
-        Ended::Idle(what) => Some(what),
         Ended::Refused(reason, what) => {
             listener.metrics.refused(reason);
             listener.warning.warn(|| {
@@ -104,8 +130,42 @@ pub async fn serve_agent<I: Intake, S: AsyncRead + AsyncWrite + Unpin>(
             });
             Some(what)
         }
+        Ended::HelloTimeout => {
+            metrics.closed_hello_timeout.add(1);
+            Some(format!(
+                "no HELLO within {:?} of connecting",
+                listener.limits.hello_timeout
+            ))
+        }
+        Ended::Idle => {
+            metrics.closed_idle.add(1);
+            Some("idle: no frame within the idle timeout".to_string())
+        }
+        Ended::Slow => {
+            metrics.closed_slow.add(1);
+            listener.warning.warn(|| {
+                format!(
+                    "listener {}: agent {source} sent a frame too slowly, closing",
+                    listener.name
+                )
+            });
+            Some("a frame did not arrive within frame_timeout_secs at min_bytes_per_sec".into())
+        }
+        Ended::Memory => {
+            metrics.closed_memory.add(1);
+            listener.budget.metrics().refusals.add(1);
+            listener.warning.warn(|| {
+                format!(
+                    "listener {}: memory budget spent ({} bytes held), refusing a frame of agent {source}",
+                    listener.name,
+                    listener.budget.held()
+                )
+            });
+            Some("the gateway's memory budget is spent; resend later".into())
+        }
         Ended::Protocol(e) => {
             listener.metrics.framing_errors.add(1);
+            metrics.closed_protocol.add(1);
             listener.warning.warn(|| {
                 format!(
                     "listener {}: agent {source} broke the protocol, closing: {e}",
@@ -136,28 +196,28 @@ pub async fn serve_agent<I: Intake, S: AsyncRead + AsyncWrite + Unpin>(
 /// Reads the agent's HELLO and answers it. Returns the host the agent is authenticated as
 /// ([`super::agent_auth`]).
 async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    listener: &ListenerContext,
+    frames: &mut FrameReader,
     reader: &mut R,
     writer: &mut W,
-    listener: &ListenerContext,
     peer: Option<&PeerIdentity>,
 ) -> Result<Option<String>, Ended> {
-    let mut body = Vec::new();
-    let kind =
-        match tokio::time::timeout(HELLO_TIMEOUT, read_frame(reader, &mut body, 1 << 16)).await {
-            Err(_) => {
-                return Err(Ended::Idle(format!(
-                    "no HELLO within {HELLO_TIMEOUT:?} of connecting"
-                )));
-            }
-            Ok(read) => read?,
-        };
+    // The whole HELLO, header and body, within the timeout.
+    let read = async {
+        let kind = frames.read_header(reader, MAX_HELLO_BODY).await?;
+        frames.read_body(reader, kind.1, listener).await?;
+        Ok::<Kind, Ended>(kind.0)
+    };
+    let kind = tokio::time::timeout(listener.limits.hello_timeout, read)
+        .await
+        .map_err(|_| Ended::HelloTimeout)??;
     if kind != Kind::Hello {
         return Err(Ended::Protocol(ProtocolError::Unexpected {
             expected: Kind::Hello,
             got: kind,
         }));
     }
-    let rest = protocol::parse_hello(&body).map_err(Ended::Protocol)?;
+    let rest = protocol::parse_hello(&frames.body).map_err(Ended::Protocol)?;
     let (host, token) = protocol::parse_agent_hello(rest).map_err(Ended::Protocol)?;
     let authenticated = super::agent_auth::authenticate(
         &host,
@@ -166,6 +226,9 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         listener.agent_tokens.as_deref(),
     )
     .map_err(|(reason, what)| Ended::Refused(reason, what))?;
+    // A HELLO comes once: nothing of it is worth keeping (an idle agent then holds nothing).
+    frames.body = Vec::new();
+    frames.done_with_frame();
     let mut hello = Vec::new();
     protocol::gateway_hello(&mut hello);
     writer
@@ -175,35 +238,104 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     Ok(authenticated)
 }
 
-/// Reads one frame whose body is at most `max_body` bytes.
-async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    body: &mut Vec<u8>,
-    max_body: usize,
-) -> Result<Kind, Ended> {
-    let mut header = [0; protocol::FRAME_HEADER_LEN];
-    match reader.read_exact(&mut header).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(Ended::Closed(None)),
-        Err(e) => return Err(Ended::Closed(Some(e))),
+/// One connection's frame buffers and the share of the memory budget they hold.
+///
+/// Invariant: `share` holds at least `body.capacity() + raw.capacity()` beyond what was given
+/// back, so a connection never holds memory the budget has not granted. A body grows with the
+/// bytes that arrive (at least [`BODY_STEP`], at most doubling), never with its header's length.
+struct FrameReader {
+    body: Vec<u8>,
+    raw: Vec<u8>,
+    share: BudgetShare,
+}
+
+impl FrameReader {
+    /// Reads a frame header; returns its kind and body length (at most `max_body`).
+    async fn read_header<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        max_body: usize,
+    ) -> Result<(Kind, usize), Ended> {
+        let mut header = [0; protocol::FRAME_HEADER_LEN];
+        match reader.read_exact(&mut header).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(Ended::Closed(None));
+            }
+            Err(e) => return Err(Ended::Closed(Some(e))),
+        }
+        let (kind, len) = protocol::parse_header(header).map_err(Ended::Protocol)?;
+        if len > max_body {
+            return Err(Ended::Protocol(ProtocolError::FrameLength(len as u64 + 1)));
+        }
+        Ok((kind, len))
     }
-    let (kind, len) = protocol::parse_header(header).map_err(Ended::Protocol)?;
-    if len > max_body {
-        return Err(Ended::Protocol(ProtocolError::FrameLength(len as u64 + 1)));
+
+    /// Reads a body of `len` bytes into `body`, growing it as the bytes arrive, each growth
+    /// granted by the memory budget first; all of it within the frame's deadline.
+    async fn read_body<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        len: usize,
+        listener: &ListenerContext,
+    ) -> Result<(), Ended> {
+        self.body.clear();
+        let deadline = listener.limits.frame_deadline(len);
+        let read = async {
+            while self.body.len() < len {
+                if self.body.capacity() == self.body.len() {
+                    let step = self.body.len().clamp(BODY_STEP, 16 * BODY_STEP);
+                    let grow = step.min(len - self.body.len());
+                    let wanted = self.body.len() + grow + self.raw.capacity();
+                    if !self.share.try_resize(wanted.max(self.share.bytes())) {
+                        return Err(Ended::Memory);
+                    }
+                    self.body.reserve_exact(grow);
+                }
+                let room = (self.body.capacity() - self.body.len()).min(len - self.body.len());
+                match reader.take(room as u64).read_buf(&mut self.body).await {
+                    Ok(0) => return Err(Ended::Closed(None)),
+                    Ok(_) => {}
+                    Err(e) => return Err(Ended::Closed(Some(e))),
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(deadline, read)
+            .await
+            .map_err(|_| Ended::Slow)?
     }
-    body.clear();
-    body.resize(len, 0);
-    reader
-        .read_exact(body)
-        .await
-        .map_err(|e| Ended::Closed(Some(e)))?;
-    Ok(kind)
+
+    /// Decodes the BATCH in `body` into `raw`, `raw_len` granted by the budget first.
+    fn decode(&mut self, limits: &BatchLimits) -> Result<protocol::BatchHeader, Ended> {
+        let (_, raw_len) = protocol::check_batch(&self.body, limits).map_err(Ended::Protocol)?;
+        let wanted = self.body.capacity() + self.raw.capacity().max(raw_len);
+        if !self.share.try_resize(wanted.max(self.share.bytes())) {
+            return Err(Ended::Memory);
+        }
+        // Exactly what was granted: `resize` in the decoder then never doubles past it.
+        self.raw.clear();
+        self.raw.reserve_exact(raw_len);
+        protocol::decode_batch(&self.body, limits, &mut self.raw).map_err(Ended::Protocol)
+    }
+
+    /// Gives back buffers that grew large, and the budget they held.
+    fn done_with_frame(&mut self) {
+        for buffer in [&mut self.body, &mut self.raw] {
+            if buffer.capacity() > KEEP_BUFFER_BYTES {
+                *buffer = Vec::new();
+            }
+        }
+        self.share
+            .try_resize(self.body.capacity() + self.raw.capacity());
+    }
 }
 
 /// Takes BATCH frames into the shard until the connection ends.
 async fn read_batches<I: Intake, R: AsyncRead + Unpin>(
     shard: &I,
     listener: &ListenerContext,
+    frames: &mut FrameReader,
     reader: &mut R,
     sender: Sender<'_>,
     acks: &std::sync::Arc<Acknowledgements>,
@@ -213,22 +345,25 @@ async fn read_batches<I: Intake, R: AsyncRead + Unpin>(
     // The largest body a batch of `max_batch_bytes` can have: its header and lz4's worst case.
     let max_body =
         protocol::BATCH_HEADER_LEN + lz4_flex::block::get_maximum_output_size(max_batch_bytes);
-    let (mut body, mut raw) = (Vec::new(), Vec::new());
+    let limits = BatchLimits {
+        max_raw_bytes: max_batch_bytes,
+        max_records: listener.limits.max_batch_records,
+        max_expansion_ratio: listener.limits.max_expansion_ratio,
+    };
+    let idle = listener.idle_timeout.or(listener.limits.agent_idle());
     let mut previous_seq = None;
     loop {
         shard.until_unblocked().await;
-        let read = read_frame(reader, &mut body, max_body);
-        let kind = match listener.idle_timeout {
-            Some(idle) => match tokio::time::timeout(idle, read).await {
-                Ok(read) => read,
-                Err(_) => {
-                    return Ended::Idle("idle_timeout_secs passed without a frame".into());
-                }
+        let header = frames.read_header(reader, max_body);
+        let header = match idle {
+            Some(idle) => match tokio::time::timeout(idle, header).await {
+                Ok(header) => header,
+                Err(_) => return Ended::Idle,
             },
-            None => read.await,
+            None => header.await,
         };
-        let kind = match kind {
-            Ok(kind) => kind,
+        let (kind, len) = match header {
+            Ok(header) => header,
             Err(ended) => return ended,
         };
         if kind != Kind::Batch {
@@ -237,9 +372,12 @@ async fn read_batches<I: Intake, R: AsyncRead + Unpin>(
                 got: kind,
             });
         }
-        let header = match protocol::decode_batch(&body, max_batch_bytes, &mut raw) {
+        if let Err(ended) = frames.read_body(reader, len, listener).await {
+            return ended;
+        }
+        let header = match frames.decode(&limits) {
             Ok(header) => header,
-            Err(e) => return Ended::Protocol(e),
+            Err(ended) => return ended,
         };
         if let Some(previous) = previous_seq.filter(|&p| header.seq <= p) {
             return Ended::Protocol(ProtocolError::SeqOrder {
@@ -248,11 +386,15 @@ async fn read_batches<I: Intake, R: AsyncRead + Unpin>(
             });
         }
         previous_seq = Some(header.seq);
-        let (mut truncated, mut dropped) = (0, 0);
+        let (mut truncated, mut dropped, mut empty) = (0, 0, 0);
+        let raw = &frames.raw;
         shard.receive(metrics, |receive| {
             // `decode_batch` checked every length, so every item is a message.
-            for message in protocol::messages(&raw).flatten() {
-                let message = if message.len() <= listener.max_message_bytes {
+            for message in protocol::messages(raw).flatten() {
+                let message = if message.is_empty() {
+                    empty += 1;
+                    continue;
+                } else if message.len() <= listener.max_message_bytes {
                     message
                 } else if listener.oversize == super::framing::OversizePolicy::Truncate {
                     truncated += 1;
@@ -267,11 +409,8 @@ async fn read_batches<I: Intake, R: AsyncRead + Unpin>(
         });
         metrics.truncated.add(truncated);
         metrics.dropped_oversize.add(dropped);
-        for buffer in [&mut body, &mut raw] {
-            if buffer.capacity() > KEEP_BUFFER_BYTES {
-                *buffer = Vec::new();
-            }
-        }
+        metrics.dropped_empty.add(empty);
+        frames.done_with_frame();
     }
 }
 

@@ -15,6 +15,7 @@ use serde::{Deserialize, Deserializer};
 use super::Format;
 use super::agent_auth::AgentTokens;
 use super::framing::Framing;
+use super::limits::Admission;
 use super::tls::TlsConfig;
 use crate::agent_protocol::MAX_FRAME_BYTES;
 use crate::setting::{InvalidSetting, Refusal};
@@ -114,6 +115,20 @@ pub struct ListenerConfig {
     /// at once and counted. Default: 10000.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Most simultaneous connections from one IP address (stream listeners); 0: no limit.
+    /// Default: 0 (senders behind one NAT or relay share an address).
+    #[serde(default)]
+    pub max_connections_per_ip: usize,
+    /// The last slots of `max_connections` that only go to peers with no connection open, so
+    /// that one peer holding every slot cannot lock others out. Default: a tenth of
+    /// `max_connections`.
+    #[serde(default)]
+    pub reserved_connections: Option<usize>,
+    /// Most bytes per second one stream connection may send (after a one-second burst); a
+    /// faster sender is slowed by TCP backpressure, nothing is dropped. So one flooding sender
+    /// cannot cycle the store's size retention through everyone's logs. 0: no limit (default).
+    #[serde(default)]
+    pub max_bytes_per_sec_per_connection: u64,
     /// Close a stream connection that sent nothing for this many seconds (its partial last
     /// line is kept). Default: 0, never.
     #[serde(
@@ -184,6 +199,9 @@ impl ListenerConfig {
             framing: Framing::Auto,
             format: None,
             max_connections: default_max_connections(),
+            max_connections_per_ip: 0,
+            reserved_connections: None,
+            max_bytes_per_sec_per_connection: 0,
             idle_timeout: None,
             receive_buffer_bytes: None,
             max_batch_bytes: default_max_batch_bytes(),
@@ -214,6 +232,18 @@ impl ListenerConfig {
     /// A listener of `kind` at `path` (Unix sockets) with every other setting at its default.
     pub fn unix(kind: ListenerKind, path: &Path) -> Self {
         ListenerConfig::new(kind, None, Some(path.to_path_buf()))
+    }
+
+    /// Who may connect: `max_connections`, `max_connections_per_ip` and the reserved slots.
+    pub fn admission(&self) -> Admission {
+        Admission {
+            max_bytes_per_sec: self.max_bytes_per_sec_per_connection,
+            max_connections: self.max_connections,
+            max_per_ip: self.max_connections_per_ip,
+            reserved: self
+                .reserved_connections
+                .unwrap_or(self.max_connections / 10),
+        }
     }
 
     /// The `SO_RCVBUF` to give this listener's sockets: `receive_buffer_bytes`, or for
@@ -302,6 +332,18 @@ impl ListenerConfig {
         }
         if self.max_connections == 0 {
             return Err(InvalidSetting::new("max_connections", "must be at least 1"));
+        }
+        if let Some(reserved) = self.reserved_connections
+            && reserved >= self.max_connections
+        {
+            return Err(InvalidSetting::new(
+                "reserved_connections",
+                format!(
+                    "{reserved} leaves no slot of max_connections = {} for anyone: allowed 0 to {}",
+                    self.max_connections,
+                    self.max_connections - 1
+                ),
+            ));
         }
         Ok(())
     }

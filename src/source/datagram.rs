@@ -33,6 +33,10 @@ pub struct DatagramBuffers {
     /// Only referenced through `headers`; kept here so it lives as long as they do.
     _iovecs: Vec<libc::iovec>,
     addresses: Vec<MaybeUninit<libc::sockaddr_storage>>,
+    /// Each datagram's ancillary data: room for one `SO_RXQ_OVFL` counter (u64 words, for the
+    /// alignment `cmsghdr` needs).
+    _controls: Vec<u64>,
+    control_words: usize,
     headers: Vec<libc::mmsghdr>,
     received: usize,
 }
@@ -58,6 +62,10 @@ impl DatagramBuffers {
                 iov_len: slot_size,
             })
             .collect();
+        // SAFETY: CMSG_SPACE is arithmetic on its argument.
+        let control_bytes = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u32>() as u32) } as usize;
+        let control_words = control_bytes.div_ceil(8);
+        let mut controls = vec![0u64; count * control_words];
         let headers = (0..count)
             .map(|i| {
                 // SAFETY: msghdr is a plain C struct for which all-zero is a valid value.
@@ -66,6 +74,8 @@ impl DatagramBuffers {
                 hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
                 hdr.msg_iov = &mut iovecs[i];
                 hdr.msg_iovlen = 1;
+                hdr.msg_control = controls[i * control_words..].as_mut_ptr().cast();
+                hdr.msg_controllen = control_words * 8;
                 libc::mmsghdr {
                     msg_hdr: hdr,
                     msg_len: 0,
@@ -77,6 +87,8 @@ impl DatagramBuffers {
             payload,
             _iovecs: iovecs,
             addresses,
+            _controls: controls,
+            control_words,
             headers,
             received: 0,
         }
@@ -92,6 +104,7 @@ impl DatagramBuffers {
             hdr.msg_hdr.msg_namelen =
                 std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             hdr.msg_hdr.msg_flags = 0;
+            hdr.msg_hdr.msg_controllen = self.control_words * 8;
         }
         // SAFETY: every header points at live buffers owned by `self` (see the type's doc), and
         // `headers.len()` headers are passed.
@@ -128,6 +141,82 @@ impl DatagramBuffers {
             payload: &self.payload[start..start + len],
             truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
             peer,
+        }
+    }
+}
+
+impl DatagramBuffers {
+    /// The socket's count of datagrams the kernel dropped for a full receive buffer, as the
+    /// last call's datagrams carry it (`SO_RXQ_OVFL`, once [`count_kernel_drops`] is set);
+    /// `None` when none carried it (nothing dropped yet).
+    pub fn kernel_drops(&self) -> Option<u32> {
+        let mut most = None;
+        for hdr in &self.headers[..self.received] {
+            let msg = &hdr.msg_hdr;
+            // SAFETY: `msg` is a header the kernel filled: msg_control points at our buffer
+            // and msg_controllen says how much of it holds complete cmsghdrs.
+            let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(msg) };
+            while !cmsg.is_null() {
+                // SAFETY: a non-null cmsg from CMSG_FIRSTHDR/NXTHDR lies within the buffer.
+                let c = unsafe { &*cmsg };
+                if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SO_RXQ_OVFL {
+                    // SAFETY: an SO_RXQ_OVFL message carries one u32, maybe unaligned.
+                    let drops =
+                        unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<u32>()) };
+                    most = Some(most.map_or(drops, |m: u32| m.max(drops)));
+                }
+                // SAFETY: as above.
+                cmsg = unsafe { libc::CMSG_NXTHDR(msg, cmsg) };
+            }
+        }
+        most
+    }
+}
+
+/// Asks the kernel to attach its drop count to received datagrams (`SO_RXQ_OVFL`).
+///
+/// # Errors
+/// The `setsockopt` error (a socket type without the option).
+pub fn count_kernel_drops(fd: &impl AsRawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt with a valid descriptor and a pointer to a c_int of the given size.
+    let set = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RXQ_OVFL,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Adds to `dropped_total{reason="kernel"}` what a socket's kernel drop count grew by.
+#[derive(Debug, Default)]
+struct KernelDrops {
+    seen: u32,
+}
+
+impl KernelDrops {
+    fn update(&mut self, buffers: &DatagramBuffers, listener: &ListenerContext) {
+        if let Some(total) = buffers.kernel_drops()
+            && total != self.seen
+        {
+            // The kernel's counter is a u32 that wraps.
+            let new = total.wrapping_sub(self.seen);
+            self.seen = total;
+            listener.metrics.dropped_kernel.add(u64::from(new));
+            listener.warning.warn(|| {
+                format!(
+                    "listener {}: the kernel dropped {new} datagrams for a full receive buffer (raise receive_buffer_bytes; counted in logtail_dropped_total{{reason=\"kernel\"}})",
+                    listener.name
+                )
+            });
         }
     }
 }
@@ -201,6 +290,10 @@ pub async fn run<I: Intake>(
     };
     let mut buffers = DatagramBuffers::new(DATAGRAMS_PER_CALL, listener.max_message_bytes);
     let mut peer_text = PeerText::default();
+    let mut drops = KernelDrops::default();
+    if let Err(e) = count_kernel_drops(socket.get_ref()) {
+        tracing::info!(listener = %listener.name, "kernel drops will not be counted: {e}");
+    }
     tokio::pin!(shutdown);
     loop {
         let mut ready = tokio::select! {
@@ -216,7 +309,10 @@ pub async fn run<I: Intake>(
         // Drain what is queued, up to a bound so the shard's other tasks get their turn.
         for _ in 0..16 {
             match ready.try_io(|fd| buffers.receive(fd)) {
-                Ok(Ok(n)) => deliver(shard, listener, &buffers, n, &mut peer_text),
+                Ok(Ok(n)) => {
+                    drops.update(&buffers, listener);
+                    deliver(shard, listener, &buffers, n, &mut peer_text);
+                }
                 Ok(Err(e)) => {
                     listener
                         .warning
@@ -230,7 +326,10 @@ pub async fn run<I: Intake>(
     // Datagrams the kernel already accepted are ours to keep: take them before closing.
     loop {
         match buffers.receive(socket.get_ref()) {
-            Ok(n) if n > 0 => deliver(shard, listener, &buffers, n, &mut peer_text),
+            Ok(n) if n > 0 => {
+                drops.update(&buffers, listener);
+                deliver(shard, listener, &buffers, n, &mut peer_text);
+            }
             _ => break,
         }
     }
@@ -293,6 +392,39 @@ fn strip_line_end(message: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn datagrams_the_kernel_dropped_are_counted_exactly() {
+        let receiver =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        receiver.set_recv_buffer_size(4096).unwrap();
+        receiver
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        receiver.set_nonblocking(true).unwrap();
+        let receiver: std::net::UdpSocket = receiver.into();
+        count_kernel_drops(&receiver).unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = receiver.local_addr().unwrap();
+        let mut buffers = DatagramBuffers::new(64, 64);
+        let drain = |buffers: &mut DatagramBuffers| {
+            let (mut count, mut drops) = (0, None);
+            while let Ok(n) = buffers.receive(&receiver) {
+                count += n;
+                drops = buffers.kernel_drops().or(drops);
+            }
+            (count, drops)
+        };
+        for _ in 0..1000 {
+            sender.send_to(b"<13>flood", to).unwrap();
+        }
+        let (received, _) = drain(&mut buffers);
+        assert!(received > 0 && received < 1000, "{received} received");
+        // The next datagram carries the socket's drop count.
+        sender.send_to(b"<13>after", to).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(drain(&mut buffers), (1, Some(1000 - received as u32)));
+    }
 
     #[test]
     fn receives_a_batch_of_datagrams_with_peers_and_truncation() {

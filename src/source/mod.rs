@@ -5,7 +5,9 @@
 //! sources: syslog over UDP ([`datagram`]), TCP and Unix sockets ([`stream`], cut into messages
 //! by [`framing`]), TLS on TCP and agent listeners ([`tls`]: RFC 5425), and agents' acknowledged
 //! batches ([`acked`]), whose claimed host [`agent_auth`] checks against their certificate or
-//! token. Each listener's config section is [`config::ListenerConfig`].
+//! token. Each listener's config section is [`config::ListenerConfig`]; what hostile clients can
+//! make them hold (one memory budget, deadlines, admission per peer) is [`limits`],
+//! `[ingest.limits]`.
 //!
 //! Every listener is bound once at startup, on the calling thread, so a bad address or a busy
 //! port is reported before anything runs. Each shard then gets its own share of every listener:
@@ -27,6 +29,7 @@ pub mod config;
 pub mod datagram;
 pub mod framing;
 pub mod intake;
+pub mod limits;
 pub mod stream;
 pub mod tls;
 
@@ -48,6 +51,7 @@ use crate::metrics::ListenerMetrics;
 pub use config::{ListenerConfig, ListenerKind};
 use framing::{Framing, OversizePolicy};
 use intake::{Connections, Intake};
+use limits::{Admission, MemoryBudget, PeerTable, SourceLimits};
 use stream::Acceptor;
 
 /// Which syslog format a listener expects its senders to speak; the parser
@@ -93,11 +97,15 @@ impl fmt::Display for Format {
 }
 
 /// What every listener takes from `[ingest]` unless it sets its own.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ListenerDefaults {
     pub format: Format,
     pub max_message_bytes: usize,
     pub oversize: OversizePolicy,
+    /// `[ingest.limits]`.
+    pub limits: SourceLimits,
+    /// The one memory budget all listeners share.
+    pub budget: Arc<MemoryBudget>,
 }
 
 /// A listener as its shard tasks see it.
@@ -125,6 +133,14 @@ pub struct ListenerContext {
     pub tls: Option<Arc<tls::TlsConfig>>,
     /// The tokens agents must present (without a client certificate), from `tokens_file`.
     pub agent_tokens: Option<Arc<agent_auth::AgentTokens>>,
+    /// `[ingest.limits]`: deadlines and decompression limits.
+    pub limits: SourceLimits,
+    /// The memory budget shared by every listener.
+    pub budget: Arc<MemoryBudget>,
+    /// Connections open per peer, shared by this listener's shards.
+    pub peers: Arc<PeerTable>,
+    /// `max_connections`, `max_connections_per_ip`, `reserved_connections`.
+    pub admission: Admission,
 }
 
 /// What a stream listener's connections speak.
@@ -277,6 +293,10 @@ impl BoundListener {
                     |e| error(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
                 )?)),
             },
+            limits: defaults.limits,
+            budget: defaults.budget.clone(),
+            peers: Arc::new(PeerTable::default()),
+            admission: listener.admission(),
         };
         Ok(BoundListener {
             context,

@@ -448,7 +448,16 @@ mod tests {
             Kind::Batch
         );
         let mut raw = Vec::new();
-        let header = protocol::decode_batch(&body, 1 << 20, &mut raw).unwrap();
+        let header = protocol::decode_batch(
+            &body,
+            &protocol::BatchLimits {
+                max_raw_bytes: 1 << 20,
+                max_records: 1 << 20,
+                max_expansion_ratio: 255,
+            },
+            &mut raw,
+        )
+        .unwrap();
         let messages = protocol::messages(&raw)
             .map(|m| String::from_utf8(m.unwrap().to_vec()).unwrap())
             .collect();

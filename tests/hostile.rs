@@ -1,0 +1,352 @@
+//! Hostile clients against a running gateway (issue 11, "bounded and fair"): announced sizes
+//! that never become allocations, one memory budget across connections, decompression limits,
+//! slowloris connections that cannot lock a good sender out; each with exact counts, and a
+//! good sender whose lines are all stored.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use logtail::agent_protocol::{self as protocol, BatchEncoder, Kind};
+
+/// Waits until `condition` holds, or panics after 20 s naming `what`.
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// This process's resident memory, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// An agent connection that has exchanged HELLOs.
+fn agent_hello(address: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut hello = Vec::new();
+    protocol::agent_hello("attacker", &mut hello);
+    stream.write_all(&hello).expect("hello");
+    let mut body = Vec::new();
+    assert_eq!(
+        protocol::read_frame(&mut stream, &mut body).expect("a frame"),
+        Kind::Hello
+    );
+    stream
+}
+
+/// A TCP connection from `local` (another loopback address) to `to`.
+fn connect_from(local: [u8; 4], to: SocketAddr) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::from((local, 0)).into())
+        .expect("bind to a loopback address");
+    socket.connect(&to.into()).expect("connect");
+    socket.into()
+}
+
+/// `count` newline-framed lines `good-<n>`.
+fn good_lines(count: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for n in 0..count {
+        out.extend_from_slice(format!("<13>Nov 30 10:00:00 good app: good-{n}\n").as_bytes());
+    }
+    out
+}
+
+fn good_stored(records: &[serde_json::Value]) -> usize {
+    records
+        .iter()
+        .filter(|r| {
+            r["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("good-"))
+        })
+        .count()
+}
+
+#[test]
+fn huge_batch_headers_hold_only_the_budget_and_a_good_sender_gets_every_line_in() {
+    const ATTACKERS: usize = 200;
+    const BUDGET: usize = 8 << 20;
+    let mut gw = common::Gateway::start_with(|c| c.ingest.limits.memory_budget_bytes = BUDGET);
+    let before = rss_kib();
+    let agent = gw.agent();
+    // Each: a HELLO, then a BATCH header announcing 18,454,976 bytes of body (the issue's
+    // frame), and one byte of it.
+    let mut header = 18_454_977u32.to_be_bytes().to_vec();
+    header.extend_from_slice(&[Kind::Batch as u8, 0]);
+    let mut attackers: Vec<TcpStream> = (0..ATTACKERS).map(|_| agent_hello(agent)).collect();
+    for stream in &mut attackers {
+        stream.write_all(&header).expect("header");
+    }
+    let memory = gw.server().metrics().memory_budget.clone().expect("budget");
+    let closed_memory = || gw.listener_count("agent", |m| m.closed_memory.get());
+    // A body grows 64 KiB at a time as it arrives: 128 connections fit in 8 MiB, the other 72
+    // are refused (ERROR, closed, counted), never allocated.
+    wait_until("the budget to fill and the rest to be refused", || {
+        closed_memory() == 72
+    });
+    assert_eq!(memory.held_bytes.get(), BUDGET as i64);
+    assert_eq!(memory.limit_bytes.get(), BUDGET as i64);
+    assert_eq!(memory.refusals.get(), 72);
+    // 200 × 18 MiB would be 3.5 GiB; what the gateway holds is the budget.
+    let grown = rss_kib().saturating_sub(before);
+    assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
+
+    let mut good = TcpStream::connect(gw.tcp()).expect("connect");
+    good.write_all(&good_lines(20_000)).expect("good lines");
+    drop(good);
+    gw.wait_for_records(20_000);
+    drop(attackers);
+    wait_until("the budget to be given back", || {
+        memory.held_bytes.get() == 0
+    });
+    let records = gw.stop_and_read();
+    assert_eq!(good_stored(&records), 20_000);
+    assert_eq!(records.len(), 20_000);
+}
+
+#[test]
+fn a_64_kib_batch_of_empty_messages_is_refused_and_empty_messages_are_never_stored() {
+    let mut gw = common::Gateway::start();
+    let mut stream = agent_hello(gw.agent());
+    // The issue's amplification: 4,194,304 empty messages in 65,804 bytes of lz4.
+    let mut encoder = BatchEncoder::default();
+    for _ in 0..4_194_304 {
+        encoder.message(|_| {});
+    }
+    let mut frame = Vec::new();
+    encoder.finish(1, &mut frame);
+    assert_eq!(frame.len(), 5 + 20 + 65_804);
+    stream.write_all(&frame).expect("batch");
+    let mut body = Vec::new();
+    assert_eq!(
+        protocol::read_frame(&mut stream, &mut body).expect("a frame"),
+        Kind::Error
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "batch of 4194304 messages exceeds the limit of 65536"
+    );
+    assert_eq!(gw.listener_count("agent", |m| m.closed_protocol.get()), 1);
+
+    // A valid batch: 100 messages and 50 empty ones between them.
+    let mut stream = agent_hello(gw.agent());
+    encoder.clear();
+    for n in 0..150 {
+        encoder.message(|out| {
+            if n % 3 != 2 {
+                out.extend_from_slice(format!("<14>1 - h app - - - good-{n}").as_bytes());
+            }
+        });
+    }
+    frame.clear();
+    encoder.finish(1, &mut frame);
+    stream.write_all(&frame).expect("batch");
+    assert_eq!(
+        protocol::read_frame(&mut stream, &mut body).expect("a frame"),
+        Kind::Ack
+    );
+    assert_eq!(protocol::parse_ack(&body), Ok(1));
+    assert_eq!(gw.listener_count("agent", |m| m.dropped_empty.get()), 50);
+    drop(stream);
+    let records = gw.stop_and_read();
+    assert_eq!(records.len(), 100);
+    assert_eq!(good_stored(&records), 100);
+}
+
+#[test]
+fn no_hello_in_time_and_a_frame_that_trickles_are_closed_and_counted() {
+    let gw = common::Gateway::start_with(|c| {
+        c.ingest.limits.hello_timeout = Duration::from_secs(1);
+        c.ingest.limits.frame_timeout = Duration::from_secs(1);
+    });
+    let mut silent = TcpStream::connect(gw.agent()).expect("connect");
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut trickle = agent_hello(gw.agent());
+    // A 1,000-byte BATCH whose body never comes.
+    trickle
+        .write_all(&[0, 0, 3, 233, Kind::Batch as u8, 1])
+        .expect("header");
+    let mut body = Vec::new();
+    assert_eq!(
+        protocol::read_frame(&mut silent, &mut body).expect("a frame"),
+        Kind::Error
+    );
+    assert_eq!(
+        protocol::read_frame(&mut trickle, &mut body).expect("a frame"),
+        Kind::Error
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "a frame did not arrive within frame_timeout_secs at min_bytes_per_sec"
+    );
+    assert_eq!(
+        gw.listener_count("agent", |m| m.closed_hello_timeout.get()),
+        1
+    );
+    assert_eq!(gw.listener_count("agent", |m| m.closed_slow.get()), 1);
+    let mut rest = Vec::new();
+    assert_eq!(silent.read_to_end(&mut rest).ok(), Some(0));
+}
+
+#[test]
+fn slowloris_connections_cannot_lock_a_good_sender_out() {
+    // The issue's case scaled down: 60 connections (max_connections = 60) from one address,
+    // each sending one byte of a line every 500 ms.
+    let mut gw = common::Gateway::start_with(|c| {
+        c.listen[1].max_connections = 60;
+        c.listen[1].idle_timeout = Some(Duration::from_secs(10));
+        c.ingest.limits.frame_timeout = Duration::from_secs(2);
+    });
+    let tcp = gw.tcp();
+    let mut attackers: Vec<TcpStream> =
+        (0..60).map(|_| connect_from([127, 0, 0, 1], tcp)).collect();
+    // The last 6 slots (a tenth) are reserved for peers without a connection.
+    wait_until("54 admitted and 6 refused", || {
+        gw.listener_count("tcp", |m| m.connections.get()) == 54
+            && gw.listener_count("tcp", |m| m.connections_rejected_reserved.get()) == 6
+    });
+    let trickling = std::thread::spawn(move || {
+        for _ in 0..10 {
+            for stream in &mut attackers {
+                let _ = stream.write_all(b"<");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    // A new peer gets a reserved slot while every attacker holds its own.
+    let mut good = connect_from([127, 0, 0, 2], tcp);
+    good.write_all(&good_lines(20_000)).expect("good lines");
+    drop(good);
+    gw.wait_for_records(20_000);
+    // Within 2 s plus a line's bytes at min_bytes_per_sec, each trickling line is over.
+    wait_until("every attacker closed as slow", || {
+        gw.listener_count("tcp", |m| m.closed_slow.get()) == 54
+    });
+    assert_eq!(
+        gw.listener_count("tcp", |m| m.connections_rejected.get()),
+        0
+    );
+    assert_eq!(gw.listener_count("tcp", |m| m.closed_idle.get()), 0);
+    trickling.join().expect("attackers");
+    let records = gw.stop_and_read();
+    assert_eq!(good_stored(&records), 20_000);
+}
+
+#[test]
+fn partial_64_kib_lines_cost_what_arrived_and_count_against_the_budget() {
+    const CONNECTIONS: usize = 200;
+    let mut gw = common::Gateway::start();
+    let memory = gw.server().metrics().memory_budget.clone().expect("budget");
+    let partial = {
+        let mut line = b"<13>Nov 30 10:00:00 h app: ".to_vec();
+        line.resize(60 * 1024, b'x');
+        line
+    };
+    let held: Vec<TcpStream> = (0..CONNECTIONS)
+        .map(|_| {
+            let mut stream = TcpStream::connect(gw.tcp()).expect("connect");
+            stream.write_all(&partial).expect("partial line");
+            stream
+        })
+        .collect();
+    // Each buffer grew to what its partial line needs, at most one message (65,548 bytes), of
+    // which all but the first 16 KiB is the budget's.
+    let lowest = (CONNECTIONS * (60 * 1024 - 16 * 1024)) as i64;
+    let highest = (CONNECTIONS * (65_548 - 16 * 1024)) as i64;
+    wait_until("every partial line to be held", || {
+        memory.held_bytes.get() >= lowest
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let bytes = memory.held_bytes.get();
+    assert!((lowest..=highest).contains(&bytes), "{bytes} held");
+    drop(held);
+    wait_until("the budget to be given back", || {
+        memory.held_bytes.get() == 0
+    });
+    let records = gw.stop_and_read();
+    assert_eq!(records.len(), CONNECTIONS);
+}
+
+#[test]
+fn a_flooding_connection_is_paced_to_its_rate_and_loses_nothing() {
+    // 300,000 bytes at 100,000 bytes/s with a one-second burst: about 2 s, not milliseconds.
+    let mut gw = common::Gateway::start_with(|c| {
+        c.listen[1].max_bytes_per_sec_per_connection = 100_000;
+    });
+    let line = |n: usize| {
+        format!(
+            "<13>Nov 30 10:00:00 flood app: good-{n:06} {}\n",
+            "x".repeat(56)
+        )
+    };
+    assert_eq!(line(0).len(), 100);
+    let flood: String = (0..3000).map(line).collect();
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(gw.tcp()).expect("connect");
+    stream.write_all(flood.as_bytes()).expect("flood");
+    drop(stream);
+    gw.wait_for_records(3000);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1800) && took < Duration::from_secs(10),
+        "took {took:?}"
+    );
+    assert!(gw.listener_count("tcp", |m| m.throttled.get()) > 0);
+    let records = gw.stop_and_read();
+    assert_eq!(good_stored(&records), 3000);
+}
+
+#[test]
+fn a_peer_at_max_connections_per_ip_is_refused_and_another_address_is_not() {
+    let mut gw = common::Gateway::start_with(|c| c.listen[1].max_connections_per_ip = 3);
+    let tcp = gw.tcp();
+    let _held: Vec<TcpStream> = (0..5).map(|_| connect_from([127, 0, 0, 1], tcp)).collect();
+    wait_until("3 admitted and 2 refused", || {
+        gw.listener_count("tcp", |m| m.connections.get()) == 3
+            && gw.listener_count("tcp", |m| m.connections_rejected_per_ip.get()) == 2
+    });
+    let mut good = connect_from([127, 0, 0, 3], tcp);
+    good.write_all(&good_lines(100)).expect("lines");
+    drop(good);
+    gw.wait_for_records(100);
+    let records = gw.stop_and_read();
+    assert_eq!(good_stored(&records), 100);
+}
+
+#[test]
+fn an_idle_agent_is_closed_and_counted() {
+    let gw = common::Gateway::start_with(|c| {
+        c.ingest.limits.agent_idle_timeout = Duration::from_secs(1);
+    });
+    let mut agent = agent_hello(gw.agent());
+    let mut body = Vec::new();
+    assert_eq!(
+        protocol::read_frame(&mut agent, &mut body).expect("a frame"),
+        Kind::Error
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "idle: no frame within the idle timeout"
+    );
+    assert_eq!(gw.listener_count("agent", |m| m.closed_idle.get()), 1);
+    let memory = gw.server().metrics().memory_budget.clone().expect("budget");
+    assert_eq!(memory.held_bytes.get(), 0);
+}

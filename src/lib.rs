@@ -32,7 +32,8 @@
 //!    batches), [`agent_protocol`] (the agent's wire format), [`segments`] (the segment
 //!    directory the store and the WAL share: lock, names, listing, I/O errors), [`pem`]
 //!    (certificates and keys read from PEM files, for TLS on both sides).
-//! 2. **Stages**, in data-flow order: [`source`] (listeners, framing, the agent listener),
+//! 2. **Stages**, in data-flow order: [`source`] (listeners, framing, TLS, the agent listener and
+//!    its authentication, and the limits hostile clients meet),
 //!    [`parse`] (bytes to a zero-copy [`parse::Record`]), [`encode`] (a record as JSON or raw
 //!    bytes), [`kafka`] (Kafka client plumbing and the key/topic [`kafka::route`]s, shared by
 //!    the Kafka sink and the agent's Kafka shipper), [`pipeline`] (shards, batches, rings),

@@ -148,7 +148,19 @@ mod tests {
             "{measured} s > {since_before} s since the start"
         );
         assert!(meter.peak_rss_kib() > 0);
-        meter.ended(Some(cpu_seconds(pid).unwrap() + 1.0));
-        assert!(meter.cpu_seconds() >= 1.1);
+        // An incarnation that ended at `end` seconds counts `end - baseline`, exactly (to
+        // rounding: seconds are tick counts divided by the tick rate, so compare with a margin).
+        let end = cpu_seconds(pid).unwrap() + 1.0;
+        meter.ended(Some(end));
+        let expected = end - before;
+        assert!(
+            (meter.cpu_seconds() - expected).abs() < 1e-6,
+            "{} s counted, {expected} s expected",
+            meter.cpu_seconds()
+        );
+        assert!(
+            expected >= 1.1 - 1e-6,
+            "{expected} s: the 0.1 s burnt is in it"
+        );
     }
 }

@@ -8,7 +8,7 @@
 //! its data uses tansu's SQLite storage instead of memory.
 //!
 //! The command lines and the proxy are `test_support`'s, shared with the integration tests
-//! (`tests/common/tansu.rs`, `tests/kafka_broker.rs`).
+//! (`test-fixtures/src/tansu.rs`, `tests/kafka_broker.rs`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

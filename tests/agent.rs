@@ -2,7 +2,7 @@
 //! configuration changes, and ships through the `file` shipper (exact lines, exact order) or to
 //! a real gateway over TCP.
 
-mod common;
+use test_fixtures as common;
 
 use std::fs::File;
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! `logtail agent --etcd`: collect entries from a real etcd key, changed while the agent runs.
 
-mod common;
+use test_fixtures as common;
 
 use std::time::Duration;
 

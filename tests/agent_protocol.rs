@@ -2,7 +2,7 @@
 //! and bad input (garbage, lying lengths, broken batches, out-of-order sequence numbers, slow
 //! and numerous clients) that never stalls others or loses good data.
 
-mod common;
+use test_fixtures as common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -3,7 +3,7 @@
 //! Exact counts: what is refused is counted by reason and nothing of it is stored. And a
 //! forged `[logtail@32473 topic=...]` element steers no route: only an authenticated agent's does.
 
-mod common;
+use test_fixtures as common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Bad input from the network: it is counted and survived, and never costs good data or other
 //! connections.
 
-mod common;
+use test_fixtures as common;
 
 use std::io::Write;
 use std::net::{TcpStream, UdpSocket};

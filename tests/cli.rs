@@ -1,6 +1,6 @@
 //! The `logtail` binary end to end: serve, SIGTERM, read; config errors; parse.
 
-mod common;
+use test_fixtures as common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;

@@ -6,7 +6,7 @@
 //! Needs root, to mount a small tmpfs; elsewhere the tests say they are skipped, except under
 //! `CI=true`, where they fail (see `test_support::ci`).
 
-mod common;
+use test_fixtures as common;
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! slowloris connections that cannot lock a good sender out; each with exact counts, and a
 //! good sender whose lines are all stored.
 
-mod common;
+use test_fixtures as common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

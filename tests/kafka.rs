@@ -2,7 +2,7 @@
 //! the broker taken down, slowed, and the gateway killed. Every test counts exactly what
 //! arrived, per sender and in order.
 
-mod common;
+use test_fixtures as common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};

@@ -1,7 +1,7 @@
 //! End to end against a real Kafka-compatible broker (tansu, see `common::tansu`): real
 //! senders in, an rdkafka consumer reading back what arrived, exact counts.
 
-mod common;
+use test_fixtures as common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

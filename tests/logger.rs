@@ -1,7 +1,7 @@
 //! Real senders: util-linux `logger` over UDP, TCP (newline and octet counting), and both Unix
 //! sockets, in RFC 3164 and RFC 5424. Each test checks the exact fields stored.
 
-mod common;
+use test_fixtures as common;
 
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! `logtail search` end to end: a gateway stores lines sent over TCP, then the binary searches
 //! the store with each query form, time ranges, --count, --histogram, --follow, and bad queries.
 
-mod common;
+use test_fixtures as common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;

@@ -4,7 +4,7 @@
 //! handshake that never completes; certificates replaced while a connection is open.
 //! Certificates are made at test time ([`common::pki`]).
 
-mod common;
+use test_fixtures as common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,6 +1,6 @@
 //! Every transport end to end with real sockets: what is sent is what is stored, exactly.
 
-mod common;
+use test_fixtures as common;
 
 use std::collections::HashMap;
 use std::io::Write;

@@ -1,7 +1,7 @@
 //! The vendor-formats corpus (`tests/data/vendor-formats/`, format in its README): every line
 //! through `logtail parse`, and every record compared field for field with its expectation.
 
-mod common;
+use test_fixtures as common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

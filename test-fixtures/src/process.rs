@@ -2,12 +2,33 @@
 //! what it prints, stopped with SIGTERM or killed with SIGKILL.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A command running the `logtail` binary that cargo built with the test.
 pub fn logtail() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_logtail"))
+    Command::new(logtail_binary())
+}
+
+/// Where cargo put the `logtail` binary: beside the `deps/` directory of the test binary that is
+/// running (`target/<profile>/deps/<test>-<hash>` → `target/<profile>/logtail`). Cargo builds
+/// a package's binaries before its integration tests; `env!("CARGO_BIN_EXE_logtail")` would
+/// say the same, but cargo sets it only when compiling the package's own test targets, not
+/// this crate.
+pub fn logtail_binary() -> PathBuf {
+    let test_binary = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = test_binary
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary runs from target/<profile>/deps");
+    let binary = profile_dir.join("logtail");
+    assert!(
+        binary.is_file(),
+        "{} is missing: run the tests with `cargo test`, which builds it",
+        binary.display()
+    );
+    binary
 }
 
 /// A running `logtail serve`.

@@ -15,6 +15,12 @@ pub struct AgentDir {
     pub dir: tempfile::TempDir,
 }
 
+impl Default for AgentDir {
+    fn default() -> AgentDir {
+        AgentDir::new()
+    }
+}
+
 impl AgentDir {
     pub fn new() -> AgentDir {
         let dir = tempfile::tempdir().expect("temp dir");

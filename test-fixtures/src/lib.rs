@@ -1,6 +1,6 @@
-//! Shared by the integration tests: a gateway on ephemeral ports over a temporary directory, and
-//! reading back what it stored.
-#![allow(dead_code)]
+//! Shared by the gateway's integration tests (each uses it as `use test_fixtures as common;`):
+//! a gateway on ephemeral ports over a temporary directory, and reading back what it stored;
+//! the `logtail` binary as a child process ([`process`]), agents, etcd, Kafka and certificates.
 
 pub mod agent;
 pub mod etcd;

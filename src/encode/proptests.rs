@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::{Encoding, Envelope, encode};
-use crate::parse::timestamp::{Offset, Timestamp, days_in_month};
+use crate::parse::timestamp::{CivilTime, Offset, Timestamp, days_in_month};
 use crate::parse::{Format, LegacyZone, ParseContext, Record, parse, structured_data};
 
 /// 2026-06-15T12:00:00Z
@@ -120,14 +120,16 @@ fn rfc5424_timestamp() -> impl Strategy<Value = Timestamp> {
         |(c, digits, nanos, offset)| {
             let unit = 10u32.pow(9 - u32::from(digits));
             Timestamp {
-                year: c.year,
-                month: c.month,
-                day: c.day,
-                hour: c.hour,
-                minute: c.minute,
-                second: c.second,
-                nanos: if digits == 0 { 0 } else { nanos / unit * unit },
-                fraction_digits: digits,
+                civil: CivilTime {
+                    year: c.year,
+                    month: c.month,
+                    day: c.day,
+                    hour: c.hour,
+                    minute: c.minute,
+                    second: c.second,
+                    nanos: if digits == 0 { 0 } else { nanos / unit * unit },
+                    fraction_digits: digits,
+                },
                 offset,
             }
         },
@@ -407,14 +409,16 @@ proptest! {
             s => Offset::Seconds(s),
         };
         let expected_timestamp = Timestamp {
-            year: generated.expected_year(),
-            month: w.month,
-            day: w.day,
-            hour: w.hour,
-            minute: w.minute,
-            second: w.second,
-            nanos: 0,
-            fraction_digits: 0,
+            civil: CivilTime {
+                year: generated.expected_year(),
+                month: w.month,
+                day: w.day,
+                hour: w.hour,
+                minute: w.minute,
+                second: w.second,
+                nanos: 0,
+                fraction_digits: 0,
+            },
             offset,
         };
         prop_assert_eq!(record.parse_error, None);

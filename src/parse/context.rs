@@ -312,7 +312,7 @@ mod tests {
             LegacyZone::Fixed(0),
         )
         .unwrap();
-        assert_eq!((ts.year, ts.offset), (2026, Offset::Z));
+        assert_eq!((ts.civil.year, ts.offset), (2026, Offset::Z));
         assert_eq!(ts.unix_micros(), NOV_21_2026 - 7_000_000);
     }
 
@@ -324,7 +324,7 @@ mod tests {
             LegacyZone::Fixed(0),
         )
         .unwrap();
-        assert_eq!(ts.year, 2026);
+        assert_eq!(ts.civil.year, 2026);
     }
 
     #[test]
@@ -335,7 +335,7 @@ mod tests {
             LegacyZone::Fixed(0),
         )
         .unwrap();
-        assert_eq!(ts.year, 2027);
+        assert_eq!(ts.civil.year, 2027);
     }
 
     #[test]
@@ -346,7 +346,7 @@ mod tests {
             LegacyZone::Fixed(0),
         );
         assert_eq!(
-            ahead.unwrap().year,
+            ahead.unwrap().civil.year,
             2026,
             "36 days ahead: previous candidate"
         );
@@ -355,13 +355,13 @@ mod tests {
             "2026-11-20T10:00:00Z",
             LegacyZone::Fixed(0),
         );
-        assert_eq!(near.unwrap().year, 2026, "25 days ahead: same year");
+        assert_eq!(near.unwrap().civil.year, 2026, "25 days ahead: same year");
         let far = resolve(
             "Mar 15 10:00:00",
             "2026-01-20T10:00:00Z",
             LegacyZone::Fixed(0),
         );
-        assert_eq!(far.unwrap().year, 2025);
+        assert_eq!(far.unwrap().civil.year, 2025);
     }
 
     #[test]
@@ -373,7 +373,7 @@ mod tests {
             LegacyZone::Fixed(7200),
         );
         let ts = ts.unwrap();
-        assert_eq!((ts.year, ts.offset), (2027, Offset::Seconds(7200)));
+        assert_eq!((ts.civil.year, ts.offset), (2027, Offset::Seconds(7200)));
         assert_eq!(ts.unix_micros(), us("2026-12-31T23:00:00Z"));
     }
 
@@ -384,7 +384,7 @@ mod tests {
             "2028-03-10T00:00:00Z",
             LegacyZone::Fixed(0),
         );
-        assert_eq!(ts.unwrap().year, 2028);
+        assert_eq!(ts.unwrap().civil.year, 2028);
         assert_eq!(
             resolve(
                 "Feb 29 12:00:00",
@@ -402,7 +402,7 @@ mod tests {
             "2026-11-21T02:53:47Z",
             LegacyZone::Fixed(0),
         );
-        assert_eq!(ts.unwrap().year, 2019);
+        assert_eq!(ts.unwrap().civil.year, 2019);
     }
 
     #[test]
@@ -418,16 +418,16 @@ mod tests {
             .unwrap()
             .local_minus_utc();
         assert_eq!(ts.offset, Offset::Seconds(expected));
-        assert_eq!((ts.year, ts.month, ts.day), (2026, 7, 4));
+        assert_eq!((ts.civil.year, ts.civil.month, ts.civil.day), (2026, 7, 4));
     }
 
     #[test]
     fn set_received_at_forgets_the_cached_wall_clock() {
         let mut ctx = ParseContext::new(us("2026-06-01T00:00:00Z"), LegacyZone::Fixed(0));
         let (bsd, _) = parse_bsd(b"Dec 20 00:00:00").unwrap();
-        assert_eq!(ctx.resolve_bsd(bsd).unwrap().year, 2025);
+        assert_eq!(ctx.resolve_bsd(bsd).unwrap().civil.year, 2025);
         ctx.set_received_at(us("2026-12-25T00:00:00Z"));
-        assert_eq!(ctx.resolve_bsd(bsd).unwrap().year, 2026);
+        assert_eq!(ctx.resolve_bsd(bsd).unwrap().civil.year, 2026);
         assert_eq!(ctx.received_at_us(), us("2026-12-25T00:00:00Z"));
     }
 }

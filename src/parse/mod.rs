@@ -43,7 +43,7 @@ use std::fmt;
 pub use crate::source::{Format, UnknownFormat};
 pub use context::{InvalidZone, LegacyZone, ParseContext};
 pub use structured_data::StructuredData;
-pub use timestamp::{Offset, Timestamp};
+pub use timestamp::{CivilTime, Offset, Timestamp};
 
 /// Why a message could not be parsed. The record then carries the whole input as `message`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -510,7 +510,7 @@ mod tests {
             LegacyZone::Fixed(0),
         );
         let t = r.timestamp.unwrap();
-        assert_eq!((t.year, t.month, t.day), (2026, 12, 31));
+        assert_eq!((t.civil.year, t.civil.month, t.civil.day), (2026, 12, 31));
     }
 
     #[test]
@@ -522,7 +522,7 @@ mod tests {
             LegacyZone::Fixed(0),
         );
         let t = r.timestamp.unwrap();
-        assert_eq!((t.year, t.month, t.day), (2027, 1, 1));
+        assert_eq!((t.civil.year, t.civil.month, t.civil.day), (2027, 1, 1));
     }
 
     #[test]
@@ -723,7 +723,8 @@ mod tests {
         let r = parse_utc(b"<189>9: 2001:db8::1: Nov 21 2025 02:53:47.5: %A-1-B: m");
         assert_eq!(r.host, Some(&b"2001:db8::1"[..]));
         assert_eq!(
-            r.timestamp.map(|t| (t.year, t.nanos, t.fraction_digits)),
+            r.timestamp
+                .map(|t| (t.civil.year, t.civil.nanos, t.civil.fraction_digits)),
             Some((2025, 500_000_000, 1))
         );
     }
@@ -1015,7 +1016,10 @@ mod tests {
             )
         );
         let t = r.timestamp.unwrap();
-        assert_eq!((t.day, t.nanos, t.fraction_digits), (21, 1_000_000, 3));
+        assert_eq!(
+            (t.civil.day, t.civil.nanos, t.civil.fraction_digits),
+            (21, 1_000_000, 3)
+        );
     }
 
     #[test]

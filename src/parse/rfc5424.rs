@@ -213,7 +213,7 @@ mod tests {
             (Some(20), Some(5), Some(1))
         );
         let t = r.timestamp.unwrap();
-        assert_eq!((t.nanos, t.fraction_digits), (3_000, 6));
+        assert_eq!((t.civil.nanos, t.civil.fraction_digits), (3_000, 6));
         assert_eq!(t.offset, Offset::Seconds(-25_200));
         assert_eq!(r.host, Some(&b"192.0.2.1"[..]));
         assert_eq!(r.app, Some(&b"myproc"[..]));
@@ -305,7 +305,7 @@ mod tests {
             Format::Rfc5424,
         );
         let t = r.timestamp.unwrap();
-        assert_eq!((t.nanos, t.fraction_digits), (123_456_789, 9));
+        assert_eq!((t.civil.nanos, t.civil.fraction_digits), (123_456_789, 9));
     }
 
     #[test]
@@ -479,7 +479,7 @@ mod tests {
         let input = b"<13>1 2026-03-04T05:06:07.123-0700 h a - - - m";
         let r = parse_with(input, Format::Auto);
         assert_eq!(
-            r.timestamp.map(|t| (t.offset, t.nanos)),
+            r.timestamp.map(|t| (t.offset, t.civil.nanos)),
             Some((Offset::Seconds(-25_200), 123_000_000))
         );
         assert_eq!(

@@ -19,22 +19,8 @@
 /// A calendar timestamp as the sender wrote it, with the offset it was written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timestamp {
-    /// Year, 0000–9999.
-    pub year: u16,
-    /// Month, 1–12.
-    pub month: u8,
-    /// Day of month, 1–31 (valid for the month and year).
-    pub day: u8,
-    /// Hour, 0–23.
-    pub hour: u8,
-    /// Minute, 0–59.
-    pub minute: u8,
-    /// Second, 0–59.
-    pub second: u8,
-    /// Fraction of the second in nanoseconds (0 when the sender wrote none).
-    pub nanos: u32,
-    /// How many fraction digits the sender wrote (0–9); used to write the same precision back.
-    pub fraction_digits: u8,
+    /// The local date and time, as written.
+    pub civil: CivilTime,
     /// The offset from UTC the local time above is expressed in.
     pub offset: Offset,
 }
@@ -59,30 +45,32 @@ impl Offset {
     }
 }
 
-/// The date and time fields of a timestamp before an offset is attached.
+/// The date and time fields of a timestamp: a [`Timestamp`] without its offset, and what a
+/// parser has before the offset is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct CivilTime {
+pub struct CivilTime {
+    /// Year, 0000–9999.
     pub year: u16,
+    /// Month, 1–12.
     pub month: u8,
+    /// Day of month, 1–31 (valid for the month and year).
     pub day: u8,
+    /// Hour, 0–23.
     pub hour: u8,
+    /// Minute, 0–59.
     pub minute: u8,
+    /// Second, 0–59.
     pub second: u8,
+    /// Fraction of the second in nanoseconds (0 when the sender wrote none).
     pub nanos: u32,
+    /// How many fraction digits the sender wrote (0–9); used to write the same precision back.
     pub fraction_digits: u8,
 }
 
 impl CivilTime {
     pub(crate) fn with_offset(self, offset: Offset) -> Timestamp {
         Timestamp {
-            year: self.year,
-            month: self.month,
-            day: self.day,
-            hour: self.hour,
-            minute: self.minute,
-            second: self.second,
-            nanos: self.nanos,
-            fraction_digits: self.fraction_digits,
+            civil: self,
             offset,
         }
     }
@@ -107,18 +95,8 @@ pub(crate) struct BsdTime {
 impl Timestamp {
     /// The instant in microseconds since the Unix epoch (sub-microsecond digits truncated).
     pub fn unix_micros(&self) -> i64 {
-        let local = CivilTime {
-            year: self.year,
-            month: self.month,
-            day: self.day,
-            hour: self.hour,
-            minute: self.minute,
-            second: self.second,
-            nanos: 0,
-            fraction_digits: 0,
-        };
-        (local.naive_seconds() - i64::from(self.offset.seconds())) * 1_000_000
-            + i64::from(self.nanos / 1000)
+        (self.civil.naive_seconds() - i64::from(self.offset.seconds())) * 1_000_000
+            + i64::from(self.civil.nanos / 1000)
     }
 
     /// The UTC instant `unix_us` as a timestamp with six fraction digits and offset `Z`.
@@ -132,7 +110,7 @@ impl Timestamp {
         let micros = us.rem_euclid(1_000_000) as u32;
         let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
         let sod = secs.rem_euclid(86_400) as u32;
-        Timestamp {
+        CivilTime {
             year: year as u16,
             month,
             day,
@@ -141,29 +119,29 @@ impl Timestamp {
             second: (sod % 60) as u8,
             nanos: micros * 1000,
             fraction_digits: 6,
-            offset: Offset::Z,
         }
+        .with_offset(Offset::Z)
     }
 
     /// Appends the RFC 3339 text, with the sender's fraction digits and offset.
     pub fn write_rfc3339(&self, out: &mut Vec<u8>) {
         let mut buf = [0u8; 35];
-        buf[..4].copy_from_slice(&four_digits(self.year));
+        buf[..4].copy_from_slice(&four_digits(self.civil.year));
         buf[4] = b'-';
-        buf[5..7].copy_from_slice(&two_digits(self.month));
+        buf[5..7].copy_from_slice(&two_digits(self.civil.month));
         buf[7] = b'-';
-        buf[8..10].copy_from_slice(&two_digits(self.day));
+        buf[8..10].copy_from_slice(&two_digits(self.civil.day));
         buf[10] = b'T';
-        buf[11..13].copy_from_slice(&two_digits(self.hour));
+        buf[11..13].copy_from_slice(&two_digits(self.civil.hour));
         buf[13] = b':';
-        buf[14..16].copy_from_slice(&two_digits(self.minute));
+        buf[14..16].copy_from_slice(&two_digits(self.civil.minute));
         buf[16] = b':';
-        buf[17..19].copy_from_slice(&two_digits(self.second));
+        buf[17..19].copy_from_slice(&two_digits(self.civil.second));
         let mut len = 19;
-        let digits = usize::from(self.fraction_digits.min(9));
+        let digits = usize::from(self.civil.fraction_digits.min(9));
         if digits > 0 {
             buf[len] = b'.';
-            let mut frac = self.nanos.min(999_999_999) / POW10[9 - digits];
+            let mut frac = self.civil.nanos.min(999_999_999) / POW10[9 - digits];
             for i in (0..digits).rev() {
                 buf[len + 1 + i] = b'0' + (frac % 10) as u8;
                 frac /= 10;
@@ -543,14 +521,16 @@ mod tests {
         assert_eq!(
             ts,
             Timestamp {
-                year: 2003,
-                month: 8,
-                day: 24,
-                hour: 5,
-                minute: 14,
-                second: 15,
-                nanos: 3_000,
-                fraction_digits: 6,
+                civil: CivilTime {
+                    year: 2003,
+                    month: 8,
+                    day: 24,
+                    hour: 5,
+                    minute: 14,
+                    second: 15,
+                    nanos: 3_000,
+                    fraction_digits: 6,
+                },
                 offset: Offset::Seconds(-7 * 3600),
             }
         );

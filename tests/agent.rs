@@ -11,6 +11,18 @@ use common::agent::{AgentDir, append, numbered, numbers, write_numbered};
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// How long a test waits, once the lines it expects are shipped, for any extra (duplicate) line.
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// The numbers of the lines shipped once `count` are and [`SETTLE`] has passed; no line torn.
+fn settled_numbers(t: &AgentDir, count: usize) -> Vec<usize> {
+    t.wait_for_lines(count, WAIT);
+    std::thread::sleep(SETTLE);
+    let (got, torn) = numbers(&t.shipped());
+    assert_eq!(torn, 0, "torn lines");
+    got
+}
+
 /// Asserts `got` is exactly `0..count`.
 fn assert_exactly_in_order(got: &[usize], count: usize) {
     assert_eq!(got.len(), count, "line count");
@@ -39,11 +51,7 @@ fn rename_rotation_under_load_keeps_every_line_in_order() {
         *file = append(&log);
     });
     assert_eq!(rotations, 10);
-    let lines = t.wait_for_lines(100_000, WAIT);
-    // Nothing more comes later.
-    std::thread::sleep(Duration::from_millis(500));
-    let (got, torn) = numbers(&t.shipped());
-    assert_eq!((lines.len(), torn), (100_000, 0));
+    let got = settled_numbers(&t, 100_000);
     assert_exactly_in_order(&got, 100_000);
     // Every rotated file was read to its end and released; its checkpoint went with it.
     t.wait_for_log("app.log.10 (written as", WAIT);
@@ -68,14 +76,7 @@ fn rename_rotation_under_load_keeps_every_line_in_order() {
 #[test]
 fn narrow_glob_reads_every_file_rotated_faster_than_the_scan() {
     let t = AgentDir::new();
-    let text = format!(
-        "data_dir = {:?}\n{}\n[tail]\nscan_interval_ms = 1000\nrotate_wait_ms = 300\n\
-         max_poll_interval_ms = 50\n[ship]\ntype = \"file\"\npath = {:?}\n",
-        t.path("state"),
-        t.collect("app", &["app.log"]),
-        t.path("out.txt"),
-    );
-    std::fs::write(t.path("agent.toml"), text).unwrap();
+    t.write_config_scanning_every(1000, &t.collect("app", &["app.log"]));
     let log = t.logs("app.log");
     let mut file = append(&log);
     let agent = t.start(&[]);
@@ -89,10 +90,7 @@ fn narrow_glob_reads_every_file_rotated_faster_than_the_scan() {
         *file = append(&log);
     });
     assert_eq!(rotations, 10);
-    t.wait_for_lines(20_000, WAIT);
-    std::thread::sleep(Duration::from_millis(500));
-    let (mut got, torn) = numbers(&t.shipped());
-    assert_eq!((got.len(), torn), (20_000, 0));
+    let mut got = settled_numbers(&t, 20_000);
     got.sort_unstable();
     assert_exactly_in_order(&got, 20_000);
     agent.sigterm_and_wait();
@@ -104,14 +102,7 @@ fn narrow_glob_reads_every_file_rotated_faster_than_the_scan() {
 fn a_file_renamed_away_before_it_was_opened_is_read_under_its_new_name() {
     use std::io::Write;
     let t = AgentDir::new();
-    let text = format!(
-        "data_dir = {:?}\n{}\n[tail]\nscan_interval_ms = 60000\nrotate_wait_ms = 300\n\
-         max_poll_interval_ms = 50\n[ship]\ntype = \"file\"\npath = {:?}\n",
-        t.path("state"),
-        t.collect("app", &["app.log"]),
-        t.path("out.txt"),
-    );
-    std::fs::write(t.path("agent.toml"), text).unwrap();
+    t.write_config_scanning_every(60000, &t.collect("app", &["app.log"]));
     let log = t.logs("app.log");
     drop(append(&log));
     let agent = t.start(&[]);
@@ -131,10 +122,7 @@ fn a_file_renamed_away_before_it_was_opened_is_read_under_its_new_name() {
         std::fs::rename(&log, t.logs(&format!("app.log.{generation}"))).unwrap();
         std::thread::sleep(Duration::from_millis(20));
     }
-    t.wait_for_lines(1_000, WAIT);
-    std::thread::sleep(Duration::from_millis(500));
-    let (mut got, torn) = numbers(&t.shipped());
-    assert_eq!((got.len(), torn), (1_000, 0));
+    let mut got = settled_numbers(&t, 1_000);
     got.sort_unstable();
     assert_exactly_in_order(&got, 1_000);
     agent.sigterm_and_wait();
@@ -153,10 +141,7 @@ fn copytruncate_rotation_under_load_keeps_every_line_in_order() {
         std::fs::copy(&log, t.logs(&format!("app.log.{}", n / 10_000))).unwrap();
         file.set_len(0).unwrap();
     });
-    t.wait_for_lines(100_000, WAIT);
-    std::thread::sleep(Duration::from_millis(500));
-    let (got, torn) = numbers(&t.shipped());
-    assert_eq!(torn, 0);
+    let got = settled_numbers(&t, 100_000);
     assert_exactly_in_order(&got, 100_000);
     let log_text = t.agent_log();
     assert_eq!(
@@ -237,10 +222,8 @@ fn clean_restart_resumes_exactly_without_duplicates() {
     write_numbered(&mut file, 10_000..20_000, 100_000, 1_000_000, |_, _| {});
     std::io::Write::write_all(&mut file, b"partial").unwrap();
     let agent = t.start(&[]);
-    t.wait_for_lines(20_000, WAIT);
-    std::thread::sleep(Duration::from_millis(300));
-    let (got, torn) = numbers(&t.shipped());
-    assert_eq!(torn, 0, "the partial last line waits for its end");
+    // The partial last line waits for its end: not shipped, and not torn.
+    let got = settled_numbers(&t, 20_000);
     assert_exactly_in_order(&got, 20_000);
     std::io::Write::write_all(&mut file, b" line\n").unwrap();
     t.wait_for_line("partial line", WAIT);
@@ -680,10 +663,7 @@ fn rotation_while_the_agent_is_stopped_is_followed_in_order() {
     file.set_len(0).unwrap();
     write_numbered(&mut file, 4000..5000, 1_000_000, 1_000_000, |_, _| {});
     let agent = t.start(&[]);
-    t.wait_for_lines(5000, WAIT);
-    std::thread::sleep(Duration::from_millis(300));
-    let (got, torn) = numbers(&t.shipped());
-    assert_eq!(torn, 0);
+    let got = settled_numbers(&t, 5000);
     assert_exactly_in_order(&got, 5000);
     let log_text = t.agent_log();
     for copy in ["app.log.1", "app.log.2"] {

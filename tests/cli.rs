@@ -2,13 +2,13 @@
 
 use test_fixtures as common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::process::{self, Served, logtail};
+use common::process::{self, Follower, Served, logtail};
 
 /// Starts `logtail serve` with a TCP listener and a Unix datagram socket in `dir`; returns the
 /// gateway and the TCP address it printed.
@@ -85,23 +85,18 @@ fn read_follow_prints_records_as_they_arrive() {
     conn.write_all(b"<13>Nov 21 10:00:00 h app: before\n")
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let mut follower = logtail()
-        .args(["read", "--follow", "--dir"])
-        .arg(dir.path().join("data/store"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(follower.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
+    let mut follower = Follower::spawn(
+        logtail()
+            .args(["read", "--follow", "--dir"])
+            .arg(dir.path().join("data/store")),
+    );
+    let line = follower.next_line();
     assert!(line.contains("\"message\":\"before\""), "{line}");
     conn.write_all(b"<13>Nov 21 10:00:00 h app: after\n")
         .unwrap();
-    line.clear();
-    out.read_line(&mut line).unwrap();
+    let line = follower.next_line();
     assert!(line.contains("\"message\":\"after\""), "{line}");
-    follower.kill().unwrap();
-    let _ = follower.wait();
+    drop(follower);
     drop(conn);
     child.sigterm_and_wait();
 }

@@ -325,23 +325,16 @@ fn full_wal_with_drop_oldest_counts_exactly_what_is_missing() {
 
 /// The config of a `logtail serve` child producing to `bootstrap`.
 fn child_config(dir: &Path, bootstrap: &str) -> std::path::PathBuf {
-    let path = dir.join("logtail.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "data_dir = \"{data}\"\n[ingest]\nshards = 2\n\
-             [[listen]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n\
-             [metrics]\naddress = \"127.0.0.1:0\"\n\
-             [sink]\ntype = \"kafka\"\n\
+    common::process::write_config(
+        dir,
+        &format!(
+            "[sink]\ntype = \"kafka\"\n\
              [sink.kafka]\nbootstrap_servers = \"{bootstrap}\"\ntopic = \"{TOPIC}\"\nlinger_ms = 2\n\
              [sink.kafka.spill]\nmax_in_flight_records = 2000\n\
              [sink.kafka.wal]\nfsync = \"every_batch\"\n\
-             [sink.kafka.librdkafka]\n\"reconnect.backoff.max.ms\" = \"200\"\n",
-            data = dir.join("data").display(),
+             [sink.kafka.librdkafka]\n\"reconnect.backoff.max.ms\" = \"200\"\n"
         ),
     )
-    .expect("config written");
-    path
 }
 
 #[test]

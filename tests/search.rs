@@ -3,13 +3,13 @@
 
 use test_fixtures as common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
-use common::process::{self, Served, logtail};
+use common::process::{self, Follower, Served, logtail};
 
 /// Starts `logtail serve` with one TCP listener and the store under `dir/data`.
 fn serve(dir: &Path) -> (Served, String) {
@@ -283,26 +283,21 @@ fn follow_prints_stored_matches_then_new_ones() {
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let mut follower = logtail()
-        .args(["search", "--follow", "--format", "text", "--dir"])
-        .arg(dir.path().join("data/store"))
-        .arg("match")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(follower.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
+    let mut follower = Follower::spawn(
+        logtail()
+            .args(["search", "--follow", "--format", "text", "--dir"])
+            .arg(dir.path().join("data/store"))
+            .arg("match"),
+    );
+    let line = follower.next_line();
     assert!(line.ends_with(": alpha match\n"), "{line}");
     conn.write_all(
         b"<13>Nov 21 10:00:01 h app: gamma nomatch\n<13>Nov 21 10:00:02 h app: delta match\n",
     )
     .unwrap();
-    line.clear();
-    out.read_line(&mut line).unwrap();
+    let line = follower.next_line();
     assert!(line.ends_with(": delta match\n"), "{line}");
-    follower.kill().unwrap();
-    let _ = follower.wait();
+    drop(follower);
     drop(conn);
     gateway.sigterm_and_wait();
 }

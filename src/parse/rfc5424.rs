@@ -270,18 +270,8 @@ mod tests {
         assert_eq!(
             r,
             Record {
-                facility: Some(0),
-                severity: Some(0),
                 version: Some(1),
-                timestamp: None,
-                host: None,
-                app: None,
-                procid: None,
-                msgid: None,
-                structured_data: None,
-                message: b"",
-                parse_error: None,
-                parse_warning: None,
+                ..Record::bare(Some(0), b"")
             }
         );
     }

@@ -39,16 +39,25 @@ impl AgentDir {
     /// Writes `agent.toml`: the `file` shipper (raw) to `out.txt`, state in `state/`, scans
     /// every 100 ms, rotated files released 300 ms after they stop growing, then `rest`.
     pub fn write_config(&self, rest: &str) -> PathBuf {
+        self.write_config_scanning_every(100, rest)
+    }
+
+    /// [`AgentDir::write_config`] with the glob scan every `scan_interval_ms` (100 there).
+    pub fn write_config_scanning_every(&self, scan_interval_ms: u64, rest: &str) -> PathBuf {
         let ship = format!("type = \"file\"\npath = {:?}\n", self.path("out.txt"));
-        self.write_config_shipping(&ship, rest)
+        self.write_agent_toml(&ship, rest, scan_interval_ms)
     }
 
     /// [`AgentDir::write_config`] with `ship` (the keys of `[ship]`) instead of the file shipper.
     pub fn write_config_shipping(&self, ship: &str, rest: &str) -> PathBuf {
+        self.write_agent_toml(ship, rest, 100)
+    }
+
+    fn write_agent_toml(&self, ship: &str, rest: &str, scan_interval_ms: u64) -> PathBuf {
         let path = self.path("agent.toml");
         let text = format!(
-            "data_dir = {:?}\n{rest}\n[tail]\nscan_interval_ms = 100\nrotate_wait_ms = 300\n\
-             max_poll_interval_ms = 50\n[ship]\n{ship}",
+            "data_dir = {:?}\n{rest}\n[tail]\nscan_interval_ms = {scan_interval_ms}\n\
+             rotate_wait_ms = 300\nmax_poll_interval_ms = 50\n[ship]\n{ship}",
             self.path("state"),
         );
         std::fs::write(&path, text).expect("write agent.toml");

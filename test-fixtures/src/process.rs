@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A command running the `logtail` binary that cargo built with the test.
@@ -40,23 +40,29 @@ pub struct Served {
     pub metrics: Option<String>,
 }
 
-/// Starts `logtail serve` with the store under `dir/data`, 2 shards, one TCP listener on an
-/// ephemeral port, metrics on an ephemeral port, and the `[[listen]]` tables in
-/// `more_listeners`; returns the gateway and its TCP address.
-pub fn serve_tcp_in(dir: &Path, more_listeners: &str) -> (Served, String) {
+/// Writes `dir/logtail.toml`: data under `dir/data`, 2 shards, one TCP listener on an ephemeral
+/// port, metrics on an ephemeral port, then `more` verbatim (more `[[listen]]` tables, a
+/// `[sink]`); returns its path.
+pub fn write_config(dir: &Path, more: &str) -> PathBuf {
     let config = dir.join("logtail.toml");
     std::fs::write(
         &config,
         format!(
             "data_dir = \"{data}\"\n[ingest]\nshards = 2\n\
              [[listen]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n\
-             {more_listeners}\
-             [metrics]\naddress = \"127.0.0.1:0\"\n",
+             [metrics]\naddress = \"127.0.0.1:0\"\n\
+             {more}",
             data = dir.join("data").display(),
         ),
     )
-    .unwrap();
-    let served = serve(&config);
+    .expect("config written");
+    config
+}
+
+/// Starts `logtail serve` on [`write_config`]`(dir, more_listeners)`; returns the gateway and
+/// its TCP address.
+pub fn serve_tcp_in(dir: &Path, more_listeners: &str) -> (Served, String) {
+    let served = serve(&write_config(dir, more_listeners));
     let tcp = served
         .tcp
         .clone()
@@ -138,5 +144,40 @@ pub fn sigterm_and_wait(child: &mut Child) {
         }
         assert!(Instant::now() < deadline, "logtail did not stop");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `logtail` child that keeps printing (`read --follow`, `search --follow`), read a line at a
+/// time; killed when dropped.
+pub struct Follower {
+    child: Child,
+    out: BufReader<ChildStdout>,
+}
+
+impl Follower {
+    /// Starts `command` with its standard output piped.
+    pub fn spawn(command: &mut Command) -> Follower {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("logtail starts");
+        let out = BufReader::new(child.stdout.take().expect("stdout piped"));
+        Follower { child, out }
+    }
+
+    /// The next line it prints, with its newline (blocks until there is one).
+    pub fn next_line(&mut self) -> String {
+        let mut line = String::new();
+        self.out
+            .read_line(&mut line)
+            .expect("read the follower's output");
+        line
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

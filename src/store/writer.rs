@@ -184,6 +184,13 @@ impl StoreWriter {
         Ok(())
     }
 
+    /// Whether blocks carry an index (the default) or are written as before the index existed
+    /// (version 1): for tests that such stores still read and search, and for benches measuring
+    /// what the index costs. Applies from the next block.
+    pub fn set_block_index(&mut self, on: bool) {
+        self.encoder.set_index(on);
+    }
+
     /// Sizes on disk and counters since open.
     pub fn stats(&self) -> StoreStats {
         StoreStats {

@@ -274,6 +274,13 @@ impl BlockEncoder {
     pub fn frame(&self) -> &[u8] {
         &self.frame
     }
+
+    /// Bytes of index in the block built by the last [`Self::finish`].
+    pub fn index_len(&self) -> usize {
+        self.frame
+            .get(20..24)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    }
 }
 
 /// Checks `payload` against `header` and decompresses it into `raw` (resized to fit), then checks

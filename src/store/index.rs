@@ -716,3 +716,219 @@ fn contains_key(list: &[u8], hash: u64) -> bool {
     let want = (hash as u32).to_le_bytes();
     list.chunks_exact(4).any(|h| h == want)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn index_of(records: &[&str], compressed_len: usize) -> Vec<u8> {
+        let mut builder = IndexBuilder::default();
+        for r in records {
+            builder.add(r.as_bytes());
+        }
+        let mut out = Vec::new();
+        builder.finish_into(compressed_len, &mut out);
+        out
+    }
+
+    #[test]
+    fn lower8_lowercases_exactly_the_ascii_capitals() {
+        for b in 0..=255u8 {
+            let w = u64::from_le_bytes([b, b'A', b'z', b'@', b'[', b'Z', 0xC3, b'0']);
+            let want = u64::from_le_bytes([
+                b.to_ascii_lowercase(),
+                b'a',
+                b'z',
+                b'@',
+                b'[',
+                b'z',
+                0xC3,
+                b'0',
+            ]);
+            assert_eq!(lower8(w), want, "byte {b:#x}");
+        }
+    }
+
+    #[test]
+    fn token_hash_ignores_ascii_case_only() {
+        assert_eq!(token_hash(b"TimeOut"), token_hash(b"timeout"));
+        assert_eq!(
+            token_hash(b"A_LONGER_TOKEN_THAN_8"),
+            token_hash(b"a_longer_token_than_8")
+        );
+        assert_ne!(token_hash(b"timeout"), token_hash(b"timeouts"));
+        assert_ne!(
+            token_hash("GRÜSSE".as_bytes()),
+            token_hash("grüsse".as_bytes())
+        );
+        // Zero padding of the last chunk does not make a token equal to a longer one.
+        assert_ne!(token_hash(b"ab"), token_hash(b"ab\0"));
+    }
+
+    #[test]
+    fn tokens_are_runs_of_token_bytes() {
+        let mut tokens = Vec::new();
+        for_each_token("GET /api/v1?id=42 grüße issue#7_x".as_bytes(), |t| {
+            tokens.push(String::from_utf8_lossy(t).into_owned());
+        });
+        assert_eq!(
+            tokens,
+            ["GET", "api", "v1", "id", "42", "grüße", "issue", "7_x"]
+        );
+    }
+
+    #[test]
+    fn the_index_holds_what_the_records_have() {
+        let encoded = index_of(
+            &[
+                r#"{"facility":16,"severity":3,"timestamp":"2026-11-21T10:00:00Z","host":"Web-01","app":"nginx","message":"upstream Timed out\nretry","received_at":"2026-11-21T10:00:05Z"}"#,
+                r#"{"severity":"2.5","host":["db-1","db-2"],"message":"x","received_at":"2026-11-21T09:00:00Z"}"#,
+                "not json at all: kernel panic",
+            ],
+            100_000,
+        );
+        let index = BlockIndex::parse(&encoded).unwrap();
+        assert_eq!(
+            index.time_range(),
+            Some((1_795_251_600_000_000, 1_795_255_200_000_000))
+        );
+        assert!(index.may_have_severity(1 << 3));
+        // 2.5 is a number but no code: every comparison may match.
+        assert!(index.may_have_severity(1 << 7));
+        assert!(index.may_have_facility(1 << 16));
+        assert!(!index.may_have_facility(1 << 17));
+        for host in ["web-01", "db-1", "db-2"] {
+            assert!(index.may_have_host(token_hash(host.as_bytes())), "{host}");
+        }
+        assert!(!index.may_have_host(token_hash(b"web-02")));
+        assert!(index.may_have_app(token_hash(b"NGINX")));
+        assert!(!index.may_have_app(token_hash(b"sshd")));
+        for word in [
+            "upstream", "timed", "out", "retry", "kernel", "panic", "json", "x",
+        ] {
+            assert!(index.may_have_token(token_hash(word.as_bytes())), "{word}");
+        }
+        // `\n` is an escape: "nretry" is not a token of the message.
+        let absent = [
+            "nretry", "host", "message", "severity", "db", "timeouts", "web",
+        ];
+        assert_eq!(
+            absent
+                .iter()
+                .filter(|w| index.may_have_token(token_hash(w.as_bytes())))
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn many_hosts_cannot_rule_out_a_host() {
+        let records: Vec<String> = (0..=MAX_KEYS)
+            .map(|i| format!(r#"{{"host":"h{i}","message":"m"}}"#))
+            .collect();
+        let refs: Vec<&str> = records.iter().map(String::as_str).collect();
+        let encoded = index_of(&refs, 100_000);
+        let index = BlockIndex::parse(&encoded).unwrap();
+        assert!(index.may_have_host(token_hash(b"never-seen")));
+        assert!(!index.may_have_app(token_hash(b"never-seen")));
+        assert_eq!(index.time_range(), None);
+    }
+
+    #[test]
+    fn bloom_is_sized_per_token_and_keeps_false_positives_low() {
+        // 3,000 distinct tokens in a block whose payload is large enough not to cap the filter.
+        let records: Vec<String> = (0..1000)
+            .map(|i| format!(r#"{{"message":"alpha{i} beta{i} gamma{i}"}}"#))
+            .collect();
+        let refs: Vec<&str> = records.iter().map(String::as_str).collect();
+        let encoded = index_of(&refs, 10_000_000);
+        let index = BlockIndex::parse(&encoded).unwrap();
+        // 3,000 × 10 bits → the next power of two, 32768 bits.
+        assert_eq!(index.bloom_bytes(), 4096);
+        for i in 0..1000 {
+            assert!(index.may_have_token(token_hash(format!("beta{i}").as_bytes())));
+        }
+        let false_positives = (0..100_000)
+            .filter(|i| index.may_have_token(token_hash(format!("delta{i}").as_bytes())))
+            .count();
+        // Expected about 0.3% at 10.9 bits per token with four hashes.
+        assert!(false_positives < 1_000, "{false_positives} of 100000");
+
+        // The same records in a payload of 40 KB: capped at 2.5% of it (1 KB, 8192 bits).
+        let capped = index_of(&refs, 40_000);
+        assert_eq!(BlockIndex::parse(&capped).unwrap().bloom_bytes(), 512);
+        // A tiny block gets at least 256 bytes, and a filter never larger than it needs.
+        let tiny = index_of(&[r#"{"message":"a b c"}"#], 100);
+        assert_eq!(BlockIndex::parse(&tiny).unwrap().bloom_bytes(), 8);
+        assert_eq!(tiny.len(), MIN_INDEX_LEN + 8);
+    }
+
+    #[test]
+    fn a_damaged_index_is_refused() {
+        let encoded = index_of(&[r#"{"host":"a","message":"m"}"#], 1000);
+        assert!(BlockIndex::parse(&encoded).is_ok());
+        for at in 0..encoded.len() {
+            let mut bad = encoded.clone();
+            bad[at] ^= 0x10;
+            assert!(BlockIndex::parse(&bad).is_err(), "flip at {at}");
+        }
+        assert_eq!(
+            BlockIndex::parse(&encoded[..encoded.len() - 1]).err(),
+            Some(IndexCorruption::Checksum)
+        );
+        assert!(BlockIndex::parse(&[]).is_err());
+    }
+
+    fn chrono_micros(text: &str) -> Option<i64> {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.timestamp_micros())
+    }
+
+    #[test]
+    fn rfc3339_agrees_with_chrono() {
+        for text in [
+            "2026-11-21T10:00:00Z",
+            "2026-11-21T10:00:00.5Z",
+            "2026-11-21T10:00:00.123456789Z",
+            "2026-11-21T10:00:00.1234567891Z",
+            "2026-11-21T11:20:00+01:00",
+            "2026-11-21T01:20:00-09:30",
+            "1969-12-31T23:59:59.999999Z",
+            "0001-01-01T00:00:00Z",
+            "2024-02-29T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2026-11-21T10:00:60Z",
+            "2026-11-21t10:00:00z",
+            "2026-11-21 10:00:00Z",
+            "2026-11-21T10:00:00",
+            "2026-11-21T10:00:00.Z",
+            "2026-11-21T24:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-11-21T10:00:00+24:00",
+            "yesterday",
+            "",
+        ] {
+            assert_eq!(
+                rfc3339_micros(text.as_bytes()),
+                chrono_micros(text),
+                "{text}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn rfc3339_agrees_with_chrono_on_random_times(
+            year in 0u32..10000, month in 0u32..14, day in 0u32..33, hour in 0u32..25,
+            minute in 0u32..61, second in 0u32..61, fraction in "(\\.[0-9]{0,11})?",
+            zone in "(Z|z|[+-][0-2][0-9]:[0-6][0-9])",
+        ) {
+            let text = format!(
+                "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}{fraction}{zone}"
+            );
+            prop_assert_eq!(rfc3339_micros(text.as_bytes()), chrono_micros(&text), "{}", text);
+        }
+    }
+}

@@ -34,8 +34,10 @@ pub struct StoreStats {
     pub records_written: u64,
     /// Blocks appended since open.
     pub blocks_written: u64,
-    /// Bytes appended since open (headers and compressed payloads).
+    /// Bytes appended since open (headers, compressed payloads and block indexes).
     pub bytes_written: u64,
+    /// Bytes of block index among `bytes_written`.
+    pub index_bytes_written: u64,
     /// Bytes cut from the end of the newest segment by recovery at open.
     pub truncated_at_open: u64,
 }
@@ -253,6 +255,7 @@ impl StoreWriter {
         self.stats.blocks_written += 1;
         self.stats.records_written += u64::from(count);
         self.stats.bytes_written += block_len;
+        self.stats.index_bytes_written += self.encoder.index_len() as u64;
         Ok(())
     }
 

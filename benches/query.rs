@@ -2,6 +2,9 @@
 //! keeps it (~200-byte lines, ~330-byte records), each record indexed with `JsonRecord::new`
 //! and tested with `Matcher::is_match`, as `logtail search` does on every record it scans.
 //!
+//! The `block_skip_decision` group times what the store's reader asks of each block's index
+//! before deciding to skip it (`Matcher::may_match_block`).
+//!
 //! `cargo bench --bench query`. Throughput is in bytes of records; records/s is that divided by
 //! the mean record size printed at the start.
 
@@ -10,7 +13,9 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use logtail::encode::{Encoding, Envelope, encode, format_rfc3339_micros};
 use logtail::parse::{Format, LegacyZone, ParseContext, parse};
+use logtail::pipeline::batch::Batch;
 use logtail::query::{JsonRecord, Matcher};
+use logtail::store::{BlockIndex, StoreOptions, StoreWriter};
 
 mod common;
 
@@ -123,6 +128,48 @@ fn benches(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // The skip decision: one block's index (the first ~3,000 records, one block as the gateway
+    // cuts them at high rate) tested against each query, as the store's reader does per block.
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let index = first_block_index(tmp.path(), &records);
+    let index = BlockIndex::parse(&index).expect("the store wrote a valid index");
+    let mut group = c.benchmark_group("block_skip_decision");
+    for &(name, query) in QUERIES {
+        let matcher = Matcher::compile(query).expect("bench queries compile");
+        eprintln!(
+            "{name}: block may match: {}",
+            matcher.may_match_block(&index)
+        );
+        group.bench_function(name, |b| {
+            b.iter(|| matcher.may_match_block(black_box(&index)))
+        });
+    }
+    group.finish();
+}
+
+/// Writes `records` to a store in `dir` and returns the index of its first block, read from the
+/// segment as the format says: `index_len` at header offset 20, the index after the payload.
+fn first_block_index(dir: &std::path::Path, records: &[Vec<u8>]) -> Vec<u8> {
+    let mut writer = StoreWriter::open(StoreOptions {
+        dir: dir.to_path_buf(),
+        ..StoreOptions::default()
+    })
+    .expect("open store");
+    let mut batch = Batch::with_capacity(0, 1 << 22, records.len());
+    for r in records {
+        batch.push(corpus::CORPUS_RECEIVED_AT_US, r);
+    }
+    writer.append(&batch).expect("append");
+    writer.sync().expect("sync");
+    let segment = std::fs::read(dir.join("00000000000000000001.seg")).expect("segment");
+    let le32 = |at: usize| u32::from_le_bytes(segment[at..at + 4].try_into().expect("4 bytes"));
+    let (compressed, index_len) = (le32(16) as usize, le32(20) as usize);
+    eprintln!(
+        "first block: {} records, {compressed} bytes compressed, index {index_len} bytes",
+        le32(8)
+    );
+    segment[48 + compressed..48 + compressed + index_len].to_vec()
 }
 
 criterion_group! {

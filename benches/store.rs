@@ -1,6 +1,9 @@
 //! Local store throughput: appending batches of 1,000 JSON-ish records of about 300 bytes, and
 //! reading a whole store back (no filter, output discarded).
 //!
+//! `append_realistic` appends the corpus as the gateway stores it, with the block index and
+//! without (version-1 blocks), in the same run: the difference is what the index costs.
+//!
 //! `cargo bench --bench store -- --warm-up-time 1 --measurement-time 3`
 
 #[path = "common/mod.rs"]
@@ -55,12 +58,65 @@ fn bench_append(c: &mut Criterion) {
         ),
     ];
     for (name, throughput) in throughputs {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let mut writer = StoreWriter::open(options(tmp.path())).expect("open");
         let mut group = c.benchmark_group(name);
         group.throughput(throughput);
+        // With the block index (what the gateway writes), and without (blocks as before the
+        // index, version 1): the difference is what building the index costs.
+        for (label, indexed) in [("batch_of_1000", true), ("batch_of_1000_no_index", false)] {
+            let tmp = tempfile::tempdir().expect("temp dir");
+            let mut writer = StoreWriter::open(options(tmp.path())).expect("open");
+            writer.set_block_index(indexed);
+            let mut i = 0;
+            group.bench_function(label, |b| {
+                b.iter(|| {
+                    writer
+                        .append(black_box(&batches[i % batches.len()]))
+                        .expect("append");
+                    i += 1;
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+/// The benches' syslog corpus parsed and JSON-encoded as the gateway stores it (~330-byte
+/// records with a `message` the block index tokenizes), in batches of 1,000.
+fn realistic_batches() -> Vec<Batch> {
+    use logtail::encode::{Encoding, Envelope, encode, format_rfc3339_micros};
+    use logtail::parse::{Format, LegacyZone, ParseContext, parse};
+    let lines = corpus::realistic_mix(RECORDS_PER_BATCH * DISTINCT_BATCHES, 0x5EED);
+    let received_us = corpus::CORPUS_RECEIVED_AT_US;
+    let mut received_at = Vec::new();
+    format_rfc3339_micros(received_us, &mut received_at);
+    let envelope = Envelope::new(&received_at, "10.1.2.3:40000");
+    let mut ctx = ParseContext::new(received_us, LegacyZone::Fixed(0));
+    lines
+        .chunks(RECORDS_PER_BATCH)
+        .map(|chunk| {
+            let mut b = Batch::with_capacity(0, 400 * RECORDS_PER_BATCH, RECORDS_PER_BATCH);
+            for line in chunk {
+                let record = parse(line, Format::Auto, &mut ctx);
+                b.push_with(received_us, |buf| {
+                    encode(Encoding::Json, line, &record, &envelope, buf)
+                });
+            }
+            b
+        })
+        .collect()
+}
+
+/// Appending realistic records with and without the block index: what building it costs.
+fn bench_append_index(c: &mut Criterion) {
+    let batches = realistic_batches();
+    let mut group = c.benchmark_group("append_realistic");
+    group.throughput(Throughput::Elements(RECORDS_PER_BATCH as u64));
+    for (label, indexed) in [("indexed", true), ("no_index", false)] {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut writer = StoreWriter::open(options(tmp.path())).expect("open");
+        writer.set_block_index(indexed);
         let mut i = 0;
-        group.bench_function("batch_of_1000", |b| {
+        group.bench_function(label, |b| {
             b.iter(|| {
                 writer
                     .append(black_box(&batches[i % batches.len()]))
@@ -68,8 +124,14 @@ fn bench_append(c: &mut Criterion) {
                 i += 1;
             })
         });
-        group.finish();
+        let stats = writer.stats();
+        eprintln!(
+            "{label}: {} blocks, index {:.2}% of the bytes written",
+            stats.blocks_written,
+            100.0 * stats.index_bytes_written as f64 / stats.bytes_written.max(1) as f64
+        );
     }
+    group.finish();
 }
 
 fn bench_read(c: &mut Criterion) {
@@ -116,6 +178,6 @@ fn bench_read(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = bench_append, bench_read
+    targets = bench_append, bench_append_index, bench_read
 }
 criterion_main!(benches);

@@ -288,6 +288,10 @@ struct SearchArgs {
     /// message, coloured when standard output is a terminal.
     #[arg(long, default_value = "json")]
     format: SearchFormat,
+    /// Afterwards, print on standard error how much was read: records matched and scanned,
+    /// store blocks searched and blocks skipped by their index.
+    #[arg(long)]
+    stats: bool,
     /// The query, e.g. 'host:web-* severity:<=warning "connection reset"' (empty: all).
     /// It may start with `-` (NOT): `logtail search -- -app:cron` or `logtail search -app:cron`.
     #[arg(default_value = "", allow_hyphen_values = true)]
@@ -362,6 +366,12 @@ fn search(args: SearchArgs) -> anyhow::Result<()> {
         Ok(stats)
     }) {
         Ok(stats) => {
+            if args.stats {
+                eprintln!(
+                    "{} matched, {} records scanned; {} blocks searched, {} skipped by the index",
+                    stats.matched, stats.scanned, stats.scanned_blocks, stats.skipped_blocks
+                );
+            }
             if stats.read.corrupt_blocks > 0 {
                 eprintln!(
                     "warning: skipped {} corrupt blocks ({} bytes) in {}",

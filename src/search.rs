@@ -17,10 +17,8 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use chrono::DateTime;
-
 use crate::query::{Field, FieldAccess, JsonRecord, Matcher};
-use crate::store::{self, ReadOptions, ReadStats, StoreError};
+use crate::store::{self, BlockIndex, ReadOptions, ReadStats, StoreError};
 
 /// In which order matches are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +58,11 @@ pub struct SearchStats {
     pub scanned: u64,
     /// Records that matched the query and the time range.
     pub matched: u64,
+    /// Store blocks decompressed and searched record by record.
+    pub scanned_blocks: u64,
+    /// Store blocks skipped whole, without decompressing them, because their index shows that
+    /// none of their records can match (see [`block_may_match`]).
+    pub skipped_blocks: u64,
     /// What the store's reader reports (blocks, corruption skipped).
     pub read: ReadStats,
 }
@@ -307,11 +310,34 @@ fn scan(
         grep: None,
         follow: opts.follow,
     };
-    let read = store::read(dir, &read_opts, &mut sink, stop)?;
+    let read = if everything {
+        store::read(dir, &read_opts, &mut sink, stop)?
+    } else {
+        let filter = |index: &BlockIndex<'_>| block_may_match(matcher, opts, index);
+        store::read_filtered(dir, &read_opts, &filter, &mut sink, stop)?
+    };
     let skipped = sink.skipped;
     stats.scanned += skipped;
+    stats.scanned_blocks = read.blocks;
+    stats.skipped_blocks = read.skipped_blocks;
     stats.read = read;
     Ok(stats)
+}
+
+/// Whether a store block with this index may hold a record matching `matcher` within the time
+/// range of `opts` ([`Matcher::may_match_block`], and the index's record times against the
+/// range). Blocks written before the index existed are always searched.
+pub fn block_may_match(matcher: &Matcher, opts: &SearchOptions, index: &BlockIndex<'_>) -> bool {
+    if opts.from_us.is_some() || opts.to_us.is_some() {
+        // A record without a time never matches a time range.
+        let Some((min, max)) = index.time_range() else {
+            return false;
+        };
+        if opts.from_us.is_some_and(|from| max < from) || opts.to_us.is_some_and(|to| min >= to) {
+            return false;
+        }
+    }
+    matcher.may_match_block(index)
 }
 
 /// [`scan`] for callers that want each match's time (the histogram).
@@ -337,10 +363,7 @@ pub fn record_time_us(record: &JsonRecord<'_>) -> Option<i64> {
     let mut time = None;
     for name in ["timestamp", "received_at"] {
         record.any_value(&Field::Other(name.into()), &mut |value| {
-            time = std::str::from_utf8(value)
-                .ok()
-                .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-                .map(|t| t.timestamp_micros());
+            time = store::index::rfc3339_micros(value);
             time.is_some()
         });
         if time.is_some() {

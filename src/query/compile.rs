@@ -7,6 +7,8 @@ use super::syntax::{Comparison, Expr, Term, Value};
 use super::text::{GlobPiece, Needle, REGEX_SIZE_LIMIT, token_regex, whole_value_regex};
 use super::{Field, FieldAccess, QueryError, QueryErrorKind};
 use crate::agent_protocol::AGENT_SD_ID;
+use crate::store::BlockIndex;
+use crate::store::index::{is_token_byte, token_hash};
 
 /// A compiled query: test records with [`Matcher::is_match`].
 #[derive(Debug, Clone)]
@@ -16,6 +18,26 @@ pub struct Matcher {
     /// longest plain needle among the terms the whole query requires. See
     /// [`Matcher::may_match_stored`].
     required: Option<Needle>,
+    /// What a block's index must show for the block to hold a match.
+    block: BlockTest,
+}
+
+/// A test on a store block's index ([`BlockIndex`]), derived from the query: false only when
+/// no record of the block can match. Hashes are computed once, at compile time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BlockTest {
+    /// Any block may match (the test cannot tell, or the query term cannot rule a block out).
+    Maybe,
+    And(Box<[BlockTest]>),
+    Or(Box<[BlockTest]>),
+    /// Every one of these tokens is in some message of the block.
+    Tokens(Box<[u64]>),
+    Host(u64),
+    App(u64),
+    /// Some record has one of these severities (bit `c` for code `c`).
+    Severity(u8),
+    /// Some record has one of these facilities.
+    Facility(u32),
 }
 
 #[derive(Debug, Clone)]
@@ -68,7 +90,20 @@ impl Matcher {
             .filter(|text| text.len() >= MIN_REQUIRED_LEN)
             // An ASCII needle (all `required_text` gives) is built without a regex: no error.
             .and_then(|text| Needle::new(text).ok());
-        Ok(Matcher { root, required })
+        let block = root.block_test();
+        Ok(Matcher {
+            root,
+            required,
+            block,
+        })
+    }
+
+    /// Whether a store block whose index is `index` may hold a record this query matches: false
+    /// when its index rules that out (a word no message of it has, a host or severity none of its
+    /// records has). Used by the store's reader to skip blocks without decompressing them.
+    /// `NOT`, regexes and wildcards never rule a block out.
+    pub fn may_match_block(&self, index: &BlockIndex<'_>) -> bool {
+        self.block.may_match(index)
     }
 
     /// A quick test on a whole stored record, or on many stored records at once (a block):
@@ -110,6 +145,36 @@ impl Node {
         }
     }
 
+    /// The block test of this node. `NOT` gives [`BlockTest::Maybe`]: an index only says what
+    /// *some* record of a block has, never what all of them have, so it cannot rule out a
+    /// block for the negation of a term.
+    fn block_test(&self) -> BlockTest {
+        match self {
+            Node::All | Node::Not(_) => BlockTest::Maybe,
+            Node::And(items) => {
+                let tests: Vec<BlockTest> = items
+                    .iter()
+                    .map(Node::block_test)
+                    .filter(|t| *t != BlockTest::Maybe)
+                    .collect();
+                match tests.len() {
+                    0 => BlockTest::Maybe,
+                    1 => tests.into_iter().next().unwrap_or(BlockTest::Maybe),
+                    _ => BlockTest::And(tests.into()),
+                }
+            }
+            Node::Or(items) => {
+                let tests: Vec<BlockTest> = items.iter().map(Node::block_test).collect();
+                if tests.contains(&BlockTest::Maybe) {
+                    BlockTest::Maybe
+                } else {
+                    BlockTest::Or(tests.into())
+                }
+            }
+            Node::Test(test) => test.block_test(),
+        }
+    }
+
     fn eval<R: FieldAccess + ?Sized>(&self, record: &R) -> bool {
         match self {
             Node::All => true,
@@ -122,6 +187,35 @@ impl Node {
 }
 
 impl Test {
+    fn block_test(&self) -> BlockTest {
+        if self.list {
+            return BlockTest::Maybe;
+        }
+        match (&self.field, &self.check) {
+            (Field::Message, Check::Word(needle)) => needle
+                .text()
+                .map_or(BlockTest::Maybe, |text| tokens_test(text, true)),
+            (Field::Message, Check::Phrase(needle)) => needle
+                .text()
+                .map_or(BlockTest::Maybe, |text| tokens_test(text, false)),
+            (Field::Host, Check::Equals(needle)) => {
+                needle.text().map_or(BlockTest::Maybe, |text| {
+                    BlockTest::Host(token_hash(text.as_bytes()))
+                })
+            }
+            (Field::App, Check::Equals(needle)) => needle.text().map_or(BlockTest::Maybe, |text| {
+                BlockTest::App(token_hash(text.as_bytes()))
+            }),
+            (Field::Severity, Check::Number(comparison, operand)) => {
+                BlockTest::Severity(code_mask(*comparison, *operand, 7) as u8)
+            }
+            (Field::Facility, Check::Number(comparison, operand)) => {
+                BlockTest::Facility(code_mask(*comparison, *operand, 23))
+            }
+            _ => BlockTest::Maybe,
+        }
+    }
+
     fn eval<R: FieldAccess + ?Sized>(&self, record: &R) -> bool {
         let check = &self.check;
         if let Check::Exists = check {
@@ -164,6 +258,59 @@ impl Check {
                 .is_some_and(|number| comparison.holds(number, *operand)),
         }
     }
+}
+
+impl BlockTest {
+    fn may_match(&self, index: &BlockIndex<'_>) -> bool {
+        match self {
+            BlockTest::Maybe => true,
+            BlockTest::And(tests) => tests.iter().all(|t| t.may_match(index)),
+            BlockTest::Or(tests) => tests.iter().any(|t| t.may_match(index)),
+            BlockTest::Tokens(hashes) => hashes.iter().all(|&h| index.may_have_token(h)),
+            BlockTest::Host(hash) => index.may_have_host(*hash),
+            BlockTest::App(hash) => index.may_have_app(*hash),
+            BlockTest::Severity(codes) => index.may_have_severity(*codes),
+            BlockTest::Facility(codes) => index.may_have_facility(*codes),
+        }
+    }
+}
+
+/// The tokens of an ASCII needle that every match has as whole tokens of the message. For a
+/// word (`whole`), all of them: the match is not part of a longer token at either end. For a
+/// phrase (a substring), only those with a non-token byte of the needle on both sides: the
+/// first and last may be the end of a longer token (`"nection res"` in `connection reset`).
+fn tokens_test(text: &str, whole: bool) -> BlockTest {
+    let bytes = text.as_bytes();
+    let mut hashes = Vec::new();
+    let mut start = 0;
+    while start < bytes.len() {
+        if !is_token_byte(bytes[start]) {
+            start += 1;
+            continue;
+        }
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| !is_token_byte(b))
+            .map_or(bytes.len(), |len| start + len);
+        if whole || (start > 0 && end < bytes.len()) {
+            hashes.push(token_hash(&bytes[start..end]));
+        }
+        start = end;
+    }
+    hashes.sort_unstable();
+    hashes.dedup();
+    if hashes.is_empty() {
+        BlockTest::Maybe
+    } else {
+        BlockTest::Tokens(hashes.into())
+    }
+}
+
+/// The codes from 0 to `max` for which `code <comparison> operand` holds, as a bitmap.
+fn code_mask(comparison: Comparison, operand: f64, max: u8) -> u32 {
+    (0..=max)
+        .filter(|&code| comparison.holds(f64::from(code), operand))
+        .fold(0, |mask, code| mask | 1 << code)
 }
 
 fn compile(expr: &Expr) -> Result<Node, QueryError> {

@@ -658,3 +658,68 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------- block tests (the store's index)
+
+/// Whether `query` may match a block holding `records`, by the block's index.
+fn block_may_match(query: &str, records: &[&str]) -> bool {
+    let mut builder = crate::store::index::IndexBuilder::default();
+    for r in records {
+        builder.add(r.as_bytes());
+    }
+    let mut encoded = Vec::new();
+    builder.finish_into(1 << 20, &mut encoded);
+    let index = crate::store::BlockIndex::parse(&encoded).unwrap();
+    Matcher::compile(query).unwrap().may_match_block(&index)
+}
+
+#[test]
+fn block_test_rules_out_blocks_only_when_no_record_can_match() {
+    let block = [
+        r#"{"facility":4,"severity":3,"host":"web-01","app":"sshd","message":"Failed password for root from 10.0.0.1 port 22"}"#,
+        r#"{"facility":16,"severity":6,"host":"db-1","app":"postgres","message":"connection reset by peer"}"#,
+    ];
+    for (query, may) in [
+        ("", true),
+        ("failed", true),
+        ("FAILED password", true),
+        ("timeout", false),
+        ("failed timeout", false),
+        ("failed OR timeout", true),
+        ("timeout OR disk", false),
+        ("(timeout OR reset) peer", true),
+        // A phrase needs its inner tokens only: "ection res" is in "connection reset".
+        ("\"ection res\"", true),
+        ("\"connection reset by\"", true),
+        ("\"reset nobody here\"", false),
+        ("\"by nobo\"", true),
+        // A word with punctuation: each of its tokens is a whole token of the message.
+        ("10.0.0.1", true),
+        ("10.0.0.2", false),
+        ("host:WEB-01", true),
+        ("host:web-02", false),
+        ("app:postgres", true),
+        ("app:nginx", false),
+        ("host:web-01 OR host:web-02", true),
+        ("severity:err", true),
+        ("severity:<=crit", false),
+        ("severity:>=info", true),
+        ("severity:debug", false),
+        ("facility:auth", true),
+        ("facility:local1", false),
+        ("facility:>=local0", true),
+        // Never ruled out: NOT, wildcards, regexes, other fields, non-ASCII words.
+        ("-failed", true),
+        ("NOT host:web-01", true),
+        ("NOT (timeout)", true),
+        ("timeo*", true),
+        ("/timeout/", true),
+        ("host:web-0?", true),
+        ("procid:42", true),
+        ("grüße", true),
+        ("message:timeout", false),
+        ("_exists_:severity", true),
+    ] {
+        assert_eq!(block_may_match(query, &block), may, "{query}");
+    }
+}

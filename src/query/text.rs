@@ -5,12 +5,9 @@
 use memchr::memchr2_iter;
 use regex::bytes::{Regex, RegexBuilder};
 
-/// Whether `byte` belongs to a token (a "word" of the message): ASCII letters, digits and `_`,
-/// and every byte of a multi-byte UTF-8 character (so `grüße` is one token).
-#[inline]
-pub(crate) fn is_token_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || byte == b'_' || byte >= 0x80
-}
+// One definition of a token for the query and the store's block index: the index's token
+// filter is sound only because both cut words the same way.
+pub(crate) use crate::store::index::is_token_byte;
 
 /// Whether the occurrence `hay[start..end]` is not part of a longer token: if it begins with a
 /// token byte, the byte before it is not one, and likewise at its end (the rule of a regex `\b`

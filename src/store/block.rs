@@ -8,10 +8,14 @@ use std::os::unix::fs::FileExt;
 
 use memchr::memmem;
 
+use super::index::{BlockIndex, IndexBuilder, IndexCorruption, MAX_INDEX_LEN, MIN_INDEX_LEN};
 use super::{MAX_BLOCK_BYTES, TARGET_BLOCK_BYTES};
 
 pub(crate) const MAGIC: [u8; 4] = [0xF7, b'L', b'T', b'B'];
-pub(crate) const VERSION: u8 = 1;
+/// Blocks as written before the block index: no index, `reserved` zero. Still read.
+pub(crate) const VERSION_NO_INDEX: u8 = 1;
+/// Blocks with an index after the payload, `index_len` bytes at header offset 20.
+pub(crate) const VERSION_INDEXED: u8 = 2;
 pub(crate) const COMPRESSION_LZ4: u8 = 1;
 pub(crate) const HEADER_LEN: usize = 48;
 /// `len: u32` + `received_at_us: i64` in front of every value.
@@ -61,6 +65,9 @@ pub enum BlockCorruption {
     /// The decompressed records do not add up.
     #[error("malformed records in block: {0}")]
     Records(&'static str),
+    /// The block's index does not check out.
+    #[error(transparent)]
+    Index(#[from] IndexCorruption),
 }
 
 /// A parsed, self-consistent block header.
@@ -70,6 +77,8 @@ pub(crate) struct BlockHeader {
     pub record_count: u32,
     pub uncompressed_len: u32,
     pub compressed_len: u32,
+    /// Bytes of block index after the payload; 0 for a version-1 block.
+    pub index_len: u32,
     pub min_received_at_us: i64,
     pub max_received_at_us: i64,
     pub block_crc: u32,
@@ -94,6 +103,11 @@ fn i64_at(b: &[u8; HEADER_LEN], at: usize) -> i64 {
 impl BlockHeader {
     /// Length of the whole block, header included.
     pub fn block_len(&self) -> u64 {
+        HEADER_LEN as u64 + u64::from(self.compressed_len) + u64::from(self.index_len)
+    }
+
+    /// Where the index starts, from the block's start.
+    pub fn index_offset(&self) -> u64 {
         HEADER_LEN as u64 + u64::from(self.compressed_len)
     }
 
@@ -105,8 +119,9 @@ impl BlockHeader {
         if crc32c::crc32c(&b[..44]) != u32_at(b, 44) {
             return Err(BlockCorruption::HeaderChecksum);
         }
-        if b[4] != VERSION {
-            return Err(BlockCorruption::Version(b[4]));
+        let version = b[4];
+        if version != VERSION_NO_INDEX && version != VERSION_INDEXED {
+            return Err(BlockCorruption::Version(version));
         }
         if b[5] != COMPRESSION_LZ4 {
             return Err(BlockCorruption::Compression(b[5]));
@@ -116,14 +131,20 @@ impl BlockHeader {
             record_count: u32_at(b, 8),
             uncompressed_len: u32_at(b, 12),
             compressed_len: u32_at(b, 16),
+            index_len: u32_at(b, 20),
             min_received_at_us: i64_at(b, 24),
             max_received_at_us: i64_at(b, 32),
             block_crc: u32_at(b, 40),
             fields_crc: crc32c::crc32c(&b[..CRC_FIELDS_LEN]),
         };
         let uncompressed = header.uncompressed_len as usize;
-        if u32_at(b, 20) != 0 {
+        if version == VERSION_NO_INDEX && header.index_len != 0 {
             return Err(BlockCorruption::HeaderField("reserved is not zero"));
+        }
+        if version == VERSION_INDEXED
+            && !(MIN_INDEX_LEN..=MAX_INDEX_LEN).contains(&(header.index_len as usize))
+        {
+            return Err(BlockCorruption::HeaderField("index_len out of range"));
         }
         if header.record_count == 0 {
             return Err(BlockCorruption::HeaderField("record_count is zero"));
@@ -154,8 +175,8 @@ impl BlockHeader {
     }
 }
 
-/// Builds blocks: records are framed into `raw`, then compressed behind a header in `frame`.
-/// Both buffers are kept and reused from block to block.
+/// Builds blocks: records are framed into `raw`, then compressed behind a header in `frame`,
+/// followed by their index. The buffers are kept and reused from block to block.
 #[derive(Debug, Default)]
 pub(crate) struct BlockEncoder {
     raw: Vec<u8>,
@@ -163,11 +184,19 @@ pub(crate) struct BlockEncoder {
     count: u32,
     min_us: i64,
     max_us: i64,
+    index: IndexBuilder,
+    /// Write version-1 blocks, without an index.
+    no_index: bool,
 }
 
 impl BlockEncoder {
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+
+    /// Whether blocks carry an index (version 2) or not (version 1, as before the index).
+    pub fn set_index(&mut self, on: bool) {
+        self.no_index = !on;
     }
 
     /// True when a record with a value of `value_len` bytes should go to the next block.
@@ -191,6 +220,9 @@ impl BlockEncoder {
         self.raw.extend_from_slice(&received_at_us.to_le_bytes());
         self.raw.extend_from_slice(value);
         self.count += 1;
+        if !self.no_index {
+            self.index.add(value);
+        }
     }
 
     /// Compresses the records pushed since the last call into a complete block, header included,
@@ -207,20 +239,27 @@ impl BlockEncoder {
                 Err(e) => unreachable!("lz4 output buffer of the documented maximum size: {e}"),
             };
         self.frame.truncate(HEADER_LEN + compressed);
+        let (version, index_len) = if self.no_index {
+            (VERSION_NO_INDEX, 0)
+        } else {
+            self.index.finish_into(compressed, &mut self.frame);
+            (VERSION_INDEXED, self.frame.len() - HEADER_LEN - compressed)
+        };
 
         let h = &mut self.frame[..HEADER_LEN];
         h[0..4].copy_from_slice(&MAGIC);
-        h[4] = VERSION;
+        h[4] = version;
         h[5] = COMPRESSION_LZ4;
         h[6..8].copy_from_slice(&shard.to_le_bytes());
         h[8..12].copy_from_slice(&self.count.to_le_bytes());
         h[12..16].copy_from_slice(&(self.raw.len() as u32).to_le_bytes());
         h[16..20].copy_from_slice(&(compressed as u32).to_le_bytes());
-        h[20..24].copy_from_slice(&0u32.to_le_bytes());
+        h[20..24].copy_from_slice(&(index_len as u32).to_le_bytes());
         h[24..32].copy_from_slice(&self.min_us.to_le_bytes());
         h[32..40].copy_from_slice(&self.max_us.to_le_bytes());
         let fields_crc = crc32c::crc32c(&h[..CRC_FIELDS_LEN]);
-        let block_crc = crc32c::crc32c_append(fields_crc, &self.frame[HEADER_LEN..]);
+        let payload = &self.frame[HEADER_LEN..HEADER_LEN + compressed];
+        let block_crc = crc32c::crc32c_append(fields_crc, payload);
         self.frame[40..44].copy_from_slice(&block_crc.to_le_bytes());
         let header_crc = crc32c::crc32c(&self.frame[..44]);
         self.frame[44..48].copy_from_slice(&header_crc.to_le_bytes());
@@ -234,6 +273,13 @@ impl BlockEncoder {
     /// The block built by the last [`Self::finish`].
     pub fn frame(&self) -> &[u8] {
         &self.frame
+    }
+
+    /// Bytes of index in the block built by the last [`Self::finish`].
+    pub fn index_len(&self) -> usize {
+        self.frame
+            .get(20..24)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
     }
 }
 
@@ -333,9 +379,12 @@ pub(crate) enum HeaderAt {
 /// Reads blocks out of one segment with positioned reads, reusing its buffers.
 #[derive(Debug, Default)]
 pub(crate) struct Scanner {
+    /// The compressed payload and the index after it.
     payload: Vec<u8>,
     raw: Vec<u8>,
     scan: Vec<u8>,
+    /// The index alone, when a filter looks at it before the payload is read.
+    index: Vec<u8>,
 }
 
 /// Positioned read of exactly `buf.len()` bytes; `Ok(false)` when the file ends first (it may have
@@ -383,21 +432,50 @@ impl Scanner {
         pos: u64,
         header: &BlockHeader,
     ) -> io::Result<Result<bool, BlockCorruption>> {
-        // The header was validated: compressed_len is below the lz4 bound of MAX_BLOCK_BYTES and
-        // within the file, so this allocation is bounded.
+        // The header was validated: compressed_len is below the lz4 bound of MAX_BLOCK_BYTES,
+        // index_len below MAX_INDEX_LEN, and the block within the file: this allocation is bounded.
+        // Payload and index are read together; the index is checked along with the payload, so a
+        // block with a damaged index is corrupt like any other.
         let n = header.compressed_len as usize;
         self.payload.clear();
-        self.payload.resize(n, 0);
+        self.payload.resize(n + header.index_len as usize, 0);
         if !read_exact_at(file, &mut self.payload, pos + HEADER_LEN as u64)? {
             return Ok(Ok(false));
         }
-        Ok(decode_payload(header, &self.payload, &mut self.raw).map(|()| true))
+        let (payload, index) = self.payload.split_at(n);
+        if !index.is_empty()
+            && let Err(e) = BlockIndex::parse(index)
+        {
+            return Ok(Err(e.into()));
+        }
+        Ok(decode_payload(header, payload, &mut self.raw).map(|()| true))
+    }
+
+    /// Reads and checks the index of the block at `pos`. `Ok(Ok(None))`: a version-1 block,
+    /// without one, or the file ended first (the payload read that follows notices).
+    pub fn index_at(
+        &mut self,
+        file: &File,
+        pos: u64,
+        header: &BlockHeader,
+    ) -> io::Result<Result<Option<BlockIndex<'_>>, BlockCorruption>> {
+        if header.index_len == 0 {
+            return Ok(Ok(None));
+        }
+        self.index.clear();
+        self.index.resize(header.index_len as usize, 0);
+        if !read_exact_at(file, &mut self.index, pos + header.index_offset())? {
+            return Ok(Ok(None));
+        }
+        Ok(BlockIndex::parse(&self.index)
+            .map(Some)
+            .map_err(BlockCorruption::from))
     }
 
     /// Bytes the scanner's buffers hold on to.
     #[cfg(test)]
     pub fn buffer_capacity(&self) -> usize {
-        self.payload.capacity() + self.raw.capacity() + self.scan.capacity()
+        self.payload.capacity() + self.raw.capacity() + self.scan.capacity() + self.index.capacity()
     }
 
     /// The records of the last block [`Self::decode_at`] decoded.

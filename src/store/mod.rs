@@ -107,6 +107,8 @@
 //!   retention unlinks it; a segment deleted before the reader opened it is skipped.
 
 mod block;
+pub mod index;
+pub(crate) mod json_scan;
 mod reader;
 mod writer;
 
@@ -120,7 +122,8 @@ use std::time::Duration;
 use crate::segments::{DirLocked, FileError};
 
 pub use block::BlockCorruption;
-pub use reader::{ReadOptions, ReadStats, read};
+pub use index::BlockIndex;
+pub use reader::{BlockFilter, ReadOptions, ReadStats, read, read_filtered};
 pub use writer::{StoreBatch, StoreStats, StoreWriter};
 
 /// A batch is split into blocks of at most this many bytes of framed records (unless a single

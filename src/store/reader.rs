@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use memchr::memmem;
 
 use super::block::{BlockCorruption, HeaderAt, Scanner};
+use super::index::BlockIndex;
 use super::{POLL_INTERVAL, StoreError};
 use crate::segments::{FileError, list_segments, segment_path};
 
@@ -30,6 +31,9 @@ pub struct ReadStats {
     pub records: u64,
     /// Valid blocks decompressed (blocks skipped whole by `since_us` are not counted).
     pub blocks: u64,
+    /// Blocks skipped whole because their index says no record in them can match the filter
+    /// of [`read_filtered`], without reading their payload.
+    pub skipped_blocks: u64,
     /// Corrupt regions skipped: each run of bytes from a bad block to the next valid one counts once.
     pub corrupt_blocks: u64,
     /// Bytes in those regions.
@@ -48,7 +52,25 @@ pub fn read(
     out: &mut dyn Write,
     stop: &AtomicBool,
 ) -> Result<ReadStats, StoreError> {
-    Reader::new(dir, opts).run(out, stop)
+    Reader::new(dir, opts, None).run(out, stop)
+}
+
+/// Decides from a block's index whether the block may hold a record a reader wants: false skips
+/// the block without reading its payload. It must never be false for a block holding a record
+/// the reader wants (blocks without an index, written before it existed, are always read).
+pub type BlockFilter<'f> = &'f dyn Fn(&BlockIndex<'_>) -> bool;
+
+/// [`read`], reading only the blocks whose index `filter` accepts (and those without an index).
+/// The records of a block read are all written (subject to `opts`): the filter rules blocks out,
+/// it does not filter records.
+pub fn read_filtered(
+    dir: &Path,
+    opts: &ReadOptions,
+    filter: BlockFilter<'_>,
+    out: &mut dyn Write,
+    stop: &AtomicBool,
+) -> Result<ReadStats, StoreError> {
+    Reader::new(dir, opts, Some(filter)).run(out, stop)
 }
 
 /// Output is handed to `out` in pieces of about this size (and whenever the reader waits).
@@ -76,18 +98,24 @@ pub(super) struct Reader<'a> {
     since_us: Option<i64>,
     follow: bool,
     finder: Option<memmem::Finder<'a>>,
+    filter: Option<BlockFilter<'a>>,
     scanner: Scanner,
     outbuf: Vec<u8>,
     stats: ReadStats,
 }
 
 impl<'a> Reader<'a> {
-    pub(super) fn new(dir: &'a Path, opts: &'a ReadOptions) -> Self {
+    pub(super) fn new(
+        dir: &'a Path,
+        opts: &'a ReadOptions,
+        filter: Option<BlockFilter<'a>>,
+    ) -> Self {
         Reader {
             dir,
             since_us: opts.since_us,
             follow: opts.follow,
             finder: opts.grep.as_deref().map(memmem::Finder::new),
+            filter,
             scanner: Scanner::default(),
             outbuf: Vec::new(),
             stats: ReadStats::default(),
@@ -143,6 +171,7 @@ impl<'a> Reader<'a> {
                 &mut self.outbuf,
                 self.since_us,
                 self.finder.as_ref(),
+                self.filter,
                 cur,
                 len,
                 sealed,
@@ -232,6 +261,7 @@ fn drain(
     outbuf: &mut Vec<u8>,
     since_us: Option<i64>,
     finder: Option<&memmem::Finder<'_>>,
+    filter: Option<BlockFilter<'_>>,
     cur: &mut Cursor,
     len: u64,
     sealed: bool,
@@ -278,6 +308,23 @@ fn drain(
             // Nothing in this block is recent enough: skip it without reading the payload.
             cur.pos += header.block_len();
             continue;
+        }
+        if let Some(filter) = filter {
+            match scanner
+                .index_at(&cur.file, pos, &header)
+                .map_err(|e| FileError::at(&cur.path, pos, e))?
+            {
+                Ok(Some(index)) if !filter(&index) => {
+                    stats.skipped_blocks += 1;
+                    cur.pos += header.block_len();
+                    continue;
+                }
+                Ok(_) => {}
+                Err(reason) => {
+                    skip_corrupt(scanner, stats, cur, len, sealed, &reason)?;
+                    continue;
+                }
+            }
         }
         match scanner
             .decode_at(&cur.file, pos, &header)

@@ -173,9 +173,12 @@ fn block_header_round_trips_and_rejects_each_bad_field() {
     assert_eq!(h.min_received_at_us, -7);
     assert_eq!(h.max_received_at_us, 5);
     assert_eq!(h.block_len(), frame.len() as u64);
+    assert_eq!(head[4], 2, "blocks are written with an index");
+    let payload_end = HEADER_LEN + h.compressed_len as usize;
+    assert_eq!(h.index_len as usize, frame.len() - payload_end);
 
     let mut raw = Vec::new();
-    super::block::decode_payload(&h, &frame[HEADER_LEN..], &mut raw).unwrap();
+    super::block::decode_payload(&h, &frame[HEADER_LEN..payload_end], &mut raw).unwrap();
     let records: Vec<_> = super::block::Records::new(&raw).collect();
     assert_eq!(records, vec![(5, &b"abc"[..]), (-7, &b""[..])]);
 
@@ -190,7 +193,12 @@ fn block_header_round_trips_and_rejects_each_bad_field() {
     };
     assert_eq!(edit(0, b"X", true), Err(BlockCorruption::BadMagic));
     assert_eq!(edit(6, &[1], false), Err(BlockCorruption::HeaderChecksum));
-    assert_eq!(edit(4, &[2], true), Err(BlockCorruption::Version(2)));
+    assert_eq!(edit(4, &[3], true), Err(BlockCorruption::Version(3)));
+    // A version-1 header must have no index.
+    assert!(matches!(
+        edit(4, &[1], true),
+        Err(BlockCorruption::HeaderField("reserved is not zero"))
+    ));
     assert_eq!(edit(5, &[0], true), Err(BlockCorruption::Compression(0)));
     assert!(matches!(
         edit(8, &0u32.to_le_bytes(), true),
@@ -214,7 +222,7 @@ fn block_header_round_trips_and_rejects_each_bad_field() {
     ));
 
     // A payload bit flip is caught by block_crc.
-    let mut bad = frame[HEADER_LEN..].to_vec();
+    let mut bad = frame[HEADER_LEN..payload_end].to_vec();
     bad[0] ^= 1;
     assert_eq!(
         super::block::decode_payload(&h, &bad, &mut raw),
@@ -259,6 +267,7 @@ fn round_trip_keeps_every_byte_and_the_order() {
         ReadStats {
             records: 7,
             blocks: 3,
+            skipped_blocks: 0,
             corrupt_blocks: 0,
             corrupt_bytes: 0
         }
@@ -543,6 +552,7 @@ fn check_block_2_skipped(damage: impl FnOnce(&mut [u8])) {
         ReadStats {
             records: 40,
             blocks: 4,
+            skipped_blocks: 0,
             corrupt_blocks: 1,
             corrupt_bytes: offsets[3] - offsets[2],
         }
@@ -607,7 +617,7 @@ fn a_lying_length_is_neither_trusted_nor_allocated() {
     f.write_all_at(&head, offsets[1]).unwrap();
     drop(f);
     let opts = plain();
-    let mut reader = Reader::new(tmp.path(), &opts);
+    let mut reader = Reader::new(tmp.path(), &opts, None);
     let mut out = Vec::new();
     let stats = reader.run(&mut out, &AtomicBool::new(false)).unwrap();
     assert_eq!((stats.records, stats.corrupt_blocks), (40, 1));

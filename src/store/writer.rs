@@ -34,8 +34,10 @@ pub struct StoreStats {
     pub records_written: u64,
     /// Blocks appended since open.
     pub blocks_written: u64,
-    /// Bytes appended since open (headers and compressed payloads).
+    /// Bytes appended since open (headers, compressed payloads and block indexes).
     pub bytes_written: u64,
+    /// Bytes of block index among `bytes_written`.
+    pub index_bytes_written: u64,
     /// Bytes cut from the end of the newest segment by recovery at open.
     pub truncated_at_open: u64,
 }
@@ -184,6 +186,13 @@ impl StoreWriter {
         Ok(())
     }
 
+    /// Whether blocks carry an index (the default) or are written as before the index existed
+    /// (version 1): for tests that such stores still read and search, and for benches measuring
+    /// what the index costs. Applies from the next block.
+    pub fn set_block_index(&mut self, on: bool) {
+        self.encoder.set_index(on);
+    }
+
     /// Sizes on disk and counters since open.
     pub fn stats(&self) -> StoreStats {
         StoreStats {
@@ -246,6 +255,7 @@ impl StoreWriter {
         self.stats.blocks_written += 1;
         self.stats.records_written += u64::from(count);
         self.stats.bytes_written += block_len;
+        self.stats.index_bytes_written += self.encoder.index_len() as u64;
         Ok(())
     }
 

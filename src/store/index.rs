@@ -1,0 +1,934 @@
+//! The block index: what a block's records hold, summed up small enough to decide from it,
+//! without decompressing the block, that a query cannot match any of them (the idea of
+//! ClickHouse's skip indexes: `minmax`, `set` and `tokenbf_v1`). The format is in the module
+//! doc of `store`; this module builds an index while a block is filled ([`IndexBuilder`]) and
+//! reads one back ([`BlockIndex`]).
+//!
+//! # What is indexed, and why it is sound
+//!
+//! A block may be skipped only when *no* record in it can match. The index therefore reads each
+//! record exactly as the query's `JsonRecord` reads it, through the same reader
+//! ([`super::json_scan`]): the same members (every top-level member of that name, in order),
+//! the same values (strings unescaped, numbers as written, each scalar of an array), and a
+//! record that is not a JSON object is all message. What it keeps errs on the side of "may
+//! match":
+//!
+//! - **time**: min and max of each record's time as search reads it (the first `timestamp`
+//!   value that parses as RFC 3339, else the first such `received_at`), over the records that
+//!   have one (a record without a time never matches a time range).
+//! - **severity, facility**: a bitmap of the codes seen (0–7, 0–23). A value that reads as a
+//!   number but not as one of those codes (`2.5`, `99`) sets the `*_OTHER` flag: any comparison
+//!   may match. A value that is not a number cannot match a comparison and is left out.
+//! - **host, app**: the set of values seen, as 32-bit hashes of their ASCII-lowercased bytes (the
+//!   query compares them ignoring ASCII case), up to [`MAX_KEYS`] each; more than that sets the
+//!   `*_MANY` flag and the field cannot rule a block out.
+//! - **message words**: a bloom filter of the message's tokens (maximal runs of
+//!   [`is_token_byte`] bytes), ASCII-lowercased. A query word is a whole token of the message,
+//!   so each token inside it is one of the message's tokens.
+//!
+//! # The bloom filter
+//!
+//! Built in [`BUILD_BITS`] bits with [`BLOOM_HASHES`] bit positions per token (Kirsch and
+//! Mitzenmacher's double hashing of one 64-bit [`token_hash`]: `h1 + i·h2`, modulo the size).
+//! When the block is finished, the number of distinct tokens is estimated from the bits set
+//! (Swamidass and Baldi: `n ≈ -m/k · ln(1 - X/m)`) and the filter is folded (its halves OR-ed
+//! together, which is the same filter built modulo half the size) down to the smallest power of
+//! two giving [`BITS_PER_TOKEN`] bits per token (about 1.2% false positives with four hashes),
+//! and never more than [`MAX_BLOOM_SHARE`] of the compressed payload (then the false-positive
+//! rate rises instead of the disk use).
+
+use super::json_scan::{for_each_member, visit_value};
+
+/// Version of the index layout, its first byte.
+pub(crate) const INDEX_VERSION: u8 = 1;
+/// The fixed part of an index, before the host and app hashes.
+pub(crate) const INDEX_FIXED_LEN: usize = 32;
+/// Fixed part and checksum: the smallest valid index.
+pub(crate) const MIN_INDEX_LEN: usize = INDEX_FIXED_LEN + 4;
+/// At most this many distinct hosts (and apps) are listed per block.
+pub const MAX_KEYS: usize = 64;
+/// log2 of the bloom filter's size while the block is built, in bits (32 KiB).
+const BUILD_LOG2: u8 = 18;
+pub(crate) const BUILD_BITS: usize = 1 << BUILD_LOG2;
+/// The smallest bloom filter written: 64 bits.
+const MIN_LOG2: u8 = 6;
+/// Bit positions set per token.
+pub(crate) const BLOOM_HASHES: u8 = 4;
+/// Target size of the folded filter per distinct token.
+const BITS_PER_TOKEN: f64 = 10.0;
+/// The bloom filter takes at most this share of the compressed payload (the issue's budget is
+/// 3% for the whole index; the rest is the fixed part and the host and app lists)...
+const MAX_BLOOM_SHARE: f64 = 0.025;
+/// ...or this many bits (256 bytes), whichever is more: a small block of repetitive records
+/// compresses so well that 2.5% of it would be a filter too full to rule anything out.
+const FLOOR_LOG2: u8 = 11;
+/// The largest valid index: everything at its maximum.
+pub(crate) const MAX_INDEX_LEN: usize = MIN_INDEX_LEN + 2 * 4 * MAX_KEYS + BUILD_BITS / 8;
+
+/// Flag bits of the index.
+const HAS_TIME: u8 = 1;
+const SEVERITY_OTHER: u8 = 1 << 1;
+const FACILITY_OTHER: u8 = 1 << 2;
+const HOSTS_MANY: u8 = 1 << 3;
+const APPS_MANY: u8 = 1 << 4;
+const KNOWN_FLAGS: u8 = HAS_TIME | SEVERITY_OTHER | FACILITY_OTHER | HOSTS_MANY | APPS_MANY;
+
+/// Whether `byte` belongs to a token (a "word" of the message): ASCII letters, digits and `_`,
+/// and every byte of a multi-byte UTF-8 character (so `grüße` is one token). The query's word
+/// search uses the same definition, which is what makes the token filter sound.
+#[inline]
+pub fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_' || byte >= 0x80
+}
+
+/// Lowercases the ASCII letters of eight bytes at once (the bit trick of `u8::to_ascii_lowercase`
+/// done as SWAR: a byte is an uppercase letter when it is ASCII, at least `A` and at most `Z`).
+#[inline]
+fn lower8(w: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let low = w & LOW7;
+    let at_least_a = low.wrapping_add(0x0101_0101_0101_0101 * (0x80 - u64::from(b'A')));
+    let above_z = low.wrapping_add(0x0101_0101_0101_0101 * (0x7f - u64::from(b'Z')));
+    let upper = at_least_a & !above_z & !w & HIGH;
+    w | (upper >> 2)
+}
+
+/// The hash of a token or a host or app value, as the index stores it: ASCII case ignored.
+/// Part of the format: it must never change for a given index version.
+///
+/// The bytes are read eight at a time, little-endian (the last chunk zero-padded), lowercased,
+/// and mixed into `h = seed ^ len·K1` by `h = rotl((h ^ chunk)·K2, 31)`; the result is
+/// finished by SplitMix64's finalizer.
+#[inline]
+pub fn token_hash(bytes: &[u8]) -> u64 {
+    const K1: u64 = 0x9E37_79B9_7F4A_7C15;
+    const K2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+    let mut h = 0x243F_6A88_85A3_08D3 ^ (bytes.len() as u64).wrapping_mul(K1);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        h = ((h ^ lower8(u64::from_le_bytes(w))).wrapping_mul(K2)).rotate_left(31);
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        let mut w = [0u8; 8];
+        w[..tail.len()].copy_from_slice(tail);
+        h = ((h ^ lower8(u64::from_le_bytes(w))).wrapping_mul(K2)).rotate_left(31);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    h ^ (h >> 31)
+}
+
+/// Calls `f` with each token of `text` (see [`is_token_byte`]).
+#[inline]
+pub fn for_each_token(text: &[u8], mut f: impl FnMut(&[u8])) {
+    let mut start = None;
+    for (i, &b) in text.iter().enumerate() {
+        match (is_token_byte(b), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                f(&text[s..i]);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        f(&text[s..]);
+    }
+}
+
+/// Bit positions of a token hash in a filter of `mask + 1` bits.
+#[inline]
+fn bloom_positions(hash: u64, mask: usize, k: u8) -> impl Iterator<Item = usize> {
+    let h1 = hash as u32 as usize;
+    // Odd, so that the positions differ for every power-of-two size.
+    let h2 = ((hash >> 32) as u32 | 1) as usize;
+    (0..usize::from(k)).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) & mask)
+}
+
+/// The RFC 3339 time of `text` in unix µs, as `chrono::DateTime::parse_from_rfc3339` and then
+/// `timestamp_micros` give it. The common form (`YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`,
+/// seconds 0–59) is read directly, about ten times faster; anything else goes to chrono, so the
+/// two never disagree.
+pub fn rfc3339_micros(text: &[u8]) -> Option<i64> {
+    fast_rfc3339_micros(text).or_else(|| {
+        let text = std::str::from_utf8(text).ok()?;
+        chrono::DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.timestamp_micros())
+    })
+}
+
+fn fast_rfc3339_micros(t: &[u8]) -> Option<i64> {
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let mut n = 0i64;
+        for &b in t.get(range)? {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + i64::from(b - b'0');
+        }
+        Some(n)
+    };
+    if t.len() < 20
+        || t[4] != b'-'
+        || t[7] != b'-'
+        || t[10] != b'T'
+        || t[13] != b':'
+        || t[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > month_days[(month - 1) as usize]
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    let mut at = 19;
+    let mut micros = 0i64;
+    if t[at] == b'.' {
+        let start = at + 1;
+        at = start;
+        while t.get(at).is_some_and(u8::is_ascii_digit) {
+            at += 1;
+        }
+        let count = at - start;
+        if count == 0 || count > 9 {
+            return None;
+        }
+        let fraction = digits(start..start + count.min(6))?;
+        micros = fraction * 10i64.pow(6u32.saturating_sub(count as u32));
+    }
+    let offset_secs = match t.get(at..)? {
+        b"Z" => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (h, m) = (digits(at + 1..at + 3)?, digits(at + 4..at + 6)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let secs = h * 3600 + m * 60;
+            if *sign == b'-' { -secs } else { secs }
+        }
+        _ => return None,
+    };
+    // Days from 1970-01-01 to the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
+    Some(secs * 1_000_000 + micros)
+}
+
+/// A small set of 32-bit value hashes, or "too many to list".
+#[derive(Debug, Default)]
+struct KeySet {
+    hashes: Vec<u32>,
+    many: bool,
+    /// The last hash added: consecutive records mostly share their host and app.
+    last: Option<u32>,
+}
+
+impl KeySet {
+    #[inline]
+    fn add(&mut self, value: &[u8]) {
+        let hash = token_hash(value) as u32;
+        if self.last == Some(hash) || self.many {
+            return;
+        }
+        self.last = Some(hash);
+        if !self.hashes.contains(&hash) {
+            if self.hashes.len() == MAX_KEYS {
+                self.many = true;
+            } else {
+                self.hashes.push(hash);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.hashes.clear();
+        self.many = false;
+        self.last = None;
+    }
+}
+
+/// Which top-level members the index reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Host,
+    App,
+    Severity,
+    Facility,
+    Message,
+    Timestamp,
+    ReceivedAt,
+}
+
+impl Key {
+    #[inline]
+    fn of(name: &[u8]) -> Option<Key> {
+        Some(match name {
+            b"host" => Key::Host,
+            b"app" => Key::App,
+            b"severity" => Key::Severity,
+            b"facility" => Key::Facility,
+            b"message" => Key::Message,
+            b"timestamp" => Key::Timestamp,
+            b"received_at" => Key::ReceivedAt,
+            _ => return None,
+        })
+    }
+}
+
+/// Members remembered per record before the record is known to be a whole object; a record
+/// with more is read a second time.
+const MAX_MEMBERS: usize = 16;
+
+/// Collects the index of the block being filled, record by record. Its buffers are reused from
+/// block to block: adding a record allocates nothing once they have grown.
+#[derive(Debug)]
+pub(crate) struct IndexBuilder {
+    min_time: i64,
+    max_time: i64,
+    severities: u8,
+    facilities: u32,
+    flags: u8,
+    hosts: KeySet,
+    apps: KeySet,
+    /// The bloom filter at its build size, as 64-bit words.
+    bloom: Vec<u64>,
+}
+
+impl Default for IndexBuilder {
+    fn default() -> Self {
+        IndexBuilder {
+            min_time: i64::MAX,
+            max_time: i64::MIN,
+            severities: 0,
+            facilities: 0,
+            flags: 0,
+            hosts: KeySet::default(),
+            apps: KeySet::default(),
+            bloom: vec![0; BUILD_BITS / 64],
+        }
+    }
+}
+
+impl IndexBuilder {
+    /// Adds one stored record (the encoder's JSON object, or any bytes).
+    pub fn add(&mut self, record: &[u8]) {
+        let mut members = [(Key::Host, (0usize, 0usize)); MAX_MEMBERS];
+        let mut count = 0;
+        let mut overflow = false;
+        let object = record.len() < u32::MAX as usize
+            && for_each_member(record, 0, &mut |key, value| {
+                if let Some(key) = Key::of(&record[key.0..key.1]) {
+                    match members.get_mut(count) {
+                        Some(slot) => {
+                            *slot = (key, value);
+                            count += 1;
+                        }
+                        None => overflow = true,
+                    }
+                }
+                false
+            })
+            .is_some();
+        if !object {
+            // Not an object: the query reads all of it as the message.
+            self.add_message(record);
+            return;
+        }
+        if overflow {
+            let mut all = Vec::new();
+            for_each_member(record, 0, &mut |key, value| {
+                if let Some(key) = Key::of(&record[key.0..key.1]) {
+                    all.push((key, value));
+                }
+                false
+            });
+            self.add_members(record, &all);
+        } else {
+            self.add_members(record, &members[..count]);
+        }
+    }
+
+    fn add_members(&mut self, record: &[u8], members: &[(Key, (usize, usize))]) {
+        let mut time = None;
+        for time_key in [Key::Timestamp, Key::ReceivedAt] {
+            for &(key, value) in members {
+                if key == time_key && time.is_none() {
+                    visit_value(record, value, &mut |text| {
+                        time = rfc3339_micros(text);
+                        time.is_some()
+                    });
+                }
+            }
+        }
+        if let Some(time) = time {
+            self.flags |= HAS_TIME;
+            self.min_time = self.min_time.min(time);
+            self.max_time = self.max_time.max(time);
+        }
+        for &(key, value) in members {
+            match key {
+                Key::Host => {
+                    let hosts = &mut self.hosts;
+                    visit_value(record, value, &mut |text| {
+                        hosts.add(text);
+                        false
+                    });
+                }
+                Key::App => {
+                    let apps = &mut self.apps;
+                    visit_value(record, value, &mut |text| {
+                        apps.add(text);
+                        false
+                    });
+                }
+                Key::Severity => {
+                    let (codes, flags) = (&mut self.severities, &mut self.flags);
+                    visit_value(record, value, &mut |text| {
+                        match code_of(text, 7) {
+                            Code::Is(code) => *codes |= 1 << code,
+                            Code::Other => *flags |= SEVERITY_OTHER,
+                            Code::NotANumber => {}
+                        }
+                        false
+                    });
+                }
+                Key::Facility => {
+                    let (codes, flags) = (&mut self.facilities, &mut self.flags);
+                    visit_value(record, value, &mut |text| {
+                        match code_of(text, 23) {
+                            Code::Is(code) => *codes |= 1 << code,
+                            Code::Other => *flags |= FACILITY_OTHER,
+                            Code::NotANumber => {}
+                        }
+                        false
+                    });
+                }
+                Key::Message => {
+                    let bloom = &mut self.bloom;
+                    visit_value(record, value, &mut |text| {
+                        add_tokens(bloom, text);
+                        false
+                    });
+                }
+                Key::Timestamp | Key::ReceivedAt => {}
+            }
+        }
+    }
+
+    fn add_message(&mut self, text: &[u8]) {
+        add_tokens(&mut self.bloom, text);
+    }
+
+    /// Appends the index of the records added since the last call to `out` (checksum included)
+    /// and starts over. `compressed_len` is the size of the block's payload, which bounds the
+    /// bloom filter's.
+    pub fn finish_into(&mut self, compressed_len: usize, out: &mut Vec<u8>) {
+        let log2 = self.folded_log2(compressed_len);
+        let words = (1usize << log2) / 64;
+        // Fold in place: word i of the smaller filter is the OR of every word i + j·words.
+        for i in words..self.bloom.len() {
+            let w = self.bloom[i];
+            self.bloom[i % words] |= w;
+        }
+        let start = out.len();
+        if self.hosts.many {
+            self.flags |= HOSTS_MANY;
+        }
+        if self.apps.many {
+            self.flags |= APPS_MANY;
+        }
+        let hosts: &[u32] = if self.hosts.many {
+            &[]
+        } else {
+            &self.hosts.hashes
+        };
+        let apps: &[u32] = if self.apps.many {
+            &[]
+        } else {
+            &self.apps.hashes
+        };
+        out.push(INDEX_VERSION);
+        out.push(self.flags);
+        out.push(self.severities);
+        out.push(log2);
+        out.extend_from_slice(&self.facilities.to_le_bytes());
+        out.extend_from_slice(&self.min_time.to_le_bytes());
+        out.extend_from_slice(&self.max_time.to_le_bytes());
+        out.extend_from_slice(&(hosts.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(apps.len() as u16).to_le_bytes());
+        out.push(BLOOM_HASHES);
+        out.extend_from_slice(&[0, 0, 0]);
+        for h in hosts.iter().chain(apps) {
+            out.extend_from_slice(&h.to_le_bytes());
+        }
+        // Bit p is bit p % 8 of byte p / 8: the words little-endian (log2 >= 6, whole words).
+        for w in &self.bloom[..words] {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        let crc = crc32c::crc32c(&out[start..]);
+        out.extend_from_slice(&crc.to_le_bytes());
+        self.reset();
+    }
+
+    /// The bloom filter's size once folded, as log2 of its bits.
+    fn folded_log2(&self, compressed_len: usize) -> u8 {
+        let set: u32 = self.bloom.iter().map(|w| w.count_ones()).sum();
+        let m = BUILD_BITS as f64;
+        let k = f64::from(BLOOM_HASHES);
+        let fill = f64::from(set) / m;
+        let distinct = if fill >= 1.0 {
+            f64::INFINITY
+        } else {
+            -(m / k) * (1.0 - fill).ln()
+        };
+        let wanted_bits = (distinct * BITS_PER_TOKEN).max(1.0);
+        let budget_bits = (compressed_len as f64 * MAX_BLOOM_SHARE * 8.0).max(1.0);
+        let mut log2 = MIN_LOG2;
+        while log2 < BUILD_LOG2 && f64::from(1u32 << log2) < wanted_bits {
+            log2 += 1;
+        }
+        while log2 > FLOOR_LOG2 && f64::from(1u32 << log2) > budget_bits {
+            log2 -= 1;
+        }
+        log2
+    }
+
+    fn reset(&mut self) {
+        self.min_time = i64::MAX;
+        self.max_time = i64::MIN;
+        self.severities = 0;
+        self.facilities = 0;
+        self.flags = 0;
+        self.hosts.clear();
+        self.apps.clear();
+        self.bloom.fill(0);
+    }
+}
+
+#[inline]
+fn add_tokens(bloom: &mut [u64], text: &[u8]) {
+    for_each_token(text, |token| {
+        for bit in bloom_positions(token_hash(token), BUILD_BITS - 1, BLOOM_HASHES) {
+            bloom[bit / 64] |= 1 << (bit % 64);
+        }
+    });
+}
+
+/// A severity or facility value as the query's comparisons read it.
+enum Code {
+    /// A whole number from 0 to the field's largest code.
+    Is(u8),
+    /// A number, but not one of the codes.
+    Other,
+    /// Not a number: no comparison holds for it.
+    NotANumber,
+}
+
+/// Reads `text` as the query does (`trim`, then `f64`).
+#[inline]
+fn code_of(text: &[u8], max: u8) -> Code {
+    if let [digit @ b'0'..=b'9'] = text {
+        let code = digit - b'0';
+        return if code <= max {
+            Code::Is(code)
+        } else {
+            Code::Other
+        };
+    }
+    match std::str::from_utf8(text)
+        .ok()
+        .and_then(|t| t.trim().parse::<f64>().ok())
+    {
+        None => Code::NotANumber,
+        Some(n) if n >= 0.0 && n <= f64::from(max) && n.fract() == 0.0 => Code::Is(n as u8),
+        Some(_) => Code::Other,
+    }
+}
+
+/// A block's index, read back and checked (see [`BlockIndex::parse`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BlockIndex<'a> {
+    flags: u8,
+    severities: u8,
+    facilities: u32,
+    min_time: i64,
+    max_time: i64,
+    hosts: &'a [u8],
+    apps: &'a [u8],
+    bloom: &'a [u8],
+    bloom_hashes: u8,
+}
+
+/// Why an index does not check out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IndexCorruption {
+    #[error("block index checksum mismatch")]
+    Checksum,
+    #[error("block index field out of range: {0}")]
+    Field(&'static str),
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    let mut v = [0u8; 4];
+    v.copy_from_slice(&b[..4]);
+    u32::from_le_bytes(v)
+}
+
+fn le_i64(b: &[u8]) -> i64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[..8]);
+    i64::from_le_bytes(v)
+}
+
+impl<'a> BlockIndex<'a> {
+    /// Checks the checksum and every length of an encoded index (all of it, checksum included).
+    ///
+    /// # Errors
+    /// What does not check out.
+    pub fn parse(b: &'a [u8]) -> Result<BlockIndex<'a>, IndexCorruption> {
+        if b.len() < MIN_INDEX_LEN || b.len() > MAX_INDEX_LEN {
+            return Err(IndexCorruption::Field("length"));
+        }
+        let (body, crc) = b.split_at(b.len() - 4);
+        if crc32c::crc32c(body) != le_u32(crc) {
+            return Err(IndexCorruption::Checksum);
+        }
+        if body[0] != INDEX_VERSION {
+            return Err(IndexCorruption::Field("version"));
+        }
+        let flags = body[1];
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err(IndexCorruption::Field("flags"));
+        }
+        let log2 = body[3];
+        if !(MIN_LOG2..=BUILD_LOG2).contains(&log2) {
+            return Err(IndexCorruption::Field("bloom size"));
+        }
+        let facilities = le_u32(&body[4..]);
+        if facilities >> 24 != 0 {
+            return Err(IndexCorruption::Field("facility bitmap"));
+        }
+        let (min_time, max_time) = (le_i64(&body[8..]), le_i64(&body[16..]));
+        let hosts = usize::from(u16::from_le_bytes([body[24], body[25]]));
+        let apps = usize::from(u16::from_le_bytes([body[26], body[27]]));
+        let bloom_hashes = body[28];
+        if hosts > MAX_KEYS || apps > MAX_KEYS {
+            return Err(IndexCorruption::Field("key count"));
+        }
+        if !(1..=16).contains(&bloom_hashes) {
+            return Err(IndexCorruption::Field("bloom hashes"));
+        }
+        let keys_end = INDEX_FIXED_LEN + 4 * (hosts + apps);
+        let bloom_len = (1usize << log2) / 8;
+        if body.len() != keys_end + bloom_len {
+            return Err(IndexCorruption::Field("length"));
+        }
+        if flags & HAS_TIME != 0 && min_time > max_time {
+            return Err(IndexCorruption::Field("time range"));
+        }
+        Ok(BlockIndex {
+            flags,
+            severities: body[2],
+            facilities,
+            min_time,
+            max_time,
+            hosts: &body[INDEX_FIXED_LEN..INDEX_FIXED_LEN + 4 * hosts],
+            apps: &body[INDEX_FIXED_LEN + 4 * hosts..keys_end],
+            bloom: &body[keys_end..],
+            bloom_hashes,
+        })
+    }
+
+    /// The smallest and largest record time (see the module doc), if some record has one.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        (self.flags & HAS_TIME != 0).then_some((self.min_time, self.max_time))
+    }
+
+    /// Whether some record may have a severity among `codes` (bit `c` for code `c`).
+    pub fn may_have_severity(&self, codes: u8) -> bool {
+        self.flags & SEVERITY_OTHER != 0 || self.severities & codes != 0
+    }
+
+    /// Whether some record may have a facility among `codes` (bit `c` for code `c`).
+    pub fn may_have_facility(&self, codes: u32) -> bool {
+        self.flags & FACILITY_OTHER != 0 || self.facilities & codes != 0
+    }
+
+    /// Whether some record may have a host whose [`token_hash`] is `hash`.
+    pub fn may_have_host(&self, hash: u64) -> bool {
+        self.flags & HOSTS_MANY != 0 || contains_key(self.hosts, hash)
+    }
+
+    /// Whether some record may have an app whose [`token_hash`] is `hash`.
+    pub fn may_have_app(&self, hash: u64) -> bool {
+        self.flags & APPS_MANY != 0 || contains_key(self.apps, hash)
+    }
+
+    /// Whether some record's message may have a token whose [`token_hash`] is `hash`.
+    #[inline]
+    pub fn may_have_token(&self, hash: u64) -> bool {
+        let mask = self.bloom.len() * 8 - 1;
+        bloom_positions(hash, mask, self.bloom_hashes)
+            .all(|bit| self.bloom[bit / 8] & (1 << (bit % 8)) != 0)
+    }
+
+    /// Size of the bloom filter in bytes.
+    pub fn bloom_bytes(&self) -> usize {
+        self.bloom.len()
+    }
+}
+
+fn contains_key(list: &[u8], hash: u64) -> bool {
+    let want = (hash as u32).to_le_bytes();
+    list.chunks_exact(4).any(|h| h == want)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn index_of(records: &[&str], compressed_len: usize) -> Vec<u8> {
+        let mut builder = IndexBuilder::default();
+        for r in records {
+            builder.add(r.as_bytes());
+        }
+        let mut out = Vec::new();
+        builder.finish_into(compressed_len, &mut out);
+        out
+    }
+
+    #[test]
+    fn lower8_lowercases_exactly_the_ascii_capitals() {
+        for b in 0..=255u8 {
+            let w = u64::from_le_bytes([b, b'A', b'z', b'@', b'[', b'Z', 0xC3, b'0']);
+            let want = u64::from_le_bytes([
+                b.to_ascii_lowercase(),
+                b'a',
+                b'z',
+                b'@',
+                b'[',
+                b'z',
+                0xC3,
+                b'0',
+            ]);
+            assert_eq!(lower8(w), want, "byte {b:#x}");
+        }
+    }
+
+    #[test]
+    fn token_hash_ignores_ascii_case_only() {
+        assert_eq!(token_hash(b"TimeOut"), token_hash(b"timeout"));
+        assert_eq!(
+            token_hash(b"A_LONGER_TOKEN_THAN_8"),
+            token_hash(b"a_longer_token_than_8")
+        );
+        assert_ne!(token_hash(b"timeout"), token_hash(b"timeouts"));
+        assert_ne!(
+            token_hash("GRÜSSE".as_bytes()),
+            token_hash("grüsse".as_bytes())
+        );
+        // Zero padding of the last chunk does not make a token equal to a longer one.
+        assert_ne!(token_hash(b"ab"), token_hash(b"ab\0"));
+    }
+
+    #[test]
+    fn tokens_are_runs_of_token_bytes() {
+        let mut tokens = Vec::new();
+        for_each_token("GET /api/v1?id=42 grüße issue#7_x".as_bytes(), |t| {
+            tokens.push(String::from_utf8_lossy(t).into_owned());
+        });
+        assert_eq!(
+            tokens,
+            ["GET", "api", "v1", "id", "42", "grüße", "issue", "7_x"]
+        );
+    }
+
+    #[test]
+    fn the_index_holds_what_the_records_have() {
+        let encoded = index_of(
+            &[
+                r#"{"facility":16,"severity":3,"timestamp":"2026-11-21T10:00:00Z","host":"Web-01","app":"nginx","message":"upstream Timed out\nretry","received_at":"2026-11-21T10:00:05Z"}"#,
+                r#"{"severity":"2.5","host":["db-1","db-2"],"message":"x","received_at":"2026-11-21T09:00:00Z"}"#,
+                "not json at all: kernel panic",
+            ],
+            100_000,
+        );
+        let index = BlockIndex::parse(&encoded).unwrap();
+        assert_eq!(
+            index.time_range(),
+            Some((1_795_251_600_000_000, 1_795_255_200_000_000))
+        );
+        assert!(index.may_have_severity(1 << 3));
+        // 2.5 is a number but no code: every comparison may match.
+        assert!(index.may_have_severity(1 << 7));
+        assert!(index.may_have_facility(1 << 16));
+        assert!(!index.may_have_facility(1 << 17));
+        for host in ["web-01", "db-1", "db-2"] {
+            assert!(index.may_have_host(token_hash(host.as_bytes())), "{host}");
+        }
+        assert!(!index.may_have_host(token_hash(b"web-02")));
+        assert!(index.may_have_app(token_hash(b"NGINX")));
+        assert!(!index.may_have_app(token_hash(b"sshd")));
+        for word in [
+            "upstream", "timed", "out", "retry", "kernel", "panic", "json", "x",
+        ] {
+            assert!(index.may_have_token(token_hash(word.as_bytes())), "{word}");
+        }
+        // `\n` is an escape: "nretry" is not a token of the message.
+        let absent = [
+            "nretry", "host", "message", "severity", "db", "timeouts", "web",
+        ];
+        assert_eq!(
+            absent
+                .iter()
+                .filter(|w| index.may_have_token(token_hash(w.as_bytes())))
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn many_hosts_cannot_rule_out_a_host() {
+        let records: Vec<String> = (0..=MAX_KEYS)
+            .map(|i| format!(r#"{{"host":"h{i}","message":"m"}}"#))
+            .collect();
+        let refs: Vec<&str> = records.iter().map(String::as_str).collect();
+        let encoded = index_of(&refs, 100_000);
+        let index = BlockIndex::parse(&encoded).unwrap();
+        assert!(index.may_have_host(token_hash(b"never-seen")));
+        assert!(!index.may_have_app(token_hash(b"never-seen")));
+        assert_eq!(index.time_range(), None);
+    }
+
+    #[test]
+    fn bloom_is_sized_per_token_and_keeps_false_positives_low() {
+        // 3,000 distinct tokens in a block whose payload is large enough not to cap the filter.
+        let records: Vec<String> = (0..1000)
+            .map(|i| format!(r#"{{"message":"alpha{i} beta{i} gamma{i}"}}"#))
+            .collect();
+        let refs: Vec<&str> = records.iter().map(String::as_str).collect();
+        let encoded = index_of(&refs, 10_000_000);
+        let index = BlockIndex::parse(&encoded).unwrap();
+        // 3,000 × 10 bits → the next power of two, 32768 bits.
+        assert_eq!(index.bloom_bytes(), 4096);
+        for i in 0..1000 {
+            assert!(index.may_have_token(token_hash(format!("beta{i}").as_bytes())));
+        }
+        let false_positives = (0..100_000)
+            .filter(|i| index.may_have_token(token_hash(format!("delta{i}").as_bytes())))
+            .count();
+        // Expected about 0.3% at 10.9 bits per token with four hashes.
+        assert!(false_positives < 1_000, "{false_positives} of 100000");
+
+        // The same records in a payload of 40 KB: capped at 2.5% of it (1 KB, 8192 bits).
+        let capped = index_of(&refs, 40_000);
+        assert_eq!(BlockIndex::parse(&capped).unwrap().bloom_bytes(), 512);
+        // A tiny block gets at least 256 bytes, and a filter never larger than it needs.
+        let tiny = index_of(&[r#"{"message":"a b c"}"#], 100);
+        assert_eq!(BlockIndex::parse(&tiny).unwrap().bloom_bytes(), 8);
+        assert_eq!(tiny.len(), MIN_INDEX_LEN + 8);
+    }
+
+    #[test]
+    fn a_damaged_index_is_refused() {
+        let encoded = index_of(&[r#"{"host":"a","message":"m"}"#], 1000);
+        assert!(BlockIndex::parse(&encoded).is_ok());
+        for at in 0..encoded.len() {
+            let mut bad = encoded.clone();
+            bad[at] ^= 0x10;
+            assert!(BlockIndex::parse(&bad).is_err(), "flip at {at}");
+        }
+        assert_eq!(
+            BlockIndex::parse(&encoded[..encoded.len() - 1]).err(),
+            Some(IndexCorruption::Checksum)
+        );
+        assert!(BlockIndex::parse(&[]).is_err());
+    }
+
+    fn chrono_micros(text: &str) -> Option<i64> {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.timestamp_micros())
+    }
+
+    #[test]
+    fn rfc3339_agrees_with_chrono() {
+        for text in [
+            "2026-11-21T10:00:00Z",
+            "2026-11-21T10:00:00.5Z",
+            "2026-11-21T10:00:00.123456789Z",
+            "2026-11-21T10:00:00.1234567891Z",
+            "2026-11-21T11:20:00+01:00",
+            "2026-11-21T01:20:00-09:30",
+            "1969-12-31T23:59:59.999999Z",
+            "0001-01-01T00:00:00Z",
+            "2024-02-29T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2026-11-21T10:00:60Z",
+            "2026-11-21t10:00:00z",
+            "2026-11-21 10:00:00Z",
+            "2026-11-21T10:00:00",
+            "2026-11-21T10:00:00.Z",
+            "2026-11-21T24:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-11-21T10:00:00+24:00",
+            "yesterday",
+            "",
+        ] {
+            assert_eq!(
+                rfc3339_micros(text.as_bytes()),
+                chrono_micros(text),
+                "{text}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn rfc3339_agrees_with_chrono_on_random_times(
+            year in 0u32..10000, month in 0u32..14, day in 0u32..33, hour in 0u32..25,
+            minute in 0u32..61, second in 0u32..61, fraction in "(\\.[0-9]{0,11})?",
+            zone in "(Z|z|[+-][0-2][0-9]:[0-6][0-9])",
+        ) {
+            let text = format!(
+                "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}{fraction}{zone}"
+            );
+            prop_assert_eq!(rfc3339_micros(text.as_bytes()), chrono_micros(&text), "{}", text);
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! The store's block index under search: for random stores (blocks with and without an index,
+//! as written before it existed) and random queries, searching with the index finds exactly
+//! what a brute-force filter over every record `read` returns; and blocks are really skipped.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use logtail::query::{JsonRecord, Matcher};
+use logtail::search::{self, Order, RecordFormat, SearchOptions, record_time_us};
+use logtail::store::{ReadOptions, StoreBatch, StoreOptions, StoreWriter, read};
+use proptest::prelude::*;
+
+struct VecBatch(Vec<(i64, Vec<u8>)>);
+
+impl StoreBatch for VecBatch {
+    fn shard(&self) -> u16 {
+        0
+    }
+
+    fn records(&self) -> impl Iterator<Item = (i64, &[u8])> {
+        self.0.iter().map(|(ts, v)| (*ts, v.as_slice()))
+    }
+}
+
+/// Writes each batch as one block, with an index when its flag says so.
+fn write_store(dir: &Path, batches: &[(bool, Vec<Vec<u8>>)]) {
+    let mut writer = StoreWriter::open(StoreOptions {
+        dir: dir.to_path_buf(),
+        ..StoreOptions::default()
+    })
+    .unwrap();
+    let mut ts = 0;
+    for (indexed, records) in batches {
+        writer.set_block_index(*indexed);
+        let batch = VecBatch(
+            records
+                .iter()
+                .map(|r| {
+                    ts += 1;
+                    (ts, r.clone())
+                })
+                .collect(),
+        );
+        writer.append(&batch).unwrap();
+    }
+    writer.sync().unwrap();
+}
+
+/// The records of output that ends each with a newline (some may be empty).
+fn lines(out: &[u8]) -> Vec<Vec<u8>> {
+    let mut records: Vec<Vec<u8>> = out.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+    assert_eq!(
+        records.pop(),
+        Some(Vec::new()),
+        "output ends with a newline"
+    );
+    records
+}
+
+fn all_records(dir: &Path) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    read(
+        dir,
+        &ReadOptions::default(),
+        &mut out,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    lines(&out)
+}
+
+/// What a full scan without any index finds.
+fn brute_force(dir: &Path, matcher: &Matcher, opts: &SearchOptions) -> Vec<Vec<u8>> {
+    all_records(dir)
+        .into_iter()
+        .filter(|raw| {
+            let record = JsonRecord::new(raw);
+            if !matcher.is_match(&record) {
+                return false;
+            }
+            if opts.from_us.is_none() && opts.to_us.is_none() {
+                return true;
+            }
+            record_time_us(&record).is_some_and(|t| {
+                opts.from_us.is_none_or(|from| t >= from) && opts.to_us.is_none_or(|to| t < to)
+            })
+        })
+        .collect()
+}
+
+fn indexed_search(dir: &Path, matcher: &Matcher, opts: &SearchOptions) -> (Vec<Vec<u8>>, u64) {
+    let mut out = Vec::new();
+    let stats = search::search(
+        dir,
+        matcher,
+        opts,
+        RecordFormat::Json,
+        &mut out,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    (lines(&out), stats.skipped_blocks)
+}
+
+const HOSTS: &[&str] = &["web-01", "WEB-02", "db-1", "caché", "web-01 "];
+const APPS: &[&str] = &["nginx", "sshd", "Cron", "postfix/smtpd"];
+const WORDS: &[&str] = &[
+    "timeout",
+    "Timeout",
+    "disk",
+    "full",
+    "reset",
+    "error",
+    "#42",
+    "x42",
+    "a_b",
+    "grüße",
+    "GRÜSSE",
+    "conn",
+    "connection",
+    "peer",
+    "K",
+    "\u{212a}elvin",
+    "kelvin",
+    "ok",
+];
+const SEPARATORS: &[&str] = &[" ", ".", "\\n", "-", "\\\"", "\\u00e9", "\\\\x", "/", ""];
+/// Times: minutes of one hour, some unreadable, with and without an offset.
+const TIMES: &[&str] = &[
+    "2026-11-21T10:00:00Z",
+    "2026-11-21T10:10:00.5Z",
+    "2026-11-21T11:20:00+01:00",
+    "2026-11-21T10:30:00.123456789Z",
+    "2026-11-21 10:40:00Z",
+    "2026-11-21T10:50:60Z",
+    "yesterday",
+];
+const SEVERITIES: &[&str] = &[
+    "0", "3", "4", "6", "7", "\"3\"", "3.0", "2.5", "9", "\"info\"", "null",
+];
+
+fn message() -> impl Strategy<Value = String> {
+    prop::collection::vec((0..WORDS.len(), 0..SEPARATORS.len()), 0..6).prop_map(|parts| {
+        parts
+            .into_iter()
+            .map(|(w, s)| format!("{}{}", WORDS[w], SEPARATORS[s]))
+            .collect()
+    })
+}
+
+/// A stored record: mostly the encoder's JSON with members left out at random, sometimes a
+/// repeated member or an array, sometimes not JSON at all (a raw store).
+fn record() -> impl Strategy<Value = Vec<u8>> {
+    let json = (
+        prop::option::of(0..SEVERITIES.len()),
+        prop::option::of(0u8..26),
+        prop::option::of(0..TIMES.len()),
+        prop::option::of(0..HOSTS.len()),
+        prop::option::of(0..APPS.len()),
+        message(),
+        prop::option::of(0..TIMES.len()),
+        0u8..8,
+    )
+        .prop_map(|(sev, fac, ts, host, app, msg, received, quirk)| {
+            let mut members = Vec::new();
+            if let Some(f) = fac {
+                members.push(format!("\"facility\":{f}"));
+            }
+            if let Some(s) = sev {
+                members.push(format!("\"severity\":{}", SEVERITIES[s]));
+            }
+            if let Some(t) = ts {
+                members.push(format!("\"timestamp\":\"{}\"", TIMES[t]));
+            }
+            if let Some(h) = host {
+                members.push(format!("\"host\":\"{}\"", HOSTS[h]));
+            }
+            if let Some(a) = app {
+                members.push(format!("\"app\":\"{}\"", APPS[a].replace('/', "\\/")));
+            }
+            match quirk {
+                0 => members.push(format!("\"message\":[\"{msg}\",42]")),
+                1 => members.push(format!("\"message\":\"{msg}\",\"message\":\"reset\"")),
+                2 => members.push("\"host\":\"db-1\"".to_string()),
+                _ => members.push(format!("\"message\":\"{msg}\"")),
+            }
+            if let Some(t) = received {
+                members.push(format!("\"received_at\":\"{}\"", TIMES[t]));
+            }
+            if quirk == 3 {
+                members.push("\"severity\":[7,1]".to_string());
+            }
+            format!("{{{}}}", members.join(",")).into_bytes()
+        });
+    prop_oneof![
+        9 => json,
+        1 => message().prop_map(|m| m.replace("\\n", " ").into_bytes()),
+    ]
+}
+
+fn term() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (0..WORDS.len()).prop_map(|w| WORDS[w].to_string()),
+        (0..WORDS.len(), 0..WORDS.len())
+            .prop_map(|(a, b)| format!("\"{} {}\"", WORDS[a], WORDS[b])),
+        Just("\"imeout\"".to_string()),
+        Just("\"ll.reset\"".to_string()),
+        Just("tim*".to_string()),
+        Just("/t.meout/".to_string()),
+        (0..HOSTS.len()).prop_map(|h| format!("host:\"{}\"", HOSTS[h])),
+        Just("host:web-*".to_string()),
+        (0..APPS.len()).prop_map(|a| format!("app:\"{}\"", APPS[a])),
+        (0..5usize, 0u8..8).prop_map(|(op, code)| {
+            format!("severity:{}{code}", ["", "<", "<=", ">", ">="][op])
+        }),
+        Just("severity:err".to_string()),
+        (0..5usize, 0u8..24).prop_map(|(op, code)| {
+            format!("facility:{}{code}", ["", "<", "<=", ">", ">="][op])
+        }),
+        Just("_exists_:host".to_string()),
+    ]
+}
+
+fn query() -> impl Strategy<Value = String> {
+    let leaf = term();
+    leaf.prop_recursive(3, 12, 3, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} {b}")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} OR {b})")),
+            inner.clone().prop_map(|a| format!("NOT ({a})")),
+            inner.prop_map(|a| format!("-{a}")),
+        ]
+    })
+}
+
+fn time_range() -> impl Strategy<Value = (Option<i64>, Option<i64>)> {
+    // 2026-11-21T10:00:00Z and minutes after it.
+    const BASE: i64 = 1_795_255_200_000_000;
+    let at = (0i64..70).prop_map(|m| BASE + m * 60_000_000);
+    (prop::option::of(at.clone()), prop::option::of(at))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn indexed_search_finds_exactly_what_a_full_scan_finds(
+        batches in prop::collection::vec(
+            (any::<bool>(), prop::collection::vec(record(), 1..12)),
+            1..10,
+        ),
+        query in query(),
+        (from_us, to_us) in time_range(),
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        write_store(tmp.path(), &batches);
+        let matcher = Matcher::compile(&query).unwrap();
+        let opts = SearchOptions {
+            from_us,
+            to_us,
+            limit: None,
+            order: Order::OldestFirst,
+            follow: false,
+        };
+        let want = brute_force(tmp.path(), &matcher, &opts);
+        let (got, _) = indexed_search(tmp.path(), &matcher, &opts);
+        prop_assert_eq!(
+            got.iter().map(|r| String::from_utf8_lossy(r).into_owned()).collect::<Vec<_>>(),
+            want.iter().map(|r| String::from_utf8_lossy(r).into_owned()).collect::<Vec<_>>(),
+            "query {:?}", query
+        );
+        let count = search::count(tmp.path(), &matcher, &opts, &AtomicBool::new(false)).unwrap();
+        prop_assert_eq!(count.matched, want.len() as u64);
+        prop_assert_eq!(
+            count.scanned_blocks + count.skipped_blocks,
+            batches.len() as u64
+        );
+    }
+}
+
+/// Eight blocks of records that differ by host, app, severity, time and words: each query
+/// below reads only the blocks that can match, and blocks written without an index are read.
+#[test]
+fn queries_skip_the_blocks_their_index_rules_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let block = |i: usize| -> Vec<Vec<u8>> {
+        (0..50)
+            .map(|j| {
+                format!(
+                    r#"{{"facility":{},"severity":{},"timestamp":"2026-11-21T{:02}:{:02}:00Z","host":"host-{i}","app":"app-{}","message":"request {j} served word{i} in {}ms"}}"#,
+                    16 + i % 2,
+                    i % 8,
+                    10 + i,
+                    j,
+                    i % 4,
+                    j * 7,
+                )
+                .into_bytes()
+            })
+            .collect()
+    };
+    // Block 7 is written as before the index: it is always read.
+    let batches: Vec<(bool, Vec<Vec<u8>>)> = (0..8).map(|i| (i != 7, block(i))).collect();
+    write_store(tmp.path(), &batches);
+    let hour = |h: i64| 1_795_255_200_000_000 + (h - 10) * 3_600_000_000;
+    for (query, from_us, to_us, matched, scanned) in [
+        ("word3", None, None, 50, 2),
+        ("WORD3 served", None, None, 50, 2),
+        ("\"served word3 in\"", None, None, 50, 2),
+        ("host:HOST-2", None, None, 50, 2),
+        ("app:app-1", None, None, 100, 3),
+        ("severity:<=crit", None, None, 150, 4),
+        ("facility:local1", None, None, 200, 4),
+        ("host:host-1 severity:1", None, None, 50, 2),
+        ("host:host-1 severity:2", None, None, 0, 1),
+        ("(word1 OR word4)", None, None, 100, 3),
+        ("", Some(hour(12)), Some(hour(14)), 100, 3),
+        ("word3", Some(hour(15)), None, 0, 1),
+        // Never skipped: NOT, regexes, wildcards, words only inside a token.
+        ("-word3", None, None, 350, 8),
+        ("/word3/", None, None, 50, 8),
+        ("word*", None, None, 400, 8),
+        ("\"ord3\"", None, None, 50, 8),
+        ("host:host-*", None, None, 400, 8),
+    ] {
+        let matcher = Matcher::compile(query).unwrap();
+        let opts = SearchOptions {
+            from_us,
+            to_us,
+            limit: None,
+            order: Order::OldestFirst,
+            follow: false,
+        };
+        let stats = search::count(tmp.path(), &matcher, &opts, &AtomicBool::new(false)).unwrap();
+        assert_eq!(
+            (stats.matched, stats.scanned_blocks, stats.skipped_blocks),
+            (matched, scanned, 8 - scanned),
+            "{query} {from_us:?} {to_us:?}"
+        );
+        assert_eq!(
+            brute_force(tmp.path(), &matcher, &opts).len() as u64,
+            matched,
+            "{query}"
+        );
+    }
+}
+
+/// A store written entirely before the index (version-1 blocks) searches as before: every
+/// block is read, and the CLI says so with --stats.
+#[test]
+fn a_store_without_index_still_searches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let records = |words: &str| -> Vec<Vec<u8>> {
+        vec![format!(r#"{{"severity":3,"host":"h","message":"{words}"}}"#).into_bytes()]
+    };
+    write_store(
+        tmp.path(),
+        &[
+            (false, records("disk full")),
+            (false, records("timeout here")),
+            (false, records("all good")),
+        ],
+    );
+    let out = common::process::logtail()
+        .args(["search", "--stats", "--dir"])
+        .arg(tmp.path())
+        .arg("timeout")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "{\"severity\":3,\"host\":\"h\",\"message\":\"timeout here\"}\n"
+    );
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "1 matched, 3 records scanned; 3 blocks searched, 0 skipped by the index\n"
+    );
+
+    // The same store written with an index: two of the three blocks are skipped.
+    let indexed = tempfile::tempdir().unwrap();
+    write_store(
+        indexed.path(),
+        &[
+            (true, records("disk full")),
+            (true, records("timeout here")),
+            (true, records("all good")),
+        ],
+    );
+    let out = common::process::logtail()
+        .args(["search", "--stats", "--dir"])
+        .arg(indexed.path())
+        .arg("timeout")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "1 matched, 1 records scanned; 1 blocks searched, 2 skipped by the index\n"
+    );
+}

@@ -910,3 +910,174 @@ pub fn fields(
         stats,
     })
 }
+
+#[cfg(test)]
+mod page_tests {
+    use super::*;
+    use crate::pipeline::batch::Batch;
+    use crate::store::{StoreOptions, StoreWriter};
+
+    /// A store of `n` records stored out of time order, some sharing a time; returns its
+    /// directory and every record's message in newest-first order.
+    fn store(n: usize) -> (tempfile::TempDir, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = StoreWriter::open(StoreOptions {
+            dir: dir.path().to_path_buf(),
+            ..StoreOptions::default()
+        })
+        .unwrap();
+        let mut keyed = Vec::new();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(7) {
+            let mut batch = Batch::with_capacity(0, 4096, 16);
+            for &i in chunk {
+                // Times go back and forth; every fifth shares its time with the one before.
+                let second = (i * 37) % n - usize::from(i % 5 == 4 && (i * 37) % n > 0);
+                let line = format!(
+                    r#"{{"timestamp":"2026-11-30T10:{:02}:{:02}Z","message":"m{i}","received_at":"2026-11-30T11:00:00.{i:06}Z"}}"#,
+                    second / 60,
+                    second % 60
+                );
+                keyed.push((PageKey::of(line.as_bytes()), format!("m{i}")));
+                batch.push(1, line.as_bytes());
+            }
+            writer.append(&batch).unwrap();
+        }
+        writer.sync().unwrap();
+        keyed.sort();
+        keyed.reverse();
+        (dir, keyed.into_iter().map(|(_, m)| m).collect())
+    }
+
+    fn message(record: &[u8]) -> String {
+        let mut text = String::new();
+        JsonRecord::new(record).any_value(&Field::Message, &mut |v| {
+            text = String::from_utf8_lossy(v).into_owned();
+            true
+        });
+        text
+    }
+
+    /// Every page in turn from the first.
+    fn all_pages(dir: &Path, order: Order, limit: usize, max_bytes: usize) -> Vec<String> {
+        let matcher = Matcher::compile("").unwrap();
+        let opts = SearchOptions {
+            from_us: None,
+            to_us: None,
+            limit: Some(limit),
+            order,
+            follow: false,
+        };
+        let (mut out, mut after) = (Vec::new(), None);
+        loop {
+            let page = page(
+                dir,
+                &matcher,
+                &opts,
+                after,
+                max_bytes,
+                &AtomicBool::new(false),
+            )
+            .unwrap();
+            assert!(page.records.len() <= limit);
+            out.extend(page.records.iter().map(|r| message(r)));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return out,
+            }
+        }
+    }
+
+    #[test]
+    fn pages_cover_every_record_once_in_key_order_whatever_the_limit_and_byte_cap() {
+        let (dir, newest_first) = store(60);
+        let oldest_first: Vec<String> = newest_first.iter().rev().cloned().collect();
+        for (limit, max_bytes) in [
+            (1, 1 << 20),
+            (7, 1 << 20),
+            (60, 1 << 20),
+            (100, 1 << 20),
+            (10, 300),
+            (10, 1),
+        ] {
+            assert_eq!(
+                all_pages(dir.path(), Order::NewestFirst, limit, max_bytes),
+                newest_first,
+                "limit {limit}, max_bytes {max_bytes}"
+            );
+            assert_eq!(
+                all_pages(dir.path(), Order::OldestFirst, limit, max_bytes),
+                oldest_first,
+                "limit {limit}, max_bytes {max_bytes}"
+            );
+        }
+    }
+
+    #[test]
+    fn cursors_read_back_and_refuse_anything_else() {
+        let key = PageKey {
+            time_us: -5,
+            received_us: 1_796_032_800_000_001,
+            checksum: 0xab,
+        };
+        assert_eq!(key.to_cursor(), "-5.1796032800000001.000000ab");
+        assert_eq!(PageKey::from_cursor(&key.to_cursor()), Some(key));
+        for bad in ["", "1.2", "1.2.3.4", "a.2.3", "1.2.xyz"] {
+            assert_eq!(PageKey::from_cursor(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn facets_count_values_list_items_and_missing_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = StoreWriter::open(StoreOptions {
+            dir: dir.path().to_path_buf(),
+            ..StoreOptions::default()
+        })
+        .unwrap();
+        let mut batch = Batch::with_capacity(0, 4096, 16);
+        for line in [
+            r#"{"host":"a","structured_data":{"logtail@32473":{"tags":"prod, eu"}},"message":"x"}"#,
+            r#"{"host":"b","structured_data":{"logtail@32473":{"tags":"prod"}},"message":"x"}"#,
+            r#"{"host":"a","message":"x"}"#,
+            r#"{"message":"y"}"#,
+        ] {
+            batch.push(1, line.as_bytes());
+        }
+        writer.append(&batch).unwrap();
+        writer.sync().unwrap();
+        let opts = SearchOptions {
+            from_us: None,
+            to_us: None,
+            limit: None,
+            order: Order::NewestFirst,
+            follow: false,
+        };
+        let count = |query: &str, name: &str, top: usize| {
+            let (field, list) = Field::named(name).unwrap();
+            let counts = fields(
+                dir.path(),
+                &Matcher::compile(query).unwrap(),
+                &opts,
+                (&field, list),
+                top,
+                &AtomicBool::new(false),
+            )
+            .unwrap();
+            let values: Vec<(String, u64)> = counts
+                .values
+                .iter()
+                .map(|(v, n)| (String::from_utf8_lossy(v).into_owned(), *n))
+                .collect();
+            (values, counts.missing, counts.distinct)
+        };
+        assert_eq!(
+            count("", "host", 10),
+            (vec![("a".into(), 2), ("b".into(), 1)], 1, 2)
+        );
+        assert_eq!(count("x", "host", 1), (vec![("a".into(), 2)], 0, 2));
+        assert_eq!(
+            count("", "tags", 10),
+            (vec![("prod".into(), 2), ("eu".into(), 1)], 2, 2)
+        );
+    }
+}

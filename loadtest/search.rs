@@ -24,10 +24,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
-use chrono::{Datelike, Timelike};
 use clap::{Parser, Subcommand};
 use logtail::encode::{Encoding, Envelope, encode, format_rfc3339_micros};
-use logtail::parse::{Format, LegacyZone, Offset, ParseContext, Timestamp, parse};
+use logtail::parse::{Format, LegacyZone, ParseContext, Timestamp, parse};
 use logtail::pipeline::batch::Batch;
 use logtail::query::Matcher;
 use logtail::search::{self, Order, SearchOptions};
@@ -84,19 +83,11 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// `unix_us` in UTC with millisecond precision, as most senders write it.
 fn timestamp_of(unix_us: i64) -> Timestamp {
-    let t = chrono::DateTime::from_timestamp_micros(unix_us).unwrap_or_default();
-    Timestamp {
-        year: t.year() as u16,
-        month: t.month() as u8,
-        day: t.day() as u8,
-        hour: t.hour() as u8,
-        minute: t.minute() as u8,
-        second: t.second() as u8,
-        nanos: t.nanosecond() / 1_000_000 * 1_000_000,
-        fraction_digits: 3,
-        offset: Offset::Z,
-    }
+    let mut t = Timestamp::from_unix_micros(unix_us / 1000 * 1000);
+    t.civil.fraction_digits = 3;
+    t
 }
 
 fn build(dir: &Path, json: &Path, records: u64, hours: u64, no_index: bool) -> anyhow::Result<()> {

@@ -643,10 +643,7 @@ impl PageKey {
         let record = JsonRecord::new(line);
         let mut received_us = None;
         record.any_value(&Field::Other("received_at".into()), &mut |value| {
-            received_us = std::str::from_utf8(value)
-                .ok()
-                .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-                .map(|t| t.timestamp_micros());
+            received_us = store::index::rfc3339_micros(value);
             true
         });
         PageKey {

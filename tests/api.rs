@@ -3,7 +3,7 @@
 //! TCP after the tail opened arrives within a second; a client that does not read gets a
 //! `dropped` count).
 
-mod common;
+use test_fixtures as common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

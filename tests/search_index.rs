@@ -2,7 +2,7 @@
 //! as written before it existed) and random queries, searching with the index finds exactly
 //! what a brute-force filter over every record `read` returns; and blocks are really skipped.
 
-mod common;
+use test_fixtures as common;
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;

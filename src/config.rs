@@ -199,6 +199,7 @@ impl Config {
             .wal
             .check()
             .map_err(|e| e.within("sink.kafka.wal"))?;
+        self.check_store_quotas()?;
         // A pipeline batch is one WAL payload when the Kafka sink spills it.
         if self.sink.kind == SinkKind::Kafka
             && self.pipeline.batch_max_bytes > crate::wal::MAX_PAYLOAD_BYTES / 2
@@ -211,6 +212,40 @@ impl Config {
                     crate::wal::MAX_PAYLOAD_BYTES / 2
                 ),
             ));
+        }
+        Ok(())
+    }
+
+    /// A listener's `store_quota_bytes` is a share of the local store: only with the store
+    /// sink, and below its `max_total_bytes` (a quota the size retention reaches first
+    /// protects nobody).
+    fn check_store_quotas(&self) -> Result<(), InvalidSetting> {
+        for (i, listener) in self.listen.iter().enumerate() {
+            let Some(quota) = listener.store_quota_bytes else {
+                continue;
+            };
+            let section = format!("listen[{i}]");
+            if self.sink.kind != SinkKind::Store {
+                return Err(InvalidSetting::new(
+                    "store_quota_bytes",
+                    format!(
+                        "is a share of the local store, and [sink] type = \"{}\"",
+                        self.sink.kind.as_str()
+                    ),
+                )
+                .within(&section));
+            }
+            let total = self.sink.store.max_total_bytes;
+            if quota >= total {
+                return Err(InvalidSetting::new(
+                    "store_quota_bytes",
+                    format!(
+                        "{quota} is not below [sink.store] max_total_bytes = {total}: size \
+                         retention would act first"
+                    ),
+                )
+                .within(&section));
+            }
         }
         Ok(())
     }

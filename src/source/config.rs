@@ -160,6 +160,14 @@ pub struct ListenerConfig {
     /// client certificate must then send their host's token. Default: none.
     #[serde(default)]
     pub tokens_file: Option<PathBuf>,
+    /// The most bytes of the local store this listener's records may take (as stored,
+    /// compressed), so that a flood on one listener cannot make size retention delete
+    /// everyone's logs. Past it, the listener's new messages are dropped and counted
+    /// (`dropped_total{reason="store_quota"}`) until retention has deleted enough of its old
+    /// ones. Needs `[sink] type = "store"`, and must be below `[sink.store] max_total_bytes`.
+    /// Default: none, no quota.
+    #[serde(default)]
+    pub store_quota_bytes: Option<u64>,
 }
 
 fn default_max_connections() -> usize {
@@ -207,6 +215,7 @@ impl ListenerConfig {
             max_batch_bytes: default_max_batch_bytes(),
             tls: None,
             tokens_file: None,
+            store_quota_bytes: None,
         }
     }
 
@@ -332,6 +341,12 @@ impl ListenerConfig {
         }
         if self.max_connections == 0 {
             return Err(InvalidSetting::new("max_connections", "must be at least 1"));
+        }
+        if self.store_quota_bytes == Some(0) {
+            return Err(InvalidSetting::new(
+                "store_quota_bytes",
+                "0 would drop every message: give a number of bytes, or leave it out for no quota",
+            ));
         }
         if let Some(reserved) = self.reserved_connections
             && reserved >= self.max_connections

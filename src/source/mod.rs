@@ -263,7 +263,10 @@ impl BoundListener {
         };
         let context = ListenerContext {
             name: name.clone(),
-            metrics: Arc::new(ListenerMetrics::new(&name, listener.kind.as_str())),
+            metrics: Arc::new(
+                ListenerMetrics::new(&name, listener.kind.as_str())
+                    .with_store_quota(listener.store_quota_bytes),
+            ),
             format: listener.format.unwrap_or(defaults.format),
             framing: listener.framing,
             max_message_bytes: defaults.max_message_bytes,

@@ -435,3 +435,78 @@ fn without_a_store_quota_the_same_flood_purges_a_good_senders_lines() {
     assert_eq!(dropped, 0);
     assert!(good < 20_000, "good {good}");
 }
+
+/// A UDP socket bound to `local` (a loopback address), sending to `to`.
+fn udp_from(local: [u8; 4], to: SocketAddr) -> std::net::UdpSocket {
+    let socket = std::net::UdpSocket::bind(SocketAddr::from((local, 0))).expect("bind");
+    socket.connect(to).expect("connect");
+    socket
+}
+
+#[test]
+fn datagrams_over_their_addresss_line_rate_are_dropped_and_counted_and_others_are_not() {
+    const RATE: u64 = 50;
+    let mut gw = common::Gateway::start_with(|c| c.listen[0].max_lines_per_sec_per_ip = RATE);
+    let flood = udp_from([127, 0, 0, 1], gw.udp());
+    let good = udp_from([127, 0, 0, 2], gw.udp());
+    let started = Instant::now();
+    for n in 0..1000 {
+        flood
+            .send(format!("<13>Nov 30 10:00:00 flood app: flood-{n}").as_bytes())
+            .expect("send");
+    }
+    for n in 0..40 {
+        good.send(format!("<13>Nov 30 10:00:00 good app: good-{n}").as_bytes())
+            .expect("send");
+    }
+    let took = started.elapsed();
+    wait_until("every datagram received", || {
+        gw.listener_count("udp", |m| m.received_lines.get()) == 1040
+    });
+    let dropped = gw.listener_count("udp", |m| m.dropped_rate_limit.get());
+    gw.wait_for_records(1040 - dropped);
+    let records = gw.stop_and_read();
+    let flooded = records.len() - good_stored(&records);
+    assert_eq!(good_stored(&records), 40);
+    assert_eq!(flooded as u64 + dropped, 1000);
+    // The one-second burst, and what accrued at 50 a second while the datagrams were sent.
+    let accrued = (took.as_secs_f64() * RATE as f64).ceil() as usize;
+    assert!(
+        (50..=50 + accrued).contains(&flooded),
+        "{flooded} flood lines stored in {took:?}"
+    );
+}
+
+#[test]
+fn connections_of_one_address_share_its_line_rate_and_are_paced_not_dropped() {
+    // 6,000 lines of 40 bytes at 1,000 a second over two connections from the same address:
+    // the one-second burst, then 5 s, less the last read of each connection (16 KiB, about
+    // 400 lines), whose lines are taken before the pause they cost.
+    let mut gw = common::Gateway::start_with(|c| c.listen[1].max_lines_per_sec_per_ip = 1000);
+    let tcp = gw.tcp();
+    let started = Instant::now();
+    let senders: Vec<_> = (0..2)
+        .map(|half| {
+            std::thread::spawn(move || {
+                let mut stream = connect_from([127, 0, 0, 1], tcp);
+                let lines: String = (half * 3000..half * 3000 + 3000)
+                    .map(|n| format!("<13>Nov 30 10:00:00 good app: good-{n:04}\n"))
+                    .collect();
+                stream.write_all(lines.as_bytes()).expect("lines");
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.join().expect("sender");
+    }
+    gw.wait_for_records(6000);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(15),
+        "took {took:?}"
+    );
+    assert!(gw.listener_count("tcp", |m| m.throttled.get()) > 0);
+    assert_eq!(gw.listener_count("tcp", |m| m.dropped_rate_limit.get()), 0);
+    let records = gw.stop_and_read();
+    assert_eq!(good_stored(&records), 6000);
+}

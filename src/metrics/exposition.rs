@@ -176,7 +176,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
         type Get = fn(&ListenerMetrics) -> i64;
-        let listener_series: [(&str, &str, &str, Option<&str>, Get); 13] = [
+        let listener_series: [(&str, &str, &str, Option<&str>, Get); 14] = [
             (
                 "received_lines_total",
                 "counter",
@@ -224,6 +224,9 @@ impl Metrics {
             ("dropped_total", "counter", "", Some("store_quota"), |l| {
                 l.dropped_store_quota.get() as i64
             }),
+            ("dropped_total", "counter", "", Some("rate_limit"), |l| {
+                l.dropped_rate_limit.get() as i64
+            }),
             (
                 "framing_errors_total",
                 "counter",
@@ -234,7 +237,7 @@ impl Metrics {
             (
                 "throttled_total",
                 "counter",
-                "Pauses of stream connections sending faster than max_bytes_per_sec_per_connection.",
+                "Pauses of stream connections sending faster than max_bytes_per_sec_per_connection or their address's per-IP rates.",
                 None,
                 |l| l.throttled.get() as i64,
             ),

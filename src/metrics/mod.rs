@@ -17,13 +17,13 @@
 //! | `received_bytes_total` | counter | listener, transport | message bytes received (after framing) |
 //! | `parse_errors_total` | counter | listener, transport | messages kept raw because they did not parse |
 //! | `truncated_total` | counter | listener, transport | messages cut to `max_message_bytes` |
-//! | `dropped_total` | counter | listener, transport, reason | messages not kept: `oversize`, `ring_full`, `empty` (agent batches), `kernel` (datagrams the kernel dropped for a full receive buffer, `SO_RXQ_OVFL`), `store_quota` (the listener's records take its whole `store_quota_bytes` of the store) |
+//! | `dropped_total` | counter | listener, transport, reason | messages not kept: `oversize`, `ring_full`, `empty` (agent batches), `kernel` (datagrams the kernel dropped for a full receive buffer, `SO_RXQ_OVFL`), `store_quota` (the listener's records take its whole `store_quota_bytes` of the store), `rate_limit` (datagrams over their address's `max_lines_per_sec_per_ip` or `max_bytes_per_sec_per_ip`) |
 //! | `store_bytes` / `store_quota_bytes` | gauge | listener, transport | bytes of the local store the listener's records take now; its quota (listeners with `store_quota_bytes` only) |
 //! | `framing_errors_total` | counter | listener, transport | untrusted or malformed octet counts |
 //! | `connections_open` | gauge | listener, transport | open stream connections |
 //! | `connections_total` | counter | listener, transport | stream connections accepted |
 //! | `connections_rejected_total` | counter | listener, transport, reason | connections closed at once: `max_connections`, `per_ip` (`max_connections_per_ip`), `reserved` (only reserved slots left, and the peer has a connection) |
-//! | `throttled_total` | counter | listener, transport | pauses of stream connections sending faster than `max_bytes_per_sec_per_connection` |
+//! | `throttled_total` | counter | listener, transport | pauses of stream connections sending faster than `max_bytes_per_sec_per_connection`, or than their address's `max_lines_per_sec_per_ip` / `max_bytes_per_sec_per_ip` |
 //! | `connections_closed_total` | counter | listener, transport, reason | connections the gateway closed: `hello_timeout`, `idle`, `slow` (a frame or line arrived below the minimum rate), `protocol`, `memory` (the memory budget was spent) |
 //! | `source_memory_bytes` / `source_memory_limit_bytes` | gauge | | bytes all connections hold in partial frames and undecoded batches; the budget |
 //! | `source_memory_refusals_total` / `source_memory_waits_total` | counter | | frames refused, and stream reads that waited, because the budget was spent |
@@ -139,6 +139,8 @@ pub struct ListenerMetrics {
     pub store_quota: Option<Arc<StoreQuota>>,
     /// Messages dropped because the listener held its whole store quota.
     pub dropped_store_quota: Counter,
+    /// Datagrams dropped because their peer address was over its rate.
+    pub dropped_rate_limit: Counter,
 }
 
 /// A listener's share of the local store: what its records take in the store now, against
@@ -272,6 +274,7 @@ impl ListenerMetrics {
             peers_refused: Default::default(),
             store_quota: None,
             dropped_store_quota: Counter::default(),
+            dropped_rate_limit: Counter::default(),
         }
     }
 

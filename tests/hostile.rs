@@ -510,3 +510,33 @@ fn connections_of_one_address_share_its_line_rate_and_are_paced_not_dropped() {
     let records = gw.stop_and_read();
     assert_eq!(good_stored(&records), 6000);
 }
+
+#[test]
+fn an_agent_over_its_addresss_line_rate_waits_between_batches_and_loses_nothing() {
+    // Four batches of 1,000 lines at 1,000 a second: a batch is taken, then the wait it costs
+    // comes before the next one is read. The first takes the one-second burst; the second
+    // costs a second, so the third is read at 1 s; the fourth at 2 s.
+    let mut gw = common::Gateway::start_with(|c| c.listen[4].max_lines_per_sec_per_ip = 1000);
+    let mut agent = agent_hello(gw.agent());
+    let started = Instant::now();
+    let mut frames = Vec::new();
+    for seq in 1..=4u64 {
+        let mut batch = BatchEncoder::default();
+        for n in (seq - 1) * 1000..seq * 1000 {
+            batch.message(|out| {
+                out.extend_from_slice(format!("<13>Nov 30 10:00:00 good app: good-{n}").as_bytes())
+            });
+        }
+        batch.finish(seq, &mut frames);
+    }
+    agent.write_all(&frames).expect("batches");
+    gw.wait_for_records(4000);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(10),
+        "took {took:?}"
+    );
+    assert_eq!(gw.listener_count("agent", |m| m.throttled.get()), 3);
+    let records = gw.stop_and_read();
+    assert_eq!(good_stored(&records), 4000);
+}

@@ -453,6 +453,40 @@ mod tests {
     }
 
     #[test]
+    fn store_quotas_and_per_ip_rates_are_checked_against_the_sink_and_the_socket() {
+        let listen = "[[listen]]\ntype = \"tcp\"\naddress = \"0.0.0.0:1\"\n";
+        let config = load(&format!(
+            "{listen}store_quota_bytes = 1000\nmax_lines_per_sec_per_ip = 10\n"
+        ))
+        .unwrap();
+        assert_eq!(config.listen[0].store_quota_bytes, Some(1000));
+        assert_eq!(config.listen[0].peer_rate_limit().lines_per_sec, 10);
+        let err = load(&format!(
+            "{listen}store_quota_bytes = 2000\n[sink.store]\nmax_total_bytes = 2000\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("listen[0].store_quota_bytes") && err.contains("max_total_bytes = 2000"),
+            "{err}"
+        );
+        let err = load(&format!(
+            "{listen}store_quota_bytes = 1000\n[sink]\ntype = \"stdout\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("type = \"stdout\""), "{err}");
+        let err = load(&format!("{listen}store_quota_bytes = 0\n")).unwrap_err();
+        assert!(
+            err.contains("listen[0].store_quota_bytes: 0 would drop"),
+            "{err}"
+        );
+        let err = load(
+            "[[listen]]\ntype = \"unix-stream\"\npath = \"x.sock\"\nmax_bytes_per_sec_per_ip = 5\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("listen[0].max_bytes_per_sec_per_ip"), "{err}");
+    }
+
+    #[test]
     fn framing_on_a_datagram_listener_is_an_error() {
         let err =
             load("[[listen]]\ntype = \"udp\"\naddress = \"0.0.0.0:1\"\nframing = \"newline\"\n")

@@ -216,6 +216,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_batchs_disk_bytes_are_shared_by_value_bytes_and_given_back_with_its_segment() {
+        let (a, b) = (
+            Arc::new(StoreQuota::new(1000)),
+            Arc::new(StoreQuota::new(1000)),
+        );
+        let mut batch = Batch::with_capacity(0, 1024, 16);
+        batch.push(1, &[b'x'; 300]);
+        batch.push(2, &[b'y'; 100]);
+        batch.charge_store_quota(&a, 300);
+        batch.charge_store_quota(&b, 100);
+        a.in_flight_bytes.add(300);
+        b.in_flight_bytes.add(100);
+        let mut ledger = QuotaLedger::default();
+        // 400 bytes of values took 101 on disk: 3/4 and 1/4 of it, rounded up.
+        ledger.charge(7, &batch, 101);
+        assert_eq!((a.held_bytes.get(), b.held_bytes.get()), (76, 26));
+        assert_eq!((a.in_flight_bytes.get(), b.in_flight_bytes.get()), (0, 0));
+        ledger.charge(8, &Batch::with_capacity(0, 0, 0), 50);
+        let mut later = Batch::with_capacity(0, 64, 1);
+        later.push(3, &[b'z'; 10]);
+        later.charge_store_quota(&a, 10);
+        a.in_flight_bytes.add(10);
+        ledger.charge(8, &later, 40);
+        assert_eq!(a.held_bytes.get(), 116);
+        // Retention deleted segment 7: what it held goes back, segment 8's stays.
+        ledger.release_before(8);
+        assert_eq!((a.held_bytes.get(), b.held_bytes.get()), (40, 0));
+        ledger.release_before(9);
+        assert_eq!(a.held_bytes.get(), 0);
+        assert!(!a.is_spent());
+    }
+
+    #[test]
     fn section_reads_durations_typed_and_zero_age_is_no_limit() {
         let c: StoreSinkConfig =
             toml::from_str("max_age_secs = 3600\nfsync_interval_ms = 0\n").expect("valid section");

@@ -10,10 +10,12 @@
 //! - **slowloris**: connections that send one byte of a line every --trickle-every,
 //!   reconnecting when closed;
 //! - **partial lines**: connections holding a partial 60 KiB line;
-//! - **garbage**: one connection sending random bytes (--garbage-bytes in all), paced by the
-//!   TCP listener's `max_bytes_per_sec_per_ip` (--per-ip-bytes);
-//! - **store flood**: one connection to a second TCP listener (`flood`, with
-//!   `store_quota_bytes` = --flood-quota) sending lines of random hex as fast as it can;
+//! - **garbage**: one connection sending random bytes (--garbage-bytes in all) to a second TCP
+//!   listener (`flood`, with `store_quota_bytes` = --flood-quota);
+//! - **store flood**: one connection to `flood` sending lines of random hex as fast as it can;
+//! - **fast sender**: one connection from 127.0.0.1 to the good sender's TCP listener sending
+//!   valid lines as fast as it can, against the listener's `max_bytes_per_sec_per_ip`
+//!   (--per-ip-bytes): paced by TCP backpressure, none of its lines dropped;
 //! - **UDP flood**: datagrams as fast as one thread sends them, against the UDP listener's
 //!   `max_lines_per_sec_per_ip` (--udp-lines-per-ip).
 //!
@@ -63,13 +65,13 @@ pub struct HostileArgs {
     #[arg(long, default_value_t = 5)]
     pub frame_timeout_secs: u64,
     /// The store's `max_total_bytes`.
-    #[arg(long, default_value_t = 256 << 20)]
+    #[arg(long, default_value_t = 512 << 20)]
     pub store_bytes: u64,
     /// The `flood` listener's `store_quota_bytes`.
     #[arg(long, default_value_t = 32 << 20)]
     pub flood_quota: u64,
     /// The TCP listener's `max_bytes_per_sec_per_ip` (the good sender sends about 1 MB/s).
-    #[arg(long, default_value_t = 4_000_000)]
+    #[arg(long, default_value_t = 2_000_000)]
     pub per_ip_bytes: u64,
     /// The UDP listener's `max_lines_per_sec_per_ip`.
     #[arg(long, default_value_t = 1000)]
@@ -121,8 +123,12 @@ pub fn run_and_print(
         outcome.exit_ok
     );
     println!(
-        "store flood: {} lines sent, flood listener holds {} bytes of its {}-byte quota at the end; UDP flood: {} datagrams sent",
-        outcome.flood_sent, outcome.flood_held_bytes, args.flood_quota, outcome.udp_sent
+        "store flood: {} lines sent, flood listener holds {} bytes of its {}-byte quota at the end; UDP flood: {} datagrams sent; fast sender: {} lines sent",
+        outcome.flood_sent,
+        outcome.flood_held_bytes,
+        args.flood_quota,
+        outcome.udp_sent,
+        outcome.fast_sent
     );
     for counter in &outcome.counters {
         println!("  {counter}");
@@ -145,6 +151,7 @@ struct HostileOutcome {
     flood_sent: u64,
     flood_held_bytes: i64,
     udp_sent: u64,
+    fast_sent: u64,
     exit_ok: bool,
     /// The gateway's closing counters, `name{labels} value`.
     counters: Vec<String>,
@@ -240,7 +247,14 @@ fn run(
         let (stop, counts, bytes) = (stop.clone(), counts.clone(), s.garbage_bytes);
         threads.push(spawn(
             "garbage",
-            Box::new(move || garbage(tcp, bytes, &counts, &stop)),
+            Box::new(move || garbage(flood, bytes, &counts, &stop)),
+        )?);
+    }
+    {
+        let (stop, counts) = (stop.clone(), counts.clone());
+        threads.push(spawn(
+            "fast-sender",
+            Box::new(move || fast_sender(tcp, &counts, &stop)),
         )?);
     }
 
@@ -313,9 +327,11 @@ fn run(
             .filter(|l| !l.ends_with(" 0"))
             .map(str::to_owned)
             .collect();
-        outcome.flood_held_bytes =
-            metric(&text, "logtail_store_bytes{listener=\"flood\",transport=\"tcp\"} ")
-                .unwrap_or(0);
+        outcome.flood_held_bytes = metric(
+            &text,
+            "logtail_store_bytes{listener=\"flood\",transport=\"tcp\"} ",
+        )
+        .unwrap_or(0);
     }
     let ended = gateway.stop(libc::SIGTERM);
     outcome.exit_ok = ended.is_some_and(|e| e.status.success());
@@ -325,6 +341,7 @@ fn run(
     outcome.garbage_sent = counts.garbage_sent.load(Ordering::Relaxed);
     outcome.flood_sent = counts.flood_sent.load(Ordering::Relaxed);
     outcome.udp_sent = counts.udp_sent.load(Ordering::Relaxed);
+    outcome.fast_sent = counts.fast_sent.load(Ordering::Relaxed);
     outcome.good_stored = count_good(&work_dir.join("data/store"))?;
     Ok(outcome)
 }
@@ -336,6 +353,7 @@ struct Counts {
     garbage_sent: AtomicU64,
     flood_sent: AtomicU64,
     udp_sent: AtomicU64,
+    fast_sent: AtomicU64,
 }
 
 /// A TCP connection from `local` (another loopback address) to `to`.
@@ -369,6 +387,26 @@ fn store_flood(flood: SocketAddr, counts: &Counts, stop: &AtomicBool) {
             break;
         }
         counts.flood_sent.fetch_add(256, Ordering::Relaxed);
+    }
+}
+
+/// Valid lines from 127.0.0.1, as fast as the gateway takes them.
+fn fast_sender(tcp: SocketAddr, counts: &Counts, stop: &AtomicBool) {
+    let Ok(mut stream) = connect_from([127, 0, 0, 1], tcp) else {
+        return;
+    };
+    let mut chunk = Vec::with_capacity(64 * 1024);
+    let mut sent = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        chunk.clear();
+        for _ in 0..1000 {
+            let _ = writeln!(chunk, "<13>Nov 30 10:00:00 fast app: fast-{sent}");
+            sent += 1;
+        }
+        if stream.write_all(&chunk).is_err() {
+            break;
+        }
+        counts.fast_sent.store(sent, Ordering::Relaxed);
     }
 }
 

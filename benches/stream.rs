@@ -80,6 +80,7 @@ fn listener() -> ListenerContext {
         budget: MemoryBudget::unshared(1 << 30),
         peers: Arc::new(PeerTable::default()),
         admission: config.admission(),
+        peer_rates: None,
     }
 }
 

@@ -290,6 +290,20 @@ impl Gateway {
             .with_context(|| format!("writing {}", self.config.display()))
     }
 
+    /// Replaces the first `from` in the generated configuration with `to`, before the start.
+    ///
+    /// # Errors
+    /// When the file cannot be read or written, or does not contain `from`.
+    pub fn replace_in_config(&self, from: &str, to: &str) -> anyhow::Result<()> {
+        let text = std::fs::read_to_string(&self.config)
+            .with_context(|| format!("reading {}", self.config.display()))?;
+        if !text.contains(from) {
+            bail!("{} has no {from:?}", self.config.display());
+        }
+        std::fs::write(&self.config, text.replacen(from, to, 1))
+            .with_context(|| format!("writing {}", self.config.display()))
+    }
+
     /// The gateway's Prometheus text (logtail only).
     pub fn scrape(&self) -> Option<String> {
         scrape(self.metrics.as_deref()?)

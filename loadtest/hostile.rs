@@ -10,10 +10,19 @@
 //! - **slowloris**: connections that send one byte of a line every --trickle-every,
 //!   reconnecting when closed;
 //! - **partial lines**: connections holding a partial 60 KiB line;
-//! - **garbage**: one connection sending random bytes (--garbage-bytes in all).
+//! - **garbage**: one connection sending random bytes (--garbage-bytes in all) to a second TCP
+//!   listener (`flood`, with `store_quota_bytes` = --flood-quota);
+//! - **store flood**: one connection to `flood` sending lines of random hex as fast as it can;
+//! - **fast sender**: one connection from 127.0.0.1 to the good sender's TCP listener sending
+//!   valid lines as fast as it can, against the listener's `max_bytes_per_sec_per_ip`
+//!   (--per-ip-bytes): paced by TCP backpressure, none of its lines dropped;
+//! - **UDP flood**: datagrams as fast as one thread sends them, against the UDP listener's
+//!   `max_lines_per_sec_per_ip` (--udp-lines-per-ip).
 //!
-//! The good sender's lines are `good-N`; nothing an attacker sends contains `good-`, so the
-//! store is read back and its `good-` lines counted exactly.
+//! The store is kept to --store-bytes, so that a flood let through would make size retention
+//! delete the good sender's lines. The good sender connects from 127.0.0.2 (its own address
+//! for the per-IP rates); its lines are `good-N`; nothing an attacker sends contains `good-`,
+//! so the store is read back and its `good-` lines counted exactly.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -55,6 +64,18 @@ pub struct HostileArgs {
     /// The gateway's `[ingest.limits] frame_timeout_secs`.
     #[arg(long, default_value_t = 5)]
     pub frame_timeout_secs: u64,
+    /// The store's `max_total_bytes`.
+    #[arg(long, default_value_t = 512 << 20)]
+    pub store_bytes: u64,
+    /// The `flood` listener's `store_quota_bytes`.
+    #[arg(long, default_value_t = 32 << 20)]
+    pub flood_quota: u64,
+    /// The TCP listener's `max_bytes_per_sec_per_ip` (the good sender sends about 1 MB/s).
+    #[arg(long, default_value_t = 2_000_000)]
+    pub per_ip_bytes: u64,
+    /// The UDP listener's `max_lines_per_sec_per_ip`.
+    #[arg(long, default_value_t = 1000)]
+    pub udp_lines_per_ip: u64,
     /// Fail when the gateway's peak RSS is above this.
     #[arg(long, default_value_t = 512)]
     pub max_rss_mib: u64,
@@ -101,6 +122,14 @@ pub fn run_and_print(
         outcome.garbage_sent,
         outcome.exit_ok
     );
+    println!(
+        "store flood: {} lines sent, flood listener holds {} bytes of its {}-byte quota at the end; UDP flood: {} datagrams sent; fast sender: {} lines sent",
+        outcome.flood_sent,
+        outcome.flood_held_bytes,
+        args.flood_quota,
+        outcome.udp_sent,
+        outcome.fast_sent
+    );
     for counter in &outcome.counters {
         println!("  {counter}");
     }
@@ -119,6 +148,10 @@ struct HostileOutcome {
     amplification_refused: u64,
     slowloris_connections: u64,
     garbage_sent: u64,
+    flood_sent: u64,
+    flood_held_bytes: i64,
+    udp_sent: u64,
+    fast_sent: u64,
     exit_ok: bool,
     /// The gateway's closing counters, `name{labels} value`.
     counters: Vec<String>,
@@ -141,15 +174,39 @@ fn run(
             threads: 0,
         },
     )?;
+    let flood = SocketAddr::from((
+        [127, 0, 0, 1],
+        test_support::net::free_port().context("a port for the flood listener")?,
+    ));
+    let (tcp, udp) = (gateway.tcp, gateway.udp);
+    gateway.replace_in_config(
+        &format!("type = \"tcp\"\naddress = \"{tcp}\"\n"),
+        &format!(
+            "type = \"tcp\"\naddress = \"{tcp}\"\nmax_bytes_per_sec_per_ip = {}\n",
+            s.per_ip_bytes
+        ),
+    )?;
+    gateway.replace_in_config(
+        &format!("type = \"udp\"\naddress = \"{udp}\"\n"),
+        &format!(
+            "type = \"udp\"\naddress = \"{udp}\"\nmax_lines_per_sec_per_ip = {}\n",
+            s.udp_lines_per_ip
+        ),
+    )?;
+    gateway.replace_in_config(
+        "max_total_bytes = 50000000000\n",
+        &format!("max_total_bytes = {}\n", s.store_bytes),
+    )?;
     gateway.append_config(&format!(
-        "[ingest.limits]\nmemory_budget_bytes = {}\nframe_timeout_secs = {}\n",
-        s.memory_budget, s.frame_timeout_secs
+        "[ingest.limits]\nmemory_budget_bytes = {}\nframe_timeout_secs = {}\n\
+         [[listen]]\nname = \"flood\"\ntype = \"tcp\"\naddress = \"{flood}\"\nstore_quota_bytes = {}\n",
+        s.memory_budget, s.frame_timeout_secs, s.flood_quota
     ))?;
     gateway.start()?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut outcome = HostileOutcome::default();
     let counts = Arc::new(Counts::default());
-    let (tcp, agent) = (gateway.tcp, gateway.agent);
+    let agent = gateway.agent;
 
     let mut threads = Vec::new();
     let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
@@ -190,14 +247,36 @@ fn run(
         let (stop, counts, bytes) = (stop.clone(), counts.clone(), s.garbage_bytes);
         threads.push(spawn(
             "garbage",
-            Box::new(move || garbage(tcp, bytes, &counts, &stop)),
+            Box::new(move || garbage(flood, bytes, &counts, &stop)),
+        )?);
+    }
+    {
+        let (stop, counts) = (stop.clone(), counts.clone());
+        threads.push(spawn(
+            "fast-sender",
+            Box::new(move || fast_sender(tcp, &counts, &stop)),
+        )?);
+    }
+
+    {
+        let (stop, counts) = (stop.clone(), counts.clone());
+        threads.push(spawn(
+            "store-flood",
+            Box::new(move || store_flood(flood, &counts, &stop)),
+        )?);
+    }
+    {
+        let (stop, counts) = (stop.clone(), counts.clone());
+        threads.push(spawn(
+            "udp-flood",
+            Box::new(move || udp_flood(udp, &counts, &stop)),
         )?);
     }
 
     // The good sender, paced, while everything above runs.
     std::thread::sleep(Duration::from_millis(500));
     let started = Instant::now();
-    let mut good = TcpStream::connect(tcp).context("the good sender connects")?;
+    let mut good = connect_from([127, 0, 0, 2], tcp).context("the good sender connects")?;
     let mut line = Vec::with_capacity(128);
     let mut sent = 0u64;
     while started.elapsed() < s.duration {
@@ -238,6 +317,9 @@ fn run(
                     "dropped_total",
                     "framing_errors_total",
                     "sink_records_total",
+                    "store_bytes",
+                    "throttled_total",
+                    "received_lines_total",
                 ]
                 .iter()
                 .any(|name| l.contains(name))
@@ -245,6 +327,11 @@ fn run(
             .filter(|l| !l.ends_with(" 0"))
             .map(str::to_owned)
             .collect();
+        outcome.flood_held_bytes = metric(
+            &text,
+            "logtail_store_bytes{listener=\"flood\",transport=\"tcp\"} ",
+        )
+        .unwrap_or(0);
     }
     let ended = gateway.stop(libc::SIGTERM);
     outcome.exit_ok = ended.is_some_and(|e| e.status.success());
@@ -252,6 +339,9 @@ fn run(
     outcome.amplification_refused = counts.amplification_refused.load(Ordering::Relaxed);
     outcome.slowloris_connections = counts.slowloris_connections.load(Ordering::Relaxed);
     outcome.garbage_sent = counts.garbage_sent.load(Ordering::Relaxed);
+    outcome.flood_sent = counts.flood_sent.load(Ordering::Relaxed);
+    outcome.udp_sent = counts.udp_sent.load(Ordering::Relaxed);
+    outcome.fast_sent = counts.fast_sent.load(Ordering::Relaxed);
     outcome.good_stored = count_good(&work_dir.join("data/store"))?;
     Ok(outcome)
 }
@@ -261,6 +351,82 @@ struct Counts {
     amplification_refused: AtomicU64,
     slowloris_connections: AtomicU64,
     garbage_sent: AtomicU64,
+    flood_sent: AtomicU64,
+    udp_sent: AtomicU64,
+    fast_sent: AtomicU64,
+}
+
+/// A TCP connection from `local` (another loopback address) to `to`.
+fn connect_from(local: [u8; 4], to: SocketAddr) -> anyhow::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from((local, 0)).into())?;
+    socket.connect(&to.into())?;
+    Ok(socket.into())
+}
+
+/// Lines of random hex, as fast as the connection takes them.
+fn store_flood(flood: SocketAddr, counts: &Counts, stop: &AtomicBool) {
+    let Ok(mut stream) = TcpStream::connect(flood) else {
+        return;
+    };
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut chunk = Vec::with_capacity(64 * 1024);
+    while !stop.load(Ordering::Relaxed) {
+        chunk.clear();
+        for _ in 0..256 {
+            chunk.extend_from_slice(b"<13>Nov 30 10:00:00 flood app: ");
+            for _ in 0..24 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let _ = write!(chunk, "{:08x}", state as u32);
+            }
+            chunk.push(b'\n');
+        }
+        if stream.write_all(&chunk).is_err() {
+            break;
+        }
+        counts.flood_sent.fetch_add(256, Ordering::Relaxed);
+    }
+}
+
+/// Valid lines from 127.0.0.1, as fast as the gateway takes them.
+fn fast_sender(tcp: SocketAddr, counts: &Counts, stop: &AtomicBool) {
+    let Ok(mut stream) = connect_from([127, 0, 0, 1], tcp) else {
+        return;
+    };
+    let mut chunk = Vec::with_capacity(64 * 1024);
+    let mut sent = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        chunk.clear();
+        for _ in 0..1000 {
+            let _ = writeln!(chunk, "<13>Nov 30 10:00:00 fast app: fast-{sent}");
+            sent += 1;
+        }
+        if stream.write_all(&chunk).is_err() {
+            break;
+        }
+        counts.fast_sent.store(sent, Ordering::Relaxed);
+    }
+}
+
+/// Datagrams as fast as one thread sends them.
+fn udp_flood(udp: SocketAddr, counts: &Counts, stop: &AtomicBool) {
+    let Ok(socket) = std::net::UdpSocket::bind("127.0.0.1:0") else {
+        return;
+    };
+    let mut sent = 0u64;
+    let mut line = Vec::with_capacity(128);
+    while !stop.load(Ordering::Relaxed) {
+        for _ in 0..1000 {
+            line.clear();
+            let _ = write!(line, "<13>Nov 30 10:00:00 udpflood app: datagram {sent}");
+            if socket.send_to(&line, udp).is_ok() {
+                sent += 1;
+            }
+        }
+        counts.udp_sent.store(sent, Ordering::Relaxed);
+    }
 }
 
 /// The value of the first sample that starts with `prefix`.

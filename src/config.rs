@@ -202,6 +202,7 @@ impl Config {
             .wal
             .check()
             .map_err(|e| e.within("sink.kafka.wal"))?;
+        self.check_store_quotas()?;
         // A pipeline batch is one WAL payload when the Kafka sink spills it.
         if self.sink.kind == SinkKind::Kafka
             && self.pipeline.batch_max_bytes > crate::wal::MAX_PAYLOAD_BYTES / 2
@@ -226,6 +227,40 @@ impl Config {
     /// See [`crate::http::check`].
     pub fn http_server(&self) -> Result<Option<crate::http::ServerPlan>, InvalidSetting> {
         crate::http::check(&self.api, &self.metrics)
+    }
+
+    /// A listener's `store_quota_bytes` is a share of the local store: only with the store
+    /// sink, and below its `max_total_bytes` (a quota the size retention reaches first
+    /// protects nobody).
+    fn check_store_quotas(&self) -> Result<(), InvalidSetting> {
+        for (i, listener) in self.listen.iter().enumerate() {
+            let Some(quota) = listener.store_quota_bytes else {
+                continue;
+            };
+            let section = format!("listen[{i}]");
+            if self.sink.kind != SinkKind::Store {
+                return Err(InvalidSetting::new(
+                    "store_quota_bytes",
+                    format!(
+                        "is a share of the local store, and [sink] type = \"{}\"",
+                        self.sink.kind.as_str()
+                    ),
+                )
+                .within(&section));
+            }
+            let total = self.sink.store.max_total_bytes;
+            if quota >= total {
+                return Err(InvalidSetting::new(
+                    "store_quota_bytes",
+                    format!(
+                        "{quota} is not below [sink.store] max_total_bytes = {total}: size \
+                         retention would act first"
+                    ),
+                )
+                .within(&section));
+            }
+        }
+        Ok(())
     }
 
     /// Checks `[ingest]` and every `[[listen]]` table, and that listener names are unique.
@@ -435,6 +470,40 @@ mod tests {
         );
         let err = load("[ingest]\nlegacy_timezone = \"Mars/Olympus\"\n").unwrap_err();
         assert!(err.contains("ingest.legacy_timezone"), "{err}");
+    }
+
+    #[test]
+    fn store_quotas_and_per_ip_rates_are_checked_against_the_sink_and_the_socket() {
+        let listen = "[[listen]]\ntype = \"tcp\"\naddress = \"0.0.0.0:1\"\n";
+        let config = load(&format!(
+            "{listen}store_quota_bytes = 1000\nmax_lines_per_sec_per_ip = 10\n"
+        ))
+        .unwrap();
+        assert_eq!(config.listen[0].store_quota_bytes, Some(1000));
+        assert_eq!(config.listen[0].peer_rate_limit().lines_per_sec, 10);
+        let err = load(&format!(
+            "{listen}store_quota_bytes = 2000\n[sink.store]\nmax_total_bytes = 2000\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("listen[0].store_quota_bytes") && err.contains("max_total_bytes = 2000"),
+            "{err}"
+        );
+        let err = load(&format!(
+            "{listen}store_quota_bytes = 1000\n[sink]\ntype = \"stdout\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("type = \"stdout\""), "{err}");
+        let err = load(&format!("{listen}store_quota_bytes = 0\n")).unwrap_err();
+        assert!(
+            err.contains("listen[0].store_quota_bytes: 0 would drop"),
+            "{err}"
+        );
+        let err = load(
+            "[[listen]]\ntype = \"unix-stream\"\npath = \"x.sock\"\nmax_bytes_per_sec_per_ip = 5\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("listen[0].max_bytes_per_sec_per_ip"), "{err}");
     }
 
     #[test]

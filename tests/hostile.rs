@@ -350,3 +350,193 @@ fn an_idle_agent_is_closed_and_counted() {
     let memory = gw.server().metrics().memory_budget.clone().expect("budget");
     assert_eq!(memory.held_bytes.get(), 0);
 }
+
+/// `lines` newline-framed lines of 200 pseudo-random hex digits (which lz4 cannot squeeze
+/// much), from the `flood` host.
+fn flood_lines(lines: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut out = Vec::with_capacity(lines * 240);
+    for _ in 0..lines {
+        out.extend_from_slice(b"<13>Nov 30 10:00:00 flood app: ");
+        for _ in 0..25 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            out.extend_from_slice(&format!("{state:016x}").as_bytes()[..8]);
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+/// A good sender's 10,000 lines (Unix stream), then 100,000 flood lines (TCP, 23 MB), then
+/// the good sender's next 10,000, into a store of at most 4 MiB. Returns the good lines
+/// stored, the flood's lines dropped for its quota, and the flood's bytes held at the end.
+fn flood_past_retention(quota: Option<u64>) -> (usize, u64, i64) {
+    const FLOOD: u64 = 100_000;
+    let mut gw = common::Gateway::start_with(|c| {
+        c.sink.store.max_total_bytes = 4 << 20;
+        c.sink.store.max_segment_bytes = 128 << 10;
+        c.listen[1].store_quota_bytes = quota;
+    });
+    let good = |gw: &common::Gateway, from: usize| {
+        let mut stream =
+            std::os::unix::net::UnixStream::connect(gw.unix_stream()).expect("connect");
+        let lines: String = (from..from + 10_000)
+            .map(|n| format!("<13>Nov 30 10:00:00 good app: good-{n}\n"))
+            .collect();
+        stream.write_all(lines.as_bytes()).expect("good lines");
+    };
+    good(&gw, 0);
+    gw.wait_for_records(10_000);
+    let mut flood = TcpStream::connect(gw.tcp()).expect("connect");
+    flood
+        .write_all(&flood_lines(FLOOD as usize))
+        .expect("flood");
+    drop(flood);
+    wait_until("the flood to be received", || {
+        gw.listener_count("tcp", |m| m.received_lines.get()) == FLOOD
+    });
+    let dropped = gw.listener_count("tcp", |m| m.dropped_store_quota.get());
+    gw.wait_for_records(10_000 + FLOOD - dropped);
+    good(&gw, 10_000);
+    gw.wait_for_records(20_000 + FLOOD - dropped);
+    let held = gw
+        .server()
+        .metrics()
+        .listener("tcp")
+        .and_then(|m| m.store_quota.as_ref().map(|q| q.held_bytes.get()))
+        .unwrap_or(0);
+    let records = gw.stop_and_read();
+    let good = good_stored(&records);
+    eprintln!(
+        "store quota {quota:?}: {good} good lines stored, {dropped} flood lines dropped, {held} bytes held"
+    );
+    (good, dropped, held)
+}
+
+#[test]
+fn a_flood_over_its_store_quota_is_dropped_and_cannot_purge_a_good_senders_lines() {
+    const QUOTA: u64 = 1 << 20;
+    let (good, dropped, held) = flood_past_retention(Some(QUOTA));
+    assert_eq!(good, 20_000);
+    // About 4,500 flood lines fit in 1 MiB of store; the rest were dropped and counted.
+    assert!(dropped > 90_000 && dropped < 100_000, "dropped {dropped}");
+    // Within one receive (a 64 KiB read, about 180 KiB encoded, compressed) of the quota.
+    assert!(held <= QUOTA as i64 + (128 << 10), "held {held}");
+    assert!(held >= QUOTA as i64 / 2, "held {held}");
+}
+
+#[test]
+fn without_a_store_quota_the_same_flood_purges_a_good_senders_lines() {
+    // The control of the test above: size retention deletes the oldest segments, the good
+    // sender's first lines among them.
+    let (good, dropped, _) = flood_past_retention(None);
+    assert_eq!(dropped, 0);
+    assert!(good < 20_000, "good {good}");
+}
+
+/// A UDP socket bound to `local` (a loopback address), sending to `to`.
+fn udp_from(local: [u8; 4], to: SocketAddr) -> std::net::UdpSocket {
+    let socket = std::net::UdpSocket::bind(SocketAddr::from((local, 0))).expect("bind");
+    socket.connect(to).expect("connect");
+    socket
+}
+
+#[test]
+fn datagrams_over_their_addresss_line_rate_are_dropped_and_counted_and_others_are_not() {
+    const RATE: u64 = 50;
+    let mut gw = common::Gateway::start_with(|c| c.listen[0].max_lines_per_sec_per_ip = RATE);
+    let flood = udp_from([127, 0, 0, 1], gw.udp());
+    let good = udp_from([127, 0, 0, 2], gw.udp());
+    let started = Instant::now();
+    for n in 0..1000 {
+        flood
+            .send(format!("<13>Nov 30 10:00:00 flood app: flood-{n}").as_bytes())
+            .expect("send");
+    }
+    for n in 0..40 {
+        good.send(format!("<13>Nov 30 10:00:00 good app: good-{n}").as_bytes())
+            .expect("send");
+    }
+    let took = started.elapsed();
+    wait_until("every datagram received", || {
+        gw.listener_count("udp", |m| m.received_lines.get()) == 1040
+    });
+    let dropped = gw.listener_count("udp", |m| m.dropped_rate_limit.get());
+    gw.wait_for_records(1040 - dropped);
+    let records = gw.stop_and_read();
+    let flooded = records.len() - good_stored(&records);
+    assert_eq!(good_stored(&records), 40);
+    assert_eq!(flooded as u64 + dropped, 1000);
+    // The one-second burst, and what accrued at 50 a second while the datagrams were sent.
+    let accrued = (took.as_secs_f64() * RATE as f64).ceil() as usize;
+    assert!(
+        (50..=50 + accrued).contains(&flooded),
+        "{flooded} flood lines stored in {took:?}"
+    );
+}
+
+#[test]
+fn connections_of_one_address_share_its_line_rate_and_are_paced_not_dropped() {
+    // 6,000 lines of 40 bytes at 1,000 a second over two connections from the same address:
+    // the one-second burst, then 5 s, less the last read of each connection (16 KiB, about
+    // 400 lines), whose lines are taken before the pause they cost.
+    let mut gw = common::Gateway::start_with(|c| c.listen[1].max_lines_per_sec_per_ip = 1000);
+    let tcp = gw.tcp();
+    let started = Instant::now();
+    let senders: Vec<_> = (0..2)
+        .map(|half| {
+            std::thread::spawn(move || {
+                let mut stream = connect_from([127, 0, 0, 1], tcp);
+                let lines: String = (half * 3000..half * 3000 + 3000)
+                    .map(|n| format!("<13>Nov 30 10:00:00 good app: good-{n:04}\n"))
+                    .collect();
+                stream.write_all(lines.as_bytes()).expect("lines");
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.join().expect("sender");
+    }
+    gw.wait_for_records(6000);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(15),
+        "took {took:?}"
+    );
+    assert!(gw.listener_count("tcp", |m| m.throttled.get()) > 0);
+    assert_eq!(gw.listener_count("tcp", |m| m.dropped_rate_limit.get()), 0);
+    let records = gw.stop_and_read();
+    assert_eq!(good_stored(&records), 6000);
+}
+
+#[test]
+fn an_agent_over_its_addresss_line_rate_waits_between_batches_and_loses_nothing() {
+    // Four batches of 1,000 lines at 1,000 a second: a batch is taken, then the wait it costs
+    // comes before the next one is read. The first takes the one-second burst; the second
+    // costs a second, so the third is read at 1 s; the fourth at 2 s.
+    let mut gw = common::Gateway::start_with(|c| c.listen[4].max_lines_per_sec_per_ip = 1000);
+    let mut agent = agent_hello(gw.agent());
+    let started = Instant::now();
+    let mut frames = Vec::new();
+    for seq in 1..=4u64 {
+        let mut batch = BatchEncoder::default();
+        for n in (seq - 1) * 1000..seq * 1000 {
+            batch.message(|out| {
+                out.extend_from_slice(format!("<13>Nov 30 10:00:00 good app: good-{n}").as_bytes())
+            });
+        }
+        batch.finish(seq, &mut frames);
+    }
+    agent.write_all(&frames).expect("batches");
+    gw.wait_for_records(4000);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(10),
+        "took {took:?}"
+    );
+    assert_eq!(gw.listener_count("agent", |m| m.throttled.get()), 3);
+    let records = gw.stop_and_read();
+    assert_eq!(good_stored(&records), 4000);
+}

@@ -59,6 +59,12 @@ echo "== cargo test"
 cargo test --locked --all-targets
 cargo test --locked --doc
 
+# Fuzzing (fuzz/, issue 11): each libFuzzer target for 30 s from seed corpora made from the test
+# messages; a crash fails the build. fuzz/run.sh installs cargo-fuzz once (~3 min) and builds
+# the targets in fuzz/target with the stable toolchain (RUSTC_BOOTSTRAP=1).
+echo "== fuzz (8 targets x 30 s)"
+fuzz/run.sh 30
+
 # Load-test smoke (loadtest/, issue 4): a release build, then short runs of `steady` and
 # `kafka-outage` against tansu. Each exits non-zero on any loss over TCP or a p99 end-to-end
 # latency over 500 ms (for kafka-outage: of the lines sent up to a second before the outage, and

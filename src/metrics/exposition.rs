@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use super::{
     Counter, Gauge, KafkaMetrics, LatencySummary, ListenerMetrics, Metrics, PeerRefusal,
-    RingMetrics,
+    RingMetrics, StoreQuota,
 };
 
 impl LatencySummary {
@@ -176,7 +176,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
         type Get = fn(&ListenerMetrics) -> i64;
-        let listener_series: [(&str, &str, &str, Option<&str>, Get); 12] = [
+        let listener_series: [(&str, &str, &str, Option<&str>, Get); 14] = [
             (
                 "received_lines_total",
                 "counter",
@@ -221,6 +221,12 @@ impl Metrics {
             ("dropped_total", "counter", "", Some("kernel"), |l| {
                 l.dropped_kernel.get() as i64
             }),
+            ("dropped_total", "counter", "", Some("store_quota"), |l| {
+                l.dropped_store_quota.get() as i64
+            }),
+            ("dropped_total", "counter", "", Some("rate_limit"), |l| {
+                l.dropped_rate_limit.get() as i64
+            }),
             (
                 "framing_errors_total",
                 "counter",
@@ -231,7 +237,7 @@ impl Metrics {
             (
                 "throttled_total",
                 "counter",
-                "Pauses of stream connections sending faster than max_bytes_per_sec_per_connection.",
+                "Pauses of stream connections sending faster than max_bytes_per_sec_per_connection or their address's per-IP rates.",
                 None,
                 |l| l.throttled.get() as i64,
             ),
@@ -264,6 +270,38 @@ impl Metrics {
                     escape_label(&l.name),
                     l.transport,
                     get(l)
+                );
+            }
+        }
+        type QuotaGet = fn(&StoreQuota) -> i64;
+        let quota_series: [(&str, &str, QuotaGet); 2] = [
+            (
+                "store_bytes",
+                "Bytes of the local store the listener's records take now.",
+                |q| q.held_bytes.get(),
+            ),
+            (
+                "store_quota_bytes",
+                "The listener's store quota (store_quota_bytes).",
+                |q| q.limit_bytes as i64,
+            ),
+        ];
+        for (name, help, get) in quota_series {
+            let mut with_quota = self
+                .listeners
+                .iter()
+                .filter_map(|l| l.store_quota.as_ref().map(|q| (l, q)))
+                .peekable();
+            if with_quota.peek().is_some() {
+                header(&mut out, name, "gauge", help);
+            }
+            for (l, quota) in with_quota {
+                let _ = writeln!(
+                    out,
+                    "logtail_{name}{{listener=\"{}\",transport=\"{}\"}} {}",
+                    escape_label(&l.name),
+                    l.transport,
+                    get(quota)
                 );
             }
         }

@@ -17,12 +17,13 @@
 //! | `received_bytes_total` | counter | listener, transport | message bytes received (after framing) |
 //! | `parse_errors_total` | counter | listener, transport | messages kept raw because they did not parse |
 //! | `truncated_total` | counter | listener, transport | messages cut to `max_message_bytes` |
-//! | `dropped_total` | counter | listener, transport, reason | messages not kept: `oversize`, `ring_full`, `empty` (agent batches), `kernel` (datagrams the kernel dropped for a full receive buffer, `SO_RXQ_OVFL`) |
+//! | `dropped_total` | counter | listener, transport, reason | messages not kept: `oversize`, `ring_full`, `empty` (agent batches), `kernel` (datagrams the kernel dropped for a full receive buffer, `SO_RXQ_OVFL`), `store_quota` (the listener's records take its whole `store_quota_bytes` of the store), `rate_limit` (datagrams over their address's `max_lines_per_sec_per_ip` or `max_bytes_per_sec_per_ip`) |
+//! | `store_bytes` / `store_quota_bytes` | gauge | listener, transport | bytes of the local store the listener's records take now; its quota (listeners with `store_quota_bytes` only) |
 //! | `framing_errors_total` | counter | listener, transport | untrusted or malformed octet counts |
 //! | `connections_open` | gauge | listener, transport | open stream connections |
 //! | `connections_total` | counter | listener, transport | stream connections accepted |
 //! | `connections_rejected_total` | counter | listener, transport, reason | connections closed at once: `max_connections`, `per_ip` (`max_connections_per_ip`), `reserved` (only reserved slots left, and the peer has a connection) |
-//! | `throttled_total` | counter | listener, transport | pauses of stream connections sending faster than `max_bytes_per_sec_per_connection` |
+//! | `throttled_total` | counter | listener, transport | pauses of stream connections sending faster than `max_bytes_per_sec_per_connection`, or than their address's `max_lines_per_sec_per_ip` / `max_bytes_per_sec_per_ip` |
 //! | `connections_closed_total` | counter | listener, transport, reason | connections the gateway closed: `hello_timeout`, `idle`, `slow` (a frame or line arrived below the minimum rate), `protocol`, `memory` (the memory budget was spent) |
 //! | `source_memory_bytes` / `source_memory_limit_bytes` | gauge | | bytes all connections hold in partial frames and undecoded batches; the budget |
 //! | `source_memory_refusals_total` / `source_memory_waits_total` | counter | | frames refused, and stream reads that waited, because the budget was spent |
@@ -55,8 +56,8 @@ mod exposition;
 
 pub use agents::{AgentConnection, AgentSeen, ConnectedAgents};
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -139,6 +140,48 @@ pub struct ListenerMetrics {
     pub peers_refused: [Counter; PeerRefusal::ALL.len()],
     /// The agents of an agent listener (empty on the others).
     pub agents: ConnectedAgents,
+    /// The listener's share of the local store (`store_quota_bytes`), if it has one.
+    pub store_quota: Option<Arc<StoreQuota>>,
+    /// Messages dropped because the listener held its whole store quota.
+    pub dropped_store_quota: Counter,
+    /// Datagrams dropped because their peer address was over its rate.
+    pub dropped_rate_limit: Counter,
+}
+
+/// A listener's share of the local store: what its records take in the store now, against
+/// its `store_quota_bytes`. The shard that encodes a listener's records adds their encoded
+/// bytes to `in_flight_bytes` and reads [`StoreQuota::is_spent`] (a spent quota drops them
+/// before they are parsed); the store sink moves a stored batch's bytes from `in_flight_bytes`
+/// to `held_bytes` (as they take on disk) and takes them off again when retention deletes the
+/// segment (see `crate::sink::store`). Counting the records on their way too keeps a flood
+/// from overshooting the quota by all that the rings hold: the quota is kept to within one
+/// receive (one read of a connection, one `recvmmsg`).
+#[derive(Debug)]
+pub struct StoreQuota {
+    /// The most bytes of the store the listener's records may take.
+    pub limit_bytes: u64,
+    /// The bytes they take in the store now (compressed, as on disk).
+    pub held_bytes: Gauge,
+    /// Encoded bytes of its records in batches not yet stored (uncompressed: an overestimate
+    /// until they are stored).
+    pub in_flight_bytes: Gauge,
+}
+
+impl StoreQuota {
+    /// A quota of `limit_bytes`, nothing held yet.
+    pub fn new(limit_bytes: u64) -> Self {
+        StoreQuota {
+            limit_bytes,
+            held_bytes: Gauge::default(),
+            in_flight_bytes: Gauge::default(),
+        }
+    }
+
+    /// True once the listener's records, stored and on their way, take the whole quota: its
+    /// new messages are dropped.
+    pub fn is_spent(&self) -> bool {
+        self.held_bytes.get() + self.in_flight_bytes.get() >= self.limit_bytes as i64
+    }
 }
 
 /// Why a connection was closed before anything it sent was taken (see
@@ -235,7 +278,16 @@ impl ListenerMetrics {
             closed_memory: Counter::default(),
             peers_refused: Default::default(),
             agents: ConnectedAgents::default(),
+            store_quota: None,
+            dropped_store_quota: Counter::default(),
+            dropped_rate_limit: Counter::default(),
         }
+    }
+
+    /// The counters of a listener whose records may take at most `limit_bytes` of the store.
+    pub fn with_store_quota(mut self, limit_bytes: Option<u64>) -> Self {
+        self.store_quota = limit_bytes.map(|limit| Arc::new(StoreQuota::new(limit)));
+        self
     }
 }
 

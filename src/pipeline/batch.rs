@@ -41,9 +41,11 @@
 //! copies anything, so bad bytes give a [`BatchDecodeError`], never a panic, and never an
 //! allocation larger than the payload.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::ack::AckToken;
+use crate::metrics::StoreQuota;
 
 /// [`Batch::encode_wal`]'s format version.
 const WAL_FORMAT_VERSION: u8 = 1;
@@ -113,6 +115,10 @@ pub struct Batch {
     /// Acknowledgements owed to senders once this batch is durable (see [`super::ack`]). Never
     /// part of the WAL payload: once a batch is in the WAL they are released.
     acks: Vec<AckToken>,
+    /// Bytes of values per listener with a store quota, for the store sink to charge once the
+    /// batch is stored. One entry per such listener in the batch (a few at most), so finding
+    /// one is a short scan. Not part of the WAL payload either: only the store has quotas.
+    store_charges: Vec<(Arc<StoreQuota>, u64)>,
 }
 
 impl Batch {
@@ -126,6 +132,7 @@ impl Batch {
             records: Vec::with_capacity(records),
             opened_at: None,
             acks: Vec::new(),
+            store_charges: Vec::new(),
         }
     }
 
@@ -192,6 +199,23 @@ impl Batch {
     /// Takes the acknowledgements owed for this batch, for the sink that writes it.
     pub fn take_acks(&mut self) -> Vec<AckToken> {
         std::mem::take(&mut self.acks)
+    }
+
+    /// Adds `bytes` of values to what `quota`'s listener has in this batch.
+    pub fn charge_store_quota(&mut self, quota: &Arc<StoreQuota>, bytes: u64) {
+        match self
+            .store_charges
+            .iter_mut()
+            .find(|(q, _)| Arc::ptr_eq(q, quota))
+        {
+            Some((_, charged)) => *charged += bytes,
+            None => self.store_charges.push((quota.clone(), bytes)),
+        }
+    }
+
+    /// The bytes of values each listener with a store quota has in this batch.
+    pub fn store_charges(&self) -> &[(Arc<StoreQuota>, u64)] {
+        &self.store_charges
     }
 
     /// When the first record went in (`None` while empty, and for a batch decoded from the WAL
@@ -366,6 +390,7 @@ impl Batch {
             records,
             opened_at: None,
             acks: Vec::new(),
+            store_charges: Vec::new(),
         })
     }
 }

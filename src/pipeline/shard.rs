@@ -30,12 +30,16 @@ use tokio::sync::Notify;
 use crate::ack::AckToken;
 use crate::encode::{self, Encoding, Envelope};
 use crate::kafka::route::Route;
+use crate::log_limit::RateLimitedWarning;
 use crate::metrics::ListenerMetrics;
 use crate::parse::{self, Format, LegacyZone, ParseContext};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::ring::{PushError, RingProducer};
 use crate::source::intake::{Connections, Intake, Receive, Sender};
 use crate::source::{self, ListenerContext, ShardSocket, Shutdown};
+
+/// Said when a listener's messages are dropped for its spent store quota.
+static STORE_QUOTA_SPENT: RateLimitedWarning = RateLimitedWarning::new(Duration::from_secs(10));
 
 /// When to cut a batch.
 #[derive(Debug, Clone, Copy)]
@@ -87,11 +91,21 @@ pub struct ShardReceive<'s> {
     lines: u64,
     bytes: u64,
     parse_errors: u64,
+    /// The listener's store quota was spent when the receive began: its messages are dropped.
+    quota_spent: bool,
+    dropped_quota: u64,
 }
 
 impl Receive for ShardReceive<'_> {
     /// Parses `message`, encodes it into the batch, and counts it.
     fn message(&mut self, message: &[u8], format: Format, sender: &Sender<'_>) {
+        if self.quota_spent {
+            // Received, then dropped: counted in both, as oversize messages are.
+            self.lines += 1;
+            self.bytes += message.len() as u64;
+            self.dropped_quota += 1;
+            return;
+        }
         let source = sender.source;
         let f = &mut *self.filling;
         let mut record = parse::parse(message, format, &mut f.parse_context);
@@ -186,6 +200,9 @@ impl Intake for Shard {
         let mut filling = self.filling.borrow_mut();
         filling.stamp(SystemTime::now());
         let was_empty = filling.batch.is_empty();
+        let value_bytes_before = filling.batch.value_bytes();
+        // Read once per receive: the quota moves per stored batch, not per message.
+        let quota = metrics.store_quota.as_ref();
         let mut receive = ShardReceive {
             filling: &mut filling,
             limits: &self.settings.limits,
@@ -194,11 +211,33 @@ impl Intake for Shard {
             lines: 0,
             bytes: 0,
             parse_errors: 0,
+            quota_spent: quota.is_some_and(|q| q.is_spent()),
+            dropped_quota: 0,
         };
         let result = f(&mut receive);
         metrics.received_lines.add(receive.lines);
         metrics.received_bytes.add(receive.bytes);
         metrics.parse_errors.add(receive.parse_errors);
+        if let Some(quota) = quota {
+            let dropped = receive.dropped_quota;
+            if dropped > 0 {
+                metrics.dropped_store_quota.add(dropped);
+                STORE_QUOTA_SPENT.warn(|| {
+                    format!(
+                        "listener {}: its records take {} bytes of the store, its whole \
+                         store_quota_bytes = {}: dropping its messages until retention frees room",
+                        metrics.name,
+                        quota.held_bytes.get(),
+                        quota.limit_bytes
+                    )
+                });
+            }
+            let added = filling.batch.value_bytes() - value_bytes_before;
+            if added > 0 {
+                quota.in_flight_bytes.add(added as i64);
+                filling.batch.charge_store_quota(quota, added as u64);
+            }
+        }
         if was_empty && !filling.batch.is_empty() {
             self.batch_opened.notify_one();
         }

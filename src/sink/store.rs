@@ -1,13 +1,17 @@
 //! The `store` sink: the embedded local store (see [`crate::store`]), fsync'ed on an interval,
-//! and its `[sink.store]` config section.
+//! and its `[sink.store]` config section; it keeps the listeners' store quotas
+//! (`[[listen]] store_quota_bytes`) in step with what the store holds ([`QuotaLedger`]).
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde::Deserialize;
 
 use super::Sink;
+use crate::metrics::StoreQuota;
 use crate::pipeline::batch::Batch;
 use crate::segments;
 use crate::setting::InvalidSetting;
@@ -89,6 +93,62 @@ pub struct StoreSink {
     fsync_interval: Duration,
     /// When data was first written since the last fsync.
     unsynced_since: Option<Instant>,
+    quotas: QuotaLedger,
+}
+
+/// What each listener with a store quota holds in each segment, so that retention deleting a
+/// segment gives its bytes back to the listeners that wrote them.
+///
+/// A batch's bytes on disk (compressed, headers included) are shared among its listeners in
+/// proportion to their bytes of values in it, and charged to the segment being appended to
+/// after the batch; a batch whose blocks straddle a roll charges the newer segment, which is
+/// deleted later: a listener is never credited early. Segments from before a restart are
+/// charged to nobody (which listener wrote them is not on disk); retention deletes them first.
+#[derive(Default)]
+struct QuotaLedger {
+    /// Oldest first: a segment's sequence number and its charges.
+    segments: VecDeque<(u64, Charges)>,
+}
+
+/// Bytes per listener with a store quota.
+type Charges = Vec<(Arc<StoreQuota>, u64)>;
+
+impl QuotaLedger {
+    /// Charges `batch`'s listeners for the `written` bytes it took in segment `seq`.
+    fn charge(&mut self, seq: u64, batch: &Batch, written: u64) {
+        let values = batch.value_bytes() as u128;
+        if batch.store_charges().is_empty() || values == 0 {
+            return;
+        }
+        if self.segments.back().is_none_or(|(s, _)| *s != seq) {
+            self.segments.push_back((seq, Vec::new()));
+        }
+        let Some((_, charges)) = self.segments.back_mut() else {
+            return;
+        };
+        for (quota, bytes) in batch.store_charges() {
+            let share = (u128::from(written) * u128::from(*bytes)).div_ceil(values) as u64;
+            quota.in_flight_bytes.add(-(*bytes as i64));
+            quota.held_bytes.add(share as i64);
+            match charges.iter_mut().find(|(q, _)| Arc::ptr_eq(q, quota)) {
+                Some((_, held)) => *held += share,
+                None => charges.push((quota.clone(), share)),
+            }
+        }
+    }
+
+    /// Gives back what segments older than `oldest` held: retention deleted them.
+    fn release_before(&mut self, oldest: u64) {
+        while let Some((seq, _)) = self.segments.front()
+            && *seq < oldest
+        {
+            if let Some((_, charges)) = self.segments.pop_front() {
+                for (quota, held) in charges {
+                    quota.held_bytes.add(-(held as i64));
+                }
+            }
+        }
+    }
 }
 
 impl StoreSink {
@@ -109,6 +169,7 @@ impl StoreSink {
             writer,
             fsync_interval: config.fsync_interval,
             unsynced_since: None,
+            quotas: QuotaLedger::default(),
         })
     }
 }
@@ -119,7 +180,12 @@ impl Sink for StoreSink {
     }
 
     fn write(&mut self, batch: &Batch) -> anyhow::Result<()> {
+        let written_before = self.writer.stats().bytes_written;
         self.writer.append(batch)?;
+        let (oldest, current) = self.writer.segment_range();
+        let written = self.writer.stats().bytes_written - written_before;
+        self.quotas.charge(current, batch, written);
+        self.quotas.release_before(oldest);
         if self.fsync_interval.is_zero() {
             self.writer.sync()?;
         } else {
@@ -148,6 +214,39 @@ impl Sink for StoreSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batchs_disk_bytes_are_shared_by_value_bytes_and_given_back_with_its_segment() {
+        let (a, b) = (
+            Arc::new(StoreQuota::new(1000)),
+            Arc::new(StoreQuota::new(1000)),
+        );
+        let mut batch = Batch::with_capacity(0, 1024, 16);
+        batch.push(1, &[b'x'; 300]);
+        batch.push(2, &[b'y'; 100]);
+        batch.charge_store_quota(&a, 300);
+        batch.charge_store_quota(&b, 100);
+        a.in_flight_bytes.add(300);
+        b.in_flight_bytes.add(100);
+        let mut ledger = QuotaLedger::default();
+        // 400 bytes of values took 101 on disk: 3/4 and 1/4 of it, rounded up.
+        ledger.charge(7, &batch, 101);
+        assert_eq!((a.held_bytes.get(), b.held_bytes.get()), (76, 26));
+        assert_eq!((a.in_flight_bytes.get(), b.in_flight_bytes.get()), (0, 0));
+        ledger.charge(8, &Batch::with_capacity(0, 0, 0), 50);
+        let mut later = Batch::with_capacity(0, 64, 1);
+        later.push(3, &[b'z'; 10]);
+        later.charge_store_quota(&a, 10);
+        a.in_flight_bytes.add(10);
+        ledger.charge(8, &later, 40);
+        assert_eq!(a.held_bytes.get(), 116);
+        // Retention deleted segment 7: what it held goes back, segment 8's stays.
+        ledger.release_before(8);
+        assert_eq!((a.held_bytes.get(), b.held_bytes.get()), (40, 0));
+        ledger.release_before(9);
+        assert_eq!(a.held_bytes.get(), 0);
+        assert!(!a.is_spent());
+    }
 
     #[test]
     fn section_reads_durations_typed_and_zero_age_is_no_limit() {

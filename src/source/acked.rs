@@ -356,6 +356,11 @@ async fn read_batches<I: Intake, R: AsyncRead + Unpin>(
         max_expansion_ratio: listener.limits.max_expansion_ratio,
     };
     let idle = listener.idle_timeout.or(listener.limits.agent_idle());
+    let peer_ip = sender
+        .source
+        .parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|a| a.ip());
     let mut previous_seq = None;
     loop {
         shard.until_unblocked().await;
@@ -417,7 +422,18 @@ async fn read_batches<I: Intake, R: AsyncRead + Unpin>(
         metrics.dropped_oversize.add(dropped);
         metrics.dropped_empty.add(empty);
         seen.batch(taken);
+        let raw_len = frames.raw.len();
         frames.done_with_frame();
+        // The address's rates: the batch is taken, the next waits (the agent's unacknowledged
+        // batches reach its limit and it stops reading its files; nothing is dropped).
+        if let (Some(rates), Some(ip)) = (&listener.peer_rates, peer_ip) {
+            let lines = header.message_count as usize;
+            let wait = rates.gate(std::time::Instant::now(), |g| g.pace(ip, lines, raw_len));
+            if !wait.is_zero() {
+                metrics.throttled.add(1);
+                tokio::time::sleep(wait).await;
+            }
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer};
 use super::Format;
 use super::agent_auth::AgentTokens;
 use super::framing::Framing;
-use super::limits::Admission;
+use super::limits::{Admission, PeerRateLimit};
 use super::tls::TlsConfig;
 use crate::agent_protocol::MAX_FRAME_BYTES;
 use crate::setting::{InvalidSetting, Refusal};
@@ -160,6 +160,25 @@ pub struct ListenerConfig {
     /// client certificate must then send their host's token. Default: none.
     #[serde(default)]
     pub tokens_file: Option<PathBuf>,
+    /// The most bytes of the local store this listener's records may take (as stored,
+    /// compressed), so that a flood on one listener cannot make size retention delete
+    /// everyone's logs. Past it, the listener's new messages are dropped and counted
+    /// (`dropped_total{reason="store_quota"}`) until retention has deleted enough of its old
+    /// ones. Needs `[sink] type = "store"`, and must be below `[sink.store] max_total_bytes`.
+    /// Default: none, no quota.
+    #[serde(default)]
+    pub store_quota_bytes: Option<u64>,
+    /// Most messages per second from one IP address (`udp`, `tcp`, `agent`), after a
+    /// one-second burst: datagrams over it are dropped and counted
+    /// (`dropped_total{reason="rate_limit"}`); stream connections over it wait before their
+    /// next read, all connections of the address together (TCP backpressure, nothing dropped,
+    /// counted in `throttled_total`). 0: no limit (default).
+    #[serde(default)]
+    pub max_lines_per_sec_per_ip: u64,
+    /// Most message bytes per second from one IP address, as `max_lines_per_sec_per_ip`.
+    /// 0: no limit (default).
+    #[serde(default)]
+    pub max_bytes_per_sec_per_ip: u64,
 }
 
 fn default_max_connections() -> usize {
@@ -207,6 +226,9 @@ impl ListenerConfig {
             max_batch_bytes: default_max_batch_bytes(),
             tls: None,
             tokens_file: None,
+            store_quota_bytes: None,
+            max_lines_per_sec_per_ip: 0,
+            max_bytes_per_sec_per_ip: 0,
         }
     }
 
@@ -243,6 +265,14 @@ impl ListenerConfig {
             reserved: self
                 .reserved_connections
                 .unwrap_or(self.max_connections / 10),
+        }
+    }
+
+    /// `max_lines_per_sec_per_ip` and `max_bytes_per_sec_per_ip`.
+    pub fn peer_rate_limit(&self) -> PeerRateLimit {
+        PeerRateLimit {
+            lines_per_sec: self.max_lines_per_sec_per_ip,
+            bytes_per_sec: self.max_bytes_per_sec_per_ip,
         }
     }
 
@@ -332,6 +362,23 @@ impl ListenerConfig {
         }
         if self.max_connections == 0 {
             return Err(InvalidSetting::new("max_connections", "must be at least 1"));
+        }
+        if self.kind.is_unix() && self.peer_rate_limit().is_set() {
+            let key = if self.max_lines_per_sec_per_ip > 0 {
+                "max_lines_per_sec_per_ip"
+            } else {
+                "max_bytes_per_sec_per_ip"
+            };
+            return Err(InvalidSetting::new(
+                key,
+                format!("not used by type = \"{kind}\": a Unix socket's peers have no IP address"),
+            ));
+        }
+        if self.store_quota_bytes == Some(0) {
+            return Err(InvalidSetting::new(
+                "store_quota_bytes",
+                "0 would drop every message: give a number of bytes, or leave it out for no quota",
+            ));
         }
         if let Some(reserved) = self.reserved_connections
             && reserved >= self.max_connections

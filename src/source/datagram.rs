@@ -343,6 +343,31 @@ fn deliver<I: Intake>(
     peer_text: &mut PeerText,
 ) {
     let metrics = &*listener.metrics;
+    // Which datagrams their peers' rates let in, decided under the rate table's lock, which
+    // is let go before any of them is parsed.
+    let mut over_rate = [false; DATAGRAMS_PER_CALL];
+    if let Some(rates) = &listener.peer_rates {
+        let mut dropped = 0;
+        rates.gate(std::time::Instant::now(), |gate| {
+            for (i, over) in over_rate.iter_mut().enumerate().take(count) {
+                let datagram = buffers.get(i);
+                if let Some(peer) = datagram.peer {
+                    *over = !gate.admit(peer.ip(), datagram.payload.len());
+                    dropped += u64::from(*over);
+                }
+            }
+        });
+        if dropped > 0 {
+            metrics.received_lines.add(dropped);
+            metrics.dropped_rate_limit.add(dropped);
+            listener.warning.warn(|| {
+                format!(
+                    "listener {}: datagrams over their address's rate, dropped (counted in logtail_dropped_total{{reason=\"rate_limit\"}})",
+                    listener.name
+                )
+            });
+        }
+    }
     shard.receive(metrics, |receive| {
         if receive.is_blocked() {
             // Received, then dropped: both counts, so received = stored + dropped holds.
@@ -356,7 +381,7 @@ fn deliver<I: Intake>(
             });
             return;
         }
-        for i in 0..count {
+        for (i, _) in over_rate.iter().enumerate().take(count).filter(|(_, over)| !**over) {
             let datagram = buffers.get(i);
             let mut message = datagram.payload;
             if datagram.truncated {

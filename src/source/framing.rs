@@ -18,8 +18,9 @@
 //!   trusted (a sender lying about a count must not make us swallow the rest of its stream): it
 //!   is counted as a framing error and the frame is read as newline-framed instead, so the damage
 //!   of a lie is bounded by one line, or by the trusted count.
-//! - The decoder never needs more than `max_message_bytes + MAX_COUNT_DIGITS + 1` buffered bytes
-//!   to make progress; [`Decoder::needed_buffer`] says how much the caller must be able to hold.
+//! - The decoder never needs more than `max_message_bytes + MAX_COUNT_DIGITS + 2` buffered bytes
+//!   (and at least `MAX_DIGITS_READ + 1`, for a run of digits that may yet be a count) to make
+//!   progress; [`Decoder::needed_buffer`] says how much the caller must be able to hold.
 //! - Empty frames (blank lines, a stray LF after an octet-counted frame) are skipped, not emitted.
 
 use memchr::memchr;
@@ -120,7 +121,9 @@ impl Decoder {
     /// The buffer size the caller must be able to fill before [`decode`](Self::decode) is
     /// guaranteed to make progress.
     pub fn needed_buffer(&self) -> usize {
-        self.max_message_bytes + MAX_COUNT_DIGITS + 2
+        // A run of up to MAX_DIGITS_READ digits is read whole before it is judged (fuzzing
+        // found the stall when max_message_bytes < 9: ten digits did not fit).
+        (self.max_message_bytes + MAX_COUNT_DIGITS + 2).max(MAX_DIGITS_READ + 1)
     }
 
     /// Takes and resets the counters accumulated so far.
@@ -342,6 +345,23 @@ enum Count {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Found by `fuzz/fuzz_targets/framing.rs`: with a 2-byte maximum, 19 digits filled the
+    /// buffer the decoder asked for and it waited for more, forever.
+    #[test]
+    fn a_digit_run_fills_no_buffer_the_decoder_asked_for_without_progress() {
+        for max in [1, 2, 8, 9, 64] {
+            let mut decoder = Decoder::new(Framing::OctetCounting, max, OversizePolicy::Truncate);
+            let digits = vec![b'4'; decoder.needed_buffer()];
+            let mut frames = 0;
+            let used = decoder.decode(&digits, false, |_| frames += 1);
+            assert!(
+                used > 0,
+                "max {max}: no progress on {} digits",
+                digits.len()
+            );
+        }
+    }
 
     /// Feeds `input` in chunks of `chunk` bytes, as a connection would, and collects the frames.
     fn decode_chunked(decoder: &mut Decoder, input: &[u8], chunk: usize) -> Vec<(Vec<u8>, bool)> {

@@ -18,6 +18,11 @@
 //!   cannot hold a slot; an agent silent for `agent_idle_timeout_secs` is closed.
 //! - **No lockout**: a listener's last `reserved_connections` slots only go to peers that have
 //!   no connection open, and `max_connections_per_ip` bounds any one peer ([`PeerTable`]).
+//! - **Rates per peer address** (optional, `max_lines_per_sec_per_ip`,
+//!   `max_bytes_per_sec_per_ip`): token buckets per IP ([`PeerRates`], at most
+//!   [`MAX_RATE_PEERS`] of them per listener). A datagram over its peer's rate is dropped and
+//!   counted; a stream connection over it waits before its next read, so its sender is slowed
+//!   by TCP backpressure and loses nothing (all connections of one address share the bucket).
 //!
 //! Every refusal and closure is counted by reason in the listener's metrics.
 
@@ -25,7 +30,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -296,40 +301,224 @@ impl Drop for BudgetShare {
     }
 }
 
-/// Paces one connection to at most `bytes_per_sec`, with bursts of up to one second's worth:
-/// a pure clock-in, delay-out type, so the stream reader only sleeps on what it says.
+/// Paces a flow (one connection's bytes, one peer's lines or bytes) to at most `per_sec`
+/// units a second, with bursts of up to one second's worth: a token bucket kept as the time
+/// until which what was taken is paid for. A pure clock-in, delay-out type, so the readers
+/// only sleep on, or drop by, what it says.
 ///
 /// A flood from one sender is what size retention turns into deleting everyone's logs; pacing
 /// each connection (TCP backpressure, nothing dropped) bounds how fast one sender can cycle the
 /// store (with `max_connections_per_ip`, how fast one address can).
 #[derive(Debug, Clone, Copy)]
 pub struct IngestPacer {
-    bytes_per_sec: u64,
-    /// When the bytes taken so far are paid for at the rate.
-    paid_until: Option<std::time::Instant>,
+    per_sec: u64,
+    /// When the units taken so far are paid for at the rate.
+    paid_until: Option<Instant>,
 }
 
+/// The most a pacer lets accumulate: one second's worth.
+const BURST: Duration = Duration::from_secs(1);
+
 impl IngestPacer {
-    /// A pacer for `bytes_per_sec` (at least 1).
-    pub fn new(bytes_per_sec: u64) -> Self {
+    /// A pacer for `per_sec` units a second (at least 1).
+    pub fn new(per_sec: u64) -> Self {
         IngestPacer {
-            bytes_per_sec: bytes_per_sec.max(1),
+            per_sec: per_sec.max(1),
             paid_until: None,
         }
     }
 
-    /// Takes `bytes` read at `now`; returns how long to wait before reading again.
-    pub fn took(&mut self, bytes: usize, now: std::time::Instant) -> Duration {
-        let burst = Duration::from_secs(1);
+    /// When taking `units` at `now` would be paid for.
+    fn paid_after(&self, units: usize, now: Instant) -> Instant {
         // Unused allowance is kept for at most one second (the burst).
         let from = match self.paid_until {
-            Some(paid) if paid + burst > now => paid,
-            _ => now.checked_sub(burst).unwrap_or(now),
+            Some(paid) if paid + BURST > now => paid,
+            _ => now.checked_sub(BURST).unwrap_or(now),
         };
-        let cost = Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec as f64);
-        let paid = from + cost;
+        from + Duration::from_secs_f64(units as f64 / self.per_sec as f64)
+    }
+
+    /// Takes `units` read at `now`; returns how long to wait before reading again.
+    pub fn took(&mut self, units: usize, now: Instant) -> Duration {
+        let paid = self.paid_after(units, now);
         self.paid_until = Some(paid);
         paid.saturating_duration_since(now)
+    }
+
+    /// True when `units` fit in what the rate allows at `now` (no wait needed); only then
+    /// are they taken.
+    pub fn would_fit(&self, units: usize, now: Instant) -> bool {
+        self.paid_after(units, now) <= now
+    }
+
+    /// True when the bucket is full again at `now`: the pacer is then as good as a new one.
+    fn is_idle(&self, now: Instant) -> bool {
+        self.paid_until.is_none_or(|paid| paid + BURST <= now)
+    }
+}
+
+/// `max_lines_per_sec_per_ip` and `max_bytes_per_sec_per_ip` of a listener; 0: no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PeerRateLimit {
+    pub lines_per_sec: u64,
+    pub bytes_per_sec: u64,
+}
+
+impl PeerRateLimit {
+    /// True when either rate is limited.
+    pub fn is_set(&self) -> bool {
+        self.lines_per_sec > 0 || self.bytes_per_sec > 0
+    }
+}
+
+/// Most peers a listener keeps a rate bucket for. Each costs about 100 bytes, so a table is
+/// at most about 6.5 MiB however many addresses (spoofed UDP sources) a flood uses.
+pub const MAX_RATE_PEERS: usize = 65_536;
+
+/// The lines and bytes each peer address of one listener sent, as token buckets
+/// ([`IngestPacer`]), shared by the listener's shards and locked once per receive (one
+/// `recvmmsg`, one read of a connection), never per line.
+///
+/// Bounded: a peer whose buckets are full again is as good as unknown, so when the table is
+/// at [`MAX_RATE_PEERS`] such peers are forgotten (at most one sweep a second); should every
+/// entry still be in use, the peers not in the table share one overflow bucket, so a flood
+/// from ever new addresses is held to the rate of one peer instead of growing the table.
+#[derive(Debug)]
+pub struct PeerRates {
+    limit: PeerRateLimit,
+    max_peers: usize,
+    table: Mutex<RateTable>,
+}
+
+#[derive(Debug)]
+struct RateTable {
+    peers: HashMap<IpAddr, PeerBuckets>,
+    /// For peers that found the table full.
+    overflow: PeerBuckets,
+    last_sweep: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PeerBuckets {
+    lines: Option<IngestPacer>,
+    bytes: Option<IngestPacer>,
+}
+
+impl PeerBuckets {
+    fn new(limit: PeerRateLimit) -> Self {
+        let pacer = |rate| (rate > 0).then(|| IngestPacer::new(rate));
+        PeerBuckets {
+            lines: pacer(limit.lines_per_sec),
+            bytes: pacer(limit.bytes_per_sec),
+        }
+    }
+
+    fn is_idle(&self, now: Instant) -> bool {
+        self.lines.is_none_or(|p| p.is_idle(now)) && self.bytes.is_none_or(|p| p.is_idle(now))
+    }
+}
+
+impl PeerRates {
+    /// The buckets of a listener limited to `limit`, for at most `max_peers` addresses.
+    pub fn new(limit: PeerRateLimit, max_peers: usize) -> Self {
+        PeerRates {
+            limit,
+            max_peers: max_peers.max(1),
+            table: Mutex::new(RateTable {
+                peers: HashMap::new(),
+                overflow: PeerBuckets::new(limit),
+                last_sweep: None,
+            }),
+        }
+    }
+
+    /// Runs `f` with the table locked, for one receive's worth of [`PeerRateGate`] calls at
+    /// `now`.
+    pub fn gate<R>(&self, now: Instant, f: impl FnOnce(&mut PeerRateGate<'_>) -> R) -> R {
+        let mut table = match self.table.lock() {
+            Ok(table) => table,
+            // A panic while locked left at worst one bucket half-charged: keep going.
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut PeerRateGate {
+            rates: self,
+            table: &mut table,
+            now,
+        })
+    }
+
+    /// The rates.
+    pub fn limit(&self) -> PeerRateLimit {
+        self.limit
+    }
+
+    /// Peers with a bucket now (the overflow bucket not counted).
+    pub fn peers(&self) -> usize {
+        self.table.lock().map_or(0, |t| t.peers.len())
+    }
+}
+
+/// The rate table, locked for one receive.
+pub struct PeerRateGate<'a> {
+    rates: &'a PeerRates,
+    table: &'a mut RateTable,
+    now: Instant,
+}
+
+impl PeerRateGate<'_> {
+    /// A datagram's admission: true (and charged) when one more line of `bytes` from `peer`
+    /// fits both of its rates now; false means drop it.
+    pub fn admit(&mut self, peer: IpAddr, bytes: usize) -> bool {
+        let now = self.now;
+        let buckets = self.buckets(peer);
+        let fits = buckets.lines.is_none_or(|p| p.would_fit(1, now))
+            && buckets.bytes.is_none_or(|p| p.would_fit(bytes, now));
+        if fits {
+            if let Some(p) = buckets.lines.as_mut() {
+                p.took(1, now);
+            }
+            if let Some(p) = buckets.bytes.as_mut() {
+                p.took(bytes, now);
+            }
+        }
+        fits
+    }
+
+    /// A stream's read: charges `lines` and `bytes` to `peer` and returns how long the
+    /// connection must wait before it reads again (TCP backpressure on the sender).
+    pub fn pace(&mut self, peer: IpAddr, lines: usize, bytes: usize) -> Duration {
+        let now = self.now;
+        let buckets = self.buckets(peer);
+        let lines = buckets
+            .lines
+            .as_mut()
+            .map_or(Duration::ZERO, |p| p.took(lines, now));
+        let bytes = buckets
+            .bytes
+            .as_mut()
+            .map_or(Duration::ZERO, |p| p.took(bytes, now));
+        lines.max(bytes)
+    }
+
+    fn buckets(&mut self, peer: IpAddr) -> &mut PeerBuckets {
+        let (limit, max_peers, now) = (self.rates.limit, self.rates.max_peers, self.now);
+        let table = &mut *self.table;
+        if !table.peers.contains_key(&peer) && table.peers.len() >= max_peers {
+            let swept_lately = table
+                .last_sweep
+                .is_some_and(|at| now.saturating_duration_since(at) < BURST);
+            if !swept_lately {
+                table.last_sweep = Some(now);
+                table.peers.retain(|_, buckets| !buckets.is_idle(now));
+            }
+            if table.peers.len() >= max_peers {
+                return &mut table.overflow;
+            }
+        }
+        table
+            .peers
+            .entry(peer)
+            .or_insert_with(|| PeerBuckets::new(limit))
     }
 }
 
@@ -424,6 +613,89 @@ impl Drop for PeerSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, last])
+    }
+
+    const LINES_10: PeerRateLimit = PeerRateLimit {
+        lines_per_sec: 10,
+        bytes_per_sec: 0,
+    };
+
+    #[test]
+    fn a_peer_gets_its_rate_and_a_one_second_burst_and_others_their_own() {
+        let rates = PeerRates::new(LINES_10, MAX_RATE_PEERS);
+        let t0 = Instant::now();
+        let admitted = rates.gate(t0, |g| (0..15).filter(|_| g.admit(ip(1), 100)).count());
+        assert_eq!(admitted, 10);
+        // A tenth of a second later, one more line's worth has accrued.
+        let t1 = t0 + Duration::from_millis(100);
+        let admitted = rates.gate(t1, |g| (0..5).filter(|_| g.admit(ip(1), 100)).count());
+        assert_eq!(admitted, 1);
+        let other = rates.gate(t1, |g| (0..15).filter(|_| g.admit(ip(2), 100)).count());
+        assert_eq!(other, 10);
+        assert_eq!(rates.peers(), 2);
+    }
+
+    #[test]
+    fn a_datagram_over_the_byte_rate_is_refused_and_not_charged() {
+        let limit = PeerRateLimit {
+            lines_per_sec: 0,
+            bytes_per_sec: 1000,
+        };
+        let rates = PeerRates::new(limit, MAX_RATE_PEERS);
+        let t0 = Instant::now();
+        rates.gate(t0, |g| {
+            assert!((0..4).all(|_| g.admit(ip(1), 250)));
+            assert!(!g.admit(ip(1), 250));
+            // Refused ones cost nothing: a later small one still fits once paid for.
+        });
+        let t1 = t0 + Duration::from_millis(10);
+        rates.gate(t1, |g| {
+            assert!(g.admit(ip(1), 10));
+            assert!(!g.admit(ip(1), 10));
+        });
+    }
+
+    #[test]
+    fn a_stream_over_its_rate_is_told_to_wait_for_what_it_took() {
+        let limit = PeerRateLimit {
+            lines_per_sec: 100,
+            bytes_per_sec: 10_000,
+        };
+        let rates = PeerRates::new(limit, MAX_RATE_PEERS);
+        let t0 = Instant::now();
+        // 300 lines at 100/s with a one-second burst: paid for 2 s from now; the bytes (1 s
+        // of the byte rate, within the burst) ask for nothing.
+        let wait = rates.gate(t0, |g| g.pace(ip(1), 300, 10_000));
+        assert_eq!(wait, Duration::from_secs(2));
+        // A second connection of the same address shares the bucket.
+        let wait = rates.gate(t0, |g| g.pace(ip(1), 100, 0));
+        assert_eq!(wait, Duration::from_secs(3));
+        assert_eq!(rates.gate(t0, |g| g.pace(ip(2), 100, 0)), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_table_is_bounded_and_new_peers_share_the_overflow_while_it_is_busy() {
+        let rates = PeerRates::new(LINES_10, 4);
+        let t0 = Instant::now();
+        for n in 1..=4 {
+            assert!(rates.gate(t0, |g| g.admit(ip(n), 1)));
+        }
+        // A full table of busy peers: peers 5 to 9 share one bucket of 10 lines a second.
+        let shared = rates.gate(t0, |g| {
+            (5..=9)
+                .map(|n| (0..4).filter(|_| g.admit(ip(n), 1)).count())
+                .sum::<usize>()
+        });
+        assert_eq!(shared, 10);
+        assert_eq!(rates.peers(), 4);
+        // Once their buckets are full again, idle peers are forgotten for new ones.
+        let later = t0 + Duration::from_secs(2);
+        assert!(rates.gate(later, |g| g.admit(ip(20), 1)));
+        assert_eq!(rates.peers(), 1);
+    }
 
     #[tokio::test]
     async fn a_share_never_takes_past_the_budget_and_gives_back_on_drop() {

@@ -51,7 +51,7 @@ use crate::metrics::ListenerMetrics;
 pub use config::{ListenerConfig, ListenerKind};
 use framing::{Framing, OversizePolicy};
 use intake::{Connections, Intake};
-use limits::{Admission, MemoryBudget, PeerTable, SourceLimits};
+use limits::{Admission, MAX_RATE_PEERS, MemoryBudget, PeerRates, PeerTable, SourceLimits};
 use stream::Acceptor;
 
 /// Which syslog format a listener expects its senders to speak; the parser
@@ -141,6 +141,9 @@ pub struct ListenerContext {
     pub peers: Arc<PeerTable>,
     /// `max_connections`, `max_connections_per_ip`, `reserved_connections`.
     pub admission: Admission,
+    /// `max_lines_per_sec_per_ip`, `max_bytes_per_sec_per_ip`: the buckets of each peer
+    /// address, shared by this listener's shards; `None` without limits.
+    pub peer_rates: Option<Arc<PeerRates>>,
 }
 
 /// What a stream listener's connections speak.
@@ -263,7 +266,10 @@ impl BoundListener {
         };
         let context = ListenerContext {
             name: name.clone(),
-            metrics: Arc::new(ListenerMetrics::new(&name, listener.kind.as_str())),
+            metrics: Arc::new(
+                ListenerMetrics::new(&name, listener.kind.as_str())
+                    .with_store_quota(listener.store_quota_bytes),
+            ),
             format: listener.format.unwrap_or(defaults.format),
             framing: listener.framing,
             max_message_bytes: defaults.max_message_bytes,
@@ -297,6 +303,10 @@ impl BoundListener {
             budget: defaults.budget.clone(),
             peers: Arc::new(PeerTable::default()),
             admission: listener.admission(),
+            peer_rates: listener
+                .peer_rate_limit()
+                .is_set()
+                .then(|| Arc::new(PeerRates::new(listener.peer_rate_limit(), MAX_RATE_PEERS))),
         };
         Ok(BoundListener {
             context,

@@ -286,6 +286,9 @@ pub async fn serve_connection<I: Intake, R: AsyncRead + Unpin>(
     let mut pacer = (listener.admission.max_bytes_per_sec > 0)
         .then(|| IngestPacer::new(listener.admission.max_bytes_per_sec));
     let mut pause = Duration::ZERO;
+    // `max_lines_per_sec_per_ip`, `max_bytes_per_sec_per_ip`: shared with the address's other
+    // connections.
+    let peer_ip = source.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
     tokio::pin!(shutdown);
     let mut draining_since = None;
     loop {
@@ -423,8 +426,10 @@ pub async fn serve_connection<I: Intake, R: AsyncRead + Unpin>(
                 (true, 0)
             }
         };
+        let mut lines = 0;
         let used = shard.receive(metrics, |receive| {
             decoder.decode(&buf, eof, |frame| {
+                lines += 1;
                 receive.message(frame.message, listener.format, &sender)
             })
         });
@@ -459,12 +464,26 @@ pub async fn serve_connection<I: Intake, R: AsyncRead + Unpin>(
         if let Some(pacer) = pacer.as_mut() {
             pause = pacer.took(n, std::time::Instant::now());
         }
+        if let (Some(rates), Some(ip)) = (&listener.peer_rates, peer_ip) {
+            let wait = rates.gate(std::time::Instant::now(), |gate| gate.pace(ip, lines, n));
+            pause = pause.max(wait);
+        }
         // A paced connection reads at most an eighth of a second's worth at once, so that the
         // bytes a read takes before its pause stay small next to the rate.
-        let most = match listener.admission.max_bytes_per_sec {
+        let mut most = match listener.admission.max_bytes_per_sec {
             0 => MAX_READ,
             rate => MAX_READ.min(INITIAL_READ.max((rate / 8) as usize)),
         };
+        // Likewise under the address's rates: a read's lines are taken before the pause they
+        // cost, so what one read can overshoot the rate by is kept to the first read's size.
+        if let (Some(rates), Some(_)) = (&listener.peer_rates, peer_ip) {
+            let rate = rates.limit().bytes_per_sec;
+            most = most.min(if rate > 0 {
+                INITIAL_READ.max((rate / 8) as usize)
+            } else {
+                INITIAL_READ
+            });
+        }
         if n == spare && read_size < most {
             read_size *= 2;
         }

@@ -202,6 +202,13 @@ impl StoreWriter {
         }
     }
 
+    /// The sequence numbers of the oldest segment on disk and of the one being appended to
+    /// (the same while there is one): what retention has kept so far.
+    pub fn segment_range(&self) -> (u64, u64) {
+        let oldest = self.segments.front().map_or(0, |s| s.seq);
+        (oldest, self.active().seq)
+    }
+
     fn active(&self) -> &SegmentInfo {
         // `segments` is never empty: open puts the active segment in, retention keeps it.
         match self.segments.back() {

@@ -46,7 +46,8 @@
 //!    `/metrics`, and the API and console next), and [`agent`], the other half, run on every
 //!    host by `logtail agent`: it tails files through rotation, with checkpoints that only
 //!    move on acknowledgements, configured live from a file and etcd, and ships the lines to
-//!    the gateway ([`agent_protocol`]) or straight to Kafka.
+//!    the gateway ([`agent_protocol`]) or straight to Kafka; and [`validate`], which checks a
+//!    gateway or agent config file without starting anything and reports every problem.
 
 pub mod ack;
 pub mod agent;
@@ -70,4 +71,5 @@ pub mod sink;
 pub mod source;
 pub mod store;
 pub mod time;
+pub mod validate;
 pub mod wal;

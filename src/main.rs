@@ -90,6 +90,18 @@ enum Command {
         #[arg(long)]
         etcd_key: Option<String>,
     },
+    /// Check a gateway (or with --agent, an agent) config file without starting anything:
+    /// syntax, keys and values, certificate and token files, Kafka and etcd addresses, and
+    /// the directories it will write. Prints the effective configuration (defaults filled in)
+    /// and exits 0, or prints every problem as FILE:LINE: KEY: MESSAGE and exits 2.
+    Validate {
+        /// The configuration file to check.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The file is an agent's (`logtail agent --config`), not the gateway's.
+        #[arg(long)]
+        agent: bool,
+    },
     /// Parse syslog messages from standard input, one per line, and print each as the gateway
     /// would store it (JSON): the first tool to reach for when a device's lines look wrong.
     Parse {
@@ -164,6 +176,7 @@ fn main() -> ExitCode {
             etcd_key,
         })
         .map_err(anyhow::Error::from),
+        Command::Validate { config, agent } => return validate(&config, agent),
         Command::Parse {
             format,
             legacy_timezone,
@@ -200,6 +213,36 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     server.shutdown()?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// `logtail validate`: every problem on stderr and exit 2, or the effective config and exit 0.
+fn validate(path: &std::path::Path, agent: bool) -> ExitCode {
+    let validation = if agent {
+        logtail::validate::agent(path)
+    } else {
+        logtail::validate::gateway(path)
+    };
+    match &validation.effective {
+        Some(effective) => {
+            let mut out = std::io::stdout().lock();
+            // `logtail validate ... | head` closes the pipe early: that is not an error.
+            let _ = writeln!(
+                out,
+                "# {}: valid; the effective configuration:\n{effective}",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprint!("{validation}");
+            eprintln!(
+                "{}: {} problem(s)",
+                path.display(),
+                validation.problems.len()
+            );
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn read(

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::exposition::AgentMetricsConfig;
 use super::ship::kafka::KafkaShipConfig;
 use crate::agent::ship::tls::ShipTlsConfig;
 use crate::setting::{InvalidSetting, Refusal, TomlError};
@@ -86,6 +87,8 @@ pub struct AgentConfig {
     pub ship: ShipConfig,
     /// Collect entries from etcd.
     pub etcd: EtcdConfig,
+    /// The agent's Prometheus endpoint ([`AgentMetricsConfig`]).
+    pub metrics: AgentMetricsConfig,
     /// The collect entries of this file. Default: none.
     pub collect: Vec<CollectEntry>,
 }
@@ -98,6 +101,7 @@ impl Default for AgentConfig {
             tail: TailConfig::default(),
             ship: ShipConfig::default(),
             etcd: EtcdConfig::default(),
+            metrics: AgentMetricsConfig::default(),
             collect: Vec::new(),
         }
     }

@@ -182,7 +182,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                 key: etcd_key.clone(),
                 connect_timeout: Duration::from_millis(config.etcd.connect_timeout_ms),
             };
-            tokio::spawn(etcd::watch(source, etcd_tx));
+            tokio::spawn(etcd::watch(source, etcd_tx, agent.metrics().clone()));
         } else {
             drop(etcd_tx);
         }

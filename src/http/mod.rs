@@ -130,11 +130,44 @@ pub fn spawn(
     listener: std::net::TcpListener,
     state: HttpState,
 ) -> anyhow::Result<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)> {
+    spawn_router(listener, router(state))
+}
+
+/// Serves only `GET /metrics`, the text `exposition` returns at each scrape, with the same
+/// limits as [`spawn`]: the agent's endpoint, which has no API and no console.
+///
+/// # Errors
+/// When the thread cannot be started.
+pub fn spawn_exposition(
+    listener: std::net::TcpListener,
+    exposition: impl Fn() -> String + Clone + Send + Sync + 'static,
+) -> anyhow::Result<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)> {
+    let metrics = move || {
+        let exposition = exposition.clone();
+        async move {
+            (
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                exposition(),
+            )
+        }
+    };
+    let router = Router::new()
+        .route("/metrics", get(metrics).fallback(method_not_allowed))
+        .fallback(not_found);
+    spawn_router(listener, router)
+}
+
+/// Serves `router` on `listener` from thread `metrics` until the returned sender is used or
+/// dropped.
+fn spawn_router(
+    listener: std::net::TcpListener,
+    router: Router,
+) -> anyhow::Result<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let thread = crate::runtime::spawn("metrics".into(), move || async move {
         match tokio::net::TcpListener::from_std(listener) {
             Ok(listener) => {
-                serve(listener, router(state), async move {
+                serve(listener, router, async move {
                     let _ = stopped.await;
                 })
                 .await;

@@ -14,7 +14,7 @@ use super::{
 
 impl LatencySummary {
     /// Writes the summary `logtail_NAME` with `labels` (`key="value"` pairs, comma-separated).
-    fn render(&self, out: &mut String, name: &str, help: &str, labels: &str) {
+    pub fn render(&self, out: &mut String, name: &str, help: &str, labels: &str) {
         header(out, name, "summary", help);
         let Ok(h) = self.0.lock() else { return };
         for q in [0.5, 0.9, 0.99, 0.999] {
@@ -449,12 +449,14 @@ impl Metrics {
     }
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+/// Writes the `# HELP` and `# TYPE` lines of the family `logtail_NAME`.
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP logtail_{name} {help}");
     let _ = writeln!(out, "# TYPE logtail_{name} {kind}");
 }
 
-fn escape_label(value: &str) -> String {
+/// `value` as a label value: backslash, quote and LF escaped.
+pub fn escape_label(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

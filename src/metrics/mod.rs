@@ -52,6 +52,8 @@
 
 mod exposition;
 
+pub use exposition::{escape_label, header};
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};

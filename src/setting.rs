@@ -86,6 +86,14 @@ pub fn check_host_port(address: &str) -> Result<(), String> {
     }
 }
 
+/// What tells that a config file changed, for reloading it live: its modification time, size
+/// and inode (an editor that writes a new file and renames it changes the inode).
+pub fn file_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len(), meta.ino()))
+}
+
 /// For `#[serde(deserialize_with = "crate::setting::millis")]`: a key given in whole milliseconds
 /// (`fsync_interval_ms = 1000`) read straight into a [`std::time::Duration`].
 ///

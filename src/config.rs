@@ -185,29 +185,32 @@ impl Config {
         })
     }
 
-    /// Each section's own check, under its path, then what spans sections.
+    /// Each section's own check, under its path, then what spans sections: the first problem.
     fn check(&self) -> Result<(), InvalidSetting> {
-        self.check_sources()?;
-        self.pipeline.check().map_err(|e| e.within("pipeline"))?;
-        self.sink
-            .store
-            .check()
-            .map_err(|e| e.within("sink.store"))?;
-        self.sink
-            .kafka
-            .check()
-            .map_err(|e| e.within("sink.kafka"))?;
-        self.sink
-            .kafka
-            .wal
-            .check()
-            .map_err(|e| e.within("sink.kafka.wal"))?;
-        self.check_store_quotas()?;
+        self.problems().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Every problem the sections' checks find, in file order: each section (each listener) is
+    /// checked on its own, so one bad section does not hide the next (`logtail validate`
+    /// reports them all). Each section still reports its first problem only.
+    pub fn problems(&self) -> Vec<InvalidSetting> {
+        let mut problems = self.source_problems();
+        let sections = [
+            self.pipeline.check().map_err(|e| e.within("pipeline")),
+            self.sink.store.check().map_err(|e| e.within("sink.store")),
+            self.sink.kafka.check().map_err(|e| e.within("sink.kafka")),
+            self.sink
+                .kafka
+                .wal
+                .check()
+                .map_err(|e| e.within("sink.kafka.wal")),
+        ];
+        problems.extend(sections.into_iter().filter_map(Result::err));
         // A pipeline batch is one WAL payload when the Kafka sink spills it.
         if self.sink.kind == SinkKind::Kafka
             && self.pipeline.batch_max_bytes > crate::wal::MAX_PAYLOAD_BYTES / 2
         {
-            return Err(InvalidSetting::new(
+            problems.push(InvalidSetting::new(
                 "sink.kafka.(pipeline.batch_max_bytes)",
                 format!(
                     "pipeline.batch_max_bytes = {} is too large for the Kafka sink's WAL: at most {}",
@@ -216,8 +219,9 @@ impl Config {
                 ),
             ));
         }
-        self.http_server()?;
-        Ok(())
+        problems.extend(self.check_store_quotas().err());
+        problems.extend(self.http_server().err());
+        problems
     }
 
     /// Where the one HTTP server listens and what it serves (`[api]` and `[metrics]`); `None`
@@ -264,10 +268,13 @@ impl Config {
     }
 
     /// Checks `[ingest]` and every `[[listen]]` table, and that listener names are unique.
-    fn check_sources(&self) -> Result<(), InvalidSetting> {
-        self.ingest.check().map_err(|e| e.within("ingest"))?;
+    fn source_problems(&self) -> Vec<InvalidSetting> {
+        let mut problems = Vec::new();
+        if let Err(e) = self.ingest.check() {
+            problems.push(e.within("ingest"));
+        }
         if self.listen.is_empty() {
-            return Err(InvalidSetting::new(
+            problems.push(InvalidSetting::new(
                 "listen",
                 "no listener: give at least one [[listen]] table",
             ));
@@ -275,18 +282,19 @@ impl Config {
         let mut names = std::collections::HashSet::new();
         for (i, listener) in self.listen.iter().enumerate() {
             let section = format!("listen[{i}]");
-            listener.check().map_err(|e| e.within(&section))?;
+            if let Err(e) = listener.check() {
+                problems.push(e.within(&section));
+            }
             if let Some(name) = &listener.name
                 && !names.insert(name.as_str())
             {
-                return Err(InvalidSetting::new(
-                    "name",
-                    format!("{name:?} is used by two listeners"),
-                )
-                .within(&section));
+                problems.push(
+                    InvalidSetting::new("name", format!("{name:?} is used by two listeners"))
+                        .within(&section),
+                );
             }
         }
-        Ok(())
+        problems
     }
 
     /// The number of shard threads to run.

@@ -47,7 +47,8 @@
 //!    `/metrics`, the search API under `/api/v1/`, and the console next), and [`agent`], the other half, run on every
 //!    host by `logtail agent`: it tails files through rotation, with checkpoints that only
 //!    move on acknowledgements, configured live from a file and etcd, and ships the lines to
-//!    the gateway ([`agent_protocol`]) or straight to Kafka.
+//!    the gateway ([`agent_protocol`]) or straight to Kafka; and [`validate`], which checks a
+//!    gateway or agent config file without starting anything and reports every problem.
 
 pub mod ack;
 pub mod agent;
@@ -71,4 +72,5 @@ pub mod sink;
 pub mod source;
 pub mod store;
 pub mod time;
+pub mod validate;
 pub mod wal;

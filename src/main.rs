@@ -90,6 +90,18 @@ enum Command {
         #[arg(long)]
         etcd_key: Option<String>,
     },
+    /// Check a gateway (or with --agent, an agent) config file without starting anything:
+    /// syntax, keys and values, certificate and token files, Kafka and etcd addresses, and
+    /// the directories it will write. Prints the effective configuration (defaults filled in)
+    /// and exits 0, or prints every problem as FILE:LINE: KEY: MESSAGE and exits 2.
+    Validate {
+        /// The configuration file to check.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The file is an agent's (`logtail agent --config`), not the gateway's.
+        #[arg(long)]
+        agent: bool,
+    },
     /// Parse syslog messages from standard input, one per line, and print each as the gateway
     /// would store it (JSON): the first tool to reach for when a device's lines look wrong.
     Parse {
@@ -164,6 +176,7 @@ fn main() -> ExitCode {
             etcd_key,
         })
         .map_err(anyhow::Error::from),
+        Command::Validate { config, agent } => return validate(&config, agent),
         Command::Parse {
             format,
             legacy_timezone,
@@ -180,26 +193,118 @@ fn main() -> ExitCode {
 }
 
 fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = Config::load(config_path.as_deref())?;
+    let (config, mut sha256) = load_for_serve(config_path.as_deref())?;
     logtail::runtime::raise_open_files_limit(u64::MAX);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     // Signal handlers go in before the listeners open, so an early SIGTERM is a clean stop too.
-    let mut terminate = {
+    let (mut terminate, mut hangup) = {
         let _guard = runtime.enter();
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::hangup())?,
+        )
     };
-    let server = Server::start(&config)?;
+    let mut server = Server::start(&config)?;
+    server
+        .metrics()
+        .reload
+        .set_running(sha256.clone(), Vec::new());
     runtime.block_on(async {
-        tokio::select! {
-            _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        // The file is also watched: a change is reloaded like a SIGHUP.
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stamp = config_path
+            .as_deref()
+            .and_then(logtail::setting::file_stamp);
+        loop {
+            let why = tokio::select! {
+                _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+                _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: stopping"); break; }
+                _ = hangup.recv() => "SIGHUP",
+                _ = tick.tick() => {
+                    let now = config_path.as_deref().and_then(logtail::setting::file_stamp);
+                    if now == stamp || now.is_none() {
+                        continue;
+                    }
+                    "the file changed"
+                }
+            };
+            stamp = config_path
+                .as_deref()
+                .and_then(logtail::setting::file_stamp);
+            tracing::info!("{why}: reading the configuration again");
+            match load_for_serve(config_path.as_deref()) {
+                Err(e) => {
+                    server.reload_failed();
+                    tracing::error!("reload rejected, the running configuration stays: {e:#}");
+                }
+                Ok((_, new_sha256)) if new_sha256 == sha256 => {
+                    tracing::info!("the configuration is unchanged");
+                }
+                Ok((new, new_sha256)) => match server.reload(&new, new_sha256.clone()) {
+                    Ok(_) => sha256 = new_sha256,
+                    Err(e) => tracing::error!("{e}"),
+                },
+            }
         }
     });
     server.shutdown()?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The gateway's configuration (the defaults without a file) and the SHA-256 of its text.
+fn load_for_serve(path: Option<&std::path::Path>) -> anyhow::Result<(Config, String)> {
+    let Some(path) = path else {
+        return Ok((Config::load(None)?, sha256_hex(b"")));
+    };
+    let text = std::fs::read(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let utf8 = std::str::from_utf8(&text)
+        .with_context(|| format!("config file {}: not UTF-8", path.display()))?;
+    let config = Config::from_toml(utf8, path)?;
+    Ok((config, sha256_hex(&text)))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `logtail validate`: every problem on stderr and exit 2, or the effective config and exit 0.
+fn validate(path: &std::path::Path, agent: bool) -> ExitCode {
+    let validation = if agent {
+        logtail::validate::agent(path)
+    } else {
+        logtail::validate::gateway(path)
+    };
+    match &validation.effective {
+        Some(effective) => {
+            let mut out = std::io::stdout().lock();
+            // `logtail validate ... | head` closes the pipe early: that is not an error.
+            let _ = writeln!(
+                out,
+                "# {}: valid; the effective configuration:\n{effective}",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprint!("{validation}");
+            eprintln!(
+                "{}: {} problem(s)",
+                path.display(),
+                validation.problems.len()
+            );
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn read(

@@ -63,6 +63,37 @@ impl InvalidSetting {
     }
 }
 
+/// `HOST:PORT`, the host a name or an IP address (IPv6 in brackets), the port 1 to 65535.
+///
+/// # Errors
+/// What is wrong, quoting `address`.
+pub fn check_host_port(address: &str) -> Result<(), String> {
+    let bad = || format!("{address:?} is not HOST:PORT");
+    let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
+    let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    };
+    if port_ok && host_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// What tells that a config file changed, for reloading it live: its modification time, size
+/// and inode (an editor that writes a new file and renames it changes the inode).
+pub fn file_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len(), meta.ino()))
+}
+
 /// For `#[serde(deserialize_with = "crate::setting::millis")]`: a key given in whole milliseconds
 /// (`fsync_interval_ms = 1000`) read straight into a [`std::time::Duration`].
 ///

@@ -37,6 +37,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("config", 10),
     ("server", 10),
     ("agent", 10),
+    ("validate", 10),
 ];
 
 const LEAVES: u8 = 0;

@@ -58,6 +58,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::AgentMetrics;
 use super::fingerprint::Fingerprint;
 use crate::log_limit::RateLimitedWarning;
 
@@ -291,7 +292,7 @@ impl CheckpointWriter {
     ///
     /// # Errors
     /// When the thread cannot be spawned.
-    pub fn start(dir: PathBuf) -> io::Result<CheckpointWriter> {
+    pub fn start(dir: PathBuf, metrics: Arc<AgentMetrics>) -> io::Result<CheckpointWriter> {
         let shared = Arc::new((Mutex::new(Slot::default()), Condvar::new()));
         let writes = Arc::new(AtomicU64::new(0));
         let errors = Arc::new(AtomicU64::new(0));
@@ -299,7 +300,7 @@ impl CheckpointWriter {
             let (shared, writes, errors) = (shared.clone(), writes.clone(), errors.clone());
             std::thread::Builder::new()
                 .name("agent-checkpoint".into())
-                .spawn(move || write_loop(&dir, &shared, &writes, &errors))?
+                .spawn(move || write_loop(&dir, &shared, &writes, &errors, &metrics))?
         };
         Ok(CheckpointWriter {
             shared,
@@ -341,7 +342,13 @@ impl Drop for CheckpointWriter {
     }
 }
 
-fn write_loop(dir: &Path, shared: &(Mutex<Slot>, Condvar), writes: &AtomicU64, errors: &AtomicU64) {
+fn write_loop(
+    dir: &Path,
+    shared: &(Mutex<Slot>, Condvar),
+    writes: &AtomicU64,
+    errors: &AtomicU64,
+    metrics: &AgentMetrics,
+) {
     static WARNING: RateLimitedWarning = RateLimitedWarning::new(Duration::from_secs(10));
     let (lock, wake) = shared;
     loop {
@@ -359,6 +366,9 @@ fn write_loop(dir: &Path, shared: &(Mutex<Slot>, Condvar), writes: &AtomicU64, e
         match write_atomically(dir, &bytes) {
             Ok(()) => {
                 writes.fetch_add(1, Ordering::Relaxed);
+                metrics
+                    .checkpoint_written_at_us
+                    .set(crate::time::now_unix_micros());
             }
             Err(e) => {
                 errors.fetch_add(1, Ordering::Relaxed);
@@ -476,7 +486,7 @@ mod tests {
     #[test]
     fn the_writer_thread_writes_the_latest_state_before_it_stops() {
         let dir = tempfile::tempdir().unwrap();
-        let writer = CheckpointWriter::start(dir.path().to_path_buf()).unwrap();
+        let writer = CheckpointWriter::start(dir.path().to_path_buf(), Arc::default()).unwrap();
         for offset in 0..100 {
             let mut out = Vec::new();
             encode(&[entry(b"/a", offset)], &mut out);

@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::exposition::AgentMetricsConfig;
 use super::ship::kafka::KafkaShipConfig;
 use crate::agent::ship::tls::ShipTlsConfig;
-use crate::setting::{Refusal, TomlError};
+use crate::setting::{InvalidSetting, Refusal, TomlError};
 
 /// Where a configuration came from, as error messages name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +87,8 @@ pub struct AgentConfig {
     pub ship: ShipConfig,
     /// Collect entries from etcd.
     pub etcd: EtcdConfig,
+    /// The agent's Prometheus endpoint ([`AgentMetricsConfig`]).
+    pub metrics: AgentMetricsConfig,
     /// The collect entries of this file. Default: none.
     pub collect: Vec<CollectEntry>,
 }
@@ -98,6 +101,7 @@ impl Default for AgentConfig {
             tail: TailConfig::default(),
             ship: ShipConfig::default(),
             etcd: EtcdConfig::default(),
+            metrics: AgentMetricsConfig::default(),
             collect: Vec::new(),
         }
     }
@@ -452,12 +456,35 @@ impl AgentConfig {
     }
 
     /// Checks what the schema alone cannot.
+    ///
+    /// # Errors
+    /// The first of [`AgentConfig::problems`], naming `origin`.
     pub fn validate(&self, origin: &ConfigOrigin) -> Result<(), AgentConfigError> {
-        let invalid = |key: &str, message: String| AgentConfigError::Invalid {
-            origin: origin.clone(),
-            key: key.to_string(),
-            message,
+        match self.problems().into_iter().next() {
+            Some(e) => Err(AgentConfigError::Invalid {
+                origin: origin.clone(),
+                key: e.key,
+                message: e.message,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Every value the schema alone cannot refuse, in file order: each key is checked on its
+    /// own, so one mistake does not hide the next (`logtail validate --agent` reports them all).
+    pub fn problems(&self) -> Vec<InvalidSetting> {
+        let mut problems = Vec::new();
+        let mut invalid = |key: &str, message: String| {
+            problems.push(InvalidSetting::new(key, message));
         };
+        if let Some(host) = &self.host
+            && !is_syslog_name(host, 255)
+        {
+            invalid(
+                "host",
+                format!("{host:?}: 1 to 255 printable ASCII characters, no spaces"),
+            );
+        }
         let t = &self.tail;
         for (key, value) in [
             ("tail.scan_interval_ms", t.scan_interval_ms as usize),
@@ -467,61 +494,52 @@ impl AgentConfig {
             ("tail.max_unacked_batches", t.max_unacked_batches),
         ] {
             if value == 0 {
-                return Err(invalid(key, "must be at least 1".into()));
+                invalid(key, "must be at least 1".into());
             }
         }
         if !(16..=1 << 20).contains(&t.fingerprint_bytes) {
-            return Err(invalid(
+            invalid(
                 "tail.fingerprint_bytes",
                 format!(
                     "{} is out of range: allowed 16 to 1048576",
                     t.fingerprint_bytes
                 ),
-            ));
+            );
         }
         if !(4096..=64 << 20).contains(&t.read_buffer_bytes) {
-            return Err(invalid(
+            invalid(
                 "tail.read_buffer_bytes",
                 format!(
                     "{} is out of range: allowed 4096 to 67108864",
                     t.read_buffer_bytes
                 ),
-            ));
+            );
         }
         if t.batch_max_bytes > 256 << 20 {
-            return Err(invalid(
-                "tail.batch_max_bytes",
-                "at most 268435456 (256 MiB)".into(),
-            ));
-        }
-        if let Some(host) = &self.host
-            && !is_syslog_name(host, 255)
-        {
-            return Err(invalid(
-                "host",
-                format!("{host:?}: 1 to 255 printable ASCII characters, no spaces"),
-            ));
+            invalid("tail.batch_max_bytes", "at most 268435456 (256 MiB)".into());
         }
         let ship = &self.ship;
         if matches!(ship.kind, ShipKind::Gateway | ShipKind::SyslogTcp)
-            && ship.address.trim().is_empty()
+            && let Err(message) = crate::setting::check_host_port(&ship.address)
         {
-            return Err(invalid(
+            invalid(
                 "ship.address",
                 format!(
-                    "required for type = {:?}, e.g. address = \"127.0.0.1:5515\"",
+                    "{message} (required for type = {:?}), e.g. address = \"127.0.0.1:5515\"",
                     ship.kind.as_str()
                 ),
-            ));
+            );
         }
         if ship.kind == ShipKind::Gateway {
-            if let Some(tls) = &ship.tls {
-                tls.load(&ship.address)
-                    .map_err(|e| invalid(&format!("ship.tls.{}", e.key), e.message))?;
+            if let Some(tls) = &ship.tls
+                && let Err(e) = tls.load(&ship.address)
+            {
+                invalid(&format!("ship.tls.{}", e.key), e.message);
             }
-            if let Some(path) = &ship.token_file {
-                crate::agent::ship::gateway::read_token(path)
-                    .map_err(|message| invalid("ship.token_file", message))?;
+            if let Some(path) = &ship.token_file
+                && let Err(message) = crate::agent::ship::gateway::read_token(path)
+            {
+                invalid("ship.token_file", message);
             }
         } else if ship.tls.is_some() || ship.token_file.is_some() {
             let key = if ship.tls.is_some() {
@@ -529,46 +547,44 @@ impl AgentConfig {
             } else {
                 "ship.token_file"
             };
-            return Err(invalid(
+            invalid(
                 key,
                 format!(
                     "only used by type = \"gateway\", not {:?}",
                     ship.kind.as_str()
                 ),
-            ));
+            );
         }
         if ship.kind == ShipKind::Kafka
             && let Err(e) = ship.kafka.check()
         {
             let e = e.within("ship.kafka");
-            return Err(invalid(&e.key, e.message));
+            invalid(&e.key, e.message);
         }
         if ship.reconnect_min_ms == 0 || ship.reconnect_max_ms < ship.reconnect_min_ms {
-            return Err(invalid(
+            invalid(
                 "ship.reconnect_max_ms",
                 format!(
                     "reconnect_min_ms ({}) must be at least 1 and at most reconnect_max_ms ({})",
                     ship.reconnect_min_ms, ship.reconnect_max_ms
                 ),
-            ));
+            );
         }
         for (i, endpoint) in self.etcd.endpoints.iter().enumerate() {
-            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-                return Err(invalid(
-                    &format!("etcd.endpoints[{i}]"),
-                    format!("{endpoint:?} is not a URL like \"http://127.0.0.1:2379\""),
-                ));
+            if let Err(message) = check_etcd_endpoint(endpoint) {
+                invalid(&format!("etcd.endpoints[{i}]"), message);
             }
         }
         if let Some(key) = &self.etcd.key
             && !key.starts_with('/')
         {
-            return Err(invalid(
+            invalid(
                 "etcd.key",
                 format!("{key:?} must start with /, e.g. \"/logtail/agents/web1/config\""),
-            ));
+            );
         }
-        validate_entries(&self.collect, origin)
+        problems.extend(entry_problems(&self.collect));
+        problems
     }
 
     /// The host name in force: `host`, else the machine's.
@@ -625,16 +641,33 @@ pub fn entries_from_json(
 
 /// Checks collect entries: names unique and well-formed, globs and patterns compile, values in
 /// range.
+///
+/// # Errors
+/// The first of [`entry_problems`], naming `origin`.
 pub fn validate_entries(
     entries: &[CollectEntry],
     origin: &ConfigOrigin,
 ) -> Result<(), AgentConfigError> {
+    match entry_problems(entries).into_iter().next() {
+        Some(e) => Err(AgentConfigError::Invalid {
+            origin: origin.clone(),
+            key: e.key,
+            message: e.message,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Every problem of the collect entries, each key checked on its own, keyed `collect[I].KEY`.
+pub fn entry_problems(entries: &[CollectEntry]) -> Vec<InvalidSetting> {
+    let mut problems = Vec::new();
     let mut names = HashSet::new();
     for (i, entry) in entries.iter().enumerate() {
-        let invalid = |field: &str, message: String| AgentConfigError::Invalid {
-            origin: origin.clone(),
-            key: format!("collect[{i}].{field}"),
-            message,
+        let mut invalid = |field: &str, message: String| {
+            problems.push(InvalidSetting::new(
+                format!("collect[{i}].{field}"),
+                message,
+            ));
         };
         let name_ok = (1..=64).contains(&entry.name.len())
             && entry
@@ -642,22 +675,19 @@ pub fn validate_entries(
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if !name_ok {
-            return Err(invalid(
+            invalid(
                 "name",
                 format!("{:?}: 1 to 64 of A-Z a-z 0-9 . _ -", entry.name),
-            ));
+            );
         }
         if !names.insert(entry.name.as_str()) {
-            return Err(invalid(
-                "name",
-                format!("{:?} is used by two entries", entry.name),
-            ));
+            invalid("name", format!("{:?} is used by two entries", entry.name));
         }
         if entry.paths.is_empty() {
-            return Err(invalid(
+            invalid(
                 "paths",
                 "empty: give at least one path or glob, e.g. [\"/var/log/app/*.log\"]".into(),
-            ));
+            );
         }
         if let Some(topic) = &entry.topic {
             let ok = (1..=249).contains(&topic.len())
@@ -665,49 +695,59 @@ pub fn validate_entries(
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
             if !ok {
-                return Err(invalid(
+                invalid(
                     "topic",
                     format!("{topic:?} is not a Kafka topic name: 1 to 249 of A-Z a-z 0-9 . _ -"),
-                ));
+                );
             }
         }
         if let Some(app) = &entry.app
             && !is_syslog_name(app, 48)
         {
-            return Err(invalid(
+            invalid(
                 "app",
                 format!(
                     "{app:?}: 1 to 48 printable ASCII characters, no spaces (RFC 5424 APP-NAME)"
                 ),
-            ));
+            );
         }
         for (j, tag) in entry.tags.iter().enumerate() {
             if tag.is_empty() || tag.contains(',') || tag.chars().any(char::is_control) {
-                return Err(invalid(
+                invalid(
                     &format!("tags[{j}]"),
                     format!("{tag:?}: a tag is non-empty, without commas or control characters"),
-                ));
+                );
             }
         }
         if !(64..=MAX_LINE_BYTES_LIMIT).contains(&entry.max_line_bytes) {
-            return Err(invalid(
+            invalid(
                 "max_line_bytes",
                 format!(
                     "{} is out of range: allowed 64 to {MAX_LINE_BYTES_LIMIT}",
                     entry.max_line_bytes
                 ),
-            ));
+            );
         }
         if let Some(multiline) = &entry.multiline
             && multiline.flush_timeout_ms == 0
         {
-            return Err(invalid(
-                "multiline.flush_timeout_ms",
-                "must be at least 1".into(),
-            ));
+            invalid("multiline.flush_timeout_ms", "must be at least 1".into());
         }
     }
-    Ok(())
+    problems
+}
+
+/// An etcd endpoint: `http://HOST:PORT` or `https://HOST:PORT`.
+fn check_etcd_endpoint(endpoint: &str) -> Result<(), String> {
+    let rest = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"));
+    match rest.map(|r| r.trim_end_matches('/')) {
+        Some(host_port) if crate::setting::check_host_port(host_port).is_ok() => Ok(()),
+        _ => Err(format!(
+            "{endpoint:?} is not a URL like \"http://127.0.0.1:2379\""
+        )),
+    }
 }
 
 /// RFC 5424 names (HOSTNAME, APP-NAME): printable US-ASCII, no spaces.

@@ -14,6 +14,7 @@
 //! reconnects with backoff and jitter and reads the key again, so no change is missed; a watch
 //! whose revision was compacted away is started again the same way.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions, EventType, WatchOptions};
@@ -21,6 +22,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::config::{CollectEntry, ConfigOrigin, entries_from_json};
 use super::ship::Backoff;
+use super::{AgentMetrics, EtcdState};
 
 /// What the etcd key says now.
 #[derive(Debug)]
@@ -45,11 +47,23 @@ pub struct EtcdSource {
 
 /// Reports the key's value, then every change, through `updates`, until `updates` is closed.
 /// Never returns an error: etcd being away is logged and retried.
-pub async fn watch(source: EtcdSource, updates: UnboundedSender<EtcdUpdate>) {
+pub async fn watch(
+    source: EtcdSource,
+    updates: UnboundedSender<EtcdUpdate>,
+    metrics: Arc<AgentMetrics>,
+) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     let mut last_revision = None;
     loop {
-        match watch_once(&source, &updates, &mut last_revision, &mut backoff).await {
+        metrics.etcd_state.set(EtcdState::Connecting as i64);
+        let watched = watch_once(
+            &source,
+            &updates,
+            &mut last_revision,
+            &mut backoff,
+            &metrics,
+        );
+        match watched.await {
             Ok(()) => return,
             Err(e) => tracing::warn!(
                 "etcd {} (key {}): {e}; retrying (the last good configuration stays in force)",
@@ -70,6 +84,7 @@ async fn watch_once(
     updates: &UnboundedSender<EtcdUpdate>,
     last_revision: &mut Option<i64>,
     backoff: &mut Backoff,
+    metrics: &AgentMetrics,
 ) -> Result<(), etcd_client::Error> {
     let options = ConnectOptions::new()
         .with_connect_timeout(source.connect_timeout)
@@ -80,6 +95,7 @@ async fn watch_once(
     let value = response.kvs().first();
     let value_revision = value.map_or(revision, |kv| kv.mod_revision());
     // Report unless this very value was reported before (a reconnect with nothing new).
+    metrics.etcd_revision.set(value_revision);
     if *last_revision != Some(value_revision) {
         *last_revision = Some(value_revision);
         let update = parse(&source.key, value.map(|kv| kv.value()), value_revision);
@@ -94,6 +110,7 @@ async fn watch_once(
         )
         .await?;
     backoff.reset();
+    metrics.etcd_state.set(EtcdState::Watching as i64);
     tracing::info!(
         "watching etcd key {} from revision {}",
         source.key,
@@ -111,6 +128,7 @@ async fn watch_once(
             let Some(kv) = event.kv() else { continue };
             let revision = kv.mod_revision();
             *last_revision = Some(revision);
+            metrics.etcd_revision.set(revision);
             let value = match event.event_type() {
                 EventType::Put => Some(kv.value()),
                 EventType::Delete => None,

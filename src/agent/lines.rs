@@ -36,6 +36,8 @@ pub struct LineCounters {
     pub truncated: u64,
     /// Bytes discarded from them.
     pub discarded_bytes: u64,
+    /// Multiline events emitted (joined from one line or more).
+    pub events: u64,
 }
 
 /// Splits a file's bytes into lines. See the [module docs](self).
@@ -161,7 +163,7 @@ impl Multiline {
         }
     }
 
-    /// Takes and resets the counters (events cut to `max_line_bytes`).
+    /// Takes and resets the counters (events emitted, and cut to `max_line_bytes`).
     pub fn take_counters(&mut self) -> LineCounters {
         std::mem::take(&mut self.counters)
     }
@@ -205,6 +207,7 @@ impl Multiline {
     /// Emits the pending event, if any.
     pub fn flush(&mut self, mut emit: impl FnMut(&[u8], u64, bool)) {
         if self.lines > 0 {
+            self.counters.events += 1;
             emit(&self.event, self.end, self.truncated);
             self.event.clear();
             self.lines = 0;

@@ -15,7 +15,7 @@
 //! (`config_rejected`), and the last good value of that source stays in force.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -182,13 +182,16 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                 key: etcd_key.clone(),
                 connect_timeout: Duration::from_millis(config.etcd.connect_timeout_ms),
             };
-            tokio::spawn(etcd::watch(source, etcd_tx));
+            tokio::spawn(etcd::watch(source, etcd_tx, agent.metrics().clone()));
         } else {
             drop(etcd_tx);
         }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut stamp = options.config.as_deref().and_then(file_stamp);
+        let mut stamp = options
+            .config
+            .as_deref()
+            .and_then(crate::setting::file_stamp);
         loop {
             tokio::select! {
                 _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); break None; }
@@ -196,7 +199,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                 _ = hangup.recv() => {
                     if let Some(path) = &options.config {
                         tracing::info!("SIGHUP: reading {} again", path.display());
-                        stamp = file_stamp(path);
+                        stamp = crate::setting::file_stamp(path);
                         reload_file(path, &config, &mut sources, &agent);
                     }
                 }
@@ -205,7 +208,7 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
                         break Some(thread);
                     }
                     if let Some(path) = &options.config {
-                        let now = file_stamp(path);
+                        let now = crate::setting::file_stamp(path);
                         if now.is_some() && now != stamp {
                             stamp = now;
                             tracing::info!("{} changed: reading it again", path.display());
@@ -230,13 +233,6 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
         Some(thread) => Err(AgentError::ThreadEnded(thread)),
         None => Ok(()),
     }
-}
-
-/// What tells a changed file: modification time, size, inode.
-fn file_stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len(), meta.ino()))
 }
 
 fn reload_file(path: &Path, running: &AgentConfig, sources: &mut Sources, agent: &Agent) {

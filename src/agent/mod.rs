@@ -44,6 +44,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod etcd;
+pub mod exposition;
 pub mod fingerprint;
 pub mod lines;
 pub mod live;
@@ -53,15 +54,16 @@ pub mod wake;
 
 use std::fs::File;
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use crate::metrics::{Counter, Gauge};
+use crate::metrics::{Counter, Gauge, LatencySummary};
 use crate::segments::{LockFailure, lock_dir};
 use checkpoint::{CheckpointError, CheckpointWriter};
 use config::{AgentConfig, AgentConfigError, CollectEntry};
@@ -98,6 +100,53 @@ pub struct AgentMetrics {
     pub config_applied: Counter,
     /// Configurations rejected (the last good one stayed).
     pub config_rejected: Counter,
+    /// Multiline events emitted (each joined from one line or more).
+    pub multiline_events: Counter,
+    /// Connection attempts to the destination after the first (`gateway`, `syslog-tcp`).
+    pub reconnects: Counter,
+    /// From a batch handed to the shipper to its acknowledgement.
+    pub ack_latency: LatencySummary,
+    /// When the checkpoint file was last written (unix microseconds; 0: not yet).
+    pub checkpoint_written_at_us: Gauge,
+    /// [`EtcdState`] as a number.
+    pub etcd_state: Gauge,
+    /// The revision of the etcd value last read.
+    pub etcd_revision: Gauge,
+    /// Each tracked file's lag, as of the last scan.
+    pub file_lag: Mutex<Vec<FileLag>>,
+}
+
+/// A tracked file's lag behind its acknowledgements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileLag {
+    /// Its collect entry.
+    pub entry: String,
+    pub path: String,
+    /// The file's size minus its checkpoint: bytes written and not yet acknowledged.
+    pub bytes: u64,
+}
+
+/// Where the etcd watch stands (`logtail_agent_etcd_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtcdState {
+    /// No endpoints: etcd is not used.
+    Off = 0,
+    /// Connecting, or waiting to retry after a failure.
+    Connecting = 1,
+    /// The key was read and is watched.
+    Watching = 2,
+}
+
+impl EtcdState {
+    pub const ALL: [EtcdState; 3] = [EtcdState::Off, EtcdState::Connecting, EtcdState::Watching];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EtcdState::Off => "off",
+            EtcdState::Connecting => "connecting",
+            EtcdState::Watching => "watching",
+        }
+    }
 }
 
 /// Why the agent could not start.
@@ -134,6 +183,9 @@ pub struct Agent {
     stop: Arc<AtomicBool>,
     metrics: Arc<AgentMetrics>,
     shutdown_timeout: Duration,
+    /// The metrics endpoint, and its address.
+    endpoint: Option<Endpoint>,
+    metrics_address: Option<SocketAddr>,
     _lock: File,
 }
 
@@ -164,11 +216,12 @@ impl Agent {
         let metrics = Arc::new(AgentMetrics::default());
         let (acks_tx, acks_rx) = ship::ack_channel();
         let host = config.host_name();
-        let shipper =
-            ship::build(&config.ship, &host, acks_tx).map_err(|source| AgentError::Shipper {
+        let shipper = ship::build(&config.ship, &host, acks_tx, &metrics).map_err(|source| {
+            AgentError::Shipper {
                 kind: config.ship.kind.as_str().to_string(),
                 source,
-            })?;
+            }
+        })?;
         tracing::info!("shipping to {}", shipper.describe());
         let (batches_tx, batches_rx) = crossbeam_channel::unbounded();
         let (recycle_tx, recycle_rx) =
@@ -177,7 +230,8 @@ impl Agent {
         let shipping =
             ship::spawn_shipping_thread(shipper, batches_rx, recycle_tx, Arc::clone(&stop))
                 .map_err(AgentError::Runtime)?;
-        let writer = CheckpointWriter::start(dir.clone()).map_err(AgentError::Runtime)?;
+        let writer = CheckpointWriter::start(dir.clone(), Arc::clone(&metrics))
+            .map_err(AgentError::Runtime)?;
         let (control_tx, control_rx) = crossbeam_channel::unbounded();
         let tailer = Tailer::new(
             config.tail.clone(),
@@ -191,6 +245,8 @@ impl Agent {
             .name("agent-tail".into())
             .spawn(move || tailer.run(&control_rx, &acks_rx))
             .map_err(AgentError::Runtime)?;
+        let (endpoint, metrics_address) =
+            start_endpoint(&config.metrics, &metrics, config.ship.kind.as_str());
         let agent = Agent {
             control: control_tx,
             tailer: Some(tailer),
@@ -198,6 +254,8 @@ impl Agent {
             stop,
             metrics,
             shutdown_timeout: Duration::from_millis(config.ship.shutdown_timeout_ms),
+            endpoint,
+            metrics_address,
             _lock: lock,
         };
         agent.set_entries(config.collect.clone());
@@ -211,6 +269,11 @@ impl Agent {
 
     pub fn metrics(&self) -> &Arc<AgentMetrics> {
         &self.metrics
+    }
+
+    /// Where the metrics endpoint listens, when it runs.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_address
     }
 
     /// The thread that ended on its own, if one did.
@@ -243,6 +306,11 @@ impl Agent {
         if let Some(shipping) = self.shipping.take() {
             let _ = shipping.join();
         }
+        // Last, so that the final counts can be scraped until the end.
+        if let Some((thread, stop)) = self.endpoint.take() {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
         summary
     }
 }
@@ -251,6 +319,49 @@ impl Drop for Agent {
     fn drop(&mut self) {
         if self.tailer.is_some() {
             self.stop_threads();
+        }
+    }
+}
+
+/// The metrics endpoint's thread and what stops it.
+type Endpoint = (JoinHandle<()>, tokio::sync::oneshot::Sender<()>);
+
+/// Binds and serves the metrics endpoint `config` asks for. A failure is logged and the agent
+/// runs without it: a port taken by another program must not stop a host's logs.
+fn start_endpoint(
+    config: &exposition::AgentMetricsConfig,
+    metrics: &Arc<AgentMetrics>,
+    shipper: &'static str,
+) -> (Option<Endpoint>, Option<SocketAddr>) {
+    if !config.enabled {
+        return (None, None);
+    }
+    let started = std::time::Instant::now();
+    let bound = std::net::TcpListener::bind(config.address).and_then(|listener| {
+        listener.set_nonblocking(true)?;
+        let address = listener.local_addr()?;
+        Ok((listener, address))
+    });
+    let (listener, address) = match bound {
+        Ok(bound) => bound,
+        Err(e) => {
+            tracing::warn!(
+                "metrics endpoint: cannot listen on {}: {e}; collecting without metrics",
+                config.address
+            );
+            return (None, None);
+        }
+    };
+    let metrics = Arc::clone(metrics);
+    let exposition = move || exposition::render(&metrics, started, shipper);
+    match crate::http::spawn_exposition(listener, exposition) {
+        Ok(endpoint) => {
+            tracing::info!("metrics at http://{address}/metrics");
+            (Some(endpoint), Some(address))
+        }
+        Err(e) => {
+            tracing::warn!("metrics endpoint: {e:#}; collecting without metrics");
+            (None, None)
         }
     }
 }

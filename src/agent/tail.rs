@@ -78,13 +78,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use regex::bytes::Regex;
 
-use super::AgentMetrics;
 use super::batch::{LineBatch, Source};
 use super::checkpoint::{self, CheckpointEntry, CheckpointWriter};
 use super::config::{CollectEntry, Glob, StartAt, TailConfig};
 use super::fingerprint::{Fingerprint, read_head};
 use super::lines::{LineSplitter, Multiline};
 use super::wake::{DirectoryEvent, FileWakeups};
+use super::{AgentMetrics, FileLag};
 use crate::log_limit::RateLimitedWarning;
 use crate::time::now_unix_micros as now_us;
 
@@ -184,6 +184,8 @@ struct UnackedBatch {
     positions: Vec<(u64, u64)>,
     /// Checkpoint keys to drop once this batch is acknowledged (released files).
     forget: Vec<u64>,
+    /// When it was handed to the shipper: its acknowledgement latency starts here.
+    sent_at: Instant,
 }
 
 /// The batch being filled and the ones in flight.
@@ -200,13 +202,10 @@ struct Output {
     max_bytes: usize,
     batches: Sender<LineBatch>,
     recycled: Receiver<LineBatch>,
-    /// Lines pushed so far, for `lines_read`.
-    lines_pushed: u64,
 }
 
 impl Output {
     fn push(&mut self, key: u64, source: &Arc<Source>, line: &[u8], end: u64, truncated: bool) {
-        self.lines_pushed += 1;
         self.batch.push(source, line, end, truncated, now_us);
         match self.positions.last_mut() {
             Some((k, offset)) if *k == key => *offset = end,
@@ -251,11 +250,15 @@ impl Output {
         next.reset(self.next_seq + 1);
         let batch = std::mem::replace(&mut self.batch, next);
         metrics.batches_sent.add(1);
+        // Counted per batch, which sees every line however it came (a read, a timed multiline
+        // flush, a released file's last bytes).
+        metrics.lines_read.add(batch.len() as u64);
         self.in_flight.push_back(UnackedBatch {
             seq: batch.seq(),
             lines: batch.len() as u64,
             positions: std::mem::take(&mut self.positions),
             forget: std::mem::take(&mut self.forget),
+            sent_at: Instant::now(),
         });
         self.next_seq += 1;
         self.batches.send(batch).map_err(|_| ShipperGone)?;
@@ -357,7 +360,6 @@ impl Tailer {
                 max_bytes: config.batch_max_bytes,
                 batches,
                 recycled,
-                lines_pushed: 0,
             },
             read_buf: vec![0; config.read_buffer_bytes],
             head_buf: Vec::with_capacity(config.fingerprint_bytes),
@@ -562,6 +564,7 @@ impl Tailer {
                 }
             }
             self.metrics.batches_acked.add(1);
+            self.metrics.ack_latency.record(done.sent_at.elapsed());
             self.metrics.lines_acked.add(done.lines);
             self.forget(done.forget);
             self.checkpoints_dirty = true;
@@ -720,6 +723,28 @@ impl Tailer {
             self.scan_entry(&name, now);
         }
         self.verify_fingerprints(now);
+        self.publish_lag();
+    }
+
+    /// Publishes each tracked file's lag: its size minus its checkpoint (what is acknowledged),
+    /// sampled at each scan. One `fstat` per file per scan, never per read.
+    fn publish_lag(&self) {
+        let lags = self
+            .streams
+            .iter()
+            .map(|(key, stream)| {
+                let size = stream.file.metadata().map_or(stream.last_size, |m| m.len());
+                let acked = self.checkpoints.get(key).map_or(0, |c| c.offset);
+                FileLag {
+                    entry: stream.entry.clone(),
+                    path: stream.path.display().to_string(),
+                    bytes: size.saturating_sub(acked),
+                }
+            })
+            .collect();
+        if let Ok(mut slot) = self.metrics.file_lag.lock() {
+            *slot = lags;
+        }
     }
 
     /// Expands an entry's globs: opens new files, marks which of its files are still reached.
@@ -1354,6 +1379,7 @@ fn count_line_counters(stream: &mut Stream, metrics: &AgentMetrics) {
         let more = m.take_counters();
         counters.truncated += more.truncated;
         counters.discarded_bytes += more.discarded_bytes;
+        metrics.multiline_events.add(more.events);
     }
     metrics.lines_truncated.add(counters.truncated);
 }
@@ -1369,7 +1395,6 @@ fn read_stream(
     metrics: &AgentMetrics,
 ) -> Result<ReadOutcome, ShipperGone> {
     let mut consumed_total = 0usize;
-    let lines_before = out.lines_pushed;
     let result = loop {
         if out.is_full() {
             if !out.window_open() {
@@ -1417,7 +1442,6 @@ fn read_stream(
         }
     };
     metrics.bytes_read.add(consumed_total as u64);
-    metrics.lines_read.add(out.lines_pushed - lines_before);
     count_line_counters(stream, metrics);
     Ok(result)
 }

@@ -236,16 +236,47 @@ pub fn spawn(
     listener: std::net::TcpListener,
     state: HttpState,
 ) -> anyhow::Result<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)> {
+    let api = state.api.clone();
+    spawn_router(listener, router(state), api)
+}
+
+/// Serves only `GET /metrics`, the text `exposition` returns at each scrape, with the same
+/// limits as [`spawn`]: the agent's endpoint, which has no API and no console.
+///
+/// # Errors
+/// When the thread cannot be started.
+pub fn spawn_exposition(
+    listener: std::net::TcpListener,
+    exposition: impl Fn() -> String + Clone + Send + Sync + 'static,
+) -> anyhow::Result<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)> {
+    let metrics = move || {
+        let exposition = exposition.clone();
+        async move {
+            (
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                exposition(),
+            )
+        }
+    };
+    let router = Router::new()
+        .route("/metrics", get(metrics).fallback(method_not_allowed))
+        .fallback(not_found);
+    spawn_router(listener, router, None)
+}
+
+/// Serves `router` on `listener` from thread `http` until the returned sender is used or
+/// dropped, with the API's background work when there is an API.
+fn spawn_router(
+    listener: std::net::TcpListener,
+    router: Router,
+    api: Option<Arc<api::ApiContext>>,
+) -> anyhow::Result<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let thread = crate::runtime::spawn("http".into(), move || async move {
         match tokio::net::TcpListener::from_std(listener) {
             Ok(listener) => {
-                let sampling = state
-                    .api
-                    .clone()
-                    .map(|api| tokio::spawn(api.sample_forever()));
-                let api = state.api.clone();
-                serve(listener, router(state), async move {
+                let sampling = api.clone().map(|api| tokio::spawn(api.sample_forever()));
+                serve(listener, router, async move {
                     let _ = stopped.await;
                     if let Some(api) = api {
                         api.stop();

@@ -85,6 +85,14 @@ pub fn check_bootstrap_servers(servers: &str) -> Result<(), InvalidSetting> {
             "empty; give HOST:PORT[,HOST:PORT...], e.g. \"127.0.0.1:9092\"",
         ));
     }
+    for server in servers.split(',') {
+        crate::setting::check_host_port(server.trim()).map_err(|message| {
+            InvalidSetting::new(
+                "bootstrap_servers",
+                format!("{message}; give HOST:PORT[,HOST:PORT...], e.g. \"127.0.0.1:9092\""),
+            )
+        })?;
+    }
     Ok(())
 }
 

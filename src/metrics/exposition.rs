@@ -9,12 +9,12 @@ use std::fmt::Write as _;
 
 use super::{
     Counter, Gauge, KafkaMetrics, LatencySummary, ListenerMetrics, Metrics, PeerRefusal,
-    RingMetrics, StoreQuota,
+    ReloadMetrics, RingMetrics, StoreQuota,
 };
 
 impl LatencySummary {
     /// Writes the summary `logtail_NAME` with `labels` (`key="value"` pairs, comma-separated).
-    fn render(&self, out: &mut String, name: &str, help: &str, labels: &str) {
+    pub fn render(&self, out: &mut String, name: &str, help: &str, labels: &str) {
         header(out, name, "summary", help);
         let Ok(h) = self.0.lock() else { return };
         for q in [0.5, 0.9, 0.99, 0.999] {
@@ -25,6 +25,51 @@ impl LatencySummary {
             );
         }
         let _ = writeln!(out, "logtail_{name}_count{{{labels}}} {}", h.len());
+    }
+}
+
+impl ReloadMetrics {
+    fn render(&self, out: &mut String) {
+        for (name, help, counter) in [
+            (
+                "config_reloads_total",
+                "Live reloads of the configuration applied (SIGHUP, or the file changed).",
+                &self.reloads,
+            ),
+            (
+                "config_reload_failures_total",
+                "Reloads rejected (bad file, or a listener that could not be bound): the \
+                 running configuration stayed.",
+                &self.failures,
+            ),
+        ] {
+            header(out, name, "counter", help);
+            let _ = writeln!(out, "logtail_{name} {}", counter.get());
+        }
+        header(
+            out,
+            "config_info",
+            "gauge",
+            "1, labelled with the SHA-256 of the configuration file in force.",
+        );
+        let _ = writeln!(
+            out,
+            "logtail_config_info{{sha256=\"{}\"}} 1",
+            escape_label(&self.config_sha256())
+        );
+        header(
+            out,
+            "config_needs_restart",
+            "gauge",
+            "1 for each key changed in the file that only takes effect at the next restart.",
+        );
+        for key in self.needs_restart() {
+            let _ = writeln!(
+                out,
+                "logtail_config_needs_restart{{key=\"{}\"}} 1",
+                escape_label(&key)
+            );
+        }
     }
 }
 
@@ -175,6 +220,7 @@ impl Metrics {
     /// The Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8192);
+        let listeners = self.listeners();
         type Get = fn(&ListenerMetrics) -> i64;
         let listener_series: [(&str, &str, &str, Option<&str>, Get); 14] = [
             (
@@ -260,7 +306,7 @@ impl Metrics {
             if !help.is_empty() {
                 header(&mut out, name, kind, help);
             }
-            for l in &self.listeners {
+            for l in &listeners {
                 let reason = reason
                     .map(|r| format!(",reason=\"{r}\""))
                     .unwrap_or_default();
@@ -287,8 +333,7 @@ impl Metrics {
             ),
         ];
         for (name, help, get) in quota_series {
-            let mut with_quota = self
-                .listeners
+            let mut with_quota = listeners
                 .iter()
                 .filter_map(|l| l.store_quota.as_ref().map(|q| (l, q)))
                 .peekable();
@@ -330,7 +375,7 @@ impl Metrics {
         ];
         for (name, help, reasons) in by_reason {
             header(&mut out, name, "counter", help);
-            for l in &self.listeners {
+            for l in &listeners {
                 for (reason, get) in reasons {
                     let _ = writeln!(
                         out,
@@ -381,7 +426,7 @@ impl Metrics {
             "counter",
             "Connections closed before any of their data was taken, by reason.",
         );
-        for l in &self.listeners {
+        for l in &listeners {
             for reason in PeerRefusal::ALL {
                 let _ = writeln!(
                     out,
@@ -472,6 +517,7 @@ impl Metrics {
         if let Some(kafka) = &self.kafka {
             kafka.render(&mut out);
         }
+        self.reload.render(&mut out);
         header(
             &mut out,
             "uptime_seconds",
@@ -487,12 +533,14 @@ impl Metrics {
     }
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+/// Writes the `# HELP` and `# TYPE` lines of the family `logtail_NAME`.
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP logtail_{name} {help}");
     let _ = writeln!(out, "# TYPE logtail_{name} {kind}");
 }
 
-fn escape_label(value: &str) -> String {
+/// `value` as a label value: backslash, quote and LF escaped.
+pub fn escape_label(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -50,11 +50,15 @@
 //! | `wal_full_total` | counter | | batches refused by a full WAL under `block` (retried) |
 //! | `wal_pending_records`, `wal_pending_batches`, `wal_disk_bytes` | gauge | | what the WAL holds |
 //! | `wal_dropped_records`, `wal_corrupt_records` | gauge | | lost to `drop_oldest`/`drop_newest`, and to corruption, since start |
+//! | `config_reloads_total`, `config_reload_failures_total` | counter | | live reloads applied; rejected (the running configuration stayed) |
+//! | `config_info` | gauge | sha256 | 1, labelled with the SHA-256 of the configuration file in force |
+//! | `config_needs_restart` | gauge | key | 1 for each key changed in the file that only takes effect at the next restart |
 
 mod agents;
 mod exposition;
 
 pub use agents::{AgentConnection, AgentSeen, ConnectedAgents};
+pub use exposition::{escape_label, header};
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -461,14 +465,60 @@ impl KafkaMetrics {
 /// Every metric of a running gateway.
 #[derive(Debug)]
 pub struct Metrics {
-    pub listeners: Vec<std::sync::Arc<ListenerMetrics>>,
+    /// The listeners open now (a live reload adds and removes them).
+    listeners: std::sync::RwLock<Vec<std::sync::Arc<ListenerMetrics>>>,
     pub rings: Vec<std::sync::Arc<RingMetrics>>,
     pub sink: std::sync::Arc<SinkMetrics>,
     /// Set when the sink is Kafka.
     pub kafka: Option<std::sync::Arc<KafkaMetrics>>,
     /// The sources' memory budget, when the gateway has one.
     pub memory_budget: Option<std::sync::Arc<MemoryBudgetMetrics>>,
+    /// Live reloads of the configuration.
+    pub reload: ReloadMetrics,
     started: Instant,
+}
+
+/// What live reloads of the gateway's configuration did (`crate::server`).
+#[derive(Debug, Default)]
+pub struct ReloadMetrics {
+    /// Reloads applied (SIGHUP, or the file changed).
+    pub reloads: Counter,
+    /// Reloads rejected (the file did not parse or validate, or a new listener could not be
+    /// bound): the running configuration stayed.
+    pub failures: Counter,
+    /// SHA-256 (hex) of the configuration file in force.
+    config_sha256: Mutex<String>,
+    /// The keys changed in the file that only take effect at the next restart (`sink`,
+    /// `pipeline`, ...), empty when the file is wholly in force.
+    needs_restart: Mutex<Vec<String>>,
+}
+
+impl ReloadMetrics {
+    /// Records that the file with this hash is in force, but for `needs_restart`.
+    pub fn set_running(&self, config_sha256: String, needs_restart: Vec<String>) {
+        if let Ok(mut hash) = self.config_sha256.lock() {
+            *hash = config_sha256;
+        }
+        if let Ok(mut keys) = self.needs_restart.lock() {
+            *keys = needs_restart;
+        }
+    }
+
+    /// SHA-256 (hex) of the configuration file in force.
+    pub fn config_sha256(&self) -> String {
+        self.config_sha256
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default()
+    }
+
+    /// The keys changed in the file that need a restart to take effect (for `/api/v1/status`).
+    pub fn needs_restart(&self) -> Vec<String> {
+        self.needs_restart
+            .lock()
+            .map(|k| k.clone())
+            .unwrap_or_default()
+    }
 }
 
 impl Metrics {
@@ -480,11 +530,12 @@ impl Metrics {
         kafka: Option<std::sync::Arc<KafkaMetrics>>,
     ) -> Self {
         Metrics {
-            listeners,
+            listeners: std::sync::RwLock::new(listeners),
             rings,
             sink,
             kafka,
             memory_budget: None,
+            reload: ReloadMetrics::default(),
             started: Instant::now(),
         }
     }
@@ -502,7 +553,19 @@ impl Metrics {
     }
 
     /// The listener metrics named `name`.
-    pub fn listener(&self, name: &str) -> Option<&ListenerMetrics> {
-        self.listeners.iter().map(|l| &**l).find(|l| l.name == name)
+    pub fn listener(&self, name: &str) -> Option<std::sync::Arc<ListenerMetrics>> {
+        self.listeners().into_iter().find(|l| l.name == name)
+    }
+
+    /// The metrics of the listeners open now.
+    pub fn listeners(&self) -> Vec<std::sync::Arc<ListenerMetrics>> {
+        self.listeners.read().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the listeners' metrics after a live reload added or removed some.
+    pub fn set_listeners(&self, listeners: Vec<std::sync::Arc<ListenerMetrics>>) {
+        if let Ok(mut l) = self.listeners.write() {
+            *l = listeners;
+        }
     }
 }

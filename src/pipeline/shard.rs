@@ -397,26 +397,44 @@ fn new_batch(settings: &ShardSettings, previous: Option<&Batch>) -> Batch {
 ///
 /// # Errors
 /// When the thread cannot be spawned.
+/// What the composition root asks of a running shard.
+pub enum ShardCommand {
+    /// Read these sockets (one listener's share for this shard) until `stop` fires: how
+    /// listeners are opened at start and added by a live reload. Firing `stop` closes them
+    /// again, without touching the shard's other listeners; their connections finish what they
+    /// received.
+    Listen {
+        sockets: Vec<(ListenerContext, ShardSocket)>,
+        stop: Shutdown,
+    },
+}
+
+/// Starts shard `settings.id` on a thread of its own. It reads the listeners that `commands`
+/// hands it, each until its own stop; `shutdown` ends the shard once every listener's stop has
+/// fired too (the server fires them together).
+///
+/// # Errors
+/// When the thread cannot be started.
 pub fn spawn_shard(
     settings: ShardSettings,
     producer: RingProducer,
-    sockets: Vec<(ListenerContext, ShardSocket)>,
+    commands: tokio::sync::mpsc::UnboundedReceiver<ShardCommand>,
     shutdown: Shutdown,
 ) -> io::Result<std::thread::JoinHandle<()>> {
     crate::runtime::spawn(format!("shard-{}", settings.id), move || {
-        run_shard(settings, producer, sockets, shutdown)
+        run_shard(settings, producer, commands, shutdown)
     })
 }
 
 async fn run_shard(
     settings: ShardSettings,
     producer: RingProducer,
-    sockets: Vec<(ListenerContext, ShardSocket)>,
+    mut commands: tokio::sync::mpsc::UnboundedReceiver<ShardCommand>,
     shutdown: Shutdown,
 ) {
     let shard = Rc::new(Shard::new(settings, producer));
     let connections = Rc::new(Connections::default());
-    let readers = source::spawn_readers(&shard, &connections, sockets, &shutdown);
+    let mut readers = Vec::new();
     let (stop_ticker, ticker_stopped) = tokio::sync::oneshot::channel::<()>();
     let ticker = {
         let shard = shard.clone();
@@ -428,7 +446,26 @@ async fn run_shard(
                 .await;
         })
     };
-    shutdown.wait().await;
+    let stopped = shutdown.wait();
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            // Commands first: listeners sent before the shutdown are still opened (and closed
+            // again by their stop), so none is left unread.
+            biased;
+            command = commands.recv() => match command {
+                Some(ShardCommand::Listen { sockets, stop }) => {
+                    readers.retain(|r: &tokio::task::JoinHandle<()>| !r.is_finished());
+                    readers.extend(source::spawn_readers(&shard, &connections, sockets, &stop));
+                }
+                None => {
+                    (&mut stopped).await;
+                    break;
+                }
+            },
+            () = &mut stopped => break,
+        }
+    }
     for reader in readers {
         let _ = reader.await;
     }

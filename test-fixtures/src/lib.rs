@@ -113,7 +113,7 @@ impl Gateway {
         name: &str,
         get: impl Fn(&logtail::metrics::ListenerMetrics) -> u64,
     ) -> u64 {
-        get(self.server().metrics().listener(name).expect("listener"))
+        get(&self.server().metrics().listener(name).expect("listener"))
     }
 
     /// Waits until the sink wrote `records` records (or panics after 20 s).

@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::AgentMetrics;
 use super::batch::LineBatch;
 use super::config::{ShipConfig, ShipKind};
 
@@ -84,12 +85,18 @@ pub fn ack_channel() -> (AckSender, Receiver<u64>) {
 /// # Errors
 /// When its output cannot be opened (the `file` shipper's file), its thread cannot start, or
 /// librdkafka refuses the `kafka` shipper's configuration.
-pub fn build(config: &ShipConfig, host: &str, acks: AckSender) -> io::Result<Box<dyn Shipper>> {
+pub fn build(
+    config: &ShipConfig,
+    host: &str,
+    acks: AckSender,
+    metrics: &Arc<AgentMetrics>,
+) -> io::Result<Box<dyn Shipper>> {
     let backoff = || {
         Backoff::new(
             Duration::from_millis(config.reconnect_min_ms),
             Duration::from_millis(config.reconnect_max_ms),
         )
+        .counting(metrics.clone())
     };
     Ok(match config.kind {
         ShipKind::Gateway => Box::new(gateway::GatewayShipper::start(
@@ -170,6 +177,8 @@ pub struct Backoff {
     max: Duration,
     bound: Duration,
     seed: u64,
+    /// Counts each wait before a new attempt (`logtail_agent_reconnects_total`).
+    attempts: Option<Arc<AgentMetrics>>,
 }
 
 impl Backoff {
@@ -183,7 +192,15 @@ impl Backoff {
             max: max.max(min),
             bound: min,
             seed: seed | 1,
+            attempts: None,
         }
+    }
+
+    /// The same backoff, counting each wait in `metrics.reconnects`.
+    #[must_use]
+    pub fn counting(mut self, metrics: Arc<AgentMetrics>) -> Self {
+        self.attempts = Some(metrics);
+        self
     }
 
     /// The next wait; the bound doubles.
@@ -209,6 +226,9 @@ impl Backoff {
     /// # Errors
     /// [`Stopped`] when `stop` is set.
     pub fn sleep(&mut self, stop: &AtomicBool) -> Result<(), Stopped> {
+        if let Some(metrics) = &self.attempts {
+            metrics.reconnects.add(1);
+        }
         let until = Instant::now() + self.next_wait();
         loop {
             if stop.load(Ordering::Relaxed) {

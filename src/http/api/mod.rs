@@ -85,7 +85,8 @@ pub struct ApiContext {
     /// `None` when the sink is not the local store: searching answers 409 then.
     store: Option<StoreView>,
     sink: &'static str,
-    listeners: Vec<ListenerAddress>,
+    /// The listeners open now (the composition root sets them at start and after a reload).
+    listeners: std::sync::RwLock<Vec<ListenerAddress>>,
     tail: Arc<LiveTail>,
     token: Option<ApiToken>,
     scans: tokio::sync::Semaphore,
@@ -101,13 +102,24 @@ pub struct ApiParts {
     pub store: Option<StoreView>,
     /// The sink's name (`store`, `kafka`, ...).
     pub sink: &'static str,
-    pub listeners: Vec<ListenerAddress>,
     pub tail: Arc<LiveTail>,
     /// `[api] token_file`.
     pub token_file: Option<PathBuf>,
 }
 
 impl ApiContext {
+    /// The listeners `status` reports: those open now.
+    pub fn set_listeners(&self, listeners: Vec<ListenerAddress>) {
+        if let Ok(mut open) = self.listeners.write() {
+            *open = listeners;
+        }
+    }
+
+    /// The listeners open now.
+    pub fn listeners(&self) -> Vec<ListenerAddress> {
+        self.listeners.read().map(|l| l.clone()).unwrap_or_default()
+    }
+
     /// Reads the token file, if any.
     ///
     /// # Errors
@@ -123,7 +135,7 @@ impl ApiContext {
             metrics: parts.metrics,
             store: parts.store,
             sink: parts.sink,
-            listeners: parts.listeners,
+            listeners: std::sync::RwLock::new(Vec::new()),
             tail: parts.tail,
             token,
             scans: tokio::sync::Semaphore::new(MAX_CONCURRENT_SCANS),

@@ -31,8 +31,8 @@ struct Totals {
     received_bytes: u64,
     stored_records: u64,
     errors: u64,
-    /// Per listener, by index.
-    listener_lines: Vec<u64>,
+    /// Per listener, by name (a reload adds and removes listeners).
+    listener_lines: HashMap<String, u64>,
     /// Per agent connection (`listener/host/address/connected_at`).
     agent_lines: HashMap<String, u64>,
 }
@@ -52,7 +52,7 @@ pub struct ThroughputSample {
 pub struct ThroughputHistory {
     last: Option<(Instant, Totals)>,
     samples: VecDeque<ThroughputSample>,
-    listener_rates: Vec<f64>,
+    listener_rates: HashMap<String, f64>,
     agent_rates: HashMap<String, f64>,
 }
 
@@ -82,12 +82,12 @@ fn totals(metrics: &Metrics) -> Totals {
         errors: metrics.sink.errors.get(),
         ..Totals::default()
     };
-    for l in &metrics.listeners {
+    for l in &metrics.listeners() {
         let lines = l.received_lines.get();
         totals.received_lines += lines;
         totals.received_bytes += l.received_bytes.get();
         totals.errors += listener_errors(l);
-        totals.listener_lines.push(lines);
+        totals.listener_lines.insert(l.name.clone(), lines);
         for agent in l.agents.snapshot() {
             totals
                 .agent_lines
@@ -118,8 +118,12 @@ impl ThroughputHistory {
             self.listener_rates = current
                 .listener_lines
                 .iter()
-                .enumerate()
-                .map(|(i, &n)| rate(n, last.listener_lines.get(i).copied().unwrap_or(0)))
+                .map(|(name, &n)| {
+                    (
+                        name.clone(),
+                        rate(n, last.listener_lines.get(name).copied().unwrap_or(0)),
+                    )
+                })
                 .collect();
             self.agent_rates = current
                 .agent_lines
@@ -293,21 +297,20 @@ pub(super) async fn status(
         ),
         Err(_) => Default::default(),
     };
-    let listeners = metrics
-        .listeners
+    let open = metrics.listeners();
+    let addresses = context.listeners();
+    let listeners = open
         .iter()
-        .enumerate()
-        .map(|(i, l)| ListenerStatus {
+        .map(|l| ListenerStatus {
             name: l.name.clone(),
             transport: l.transport,
-            address: context
-                .listeners
+            address: addresses
                 .iter()
                 .find(|a| a.name == l.name)
                 .map(|a| a.address.clone()),
             received_lines: l.received_lines.get(),
             received_bytes: l.received_bytes.get(),
-            lines_per_sec: listener_rates.get(i).copied().unwrap_or(0.0),
+            lines_per_sec: listener_rates.get(&l.name).copied().unwrap_or(0.0),
             connections_open: l.connections_open.get(),
             connections_total: l.connections.get(),
             errors: ListenerErrors {
@@ -325,8 +328,7 @@ pub(super) async fn status(
             },
         })
         .collect();
-    let agents = metrics
-        .listeners
+    let agents = open
         .iter()
         .flat_map(|l| {
             l.agents.snapshot().into_iter().map(|agent| AgentStatus {
@@ -420,7 +422,7 @@ mod tests {
         let last = history.samples.back().unwrap();
         assert!(last.received_lines_per_sec > 0.0);
         assert_eq!(history.listener_rates.len(), 1);
-        assert!(history.listener_rates[0] > 0.0);
+        assert!(history.listener_rates[&listener.name] > 0.0);
         assert_eq!(history.agent_rates.len(), 1);
         assert!(history.agent_rates.values().all(|&r| r > 0.0));
     }

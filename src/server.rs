@@ -54,6 +54,7 @@ impl Server {
         let sink::Opened {
             sink,
             kafka_metrics,
+            elasticsearch_metrics,
         } = sink::open(
             &config.sink,
             &config.data_dir,
@@ -128,7 +129,8 @@ impl Server {
                 sink_metrics,
                 kafka_metrics,
             )
-            .with_memory_budget(budget.metrics().clone()),
+            .with_memory_budget(budget.metrics().clone())
+            .with_elasticsearch(elasticsearch_metrics),
         );
         let metrics_address = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let control = match metrics_listener {

@@ -14,7 +14,7 @@ use super::{
 
 impl LatencySummary {
     /// Writes the summary `logtail_NAME` with `labels` (`key="value"` pairs, comma-separated).
-    fn render(&self, out: &mut String, name: &str, help: &str, labels: &str) {
+    pub(super) fn render(&self, out: &mut String, name: &str, help: &str, labels: &str) {
         header(out, name, "summary", help);
         let Ok(h) = self.0.lock() else { return };
         for q in [0.5, 0.9, 0.99, 0.999] {
@@ -434,6 +434,9 @@ impl Metrics {
         if let Some(kafka) = &self.kafka {
             kafka.render(&mut out);
         }
+        if let Some(elasticsearch) = &self.elasticsearch {
+            elasticsearch.render(&mut out);
+        }
         header(
             &mut out,
             "uptime_seconds",
@@ -449,12 +452,12 @@ impl Metrics {
     }
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(super) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP logtail_{name} {help}");
     let _ = writeln!(out, "# TYPE logtail_{name} {kind}");
 }
 
-fn escape_label(value: &str) -> String {
+pub(super) fn escape_label(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -49,8 +49,25 @@
 //! | `wal_full_total` | counter | | batches refused by a full WAL under `block` (retried) |
 //! | `wal_pending_records`, `wal_pending_batches`, `wal_disk_bytes` | gauge | | what the WAL holds |
 //! | `wal_dropped_records`, `wal_corrupt_records` | gauge | | lost to `drop_oldest`/`drop_newest`, and to corruption, since start |
+//! | `elasticsearch_indexed_docs_total` | counter | | documents indexed (2xx) |
+//! | `elasticsearch_already_indexed_docs_total` | counter | | `create` found the `_id` there (409): delivered before, counted as delivered |
+//! | `elasticsearch_retried_docs_total` | counter | | documents sent again after a 429, a 5xx or a failed request |
+//! | `elasticsearch_dead_lettered_docs_total` | counter | | documents refused for good, written to the dead-letter file |
+//! | `elasticsearch_failed_docs_total` | counter | reason | failed items by reason (the error type, `http_NNN`, `connection`, `timeout`, `not_json`) |
+//! | `elasticsearch_bulk_requests_total` | counter | | `_bulk` requests answered or failed |
+//! | `elasticsearch_spilled_records_total`, `elasticsearch_replayed_records_total` | counter | | written to the WAL instead of sent; read back from it |
+//! | `elasticsearch_lost_records_total` | counter | | given up on at shutdown (the WAL refused them) |
+//! | `elasticsearch_state` | gauge | state | 1 for the current one of `direct`, `spilling`, `replaying` |
+//! | `elasticsearch_unreachable` | gauge | | 1 while no endpoint answers (or the index template is not installed yet) |
+//! | `elasticsearch_in_flight_docs`, `elasticsearch_requests_in_flight` | gauge | | documents taken and not yet indexed; requests sent and not answered |
+//! | `elasticsearch_wal_pending_records` | gauge | | records in its WAL not yet indexed |
+//! | `elasticsearch_bulk_latency_seconds` | summary | quantile | a `_bulk` request's round trip |
+//! | `elasticsearch_indexed_latency_seconds` | summary | quantile | a record's receipt → Elasticsearch indexed it |
 
+mod elasticsearch;
 mod exposition;
+
+pub use elasticsearch::ElasticsearchMetrics;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -393,6 +410,8 @@ pub struct Metrics {
     pub kafka: Option<std::sync::Arc<KafkaMetrics>>,
     /// The sources' memory budget, when the gateway has one.
     pub memory_budget: Option<std::sync::Arc<MemoryBudgetMetrics>>,
+    /// Set when the sink is Elasticsearch.
+    pub elasticsearch: Option<std::sync::Arc<ElasticsearchMetrics>>,
     started: Instant,
 }
 
@@ -410,6 +429,7 @@ impl Metrics {
             sink,
             kafka,
             memory_budget: None,
+            elasticsearch: None,
             started: Instant::now(),
         }
     }
@@ -418,6 +438,16 @@ impl Metrics {
     #[must_use]
     pub fn with_memory_budget(mut self, budget: std::sync::Arc<MemoryBudgetMetrics>) -> Self {
         self.memory_budget = Some(budget);
+        self
+    }
+
+    /// The same metrics, with the Elasticsearch sink's.
+    #[must_use]
+    pub fn with_elasticsearch(
+        mut self,
+        elasticsearch: Option<std::sync::Arc<ElasticsearchMetrics>>,
+    ) -> Self {
+        self.elasticsearch = elasticsearch;
         self
     }
 

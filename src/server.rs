@@ -130,7 +130,13 @@ impl Server {
                 kafka_metrics,
             )
             .with_memory_budget(budget.metrics().clone())
-            .with_elasticsearch(elasticsearch_metrics),
+            .with_elasticsearch(elasticsearch_metrics)
+            .with_kafka_sources(
+                bound
+                    .iter()
+                    .filter_map(|b| b.kafka_metrics.clone())
+                    .collect(),
+            ),
         );
         let metrics_address = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let control = match metrics_listener {

@@ -437,6 +437,7 @@ impl Metrics {
         if let Some(elasticsearch) = &self.elasticsearch {
             elasticsearch.render(&mut out);
         }
+        super::kafka_source::render(&self.kafka_sources, &mut out);
         header(
             &mut out,
             "uptime_seconds",

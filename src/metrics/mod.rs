@@ -49,6 +49,8 @@
 //! | `wal_full_total` | counter | | batches refused by a full WAL under `block` (retried) |
 //! | `wal_pending_records`, `wal_pending_batches`, `wal_disk_bytes` | gauge | | what the WAL holds |
 //! | `wal_dropped_records`, `wal_corrupt_records` | gauge | | lost to `drop_oldest`/`drop_newest`, and to corruption, since start |
+//! | `kafka_consumer_lag` | gauge | listener, topic, partition | a Kafka source's lag behind the partition's end (librdkafka's statistics, every second) |
+//! | `kafka_source_consumed_records_total`, `kafka_source_committed_records_total` | counter | listener | records a Kafka source took; whose offsets it committed once durable |
 //! | `elasticsearch_indexed_docs_total` | counter | | documents indexed (2xx) |
 //! | `elasticsearch_already_indexed_docs_total` | counter | | `create` found the `_id` there (409): delivered before, counted as delivered |
 //! | `elasticsearch_retried_docs_total` | counter | | documents sent again after a 429, a 5xx or a failed request |
@@ -66,8 +68,10 @@
 
 mod elasticsearch;
 mod exposition;
+mod kafka_source;
 
 pub use elasticsearch::ElasticsearchMetrics;
+pub use kafka_source::KafkaSourceMetrics;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -412,6 +416,8 @@ pub struct Metrics {
     pub memory_budget: Option<std::sync::Arc<MemoryBudgetMetrics>>,
     /// Set when the sink is Elasticsearch.
     pub elasticsearch: Option<std::sync::Arc<ElasticsearchMetrics>>,
+    /// One per Kafka source.
+    pub kafka_sources: Vec<std::sync::Arc<KafkaSourceMetrics>>,
     started: Instant,
 }
 
@@ -430,6 +436,7 @@ impl Metrics {
             kafka,
             memory_budget: None,
             elasticsearch: None,
+            kafka_sources: Vec::new(),
             started: Instant::now(),
         }
     }
@@ -448,6 +455,13 @@ impl Metrics {
         elasticsearch: Option<std::sync::Arc<ElasticsearchMetrics>>,
     ) -> Self {
         self.elasticsearch = elasticsearch;
+        self
+    }
+
+    /// The same metrics, with the Kafka sources'.
+    #[must_use]
+    pub fn with_kafka_sources(mut self, sources: Vec<std::sync::Arc<KafkaSourceMetrics>>) -> Self {
+        self.kafka_sources = sources;
         self
     }
 

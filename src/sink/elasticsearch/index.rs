@@ -15,8 +15,9 @@
 //! only if a sender sends the same message from the same address in the same microsecond; the
 //! same record sent again (a WAL replay after a crash, a retry, the same Kafka record read twice
 //! after a rebalance) gets the same `_id`, which turns at-least-once delivery into one document.
-//! A record read from Kafka that is not logtail JSON (no receipt time of its own) also hashes
-//! its topic, partition and offset (the [`Provenance`] its batch key carries).
+//! A syslog line read from Kafka by [`crate::source::kafka`] has the Kafka record's timestamp as
+//! its receipt time and `kafka:TOPIC/PARTITION@OFFSET` as its source, so it too hashes the same
+//! when read again, and two equal lines at different offsets stay two documents.
 
 use std::borrow::Cow;
 
@@ -275,26 +276,9 @@ fn check_index_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Where a record read from Kafka was: hashed into its `_id` when the record carries no receipt
-/// time of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Provenance<'a> {
-    pub topic: &'a [u8],
-    pub partition: i32,
-    pub offset: i64,
-}
-
 /// The `_id` of `doc`: 32 lowercase hex digits (see the module doc).
-pub fn document_id(doc: &[u8], provenance: Option<Provenance<'_>>) -> [u8; 32] {
-    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-    context.update(doc);
-    if let Some(p) = provenance {
-        context.update(b"\0kafka\0");
-        context.update(p.topic);
-        context.update(&p.partition.to_be_bytes());
-        context.update(&p.offset.to_be_bytes());
-    }
-    let digest = context.finish();
+pub fn document_id(doc: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, doc);
     let mut hex = [0u8; 32];
     for (i, byte) in digest.as_ref()[..16].iter().enumerate() {
         hex[2 * i] = HEX[usize::from(byte >> 4)];
@@ -373,21 +357,10 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_stable_and_tell_records_and_kafka_offsets_apart() {
-        let a = document_id(b"{\"message\":\"a\"}", None);
-        assert_eq!(a, document_id(b"{\"message\":\"a\"}", None));
-        assert_ne!(a, document_id(b"{\"message\":\"b\"}", None));
-        let at = |offset| {
-            document_id(
-                b"raw",
-                Some(Provenance {
-                    topic: b"t",
-                    partition: 0,
-                    offset,
-                }),
-            )
-        };
-        assert_ne!(at(1), at(2));
+    fn ids_are_stable_and_tell_records_apart() {
+        let a = document_id(b"{\"message\":\"a\"}");
+        assert_eq!(a, document_id(b"{\"message\":\"a\"}"));
+        assert_ne!(a, document_id(b"{\"message\":\"b\"}"));
         assert!(
             a.iter()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())

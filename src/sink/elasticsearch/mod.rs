@@ -315,7 +315,7 @@ impl ElasticsearchSink {
                 self.resolve(slot, record.value.len() as u64 + 1);
                 continue;
             }
-            let id = index::document_id(record.value, None);
+            let id = index::document_id(record.value);
             self.building.push(
                 slot,
                 self.action,

@@ -16,6 +16,7 @@
 mod blackhole;
 pub mod elasticsearch;
 pub mod kafka;
+mod spill;
 mod stdout;
 mod store;
 

@@ -55,12 +55,13 @@ use hyper::Method;
 
 use super::kafka::State;
 use super::kafka::state::{Observation, SpillLimits, WriteTo};
+use super::spill::{self, Spilled, Unsent};
 use super::{GIVE_UP_AFTER, Sink};
 use crate::ack::{self, AckToken};
 use crate::log_limit::RateLimitedWarning;
 use crate::metrics::ElasticsearchMetrics;
 use crate::pipeline::batch::Batch;
-use crate::wal::{Appended, Wal, WalError};
+use crate::wal::Wal;
 use bulk::{Bulk, BulkItem, ItemOutcome, backoff, classify, next_random, parse_response};
 use client::{HttpAnswer, HttpJob, HttpWorker, RequestError};
 use config::BulkAction;
@@ -552,25 +553,19 @@ impl ElasticsearchSink {
     /// Takes WAL batches while Elasticsearch keeps up.
     fn replay(&mut self) -> anyhow::Result<()> {
         while self.limits.may_replay(&self.observe()) {
-            let Some(stored) = self.wal.next_unsent().context("cannot read the WAL")? else {
-                self.backlog = false;
-                break;
-            };
-            match Batch::decode_wal(stored.shard, &stored.payload) {
-                Ok(batch) if batch.is_empty() => self.wal.acknowledge(stored.seq),
-                Ok(batch) => {
+            match spill::next_unsent(&mut self.wal, "elasticsearch")? {
+                Unsent::Batch(seq, batch) if batch.is_empty() => self.wal.acknowledge(seq),
+                Unsent::Batch(seq, batch) => {
                     self.metrics.replayed_records.add(batch.len() as u64);
-                    self.take(&batch, Origin::Wal(stored.seq));
+                    self.take(&batch, Origin::Wal(seq));
                     self.pump();
                 }
-                Err(e) => {
-                    self.metrics.lost_records.add(u64::from(stored.records));
-                    tracing::error!(
-                        "elasticsearch: WAL batch seq {} ({} records) cannot be decoded, skipped: {e}",
-                        stored.seq,
-                        stored.records
-                    );
-                    self.wal.acknowledge(stored.seq);
+                Unsent::Undecodable(records) => {
+                    self.metrics.lost_records.add(u64::from(records));
+                }
+                Unsent::None => {
+                    self.backlog = false;
+                    break;
                 }
             }
         }
@@ -580,29 +575,22 @@ impl ElasticsearchSink {
     /// Appends `batch` to the WAL: `Ok(true)` once stored, `Ok(false)` when the WAL was full
     /// and dropped it (`drop_newest`), `Err` when it is full and the policy is `block`.
     fn spill(&mut self, batch: &Batch) -> anyhow::Result<bool> {
-        self.wal_payload.clear();
-        batch.encode_wal(&mut self.wal_payload);
-        let records = u32::try_from(batch.len()).unwrap_or(u32::MAX);
-        match self.wal.append(batch.shard(), records, &self.wal_payload) {
-            Ok(Appended::Stored(_)) => {
+        match spill::append(
+            &mut self.wal,
+            &mut self.wal_payload,
+            batch,
+            "elasticsearch",
+            &self.warning,
+        )? {
+            Spilled::Stored => {
                 self.backlog = true;
                 self.metrics.spilled_records.add(batch.len() as u64);
                 Ok(true)
             }
-            Ok(Appended::Dropped) => {
-                self.warning.warn(|| {
-                    format!(
-                        "elasticsearch: the WAL is full; dropped a batch of {} new records \
-                         (full_policy = drop_newest)",
-                        batch.len()
-                    )
-                });
-                Ok(false)
-            }
-            Err(WalError::Full) => {
+            Spilled::Dropped => Ok(false),
+            Spilled::Full => {
                 anyhow::bail!("the WAL is full and Elasticsearch is not taking its backlog")
             }
-            Err(e) => Err(e).context("cannot append to the WAL"),
         }
     }
 

@@ -217,3 +217,61 @@ fn a_mapping_conflict_goes_to_the_dead_letter_file_with_its_reason() {
     assert!(reason.starts_with("mapper_parsing_exception: "), "{reason}");
     assert!(reason.contains("msgid"), "{reason}");
 }
+
+#[test]
+fn documents_not_indexed_at_shutdown_wait_in_the_wal_and_are_indexed_after_restart() {
+    let test = "documents_not_indexed_at_shutdown_wait_in_the_wal_and_are_indexed_after_restart";
+    let Some(osmem) = Osmem::start(test) else {
+        return;
+    };
+    let proxy_port = free_port().expect("a free port");
+    let mut proxy = Proxy::start(proxy_port, osmem.addr()).expect("proxy");
+    let mut gw = Gateway::start_with(|c| {
+        use_elasticsearch(c, SocketAddr::from(([127, 0, 0, 1], proxy_port)));
+    });
+    let metrics = gw
+        .server()
+        .metrics()
+        .elasticsearch
+        .clone()
+        .expect("es metrics");
+    // The template is installed while the server is reachable; then it is cut off.
+    wait_until(LONG, "the template installed", || {
+        metrics.unreachable.get() == 0
+    });
+    proxy.cut();
+    const LINES: u64 = 3000;
+    send(
+        gw.tcp(),
+        "host0",
+        LINES,
+        Some((500, Duration::from_millis(50))),
+    )
+    .join()
+    .expect("sender");
+    wait_until(LONG, "every line taken by the sink", || {
+        gw.server().metrics().sink.records.get() == LINES
+    });
+    assert_eq!(metrics.indexed_docs.get(), 0);
+    gw.stop();
+    assert_eq!(metrics.lost_records.get(), 0);
+    proxy.restore(None).expect("proxy back");
+    gw.restart();
+    let metrics = gw
+        .server()
+        .metrics()
+        .elasticsearch
+        .clone()
+        .expect("es metrics");
+    wait_until(LONG, "every line indexed after the restart", || {
+        osmem.count("logs-*") == LINES
+    });
+    let documents = osmem.documents("logs-*", 1);
+    let messages = distinct_messages(&documents);
+    assert_eq!(messages.len() as u64, LINES);
+    assert_eq!(
+        metrics.replayed_records.get(),
+        LINES,
+        "all of them from the WAL"
+    );
+}

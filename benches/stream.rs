@@ -40,6 +40,10 @@ impl Receive for CountingReceive<'_> {
         self.0.messages.set(self.0.messages.get() + 1);
         self.0.bytes.set(self.0.bytes.get() + message.len());
     }
+    fn encoded(&mut self, value: &[u8]) {
+        self.0.messages.set(self.0.messages.get() + 1);
+        self.0.bytes.set(self.0.bytes.get() + value.len());
+    }
     fn is_blocked(&self) -> bool {
         false
     }
@@ -50,7 +54,12 @@ impl Receive for CountingReceive<'_> {
 
 impl Intake for Counting {
     type Receive<'a> = CountingReceive<'a>;
-    fn receive<R>(&self, _: &ListenerMetrics, f: impl FnOnce(&mut Self::Receive<'_>) -> R) -> R {
+    fn receive_at<R>(
+        &self,
+        _: &ListenerMetrics,
+        _: std::time::SystemTime,
+        f: impl FnOnce(&mut Self::Receive<'_>) -> R,
+    ) -> R {
         f(&mut CountingReceive(self))
     }
     fn until_unblocked(&self) -> impl Future<Output = ()> {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::encode::Encoding;
 use crate::http::{ApiConfig, MetricsConfig};
 use crate::kafka::route::Route;
 use crate::parse::LegacyZone;
@@ -204,10 +205,21 @@ impl Config {
                 .wal
                 .check()
                 .map_err(|e| e.within("sink.kafka.wal")),
+            self.sink
+                .elasticsearch
+                .check()
+                .map_err(|e| e.within("sink.elasticsearch")),
         ];
         problems.extend(sections.into_iter().filter_map(Result::err));
-        // A pipeline batch is one WAL payload when the Kafka sink spills it.
-        if self.sink.kind == SinkKind::Kafka
+        // Documents are the records' JSON.
+        if self.sink.kind == SinkKind::Elasticsearch && self.sink.encoding != Encoding::Json {
+            problems.push(InvalidSetting::new(
+                "sink.encoding",
+                "the elasticsearch sink sends JSON documents: set encoding = \"json\"",
+            ));
+        }
+        // A pipeline batch is one WAL payload when the Kafka or Elasticsearch sink spills it.
+        if matches!(self.sink.kind, SinkKind::Kafka | SinkKind::Elasticsearch)
             && self.pipeline.batch_max_bytes > crate::wal::MAX_PAYLOAD_BYTES / 2
         {
             problems.push(InvalidSetting::new(

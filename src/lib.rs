@@ -9,8 +9,10 @@
 //!  source ──────► parse ──────► encode ──────► pipeline ─────────────────────► sink
 //!  sockets,       RFC 5424,     JSON or raw    shard: a receive's records      kafka ─► wal (spill/replay)
 //!  framing,       RFC 3164      bytes          into one batch, key and topic   store (+ search)
-//!  agent batches  as devices                   (kafka::route); per-shard ring  stdout, blackhole
-//!       ▲         send it                      to the sink thread                 │
+//!  agent batches, as devices                   (kafka::route); per-shard ring  elasticsearch ─► wal
+//!  a Kafka        send it                      to the sink thread              stdout, blackhole
+//!  consumer                                                                        │
+//!       ▲                                                                          │
 //!       └──────────────── ack: "durable" flows back to sources that wait ─────────┘
 //!
 //!  query (one grammar) ──► search over the store ──► `logtail search`, the HTTP API, the console
@@ -19,7 +21,7 @@
 //! A source never calls the pipeline by name: it hands each receive to an
 //! [`source::intake::Intake`], which the pipeline's [`pipeline::shard::Shard`] implements. A
 //! sink takes [`pipeline::batch::Batch`]es and releases their [`ack::AckToken`]s once they are
-//! durable. A new input (TLS, a Kafka consumer, OTLP) is a module of [`source`]; a new output
+//! durable. An input (TLS, the Kafka consumer, OTLP next) is a module of [`source`]; an output
 //! (Elasticsearch) a module of [`sink`].
 //!
 //! The layers, each module with one job (a module imports only from layers above it in this
@@ -33,13 +35,13 @@
 //!    directory the store and the WAL share: lock, names, listing, I/O errors), [`pem`]
 //!    (certificates and keys read from PEM files, for TLS on both sides).
 //! 2. **Stages**, in data-flow order: [`source`] (listeners, framing, TLS, the agent listener and
-//!    its authentication, and the limits hostile clients meet),
+//!    its authentication, the Kafka consumer, and the limits hostile clients meet),
 //!    [`parse`] (bytes to a zero-copy [`parse::Record`]), [`encode`] (a record as JSON or raw
 //!    bytes), [`kafka`] (Kafka client plumbing and the key/topic [`kafka::route`]s, shared by
 //!    the Kafka sink and the agent's Kafka shipper), [`pipeline`] (shards, batches, rings),
 //!    [`store`] and [`wal`] (the on-disk formats of the local store and of the Kafka sink's
-//!    write-ahead log), [`sink`] (the sink thread and its sinks, and the live tail it offers
-//!    written batches to while someone follows).
+//!    write-ahead log), [`sink`] (the sink thread and its sinks: store, Kafka, Elasticsearch;
+//!    and the live tail it offers written batches to while someone follows).
 //! 3. **Reading back**: [`query`] (the query language and its matcher), [`search`] (queries
 //!    over the store, for `logtail search`).
 //! 4. **Programs**: [`config`] (reads the file; each section's struct lives with its

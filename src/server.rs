@@ -59,6 +59,8 @@ struct OpenListener {
     /// reload: the listener is left alone.
     settings: String,
     metrics: Arc<ListenerMetrics>,
+    /// A Kafka source's own metrics.
+    kafka_metrics: Option<Arc<crate::metrics::KafkaSourceMetrics>>,
     unix_path: Option<PathBuf>,
     /// Fired to close it (on reload, or at shutdown).
     stop: tokio::sync::watch::Sender<bool>,
@@ -99,6 +101,7 @@ impl Server {
         let sink::Opened {
             sink,
             kafka_metrics,
+            elasticsearch_metrics,
         } = sink::open(
             &config.sink,
             &config.data_dir,
@@ -161,7 +164,8 @@ impl Server {
 
         let metrics = Arc::new(
             Metrics::new(Vec::new(), ring_metrics, sink_metrics, kafka_metrics)
-                .with_memory_budget(budget.metrics().clone()),
+                .with_memory_budget(budget.metrics().clone())
+                .with_elasticsearch(elasticsearch_metrics),
         );
         let metrics_address = http_listener.as_ref().and_then(|l| l.local_addr().ok());
         let api = match &http_plan {
@@ -248,12 +252,19 @@ impl Server {
                 kind: b.kind.as_str(),
                 settings,
                 metrics: b.context.metrics.clone(),
+                kafka_metrics: b.kafka_metrics.clone(),
                 unix_path: b.unix_path.clone(),
                 stop,
             });
         }
         self.metrics
             .set_listeners(self.listeners.iter().map(|l| l.metrics.clone()).collect());
+        self.metrics.set_kafka_sources(
+            self.listeners
+                .iter()
+                .filter_map(|l| l.kafka_metrics.clone())
+                .collect(),
+        );
         if let Some(api) = &self.api {
             api.set_listeners(
                 self.listeners

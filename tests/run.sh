@@ -29,6 +29,9 @@ dpkg -s rsyslog-openssl >/dev/null 2>&1 || need_apt+=(rsyslog-openssl)
 # tests/package.sh: the package's dependency (dpkg -i installs none), and ss for its port check.
 dpkg -s adduser >/dev/null 2>&1 || need_apt+=(adduser)
 command -v ss >/dev/null || need_apt+=(iproute2)
+# A virtualenv for osmem-server (below): Debian splits ensurepip into python3-venv.
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -38,6 +41,14 @@ fi
 # syslog-ng's loggen, a real sender over TLS (tests/tls.rs, loadtest/loggen-tls.sh).
 if [ ! -x "$HOME/.local/loggen/loggen" ] && [ -f ../shared/tools/install-loggen.sh ]; then
   bash ../shared/tools/install-loggen.sh >/dev/null
+fi
+# osmem-server, an in-memory OpenSearch-compatible server (bulk, search, index templates) for
+# tests/elasticsearch.rs: a static binary inside a PyPI wheel, installed into a virtualenv.
+osmem_venv="$HOME/.local/osmem-venv"
+if ! ls "$osmem_venv"/lib/python3*/site-packages/osmem_server/bin/osmem-server >/dev/null 2>&1; then
+  echo "== pip install osmem-server (into $osmem_venv)"
+  python3 -m venv "$osmem_venv"
+  "$osmem_venv/bin/pip" install -q osmem-server==0.1.6
 fi
 if ! command -v cargo >/dev/null; then
   echo "error: no Rust toolchain (cargo) on this machine; install one with rustup first" >&2

@@ -518,6 +518,10 @@ impl Metrics {
             kafka.render(&mut out);
         }
         self.reload.render(&mut out);
+        if let Some(elasticsearch) = &self.elasticsearch {
+            elasticsearch.render(&mut out);
+        }
+        super::kafka_source::render(&self.kafka_sources(), &mut out);
         header(
             &mut out,
             "uptime_seconds",

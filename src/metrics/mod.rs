@@ -53,9 +53,30 @@
 //! | `config_reloads_total`, `config_reload_failures_total` | counter | | live reloads applied; rejected (the running configuration stayed) |
 //! | `config_info` | gauge | sha256 | 1, labelled with the SHA-256 of the configuration file in force |
 //! | `config_needs_restart` | gauge | key | 1 for each key changed in the file that only takes effect at the next restart |
+//! | `kafka_consumer_lag` | gauge | listener, topic, partition | a Kafka source's lag behind the partition's end (librdkafka's statistics, every second) |
+//! | `kafka_source_consumed_records_total`, `kafka_source_committed_records_total` | counter | listener | records a Kafka source took; whose offsets it committed once durable |
+//! | `elasticsearch_indexed_docs_total` | counter | | documents indexed (2xx) |
+//! | `elasticsearch_already_indexed_docs_total` | counter | | `create` found the `_id` there (409): delivered before, counted as delivered |
+//! | `elasticsearch_retried_docs_total` | counter | | documents sent again after a 429, a 5xx or a failed request |
+//! | `elasticsearch_dead_lettered_docs_total` | counter | | documents refused for good, written to the dead-letter file |
+//! | `elasticsearch_failed_docs_total` | counter | reason | failed items by reason (the error type, `http_NNN`, `connection`, `timeout`, `not_json`) |
+//! | `elasticsearch_bulk_requests_total` | counter | | `_bulk` requests answered or failed |
+//! | `elasticsearch_spilled_records_total`, `elasticsearch_replayed_records_total` | counter | | written to the WAL instead of sent; read back from it |
+//! | `elasticsearch_lost_records_total` | counter | | given up on at shutdown (the WAL refused them) |
+//! | `elasticsearch_state` | gauge | state | 1 for the current one of `direct`, `spilling`, `replaying` |
+//! | `elasticsearch_unreachable` | gauge | | 1 while no endpoint answers (or the index template is not installed yet) |
+//! | `elasticsearch_in_flight_docs`, `elasticsearch_requests_in_flight` | gauge | | documents taken and not yet indexed; requests sent and not answered |
+//! | `elasticsearch_wal_pending_records` | gauge | | records in its WAL not yet indexed |
+//! | `elasticsearch_bulk_latency_seconds` | summary | quantile | a `_bulk` request's round trip |
+//! | `elasticsearch_indexed_latency_seconds` | summary | quantile | a record's receipt → Elasticsearch indexed it |
 
 mod agents;
+mod elasticsearch;
 mod exposition;
+mod kafka_source;
+
+pub use elasticsearch::ElasticsearchMetrics;
+pub use kafka_source::KafkaSourceMetrics;
 
 pub use agents::{AgentConnection, AgentSeen, ConnectedAgents};
 pub use exposition::{escape_label, header};
@@ -475,6 +496,10 @@ pub struct Metrics {
     pub memory_budget: Option<std::sync::Arc<MemoryBudgetMetrics>>,
     /// Live reloads of the configuration.
     pub reload: ReloadMetrics,
+    /// Set when the sink is Elasticsearch.
+    pub elasticsearch: Option<std::sync::Arc<ElasticsearchMetrics>>,
+    /// One per Kafka source open now.
+    pub kafka_sources: std::sync::RwLock<Vec<std::sync::Arc<KafkaSourceMetrics>>>,
     started: Instant,
 }
 
@@ -536,6 +561,8 @@ impl Metrics {
             kafka,
             memory_budget: None,
             reload: ReloadMetrics::default(),
+            elasticsearch: None,
+            kafka_sources: std::sync::RwLock::new(Vec::new()),
             started: Instant::now(),
         }
     }
@@ -550,6 +577,31 @@ impl Metrics {
     /// Time since the gateway started.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// The same metrics, with the Elasticsearch sink's.
+    #[must_use]
+    pub fn with_elasticsearch(
+        mut self,
+        elasticsearch: Option<std::sync::Arc<ElasticsearchMetrics>>,
+    ) -> Self {
+        self.elasticsearch = elasticsearch;
+        self
+    }
+
+    /// The metrics of the Kafka sources open now.
+    pub fn kafka_sources(&self) -> Vec<std::sync::Arc<KafkaSourceMetrics>> {
+        self.kafka_sources
+            .read()
+            .map(|k| k.clone())
+            .unwrap_or_default()
+    }
+
+    /// Replaces the Kafka sources' metrics after a live reload added or removed some.
+    pub fn set_kafka_sources(&self, sources: Vec<std::sync::Arc<KafkaSourceMetrics>>) {
+        if let Ok(mut k) = self.kafka_sources.write() {
+            *k = sources;
+        }
     }
 
     /// The listener metrics named `name`.

@@ -147,6 +147,15 @@ impl Receive for ShardReceive<'_> {
         }
     }
 
+    /// Pushes `value` into the batch as it is; with a route, to the fallback topic without a
+    /// key (a route renders from parsed fields, which an encoded record does not carry).
+    fn encoded(&mut self, value: &[u8]) {
+        self.lines += 1;
+        self.bytes += value.len() as u64;
+        let f = &mut *self.filling;
+        f.batch.push(f.received_at_us, value);
+    }
+
     /// True when the shard cannot take more records until the sink catches up.
     fn is_blocked(&self) -> bool {
         self.filling.is_blocked(self.limits)
@@ -190,15 +199,16 @@ impl Filling {
 impl Intake for Shard {
     type Receive<'a> = ShardReceive<'a>;
 
-    /// Runs `f` for one receive stamped now, then adds its counts to `metrics` and cuts the
+    /// Runs `f` for one receive stamped `at`, then adds its counts to `metrics` and cuts the
     /// batch if it is full.
-    fn receive<R>(
+    fn receive_at<R>(
         &self,
         metrics: &ListenerMetrics,
+        at: SystemTime,
         f: impl FnOnce(&mut ShardReceive<'_>) -> R,
     ) -> R {
         let mut filling = self.filling.borrow_mut();
-        filling.stamp(SystemTime::now());
+        filling.stamp(at);
         let was_empty = filling.batch.is_empty();
         let value_bytes_before = filling.batch.value_bytes();
         // Read once per receive: the quota moves per stored batch, not per message.

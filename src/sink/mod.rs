@@ -14,8 +14,10 @@
 //! drops them unreleased, so its senders resend.
 
 mod blackhole;
+pub mod elasticsearch;
 pub mod kafka;
 pub mod live_tail;
+mod spill;
 mod stdout;
 mod store;
 
@@ -28,7 +30,7 @@ use crossbeam_channel::Select;
 use crate::ack::{self, AckToken};
 use crate::encode::Encoding;
 use crate::log_limit::RateLimitedWarning;
-use crate::metrics::{KafkaMetrics, SinkMetrics};
+use crate::metrics::{ElasticsearchMetrics, KafkaMetrics, SinkMetrics};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::ring::RingConsumer;
 
@@ -37,6 +39,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use blackhole::BlackholeSink;
+pub use elasticsearch::{ElasticsearchSink, ElasticsearchSinkConfig};
 pub use kafka::{KafkaSink, KafkaSinkConfig};
 pub use stdout::StdoutSink;
 pub use store::{StoreSink, StoreSinkConfig};
@@ -89,6 +92,9 @@ pub enum SinkKind {
     /// Kafka, through librdkafka, with a write-ahead log that holds batches while Kafka lags
     /// or is down (`[sink.kafka]`).
     Kafka,
+    /// Elasticsearch or OpenSearch, with `_bulk` requests and the same WAL spill as Kafka
+    /// (`[sink.elasticsearch]`).
+    Elasticsearch,
 }
 
 impl SinkKind {
@@ -99,6 +105,7 @@ impl SinkKind {
             SinkKind::Stdout => "stdout",
             SinkKind::Blackhole => "blackhole",
             SinkKind::Kafka => "kafka",
+            SinkKind::Elasticsearch => "elasticsearch",
         }
     }
 }
@@ -107,7 +114,7 @@ impl SinkKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SinkConfig {
-    /// `store`, `stdout`, `blackhole` or `kafka`. Default: `store`.
+    /// `store`, `stdout`, `blackhole`, `kafka` or `elasticsearch`. Default: `store`.
     #[serde(rename = "type")]
     pub kind: SinkKind,
     /// `json` (one object per record) or `raw` (the bytes as received). Default: `json`.
@@ -116,6 +123,8 @@ pub struct SinkConfig {
     pub store: StoreSinkConfig,
     /// Settings of the `kafka` sink.
     pub kafka: KafkaSinkConfig,
+    /// Settings of the `elasticsearch` sink.
+    pub elasticsearch: ElasticsearchSinkConfig,
 }
 
 impl Default for SinkConfig {
@@ -125,14 +134,16 @@ impl Default for SinkConfig {
             encoding: Encoding::Json,
             store: StoreSinkConfig::default(),
             kafka: KafkaSinkConfig::default(),
+            elasticsearch: ElasticsearchSinkConfig::default(),
         }
     }
 }
 
-/// An opened sink, with the metrics only the Kafka sink has.
+/// An opened sink, with the metrics only the Kafka or the Elasticsearch sink has.
 pub struct Opened {
     pub sink: Box<dyn Sink>,
     pub kafka_metrics: Option<Arc<KafkaMetrics>>,
+    pub elasticsearch_metrics: Option<Arc<ElasticsearchMetrics>>,
 }
 
 /// Opens the sink `config` asks for, with its files under `data_dir` unless the config names
@@ -148,6 +159,7 @@ pub fn open(
     let only = |sink: Box<dyn Sink>| Opened {
         sink,
         kafka_metrics: None,
+        elasticsearch_metrics: None,
     };
     Ok(match config.kind {
         SinkKind::Store => only(Box::new(StoreSink::open(
@@ -166,6 +178,21 @@ pub fn open(
                     metrics.clone(),
                 )?),
                 kafka_metrics: Some(metrics),
+                elasticsearch_metrics: None,
+            }
+        }
+        SinkKind::Elasticsearch => {
+            let metrics = Arc::new(ElasticsearchMetrics::default());
+            let es = &config.elasticsearch;
+            Opened {
+                sink: Box::new(ElasticsearchSink::open(
+                    es,
+                    es.wal.dir_under(data_dir),
+                    es.dead_letter_under(data_dir),
+                    metrics.clone(),
+                )?),
+                kafka_metrics: None,
+                elasticsearch_metrics: Some(metrics),
             }
         }
     })

@@ -15,6 +15,7 @@ use serde::{Deserialize, Deserializer};
 use super::Format;
 use super::agent_auth::AgentTokens;
 use super::framing::Framing;
+use super::kafka::KafkaSourceConfig;
 use super::limits::{Admission, PeerRateLimit};
 use super::tls::TlsConfig;
 use crate::agent_protocol::MAX_FRAME_BYTES;
@@ -34,6 +35,8 @@ pub enum ListenerKind {
     UnixStream,
     /// TCP, speaking the acknowledged protocol of `logtail agent` ([`crate::agent_protocol`]).
     Agent,
+    /// A Kafka consumer group member (`[listen.kafka]`, [`super::kafka`]).
+    Kafka,
 }
 
 impl ListenerKind {
@@ -45,6 +48,7 @@ impl ListenerKind {
             ListenerKind::UnixDatagram => "unix-datagram",
             ListenerKind::UnixStream => "unix-stream",
             ListenerKind::Agent => "agent",
+            ListenerKind::Kafka => "kafka",
         }
     }
 
@@ -179,6 +183,9 @@ pub struct ListenerConfig {
     /// 0: no limit (default).
     #[serde(default)]
     pub max_bytes_per_sec_per_ip: u64,
+    /// `[listen.kafka]`: the consumer of a `kafka` listener ([`KafkaSourceConfig`]).
+    #[serde(default)]
+    pub kafka: Option<KafkaSourceConfig>,
 }
 
 fn default_max_connections() -> usize {
@@ -229,6 +236,7 @@ impl ListenerConfig {
             store_quota_bytes: None,
             max_lines_per_sec_per_ip: 0,
             max_bytes_per_sec_per_ip: 0,
+            kafka: None,
         }
     }
 
@@ -254,6 +262,41 @@ impl ListenerConfig {
     /// A listener of `kind` at `path` (Unix sockets) with every other setting at its default.
     pub fn unix(kind: ListenerKind, path: &Path) -> Self {
         ListenerConfig::new(kind, None, Some(path.to_path_buf()))
+    }
+
+    /// A `kafka` listener takes `[listen.kafka]` and neither an address nor a path; no other
+    /// type takes `[listen.kafka]`.
+    fn check_kafka(&self) -> Result<(), InvalidSetting> {
+        let kind = self.kind.as_str();
+        let Some(kafka) = &self
+            .kafka
+            .as_ref()
+            .filter(|_| self.kind == ListenerKind::Kafka)
+        else {
+            return Err(if self.kind == ListenerKind::Kafka {
+                InvalidSetting::new(
+                    "kafka",
+                    "required for type = \"kafka\": [listen.kafka] with bootstrap_servers, topics \
+                     and group_id",
+                )
+            } else {
+                InvalidSetting::new("kafka", format!("not used by type = \"{kind}\""))
+            });
+        };
+        for (key, given) in [
+            ("address", self.address.is_some()),
+            ("path", self.path.is_some()),
+            ("tls", self.tls.is_some()),
+            ("tokens_file", self.tokens_file.is_some()),
+        ] {
+            if given {
+                return Err(InvalidSetting::new(
+                    key,
+                    "not used by type = \"kafka\": the brokers are [listen.kafka] bootstrap_servers",
+                ));
+            }
+        }
+        kafka.check().map_err(|e| e.within("kafka"))
     }
 
     /// Who may connect: `max_connections`, `max_connections_per_ip` and the reserved slots.
@@ -295,6 +338,9 @@ impl ListenerConfig {
     /// The first key at fault, relative to this `[[listen]]` table.
     pub fn check(&self) -> Result<(), InvalidSetting> {
         let kind = self.kind.as_str();
+        if self.kind == ListenerKind::Kafka || self.kafka.is_some() {
+            return self.check_kafka();
+        }
         // Unix sockets take a path, the others an address; never both.
         let (needed, has_needed, unused, has_unused, example) = if self.kind.is_unix() {
             let example = "path = \"run/log.sock\"";

@@ -38,6 +38,18 @@ pub trait Intake {
         &self,
         metrics: &ListenerMetrics,
         f: impl FnOnce(&mut Self::Receive<'_>) -> R,
+    ) -> R {
+        self.receive_at(metrics, std::time::SystemTime::now(), f)
+    }
+
+    /// [`Intake::receive`], stamped with `at` instead of now: for a source that knows when its
+    /// messages were received first (a Kafka record's timestamp), so that reading one again
+    /// gives the same record.
+    fn receive_at<R>(
+        &self,
+        metrics: &ListenerMetrics,
+        at: std::time::SystemTime,
+        f: impl FnOnce(&mut Self::Receive<'_>) -> R,
     ) -> R;
 
     /// Resolves once the intake can take more (at once if it can).
@@ -48,6 +60,10 @@ pub trait Intake {
 pub trait Receive {
     /// Takes one message, received from `sender`, to be read as `format`.
     fn message(&mut self, message: &[u8], format: Format, sender: &Sender<'_>);
+
+    /// Takes one record already encoded (logtail's JSON, as its Kafka sink wrote it), as is:
+    /// not parsed, not routed by the Kafka sink's key and topic templates.
+    fn encoded(&mut self, value: &[u8]);
 
     /// True when the intake cannot take more until the sink catches up.
     fn is_blocked(&self) -> bool;

@@ -29,6 +29,7 @@ pub mod config;
 pub mod datagram;
 pub mod framing;
 pub mod intake;
+pub mod kafka;
 pub mod limits;
 pub mod stream;
 pub mod tls;
@@ -174,6 +175,8 @@ enum Sockets {
     UnixDatagram(Socket),
     /// One shared socket.
     UnixStream(Socket),
+    /// No socket: a Kafka consumer, run by one shard.
+    Kafka(Arc<kafka::KafkaSourceConfig>),
 }
 
 /// A bound listener, ready to be handed to the shards.
@@ -185,8 +188,11 @@ pub struct BoundListener {
     /// The socket file to remove at shutdown.
     pub unix_path: Option<PathBuf>,
     sockets: Sockets,
-    /// The shard that reads a socket only one shard may read (Unix datagram).
+    /// The shard that reads a socket only one shard may read (Unix datagram), or runs the
+    /// Kafka consumer.
     home_shard: usize,
+    /// A Kafka source's own metrics.
+    pub kafka_metrics: Option<Arc<crate::metrics::KafkaSourceMetrics>>,
 }
 
 /// A shard's share of a listener.
@@ -194,6 +200,10 @@ pub enum ShardSocket {
     Datagram(OwnedFd),
     Tcp(std::net::TcpListener),
     Unix(std::os::unix::net::UnixListener),
+    Kafka(
+        Arc<kafka::KafkaSourceConfig>,
+        Arc<crate::metrics::KafkaSourceMetrics>,
+    ),
 }
 
 impl BoundListener {
@@ -263,6 +273,16 @@ impl BoundListener {
                 };
                 (sockets, path.display().to_string(), Some(path))
             }
+            ListenerKind::Kafka => {
+                let kafka = listener.kafka.clone().ok_or_else(|| {
+                    error(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "no [listen.kafka]",
+                    ))
+                })?;
+                let local = format!("{} {}", kafka.bootstrap_servers, kafka.topics.join(","));
+                (Sockets::Kafka(Arc::new(kafka)), local, None)
+            }
         };
         let context = ListenerContext {
             name: name.clone(),
@@ -313,6 +333,8 @@ impl BoundListener {
             kind: listener.kind,
             local,
             unix_path,
+            kafka_metrics: matches!(sockets, Sockets::Kafka(_))
+                .then(|| Arc::new(crate::metrics::KafkaSourceMetrics::new(&name))),
             sockets,
             home_shard: index % shards.max(1),
         })
@@ -331,6 +353,11 @@ impl BoundListener {
             }
             Sockets::UnixDatagram(_) => return Ok(None),
             Sockets::UnixStream(socket) => ShardSocket::Unix(socket.try_clone()?.into()),
+            Sockets::Kafka(config) if shard == self.home_shard => match &self.kafka_metrics {
+                Some(metrics) => ShardSocket::Kafka(config.clone(), metrics.clone()),
+                None => return Ok(None),
+            },
+            Sockets::Kafka(_) => return Ok(None),
         }))
     }
 }
@@ -477,6 +504,9 @@ pub fn spawn_readers<I: Intake + 'static>(
                     spawn_acceptor(acceptor, intake, connections, context, stop)
                 }
             },
+            ShardSocket::Kafka(config, metrics) => Some(tokio::task::spawn_local(async move {
+                kafka::run(&*intake, &context, &config, metrics, stop.wait()).await;
+            })),
             ShardSocket::Unix(listener) => {
                 let path = context.source.clone();
                 let acceptor = tokio::net::UnixListener::from_std(listener)

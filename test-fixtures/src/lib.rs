@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod etcd;
 pub mod kafka;
+pub mod osmem;
 pub mod pki;
 pub mod process;
 pub mod tansu;

@@ -84,6 +84,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rdkafka::error::RDKafkaErrorCode;
 
+use super::spill::{self, Spilled, Unsent};
 use super::{GIVE_UP_AFTER, Sink};
 use crate::ack::{self, AckToken};
 use crate::kafka::is_permanent;
@@ -91,7 +92,7 @@ use crate::log_limit::RateLimitedWarning;
 use crate::metrics::KafkaMetrics;
 use crate::pipeline::batch::Batch;
 use crate::time::now_unix_micros as unix_micros;
-use crate::wal::{Appended, Wal, WalError};
+use crate::wal::Wal;
 use in_flight::{BatchInFlight, BatchesInFlight};
 use producer::{DeliveryReports, LibrdkafkaProducer};
 pub use settings::{KafkaSinkConfig, LargestBatch, SpillConfig};
@@ -270,25 +271,18 @@ impl KafkaSink {
     /// Hands WAL batches to the producer while Kafka keeps up.
     fn replay(&mut self) -> anyhow::Result<()> {
         while self.limits.may_replay(&self.observe()) {
-            let Some(stored) = self.wal.next_unsent().context("cannot read the WAL")? else {
-                self.backlog = false;
-                break;
-            };
-            match Batch::decode_wal(stored.shard, &stored.payload) {
-                Ok(batch) => {
+            match spill::next_unsent(&mut self.wal, "kafka")? {
+                Unsent::Batch(seq, batch) => {
                     self.metrics.replayed_records.add(batch.len() as u64);
-                    self.produce(&batch, BatchOrigin::Wal(stored.seq));
+                    self.produce(&batch, BatchOrigin::Wal(seq));
                 }
-                Err(e) => {
-                    // The WAL checked the record's CRC, so this is a payload written by a
-                    // different version, or a bug: it can never be delivered.
-                    self.metrics.rejected_records.add(u64::from(stored.records));
-                    tracing::error!(
-                        "kafka: WAL batch seq {} ({} records) cannot be decoded, skipped: {e}",
-                        stored.seq,
-                        stored.records
-                    );
-                    self.wal.acknowledge(stored.seq);
+                // It can never be delivered.
+                Unsent::Undecodable(records) => {
+                    self.metrics.rejected_records.add(u64::from(records));
+                }
+                Unsent::None => {
+                    self.backlog = false;
+                    break;
                 }
             }
         }
@@ -298,31 +292,24 @@ impl KafkaSink {
     /// Appends `batch` to the WAL: `Ok(true)` once stored, `Ok(false)` when the WAL was full
     /// and dropped it (`drop_newest`), `Err` when it is full and the policy is `block`.
     fn spill(&mut self, batch: &Batch) -> anyhow::Result<bool> {
-        self.wal_payload.clear();
-        batch.encode_wal(&mut self.wal_payload);
-        let records = u32::try_from(batch.len()).unwrap_or(u32::MAX);
-        match self.wal.append(batch.shard(), records, &self.wal_payload) {
-            Ok(Appended::Stored(_)) => {
+        match spill::append(
+            &mut self.wal,
+            &mut self.wal_payload,
+            batch,
+            "kafka",
+            &self.warning,
+        )? {
+            Spilled::Stored => {
                 self.backlog = true;
                 self.metrics.spilled_records.add(batch.len() as u64);
                 self.metrics.spilled_batches.add(1);
                 Ok(true)
             }
-            Ok(Appended::Dropped) => {
-                self.warning.warn(|| {
-                    format!(
-                        "kafka: the WAL is full; dropped a batch of {} new records \
-                         (full_policy = drop_newest)",
-                        batch.len()
-                    )
-                });
-                Ok(false)
-            }
-            Err(WalError::Full) => {
+            Spilled::Dropped => Ok(false),
+            Spilled::Full => {
                 self.metrics.wal_full.add(1);
                 anyhow::bail!("the WAL is full and Kafka is not taking its backlog")
             }
-            Err(e) => Err(e).context("cannot append to the WAL"),
         }
     }
 

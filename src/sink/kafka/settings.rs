@@ -182,8 +182,8 @@ impl SpillConfig {
         Ok(())
     }
 
-    /// The limits, as the state machine takes them.
-    pub(super) fn limits(&self) -> SpillLimits {
+    /// The limits, as the state machine takes them (the Kafka and Elasticsearch sinks').
+    pub fn limits(&self) -> SpillLimits {
         SpillLimits {
             records: self.max_in_flight_records,
             bytes: self.max_in_flight_bytes,

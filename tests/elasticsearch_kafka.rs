@@ -128,3 +128,57 @@ fn indexer_killed_mid_stream_and_restarted_loses_nothing_and_duplicates_nothing(
     });
     indexer.sigterm_and_wait();
 }
+
+#[test]
+fn syslog_values_from_kafka_are_parsed_and_indexed_once_each_with_their_offset() {
+    let test = "syslog_values_from_kafka_are_parsed_and_indexed_once_each_with_their_offset";
+    let Some(binary) = binary_or_skip(test) else {
+        return;
+    };
+    let Some(osmem) = Osmem::start(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tansu = Tansu::start(&binary, dir.path());
+    tansu.create_topic(&binary, TOPIC, 2);
+    let bootstrap = tansu.address();
+    // A gateway writing the lines as received (raw), as another producer would.
+    let gateway = Gateway::start_with(|c| {
+        use_kafka(c, &bootstrap.to_string());
+        c.sink.encoding = logtail::encode::Encoding::Raw;
+    });
+    const LINES: u64 = 2000;
+    // Every line twice: equal values at different offsets stay two documents.
+    send(gateway.tcp(), "host0", LINES, None)
+        .join()
+        .expect("sender");
+    send(gateway.tcp(), "host0", LINES, None)
+        .join()
+        .expect("sender");
+    wait_until(LONG, "every line delivered to Kafka", || {
+        gateway.kafka().delivered_records.get() == 2 * LINES
+    });
+    let indexer = start_indexer(dir.path(), bootstrap, osmem.addr(), "syslog");
+    wait_until(LONG, "every line indexed", || {
+        osmem.count("logs-*") == 2 * LINES
+    });
+    let documents = osmem.documents_of("logs-*", "host0");
+    assert_eq!(documents.len() as u64, 2 * LINES);
+    let mut sources = std::collections::HashSet::new();
+    for (_, document) in &documents {
+        // Parsed: the host and app of the line, the message without its header.
+        assert_eq!(document["app"], "app");
+        let source = document["source"].as_str().expect("a source");
+        assert!(source.starts_with("kafka:logs/"), "{source}");
+        assert!(sources.insert(source.to_string()), "{source} twice");
+    }
+    let message = |seq: u64| format!("host0 {seq} lorem ipsum dolor sit amet");
+    for seq in [0, LINES / 2, LINES - 1] {
+        let copies = documents
+            .iter()
+            .filter(|(_, d)| d["message"] == message(seq).as_str())
+            .count();
+        assert_eq!(copies, 2, "{seq}");
+    }
+    indexer.sigterm_and_wait();
+}

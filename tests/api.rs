@@ -570,3 +570,83 @@ fn a_tail_client_that_does_not_read_is_sent_a_dropped_count_and_ingest_goes_on()
     );
     served.sigterm_and_wait();
 }
+
+#[test]
+fn status_lists_a_connected_agent_with_its_lines_and_keeps_it_after_it_leaves() {
+    use logtail::agent_protocol::{self as protocol, BatchEncoder, Kind};
+    let dir = tempfile::tempdir().unwrap();
+    let port = test_support::net::free_port().unwrap();
+    let (served, _, api) = serve(
+        dir.path(),
+        &format!(
+            "[[listen]]\ntype = \"agent\"\naddress = \"127.0.0.1:{port}\"\n\
+             [api]\naddress = \"127.0.0.1:0\"\n"
+        ),
+    );
+    let mut agent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    agent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut frame = Vec::new();
+    protocol::agent_hello("api-agent", &mut frame);
+    let mut encoder = BatchEncoder::default();
+    for n in 0..5 {
+        encoder.message(|out| {
+            out.extend_from_slice(
+                format!("<14>1 2026-11-30T10:00:0{n}Z api-agent app - - - line {n}").as_bytes(),
+            )
+        });
+    }
+    encoder.finish(1, &mut frame);
+    agent.write_all(&frame).unwrap();
+    let mut body = Vec::new();
+    assert_eq!(
+        protocol::read_frame(&mut agent, &mut body).unwrap(),
+        Kind::Hello
+    );
+    assert_eq!(
+        protocol::read_frame(&mut agent, &mut body).unwrap(),
+        Kind::Ack
+    );
+    let address = agent.local_addr().unwrap().to_string();
+
+    let status = get(&api, "/api/v1/status").json();
+    let agents = status["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 1, "{agents:?}");
+    let seen = &agents[0];
+    assert_eq!(
+        (
+            &seen["listener"],
+            &seen["host"],
+            &seen["address"],
+            &seen["connected"],
+            &seen["lines"]
+        ),
+        (
+            &json!("agent"),
+            &json!("api-agent"),
+            &json!(address),
+            &json!(true),
+            &json!(5)
+        )
+    );
+    assert!(seen["connected_at"].as_str().unwrap() <= seen["last_seen"].as_str().unwrap());
+    assert_eq!(status["listeners"][1]["received_lines"], 5);
+
+    drop(agent);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = get(&api, "/api/v1/status").json();
+        let seen = &status["agents"][0];
+        if seen["connected"] == json!(false) {
+            assert_eq!(
+                (&seen["host"], &seen["lines"]),
+                (&json!("api-agent"), &json!(5))
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{seen}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    served.sigterm_and_wait();
+}

@@ -13,29 +13,16 @@ use std::time::{Duration, Instant};
 use common::process::{self, Served};
 use serde_json::{Value, json};
 
-/// Starts `logtail serve` with a TCP listener and the HTTP server on ephemeral ports, and
-/// `extra` appended to the config.
+/// Starts `logtail serve` with a TCP listener and the HTTP server on ephemeral ports, with the
+/// tables in `extra`; returns it, its TCP address and the API's `IP:PORT`.
 fn serve(dir: &Path, extra: &str) -> (Served, SocketAddr, String) {
-    let config = dir.join("logtail.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = \"{data}\"\n[ingest]\nshards = 2\n\
-             [[listen]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n\
-             [sink.store]\nfsync_interval_ms = 0\n\
-             {extra}",
-            data = dir.join("data").display(),
-        ),
-    )
-    .unwrap();
-    let served = process::serve(&config);
-    let tcp = served.tcp.clone().expect("TCP address").parse().unwrap();
+    let (served, tcp) = process::serve_tcp_in(dir, extra);
     let api = served.api.clone().expect("the API is served");
-    (served, tcp, api)
+    (served, tcp.parse().unwrap(), api)
 }
 
 fn serve_default(dir: &Path) -> (Served, SocketAddr, String) {
-    serve(dir, "[api]\naddress = \"127.0.0.1:0\"\n")
+    serve(dir, "")
 }
 
 /// A response: status, head (lowercase) and body.
@@ -355,7 +342,7 @@ fn with_a_token_file_the_api_needs_the_bearer_token() {
     let (served, _, api) = serve(
         dir.path(),
         &format!(
-            "[api]\naddress = \"127.0.0.1:0\"\ntoken_file = \"{}\"\n",
+            "[api]\ntoken_file = \"{}\"\n",
             dir.path().join("api.token").display()
         ),
     );
@@ -578,10 +565,7 @@ fn status_lists_a_connected_agent_with_its_lines_and_keeps_it_after_it_leaves() 
     let port = test_support::net::free_port().unwrap();
     let (served, _, api) = serve(
         dir.path(),
-        &format!(
-            "[[listen]]\ntype = \"agent\"\naddress = \"127.0.0.1:{port}\"\n\
-             [api]\naddress = \"127.0.0.1:0\"\n"
-        ),
+        &format!("[[listen]]\ntype = \"agent\"\naddress = \"127.0.0.1:{port}\"\n"),
     );
     let mut agent = TcpStream::connect(("127.0.0.1", port)).unwrap();
     agent

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::params::Params;
-use super::{ApiContext, ApiError, MAX_LIMIT, MAX_PAGE_BYTES, json_response};
+use super::{ApiContext, ApiError, MAX_LIMIT, MAX_PAGE_BYTES, json_response, rfc3339};
 use crate::search::{self as engine, SearchOptions, SearchStats};
 
 /// `GET /api/v1/search` answers this.
@@ -135,12 +135,6 @@ fn bucket_width_us(span_us: i64, buckets: usize) -> i64 {
         .map(|secs| secs * 1_000_000)
         .find(|&width| width >= wanted)
         .unwrap_or_else(|| ceil_div(wanted, 86_400_000_000) * 86_400_000_000)
-}
-
-fn rfc3339(us: i64) -> String {
-    let mut text = Vec::with_capacity(32);
-    crate::encode::format_rfc3339_micros(us, &mut text);
-    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// `GET /api/v1/histogram?q=&from=&to=&buckets=`: `to` defaults to now, `from` to an hour

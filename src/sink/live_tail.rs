@@ -66,7 +66,8 @@ impl TailBatch {
     }
 
     /// A batch of `records`, for tests of subscribers.
-    pub fn from_records<'a>(records: impl IntoIterator<Item = &'a [u8]>) -> TailBatch {
+    #[cfg(test)]
+    pub(crate) fn from_records<'a>(records: impl IntoIterator<Item = &'a [u8]>) -> TailBatch {
         let mut batch = TailBatch {
             values: Vec::new(),
             ends: Vec::new(),

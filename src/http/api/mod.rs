@@ -46,7 +46,7 @@ use crate::metrics::Metrics;
 use crate::search::SearchError;
 use crate::sink::live_tail::LiveTail;
 
-pub use status::ThroughputHistory;
+use status::ThroughputHistory;
 
 /// The most records one search page returns.
 pub const MAX_LIMIT: usize = 1000;

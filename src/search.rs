@@ -754,20 +754,17 @@ pub fn page(
             from_us = Some(from_us.map_or(after.time_us, |from| from.max(after.time_us)));
         }
     }
-    let scan_opts = SearchOptions {
+    let range = SearchOptions {
         from_us,
         to_us,
-        limit: None,
-        order: Order::OldestFirst,
-        follow: false,
+        ..opts.clone()
     };
     let mut heap: std::collections::BinaryHeap<Held> = std::collections::BinaryHeap::new();
     let mut held_bytes = 0usize;
     // The first key of what was given up: every kept match goes before it, and nothing at or
     // after it is taken any more, so the page is exactly the first matches in order.
     let mut cut: Option<Held> = None;
-    let mut on_line = |line: Option<&[u8]>| {
-        let Some(line) = line else { return Ok(()) };
+    let stats = for_each_match(dir, matcher, &range, stop, &mut |line| {
         let key = PageKey::of(line);
         let probe = Held {
             key,
@@ -783,11 +780,11 @@ pub fn page(
             .is_after(&key)
         }) || cut.as_ref().is_some_and(|cut| probe >= *cut)
         {
-            return Ok(());
+            return;
         }
         if heap.len() == limit && heap.peek().is_some_and(|worst| probe >= *worst) {
             cut = Some(probe);
-            return Ok(());
+            return;
         }
         held_bytes += line.len();
         heap.push(Held {
@@ -806,6 +803,35 @@ pub fn page(
                 }
             }
         }
+    })?;
+    let held = heap.into_sorted_vec();
+    let next = cut.and(held.last().map(|last| last.key));
+    Ok(Page {
+        records: held.into_iter().map(|h| h.record).collect(),
+        next,
+        stats,
+    })
+}
+
+/// Calls `on_record` with every match in `opts`' time range (its limit and order aside), as
+/// stored, in store order: what [`page`] and [`fields`] fold, streaming.
+fn for_each_match(
+    dir: &Path,
+    matcher: &Matcher,
+    opts: &SearchOptions,
+    stop: &AtomicBool,
+    on_record: &mut dyn FnMut(&[u8]),
+) -> Result<SearchStats, SearchError> {
+    let all = SearchOptions {
+        limit: None,
+        order: Order::OldestFirst,
+        follow: false,
+        ..opts.clone()
+    };
+    let mut on_line = |line: Option<&[u8]>| {
+        if let Some(line) = line {
+            on_record(line);
+        }
         Ok(())
     };
     let mut lines = LineSink {
@@ -814,22 +840,7 @@ pub fn page(
         skipped: 0,
         on_line: &mut on_line,
     };
-    let stats = search(
-        dir,
-        matcher,
-        &scan_opts,
-        RecordFormat::Json,
-        &mut lines,
-        stop,
-    )?;
-    drop(lines);
-    let held = heap.into_sorted_vec();
-    let next = cut.and(held.last().map(|last| last.key));
-    Ok(Page {
-        records: held.into_iter().map(|h| h.record).collect(),
-        next,
-        stats,
-    })
+    search(dir, matcher, &all, RecordFormat::Json, &mut lines, stop)
 }
 
 /// A histogram of one field's values over the matches: facets.
@@ -866,16 +877,9 @@ pub fn fields(
     top: usize,
     stop: &AtomicBool,
 ) -> Result<FieldCounts, SearchError> {
-    let scan_opts = SearchOptions {
-        limit: None,
-        order: Order::OldestFirst,
-        follow: false,
-        ..opts.clone()
-    };
     let mut counts: std::collections::HashMap<Vec<u8>, u64> = std::collections::HashMap::new();
     let (mut missing, mut uncounted) = (0u64, 0u64);
-    let mut on_line = |line: Option<&[u8]>| {
-        let Some(line) = line else { return Ok(()) };
+    let stats = for_each_match(dir, matcher, opts, stop, &mut |line| {
         let mut count = |value: &[u8]| {
             let value = &value[..value.len().min(MAX_FIELD_VALUE_BYTES)];
             if let Some(n) = counts.get_mut(value) {
@@ -901,23 +905,7 @@ pub fn fields(
         if !present {
             missing += 1;
         }
-        Ok(())
-    };
-    let mut lines = LineSink {
-        partial: Vec::new(),
-        prefilter: None,
-        skipped: 0,
-        on_line: &mut on_line,
-    };
-    let stats = search(
-        dir,
-        matcher,
-        &scan_opts,
-        RecordFormat::Json,
-        &mut lines,
-        stop,
-    )?;
-    drop(lines);
+    })?;
     let distinct = counts.len();
     let mut values: Vec<(Vec<u8>, u64)> = counts.into_iter().collect();
     values.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));

@@ -49,6 +49,12 @@ impl TailBatch {
         })
     }
 
+    /// Every record's value, back to back (for a prefilter that looks for required text in
+    /// the whole batch at once).
+    pub fn bytes(&self) -> &[u8] {
+        &self.values
+    }
+
     /// The number of records.
     pub fn len(&self) -> usize {
         self.ends.len()
@@ -60,7 +66,8 @@ impl TailBatch {
     }
 
     /// A batch of `records`, for tests of subscribers.
-    pub fn from_records<'a>(records: impl IntoIterator<Item = &'a [u8]>) -> TailBatch {
+    #[cfg(test)]
+    pub(crate) fn from_records<'a>(records: impl IntoIterator<Item = &'a [u8]>) -> TailBatch {
         let mut batch = TailBatch {
             values: Vec::new(),
             ends: Vec::new(),

@@ -6,8 +6,6 @@
 //! them.
 #![no_main]
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::sync::atomic::AtomicBool;
 
 use libfuzzer_sys::fuzz_target;
@@ -24,22 +22,6 @@ impl StoreBatch for One {
     }
 }
 
-/// A directory of this process's own, emptied before each input (tmpfs when there is one).
-fn scratch() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let base = if std::path::Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        base.join(format!("logtail-fuzz-store-{}", std::process::id()))
-    });
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).expect("scratch directory");
-    dir.clone()
-}
-
 fn read_all(dir: &std::path::Path) -> Vec<u8> {
     let mut out = Vec::new();
     read(
@@ -53,7 +35,7 @@ fn read_all(dir: &std::path::Path) -> Vec<u8> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let dir = scratch();
+    let dir = logtail_fuzz::scratch_dir("store");
     std::fs::write(dir.join("00000000000000000001.seg"), data).expect("write segment");
     let before = read_all(&dir);
     let opts = StoreOptions {

@@ -6,32 +6,14 @@
 //! all of them and reads back intact.
 #![no_main]
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
 use logtail::wal::{Appended, FsyncPolicy, Wal, WalOptions};
-
-fn scratch() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let base = if std::path::Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        base.join(format!("logtail-fuzz-wal-{}", std::process::id()))
-    });
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).expect("scratch directory");
-    dir.clone()
-}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flag, mut rest)) = data.split_first() else {
         return;
     };
-    let dir = scratch();
+    let dir = logtail_fuzz::scratch_dir("wal");
     if flag & 1 == 1 {
         let Some((ledger, segment)) = rest.split_first_chunk::<128>() else {
             return;

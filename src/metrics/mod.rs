@@ -55,7 +55,7 @@
 
 mod exposition;
 
-pub use exposition::{escape_label, header};
+pub use exposition::{escape_label, header, single};
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

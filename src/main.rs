@@ -219,6 +219,9 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         let mut stamp = config_path
             .as_deref()
             .and_then(logtail::setting::file_stamp);
+        // A change is read once the file stayed the same for a tick: an editor writing it in
+        // place is not caught half-way (an empty file is a valid config: the defaults).
+        let mut changing = None;
         loop {
             let why = tokio::select! {
                 _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); break; }
@@ -227,11 +230,17 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
                 _ = tick.tick() => {
                     let now = config_path.as_deref().and_then(logtail::setting::file_stamp);
                     if now == stamp || now.is_none() {
+                        changing = None;
+                        continue;
+                    }
+                    if changing != Some(now) {
+                        changing = Some(now);
                         continue;
                     }
                     "the file changed"
                 }
             };
+            changing = None;
             stamp = config_path
                 .as_deref()
                 .and_then(logtail::setting::file_stamp);

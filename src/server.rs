@@ -18,10 +18,12 @@
 //! accepting and its connections finish what they received, through the same shards, rings and
 //! sink, so nothing received is lost or written twice. A changed listener on the same address is
 //! bound before the old one closes (`SO_REUSEPORT`; a Unix socket file is replaced), so the
-//! address never refuses. What the shards, the rings and the sink were built from (`data_dir`,
-//! `[ingest] shards` and `legacy_timezone`, `[pipeline]`, `[sink]`, `[metrics]`) takes effect at
-//! the next restart: a change there is logged as "needs a restart" and shown in
-//! `logtail_config_needs_restart` ([`crate::metrics::ReloadMetrics::needs_restart`]).
+//! address never refuses. The batch limits of `[pipeline]` apply live (sizes up to those at
+//! start, which the sink was opened for). What the shards, the rings and the sink were built
+//! from (`data_dir`, `[ingest] shards` and `legacy_timezone`, `ring_batches` and larger batches,
+//! `[sink]`, `[metrics]`) takes effect at the next restart: a change there is logged as "needs a
+//! restart" and shown in `logtail_config_needs_restart`
+//! ([`crate::metrics::ReloadMetrics::needs_restart`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -71,6 +73,8 @@ pub struct Server {
     /// The configuration in force: the last file applied, but for the keys that need a
     /// restart, which keep their values from start.
     config: Config,
+    /// The configuration the threads were built from.
+    started: Config,
     listeners: Vec<OpenListener>,
     shard_commands: Vec<UnboundedSender<ShardCommand>>,
     budget: Arc<MemoryBudget>,
@@ -195,6 +199,7 @@ impl Server {
         };
         let mut server = Server {
             config: config.clone(),
+            started: config.clone(),
             listeners: Vec::new(),
             shard_commands,
             budget,
@@ -291,7 +296,7 @@ impl Server {
         new: &Config,
         config_sha256: String,
     ) -> Result<Vec<String>, ReloadRejected> {
-        let needs_restart = needs_restart(&self.config, new);
+        let needs_restart = needs_restart(&self.started, new);
         let shard_count = self.shard_commands.len();
         // A new budget only when its size changed: listeners left alone keep theirs.
         let budget =
@@ -353,7 +358,13 @@ impl Server {
         }
         self.budget = budget;
         let mut running = new.clone();
-        keep_restart_only_sections(&mut running, &self.config);
+        keep_restart_only_sections(&mut running, &self.started);
+        if running.pipeline.batch_limits() != self.config.pipeline.batch_limits() {
+            for commands in &self.shard_commands {
+                let _ = commands.send(ShardCommand::SetLimits(running.pipeline.batch_limits()));
+            }
+            tracing::info!("pipeline: batches cut by the new limits");
+        }
         self.config = running;
         for key in &needs_restart {
             tracing::warn!("reload: {key} changed; needs a restart to take effect");
@@ -493,8 +504,9 @@ fn bind_some(
         .collect()
 }
 
-/// The keys whose change only takes effect at a restart, changed from `running` to `new`:
-/// what the shards, rings, sink and HTTP server were built from.
+/// The keys whose change only takes effect at a restart, changed from `running` (the
+/// configuration at start) to `new`: what the shards, rings, sink and HTTP server were built
+/// from.
 fn needs_restart(running: &Config, new: &Config) -> Vec<String> {
     let text = |c: &Config| {
         [
@@ -504,27 +516,48 @@ fn needs_restart(running: &Config, new: &Config) -> Vec<String> {
                 "ingest.legacy_timezone",
                 format!("{:?}", c.ingest.legacy_timezone),
             ),
-            ("pipeline", format!("{:?}", c.pipeline)),
+            (
+                "pipeline.ring_batches",
+                format!("{:?}", c.pipeline.ring_batches),
+            ),
             ("sink", format!("{:?}", c.sink)),
             ("metrics", format!("{:?}", c.metrics)),
             ("api", format!("{:?}", c.api)),
         ]
     };
-    text(running)
+    let mut keys: Vec<String> = text(running)
         .into_iter()
         .zip(text(new))
         .filter(|(a, b)| a.1 != b.1)
         .map(|(a, _)| a.0.to_string())
-        .collect()
+        .collect();
+    // The sink was opened for batches up to these sizes (the Kafka sink sizes its WAL payloads
+    // by them): smaller ones apply live, larger ones at the next start.
+    let (was, now) = (&running.pipeline, &new.pipeline);
+    if now.batch_max_records > was.batch_max_records {
+        keys.push("pipeline.batch_max_records".into());
+    }
+    if now.batch_max_bytes > was.batch_max_bytes {
+        keys.push("pipeline.batch_max_bytes".into());
+    }
+    keys
 }
 
 /// `running` with the keys that need a restart set back to what `started` (the configuration
-/// the threads were built from) says.
+/// the threads were built from) says; batch sizes at most what the sink was opened for.
 fn keep_restart_only_sections(running: &mut Config, started: &Config) {
     running.data_dir = started.data_dir.clone();
     running.ingest.shards = started.ingest.shards;
     running.ingest.legacy_timezone = started.ingest.legacy_timezone;
-    running.pipeline = started.pipeline.clone();
+    running.pipeline.ring_batches = started.pipeline.ring_batches;
+    running.pipeline.batch_max_records = running
+        .pipeline
+        .batch_max_records
+        .min(started.pipeline.batch_max_records);
+    running.pipeline.batch_max_bytes = running
+        .pipeline
+        .batch_max_bytes
+        .min(started.pipeline.batch_max_bytes);
     running.sink = started.sink.clone();
     running.metrics = started.metrics.clone();
     running.api = started.api.clone();

@@ -177,6 +177,80 @@ fn a_reload_whose_listener_cannot_be_bound_changes_nothing() {
     assert_eq!((reload.reloads.get(), reload.failures.get()), (0, 1));
 }
 
+#[test]
+fn pipeline_batch_limits_apply_live_and_larger_batches_need_a_restart() {
+    let mut g = Gateway::start_with(|c| {
+        c.listen = listeners(false);
+        c.pipeline.batch_max_age = Duration::from_secs(60);
+    });
+    let mut conn = TcpStream::connect(g.server().socket_addr("main").unwrap()).unwrap();
+    let lines: String = (0..10)
+        .map(|i| format!("<14>Nov 21 10:00:00 web01 app: waiting-{i}\n"))
+        .collect();
+    conn.write_all(lines.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        g.server().metrics().sink.records.get(),
+        0,
+        "a batch waits for its 60 s"
+    );
+    let mut config = g.config.clone();
+    config.pipeline.batch_max_age = Duration::from_millis(5);
+    config.pipeline.batch_max_records = 8192;
+    let server = g.server.as_mut().unwrap();
+    let needs_restart = server.reload(&config, "shorter".into()).unwrap();
+    assert_eq!(needs_restart, ["pipeline.batch_max_records"]);
+    assert_eq!(
+        server.metrics().reload.needs_restart(),
+        ["pipeline.batch_max_records"]
+    );
+    // The waiting batch is cut by the new age at once, not after its 60 s.
+    let started = Instant::now();
+    g.wait_for_records(10);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(conn);
+    let records = g.stop_and_read();
+    assert_eq!(messages(&records).len(), 10);
+}
+
+#[test]
+fn a_changed_listener_reopens_on_its_address_and_the_others_are_untouched() {
+    let mut g = Gateway::start_with(|c| c.listen = listeners(false));
+    let main = g.server().socket_addr("main").unwrap();
+    let agents = g.server().socket_addr("agents").unwrap();
+    let mut before = TcpStream::connect(main).unwrap();
+    before
+        .write_all(b"<14>Nov 21 10:00:00 web01 app: before the change\n")
+        .unwrap();
+    g.wait_for_records(1);
+    let mut config = g.config.clone();
+    config.listen = listeners(false);
+    // Same name, same address, other settings: the listener is replaced.
+    config.listen[0].address = Some(main);
+    config.listen[0].max_connections = 50;
+    let server = g.server.as_mut().unwrap();
+    server.reload(&config, "changed".into()).unwrap();
+    assert_eq!(server.socket_addr("main"), Some(main));
+    assert_eq!(server.socket_addr("agents"), Some(agents), "untouched");
+    let mut after = TcpStream::connect(main).expect("the address never refuses");
+    after
+        .write_all(b"<14>Nov 21 10:00:00 web01 app: after the change\n")
+        .unwrap();
+    // The old listener's connection is closed once it is quiet; the sender reconnects.
+    before
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = std::io::Read::read_to_end(&mut before, &mut rest);
+    assert!(closed.is_ok(), "the old connection is closed: {closed:?}");
+    drop(after);
+    g.wait_for_records(2);
+    let records = g.stop_and_read();
+    let mut got = messages(&records);
+    got.sort();
+    assert_eq!(got, ["after the change", "before the change"]);
+}
+
 /// Writes `text` as the config file, atomically (a new inode, as editors do).
 fn write_config(path: &Path, text: &str) {
     let temp = path.with_extension("tmp");

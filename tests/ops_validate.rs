@@ -76,7 +76,7 @@ fn every_problem_of_a_gateway_file_is_reported_with_its_line_and_key() {
         format!("{f}:4: ingest.oversize: unknown variant `cut`, expected `truncate` or `drop`"),
         format!(
             "{f}:6: listen[0].type: unknown variant `tcpp`, expected one of `udp`, `tcp`, \
-             `unix-datagram`, `unix-stream`, `agent`"
+             `unix-datagram`, `unix-stream`, `agent`, `kafka`"
         ),
         format!(
             "{f}:10: listen[1].address: \"localhost\" is not IP:PORT, e.g. \"0.0.0.0:5514\" or \

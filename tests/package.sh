@@ -4,7 +4,8 @@
 #   conffiles, units, the logtail user, /var/lib/logtail), start the gateway exactly as
 #   logtail.service's ExecStart would (its User, WorkingDirectory and capabilities, read from the
 #   installed unit: systemd need not run here), send lines with `logger` over TCP and the Unix
-#   socket, read them back with `logtail search`, stop it with SIGTERM (exit 0), then
+#   socket, read them back with `logtail search`, reload it with SIGHUP (ExecReload), stop it
+#   with SIGTERM (exit 0), then
 #   `dpkg --purge` and check that nothing is left.
 # Called by tests/run.sh after its release build. LOGTAIL_DEB_NO_BUILD=1 packages
 # target/release/logtail as it is (no cargo build).
@@ -116,6 +117,15 @@ done
 printf '%s\n' "$found" | grep -q "$marker over tcp" || { cat "$work/gateway.log"; fail "the TCP line was not stored: $found"; }
 printf '%s\n' "$found" | grep -q "$marker over the unix socket" || fail "the Unix socket line was not stored: $found"
 [ "$(printf '%s\n' "$found" | grep -c "$marker")" -eq 2 ] || fail "expected exactly 2 lines: $found"
+
+# systemctl reload: ExecReload sends SIGHUP; the gateway reads its file again and keeps running.
+kill -HUP "$gateway_pid"
+for _ in $(seq 1 50); do
+  grep -q "the configuration is unchanged" "$work/gateway.log" && break
+  sleep 0.1
+done
+grep -q "the configuration is unchanged" "$work/gateway.log" || { cat "$work/gateway.log"; fail "SIGHUP was not a reload"; }
+kill -0 "$gateway_pid" 2>/dev/null || fail "the gateway died on SIGHUP"
 
 kill -TERM "$gateway_pid"
 status=0

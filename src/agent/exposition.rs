@@ -31,7 +31,7 @@ use std::time::Instant;
 use serde::{Deserialize, Deserializer};
 
 use super::{AgentMetrics, EtcdState};
-use crate::metrics::{Counter, escape_label, header};
+use crate::metrics::{Counter, escape_label, header, single};
 use crate::setting::Refusal;
 
 /// `[metrics]`: the agent's Prometheus endpoint.
@@ -82,8 +82,7 @@ pub fn render(metrics: &AgentMetrics, started: Instant, shipper: &str) -> String
         ),
     ];
     for (name, help, value) in gauges {
-        header(&mut out, name, "gauge", help);
-        let _ = writeln!(out, "logtail_{name} {value}");
+        single(&mut out, name, "gauge", help, value);
     }
     let counters: [(&str, &str, &Counter); 14] = [
         (
@@ -158,20 +157,19 @@ pub fn render(metrics: &AgentMetrics, started: Instant, shipper: &str) -> String
         ),
     ];
     for (name, help, counter) in counters {
-        header(&mut out, name, "counter", help);
-        let _ = writeln!(out, "logtail_{name} {}", counter.get());
+        single(&mut out, name, "counter", help, counter.get());
     }
-    header(
-        &mut out,
-        "agent_batches_in_flight",
-        "gauge",
-        "Batches sent and not yet acknowledged.",
-    );
     let in_flight = metrics
         .batches_sent
         .get()
         .saturating_sub(metrics.batches_acked.get());
-    let _ = writeln!(out, "logtail_agent_batches_in_flight {in_flight}");
+    single(
+        &mut out,
+        "agent_batches_in_flight",
+        "gauge",
+        "Batches sent and not yet acknowledged.",
+        in_flight,
+    );
     header(
         &mut out,
         "agent_file_lag_bytes",
@@ -226,27 +224,19 @@ pub fn render(metrics: &AgentMetrics, started: Instant, shipper: &str) -> String
             i64::from(metrics.etcd_state.get() == state as i64)
         );
     }
-    header(
+    single(
         &mut out,
         "agent_etcd_revision",
         "gauge",
         "The revision of the etcd value last read.",
+        metrics.etcd_revision.get(),
     );
-    let _ = writeln!(
-        out,
-        "logtail_agent_etcd_revision {}",
-        metrics.etcd_revision.get()
-    );
-    header(
+    single(
         &mut out,
         "agent_uptime_seconds",
         "gauge",
         "Seconds since the agent started.",
-    );
-    let _ = writeln!(
-        out,
-        "logtail_agent_uptime_seconds {:.3}",
-        started.elapsed().as_secs_f64()
+        format_args!("{:.3}", started.elapsed().as_secs_f64()),
     );
     out
 }

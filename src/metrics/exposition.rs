@@ -43,8 +43,7 @@ impl ReloadMetrics {
                 &self.failures,
             ),
         ] {
-            header(out, name, "counter", help);
-            let _ = writeln!(out, "logtail_{name} {}", counter.get());
+            single(out, name, "counter", help, counter.get());
         }
         header(
             out,
@@ -128,8 +127,7 @@ impl KafkaMetrics {
             ),
         ];
         for (name, help, counter) in counters {
-            header(out, name, "counter", help);
-            let _ = writeln!(out, "logtail_{name} {}", counter.get());
+            single(out, name, "counter", help, counter.get());
         }
         header(
             out,
@@ -535,6 +533,12 @@ impl Metrics {
         );
         out
     }
+}
+
+/// Writes the family `logtail_NAME` with its one sample, unlabelled.
+pub fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "logtail_{name} {value}");
 }
 
 /// Writes the `# HELP` and `# TYPE` lines of the family `logtail_NAME`.

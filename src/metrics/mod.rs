@@ -79,7 +79,7 @@ pub use elasticsearch::ElasticsearchMetrics;
 pub use kafka_source::KafkaSourceMetrics;
 
 pub use agents::{AgentConnection, AgentSeen, ConnectedAgents};
-pub use exposition::{escape_label, header};
+pub use exposition::{escape_label, header, single};
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

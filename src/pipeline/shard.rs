@@ -19,7 +19,7 @@
 //! a batch from the ring, and wakes the stream tasks when the shard is no longer blocked. Memory
 //! per shard is bounded by the ring, two batches and one receive.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -42,7 +42,7 @@ use crate::source::{self, ListenerContext, ShardSocket, Shutdown};
 static STORE_QUOTA_SPENT: RateLimitedWarning = RateLimitedWarning::new(Duration::from_secs(10));
 
 /// When to cut a batch.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchLimits {
     pub max_records: usize,
     pub max_bytes: usize,
@@ -63,6 +63,9 @@ pub struct ShardSettings {
 /// The state of one shard, shared by its tasks.
 pub struct Shard {
     pub settings: ShardSettings,
+    /// When to cut a batch: `settings.limits` at start, then what a live reload sets
+    /// ([`ShardCommand::SetLimits`]). Read once per receive (a copy of three words).
+    limits: Cell<BatchLimits>,
     producer: RingProducer,
     filling: RefCell<Filling>,
     /// Woken when the shard stops being blocked.
@@ -213,9 +216,10 @@ impl Intake for Shard {
         let value_bytes_before = filling.batch.value_bytes();
         // Read once per receive: the quota moves per stored batch, not per message.
         let quota = metrics.store_quota.as_ref();
+        let limits = self.limits.get();
         let mut receive = ShardReceive {
             filling: &mut filling,
-            limits: &self.settings.limits,
+            limits: &limits,
             encoding: self.settings.encoding,
             route: self.settings.route.as_deref(),
             lines: 0,
@@ -251,7 +255,7 @@ impl Intake for Shard {
         if was_empty && !filling.batch.is_empty() {
             self.batch_opened.notify_one();
         }
-        if filling.is_full(&self.settings.limits) {
+        if filling.is_full(&limits) {
             self.cut(&mut filling);
         }
         result
@@ -276,7 +280,7 @@ impl Shard {
     pub fn new(settings: ShardSettings, producer: RingProducer) -> Self {
         Shard {
             filling: RefCell::new(Filling {
-                batch: new_batch(&settings, None),
+                batch: new_batch(settings.id, &settings.limits, None),
                 pending: None,
                 parse_context: ParseContext::new(0, settings.legacy_zone),
                 received_at_us: 0,
@@ -284,14 +288,21 @@ impl Shard {
             }),
             unblocked: Notify::new(),
             batch_opened: Notify::new(),
+            limits: Cell::new(settings.limits),
             settings,
             producer,
         }
     }
 
+    /// Cuts batches by `limits` from now on (a live reload of `[pipeline]`); the batch being
+    /// filled is cut by them too.
+    pub fn set_limits(&self, limits: BatchLimits) {
+        self.limits.set(limits);
+    }
+
     /// True when the shard cannot take more records until the sink catches up.
     pub fn is_blocked(&self) -> bool {
-        self.filling.borrow().is_blocked(&self.settings.limits)
+        self.filling.borrow().is_blocked(&self.limits.get())
     }
 
     /// Moves the current batch to the ring, or to `pending` when the ring is full. Does nothing
@@ -300,7 +311,7 @@ impl Shard {
         if filling.batch.is_empty() || filling.pending.is_some() {
             return;
         }
-        let fresh = new_batch(&self.settings, Some(&filling.batch));
+        let fresh = new_batch(self.settings.id, &self.limits.get(), Some(&filling.batch));
         let full = std::mem::replace(&mut filling.batch, fresh);
         filling.pending = self.push(full);
     }
@@ -327,11 +338,11 @@ impl Shard {
     /// the age limit, or `force`). Wakes blocked tasks when the shard gets unblocked.
     fn flush(&self, force: bool) {
         let mut filling = self.filling.borrow_mut();
-        let was_blocked = filling.is_blocked(&self.settings.limits);
+        let limits = &self.limits.get();
+        let was_blocked = filling.is_blocked(limits);
         if let Some(batch) = filling.pending.take() {
             filling.pending = self.push(batch);
         }
-        let limits = &self.settings.limits;
         let aged = filling
             .batch
             .opened_at()
@@ -354,7 +365,7 @@ impl Shard {
             let (due, pending) = {
                 let filling = self.filling.borrow();
                 let due = filling.batch.opened_at().map(|opened| {
-                    tokio::time::Instant::from_std(opened + self.settings.limits.max_age)
+                    tokio::time::Instant::from_std(opened + self.limits.get().max_age)
                 });
                 (due, filling.pending.is_some())
             };
@@ -387,12 +398,10 @@ impl Shard {
 }
 
 /// A new batch sized like the previous one, so a busy shard fills it without reallocating.
-fn new_batch(settings: &ShardSettings, previous: Option<&Batch>) -> Batch {
-    let limits = &settings.limits;
+fn new_batch(shard: u16, limits: &BatchLimits, previous: Option<&Batch>) -> Batch {
     let previous_bytes = previous.map_or(0, Batch::value_bytes);
     let bytes = previous_bytes.clamp(4096, limits.max_bytes + limits.max_bytes / 8);
-    let mut batch =
-        Batch::with_capacity(settings.id, bytes, limits.max_records.min(bytes / 64 + 1));
+    let mut batch = Batch::with_capacity(shard, bytes, limits.max_records.min(bytes / 64 + 1));
     if let Some(previous) = previous {
         batch.reserve_keys_and_topics(previous.key_bytes(), previous.topic_bytes());
     }
@@ -417,6 +426,8 @@ pub enum ShardCommand {
         sockets: Vec<(ListenerContext, ShardSocket)>,
         stop: Shutdown,
     },
+    /// Cut batches by these limits from now on ([`Shard::set_limits`]).
+    SetLimits(BatchLimits),
 }
 
 /// Starts shard `settings.id` on a thread of its own. It reads the listeners that `commands`
@@ -467,6 +478,11 @@ async fn run_shard(
                 Some(ShardCommand::Listen { sockets, stop }) => {
                     readers.retain(|r: &tokio::task::JoinHandle<()>| !r.is_finished());
                     readers.extend(source::spawn_readers(&shard, &connections, sockets, &stop));
+                }
+                Some(ShardCommand::SetLimits(limits)) => {
+                    shard.set_limits(limits);
+                    // A batch already older than a shorter max_age is cut now.
+                    shard.flush(false);
                 }
                 None => {
                     (&mut stopped).await;

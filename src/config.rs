@@ -15,6 +15,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::http::MetricsConfig;
+use crate::http::console::ConsoleConfig;
 use crate::kafka::route::Route;
 use crate::parse::LegacyZone;
 use crate::pipeline::PipelineConfig;
@@ -62,6 +63,8 @@ pub struct Config {
     pub sink: SinkConfig,
     /// The Prometheus metrics endpoint.
     pub metrics: MetricsConfig,
+    /// The web console at `/` of the metrics endpoint.
+    pub console: ConsoleConfig,
 }
 
 impl Default for Config {
@@ -73,6 +76,7 @@ impl Default for Config {
             pipeline: PipelineConfig::default(),
             sink: SinkConfig::default(),
             metrics: MetricsConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -186,6 +190,7 @@ impl Config {
     fn check(&self) -> Result<(), InvalidSetting> {
         self.check_sources()?;
         self.pipeline.check().map_err(|e| e.within("pipeline"))?;
+        self.console.check().map_err(|e| e.within("console"))?;
         self.sink
             .store
             .check()

@@ -136,6 +136,7 @@ impl Server {
                 listener,
                 crate::http::HttpState {
                     metrics: metrics.clone(),
+                    console: Arc::new(config.console.clone()),
                 },
             )?),
             None => None,

@@ -1,5 +1,5 @@
-//! The gateway's one HTTP server: Prometheus metrics at `/metrics` today; the search API
-//! (`/api/v1/...`, issue 12) and the web console (`/`) are added to the same router next.
+//! The gateway's one HTTP server: Prometheus metrics at `/metrics`, the web console at `/`
+//! ([`console`]); the search API (`/api/v1/...`, issue 12) joins the same router.
 //!
 //! # Shape
 //! - [`router`] assembles the routes from parts, each part a module that returns a
@@ -15,8 +15,10 @@
 //! # Limits
 //! HTTP/1.1 only, one request per connection (`Connection: close`), and [`HEAD_TIMEOUT`] to send
 //! the request head: enough for Prometheus, `curl` and a browser, with nothing a client can hold
-//! open. Only `GET` (and so `HEAD`) is served; other methods get 405, unknown paths 404.
+//! open. Only `GET` (and so `HEAD`) is served, and `PUT` of the console's agent configs; other
+//! methods get 405, unknown paths 404.
 
+pub mod console;
 mod prometheus;
 
 use std::future::Future;
@@ -29,7 +31,6 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Deserialize;
 
 use crate::metrics::Metrics;
@@ -74,20 +75,17 @@ fn socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::
 pub struct HttpState {
     /// The running gateway's metrics.
     pub metrics: Arc<Metrics>,
+    /// `[console]`: where the agents' collect entries are.
+    pub console: Arc<console::ConsoleConfig>,
 }
 
 /// Every route of the server, over `state`.
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .merge(prometheus::routes())
-        .route("/", get(index).fallback(method_not_allowed))
+        .merge(console::routes())
         .fallback(not_found)
         .with_state(state)
-}
-
-/// `/`: where the console will be; today it points at the metrics.
-async fn index() -> Response {
-    text(StatusCode::OK, "logtail gateway: metrics at /metrics\n")
 }
 
 async fn not_found(method: Method) -> Response {
@@ -206,7 +204,11 @@ mod tests {
             Arc::new(SinkMetrics::new("blackhole")),
             None,
         ));
-        let (thread, stop) = spawn(listener, HttpState { metrics }).unwrap();
+        let state = HttpState {
+            metrics,
+            console: Arc::new(console::ConsoleConfig::default()),
+        };
+        let (thread, stop) = spawn(listener, state).unwrap();
         (addr, thread, stop)
     }
 
@@ -248,7 +250,16 @@ mod tests {
 
         let index = exchange(addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(index.starts_with("HTTP/1.1 200 OK\r\n"), "{index}");
-        assert!(index.ends_with("\r\n\r\nlogtail gateway: metrics at /metrics\n"));
+        assert!(index.contains("\r\n\r\n<!doctype html>"), "{index}");
+        assert!(index.contains("<title>logtail</title>"), "{index}");
+        assert!(
+            index.contains(&format!(
+                "content-security-policy: {}\r\n",
+                console::CONTENT_SECURITY_POLICY
+            )),
+            "{index}"
+        );
+        assert!(index.contains("x-content-type-options: nosniff\r\n"));
 
         let missing = exchange(addr, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(

@@ -200,7 +200,7 @@ function navigate(path) {
 
 const search = {
   records: [], // what the results table shows, newest first
-  oldestUs: null,
+  next: null, // the API's cursor of the next page
   range: null, // {fromUs, toUs} of the search on screen
   generation: 0, // a newer search makes older answers moot
 };
@@ -285,7 +285,7 @@ async function runSearch({ push = true } = {}) {
   const range = formRange();
   search.range = range;
   search.records = [];
-  search.oldestUs = null;
+  search.next = null;
   $("results").tBodies[0].replaceChildren();
   $("results-empty").hidden = true;
   $("load-more").hidden = true;
@@ -315,15 +315,11 @@ function fail(e, fresh) {
   }
 }
 
-/** One page of results, newest first, older than what is shown. */
+/** One page of results, newest first; the next page starts at the API's cursor. */
 async function loadPage(q, span, fresh) {
-  // The next page ends just after the oldest record shown (`to` is exclusive), so records of
-  // the same microsecond are not lost; those already shown are skipped by their JSON text.
-  const to = search.oldestUs === null ? span.to : iso(search.oldestUs + 1);
-  const body = await api(`${API}/search?${query({ q, from: span.from, to, limit: PAGE, order: "newest" })}`);
+  const body = await api(`${API}/search?${query({ q, ...span, limit: PAGE, order: "newest", cursor: search.next })}`);
   if (!fresh()) return;
-  const seen = new Set(search.records.filter((r) => micros(recordTime(r)) === search.oldestUs).map((r) => JSON.stringify(r)));
-  const records = (body.records || []).filter((r) => !seen.has(JSON.stringify(r)));
+  const records = body.records || [];
   const tbody = $("results").tBodies[0];
   for (const r of records) {
     search.records.push(r);
@@ -331,14 +327,12 @@ async function loadPage(q, span, fresh) {
     row.addEventListener("click", () => toggleDetail(row, r));
     tbody.append(row);
   }
-  const last = search.records[search.records.length - 1];
-  search.oldestUs = last ? micros(recordTime(last)) : null;
-  const more = (body.records || []).length >= PAGE || body.truncated === true;
-  $("load-more").hidden = !more || records.length === 0;
+  search.next = body.next || null;
+  $("load-more").hidden = !search.next;
   $("results-empty").hidden = search.records.length > 0;
   const took = body.took_ms !== undefined ? ` in ${body.took_ms} ms` : "";
   const blocks = body.scanned_blocks !== undefined ? ` (${body.scanned_blocks} blocks read, ${body.skipped_blocks ?? 0} skipped)` : "";
-  $("results-summary").textContent = `${search.records.length} shown${more ? ", more available" : ""}${took}${blocks}`;
+  $("results-summary").textContent = `${search.records.length} shown${search.next ? ", more available" : ""}${took}${blocks}`;
 }
 
 function toggleDetail(row, record) {
@@ -591,7 +585,7 @@ const tail = {
 };
 
 /** Reads Server-Sent Events from a fetch (which, unlike EventSource, can send the token). */
-async function readEvents(url, signal, onEvent) {
+async function readEvents(url, signal, onOpen, onEvent) {
   for (;;) {
     const response = await fetch(url, { headers: headers({ Accept: "text/event-stream" }), signal });
     if (response.status === 401) { await askToken(); continue; }
@@ -600,6 +594,7 @@ async function readEvents(url, signal, onEvent) {
       try { body = await response.json(); } catch { /* not JSON */ }
       throw new ApiError(response.status, body);
     }
+    onOpen();
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
     for (;;) {
@@ -668,7 +663,8 @@ function startTail() {
   $("tail-q").classList.remove("invalid");
   $("tail-state").textContent = tail.paused ? "paused" : "connecting…";
   const q = $("tail-q").value.trim();
-  readEvents(`${API}/tail?${query({ q })}`, controller.signal, (event, data) => {
+  const opened = () => { if (!tail.paused) $("tail-state").textContent = "live"; };
+  readEvents(`${API}/tail?${query({ q })}`, controller.signal, opened, (event, data) => {
     if (event === "dropped") {
       try { const d = JSON.parse(data); tail.dropped += Number(d.count ?? d.dropped ?? d) || 0; } catch { tail.dropped += Number(data) || 0; }
       return;
@@ -685,7 +681,6 @@ function startTail() {
     if (e.status === 400) $("tail-q").classList.add("invalid");
     $("tail-state").textContent = "";
   });
-  if (!tail.paused) $("tail-state").textContent = "live";
   tail.timer = setInterval(tailTick, 250);
 }
 
@@ -777,14 +772,17 @@ async function refreshStatus() {
     const body = await api(`${API}/status`);
     const grid = el("div", { class: "status-grid" });
     for (const [section, value] of Object.entries(body || {})) {
+      if (section === "history") continue;
       grid.append(el("div", { class: "card", id: `status-${section}` }, el("h3", {}, section.replace(/_/g, " ")), renderValue(section, value)));
     }
     $("status-body").replaceChildren(grid);
     $("status-error").hidden = true;
     $("status-updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
-    const now = Date.now();
-    const h = await api(`${API}/histogram?${query({ from: iso((now - 15 * 60e3) * 1000), to: iso(now * 1000), buckets: 30 })}`);
-    paintBars($("throughput"), bucketsOf(h).list.map((b) => b.count), { color: "#3c9d5d" });
+    const samples = (body.history && body.history.samples) || [];
+    $("throughput-note").textContent = samples.length
+      ? `received lines/s, every ${body.history.interval_secs} s; now ${formatValue("", samples[samples.length - 1].received_lines_per_sec)}`
+      : "";
+    paintBars($("throughput"), samples.map((x) => x.received_lines_per_sec), { color: "#3c9d5d" });
   } catch (e) {
     $("status-error").textContent = `status: ${e.message}`;
     $("status-error").hidden = false;

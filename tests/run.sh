@@ -26,6 +26,10 @@ command -v openssl >/dev/null || need_apt+=(openssl)      # s_client, a real TLS
 # started by the package here, the test runs its own.
 command -v rsyslogd >/dev/null || need_apt+=(rsyslog)
 dpkg -s rsyslog-openssl >/dev/null 2>&1 || need_apt+=(rsyslog-openssl)
+# A real browser for the console tests (tests/console.rs), driven over WebDriver. Debian's
+# packages: browser builds downloaded by other tools cannot be fetched here.
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

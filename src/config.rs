@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::http::MetricsConfig;
 use crate::http::console::ConsoleConfig;
+use crate::http::{ApiConfig, MetricsConfig};
 use crate::kafka::route::Route;
 use crate::parse::LegacyZone;
 use crate::pipeline::PipelineConfig;
@@ -63,6 +63,8 @@ pub struct Config {
     pub sink: SinkConfig,
     /// The Prometheus metrics endpoint.
     pub metrics: MetricsConfig,
+    /// The HTTP server: its address, the search API and its token.
+    pub api: ApiConfig,
     /// The web console at `/` of the metrics endpoint.
     pub console: ConsoleConfig,
 }
@@ -76,6 +78,7 @@ impl Default for Config {
             pipeline: PipelineConfig::default(),
             sink: SinkConfig::default(),
             metrics: MetricsConfig::default(),
+            api: ApiConfig::default(),
             console: ConsoleConfig::default(),
         }
     }
@@ -217,7 +220,17 @@ impl Config {
                 ),
             ));
         }
+        self.http_server()?;
         Ok(())
+    }
+
+    /// Where the one HTTP server listens and what it serves (`[api]` and `[metrics]`); `None`
+    /// when it serves nothing.
+    ///
+    /// # Errors
+    /// See [`crate::http::check`].
+    pub fn http_server(&self) -> Result<Option<crate::http::ServerPlan>, InvalidSetting> {
+        crate::http::check(&self.api, &self.metrics)
     }
 
     /// Checks `[ingest]` and every `[[listen]]` table, and that listener names are unique.
@@ -319,7 +332,14 @@ mod tests {
         assert_eq!(config.store_dir(), Path::new("data/store"));
         assert_eq!(config.sink.kind, SinkKind::Store);
         assert_eq!(config.ingest.max_message_bytes, 65536);
-        assert_eq!(config.metrics.address.to_string(), "127.0.0.1:9100");
+        assert_eq!(config.api.address.to_string(), "127.0.0.1:9100");
+        assert_eq!(
+            config
+                .http_server()
+                .unwrap()
+                .map(|plan| plan.address.to_string()),
+            Some("127.0.0.1:9100".to_string())
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use logtail::parse::{self, Format, LegacyZone, ParseContext};
 use logtail::pipeline::batch::Batch;
 use logtail::server::Server;
 use logtail::store::{self, ReadOptions};
-use logtail::time::{parse_duration, unix_micros_ago};
+use logtail::time::{parse_duration, parse_time, unix_micros_ago};
 use logtail::wal;
 
 #[global_allocator]
@@ -376,38 +376,6 @@ fn search(args: SearchArgs) -> anyhow::Result<()> {
         Err(e) if is_broken_pipe(e.as_ref()) => Ok(()),
         Err(e) => Err(e).with_context(|| format!("searching the store in {}", dir.display())),
     }
-}
-
-/// `--from` / `--to`: RFC 3339, `YYYY-MM-DD[THH:MM[:SS[.f]]]` in UTC, or a duration ago.
-fn parse_time(text: &str) -> Result<i64, String> {
-    let text = text.trim();
-    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(time.timestamp_micros());
-    }
-    for format in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(time) = chrono::NaiveDateTime::parse_from_str(text, format) {
-            return Ok(time.and_utc().timestamp_micros());
-        }
-    }
-    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(date
-            .and_time(chrono::NaiveTime::MIN)
-            .and_utc()
-            .timestamp_micros());
-    }
-    if text.starts_with(|c: char| c.is_ascii_digit())
-        && let Ok(ago) = parse_duration(text)
-    {
-        return Ok(unix_micros_ago(ago));
-    }
-    Err(format!(
-        "{text:?} is not a time like 2026-11-21T02:53:47Z, 2026-11-21 02:53, 2026-11-21 or 15m (ago)"
-    ))
 }
 
 fn is_broken_pipe(error: &(dyn std::error::Error + 'static)) -> bool {

@@ -598,3 +598,315 @@ mod tests {
         assert_eq!(flushes, 1);
     }
 }
+
+/// A record's place in the order the HTTP API pages in: its time (as [`record_time_us`]), then
+/// its `received_at`, then a checksum of its bytes, so that records of the same second (a
+/// second-resolution RFC 3164 timestamp) still have a total order that does not change as
+/// records are added or retention deletes old ones. A page's last key is the cursor of the
+/// next page: no record is returned twice and none is skipped, whatever arrives meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PageKey {
+    /// Unix µs; `i64::MIN` for a record without a time.
+    pub time_us: i64,
+    /// Unix µs; `i64::MIN` for a record without `received_at`.
+    pub received_us: i64,
+    /// CRC32C of the record's bytes.
+    pub checksum: u32,
+}
+
+impl PageKey {
+    /// The key of the stored record `line`.
+    pub fn of(line: &[u8]) -> PageKey {
+        let record = JsonRecord::new(line);
+        let mut received_us = None;
+        record.any_value(&Field::Other("received_at".into()), &mut |value| {
+            received_us = std::str::from_utf8(value)
+                .ok()
+                .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+                .map(|t| t.timestamp_micros());
+            true
+        });
+        PageKey {
+            time_us: record_time_us(&record).unwrap_or(i64::MIN),
+            received_us: received_us.unwrap_or(i64::MIN),
+            checksum: crc32c::crc32c(line),
+        }
+    }
+
+    /// The key as an opaque cursor: `TIME.RECEIVED.CHECKSUM` (decimal µs, hex).
+    pub fn to_cursor(&self) -> String {
+        format!(
+            "{}.{}.{:08x}",
+            self.time_us, self.received_us, self.checksum
+        )
+    }
+
+    /// Reads [`PageKey::to_cursor`]'s text back; `None` for anything else.
+    pub fn from_cursor(text: &str) -> Option<PageKey> {
+        let mut parts = text.split('.');
+        let key = PageKey {
+            time_us: parts.next()?.parse().ok()?,
+            received_us: parts.next()?.parse().ok()?,
+            checksum: u32::from_str_radix(parts.next()?, 16).ok()?,
+        };
+        parts.next().is_none().then_some(key)
+    }
+}
+
+/// One page of matches, in page order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The stored records (JSON lines without their newline), best first: newest first for
+    /// [`Order::NewestFirst`].
+    pub records: Vec<Vec<u8>>,
+    /// The key of the last record, when more matches follow it: the next page's `after`.
+    pub next: Option<PageKey>,
+    pub stats: SearchStats,
+}
+
+/// A match held by [`page`]; the heap's greatest is the one that would go first.
+struct Held {
+    key: PageKey,
+    newest_first: bool,
+    record: Vec<u8>,
+}
+
+impl Held {
+    /// Whether a record with key `key` goes on the page before this one.
+    fn is_after(&self, key: &PageKey) -> bool {
+        if self.newest_first {
+            *key < self.key
+        } else {
+            *key > self.key
+        }
+    }
+}
+
+impl PartialEq for Held {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl Eq for Held {}
+impl PartialOrd for Held {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+/// Greater is later on the page, so the heap's top is the match to give up first.
+impl Ord for Held {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let order = self.key.cmp(&other.key);
+        if self.newest_first {
+            order.reverse()
+        } else {
+            order
+        }
+    }
+}
+
+/// The first `opts.limit` matches (default 100) in [`PageKey`] order (descending for
+/// [`Order::NewestFirst`]) that come after `after`, holding at most that many records and
+/// about `max_bytes` of them (a page cut short by bytes has a `next`).
+///
+/// The scan reads the whole range once and keeps the best matches in a bounded heap: memory is
+/// the page, whatever the store size. A record whose key equals `after` is not returned again.
+///
+/// # Errors
+/// The store's errors.
+pub fn page(
+    dir: &Path,
+    matcher: &Matcher,
+    opts: &SearchOptions,
+    after: Option<PageKey>,
+    max_bytes: usize,
+    stop: &AtomicBool,
+) -> Result<Page, SearchError> {
+    let newest_first = opts.order == Order::NewestFirst;
+    let limit = opts.limit.unwrap_or(100).max(1);
+    let (mut from_us, mut to_us) = (opts.from_us, opts.to_us);
+    // Only records at or before (after) the cursor's time can follow it.
+    if let Some(after) = after.filter(|a| a.time_us != i64::MIN) {
+        if newest_first {
+            let end = after.time_us.saturating_add(1);
+            to_us = Some(to_us.map_or(end, |to| to.min(end)));
+        } else {
+            from_us = Some(from_us.map_or(after.time_us, |from| from.max(after.time_us)));
+        }
+    }
+    let scan_opts = SearchOptions {
+        from_us,
+        to_us,
+        limit: None,
+        order: Order::OldestFirst,
+        follow: false,
+    };
+    let mut heap: std::collections::BinaryHeap<Held> = std::collections::BinaryHeap::new();
+    let mut held_bytes = 0usize;
+    // The first key of what was given up: every kept match goes before it, and nothing at or
+    // after it is taken any more, so the page is exactly the first matches in order.
+    let mut cut: Option<Held> = None;
+    let mut on_line = |line: Option<&[u8]>| {
+        let Some(line) = line else { return Ok(()) };
+        let key = PageKey::of(line);
+        let probe = Held {
+            key,
+            newest_first,
+            record: Vec::new(),
+        };
+        if after.is_some_and(|after| {
+            !Held {
+                key: after,
+                newest_first,
+                record: Vec::new(),
+            }
+            .is_after(&key)
+        }) || cut.as_ref().is_some_and(|cut| probe >= *cut)
+        {
+            return Ok(());
+        }
+        if heap.len() == limit && heap.peek().is_some_and(|worst| probe >= *worst) {
+            cut = Some(probe);
+            return Ok(());
+        }
+        held_bytes += line.len();
+        heap.push(Held {
+            key,
+            newest_first,
+            record: line.to_vec(),
+        });
+        while heap.len() > limit || (held_bytes > max_bytes && heap.len() > 1) {
+            if let Some(given_up) = heap.pop() {
+                held_bytes -= given_up.record.len();
+                if cut.as_ref().is_none_or(|cut| given_up < *cut) {
+                    cut = Some(Held {
+                        record: Vec::new(),
+                        ..given_up
+                    });
+                }
+            }
+        }
+        Ok(())
+    };
+    let mut lines = LineSink {
+        partial: Vec::new(),
+        prefilter: None,
+        skipped: 0,
+        on_line: &mut on_line,
+    };
+    let stats = search(
+        dir,
+        matcher,
+        &scan_opts,
+        RecordFormat::Json,
+        &mut lines,
+        stop,
+    )?;
+    drop(lines);
+    let held = heap.into_sorted_vec();
+    let next = cut.and(held.last().map(|last| last.key));
+    Ok(Page {
+        records: held.into_iter().map(|h| h.record).collect(),
+        next,
+        stats,
+    })
+}
+
+/// A histogram of one field's values over the matches: facets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldCounts {
+    /// The most frequent values and their counts, most frequent first (ties by value).
+    pub values: Vec<(Vec<u8>, u64)>,
+    /// Matching records without the field.
+    pub missing: u64,
+    /// Values not counted one by one: those first seen once [`MAX_FIELD_VALUES`] distinct
+    /// values were counted.
+    pub uncounted: u64,
+    /// Distinct values counted (at most [`MAX_FIELD_VALUES`]).
+    pub distinct: usize,
+    pub stats: SearchStats,
+}
+
+/// [`fields`] counts at most this many distinct values (memory stays bounded for a field such
+/// as `message`).
+pub const MAX_FIELD_VALUES: usize = 10_000;
+/// Values longer than this are counted by their first this many bytes.
+pub const MAX_FIELD_VALUE_BYTES: usize = 256;
+
+/// Counts the values of `field` over the matching records and returns the `top` most frequent.
+/// A `list` field (`tags`, see [`Field::named`]) counts each comma-separated item.
+///
+/// # Errors
+/// The store's errors.
+pub fn fields(
+    dir: &Path,
+    matcher: &Matcher,
+    opts: &SearchOptions,
+    (field, list): (&Field, bool),
+    top: usize,
+    stop: &AtomicBool,
+) -> Result<FieldCounts, SearchError> {
+    let scan_opts = SearchOptions {
+        limit: None,
+        order: Order::OldestFirst,
+        follow: false,
+        ..opts.clone()
+    };
+    let mut counts: std::collections::HashMap<Vec<u8>, u64> = std::collections::HashMap::new();
+    let (mut missing, mut uncounted) = (0u64, 0u64);
+    let mut on_line = |line: Option<&[u8]>| {
+        let Some(line) = line else { return Ok(()) };
+        let mut count = |value: &[u8]| {
+            let value = &value[..value.len().min(MAX_FIELD_VALUE_BYTES)];
+            if let Some(n) = counts.get_mut(value) {
+                *n += 1;
+            } else if counts.len() < MAX_FIELD_VALUES {
+                counts.insert(value.to_vec(), 1);
+            } else {
+                uncounted += 1;
+            }
+        };
+        let mut present = false;
+        JsonRecord::new(line).any_value(field, &mut |value| {
+            present = true;
+            if list {
+                for item in value.split(|&b| b == b',') {
+                    count(item.trim_ascii());
+                }
+            } else {
+                count(value);
+            }
+            false
+        });
+        if !present {
+            missing += 1;
+        }
+        Ok(())
+    };
+    let mut lines = LineSink {
+        partial: Vec::new(),
+        prefilter: None,
+        skipped: 0,
+        on_line: &mut on_line,
+    };
+    let stats = search(
+        dir,
+        matcher,
+        &scan_opts,
+        RecordFormat::Json,
+        &mut lines,
+        stop,
+    )?;
+    drop(lines);
+    let distinct = counts.len();
+    let mut values: Vec<(Vec<u8>, u64)> = counts.into_iter().collect();
+    values.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    values.truncate(top);
+    Ok(FieldCounts {
+        values,
+        missing,
+        uncounted,
+        distinct,
+        stats,
+    })
+}

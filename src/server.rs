@@ -5,7 +5,8 @@
 //! 1. the shards stop accepting and take what their sockets had already received;
 //! 2. each shard hands its last records to its ring and closes it;
 //! 3. the sink thread drains every ring to its end, then closes the sink (a final fsync);
-//! 4. the metrics endpoint stops last, so the final counts can be scraped until the end.
+//! 4. the HTTP server (metrics and API) stops last, so the final counts can be scraped until
+//!    the end; its live tails end when it stops.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,10 +16,12 @@ use std::thread::JoinHandle;
 use anyhow::Context as _;
 
 use crate::config::Config;
+use crate::http::api::{ApiContext, ApiParts, ListenerAddress, StoreView};
 use crate::metrics::{MemoryBudgetMetrics, Metrics, SinkMetrics};
 use crate::pipeline::ring;
 use crate::pipeline::shard::{self, ShardSettings};
 use crate::sink;
+use crate::sink::live_tail::LiveTail;
 use crate::source::limits::MemoryBudget;
 use crate::source::{BoundListener, Shutdown};
 
@@ -77,7 +80,14 @@ impl Server {
                 BoundListener::bind(listener, config.listener_name(i), &defaults, i, shard_count)
             })
             .collect::<Result<_, _>>()?;
-        let metrics_listener = crate::http::bind(&config.metrics)?;
+        let http_plan = config
+            .http_server()
+            .map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.message))?;
+        let http_listener = http_plan
+            .as_ref()
+            .map(|plan| crate::http::bind(plan.address))
+            .transpose()?;
+        let tail = LiveTail::new(crate::http::api::MAX_TAILS);
 
         let route = config.kafka_route().map(Arc::new);
         let (shutdown, signal) = Shutdown::new();
@@ -115,10 +125,10 @@ impl Server {
         }
 
         let sink_thread = {
-            let (metrics, stopping) = (sink_metrics.clone(), stopping.clone());
+            let (metrics, stopping, tail) = (sink_metrics.clone(), stopping.clone(), tail.clone());
             std::thread::Builder::new()
                 .name("sink".into())
-                .spawn(move || sink::run(consumers, sink, metrics, stopping))?
+                .spawn(move || sink::run(consumers, sink, metrics, stopping, tail))?
         };
 
         let metrics = Arc::new(
@@ -130,16 +140,41 @@ impl Server {
             )
             .with_memory_budget(budget.metrics().clone()),
         );
-        let metrics_address = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
-        let control = match metrics_listener {
-            Some(listener) => Some(crate::http::spawn(
-                listener,
-                crate::http::HttpState {
+        let metrics_address = http_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let control = match (http_listener, &http_plan) {
+            (Some(listener), Some(plan)) => {
+                let api = if plan.api {
+                    Some(ApiContext::new(ApiParts {
+                        metrics: metrics.clone(),
+                        store: (config.sink.kind == sink::SinkKind::Store).then(|| StoreView {
+                            dir: config.store_dir(),
+                            max_total_bytes: config.sink.store.max_total_bytes,
+                            max_age: config.sink.store.max_age,
+                        }),
+                        sink: config.sink.kind.as_str(),
+                        listeners: bound
+                            .iter()
+                            .map(|b| ListenerAddress {
+                                name: b.context.name.clone(),
+                                kind: b.kind.as_str(),
+                                address: b.local.clone(),
+                            })
+                            .collect(),
+                        tail: tail.clone(),
+                        token_file: plan.token_file.clone(),
+                    })?)
+                } else {
+                    None
+                };
+                let state = crate::http::HttpState {
                     metrics: metrics.clone(),
+                    api,
+                    serve_metrics: plan.metrics,
                     console: Arc::new(config.console.clone()),
-                },
-            )?),
-            None => None,
+                };
+                Some(crate::http::spawn(listener, state)?)
+            }
+            _ => None,
         };
         let addresses = bound
             .iter()
@@ -152,8 +187,13 @@ impl Server {
         for b in &bound {
             tracing::info!(listener = %b.context.name, "listening on {} {}", b.kind.as_str(), b.local);
         }
-        if let Some(addr) = metrics_address {
-            tracing::info!("metrics at http://{addr}/metrics");
+        if let (Some(addr), Some(plan)) = (metrics_address, &http_plan) {
+            if plan.metrics {
+                tracing::info!("metrics at http://{addr}/metrics");
+            }
+            if plan.api {
+                tracing::info!("API at http://{addr}/api/v1/");
+            }
         }
         tracing::info!(
             "gateway running: {shard_count} shard(s), sink {}",
@@ -185,7 +225,7 @@ impl Server {
         &self.metrics
     }
 
-    /// Where the metrics endpoint listens, if enabled.
+    /// Where the HTTP server (metrics and API) listens, if enabled.
     pub fn metrics_address(&self) -> Option<SocketAddr> {
         self.metrics_address
     }

@@ -54,6 +54,42 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
+/// A point in time as people write one (`--from`, `--to`, the API's `from` and `to`): RFC 3339,
+/// `YYYY-MM-DD[THH:MM[:SS[.f]]]` in UTC, or a duration ago (`15m`), as unix µs.
+///
+/// # Errors
+/// A message quoting `text` and the forms allowed.
+pub fn parse_time(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(time.timestamp_micros());
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(time) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Ok(time.and_utc().timestamp_micros());
+        }
+    }
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(date
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_micros());
+    }
+    if text.starts_with(|c: char| c.is_ascii_digit())
+        && let Ok(ago) = parse_duration(text)
+    {
+        return Ok(unix_micros_ago(ago));
+    }
+    Err(format!(
+        "{text:?} is not a time like 2026-11-21T02:53:47Z, 2026-11-21 02:53, 2026-11-21 or 15m (ago)"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -541,7 +541,7 @@ fn gateway_killed_mid_stream_then_restarted_loses_nothing() {
         &config,
         format!(
             "data_dir = {:?}\n[[listen]]\ntype = \"agent\"\naddress = \"127.0.0.1:{port}\"\n\
-             [metrics]\nenabled = false\n",
+             [metrics]\nenabled = false\n[api]\nenabled = false\n",
             dir.path().join("data")
         ),
     )

@@ -147,7 +147,7 @@ fn busy_port_is_reported_with_the_listener_name() {
     std::fs::write(
         &config,
         format!(
-            "data_dir = \"{}\"\n[[listen]]\nname = \"edge\"\ntype = \"tcp\"\naddress = \"{}\"\n[metrics]\nenabled = false\n",
+            "data_dir = \"{}\"\n[[listen]]\nname = \"edge\"\ntype = \"tcp\"\naddress = \"{}\"\n[metrics]\nenabled = false\n[api]\nenabled = false\n",
             dir.path().join("data").display(),
             taken.local_addr().unwrap()
         ),

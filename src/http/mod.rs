@@ -1,28 +1,35 @@
-//! The gateway's one HTTP server: Prometheus metrics at `/metrics`, the web console at `/`
-//! ([`console`]); the search API (`/api/v1/...`, issue 12) joins the same router.
+//! The gateway's one HTTP server: Prometheus metrics at `/metrics`, the search API under
+//! `/api/v1/` ([`api`], issue 12), and the web console at `/` ([`console`], issue 13).
 //!
 //! # Shape
 //! - [`router`] assembles the routes from parts, each part a module that returns a
-//!   `Router<HttpState>` for its own paths (`prometheus` for `/metrics`); a new part is one
-//!   `.merge(part::routes())` line. What the handlers need (the metrics today, the store and
-//!   the query engine next) travels in [`HttpState`], passed in by the composition root
-//!   ([`crate::server`]): handlers never reach for globals.
+//!   `Router<HttpState>` for its own paths (`prometheus` for `/metrics`, [`api`] for
+//!   `/api/v1/...`); a new part is one `.merge(part::routes())` line. What the handlers need
+//!   (the metrics, the store, the live tail) travels in [`HttpState`], passed in by the
+//!   composition root ([`crate::server`]): handlers never reach for globals.
 //! - [`serve`] runs the router on a bound listener until the gateway's shutdown signal, then
-//!   stops accepting and gives in-flight requests [`SHUTDOWN_GRACE`] to finish.
-//! - [`MetricsConfig`] is the `[metrics]` section of the config file: whether to serve at all,
-//!   and the address.
+//!   stops accepting and gives in-flight requests [`SHUTDOWN_GRACE`] to finish (a live tail ends
+//!   at once: it watches the same signal).
+//! - [`ApiConfig`] is the `[api]` section of the config file: the server's address, whether the
+//!   API is served, and its bearer token. [`MetricsConfig`] is `[metrics]`: whether `/metrics`
+//!   is served. One server serves both; [`check`] reconciles the two sections (an older
+//!   `[metrics] address` still sets the address) and refuses an API reachable from other hosts
+//!   without a token.
 //!
 //! # Limits
 //! HTTP/1.1 only, one request per connection (`Connection: close`), and [`HEAD_TIMEOUT`] to send
 //! the request head: enough for Prometheus, `curl` and a browser, with nothing a client can hold
-//! open. Only `GET` (and so `HEAD`) is served, and `PUT` of the console's agent configs; other
-//! methods get 405, unknown paths 404.
+//! open (a live tail is held open by its client on purpose, and bounded in number). Only `GET`
+//! (and so `HEAD`) is served, and `PUT` of the console's agent configs; other methods get 405,
+//! unknown paths 404.
 
+pub mod api;
 pub mod console;
 mod prometheus;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -34,6 +41,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::metrics::Metrics;
+use crate::setting::InvalidSetting;
 
 /// How long a client has to send its request head before the connection is closed (the
 /// slowloris guard).
@@ -42,24 +50,106 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long in-flight requests may take to finish once the gateway stops.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// `[metrics]`: the HTTP endpoint, serving Prometheus metrics at `http://ADDRESS/metrics`.
+/// The server's address when neither `[api]` nor `[metrics]` names one.
+pub const DEFAULT_ADDRESS: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9100);
+
+/// `[api]`: the HTTP server (the search API at `http://ADDRESS/api/v1/`, and `/metrics`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Serve the API at all. Default: true.
+    pub enabled: bool,
+    /// `IP:PORT` of the server. Default: `127.0.0.1:9100`. Any other address than a loopback
+    /// one needs `token_file`.
+    #[serde(deserialize_with = "socket_addr")]
+    pub address: SocketAddr,
+    /// A file holding the bearer token API clients must send (`Authorization: Bearer TOKEN`):
+    /// its first line, at least 16 characters. Default: none (no token asked, loopback only).
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            enabled: true,
+            address: DEFAULT_ADDRESS,
+            token_file: None,
+        }
+    }
+}
+
+/// `[metrics]`: Prometheus metrics at `http://ADDRESS/metrics`, on the `[api]` server.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Serve metrics at all. Default: true.
     pub enabled: bool,
-    /// `IP:PORT` of the endpoint. Default: `127.0.0.1:9100`.
-    #[serde(deserialize_with = "socket_addr")]
-    pub address: SocketAddr,
+    /// Older configurations' server address; `[api] address` replaces it. When given, it is
+    /// the server's address, and `[api] address` must be left out or equal. Default: none.
+    #[serde(deserialize_with = "optional_socket_addr")]
+    pub address: Option<SocketAddr>,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             enabled: true,
-            address: SocketAddr::from(([127, 0, 0, 1], 9100)),
+            address: None,
         }
     }
+}
+
+/// Where the one HTTP server listens and what it serves, from `[api]` and `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerPlan {
+    pub address: SocketAddr,
+    pub api: bool,
+    pub metrics: bool,
+    pub token_file: Option<PathBuf>,
+}
+
+/// Reconciles `[api]` and `[metrics]`: `None` when neither is served.
+///
+/// # Errors
+/// Two different addresses, or an API reachable from other hosts (not a loopback address)
+/// without `token_file`: logs are what attackers look for.
+pub fn check(
+    api: &ApiConfig,
+    metrics: &MetricsConfig,
+) -> Result<Option<ServerPlan>, InvalidSetting> {
+    let address = match metrics.address {
+        None => api.address,
+        Some(legacy) if api.address == DEFAULT_ADDRESS || api.address == legacy => legacy,
+        Some(legacy) => {
+            return Err(InvalidSetting::new(
+                "metrics.address",
+                format!(
+                    "{legacy} differs from [api] address {}: one HTTP server serves the API and \
+                     /metrics; keep only [api] address",
+                    api.address
+                ),
+            ));
+        }
+    };
+    if api.enabled && api.token_file.is_none() && !address.ip().is_loopback() {
+        return Err(InvalidSetting::new(
+            "api.token_file",
+            format!(
+                "the API would serve every stored log to anyone who can reach {address}: set \
+                 [api] token_file (clients then send Authorization: Bearer TOKEN), or listen on \
+                 a loopback address such as 127.0.0.1:{port}, or set [api] enabled = false to \
+                 serve only /metrics",
+                port = address.port()
+            ),
+        ));
+    }
+    Ok((api.enabled || metrics.enabled).then(|| ServerPlan {
+        address,
+        api: api.enabled,
+        metrics: metrics.enabled,
+        token_file: api.token_file.clone(),
+    }))
 }
 
 /// `IP:PORT`, refused with the value and an example (serde adds the line and the key).
@@ -70,20 +160,37 @@ fn socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::
     })
 }
 
+/// `IP:PORT` or nothing, as [`socket_addr`].
+fn optional_socket_addr<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    socket_addr(d).map(Some)
+}
+
 /// What every handler can read; cloned (cheaply: `Arc`s) into each request.
 #[derive(Debug, Clone)]
 pub struct HttpState {
     /// The running gateway's metrics.
     pub metrics: Arc<Metrics>,
+    /// The API's view of the gateway; `None` when `[api] enabled = false`.
+    pub api: Option<Arc<api::ApiContext>>,
+    /// Whether `/metrics` is served.
+    pub serve_metrics: bool,
     /// `[console]`: where the agents' collect entries are.
     pub console: Arc<console::ConsoleConfig>,
 }
 
 /// Every route of the server, over `state`.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
-        .merge(prometheus::routes())
-        .merge(console::routes())
+    let mut router = Router::new();
+    if state.serve_metrics {
+        router = router.merge(prometheus::routes());
+    }
+    if let Some(context) = &state.api {
+        router = router.merge(api::routes(context.clone()));
+    }
+    router
+        .merge(console::routes(state.api.clone()))
         .fallback(not_found)
         .with_state(state)
 }
@@ -104,23 +211,22 @@ fn text(status: StatusCode, body: &'static str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
 }
 
-/// Binds the endpoint `config` asks for; `None` when it is disabled. The socket is bound here,
-/// before any thread starts, so that a taken port fails the gateway's start.
+/// Binds the server's address. The socket is bound here, before any thread starts, so that a
+/// taken port fails the gateway's start.
 ///
 /// # Errors
 /// When the address cannot be bound; the message names it.
-pub fn bind(config: &MetricsConfig) -> anyhow::Result<Option<std::net::TcpListener>> {
-    if !config.enabled {
-        return Ok(None);
-    }
-    let listener = std::net::TcpListener::bind(config.address)
-        .with_context(|| format!("metrics endpoint: cannot listen on {}", config.address))?;
+pub fn bind(address: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(address).with_context(|| {
+        format!("HTTP server (API and metrics): cannot listen on {address} (set [api] address)")
+    })?;
     listener.set_nonblocking(true)?;
-    Ok(Some(listener))
+    Ok(listener)
 }
 
-/// Serves [`router`] over `state` on `listener` from a thread of its own (thread `metrics`),
-/// until the returned sender is used or dropped.
+/// Serves [`router`] over `state` on `listener` from a thread of its own (thread `http`),
+/// until the returned sender is used or dropped. The API's background work (the throughput
+/// history) runs on the same thread.
 ///
 /// # Errors
 /// When the thread cannot be started.
@@ -129,15 +235,26 @@ pub fn spawn(
     state: HttpState,
 ) -> anyhow::Result<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = crate::runtime::spawn("metrics".into(), move || async move {
+    let thread = crate::runtime::spawn("http".into(), move || async move {
         match tokio::net::TcpListener::from_std(listener) {
             Ok(listener) => {
+                let sampling = state
+                    .api
+                    .clone()
+                    .map(|api| tokio::spawn(api.sample_forever()));
+                let api = state.api.clone();
                 serve(listener, router(state), async move {
                     let _ = stopped.await;
+                    if let Some(api) = api {
+                        api.stop();
+                    }
                 })
                 .await;
+                if let Some(sampling) = sampling {
+                    sampling.abort();
+                }
             }
-            Err(e) => tracing::error!("metrics endpoint: {e}"),
+            Err(e) => tracing::error!("HTTP server: {e}"),
         }
     })?;
     Ok((thread, stop))
@@ -191,12 +308,7 @@ mod tests {
 
     /// Serves on an ephemeral port from a thread of its own; the sender stops it.
     fn start() -> (SocketAddr, JoinHandle<()>, tokio::sync::oneshot::Sender<()>) {
-        let listener = bind(&MetricsConfig {
-            enabled: true,
-            address: SocketAddr::from(([127, 0, 0, 1], 0)),
-        })
-        .unwrap()
-        .unwrap();
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
         let addr = listener.local_addr().unwrap();
         let metrics = Arc::new(Metrics::new(
             vec![],
@@ -206,6 +318,8 @@ mod tests {
         ));
         let state = HttpState {
             metrics,
+            api: None,
+            serve_metrics: true,
             console: Arc::new(console::ConsoleConfig::default()),
         };
         let (thread, stop) = spawn(listener, state).unwrap();
@@ -225,8 +339,11 @@ mod tests {
     fn metrics_section_parses_the_address_once_and_names_a_bad_one() {
         let section: MetricsConfig = toml::from_str("address = \"0.0.0.0:9200\"\n").unwrap();
         assert!(section.enabled);
-        assert_eq!(section.address, SocketAddr::from(([0, 0, 0, 0], 9200)));
-        let default: MetricsConfig = toml::from_str("").unwrap();
+        assert_eq!(
+            section.address,
+            Some(SocketAddr::from(([0, 0, 0, 0], 9200)))
+        );
+        let default: ApiConfig = toml::from_str("").unwrap();
         assert_eq!(default.address.to_string(), "127.0.0.1:9100");
         let e = toml::from_str::<MetricsConfig>("enabled = true\naddress = \"localhost\"\n")
             .unwrap_err()
@@ -235,6 +352,55 @@ mod tests {
         assert!(
             e.contains("\"localhost\" is not IP:PORT, e.g. \"127.0.0.1:9100\""),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn one_server_from_api_and_metrics_and_no_open_api_without_a_token() {
+        #[derive(Deserialize)]
+        struct Sections {
+            #[serde(default)]
+            api: ApiConfig,
+            #[serde(default)]
+            metrics: MetricsConfig,
+        }
+        let plan = |text: &str| {
+            let config: Sections = toml::from_str(text).unwrap();
+            check(&config.api, &config.metrics)
+                .map(|plan| plan.map(|p| (p.address.to_string(), p.api, p.metrics)))
+                .map_err(|e| format!("{}: {}", e.key, e.message))
+        };
+        assert_eq!(plan(""), Ok(Some(("127.0.0.1:9100".into(), true, true))));
+        // An older configuration's [metrics] address still sets the server's.
+        assert_eq!(
+            plan("[metrics]\naddress = \"127.0.0.1:9200\"\n"),
+            Ok(Some(("127.0.0.1:9200".into(), true, true)))
+        );
+        assert_eq!(
+            plan("[metrics]\naddress = \"127.0.0.1:9200\"\n[api]\naddress = \"127.0.0.1:9300\"\n")
+                .unwrap_err(),
+            "metrics.address: 127.0.0.1:9200 differs from [api] address 127.0.0.1:9300: one HTTP \
+             server serves the API and /metrics; keep only [api] address"
+        );
+        assert_eq!(
+            plan("[api]\naddress = \"0.0.0.0:9100\"\n").unwrap_err(),
+            "api.token_file: the API would serve every stored log to anyone who can reach \
+             0.0.0.0:9100: set [api] token_file (clients then send Authorization: Bearer TOKEN), \
+             or listen on a loopback address such as 127.0.0.1:9100, or set [api] enabled = \
+             false to serve only /metrics"
+        );
+        // Metrics alone may be served to other hosts, as before.
+        assert_eq!(
+            plan("[metrics]\naddress = \"0.0.0.0:9100\"\n[api]\nenabled = false\n"),
+            Ok(Some(("0.0.0.0:9100".into(), false, true)))
+        );
+        assert_eq!(
+            plan("[api]\naddress = \"[::]:9100\"\ntoken_file = \"/etc/logtail/api.token\"\n"),
+            Ok(Some(("[::]:9100".into(), true, true)))
+        );
+        assert_eq!(
+            plan("[metrics]\nenabled = false\n[api]\nenabled = false\n"),
+            Ok(None)
         );
     }
 

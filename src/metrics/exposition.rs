@@ -108,7 +108,7 @@ impl KafkaMetrics {
             "1 for the sink's current state: direct (straight to Kafka), spilling (to the WAL), \
              replaying (the WAL to Kafka, new batches behind it).",
         );
-        for (value, state) in [(0, "direct"), (1, "spilling"), (2, "replaying")] {
+        for (value, state) in super::KAFKA_STATES {
             let _ = writeln!(
                 out,
                 "logtail_kafka_state{{state=\"{state}\"}} {}",

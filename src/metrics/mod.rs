@@ -50,7 +50,10 @@
 //! | `wal_pending_records`, `wal_pending_batches`, `wal_disk_bytes` | gauge | | what the WAL holds |
 //! | `wal_dropped_records`, `wal_corrupt_records` | gauge | | lost to `drop_oldest`/`drop_newest`, and to corruption, since start |
 
+mod agents;
 mod exposition;
+
+pub use agents::{AgentConnection, AgentSeen, ConnectedAgents};
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -134,6 +137,8 @@ pub struct ListenerMetrics {
     /// Connections closed before any of their data was taken: failed TLS handshakes and
     /// agents claiming a host they may not, by [`PeerRefusal`].
     pub peers_refused: [Counter; PeerRefusal::ALL.len()],
+    /// The agents of an agent listener (empty on the others).
+    pub agents: ConnectedAgents,
 }
 
 /// Why a connection was closed before anything it sent was taken (see
@@ -229,6 +234,7 @@ impl ListenerMetrics {
             closed_protocol: Counter::default(),
             closed_memory: Counter::default(),
             peers_refused: Default::default(),
+            agents: ConnectedAgents::default(),
         }
     }
 }
@@ -284,6 +290,11 @@ impl SinkMetrics {
             disk_full: Gauge::default(),
             latency: LatencySummary::default(),
         }
+    }
+
+    /// From a batch's first receive to its write.
+    pub fn latency(&self) -> &LatencySummary {
+        &self.latency
     }
 
     /// Records a written batch whose first record arrived at `opened_at`.
@@ -367,7 +378,19 @@ pub struct KafkaMetrics {
     pub delivery_latency: LatencySummary,
 }
 
+/// The values of the `KafkaMetrics::state` gauge and their names (`sink::kafka::State`).
+pub const KAFKA_STATES: [(i64, &str); 3] = [(0, "direct"), (1, "spilling"), (2, "replaying")];
+
 impl KafkaMetrics {
+    /// The name of the sink's current state (`direct`, `spilling`, `replaying`).
+    pub fn state_name(&self) -> &'static str {
+        let value = self.state.get();
+        KAFKA_STATES
+            .iter()
+            .find(|(v, _)| *v == value)
+            .map_or("unknown", |(_, name)| name)
+    }
+
     /// Counts `n` delivery errors of kind `error`.
     pub fn delivery_error(&self, error: &str, n: u64) {
         if let Ok(mut map) = self.delivery_errors.lock() {
@@ -419,6 +442,11 @@ impl Metrics {
     pub fn with_memory_budget(mut self, budget: std::sync::Arc<MemoryBudgetMetrics>) -> Self {
         self.memory_budget = Some(budget);
         self
+    }
+
+    /// Time since the gateway started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
     }
 
     /// The listener metrics named `name`.

@@ -435,3 +435,15 @@ pub(crate) const FACILITIES: &[(&str, u8)] = &[
     ("local6", 22),
     ("local7", 23),
 ];
+
+impl Field {
+    /// The field a query names `name` (as in `name:value`, case-insensitive), and whether its
+    /// value is a comma-separated list (`tags`): for callers that read one field of every
+    /// match, such as facets.
+    ///
+    /// # Errors
+    /// A malformed `sd.` name, at column 1.
+    pub fn named(name: &str) -> Result<(Field, bool), QueryError> {
+        resolve(name, 1).map(|(field, list, _)| (field, list))
+    }
+}

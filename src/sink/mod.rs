@@ -15,6 +15,7 @@
 
 mod blackhole;
 pub mod kafka;
+pub mod live_tail;
 mod stdout;
 mod store;
 
@@ -172,12 +173,13 @@ pub fn open(
 
 /// Drains `rings` into `sink` until every ring is closed and empty, then closes the sink.
 /// `stopping` tells that the gateway is shutting down, which bounds the retries of a failing
-/// sink.
+/// sink. Each batch written is offered to `tail`'s followers, if any ([`live_tail`]).
 pub fn run(
     rings: Vec<RingConsumer>,
     mut sink: Box<dyn Sink>,
     metrics: Arc<SinkMetrics>,
     stopping: Arc<AtomicBool>,
+    tail: Arc<live_tail::LiveTail>,
 ) -> anyhow::Result<()> {
     let warning = RateLimitedWarning::new(Duration::from_secs(1));
     let mut live = rings;
@@ -207,6 +209,9 @@ pub fn run(
                             );
                             if written {
                                 sink.hold_acks(acks);
+                                if tail.is_followed() {
+                                    tail.publish(&batch);
+                                }
                             }
                             None
                         }

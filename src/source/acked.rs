@@ -35,7 +35,7 @@ use super::tls::PeerIdentity;
 use super::{ListenerContext, StreamProtocol};
 use crate::ack::Acknowledgements;
 use crate::agent_protocol::{self as protocol, BatchLimits, Kind, ProtocolError};
-use crate::metrics::PeerRefusal;
+use crate::metrics::{AgentConnection, PeerRefusal};
 
 /// Buffers that grew past this for a large batch are given back after it, so thousands of
 /// mostly idle agents hold little of the memory budget. The agent's default batch is 1 MiB of
@@ -93,10 +93,13 @@ pub async fn serve_agent<I: Intake, S: AsyncRead + AsyncWrite + Unpin>(
     let ended = tokio::select! {
         _ = &mut shutdown => Ended::Shutdown,
         ended = async {
-            match handshake(listener, &mut frames, &mut reader, &mut writer, peer.as_ref()).await {
-                Ok(host) => agent_host = host,
+            let seen = match handshake(listener, &mut frames, &mut reader, &mut writer, peer.as_ref()).await {
+                Ok((claimed, host)) => {
+                    agent_host = host;
+                    listener.metrics.agents.connect(&claimed, &source)
+                }
                 Err(ended) => return ended,
-            }
+            };
             let sender = Sender {
                 source: &source,
                 tls_peer: peer.as_ref().map(|p| p.name.as_str()),
@@ -104,7 +107,7 @@ pub async fn serve_agent<I: Intake, S: AsyncRead + AsyncWrite + Unpin>(
                 host_if_missing: None,
             };
             tokio::select! {
-                ended = read_batches(shard, listener, &mut frames, &mut reader, sender, &acks, max_batch_bytes) => ended,
+                ended = read_batches(shard, listener, &mut frames, &mut reader, sender, &acks, max_batch_bytes, &seen) => ended,
                 ended = write_acks(&acks, &mut writer) => ended,
             }
         } => ended,
@@ -193,15 +196,15 @@ pub async fn serve_agent<I: Intake, S: AsyncRead + AsyncWrite + Unpin>(
     let _ = tokio::time::timeout(Duration::from_secs(1), writer.shutdown()).await;
 }
 
-/// Reads the agent's HELLO and answers it. Returns the host the agent is authenticated as
-/// ([`super::agent_auth`]).
+/// Reads the agent's HELLO and answers it. Returns the host the agent claims, and the host it
+/// is authenticated as ([`super::agent_auth`]).
 async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     listener: &ListenerContext,
     frames: &mut FrameReader,
     reader: &mut R,
     writer: &mut W,
     peer: Option<&PeerIdentity>,
-) -> Result<Option<String>, Ended> {
+) -> Result<(String, Option<String>), Ended> {
     // The whole HELLO, header and body, within the timeout.
     let read = async {
         let kind = frames.read_header(reader, MAX_HELLO_BODY).await?;
@@ -235,7 +238,7 @@ async fn handshake<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         .write_all(&hello)
         .await
         .map_err(|e| Ended::Closed(Some(e)))?;
-    Ok(authenticated)
+    Ok((host, authenticated))
 }
 
 /// One connection's frame buffers and the share of the memory budget they hold.
@@ -331,7 +334,8 @@ impl FrameReader {
     }
 }
 
-/// Takes BATCH frames into the shard until the connection ends.
+/// Takes BATCH frames into the shard until the connection ends; counts each in `seen`.
+#[allow(clippy::too_many_arguments)]
 async fn read_batches<I: Intake, R: AsyncRead + Unpin>(
     shard: &I,
     listener: &ListenerContext,
@@ -340,6 +344,7 @@ async fn read_batches<I: Intake, R: AsyncRead + Unpin>(
     sender: Sender<'_>,
     acks: &std::sync::Arc<Acknowledgements>,
     max_batch_bytes: usize,
+    seen: &AgentConnection,
 ) -> Ended {
     let metrics = &*listener.metrics;
     // The largest body a batch of `max_batch_bytes` can have: its header and lz4's worst case.
@@ -386,7 +391,7 @@ async fn read_batches<I: Intake, R: AsyncRead + Unpin>(
             });
         }
         previous_seq = Some(header.seq);
-        let (mut truncated, mut dropped, mut empty) = (0, 0, 0);
+        let (mut truncated, mut dropped, mut empty, mut taken) = (0, 0, 0, 0);
         let raw = &frames.raw;
         shard.receive(metrics, |receive| {
             // `decode_batch` checked every length, so every item is a message.
@@ -404,12 +409,14 @@ async fn read_batches<I: Intake, R: AsyncRead + Unpin>(
                     continue;
                 };
                 receive.message(message, listener.format, &sender);
+                taken += 1;
             }
             receive.acknowledge_when_durable(acks.token(header.seq));
         });
         metrics.truncated.add(truncated);
         metrics.dropped_oversize.add(dropped);
         metrics.dropped_empty.add(empty);
+        seen.batch(taken);
         frames.done_with_frame();
     }
 }

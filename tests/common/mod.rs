@@ -26,7 +26,7 @@ pub struct Gateway {
 }
 
 /// A configuration listening on 127.0.0.1 with ephemeral ports for UDP, TCP and agents, and Unix
-/// sockets in `dir`; 2 shards; metrics on an ephemeral port.
+/// sockets in `dir`; 2 shards; the HTTP server (metrics and API) on an ephemeral port.
 pub fn test_config(dir: &Path) -> Config {
     let any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let mut config = Config {
@@ -41,7 +41,7 @@ pub fn test_config(dir: &Path) -> Config {
         ..Config::default()
     };
     config.ingest.shards = 2;
-    config.metrics.address = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.api.address = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     config
 }
 

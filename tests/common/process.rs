@@ -17,6 +17,8 @@ pub struct Served {
     pub tcp: Option<String>,
     /// The metrics endpoint, when enabled.
     pub metrics: Option<String>,
+    /// The HTTP server's address when the API is served (`IP:PORT`).
+    pub api: Option<String>,
 }
 
 /// Starts `logtail serve` with the store under `dir/data`, 2 shards, one TCP listener on an
@@ -53,7 +55,7 @@ pub fn serve(config: &Path) -> Served {
         .spawn()
         .expect("logtail starts");
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr piped"));
-    let (mut tcp, mut metrics) = (None, None);
+    let (mut tcp, mut metrics, mut api) = (None, None, None);
     let mut line = String::new();
     while stderr.read_line(&mut line).unwrap_or(0) > 0 {
         if let Some(rest) = line.split("listening on tcp ").nth(1) {
@@ -64,6 +66,12 @@ pub fn serve(config: &Path) -> Served {
                 .split_whitespace()
                 .next()
                 .map(|a| a.trim_end_matches("/metrics").to_string());
+        }
+        if let Some(rest) = line.split("API at http://").nth(1) {
+            api = rest
+                .split_whitespace()
+                .next()
+                .map(|a| a.trim_end_matches("/api/v1/").to_string());
         }
         if line.contains("gateway running") {
             break;
@@ -76,6 +84,7 @@ pub fn serve(config: &Path) -> Served {
         child,
         tcp,
         metrics,
+        api,
     }
 }
 

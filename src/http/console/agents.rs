@@ -22,6 +22,7 @@
 //! name cannot be a key, 403 for a write without [`WRITE_HEADER`] or from another origin, 502
 //! when etcd cannot be reached (the message names the endpoints).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -35,6 +36,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::super::HttpState;
+use super::super::api::ApiContext;
 use crate::agent::config::{AgentConfigError, ConfigOrigin, entries_from_json};
 
 /// The header every write must carry (any value). A browser sends a custom header across
@@ -47,10 +49,18 @@ const ETCD_TIMEOUT: Duration = Duration::from_secs(3);
 /// The most keys the host list reads: the list is for people, not an export.
 const MAX_HOSTS: i64 = 10_000;
 
-pub fn routes() -> Router<HttpState> {
-    Router::new()
+/// The endpoints; behind the API's bearer token when `api` has one.
+pub fn routes(api: Option<Arc<ApiContext>>) -> Router<HttpState> {
+    let router = Router::new()
         .route("/api/v1/agents", get(list))
-        .route("/api/v1/agents/{host}", get(read).put(write))
+        .route("/api/v1/agents/{host}", get(read).put(write));
+    match api {
+        Some(context) => router.route_layer(axum::middleware::from_fn_with_state(
+            context,
+            crate::http::api::require_token,
+        )),
+        None => router,
+    }
 }
 
 /// An answer other than 200: a status and its JSON body.

@@ -20,6 +20,8 @@
 pub mod agents;
 mod assets;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
@@ -27,6 +29,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use super::HttpState;
+use super::api::ApiContext;
 use crate::setting::InvalidSetting;
 
 /// The policy every console response carries: nothing but this origin's own script, style and
@@ -80,8 +83,9 @@ impl ConsoleConfig {
 }
 
 /// The console's routes: the page under each view's path, its two assets, and the agent
-/// endpoints.
-pub fn routes() -> Router<HttpState> {
+/// endpoints, which need the API's token like the rest of `/api/` (when `api` is served and
+/// has one).
+pub fn routes(api: Option<Arc<ApiContext>>) -> Router<HttpState> {
     let page = || {
         get(|headers: HeaderMap| async move { assets::INDEX_HTML.respond(&headers) })
             .fallback(super::method_not_allowed)
@@ -99,7 +103,7 @@ pub fn routes() -> Router<HttpState> {
             "/assets/app.css",
             get(|headers: HeaderMap| async move { assets::APP_CSS.respond(&headers) }),
         )
-        .merge(agents::routes())
+        .merge(agents::routes(api))
         .layer(axum::middleware::map_response(security_headers))
 }
 

@@ -1,0 +1,385 @@
+//! The search API, under `/api/v1/`: what the web console and scripts read. README's *HTTP API*
+//! section is the reference of every endpoint (request, response, errors); this is how it is
+//! built.
+//!
+//! | endpoint | module | what |
+//! |---|---|---|
+//! | `GET search?q=&from=&to=&limit=&order=&cursor=` | [`search`] | a page of matching records |
+//! | `GET histogram?q=&from=&to=&buckets=` | [`search`] | matches per bucket of time |
+//! | `GET fields?q=&from=&to=&field=&top=` | [`search`] | a field's most frequent values |
+//! | `GET tail?q=` | [`tail`] | Server-Sent Events: matching records as they are written |
+//! | `GET status` | [`status`] | listeners, sink, store, agents, throughput history |
+//!
+//! # Invariants
+//! - Every parameter is validated ([`params`]): an unknown or repeated one, or a bad value, is a
+//!   400 whose JSON body names the `parameter` (and the `column` of a bad query), before any
+//!   work starts. Every error is JSON: `{"error": "...", ...}` ([`ApiError`]).
+//! - Memory is bounded whatever the store size: a search holds one page (at most
+//!   [`MAX_LIMIT`] records and [`MAX_PAGE_BYTES`]), a histogram its buckets, facets at most
+//!   [`crate::search::MAX_FIELD_VALUES`] values; a tail at most [`tail::MAX_OUTBOX_BYTES`] of
+//!   events waiting for its client. At most [`MAX_CONCURRENT_SCANS`] scans run at once (on
+//!   blocking threads, so the server keeps answering); more wait up to [`SCAN_QUEUE_WAIT`],
+//!   then get 503. A scan whose client goes away is stopped.
+//! - With `[api] token_file`, every `/api/` request needs `Authorization: Bearer TOKEN` (or the
+//!   `access_token` parameter, for browsers' `EventSource`, which cannot send headers); else
+//!   401. The token is compared in constant time.
+
+mod params;
+mod search;
+mod status;
+pub mod tail;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::metrics::Metrics;
+use crate::search::SearchError;
+use crate::sink::live_tail::LiveTail;
+
+pub use status::ThroughputHistory;
+
+/// The most records one search page returns.
+pub const MAX_LIMIT: usize = 1000;
+/// A search page stops growing past this many bytes of records (and says so with `next`).
+pub const MAX_PAGE_BYTES: usize = 16 << 20;
+/// Scans of the store (search, histogram, fields) running at once; the machine's other cores
+/// stay with ingest.
+pub const MAX_CONCURRENT_SCANS: usize = 2;
+/// How long a scan waits for its turn before the request gets 503.
+pub const SCAN_QUEUE_WAIT: Duration = Duration::from_secs(10);
+/// Live tails followed at once.
+pub const MAX_TAILS: usize = 16;
+
+/// The local store, as the API reads it.
+#[derive(Debug, Clone)]
+pub struct StoreView {
+    pub dir: PathBuf,
+    /// `[sink.store] max_total_bytes`.
+    pub max_total_bytes: u64,
+    /// `[sink.store] max_age_secs`, when set.
+    pub max_age: Option<Duration>,
+}
+
+/// A listener's name, kind and bound address, for `status`.
+#[derive(Debug, Clone)]
+pub struct ListenerAddress {
+    pub name: String,
+    pub kind: &'static str,
+    pub address: String,
+}
+
+/// What the API reads of the running gateway.
+#[derive(Debug)]
+pub struct ApiContext {
+    metrics: Arc<Metrics>,
+    /// `None` when the sink is not the local store: searching answers 409 then.
+    store: Option<StoreView>,
+    sink: &'static str,
+    listeners: Vec<ListenerAddress>,
+    tail: Arc<LiveTail>,
+    token: Option<ApiToken>,
+    scans: tokio::sync::Semaphore,
+    history: std::sync::Mutex<ThroughputHistory>,
+    /// Set when the server stops: live tails end.
+    stopping: tokio::sync::watch::Sender<bool>,
+}
+
+/// What [`ApiContext::new`] takes from the composition root.
+#[derive(Debug)]
+pub struct ApiParts {
+    pub metrics: Arc<Metrics>,
+    pub store: Option<StoreView>,
+    /// The sink's name (`store`, `kafka`, ...).
+    pub sink: &'static str,
+    pub listeners: Vec<ListenerAddress>,
+    pub tail: Arc<LiveTail>,
+    /// `[api] token_file`.
+    pub token_file: Option<PathBuf>,
+}
+
+impl ApiContext {
+    /// Reads the token file, if any.
+    ///
+    /// # Errors
+    /// A token file that cannot be read, or whose token is shorter than 16 characters; the
+    /// message names the file.
+    pub fn new(parts: ApiParts) -> anyhow::Result<Arc<ApiContext>> {
+        let token = parts
+            .token_file
+            .as_deref()
+            .map(ApiToken::load)
+            .transpose()?;
+        Ok(Arc::new(ApiContext {
+            metrics: parts.metrics,
+            store: parts.store,
+            sink: parts.sink,
+            listeners: parts.listeners,
+            tail: parts.tail,
+            token,
+            scans: tokio::sync::Semaphore::new(MAX_CONCURRENT_SCANS),
+            history: std::sync::Mutex::new(ThroughputHistory::default()),
+            stopping: tokio::sync::watch::Sender::new(false),
+        }))
+    }
+
+    /// Ends the live tails (the server is stopping).
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// The store to search, or 409 when the sink is another.
+    fn store(&self) -> Result<&StoreView, ApiError> {
+        self.store.as_ref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "searching needs the local store, and this gateway's sink is {}",
+                    self.sink
+                ),
+            )
+        })
+    }
+
+    /// Runs `scan` on a blocking thread once one of the [`MAX_CONCURRENT_SCANS`] is free; stops
+    /// it when the request goes away.
+    async fn scan<T: Send + 'static>(
+        self: &Arc<Self>,
+        scan: impl FnOnce(&AtomicBool) -> Result<T, SearchError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _turn = tokio::time::timeout(SCAN_QUEUE_WAIT, self.scans.acquire())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "busy: {MAX_CONCURRENT_SCANS} searches are running; retry, or narrow \
+                         the time range"
+                    ),
+                )
+            })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let _stop_when_dropped = StopWhenDropped(stop.clone());
+        let work = tokio::task::spawn_blocking(move || scan(&stop));
+        match work.await {
+            Ok(Ok(found)) => Ok(found),
+            Ok(Err(e)) => Err(ApiError::from(e)),
+            Err(e) => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the search failed: {e}"),
+            )),
+        }
+    }
+}
+
+/// Sets the flag when the request's future is dropped (its client went away) or done.
+struct StopWhenDropped(Arc<AtomicBool>);
+
+impl Drop for StopWhenDropped {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The bearer token API clients must send.
+struct ApiToken(Box<[u8]>);
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(..)")
+    }
+}
+
+impl ApiToken {
+    /// The first line of `path`, without surrounding whitespace; at least 16 characters.
+    fn load(path: &std::path::Path) -> anyhow::Result<ApiToken> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("[api] token_file {}: cannot read it", path.display()))?;
+        let token = text.lines().next().unwrap_or("").trim();
+        if token.chars().count() < 16 {
+            anyhow::bail!(
+                "[api] token_file {}: the token (its first line) has {} characters; use at least \
+                 16, e.g. the output of `openssl rand -hex 32`",
+                path.display(),
+                token.chars().count()
+            );
+        }
+        Ok(ApiToken(token.as_bytes().into()))
+    }
+
+    /// Whether `given` is the token, in time that does not depend on where they differ.
+    fn is(&self, given: &[u8]) -> bool {
+        given.len() == self.0.len()
+            && given
+                .iter()
+                .zip(self.0.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+/// The routes under `/api/v1/`, over `context`.
+pub fn routes<S: Clone + Send + Sync + 'static>(context: Arc<ApiContext>) -> Router<S> {
+    Router::new()
+        .route(
+            "/api/v1/search",
+            get(search::search).fallback(method_not_allowed),
+        )
+        .route(
+            "/api/v1/histogram",
+            get(search::histogram).fallback(method_not_allowed),
+        )
+        .route(
+            "/api/v1/fields",
+            get(search::fields).fallback(method_not_allowed),
+        )
+        .route("/api/v1/tail", get(tail::tail).fallback(method_not_allowed))
+        .route(
+            "/api/v1/status",
+            get(status::status).fallback(method_not_allowed),
+        )
+        .route("/api/v1/{*rest}", axum::routing::any(unknown_endpoint))
+        .route("/api/v1", axum::routing::any(unknown_endpoint))
+        .route("/api/v1/", axum::routing::any(unknown_endpoint))
+        .route_layer(middleware::from_fn_with_state(
+            context.clone(),
+            require_token,
+        ))
+        .with_state(context)
+}
+
+/// Refuses requests without the token, when there is one (also the console's agent endpoints).
+pub(crate) async fn require_token(
+    State(context): State<Arc<ApiContext>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = &context.token else {
+        return next.run(request).await;
+    };
+    let from_header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
+        .map(<[u8]>::to_vec);
+    let from_query = || {
+        params::raw_pairs(request.uri().query().unwrap_or(""))
+            .find(|(name, _)| name == "access_token")
+            .map(|(_, value)| value.into_bytes())
+    };
+    match from_header.or_else(from_query) {
+        Some(given) if token.is(&given) => next.run(request).await,
+        given => {
+            let mut response = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                if given.is_some() {
+                    "wrong bearer token"
+                } else {
+                    "this API needs a bearer token: send Authorization: Bearer TOKEN (the token \
+                     is in the file [api] token_file names)"
+                },
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
+}
+
+async fn unknown_endpoint(method: axum::http::Method) -> Response {
+    if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
+        return method_not_allowed().await;
+    }
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no such endpoint: the API has search, histogram, fields, tail and status under /api/v1/",
+    )
+    .into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "only GET").into_response()
+}
+
+/// An error answer: `{"error": MESSAGE, ...details}` with its status.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ApiError {
+    /// An error with `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        let mut body = serde_json::Map::new();
+        body.insert("error".into(), message.into().into());
+        ApiError { status, body }
+    }
+
+    /// A 400 for the parameter `name`.
+    pub fn bad_parameter(name: &str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message).with("parameter", name)
+    }
+
+    /// The same error with one more detail.
+    #[must_use]
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> ApiError {
+        self.body.insert(key.into(), value.into());
+        self
+    }
+}
+
+impl From<SearchError> for ApiError {
+    fn from(e: SearchError) -> ApiError {
+        match e {
+            SearchError::TooManyBuckets { .. } => ApiError::bad_parameter("buckets", e.to_string()),
+            SearchError::UnboundedNewestFirst | SearchError::Store(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("searching the store: {e}"),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_response(self.status, &serde_json::Value::Object(self.body))
+    }
+}
+
+/// `value` as a JSON response with `status`.
+fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => (
+            status,
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "application/json")],
+            format!(
+                "{{\"error\":\"encoding the answer: {}\"}}",
+                e.to_string().replace('"', "'")
+            ),
+        )
+            .into_response(),
+    }
+}

@@ -418,19 +418,22 @@ function fitCanvas(canvas) {
   return { ctx, w, h };
 }
 
-function paintBars(canvas, values, { color = "#4a7bd8", selection = null } = {}) {
+/** Bars of `values` on `canvas`; with `slots`, that many bar places, the values at the right. */
+function paintBars(canvas, values, { color = "#4a7bd8", selection = null, slots = 0 } = {}) {
   const { ctx, w, h } = fitCanvas(canvas);
   ctx.clearRect(0, 0, w, h);
   const max = Math.max(1, ...values);
-  const bw = w / Math.max(1, values.length);
+  const places = Math.max(1, slots, values.length);
+  const offset = places - values.length;
+  const bw = w / places;
   ctx.fillStyle = color;
   values.forEach((v, i) => {
     const bh = v === 0 ? 0 : Math.max(2, (v / max) * (h - 14));
-    ctx.fillRect(i * bw + 0.5, h - bh, Math.max(1, bw - 1), bh);
+    ctx.fillRect((offset + i) * bw + 0.5, h - bh, Math.max(1, bw - 1), bh);
   });
   ctx.fillStyle = "#6b7078";
   ctx.font = "11px system-ui, sans-serif";
-  ctx.fillText(String(max), 2, 10);
+  ctx.fillText(formatValue("", max), 2, 10);
   if (selection) {
     ctx.fillStyle = "rgba(36, 88, 198, 0.18)";
     ctx.fillRect(Math.min(selection[0], selection[1]), 0, Math.abs(selection[1] - selection[0]), h);
@@ -765,24 +768,68 @@ function renderValue(key, v) {
   return el("p", {}, formatValue(key, v));
 }
 
+function duration(secs) {
+  const d = Math.floor(secs / 86400), h = Math.floor((secs % 86400) / 3600), m = Math.floor((secs % 3600) / 60);
+  return d ? `${d}d ${h}h` : h ? `${h}h ${m}m` : m ? `${m}m ${secs % 60}s` : `${secs}s`;
+}
+
+/** A table of `rows` with `cols` ([key, heading, format?]); cells carry data-col=key. */
+function table(rows, cols) {
+  if (!rows || !rows.length) return el("p", { class: "muted" }, "none");
+  const head = el("tr", {}, ...cols.map(([, h]) => el("th", {}, h)));
+  const body = rows.map((r) => el("tr", {}, ...cols.map(([k, , f]) => {
+    const v = r[k];
+    return el("td", { "data-col": k, title: v && typeof v === "object" ? JSON.stringify(v) : null }, f ? f(v, r) : formatValue(k, v));
+  })));
+  return el("table", {}, el("thead", {}, head), el("tbody", {}, ...body));
+}
+
+function card(id, title, ...content) {
+  return el("div", { class: "card", id: `status-${id}` }, el("h3", {}, title), ...content);
+}
+
+const sumErrors = (e) => (e && typeof e === "object" ? Object.values(e).reduce((a, b) => a + (Number(b) || 0), 0) : formatValue("", e));
+
+/** The status answer as cards: known sections laid out for people, any other one as it is. */
+function renderStatus(body) {
+  const known = new Set(["version", "time", "uptime_secs", "listeners", "sink", "store", "agents", "history", "tail_subscribers"]);
+  const gateway = el("dl", {},
+    el("dt", {}, "version"), el("dd", {}, body.version ?? "–"),
+    el("dt", {}, "up for"), el("dd", {}, body.uptime_secs !== undefined ? duration(body.uptime_secs) : "–"),
+    el("dt", {}, "live tails"), el("dd", {}, formatValue("", body.tail_subscribers)));
+  const cards = [
+    card("listeners", "Listeners", table(body.listeners, [
+      ["name", "name"], ["transport", "transport"], ["address", "address"],
+      ["received_lines", "lines"], ["received_bytes", "bytes"],
+      ["lines_per_sec", "lines/s"], ["connections_open", "open conns"], ["connections_total", "conns"],
+      ["errors", "errors", sumErrors],
+    ])),
+  ];
+  const halves = el("div", { class: "status-grid" }, card("gateway", "Gateway", gateway));
+  if (body.sink) halves.append(card("sink", `Sink: ${body.sink.type ?? ""}`, renderValue("sink", body.sink)));
+  if (body.store) halves.append(card("store", "Store", renderValue("store", body.store)));
+  for (const [k, v] of Object.entries(body)) if (!known.has(k)) halves.append(card(k, k.replace(/_/g, " "), renderValue(k, v)));
+  cards.push(halves);
+  cards.push(card("agents", "Connected agents", table(body.agents, [
+    ["host", "host"], ["address", "address"], ["listener", "listener"], ["connected", "connected"],
+    ["lines_per_sec", "lines/s"], ["lines", "lines"], ["last_seen", "last seen", (v) => showTime(v)],
+  ])));
+  return cards;
+}
+
 async function refreshStatus() {
   if (status.busy) return;
   status.busy = true;
   try {
     const body = await api(`${API}/status`);
-    const grid = el("div", { class: "status-grid" });
-    for (const [section, value] of Object.entries(body || {})) {
-      if (section === "history") continue;
-      grid.append(el("div", { class: "card", id: `status-${section}` }, el("h3", {}, section.replace(/_/g, " ")), renderValue(section, value)));
-    }
-    $("status-body").replaceChildren(grid);
+    $("status-body").replaceChildren(...renderStatus(body || {}));
     $("status-error").hidden = true;
     $("status-updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
     const samples = (body.history && body.history.samples) || [];
     $("throughput-note").textContent = samples.length
       ? `received lines/s, every ${body.history.interval_secs} s; now ${formatValue("", samples[samples.length - 1].received_lines_per_sec)}`
-      : "";
-    paintBars($("throughput"), samples.map((x) => x.received_lines_per_sec), { color: "#3c9d5d" });
+      : "(collecting)";
+    paintBars($("throughput"), samples.map((x) => x.received_lines_per_sec), { color: "#3c9d5d", slots: 15 * 60 / ((body.history && body.history.interval_secs) || 10) });
   } catch (e) {
     $("status-error").textContent = `status: ${e.message}`;
     $("status-error").hidden = false;

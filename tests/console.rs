@@ -185,10 +185,24 @@ fn send_tcp(address: &str, lines: &[String]) {
     }
 }
 
-/// An RFC 5424 line with priority `pri`, timestamped now.
+/// An RFC 5424 line with priority `pri`, timestamped now, and later than every line made before
+/// (two lines made within a microsecond would have no order newest-first).
 fn line(pri: u8, host: &str, app: &str, message: &str) -> String {
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    format!("<{pri}>1 {now} {host} {app} - - - {message}")
+    use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
+    static LAST_US: AtomicI64 = AtomicI64::new(0);
+    let now = chrono::Utc::now().timestamp_micros();
+    let mut last = LAST_US.load(SeqCst);
+    let us = loop {
+        let us = now.max(last + 1);
+        match LAST_US.compare_exchange(last, us, SeqCst, SeqCst) {
+            Ok(_) => break us,
+            Err(seen) => last = seen,
+        }
+    };
+    let time = chrono::DateTime::from_timestamp_micros(us)
+        .expect("a time")
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    format!("<{pri}>1 {time} {host} {app} - - - {message}")
 }
 
 /// `GET base/path` over one connection; the body.
@@ -447,5 +461,58 @@ fn status_page_counts_what_the_listener_received() {
         format!("{:.1} KiB", bytes as f64 / 1024.0)
     );
     screenshot(&browser, "status");
+    gateway.sigterm_and_wait();
+}
+
+#[test]
+fn with_a_token_file_the_console_asks_for_the_token_once() {
+    let Some(browser) = browser_or_skip("with_a_token_file_the_console_asks_for_the_token_once")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token = "console-test-token-0123456789";
+    std::fs::write(dir.path().join("api.token"), format!("{token}\n")).unwrap();
+    let (gateway, base) = gateway(
+        dir.path(),
+        &format!(
+            "[api]\ntoken_file = {:?}\n",
+            dir.path().join("api.token").display().to_string()
+        ),
+    );
+    send_tcp(
+        gateway.tcp.as_deref().expect("a TCP listener"),
+        &[line(14, "web-1", "app", "behind a token")],
+    );
+    assert!(
+        http_get(&base, "/api/v1/agents").contains("needs a bearer token"),
+        "the agent endpoints need the token too"
+    );
+
+    browser.open(&format!("{base}/"));
+    browser.wait_until(
+        "the token dialog",
+        "return document.getElementById('token-dialog').open",
+    );
+    screenshot(&browser, "token");
+    browser.type_into("#token-input", &format!("{token}\u{E007}"));
+    browser.wait_until_for(
+        "the search behind the token",
+        "return [...document.querySelectorAll('#results td.message')]\
+         .some((td) => td.textContent === 'behind a token')",
+        WAIT,
+    );
+
+    // Opened again: the token is remembered, nothing is asked.
+    browser.open(&format!("{base}/?q=token"));
+    wait_for_search(&browser);
+    assert_eq!(result_messages(&browser), ["behind a token"]);
+    assert_eq!(
+        browser.script(
+            "return document.getElementById('token-dialog').open",
+            vec![]
+        ),
+        false
+    );
     gateway.sigterm_and_wait();
 }

@@ -378,7 +378,15 @@ fn search_finds_by_word_host_and_severity_facets_narrow_and_html_in_lines_stays_
 
     // A bad query is an error that points at its column.
     run_query(&browser, "(timeout");
-    assert!(!browser.text("#query-error-message").is_empty());
+    let message = browser.text("#query-error-message");
+    assert!(message.contains("column 1"), "{message}");
+    assert_eq!(
+        browser.script(
+            "return document.getElementById('query-error-where').textContent",
+            vec![]
+        ),
+        "(timeout\n^"
+    );
     screenshot(&browser, "search-error");
 
     browser.resize(390, 844);
@@ -434,6 +442,34 @@ fn live_tail_shows_a_new_line_within_a_second_and_pause_stops_it() {
         "third tailprobe|first tailprobe"
     );
     screenshot(&browser, "tail");
+
+    // A burst: the page shows a sample, says so, and keeps at most 2000 rows.
+    let burst: Vec<String> = (0..6000)
+        .map(|i| line(14, "web-1", "app", &format!("burst {i}")))
+        .collect();
+    send_tcp(&tcp, &burst);
+    let notice = browser.wait_until(
+        "the sample notice",
+        "const n = document.getElementById('tail-notice'); return !n.hidden && n.textContent",
+    );
+    assert!(
+        notice
+            .as_str()
+            .unwrap()
+            .starts_with("High rate: showing a sample"),
+        "{notice}"
+    );
+    browser.wait_until(
+        "the last line of the burst",
+        &format!("return document.getElementById('tail-rate').textContent !== '0 lines/s' && {}.includes('burst')", tail_messages.trim_start_matches("return ")),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let rows = browser.script(
+        "return document.querySelectorAll('#tail-rows tbody tr').length",
+        vec![],
+    );
+    let rows = rows.as_u64().unwrap();
+    assert!((50..=2000).contains(&rows), "{rows} rows kept");
     gateway.sigterm_and_wait();
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::agent::{AgentDir, append, numbered};
 use common::etcd::{Etcd, binary_or_skip};
-use common::process::{Served, serve};
+use common::process::{Served, serve_tcp_in};
 use webdriver::Browser;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -37,21 +37,10 @@ fn screenshot(browser: &Browser, name: &str) {
     browser.screenshot(&path);
 }
 
-/// `logtail serve` in `dir` with one TCP listener, the HTTP server on an ephemeral port and
-/// `more` appended to its configuration; returns it and its console's base URL.
+/// `logtail serve` in `dir` with one TCP listener, the HTTP server on an ephemeral port and the
+/// sections `more` in its configuration; returns it and its console's base URL.
 fn gateway(dir: &std::path::Path, more: &str) -> (Served, String) {
-    let config = dir.join("logtail.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = \"{data}\"\n[ingest]\nshards = 2\n\
-             [[listen]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n\
-             [metrics]\naddress = \"127.0.0.1:0\"\n{more}",
-            data = dir.join("data").display(),
-        ),
-    )
-    .unwrap();
-    let served = serve(&config);
+    let (served, _tcp) = serve_tcp_in(dir, more);
     let base = format!(
         "http://{}",
         served.metrics.clone().expect("the HTTP server's address")
@@ -292,6 +281,14 @@ fn search_finds_by_word_host_and_severity_facets_narrow_and_html_in_lines_stays_
     // Everything in the last hour, newest first; facets count every host.
     browser.open(&format!("{base}/"));
     wait_for_search(&browser);
+    let timing = browser.script(
+        "const n = performance.getEntriesByType('navigation')[0]; \
+         const r = performance.getEntriesByType('resource').filter((e) => e.name.includes('/api/v1/search')); \
+         return {load_ms: n.loadEventEnd, dom_ms: n.domContentLoadedEventEnd, \
+                 search_answered_ms: r.length ? r[0].responseEnd : null}",
+        vec![],
+    );
+    eprintln!("console page timing (ms from navigation start): {timing}");
     assert_eq!(
         result_messages(&browser),
         [

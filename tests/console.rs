@@ -372,6 +372,22 @@ fn search_finds_by_word_host_and_severity_facets_narrow_and_html_in_lines_stays_
     browser.click("#results tbody tr.record");
     let raw = browser.text("#results tr.detail pre.raw");
     assert!(raw.contains("\"app\": \"nginx\""), "{raw}");
+    // ...and shows the same host's lines around it, the hit marked.
+    browser.click("#results tr.detail .show-context");
+    let context = browser.wait_until(
+        "the context",
+        "return [...document.querySelectorAll('#results .context tr')]\
+         .map((tr) => (tr.classList.contains('hit') ? '*' : '') + tr.lastChild.textContent).join('|')",
+    );
+    assert_eq!(context, "*request served in 3 ms");
+
+    // A click on the histogram zooms into its bucket: an absolute range, in the URL.
+    browser.click("#histogram");
+    browser.wait_until(
+        "the zoomed range",
+        "return document.getElementById('range').value === 'abs' && location.search.includes('from=')",
+    );
+    wait_for_search(&browser);
 
     // A bad query is an error that points at its column.
     run_query(&browser, "(timeout");

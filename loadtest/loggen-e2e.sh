@@ -14,6 +14,10 @@
 # "written" means acknowledged by Kafka, and the delivery latency summary is printed.
 #   TCP:   loadtest/loggen-e2e.sh 0 1 -i -S -s 200 -n 5000000 -r 100000000 127.0.0.1 5514
 #   UDP:   loadtest/loggen-e2e.sh 0 1 -i -D -s 200 -n 3000000 -r 300000 127.0.0.1 5514
+# With TAIL=QUERY set (empty for every record), a live-tail client follows the whole run
+# (`curl -N .../api/v1/tail?q=QUERY`, on the sender's CPUs); the records it received and those
+# it was told were dropped are printed at the end.
+#   TAIL:  TAIL='severity:err' loadtest/loggen-e2e.sh 0 1 -i -S -s 200 -n 2000000 -r 100000 127.0.0.1 5514
 #
 # Needs: a release build (cargo build --release), taskset, curl, bc, and loggen
 # (../shared/tools/install-loggen.sh installs it into ~/.local/loggen).
@@ -57,6 +61,12 @@ gateway=$!
 sleep 0.5
 hz=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14+$15}' "/proc/$gateway/stat"; }
+if [ -n "${TAIL+set}" ]; then
+  taskset -c "$sender_cpus" curl -sN --get --data-urlencode "q=$TAIL" \
+    127.0.0.1:9100/api/v1/tail >"$work/tail.out" &
+  tail_client=$!
+  sleep 0.3
+fi
 ticks0=$(cpu_ticks); start=$(date +%s.%N)
 taskset -c "$sender_cpus" "$loggen" "$@" 2>&1 | tail -1
 previous=-1
@@ -69,6 +79,12 @@ done
 end=$(date +%s.%N); ticks1=$(cpu_ticks)
 cpu=$(echo "($ticks1-$ticks0)/$hz" | bc -l)
 rss=$(awk '/VmHWM/{print $2}' "/proc/$gateway/status")
+if [ -n "${TAIL+set}" ]; then
+  sleep 0.5; kill "$tail_client"; wait "$tail_client" || true
+  printf 'tail %q: %d records received, %d reported dropped\n' "$TAIL" \
+    "$(grep -c '^data: {"[^d]' "$work/tail.out" || true)" \
+    "$(awk -F'[:}]' '/^data: \{"dropped"/{s+=$3} END{print s+0}' "$work/tail.out")"
+fi
 metrics | grep -E '^logtail_(received_lines|dropped|sink_records|batch_latency|kafka_delivered|kafka_delivery_latency|wal_spilled)' | grep -v ' 0$' || true
 kill -TERM "$gateway"; wait "$gateway"
 printf 'wall %.2f s (until all written), gateway CPU %.2f s, peak RSS %d KiB, %.0f lines per CPU-second\n' \

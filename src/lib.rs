@@ -38,12 +38,13 @@
 //!    bytes), [`kafka`] (Kafka client plumbing and the key/topic [`kafka::route`]s, shared by
 //!    the Kafka sink and the agent's Kafka shipper), [`pipeline`] (shards, batches, rings),
 //!    [`store`] and [`wal`] (the on-disk formats of the local store and of the Kafka sink's
-//!    write-ahead log), [`sink`] (the sink thread and its sinks).
+//!    write-ahead log), [`sink`] (the sink thread and its sinks, and the live tail it offers
+//!    written batches to while someone follows).
 //! 3. **Reading back**: [`query`] (the query language and its matcher), [`search`] (queries
 //!    over the store, for `logtail search`).
 //! 4. **Programs**: [`config`] (reads the file; each section's struct lives with its
 //!    component), [`server`] (starts and stops the gateway), [`http`] (the one HTTP server:
-//!    `/metrics`, and the API and console next), and [`agent`], the other half, run on every
+//!    `/metrics`, the search API under `/api/v1/`, and the console next), and [`agent`], the other half, run on every
 //!    host by `logtail agent`: it tails files through rotation, with checkpoints that only
 //!    move on acknowledgements, configured live from a file and etcd, and ships the lines to
 //!    the gateway ([`agent_protocol`]) or straight to Kafka.

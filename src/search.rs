@@ -734,20 +734,17 @@ pub fn page(
             from_us = Some(from_us.map_or(after.time_us, |from| from.max(after.time_us)));
         }
     }
-    let scan_opts = SearchOptions {
+    let range = SearchOptions {
         from_us,
         to_us,
-        limit: None,
-        order: Order::OldestFirst,
-        follow: false,
+        ..opts.clone()
     };
     let mut heap: std::collections::BinaryHeap<Held> = std::collections::BinaryHeap::new();
     let mut held_bytes = 0usize;
     // The first key of what was given up: every kept match goes before it, and nothing at or
     // after it is taken any more, so the page is exactly the first matches in order.
     let mut cut: Option<Held> = None;
-    let mut on_line = |line: Option<&[u8]>| {
-        let Some(line) = line else { return Ok(()) };
+    let stats = for_each_match(dir, matcher, &range, stop, &mut |line| {
         let key = PageKey::of(line);
         let probe = Held {
             key,
@@ -763,11 +760,11 @@ pub fn page(
             .is_after(&key)
         }) || cut.as_ref().is_some_and(|cut| probe >= *cut)
         {
-            return Ok(());
+            return;
         }
         if heap.len() == limit && heap.peek().is_some_and(|worst| probe >= *worst) {
             cut = Some(probe);
-            return Ok(());
+            return;
         }
         held_bytes += line.len();
         heap.push(Held {
@@ -786,6 +783,35 @@ pub fn page(
                 }
             }
         }
+    })?;
+    let held = heap.into_sorted_vec();
+    let next = cut.and(held.last().map(|last| last.key));
+    Ok(Page {
+        records: held.into_iter().map(|h| h.record).collect(),
+        next,
+        stats,
+    })
+}
+
+/// Calls `on_record` with every match in `opts`' time range (its limit and order aside), as
+/// stored, in store order: what [`page`] and [`fields`] fold, streaming.
+fn for_each_match(
+    dir: &Path,
+    matcher: &Matcher,
+    opts: &SearchOptions,
+    stop: &AtomicBool,
+    on_record: &mut dyn FnMut(&[u8]),
+) -> Result<SearchStats, SearchError> {
+    let all = SearchOptions {
+        limit: None,
+        order: Order::OldestFirst,
+        follow: false,
+        ..opts.clone()
+    };
+    let mut on_line = |line: Option<&[u8]>| {
+        if let Some(line) = line {
+            on_record(line);
+        }
         Ok(())
     };
     let mut lines = LineSink {
@@ -794,22 +820,7 @@ pub fn page(
         skipped: 0,
         on_line: &mut on_line,
     };
-    let stats = search(
-        dir,
-        matcher,
-        &scan_opts,
-        RecordFormat::Json,
-        &mut lines,
-        stop,
-    )?;
-    drop(lines);
-    let held = heap.into_sorted_vec();
-    let next = cut.and(held.last().map(|last| last.key));
-    Ok(Page {
-        records: held.into_iter().map(|h| h.record).collect(),
-        next,
-        stats,
-    })
+    search(dir, matcher, &all, RecordFormat::Json, &mut lines, stop)
 }
 
 /// A histogram of one field's values over the matches: facets.
@@ -846,16 +857,9 @@ pub fn fields(
     top: usize,
     stop: &AtomicBool,
 ) -> Result<FieldCounts, SearchError> {
-    let scan_opts = SearchOptions {
-        limit: None,
-        order: Order::OldestFirst,
-        follow: false,
-        ..opts.clone()
-    };
     let mut counts: std::collections::HashMap<Vec<u8>, u64> = std::collections::HashMap::new();
     let (mut missing, mut uncounted) = (0u64, 0u64);
-    let mut on_line = |line: Option<&[u8]>| {
-        let Some(line) = line else { return Ok(()) };
+    let stats = for_each_match(dir, matcher, opts, stop, &mut |line| {
         let mut count = |value: &[u8]| {
             let value = &value[..value.len().min(MAX_FIELD_VALUE_BYTES)];
             if let Some(n) = counts.get_mut(value) {
@@ -881,23 +885,7 @@ pub fn fields(
         if !present {
             missing += 1;
         }
-        Ok(())
-    };
-    let mut lines = LineSink {
-        partial: Vec::new(),
-        prefilter: None,
-        skipped: 0,
-        on_line: &mut on_line,
-    };
-    let stats = search(
-        dir,
-        matcher,
-        &scan_opts,
-        RecordFormat::Json,
-        &mut lines,
-        stop,
-    )?;
-    drop(lines);
+    })?;
     let distinct = counts.len();
     let mut values: Vec<(Vec<u8>, u64)> = counts.into_iter().collect();
     values.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -909,4 +897,175 @@ pub fn fields(
         distinct,
         stats,
     })
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::*;
+    use crate::pipeline::batch::Batch;
+    use crate::store::{StoreOptions, StoreWriter};
+
+    /// A store of `n` records stored out of time order, some sharing a time; returns its
+    /// directory and every record's message in newest-first order.
+    fn store(n: usize) -> (tempfile::TempDir, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = StoreWriter::open(StoreOptions {
+            dir: dir.path().to_path_buf(),
+            ..StoreOptions::default()
+        })
+        .unwrap();
+        let mut keyed = Vec::new();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(7) {
+            let mut batch = Batch::with_capacity(0, 4096, 16);
+            for &i in chunk {
+                // Times go back and forth; every fifth shares its time with the one before.
+                let second = (i * 37) % n - usize::from(i % 5 == 4 && (i * 37) % n > 0);
+                let line = format!(
+                    r#"{{"timestamp":"2026-11-30T10:{:02}:{:02}Z","message":"m{i}","received_at":"2026-11-30T11:00:00.{i:06}Z"}}"#,
+                    second / 60,
+                    second % 60
+                );
+                keyed.push((PageKey::of(line.as_bytes()), format!("m{i}")));
+                batch.push(1, line.as_bytes());
+            }
+            writer.append(&batch).unwrap();
+        }
+        writer.sync().unwrap();
+        keyed.sort();
+        keyed.reverse();
+        (dir, keyed.into_iter().map(|(_, m)| m).collect())
+    }
+
+    fn message(record: &[u8]) -> String {
+        let mut text = String::new();
+        JsonRecord::new(record).any_value(&Field::Message, &mut |v| {
+            text = String::from_utf8_lossy(v).into_owned();
+            true
+        });
+        text
+    }
+
+    /// Every page in turn from the first.
+    fn all_pages(dir: &Path, order: Order, limit: usize, max_bytes: usize) -> Vec<String> {
+        let matcher = Matcher::compile("").unwrap();
+        let opts = SearchOptions {
+            from_us: None,
+            to_us: None,
+            limit: Some(limit),
+            order,
+            follow: false,
+        };
+        let (mut out, mut after) = (Vec::new(), None);
+        loop {
+            let page = page(
+                dir,
+                &matcher,
+                &opts,
+                after,
+                max_bytes,
+                &AtomicBool::new(false),
+            )
+            .unwrap();
+            assert!(page.records.len() <= limit);
+            out.extend(page.records.iter().map(|r| message(r)));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return out,
+            }
+        }
+    }
+
+    #[test]
+    fn pages_cover_every_record_once_in_key_order_whatever_the_limit_and_byte_cap() {
+        let (dir, newest_first) = store(60);
+        let oldest_first: Vec<String> = newest_first.iter().rev().cloned().collect();
+        for (limit, max_bytes) in [
+            (1, 1 << 20),
+            (7, 1 << 20),
+            (60, 1 << 20),
+            (100, 1 << 20),
+            (10, 300),
+            (10, 1),
+        ] {
+            assert_eq!(
+                all_pages(dir.path(), Order::NewestFirst, limit, max_bytes),
+                newest_first,
+                "limit {limit}, max_bytes {max_bytes}"
+            );
+            assert_eq!(
+                all_pages(dir.path(), Order::OldestFirst, limit, max_bytes),
+                oldest_first,
+                "limit {limit}, max_bytes {max_bytes}"
+            );
+        }
+    }
+
+    #[test]
+    fn cursors_read_back_and_refuse_anything_else() {
+        let key = PageKey {
+            time_us: -5,
+            received_us: 1_796_032_800_000_001,
+            checksum: 0xab,
+        };
+        assert_eq!(key.to_cursor(), "-5.1796032800000001.000000ab");
+        assert_eq!(PageKey::from_cursor(&key.to_cursor()), Some(key));
+        for bad in ["", "1.2", "1.2.3.4", "a.2.3", "1.2.xyz"] {
+            assert_eq!(PageKey::from_cursor(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn facets_count_values_list_items_and_missing_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = StoreWriter::open(StoreOptions {
+            dir: dir.path().to_path_buf(),
+            ..StoreOptions::default()
+        })
+        .unwrap();
+        let mut batch = Batch::with_capacity(0, 4096, 16);
+        for line in [
+            r#"{"host":"a","structured_data":{"logtail@32473":{"tags":"prod, eu"}},"message":"x"}"#,
+            r#"{"host":"b","structured_data":{"logtail@32473":{"tags":"prod"}},"message":"x"}"#,
+            r#"{"host":"a","message":"x"}"#,
+            r#"{"message":"y"}"#,
+        ] {
+            batch.push(1, line.as_bytes());
+        }
+        writer.append(&batch).unwrap();
+        writer.sync().unwrap();
+        let opts = SearchOptions {
+            from_us: None,
+            to_us: None,
+            limit: None,
+            order: Order::NewestFirst,
+            follow: false,
+        };
+        let count = |query: &str, name: &str, top: usize| {
+            let (field, list) = Field::named(name).unwrap();
+            let counts = fields(
+                dir.path(),
+                &Matcher::compile(query).unwrap(),
+                &opts,
+                (&field, list),
+                top,
+                &AtomicBool::new(false),
+            )
+            .unwrap();
+            let values: Vec<(String, u64)> = counts
+                .values
+                .iter()
+                .map(|(v, n)| (String::from_utf8_lossy(v).into_owned(), *n))
+                .collect();
+            (values, counts.missing, counts.distinct)
+        };
+        assert_eq!(
+            count("", "host", 10),
+            (vec![("a".into(), 2), ("b".into(), 1)], 1, 2)
+        );
+        assert_eq!(count("x", "host", 1), (vec![("a".into(), 2)], 0, 2));
+        assert_eq!(
+            count("", "tags", 10),
+            (vec![("prod".into(), 2), ("eu".into(), 1)], 2, 2)
+        );
+    }
 }

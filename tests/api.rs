@@ -13,29 +13,16 @@ use std::time::{Duration, Instant};
 use common::process::{self, Served};
 use serde_json::{Value, json};
 
-/// Starts `logtail serve` with a TCP listener and the HTTP server on ephemeral ports, and
-/// `extra` appended to the config.
+/// Starts `logtail serve` with a TCP listener and the HTTP server on ephemeral ports, with the
+/// tables in `extra`; returns it, its TCP address and the API's `IP:PORT`.
 fn serve(dir: &Path, extra: &str) -> (Served, SocketAddr, String) {
-    let config = dir.join("logtail.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = \"{data}\"\n[ingest]\nshards = 2\n\
-             [[listen]]\ntype = \"tcp\"\naddress = \"127.0.0.1:0\"\n\
-             [sink.store]\nfsync_interval_ms = 0\n\
-             {extra}",
-            data = dir.join("data").display(),
-        ),
-    )
-    .unwrap();
-    let served = process::serve(&config);
-    let tcp = served.tcp.clone().expect("TCP address").parse().unwrap();
+    let (served, tcp) = process::serve_tcp_in(dir, extra);
     let api = served.api.clone().expect("the API is served");
-    (served, tcp, api)
+    (served, tcp.parse().unwrap(), api)
 }
 
 fn serve_default(dir: &Path) -> (Served, SocketAddr, String) {
-    serve(dir, "[api]\naddress = \"127.0.0.1:0\"\n")
+    serve(dir, "")
 }
 
 /// A response: status, head (lowercase) and body.
@@ -355,7 +342,7 @@ fn with_a_token_file_the_api_needs_the_bearer_token() {
     let (served, _, api) = serve(
         dir.path(),
         &format!(
-            "[api]\naddress = \"127.0.0.1:0\"\ntoken_file = \"{}\"\n",
+            "[api]\ntoken_file = \"{}\"\n",
             dir.path().join("api.token").display()
         ),
     );
@@ -568,5 +555,82 @@ fn a_tail_client_that_does_not_read_is_sent_a_dropped_count_and_ingest_goes_on()
         total as u64,
         "every record delivered or counted"
     );
+    served.sigterm_and_wait();
+}
+
+#[test]
+fn status_lists_a_connected_agent_with_its_lines_and_keeps_it_after_it_leaves() {
+    use logtail::agent_protocol::{self as protocol, BatchEncoder, Kind};
+    let dir = tempfile::tempdir().unwrap();
+    let port = test_support::net::free_port().unwrap();
+    let (served, _, api) = serve(
+        dir.path(),
+        &format!("[[listen]]\ntype = \"agent\"\naddress = \"127.0.0.1:{port}\"\n"),
+    );
+    let mut agent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    agent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut frame = Vec::new();
+    protocol::agent_hello("api-agent", &mut frame);
+    let mut encoder = BatchEncoder::default();
+    for n in 0..5 {
+        encoder.message(|out| {
+            out.extend_from_slice(
+                format!("<14>1 2026-11-30T10:00:0{n}Z api-agent app - - - line {n}").as_bytes(),
+            )
+        });
+    }
+    encoder.finish(1, &mut frame);
+    agent.write_all(&frame).unwrap();
+    let mut body = Vec::new();
+    assert_eq!(
+        protocol::read_frame(&mut agent, &mut body).unwrap(),
+        Kind::Hello
+    );
+    assert_eq!(
+        protocol::read_frame(&mut agent, &mut body).unwrap(),
+        Kind::Ack
+    );
+    let address = agent.local_addr().unwrap().to_string();
+
+    let status = get(&api, "/api/v1/status").json();
+    let agents = status["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 1, "{agents:?}");
+    let seen = &agents[0];
+    assert_eq!(
+        (
+            &seen["listener"],
+            &seen["host"],
+            &seen["address"],
+            &seen["connected"],
+            &seen["lines"]
+        ),
+        (
+            &json!("agent"),
+            &json!("api-agent"),
+            &json!(address),
+            &json!(true),
+            &json!(5)
+        )
+    );
+    assert!(seen["connected_at"].as_str().unwrap() <= seen["last_seen"].as_str().unwrap());
+    assert_eq!(status["listeners"][1]["received_lines"], 5);
+
+    drop(agent);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = get(&api, "/api/v1/status").json();
+        let seen = &status["agents"][0];
+        if seen["connected"] == json!(false) {
+            assert_eq!(
+                (&seen["host"], &seen["lines"]),
+                (&json!("api-agent"), &json!(5))
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{seen}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     served.sigterm_and_wait();
 }

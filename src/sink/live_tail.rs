@@ -49,6 +49,12 @@ impl TailBatch {
         })
     }
 
+    /// Every record's value, back to back (for a prefilter that looks for required text in
+    /// the whole batch at once).
+    pub fn bytes(&self) -> &[u8] {
+        &self.values
+    }
+
     /// The number of records.
     pub fn len(&self) -> usize {
         self.ends.len()

@@ -383,3 +383,10 @@ fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response 
             .into_response(),
     }
 }
+
+/// Unix µs as RFC 3339 UTC with microseconds, as records write `received_at`.
+fn rfc3339(us: i64) -> String {
+    let mut text = Vec::with_capacity(32);
+    crate::encode::format_rfc3339_micros(us, &mut text);
+    String::from_utf8_lossy(&text).into_owned()
+}

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::params::Params;
-use super::{ApiContext, ApiError, MAX_LIMIT, MAX_PAGE_BYTES, json_response};
+use super::{ApiContext, ApiError, MAX_LIMIT, MAX_PAGE_BYTES, json_response, rfc3339};
 use crate::search::{self as engine, SearchOptions, SearchStats};
 
 /// `GET /api/v1/search` answers this.
@@ -129,7 +129,9 @@ const NICE_WIDTHS_SECS: [i64; 18] = [
 /// The narrowest nice width that covers `span_us` in at most `buckets` buckets.
 fn bucket_width_us(span_us: i64, buckets: usize) -> i64 {
     let ceil_div = |a: i64, b: i64| (a + b - 1) / b;
-    let wanted = ceil_div(span_us.max(1), buckets as i64).max(1);
+    // To the millisecond: `from=10m` and `to` (now) read the clock a microsecond apart.
+    let span_us = ((span_us + 500) / 1000 * 1000).max(1);
+    let wanted = ceil_div(span_us, buckets as i64).max(1);
     NICE_WIDTHS_SECS
         .iter()
         .map(|secs| secs * 1_000_000)
@@ -137,16 +139,11 @@ fn bucket_width_us(span_us: i64, buckets: usize) -> i64 {
         .unwrap_or_else(|| ceil_div(wanted, 86_400_000_000) * 86_400_000_000)
 }
 
-fn rfc3339(us: i64) -> String {
-    let mut text = Vec::with_capacity(32);
-    crate::encode::format_rfc3339_micros(us, &mut text);
-    String::from_utf8_lossy(&text).into_owned()
-}
-
 /// `GET /api/v1/histogram?q=&from=&to=&buckets=`: `to` defaults to now, `from` to an hour
 /// before `to`; the width is the narrowest of 1s, 2s, 5s, 10s, 15s, 30s, 1m, 2m, 5m, 10m, 15m,
-/// 30m, 1h, 2h, 3h, 6h, 12h, 1d (then whole days) that covers the range in at most `buckets`
-/// (default 60, at most 1000) buckets, aligned to multiples of the width.
+/// 30m, 1h, 2h, 3h, 6h, 12h, 1d (then whole days) that covers the range in `buckets` (default
+/// 60, at most 1000) widths; buckets are aligned to multiples of the width, so a range that
+/// does not start on one has one bucket more.
 pub(super) async fn histogram(
     State(context): State<Arc<ApiContext>>,
     uri: Uri,
@@ -274,6 +271,7 @@ mod tests {
         assert_eq!(bucket_width_us(hour, 1000), 5_000_000);
         assert_eq!(bucket_width_us(24 * hour, 60), 1_800_000_000);
         assert_eq!(bucket_width_us(10, 60), 1_000_000);
+        assert_eq!(bucket_width_us(hour / 6 + 1, 60), 10_000_000);
         assert_eq!(bucket_width_us(1000 * 24 * hour, 10), 100 * 24 * hour);
     }
 

@@ -16,7 +16,7 @@ use axum::response::Response;
 use serde::Serialize;
 
 use super::params::Params;
-use super::{ApiContext, ApiError, json_response};
+use super::{ApiContext, ApiError, json_response, rfc3339};
 use crate::metrics::{LatencySummary, ListenerMetrics, Metrics};
 
 /// How often the counters are sampled.
@@ -138,12 +138,6 @@ impl ThroughputHistory {
 
 fn rfc3339_now() -> String {
     rfc3339(crate::time::now_unix_micros())
-}
-
-fn rfc3339(us: i64) -> String {
-    let mut text = Vec::with_capacity(32);
-    crate::encode::format_rfc3339_micros(us, &mut text);
-    String::from_utf8_lossy(&text).into_owned()
 }
 
 impl ApiContext {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::encode::Encoding;
+use crate::http::console::ConsoleConfig;
 use crate::http::{ApiConfig, MetricsConfig};
 use crate::kafka::route::Route;
 use crate::parse::LegacyZone;
@@ -65,6 +66,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The HTTP server: its address, the search API and its token.
     pub api: ApiConfig,
+    /// The web console at `/` of the metrics endpoint.
+    pub console: ConsoleConfig,
 }
 
 impl Default for Config {
@@ -77,6 +80,7 @@ impl Default for Config {
             sink: SinkConfig::default(),
             metrics: MetricsConfig::default(),
             api: ApiConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -198,6 +202,7 @@ impl Config {
         let mut problems = self.source_problems();
         let sections = [
             self.pipeline.check().map_err(|e| e.within("pipeline")),
+            self.console.check().map_err(|e| e.within("console")),
             self.sink.store.check().map_err(|e| e.within("sink.store")),
             self.sink.kafka.check().map_err(|e| e.within("sink.kafka")),
             self.sink

@@ -192,6 +192,7 @@ impl Server {
                     metrics: metrics.clone(),
                     api: api.clone(),
                     serve_metrics: plan.metrics,
+                    console: Arc::new(config.console.clone()),
                 };
                 Some(crate::http::spawn(listener, state)?)
             }

@@ -32,6 +32,10 @@ command -v ss >/dev/null || need_apt+=(iproute2)
 # A virtualenv for osmem-server (below): Debian splits ensurepip into python3-venv.
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+# A real browser for the console tests (tests/console.rs), driven over WebDriver. Debian's
+# packages: browser builds downloaded by other tools cannot be fetched here.
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

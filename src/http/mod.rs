@@ -1,5 +1,5 @@
 //! The gateway's one HTTP server: Prometheus metrics at `/metrics`, the search API under
-//! `/api/v1/` ([`api`], issue 12), and next the web console (`/`).
+//! `/api/v1/` ([`api`], issue 12), and the web console at `/` ([`console`], issue 13).
 //!
 //! # Shape
 //! - [`router`] assembles the routes from parts, each part a module that returns a
@@ -20,9 +20,11 @@
 //! HTTP/1.1 only, one request per connection (`Connection: close`), and [`HEAD_TIMEOUT`] to send
 //! the request head: enough for Prometheus, `curl` and a browser, with nothing a client can hold
 //! open (a live tail is held open by its client on purpose, and bounded in number). Only `GET`
-//! (and so `HEAD`) is served; other methods get 405, unknown paths 404.
+//! (and so `HEAD`) is served, and `PUT` of the console's agent configs; other methods get 405,
+//! unknown paths 404.
 
 pub mod api;
+pub mod console;
 mod prometheus;
 
 use std::future::Future;
@@ -175,6 +177,8 @@ pub struct HttpState {
     pub api: Option<Arc<api::ApiContext>>,
     /// Whether `/metrics` is served.
     pub serve_metrics: bool,
+    /// `[console]`: where the agents' collect entries are.
+    pub console: Arc<console::ConsoleConfig>,
 }
 
 /// Every route of the server, over `state`.
@@ -187,14 +191,9 @@ pub fn router(state: HttpState) -> Router {
         router = router.merge(api::routes(context.clone()));
     }
     router
-        .route("/", get(index).fallback(method_not_allowed))
+        .merge(console::routes(state.api.clone()))
         .fallback(not_found)
         .with_state(state)
-}
-
-/// `/`: where the console will be; today it points at the metrics.
-async fn index() -> Response {
-    text(StatusCode::OK, "logtail gateway: metrics at /metrics\n")
 }
 
 async fn not_found(method: Method) -> Response {
@@ -353,6 +352,7 @@ mod tests {
             metrics,
             api: None,
             serve_metrics: true,
+            console: Arc::new(console::ConsoleConfig::default()),
         };
         let (thread, stop) = spawn(listener, state).unwrap();
         (addr, thread, stop)
@@ -448,7 +448,16 @@ mod tests {
 
         let index = exchange(addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(index.starts_with("HTTP/1.1 200 OK\r\n"), "{index}");
-        assert!(index.ends_with("\r\n\r\nlogtail gateway: metrics at /metrics\n"));
+        assert!(index.contains("\r\n\r\n<!doctype html>"), "{index}");
+        assert!(index.contains("<title>logtail</title>"), "{index}");
+        assert!(
+            index.contains(&format!(
+                "content-security-policy: {}\r\n",
+                console::CONTENT_SECURITY_POLICY
+            )),
+            "{index}"
+        );
+        assert!(index.contains("x-content-type-options: nosniff\r\n"));
 
         let missing = exchange(addr, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(

@@ -93,6 +93,20 @@ impl Etcd {
             .map_or(0, |h| h.revision())
     }
 
+    /// The value of `key` and its mod revision, `None` when it does not exist.
+    pub fn get(&self, key: &str) -> Option<(String, i64)> {
+        let response = self
+            .run(async |c| c.get(key, None).await)
+            .and_then(|r| r)
+            .expect("etcd get");
+        response.kvs().first().map(|kv| {
+            (
+                String::from_utf8_lossy(kv.value()).into_owned(),
+                kv.mod_revision(),
+            )
+        })
+    }
+
     /// Deletes `key`.
     pub fn delete(&self, key: &str) {
         self.run(async |c| c.delete(key, None).await)

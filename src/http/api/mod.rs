@@ -271,8 +271,8 @@ pub fn routes<S: Clone + Send + Sync + 'static>(context: Arc<ApiContext>) -> Rou
         .with_state(context)
 }
 
-/// Refuses requests without the token, when there is one.
-async fn require_token(
+/// Refuses requests without the token, when there is one (also the console's agent endpoints).
+pub(crate) async fn require_token(
     State(context): State<Arc<ApiContext>>,
     request: Request,
     next: Next,

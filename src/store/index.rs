@@ -77,7 +77,7 @@ const KNOWN_FLAGS: u8 = HAS_TIME | SEVERITY_OTHER | FACILITY_OTHER | HOSTS_MANY 
 /// and every byte of a multi-byte UTF-8 character (so `grüße` is one token). The query's word
 /// search uses the same definition, which is what makes the token filter sound.
 #[inline]
-pub fn is_token_byte(byte: u8) -> bool {
+pub const fn is_token_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || byte == b'_' || byte >= 0x80
 }
 
@@ -97,15 +97,19 @@ fn lower8(w: u64) -> u64 {
 /// The hash of a token or a host or app value, as the index stores it: ASCII case ignored.
 /// Part of the format: it must never change for a given index version.
 ///
-/// The bytes are read eight at a time, little-endian (the last chunk zero-padded), lowercased,
-/// and mixed into `h = seed ^ len·K1` by `h = rotl((h ^ chunk)·K2, 31)`; the result is
-/// finished by SplitMix64's finalizer.
+/// Only the first [`HASHED_PREFIX`] bytes are read (and the length): a long token (padding,
+/// base64) costs no more than a short one, and two long tokens sharing that prefix and length
+/// only collide, which can make a block be read, never skipped. The bytes are read eight at a
+/// time, little-endian (the last chunk zero-padded), lowercased, and mixed into
+/// `h = seed ^ len·K1` by `h = rotl((h ^ chunk)·K2, 31)`; the result is finished by
+/// SplitMix64's finalizer.
 #[inline]
 pub fn token_hash(bytes: &[u8]) -> u64 {
     const K1: u64 = 0x9E37_79B9_7F4A_7C15;
     const K2: u64 = 0xC2B2_AE3D_27D4_EB4F;
     let mut h = 0x243F_6A88_85A3_08D3 ^ (bytes.len() as u64).wrapping_mul(K1);
-    let mut chunks = bytes.chunks_exact(8);
+    let prefix = &bytes[..bytes.len().min(HASHED_PREFIX)];
+    let mut chunks = prefix.chunks_exact(8);
     for chunk in &mut chunks {
         let mut w = [0u8; 8];
         w.copy_from_slice(chunk);
@@ -122,22 +126,67 @@ pub fn token_hash(bytes: &[u8]) -> u64 {
     h ^ (h >> 31)
 }
 
+/// How much of a token [`token_hash`] reads.
+pub const HASHED_PREFIX: usize = 32;
+
+/// [`is_token_byte`] as a table, for the tokenizer's inner loops.
+static TOKEN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = is_token_byte(b as u8);
+        b += 1;
+    }
+    table
+};
+
+/// Whether all eight bytes of `w` are token bytes ([`is_token_byte`]), tested at once (SWAR):
+/// a byte is one when its high bit is set, or its low seven bits are a digit, a letter once
+/// `0x20` is or-ed in, or `_`.
+#[inline]
+fn all_token_bytes(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let x = w & LOW7;
+    // High bit of each byte set when x is in lo..=hi (x <= 0x7f: no carry between bytes).
+    let in_range = |x: u64, lo: u64, hi: u64| {
+        (x.wrapping_add(ONES * (0x80 - lo)) & !x.wrapping_add(ONES * (0x7f - hi))) & HIGH
+    };
+    let digit = in_range(x, 0x30, 0x39);
+    let letter = in_range(x | (ONES * 0x20), 0x61, 0x7a);
+    let t = x ^ (ONES * 0x5f);
+    let underscore = !(t.wrapping_add(ONES * 0x7f) | t) & HIGH;
+    (w & HIGH) | digit | letter | underscore == HIGH
+}
+
 /// Calls `f` with each token of `text` (see [`is_token_byte`]).
+///
+/// Runs of token bytes are skipped eight at a time: the loggen end-to-end profile showed
+/// this tokenizer at 23% of the gateway's CPU going byte by byte through long tokens.
 #[inline]
 pub fn for_each_token(text: &[u8], mut f: impl FnMut(&[u8])) {
-    let mut start = None;
-    for (i, &b) in text.iter().enumerate() {
-        match (is_token_byte(b), start) {
-            (true, None) => start = Some(i),
-            (false, Some(s)) => {
-                f(&text[s..i]);
-                start = None;
-            }
-            _ => {}
+    let n = text.len();
+    let mut i = 0;
+    while i < n {
+        while i < n && !TOKEN_BYTES[usize::from(text[i])] {
+            i += 1;
         }
-    }
-    if let Some(s) = start {
-        f(&text[s..]);
+        let start = i;
+        while let Some(chunk) = text.get(i..i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            if !all_token_bytes(u64::from_le_bytes(w)) {
+                break;
+            }
+            i += 8;
+        }
+        while i < n && TOKEN_BYTES[usize::from(text[i])] {
+            i += 1;
+        }
+        if i > start {
+            f(&text[start..i]);
+        }
     }
 }
 
@@ -459,10 +508,11 @@ impl IndexBuilder {
     pub fn finish_into(&mut self, compressed_len: usize, out: &mut Vec<u8>) {
         let log2 = self.folded_log2(compressed_len);
         let words = (1usize << log2) / 64;
-        // Fold in place: word i of the smaller filter is the OR of every word i + j·words.
+        // Fold in place: word i of the smaller filter is the OR of every word i + j·words
+        // (`words` is a power of two: a mask, not a division, per word).
         for i in words..self.bloom.len() {
             let w = self.bloom[i];
-            self.bloom[i % words] |= w;
+            self.bloom[i & (words - 1)] |= w;
         }
         let start = out.len();
         if self.hosts.many {
@@ -751,6 +801,20 @@ mod tests {
     }
 
     #[test]
+    fn all_token_bytes_agrees_with_is_token_byte() {
+        for b in 0..=255u8 {
+            for other in [b'a', b'Z', b'0', b'_', 0xC3, b' ', b'-'] {
+                let bytes = [other, b, other, other, b'x', other, b, other];
+                assert_eq!(
+                    all_token_bytes(u64::from_le_bytes(bytes)),
+                    bytes.iter().all(|&b| is_token_byte(b)),
+                    "{bytes:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn token_hash_ignores_ascii_case_only() {
         assert_eq!(token_hash(b"TimeOut"), token_hash(b"timeout"));
         assert_eq!(
@@ -764,17 +828,36 @@ mod tests {
         );
         // Zero padding of the last chunk does not make a token equal to a longer one.
         assert_ne!(token_hash(b"ab"), token_hash(b"ab\0"));
+        // Past the hashed prefix only the length counts.
+        let long = [b'x'; 40];
+        let mut other = long;
+        other[39] = b'y';
+        assert_eq!(token_hash(&long), token_hash(&other));
+        assert_ne!(token_hash(&long), token_hash(&long[..39]));
     }
 
     #[test]
     fn tokens_are_runs_of_token_bytes() {
         let mut tokens = Vec::new();
-        for_each_token("GET /api/v1?id=42 grüße issue#7_x".as_bytes(), |t| {
-            tokens.push(String::from_utf8_lossy(t).into_owned());
-        });
+        for_each_token(
+            "GET /api/v1?id=42 grüße issue#7_x ABCDEFGHIJ_0123456789xyz.".as_bytes(),
+            |t| {
+                tokens.push(String::from_utf8_lossy(t).into_owned());
+            },
+        );
         assert_eq!(
             tokens,
-            ["GET", "api", "v1", "id", "42", "grüße", "issue", "7_x"]
+            [
+                "GET",
+                "api",
+                "v1",
+                "id",
+                "42",
+                "grüße",
+                "issue",
+                "7_x",
+                "ABCDEFGHIJ_0123456789xyz"
+            ]
         );
     }
 

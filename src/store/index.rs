@@ -97,19 +97,16 @@ fn lower8(w: u64) -> u64 {
 /// The hash of a token or a host or app value, as the index stores it: ASCII case ignored.
 /// Part of the format: it must never change for a given index version.
 ///
-/// Only the first [`HASHED_PREFIX`] bytes are read (and the length): a long token (padding,
-/// base64) costs no more than a short one, and two long tokens sharing that prefix and length
-/// only collide, which can make a block be read, never skipped. The bytes are read eight at a
-/// time, little-endian (the last chunk zero-padded), lowercased, and mixed into
-/// `h = seed ^ len·K1` by `h = rotl((h ^ chunk)·K2, 31)`; the result is finished by
-/// SplitMix64's finalizer.
+/// The bytes are read eight at a time, little-endian (the last chunk zero-padded), lowercased,
+/// and mixed into `h = seed ^ len·K1` by `h = rotl((h ^ chunk)·K2, 31)`; the result is
+/// finished by SplitMix64's finalizer. (Reading only a prefix of long tokens would be cheaper,
+/// but stores written with index version 1 hash every byte: that would need a new version.)
 #[inline]
 pub fn token_hash(bytes: &[u8]) -> u64 {
     const K1: u64 = 0x9E37_79B9_7F4A_7C15;
     const K2: u64 = 0xC2B2_AE3D_27D4_EB4F;
     let mut h = 0x243F_6A88_85A3_08D3 ^ (bytes.len() as u64).wrapping_mul(K1);
-    let prefix = &bytes[..bytes.len().min(HASHED_PREFIX)];
-    let mut chunks = prefix.chunks_exact(8);
+    let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
         let mut w = [0u8; 8];
         w.copy_from_slice(chunk);
@@ -125,9 +122,6 @@ pub fn token_hash(bytes: &[u8]) -> u64 {
     h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     h ^ (h >> 31)
 }
-
-/// How much of a token [`token_hash`] reads.
-pub const HASHED_PREFIX: usize = 32;
 
 /// [`is_token_byte`] as a table, for the tokenizer's inner loops.
 static TOKEN_BYTES: [bool; 256] = {
@@ -285,14 +279,8 @@ fn fast_rfc3339_micros(t: &[u8]) -> Option<i64> {
         }
         _ => return None,
     };
-    // Days from 1970-01-01 to the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    // Month and day were checked above: 1..=12 and 1..=31.
+    let days = crate::parse::timestamp::days_from_civil(year, month as u8, day as u8);
     let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
     Some(secs * 1_000_000 + micros)
 }
@@ -800,6 +788,9 @@ mod tests {
         }
     }
 
+    /// `token_hash(b"timeout")` as index version 1 defines it.
+    const PINNED_TIMEOUT_HASH: u64 = 6_325_917_736_831_256_738;
+
     #[test]
     fn all_token_bytes_agrees_with_is_token_byte() {
         for b in 0..=255u8 {
@@ -828,12 +819,13 @@ mod tests {
         );
         // Zero padding of the last chunk does not make a token equal to a longer one.
         assert_ne!(token_hash(b"ab"), token_hash(b"ab\0"));
-        // Past the hashed prefix only the length counts.
+        // Every byte counts, however long the token (the format of index version 1).
         let long = [b'x'; 40];
         let mut other = long;
         other[39] = b'y';
-        assert_eq!(token_hash(&long), token_hash(&other));
-        assert_ne!(token_hash(&long), token_hash(&long[..39]));
+        assert_ne!(token_hash(&long), token_hash(&other));
+        // Pinned: stores on disk hold these hashes.
+        assert_eq!(token_hash(b"timeout"), PINNED_TIMEOUT_HASH);
     }
 
     #[test]

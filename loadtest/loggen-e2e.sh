@@ -25,6 +25,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 gateway_cpus=$1; sender_cpus=$2; shift 2
 loggen=${LOGGEN:-$HOME/.local/loggen/loggen}
+# LOGTAIL=path/to/logtail runs another build of the gateway (to compare before and after).
+logtail=${LOGTAIL:-target/release/logtail}
 [ -x "$loggen" ] || loggen=$(../shared/tools/install-loggen.sh)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -56,7 +58,7 @@ TOML
   written_series=logtail_kafka_delivered_records_total
 fi
 metrics() { curl -s 127.0.0.1:9100/metrics; }
-taskset -c "$gateway_cpus" target/release/logtail serve --config "$work/gateway.toml" 2>"$work/gateway.log" &
+taskset -c "$gateway_cpus" "$logtail" serve --config "$work/gateway.toml" 2>"$work/gateway.log" &
 gateway=$!
 sleep 0.5
 hz=$(getconf CLK_TCK)
@@ -89,4 +91,4 @@ metrics | grep -E '^logtail_(received_lines|dropped|sink_records|batch_latency|k
 kill -TERM "$gateway"; wait "$gateway"
 printf 'wall %.2f s (until all written), gateway CPU %.2f s, peak RSS %d KiB, %.0f lines per CPU-second\n' \
   "$(echo "$end-$start" | bc -l)" "$cpu" "$rss" "$(echo "$written/$cpu" | bc -l)"
-[ -n "${KAFKA:-}" ] || echo "records in the store: $(target/release/logtail read --dir "$work/data/store" | wc -l)"
+[ -n "${KAFKA:-}" ] || echo "records in the store: $("$logtail" read --dir "$work/data/store" | wc -l)"

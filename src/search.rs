@@ -1,9 +1,13 @@
 //! Searching the local store with a [query](crate::query): what `logtail search` runs (and, later,
 //! the HTTP API).
 //!
-//! Today a search is a full scan through the store's reader ([`store::read`]): every record
-//! is matched against the query and the time range. The time of a record is its event
-//! `timestamp`, or `received_at` for a record without one; the range is `from <= time < to`.
+//! A search runs through the store's reader ([`store::read_filtered`]): a block whose index
+//! shows that none of its records can match the query and the time range ([`block_may_match`])
+//! is skipped without being decompressed; every record of the other blocks (and of blocks
+//! written before the index) is matched against the query and the time range. The time of a
+//! record is its event `timestamp`, or `received_at` for a record without one (read by
+//! [`store::index::rfc3339_micros`], as the index reads it); the range is `from <= time < to`.
+//! [`SearchStats`] counts the blocks searched and skipped.
 //!
 //! Memory stays bounded whatever the store size: oldest-first output streams (and stops the
 //! reader once `limit` records are out); newest-first keeps only the last `limit` matches in a

@@ -21,25 +21,50 @@
 //!
 //! struct BlockHeader {                // 48 bytes, every integer little-endian
 //!     magic:              [u8; 4],    //  0  F7 'L' 'T' 'B' (0xF7 never occurs in UTF-8 text)
-//!     version:            u8,         //  4  1
+//!     version:            u8,         //  4  2 (with an index); 1 (written before the index,
+//!                                     //     still read: no index, index_len 0)
 //!     compression:        u8,         //  5  1 = lz4 block format (lz4_flex::block), no size prefix
 //!     shard:              u16,        //  6  shard that cut the batch
 //!     record_count:       u32,        //  8  >= 1
 //!     uncompressed_len:   u32,        // 12  length of the decompressed payload, <= MAX_BLOCK_BYTES
 //!     compressed_len:     u32,        // 16  bytes of payload that follow the header,
 //!                                     //     1 ..= lz4_flex::block::get_maximum_output_size(uncompressed_len)
-//!     reserved:           u32,        // 20  0
+//!     index_len:          u32,        // 20  version 2: bytes of BlockIndex after the payload,
+//!                                     //     36 ..= index::MAX_INDEX_LEN; version 1: 0 ("reserved")
 //!     min_received_at_us: i64,        // 24  smallest received_at_us of the records
 //!     max_received_at_us: i64,        // 32  largest received_at_us of the records
 //!     block_crc:          u32,        // 40  CRC32C(header bytes 0..40 ++ compressed payload)
 //!     header_crc:         u32,        // 44  CRC32C(header bytes 0..44)
 //! }
 //! payload: [u8; compressed_len]       // lz4 block of the records below
+//! index:   [u8; index_len]            // BlockIndex, version 2 only
 //!
 //! struct Record {                     // inside the decompressed payload, back to back
 //!     len:            u32,            // length of value
 //!     received_at_us: i64,
 //!     value:          [u8; len],      // any bytes, '\n' included; may be empty
+//! }
+//!
+//! struct BlockIndex {                 // index::INDEX_VERSION 1; what it holds: see `index`
+//!     version:        u8,             //  0  1
+//!     flags:          u8,             //  1  1 HAS_TIME, 2 SEVERITY_OTHER, 4 FACILITY_OTHER,
+//!                                     //     8 HOSTS_MANY, 16 APPS_MANY; other bits 0
+//!     severities:     u8,             //  2  bit c: some record has severity c
+//!     bloom_log2:     u8,             //  3  the bloom filter has 2^bloom_log2 bits, 6..=18
+//!     facilities:     u32,            //  4  bit c: some record has facility c (bits 24.. zero)
+//!     min_time_us:    i64,            //  8  smallest record time (timestamp, else received_at)
+//!     max_time_us:    i64,            // 16  largest; both meaningless without HAS_TIME
+//!     host_count:     u16,            // 24  <= 64 (0 with HOSTS_MANY)
+//!     app_count:      u16,            // 26  <= 64 (0 with APPS_MANY)
+//!     bloom_hashes:   u8,             // 28  bit positions per token, 1..=16 (4 written)
+//!     reserved:       [u8; 3],        // 29  0
+//!     hosts:          [u32; host_count], // low 32 bits of index::token_hash(value) of each host
+//!     apps:           [u32; app_count],
+//!     bloom:          [u8; 2^bloom_log2 / 8], // bit p is bit p % 8 of byte p / 8; a token sets
+//!                                     //     bits (h1 + i·h2) mod 2^bloom_log2 for i < bloom_hashes,
+//!                                     //     h = index::token_hash(token), h1 = low 32 bits,
+//!                                     //     h2 = high 32 bits | 1
+//!     crc:            u32,            //     CRC32C of everything above
 //! }
 //! ```
 //!
@@ -49,7 +74,11 @@
 //!   is only ever shortened by writer recovery, which cuts bytes after the last valid block.
 //! - A block is valid when its magic, both checksums and every length check out, its payload
 //!   decompresses to exactly `uncompressed_len` bytes, and the records inside use exactly those
-//!   bytes, number `record_count` and have timestamps within `[min, max]`.
+//!   bytes, number `record_count` and have timestamps within `[min, max]`; and, in version 2,
+//!   its index checks out (checksum, lengths). The index has its own checksum so that a reader
+//!   can trust it, and skip the block, without reading the payload.
+//! - The index never rules out a record it holds: it is built by reading each record with the
+//!   query's own JSON reader ([`json_scan`]), and errs towards "may match" (see [`index`]).
 //! - `header_crc` makes the header trustworthy on its own: readers validate it (and check the
 //!   lengths against the file size and [`MAX_BLOCK_BYTES`]) before allocating or reading the
 //!   payload, so a lying length never turns into a huge allocation, and `--since` can skip a block
@@ -100,6 +129,9 @@
 //!   header whose length runs past the end of the file when a valid block follows it.
 //! - `--since` skips a block by its header's `max_received_at_us` without reading its payload
 //!   (so a corrupt payload in a skipped block goes unnoticed), then filters record by record.
+//!   Likewise [`read_filtered`] (what search uses) reads a version-2 block's index first and
+//!   skips the block when its filter says no record can match; a block whose index is damaged
+//!   is corrupt, and a version-1 block is always read.
 //!   `--grep` first searches the whole decompressed block and only looks at records when it hits.
 //! - A follower lists the directory before looking at the size of its segment: once a newer
 //!   segment exists, the writer has finished the current one, so the size seen afterwards is final

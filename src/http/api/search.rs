@@ -31,9 +31,9 @@ struct SearchAnswer {
 }
 
 /// Blocks decompressed and blocks ruled out by their index.
+/// Blocks searched record by record, and blocks the store's skip index ruled out whole.
 fn block_counts(stats: &SearchStats) -> (u64, u64) {
-    // The store's skip index (issue 12, branch search-index) adds the skipped count.
-    (stats.read.blocks, 0)
+    (stats.scanned_blocks, stats.skipped_blocks)
 }
 
 fn millis_since(started: Instant) -> u64 {

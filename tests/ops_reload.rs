@@ -323,6 +323,32 @@ fn sighup_and_a_changed_file_reload_serve_and_a_bad_file_keeps_the_old_config() 
         &format!("logtail_config_info{{sha256=\"{sha}\"}}"),
         1.0,
     );
+    let status = served.status().expect("the API answers /api/v1/status");
+    assert_eq!(
+        status["config"],
+        serde_json::json!({
+            "sha256": sha,
+            "reloads": 2,
+            "reload_failures": 0,
+            "needs_restart": ["sink"],
+        })
+    );
+    let names: Vec<&str> = status["listeners"]
+        .as_array()
+        .expect("listeners")
+        .iter()
+        .map(|l| l["name"].as_str().expect("a name"))
+        .collect();
+    assert_eq!(
+        names,
+        ["tcp", "second"],
+        "the listeners open after the reloads"
+    );
+    assert_eq!(
+        status["listeners"][1]["address"],
+        format!("127.0.0.1:{port}"),
+        "status knows the address of a listener opened by a reload"
+    );
 
     // A bad file: rejected, counted, and the old listeners keep working.
     write_config(

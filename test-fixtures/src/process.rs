@@ -132,6 +132,12 @@ impl Served {
         let text = test_support::prometheus_text::scrape(self.metrics.as_deref()?)?;
         test_support::prometheus_text::sample(&text, series)
     }
+
+    /// What `GET /api/v1/status` answers, if the API is served and answers.
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let text = test_support::net::http_get(self.api.as_deref()?, "/api/v1/status")?;
+        serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()
+    }
 }
 
 impl Drop for Served {

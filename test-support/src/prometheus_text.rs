@@ -1,21 +1,10 @@
 //! Reading a gateway's `/metrics`: one scrape over plain HTTP, and samples picked out of the
 //! Prometheus text format.
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
-use std::time::Duration;
-
 /// The response (head and Prometheus text) of `GET http://ADDRESS/metrics`, if it answers
 /// within a second.
 pub fn scrape(address: &str) -> Option<String> {
-    let addr = address.parse().ok()?;
-    let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    conn.read_to_string(&mut text).ok()?;
-    Some(text)
+    crate::net::http_get(address, "/metrics")
 }
 
 /// The value of the sample `series` (the name and its labels exactly as written, e.g.

@@ -263,6 +263,18 @@ struct StatusAnswer {
     agents: Vec<AgentStatus>,
     tail_subscribers: usize,
     history: HistoryStatus,
+    config: ConfigStatus,
+}
+
+/// The configuration in force and its live reloads.
+#[derive(Serialize)]
+struct ConfigStatus {
+    /// SHA-256 (hex) of the file in force.
+    sha256: String,
+    reloads: u64,
+    reload_failures: u64,
+    /// Keys changed in the file that take effect only at the next restart.
+    needs_restart: Vec<String>,
 }
 
 /// The store's size on disk and number of segments.
@@ -383,6 +395,12 @@ pub(super) async fn status(
         history: HistoryStatus {
             interval_secs: SAMPLE_INTERVAL.as_secs(),
             samples,
+        },
+        config: ConfigStatus {
+            sha256: metrics.reload.config_sha256(),
+            reloads: metrics.reload.reloads.get(),
+            reload_failures: metrics.reload.failures.get(),
+            needs_restart: metrics.reload.needs_restart(),
         },
     };
     Ok(json_response(StatusCode::OK, &answer))

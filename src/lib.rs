@@ -33,7 +33,8 @@
 //!    gauges, histograms and their Prometheus text), [`ack`] (acknowledgements that ride with
 //!    batches), [`agent_protocol`] (the agent's wire format), [`segments`] (the segment
 //!    directory the store and the WAL share: lock, names, listing, I/O errors), [`pem`]
-//!    (certificates and keys read from PEM files, for TLS on both sides).
+//!    (certificates and keys read from PEM files, for TLS on both sides), [`http_serve`]
+//!    (serving HTTP with its limits on a thread: the gateway's server and the agent's metrics).
 //! 2. **Stages**, in data-flow order: [`source`] (listeners, framing, TLS, the agent listener and
 //!    its authentication, the Kafka consumer, and the limits hostile clients meet),
 //!    [`parse`] (bytes to a zero-copy [`parse::Record`]), [`encode`] (a record as JSON or raw
@@ -58,6 +59,7 @@ pub mod agent_protocol;
 pub mod config;
 pub mod encode;
 pub mod http;
+pub mod http_serve;
 pub mod kafka;
 pub mod log_limit;
 pub mod metrics;

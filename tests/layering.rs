@@ -20,6 +20,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("agent_protocol", 0),
     ("segments", 0),
     ("pem", 0),
+    ("http_serve", 0),
     // Stages, in data-flow order.
     ("source", 1),
     ("parse", 2),

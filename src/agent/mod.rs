@@ -323,8 +323,7 @@ impl Drop for Agent {
     }
 }
 
-/// The metrics endpoint's thread and what stops it.
-type Endpoint = (JoinHandle<()>, tokio::sync::oneshot::Sender<()>);
+use crate::http_serve::Endpoint;
 
 /// Binds and serves the metrics endpoint `config` asks for. A failure is logged and the agent
 /// runs without it: a port taken by another program must not stop a host's logs.
@@ -354,7 +353,7 @@ fn start_endpoint(
     };
     let metrics = Arc::clone(metrics);
     let exposition = move || exposition::render(&metrics, started, shipper);
-    match crate::http::spawn_exposition(listener, exposition) {
+    match crate::http_serve::spawn_exposition(listener, exposition) {
         Ok(endpoint) => {
             tracing::info!("metrics at http://{address}/metrics");
             (Some(endpoint), Some(address))

@@ -7,8 +7,9 @@
 //!   `/api/v1/...`); a new part is one `.merge(part::routes())` line. What the handlers need
 //!   (the metrics, the store, the live tail) travels in [`HttpState`], passed in by the
 //!   composition root ([`crate::server`]): handlers never reach for globals.
-//! - [`serve`] runs the router on a bound listener until the gateway's shutdown signal, then
-//!   stops accepting and gives in-flight requests [`SHUTDOWN_GRACE`] to finish (a live tail ends
+//! - [`spawn`] runs the router on a bound listener with [`crate::http_serve`] (which also
+//!   serves the agent's `/metrics`) until the gateway's shutdown signal, then stops accepting and
+//!   gives in-flight requests [`crate::http_serve::SHUTDOWN_GRACE`] to finish (a live tail ends
 //!   at once: it watches the same signal).
 //! - [`ApiConfig`] is the `[api]` section of the config file: the server's address, whether the
 //!   API is served, and its bearer token. [`MetricsConfig`] is `[metrics]`: whether `/metrics`
@@ -17,9 +18,8 @@
 //!   without a token.
 //!
 //! # Limits
-//! HTTP/1.1 only, one request per connection (`Connection: close`), and [`HEAD_TIMEOUT`] to send
-//! the request head: enough for Prometheus, `curl` and a browser, with nothing a client can hold
-//! open (a live tail is held open by its client on purpose, and bounded in number). Only `GET`
+//! Those of [`crate::http_serve`] (one request per connection, a deadline for the request
+//! head); a live tail is held open by its client on purpose, and bounded in number. Only `GET`
 //! (and so `HEAD`) is served, and `PUT` of the console's agent configs; other methods get 405,
 //! unknown paths 404.
 
@@ -27,29 +27,16 @@ pub mod api;
 pub mod console;
 mod prometheus;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::http::{Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Deserialize;
 
 use crate::metrics::Metrics;
 use crate::setting::InvalidSetting;
-
-/// How long a client has to send its request head before the connection is closed (the
-/// slowloris guard).
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long in-flight requests may take to finish once the gateway stops.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The server's address when neither `[api]` nor `[metrics]` names one.
 pub const DEFAULT_ADDRESS: SocketAddr =
@@ -192,24 +179,8 @@ pub fn router(state: HttpState) -> Router {
     }
     router
         .merge(console::routes(state.api.clone()))
-        .fallback(not_found)
+        .fallback(crate::http_serve::not_found)
         .with_state(state)
-}
-
-async fn not_found(method: Method) -> Response {
-    if method == Method::GET || method == Method::HEAD {
-        text(StatusCode::NOT_FOUND, "not found: try /metrics\n")
-    } else {
-        method_not_allowed().await
-    }
-}
-
-async fn method_not_allowed() -> Response {
-    text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n")
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
 }
 
 /// Binds the server's address. The socket is bound here, before any thread starts, so that a
@@ -234,108 +205,34 @@ pub fn bind(address: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
 pub fn spawn(
     listener: std::net::TcpListener,
     state: HttpState,
-) -> anyhow::Result<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)> {
+) -> anyhow::Result<crate::http_serve::Endpoint> {
     let api = state.api.clone();
-    spawn_router(listener, router(state), api)
-}
-
-/// Serves only `GET /metrics`, the text `exposition` returns at each scrape, with the same
-/// limits as [`spawn`]: the agent's endpoint, which has no API and no console.
-///
-/// # Errors
-/// When the thread cannot be started.
-pub fn spawn_exposition(
-    listener: std::net::TcpListener,
-    exposition: impl Fn() -> String + Clone + Send + Sync + 'static,
-) -> anyhow::Result<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)> {
-    let metrics = move || {
-        let exposition = exposition.clone();
+    let sampling = api.clone().map(|api| api.sample_forever());
+    crate::http_serve::spawn(
+        listener,
+        router(state),
         async move {
-            (
-                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                exposition(),
-            )
-        }
-    };
-    let router = Router::new()
-        .route("/metrics", get(metrics).fallback(method_not_allowed))
-        .fallback(not_found);
-    spawn_router(listener, router, None)
-}
-
-/// Serves `router` on `listener` from thread `http` until the returned sender is used or
-/// dropped, with the API's background work when there is an API.
-fn spawn_router(
-    listener: std::net::TcpListener,
-    router: Router,
-    api: Option<Arc<api::ApiContext>>,
-) -> anyhow::Result<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)> {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = crate::runtime::spawn("http".into(), move || async move {
-        match tokio::net::TcpListener::from_std(listener) {
-            Ok(listener) => {
-                let sampling = api.clone().map(|api| tokio::spawn(api.sample_forever()));
-                serve(listener, router, async move {
-                    let _ = stopped.await;
-                    if let Some(api) = api {
-                        api.stop();
-                    }
-                })
-                .await;
-                if let Some(sampling) = sampling {
-                    sampling.abort();
-                }
+            if let Some(sampling) = sampling {
+                sampling.await;
             }
-            Err(e) => tracing::error!("HTTP server: {e}"),
-        }
-    })?;
-    Ok((thread, stop))
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves, then waits at most
-/// [`SHUTDOWN_GRACE`] for the requests in flight.
-///
-/// The connections are served by hyper directly rather than `axum::serve`, for the two limits
-/// `axum::serve` cannot set: the request-head timeout and one request per connection.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()>,
-) {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEAD_TIMEOUT)
-        .keep_alive(false);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                // A full descriptor table or a connection reset before accept: the next
-                // accept may succeed.
-                Err(_) => continue,
-            },
-        };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            // A client that goes away or sends garbage only ends its own connection.
-            let _ = connection.await;
-        });
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+        },
+        move || {
+            if let Some(api) = api {
+                api.stop();
+            }
+        },
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use std::io::{Read as _, Write as _};
     use std::net::TcpStream;
+    use std::thread::JoinHandle;
+    use std::time::Duration;
 
     use super::*;
+    use crate::http_serve::{HEAD_TIMEOUT, SHUTDOWN_GRACE};
     use crate::metrics::{Metrics, SinkMetrics};
 
     /// Serves on an ephemeral port from a thread of its own; the sender stops it.

@@ -7,7 +7,8 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use super::{HttpState, method_not_allowed};
+use super::HttpState;
+use crate::http_serve::method_not_allowed;
 
 /// The routes of this part.
 pub(super) fn routes() -> Router<HttpState> {

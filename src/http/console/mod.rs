@@ -88,7 +88,7 @@ impl ConsoleConfig {
 pub fn routes(api: Option<Arc<ApiContext>>) -> Router<HttpState> {
     let page = || {
         get(|headers: HeaderMap| async move { assets::INDEX_HTML.respond(&headers) })
-            .fallback(super::method_not_allowed)
+            .fallback(crate::http_serve::method_not_allowed)
     };
     Router::new()
         .route("/", page())

@@ -1070,6 +1070,24 @@ mod tests {
     }
 
     #[test]
+    fn a_word_of_the_last_block_is_indexed_again_in_the_next() {
+        let mut builder = IndexBuilder::default();
+        let mut indexes = Vec::new();
+        for _ in 0..2 {
+            builder.add(br#"{"message":"alpha alpha beta_long_token_here"}"#);
+            let mut out = Vec::new();
+            builder.finish_into(100_000, &mut out);
+            indexes.push(out);
+        }
+        for encoded in &indexes {
+            let index = BlockIndex::parse(encoded).unwrap();
+            assert!(index.may_have_token(token_hash(b"alpha")));
+            assert!(index.may_have_token(token_hash(b"beta_long_token_here")));
+        }
+        assert_eq!(indexes[0], indexes[1]);
+    }
+
+    #[test]
     fn many_hosts_cannot_rule_out_a_host() {
         let records: Vec<String> = (0..=MAX_KEYS)
             .map(|i| format!(r#"{{"host":"h{i}","message":"m"}}"#))

@@ -341,18 +341,21 @@ fn fast_rfc3339_micros(t: &[u8]) -> Option<i64> {
 struct KeySet {
     hashes: Vec<u32>,
     many: bool,
-    /// The last hash added: consecutive records mostly share their host and app.
-    last: Option<u32>,
+    /// The last value added, as written: consecutive records mostly share their host and app,
+    /// and comparing the bytes is cheaper than hashing them again (a buffer reused, so no
+    /// allocation once it has grown).
+    last: Vec<u8>,
 }
 
 impl KeySet {
     #[inline]
     fn add(&mut self, value: &[u8]) {
-        let hash = token_hash(value) as u32;
-        if self.last == Some(hash) || self.many {
+        if self.many || (self.last == value && !self.hashes.is_empty()) {
             return;
         }
-        self.last = Some(hash);
+        self.last.clear();
+        self.last.extend_from_slice(value);
+        let hash = token_hash(value) as u32;
         if !self.hashes.contains(&hash) {
             if self.hashes.len() == MAX_KEYS {
                 self.many = true;
@@ -365,7 +368,7 @@ impl KeySet {
     fn clear(&mut self) {
         self.hashes.clear();
         self.many = false;
-        self.last = None;
+        self.last.clear();
     }
 }
 

@@ -11,8 +11,6 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use logtail::encode::{Encoding, Envelope, encode, format_rfc3339_micros};
-use logtail::parse::{Format, LegacyZone, ParseContext, parse};
 use logtail::pipeline::batch::Batch;
 use logtail::query::{JsonRecord, Matcher};
 use logtail::store::{BlockIndex, StoreOptions, StoreWriter};
@@ -22,25 +20,6 @@ mod common;
 use test_support::corpus;
 
 const LINES: usize = 10_000;
-
-/// The stored form of the corpus: one JSON record per line.
-fn records() -> Vec<Vec<u8>> {
-    let lines = corpus::realistic_mix(LINES, 0x5EED);
-    let received_us = corpus::CORPUS_RECEIVED_AT_US;
-    let mut received_at = Vec::new();
-    format_rfc3339_micros(received_us, &mut received_at);
-    let envelope = Envelope::new(&received_at, "10.1.2.3:40000");
-    let mut ctx = ParseContext::new(received_us, LegacyZone::Fixed(0));
-    lines
-        .iter()
-        .map(|line| {
-            let record = parse(line, Format::Auto, &mut ctx);
-            let mut out = Vec::with_capacity(512);
-            encode(Encoding::Json, line, &record, &envelope, &mut out);
-            out
-        })
-        .collect()
-}
 
 /// Queries of each form, named for the report (how many records each matches is printed, so
 /// that the figures can be read against it).
@@ -56,7 +35,7 @@ const QUERIES: &[(&str, &str)] = &[
 ];
 
 fn benches(c: &mut Criterion) {
-    let records = records();
+    let records = test_fixtures::stored_corpus(LINES);
     let bytes: usize = records.iter().map(Vec::len).sum();
     eprintln!(
         "corpus: {} records, mean {} bytes",

@@ -63,43 +63,45 @@ fn bench_append(c: &mut Criterion) {
         // With the block index (what the gateway writes), and without (blocks as before the
         // index, version 1): the difference is what building the index costs.
         for (label, indexed) in [("batch_of_1000", true), ("batch_of_1000_no_index", false)] {
-            let tmp = tempfile::tempdir().expect("temp dir");
-            let mut writer = StoreWriter::open(options(tmp.path())).expect("open");
-            writer.set_block_index(indexed);
-            let mut i = 0;
-            group.bench_function(label, |b| {
-                b.iter(|| {
-                    writer
-                        .append(black_box(&batches[i % batches.len()]))
-                        .expect("append");
-                    i += 1;
-                })
-            });
+            bench_appending(&mut group, label, &batches, indexed);
         }
         group.finish();
     }
 }
 
-/// The benches' syslog corpus parsed and JSON-encoded as the gateway stores it (~330-byte
-/// records with a `message` the block index tokenizes), in batches of 1,000.
+/// Times appending `batches` in turn to a new store, with or without the block index; returns
+/// the writer's counts at the end.
+fn bench_appending(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    label: &str,
+    batches: &[Batch],
+    indexed: bool,
+) -> logtail::store::StoreStats {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut writer = StoreWriter::open(options(tmp.path())).expect("open");
+    writer.set_block_index(indexed);
+    let mut i = 0;
+    group.bench_function(label, |b| {
+        b.iter(|| {
+            writer
+                .append(black_box(&batches[i % batches.len()]))
+                .expect("append");
+            i += 1;
+        })
+    });
+    writer.stats()
+}
+
+/// The benches' syslog corpus as the gateway stores it (~330-byte records with a `message` the
+/// block index tokenizes), in batches of 1,000.
 fn realistic_batches() -> Vec<Batch> {
-    use logtail::encode::{Encoding, Envelope, encode, format_rfc3339_micros};
-    use logtail::parse::{Format, LegacyZone, ParseContext, parse};
-    let lines = corpus::realistic_mix(RECORDS_PER_BATCH * DISTINCT_BATCHES, 0x5EED);
-    let received_us = corpus::CORPUS_RECEIVED_AT_US;
-    let mut received_at = Vec::new();
-    format_rfc3339_micros(received_us, &mut received_at);
-    let envelope = Envelope::new(&received_at, "10.1.2.3:40000");
-    let mut ctx = ParseContext::new(received_us, LegacyZone::Fixed(0));
-    lines
+    let records = test_fixtures::stored_corpus(RECORDS_PER_BATCH * DISTINCT_BATCHES);
+    records
         .chunks(RECORDS_PER_BATCH)
         .map(|chunk| {
             let mut b = Batch::with_capacity(0, 400 * RECORDS_PER_BATCH, RECORDS_PER_BATCH);
-            for line in chunk {
-                let record = parse(line, Format::Auto, &mut ctx);
-                b.push_with(received_us, |buf| {
-                    encode(Encoding::Json, line, &record, &envelope, buf)
-                });
+            for record in chunk {
+                b.push(corpus::CORPUS_RECEIVED_AT_US, record);
             }
             b
         })
@@ -112,19 +114,7 @@ fn bench_append_index(c: &mut Criterion) {
     let mut group = c.benchmark_group("append_realistic");
     group.throughput(Throughput::Elements(RECORDS_PER_BATCH as u64));
     for (label, indexed) in [("indexed", true), ("no_index", false)] {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let mut writer = StoreWriter::open(options(tmp.path())).expect("open");
-        writer.set_block_index(indexed);
-        let mut i = 0;
-        group.bench_function(label, |b| {
-            b.iter(|| {
-                writer
-                    .append(black_box(&batches[i % batches.len()]))
-                    .expect("append");
-                i += 1;
-            })
-        });
-        let stats = writer.stats();
+        let stats = bench_appending(&mut group, label, &batches, indexed);
         eprintln!(
             "{label}: {} blocks, index {:.2}% of the bytes written",
             stats.blocks_written,

@@ -191,3 +191,25 @@ pub fn messages(records: &[Value]) -> Vec<String> {
         .map(|r| r["message"].as_str().expect("message is text").to_string())
         .collect()
 }
+
+/// `lines` of the benches' realistic syslog corpus (`test_support::corpus::realistic_mix`),
+/// parsed and JSON-encoded as the gateway stores them, all received at
+/// `test_support::corpus::CORPUS_RECEIVED_AT_US` from one address.
+pub fn stored_corpus(lines: usize) -> Vec<Vec<u8>> {
+    use logtail::encode::{Encoding, Envelope, encode, format_rfc3339_micros};
+    use logtail::parse::{Format, LegacyZone, ParseContext, parse};
+    let received_us = test_support::corpus::CORPUS_RECEIVED_AT_US;
+    let mut received_at = Vec::new();
+    format_rfc3339_micros(received_us, &mut received_at);
+    let envelope = Envelope::new(&received_at, "10.1.2.3:40000");
+    let mut ctx = ParseContext::new(received_us, LegacyZone::Fixed(0));
+    test_support::corpus::realistic_mix(lines, 0x5EED)
+        .iter()
+        .map(|line| {
+            let record = parse(line, Format::Auto, &mut ctx);
+            let mut out = Vec::with_capacity(512);
+            encode(Encoding::Json, line, &record, &envelope, &mut out);
+            out
+        })
+        .collect()
+}

@@ -136,7 +136,9 @@ mod tests {
         let before = meter.current.expect("started").1;
         // Burn 0.1 s of CPU after the start: the meter counts it, and not what came before.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while cpu_seconds(pid).unwrap() < before + 0.1 {
+        // Compared as the meter computes it (`now - before`), not as `now < before + 0.1`:
+        // in floating point the two can disagree by one ulp.
+        while cpu_seconds(pid).unwrap() - before < 0.1 {
             assert!(std::time::Instant::now() < deadline, "no CPU time in 30 s");
             std::hint::black_box((0..10_000u64).sum::<u64>());
         }

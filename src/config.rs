@@ -46,7 +46,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Directory for the gateway's own data (the local store lives in `DATA_DIR/store`).
@@ -86,7 +86,7 @@ impl Default for Config {
 }
 
 /// `[ingest]`: settings shared by all listeners.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
     /// Number of shard threads, each with its own sockets, connections and ring.

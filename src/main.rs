@@ -92,7 +92,7 @@ enum Command {
     },
     /// Check a gateway (or with --agent, an agent) config file without starting anything:
     /// syntax, keys and values, certificate and token files, Kafka and etcd addresses, and
-    /// the directories it will write. Prints the effective configuration (defaults filled in)
+    /// the directories it will write. Prints the effective configuration (defaults filled in, as TOML)
     /// and exits 0, or prints every problem as FILE:LINE: KEY: MESSAGE and exits 2.
     Validate {
         /// The configuration file to check.

@@ -94,7 +94,7 @@ pub fn file_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64,
     Some((meta.modified().ok()?, meta.len(), meta.ino()))
 }
 
-/// For `#[serde(deserialize_with = "crate::setting::millis")]`: a key given in whole milliseconds
+/// For `#[serde(deserialize_with = "crate::setting::millis", serialize_with = "crate::setting::as_millis")]`: a key given in whole milliseconds
 /// (`fsync_interval_ms = 1000`) read straight into a [`std::time::Duration`].
 ///
 /// # Errors
@@ -102,6 +102,47 @@ pub fn file_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64,
 pub fn millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
     <u64 as serde::Deserialize>::deserialize(d).map(std::time::Duration::from_millis)
 }
+
+/// For `#[serde(serialize_with = "crate::setting::as_millis")]`: the inverse of [`millis`].
+///
+/// # Errors
+/// The serializer's.
+pub fn as_millis<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// For a `*_secs` key read into a [`std::time::Duration`]: whole seconds.
+///
+/// # Errors
+/// The serializer's.
+pub fn as_seconds<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
+/// For a `*_secs` key where 0 means "off" (read into `None`): whole seconds, 0 for `None`.
+///
+/// # Errors
+/// The serializer's.
+pub fn as_optional_seconds<S: serde::Serializer>(
+    d: &Option<std::time::Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.map_or(0, |d| d.as_secs()))
+}
+
+/// Serializes each listed setting as the text it is read from (its `Display`), for settings
+/// compiled from a string (`#[serde(try_from = "String")]`): what `logtail validate` prints must
+/// read back as the same configuration.
+macro_rules! serialize_as_text {
+    ($($setting:ty),* $(,)?) => {$(
+        impl serde::Serialize for $setting {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    )*};
+}
+pub(crate) use serialize_as_text;
 
 /// A typed setting refusing its value while serde deserializes it (the error of its
 /// `TryFrom<String>`, say): the message names what is allowed, e.g. `"2": allowed "all", "1" or

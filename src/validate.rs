@@ -19,8 +19,10 @@
 //! A problem of passes 3 and 4 on a key that pass 2 already reported, or inside it, is left out:
 //! it is the default standing in for the refused value, not a second mistake.
 //!
-//! On success the effective configuration (every default filled in) is printed as the loaded
-//! structures' debug form.
+//! On success the effective configuration (every default filled in) is printed as TOML that
+//! reads back as the same configuration: a file an operator can diff against the one deployed,
+//! or deploy. Secrets written inline (an Elasticsearch password) are printed as they are in
+//! the file; keys that name secret files print the path only.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -89,7 +91,7 @@ pub fn agent(path: &Path) -> Validation {
     })
 }
 
-fn validate<T: serde::de::DeserializeOwned + fmt::Debug>(
+fn validate<T: serde::de::DeserializeOwned + serde::Serialize>(
     path: &Path,
     checks: impl FnOnce(&T) -> Vec<InvalidSetting>,
 ) -> Validation {
@@ -109,7 +111,19 @@ fn validate<T: serde::de::DeserializeOwned + fmt::Debug>(
     // problems stay in pass order.
     problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
     let effective = match config {
-        Some(config) if problems.is_empty() => Some(format!("{config:#?}")),
+        Some(config) if problems.is_empty() => match toml::to_string_pretty(&config) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                // A value TOML cannot hold would be a bug of ours, not of the file: say so
+                // rather than print half a configuration.
+                problems.push(Problem {
+                    line: None,
+                    key: String::new(),
+                    message: format!("valid, but cannot be printed as TOML (a bug): {e}"),
+                });
+                None
+            }
+        },
         _ => None,
     };
     Validation {

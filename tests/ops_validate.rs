@@ -179,25 +179,129 @@ fn toml_syntax_errors_are_all_reported_with_their_lines() {
     assert!(lines.len() >= 3, "{stderr}");
 }
 
+/// `logtail validate`'s output once valid: the header line, then the effective configuration.
+fn effective_of(dir: &Path, name: &str, stdout: &str) -> String {
+    let header = format!(
+        "# {}: valid; the effective configuration:\n",
+        dir.join(name).display()
+    );
+    stdout
+        .strip_prefix(&header)
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .to_owned()
+}
+
+/// The effective configuration printed for `text` is TOML that validates to itself: every
+/// default filled in, and every typed value written back in the form it is read from.
+fn assert_effective_reads_back(dir: &Path, name: &str, text: &str, agent: bool) -> String {
+    let (code, stdout, stderr) = validate(dir, name, text, agent);
+    assert_eq!(code, 0, "{name}: {stderr}");
+    let effective = effective_of(dir, name, &stdout);
+    let again = format!("again-{name}");
+    let (code, stdout, stderr) = validate(dir, &again, &effective, agent);
+    assert_eq!(code, 0, "{again}: {stderr}\n{effective}");
+    assert_eq!(effective_of(dir, &again, &stdout), effective);
+    effective
+}
+
 #[test]
-fn the_shipped_configs_are_valid_and_print_their_defaults() {
+fn the_shipped_configs_are_valid_and_print_their_defaults_as_toml() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    for (name, agent, needle) in [
-        ("logtail.toml", false, "max_message_bytes: 65536,"),
-        ("agent.toml", true, "max_unacked_batches: 8,"),
+    for (name, agent, needles) in [
+        (
+            "logtail.toml",
+            false,
+            &[
+                "\n[ingest]\n",
+                "\nmax_message_bytes = 65536\n",
+                "\nfsync = \"interval\"\n",
+            ][..],
+        ),
+        (
+            "agent.toml",
+            true,
+            &[
+                "\n[tail]\n",
+                "\nmax_unacked_batches = 8\n",
+                "\nstart_at = \"end\"\n",
+            ][..],
+        ),
     ] {
         let text = std::fs::read_to_string(root.join("config").join(name)).unwrap();
-        let (code, stdout, stderr) = validate(dir.path(), name, &text, agent);
-        assert_eq!(code, 0, "{name}: {stderr}");
-        assert!(
-            stdout.starts_with(&format!(
-                "# {}: valid; the effective configuration:\n",
-                dir.path().join(name).display()
-            )),
-            "{stdout}"
-        );
-        assert!(stdout.contains(needle), "{name}: {stdout}");
+        let effective = assert_effective_reads_back(dir.path(), name, &text, agent);
+        for needle in needles {
+            assert!(
+                effective.contains(needle),
+                "{name}: {needle:?} in {effective}"
+            );
+        }
+    }
+}
+
+#[test]
+fn typed_values_are_printed_in_the_form_they_are_read_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = common::pki::Pki::new(dir.path(), "validate");
+    let server = pki.server("localhost");
+    let fingerprint = "AB:".repeat(31) + "AB";
+    let text = format!(
+        r#"
+data_dir = "{data}"
+[ingest]
+legacy_timezone = "+05:30"
+[[listen]]
+type = "tcp"
+address = "127.0.0.1:6514"
+idle_timeout_secs = 30
+[listen.tls]
+cert_file = "{cert}"
+key_file = "{key}"
+ca_file = "{ca}"
+client_auth = "required"
+allowed_peers = ["*.Example.com", "web1", "sha256:{fingerprint}"]
+min_version = 1.3
+[[listen]]
+type = "unix-stream"
+path = "{data}/log.sock"
+socket_mode = "0o660"
+[sink]
+type = "elasticsearch"
+[sink.elasticsearch]
+endpoints = ["https://es1:9243/prefix", "http://[::1]:9200"]
+index = "logs-{{app}}-%Y.%m"
+ca_file = "{ca}"
+auth = {{ type = "basic", username = "indexer", password = "secret" }}
+[sink.kafka]
+acks = "-1"
+key = ""
+topic_template = "logs-{{app}}"
+"#,
+        data = dir.path().join("data").display(),
+        cert = server.cert.display(),
+        key = server.key.display(),
+        ca = pki.ca_file().display(),
+    );
+    let effective = assert_effective_reads_back(dir.path(), "typed.toml", &text, false);
+    for needle in [
+        "\nlegacy_timezone = \"+05:30\"\n",
+        "\nidle_timeout_secs = 30\n",
+        "\nhandshake_timeout_secs = 10\n",
+        "\nmin_version = \"1.3\"\n",
+        &format!(
+            "\"*.example.com\",\n    \"web1\",\n    \"sha256:{}\",",
+            "ab".repeat(32)
+        ),
+        "\nsocket_mode = \"0660\"\n",
+        "\"https://es1:9243/prefix\",\n    \"http://[::1]:9200\",",
+        "\nindex = \"logs-{app}-%Y.%m\"\n",
+        &format!("\nca_file = \"{}\"\n", pki.ca_file().display()),
+        "\nacks = \"all\"\n",
+        "\nkey = \"\"\n",
+        "\ntopic_template = \"logs-{app}\"\n",
+        "\ntype = \"basic\"\nusername = \"indexer\"\npassword = \"secret\"\n",
+    ] {
+        assert!(effective.contains(needle), "{needle:?} in {effective}");
     }
 }
 

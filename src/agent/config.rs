@@ -72,7 +72,7 @@ pub enum AgentConfigError {
 }
 
 /// The whole agent configuration file.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     /// Directory of the agent's state: the checkpoint file `checkpoints`, its lock `LOCK`, and
@@ -108,7 +108,7 @@ impl Default for AgentConfig {
 }
 
 /// `[tail]`: how files are found and read, for every collect entry.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TailConfig {
     /// How often every entry's globs are expanded again to find new and rotated files, in
@@ -166,7 +166,7 @@ impl TailConfig {
 }
 
 /// `type` of `[ship]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ShipKind {
     /// To the gateway's agent listener, acknowledged once durable there.
@@ -193,7 +193,7 @@ impl ShipKind {
 }
 
 /// `format` of a `file` shipper.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FileFormat {
     /// The line as read, then LF.
@@ -204,7 +204,7 @@ pub enum FileFormat {
 }
 
 /// `[ship]`: where lines go.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShipConfig {
     /// `gateway`, `syslog-tcp`, `kafka` or `file`. Default: `gateway`.
@@ -254,7 +254,7 @@ impl Default for ShipConfig {
 }
 
 /// `[etcd]`: where the collect entries of this host live in etcd.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EtcdConfig {
     /// etcd endpoints, e.g. `["http://10.0.0.1:2379", "http://10.0.0.2:2379"]`; `--etcd`
@@ -277,7 +277,7 @@ impl Default for EtcdConfig {
 }
 
 /// `start_at` of a collect entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StartAt {
     /// After the last complete line: only what is written from now on.
@@ -288,7 +288,7 @@ pub enum StartAt {
 }
 
 /// `multiline` of a collect entry: lines are joined into events.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MultilineConfig {
     /// A line matching this regular expression (Rust `regex` syntax) starts a new event; any
@@ -339,6 +339,20 @@ impl TryFrom<String> for Glob {
     }
 }
 
+impl fmt::Display for Glob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Display for StartPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+crate::setting::serialize_as_text!(Glob, StartPattern);
+
 impl<'de> Deserialize<'de> for Glob {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Glob::try_from(String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
@@ -369,7 +383,7 @@ impl<'de> Deserialize<'de> for StartPattern {
 
 /// One collect entry: a set of files and what to attach to their lines. In TOML a
 /// `[[collect]]` table; in etcd an element of the `collect` array.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectEntry {
     /// Unique name: how a changed configuration tells added, removed and changed entries

@@ -35,7 +35,7 @@ use crate::metrics::{Counter, escape_label, header, single};
 use crate::setting::Refusal;
 
 /// `[metrics]`: the agent's Prometheus endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentMetricsConfig {
     /// Serve metrics at all. Default: true.

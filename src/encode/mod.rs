@@ -34,7 +34,7 @@ use std::str::FromStr;
 use crate::parse::{Record, Timestamp};
 
 /// How records are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     /// One JSON object per record (see [`json`] for the schema).

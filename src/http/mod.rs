@@ -43,7 +43,7 @@ pub const DEFAULT_ADDRESS: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9100);
 
 /// `[api]`: the HTTP server (the search API at `http://ADDRESS/api/v1/`, and `/metrics`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// Serve the API at all. Default: true.
@@ -68,7 +68,7 @@ impl Default for ApiConfig {
 }
 
 /// `[metrics]`: Prometheus metrics at `http://ADDRESS/metrics`, on the `[api]` server.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Serve metrics at all. Default: true.

@@ -57,6 +57,14 @@ impl Acks {
     }
 }
 
+impl std::fmt::Display for Acks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+crate::setting::serialize_as_text!(Acks);
+
 impl TryFrom<String> for Acks {
     type Error = Refusal;
 
@@ -76,7 +84,7 @@ impl TryFrom<String> for Acks {
 ///
 /// `none`, `gzip`, `snappy`, `lz4` or `zstd`; anything else is refused when the configuration
 /// is read, naming these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     None,

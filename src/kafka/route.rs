@@ -506,6 +506,23 @@ macro_rules! try_from_string {
 }
 
 try_from_string!(TopicName, KeyTemplate, TopicTemplate);
+crate::setting::serialize_as_text!(TopicName, KeyTemplate, TopicTemplate);
+
+/// The template as written; empty when off.
+macro_rules! display_optional_template {
+    ($($setting:ty),*) => {$(
+        impl fmt::Display for $setting {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match &self.0 {
+                    Some(template) => template.fmt(f),
+                    None => Ok(()),
+                }
+            }
+        }
+    )*};
+}
+
+display_optional_template!(KeyTemplate, TopicTemplate);
 
 impl Route {
     /// The route of compiled `key` and `topic_template` settings.

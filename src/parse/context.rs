@@ -101,6 +101,8 @@ impl TryFrom<String> for LegacyZone {
     }
 }
 
+crate::setting::serialize_as_text!(LegacyZone);
+
 impl<'de> serde::Deserialize<'de> for LegacyZone {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let s = String::deserialize(deserializer)?;

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::setting::InvalidSetting;
 
 /// `[pipeline]`: batching and the per-shard rings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Capacity of each shard's ring, in batches. When it is full, stream connections of that
@@ -30,7 +30,8 @@ pub struct PipelineConfig {
     /// waits in a shard on a quiet gateway. Default: 5.
     #[serde(
         rename = "batch_max_age_ms",
-        deserialize_with = "crate::setting::millis"
+        deserialize_with = "crate::setting::millis",
+        serialize_with = "crate::setting::as_millis"
     )]
     pub batch_max_age: Duration,
 }

@@ -79,7 +79,7 @@ pub trait Sink: Send {
 }
 
 /// Which sink the records go to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SinkKind {
     /// The local on-disk store, read back with `logtail read`.
@@ -111,7 +111,7 @@ impl SinkKind {
 }
 
 /// `[sink]`: where records go and how they are encoded.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SinkConfig {
     /// `store`, `stdout`, `blackhole`, `kafka` or `elasticsearch`. Default: `store`.

@@ -18,7 +18,7 @@ use crate::setting::InvalidSetting;
 use crate::store::{StoreBatch, StoreOptions, StoreWriter};
 
 /// `[sink.store]`: the local store.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSinkConfig {
     /// Directory of the segment files. Default: `DATA_DIR/store`.
@@ -31,14 +31,19 @@ pub struct StoreSinkConfig {
     pub max_total_bytes: u64,
     /// `max_age_secs`: segments whose newest record is older than this many seconds are
     /// deleted. Default: 0, no age limit (`None`).
-    #[serde(rename = "max_age_secs", deserialize_with = "age_limit_secs")]
+    #[serde(
+        rename = "max_age_secs",
+        deserialize_with = "age_limit_secs",
+        serialize_with = "crate::setting::as_optional_seconds"
+    )]
     pub max_age: Option<Duration>,
     /// `fsync_interval_ms`: written data is fsync'ed at most this many milliseconds after it was
     /// written (a crash of the machine, not of the process, can lose that window). 0 syncs after
     /// every batch. Default: 1000.
     #[serde(
         rename = "fsync_interval_ms",
-        deserialize_with = "crate::setting::millis"
+        deserialize_with = "crate::setting::millis",
+        serialize_with = "crate::setting::as_millis"
     )]
     pub fsync_interval: Duration,
 }

@@ -22,7 +22,7 @@ use crate::agent_protocol::MAX_FRAME_BYTES;
 use crate::setting::{InvalidSetting, Refusal};
 
 /// The kind of socket a listener opens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ListenerKind {
     /// UDP datagrams, one message each (RFC 5426).
@@ -75,6 +75,15 @@ impl Default for SocketMode {
     }
 }
 
+impl std::fmt::Display for SocketMode {
+    /// Octal, as it is written: `0666`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+crate::setting::serialize_as_text!(SocketMode);
+
 impl<'de> Deserialize<'de> for SocketMode {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
@@ -88,7 +97,7 @@ impl<'de> Deserialize<'de> for SocketMode {
 }
 
 /// One socket to receive on.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// Name used in metrics labels and logs. Default: the `type`, numbered when repeated.
@@ -138,7 +147,8 @@ pub struct ListenerConfig {
     #[serde(
         default,
         rename = "idle_timeout_secs",
-        deserialize_with = "optional_seconds"
+        deserialize_with = "optional_seconds",
+        serialize_with = "crate::setting::as_optional_seconds"
     )]
     pub idle_timeout: Option<Duration>,
     /// Kernel receive buffer (`SO_RCVBUF`), in bytes. Datagram sockets: what absorbs bursts

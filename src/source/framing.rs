@@ -27,7 +27,7 @@ use memchr::memchr;
 use serde::Deserialize;
 
 /// How a stream connection delimits messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Framing {
     /// Decide per frame: octet counting when the frame starts with a digit, else newline.
@@ -40,7 +40,7 @@ pub enum Framing {
 }
 
 /// What to do with a message longer than the maximum message size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OversizePolicy {
     /// Keep the first `max_message_bytes` bytes as the message, discard the rest.

@@ -59,7 +59,7 @@ const MAX_RECORDS_PER_ROUND: usize = 4096;
 const IDLE_WAIT: Duration = Duration::from_millis(10);
 
 /// `[listen.kafka]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSourceConfig {
     /// Comma-separated `HOST:PORT` list of brokers. Required.
@@ -81,7 +81,7 @@ pub struct KafkaSourceConfig {
 }
 
 /// `records`: how a Kafka value becomes a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KafkaRecords {
     #[default]
@@ -90,7 +90,7 @@ pub enum KafkaRecords {
 }
 
 /// `start_from`: librdkafka's `auto.offset.reset`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StartFrom {
     #[default]

@@ -38,7 +38,7 @@ use crate::metrics::MemoryBudgetMetrics;
 use crate::setting::InvalidSetting;
 
 /// `[ingest.limits]`: what any one client, and all of them together, can make the sources hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SourceLimits {
     /// Bytes all connections together may hold in partial frames, partial lines and undecoded
@@ -54,18 +54,30 @@ pub struct SourceLimits {
     /// forever: lower it only for agents whose lines are known not to repeat.
     pub max_expansion_ratio: u32,
     /// Seconds an agent has to send its HELLO after connecting. Default: 5.
-    #[serde(rename = "hello_timeout_secs", deserialize_with = "seconds")]
+    #[serde(
+        rename = "hello_timeout_secs",
+        deserialize_with = "seconds",
+        serialize_with = "crate::setting::as_seconds"
+    )]
     pub hello_timeout: Duration,
     /// Seconds a frame or line in progress may take, plus one second per `min_bytes_per_sec`
     /// of its bytes. Default: 30.
-    #[serde(rename = "frame_timeout_secs", deserialize_with = "seconds")]
+    #[serde(
+        rename = "frame_timeout_secs",
+        deserialize_with = "seconds",
+        serialize_with = "crate::setting::as_seconds"
+    )]
     pub frame_timeout: Duration,
     /// The slowest data rate a frame in progress may arrive at, beyond `frame_timeout_secs`.
     /// Default: 65536 (64 KiB/s).
     pub min_bytes_per_sec: usize,
     /// Seconds an agent connection may stay silent before it is closed (the agent reconnects
     /// when it has lines to send); 0: never. Default: 600.
-    #[serde(rename = "agent_idle_timeout_secs", deserialize_with = "seconds")]
+    #[serde(
+        rename = "agent_idle_timeout_secs",
+        deserialize_with = "seconds",
+        serialize_with = "crate::setting::as_seconds"
+    )]
     pub agent_idle_timeout: Duration,
 }
 

@@ -57,7 +57,7 @@ use stream::Acceptor;
 
 /// Which syslog format a listener expects its senders to speak; the parser
 /// ([`crate::parse::parse`]) reads each message accordingly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Decide per message (see [`crate::parse`]).

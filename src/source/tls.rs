@@ -59,7 +59,7 @@ use crate::setting::{InvalidSetting, Refusal};
 pub const RELOAD_CHECK: Duration = Duration::from_secs(1);
 
 /// `[listen.tls]`: TLS on a `tcp` or `agent` listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// The listener's certificate chain, PEM, leaf first. Required.
@@ -87,7 +87,8 @@ pub struct TlsConfig {
     #[serde(
         default = "default_handshake_timeout",
         rename = "handshake_timeout_secs",
-        deserialize_with = "seconds"
+        deserialize_with = "seconds",
+        serialize_with = "crate::setting::as_seconds"
     )]
     pub handshake_timeout: Duration,
 }
@@ -107,7 +108,7 @@ fn seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Er
 }
 
 /// Whether, and how, clients present certificates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientAuth {
     /// No client certificate is asked for.
@@ -163,6 +164,34 @@ pub enum PeerPattern {
     /// A name, lowercase; `*.example.com` is kept as `.example.com` and matches by suffix.
     Name { name: String, suffix: bool },
 }
+
+impl std::fmt::Display for PeerPattern {
+    /// The form it is read from: `sha256:` and hex, a name, or `*.` and a suffix.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerPattern::Fingerprint(bytes) => {
+                f.write_str("sha256:")?;
+                bytes.iter().try_for_each(|b| write!(f, "{b:02x}"))
+            }
+            PeerPattern::Name { name, suffix: true } => write!(f, "*{name}"),
+            PeerPattern::Name {
+                name,
+                suffix: false,
+            } => f.write_str(name),
+        }
+    }
+}
+
+impl std::fmt::Display for TlsVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TlsVersion::Tls12 => "1.2",
+            TlsVersion::Tls13 => "1.3",
+        })
+    }
+}
+
+crate::setting::serialize_as_text!(PeerPattern, TlsVersion);
 
 impl TryFrom<String> for PeerPattern {
     type Error = Refusal;

@@ -12,7 +12,7 @@ use crate::segments;
 use crate::setting::InvalidSetting;
 
 /// `[sink.kafka.wal]`: the write-ahead log that holds batches while Kafka lags.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WalConfig {
     /// Directory of the WAL. Default: `DATA_DIR/wal`.
@@ -28,7 +28,8 @@ pub struct WalConfig {
     /// Default: 1000.
     #[serde(
         rename = "fsync_interval_ms",
-        deserialize_with = "crate::setting::millis"
+        deserialize_with = "crate::setting::millis",
+        serialize_with = "crate::setting::as_millis"
     )]
     pub fsync_interval: Duration,
     /// `block`, `drop_oldest` or `drop_newest`: what happens when the WAL is full or the disk

@@ -195,7 +195,7 @@ const LEDGER_FILE: &str = "LEDGER";
 
 /// When appended data is forced to disk. See the module doc for the loss window of each. In the
 /// config file: `fsync = "never" | "interval" | "every_batch"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FsyncPolicy {
     /// Never fsync; the OS writes back when it likes: safe against a crash of the gateway, not
@@ -213,7 +213,7 @@ pub enum FsyncPolicy {
 
 /// What `append` does when the WAL holds `max_total_bytes` (or the disk is full). In the config
 /// file: `full_policy = "block" | "drop_oldest" | "drop_newest"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FullPolicy {
     /// Refuse with [`WalError::Full`], writing nothing: the caller applies backpressure (stream

@@ -45,7 +45,7 @@ use crate::setting::InvalidSetting;
 /// `[ship.kafka]`: the `kafka` shipper. Each line is formatted, parsed and encoded exactly as
 /// the gateway would have stored it, and routed by the same templates, so consumers cannot
 /// tell which way it came.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaShipConfig {
     /// Comma-separated `HOST:PORT` list of brokers. Default: `127.0.0.1:9092`.

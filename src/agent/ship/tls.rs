@@ -21,7 +21,7 @@ use crate::pem::{read_certificates, read_private_key, unusable_key};
 use crate::setting::InvalidSetting;
 
 /// `[ship.tls]`: TLS to the gateway (`type = "gateway"`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShipTlsConfig {
     /// CA certificates (PEM) the gateway's certificate must chain to. Required.

@@ -13,7 +13,7 @@ use crate::sink::kafka::SpillConfig;
 use crate::wal::WalConfig;
 
 /// `[sink.elasticsearch]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ElasticsearchSinkConfig {
     /// Base URLs (`http://host:port` or `https://host:port`, optionally with a path prefix),
@@ -35,7 +35,8 @@ pub struct ElasticsearchSinkConfig {
     /// ... or its first document waited this long. Default: 200.
     #[serde(
         rename = "bulk_max_age_ms",
-        deserialize_with = "crate::setting::millis"
+        deserialize_with = "crate::setting::millis",
+        serialize_with = "crate::setting::as_millis"
     )]
     pub bulk_max_age: Duration,
     /// `_bulk` requests in flight at once. Default: 4.
@@ -43,20 +44,23 @@ pub struct ElasticsearchSinkConfig {
     /// A request without a full answer after this long failed (and is retried). Default: 30000.
     #[serde(
         rename = "request_timeout_ms",
-        deserialize_with = "crate::setting::millis"
+        deserialize_with = "crate::setting::millis",
+        serialize_with = "crate::setting::as_millis"
     )]
     pub request_timeout: Duration,
     /// The first wait before retrying failed documents; it doubles per attempt (with jitter)
     /// up to `retry_max_backoff_ms`. Default: 100.
     #[serde(
         rename = "retry_initial_backoff_ms",
-        deserialize_with = "crate::setting::millis"
+        deserialize_with = "crate::setting::millis",
+        serialize_with = "crate::setting::as_millis"
     )]
     pub retry_initial_backoff: Duration,
     /// Default: 10000.
     #[serde(
         rename = "retry_max_backoff_ms",
-        deserialize_with = "crate::setting::millis"
+        deserialize_with = "crate::setting::millis",
+        serialize_with = "crate::setting::as_millis"
     )]
     pub retry_max_backoff: Duration,
     /// `gzip` or `none`: the request bodies' encoding. Default: `gzip`.
@@ -213,6 +217,8 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
+crate::setting::serialize_as_text!(Endpoint);
+
 impl TryFrom<String> for Endpoint {
     type Error = Refusal;
 
@@ -255,7 +261,7 @@ impl Endpoint {
 }
 
 /// `action`: the bulk operation of each document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BulkAction {
     Create,
@@ -272,7 +278,7 @@ impl BulkAction {
 }
 
 /// `compression`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BodyCompression {
     Gzip,
@@ -282,7 +288,7 @@ pub enum BodyCompression {
 /// `[sink.elasticsearch.auth]`: `type = "basic"` with `username` and `password`,
 /// `type = "api_key"` with `key` (the base64 `id:api_key` Elasticsearch returns as `encoded`),
 /// or `type = "bearer"` with `token`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Auth {
     #[default]

@@ -52,6 +52,21 @@ impl Default for IndexTemplate {
     }
 }
 
+impl std::fmt::Display for IndexTemplate {
+    /// The template as written.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => f.write_str(text)?,
+                Part::Field(field) => write!(f, "{{{field}}}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+crate::setting::serialize_as_text!(IndexTemplate);
+
 impl TryFrom<String> for IndexTemplate {
     type Error = Refusal;
 

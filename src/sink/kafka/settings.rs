@@ -17,7 +17,7 @@ use crate::setting::InvalidSetting;
 use crate::wal::WalConfig;
 
 /// `[sink.kafka]`: the Kafka producer.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaSinkConfig {
     /// Comma-separated `HOST:PORT` list of brokers to bootstrap from.
@@ -141,7 +141,7 @@ impl KafkaSinkConfig {
 /// `[sink.kafka.spill]`: when batches go to the WAL instead of straight to Kafka. Any one of
 /// the three conditions makes the sink spill; once none holds, the WAL replays in order and new
 /// batches queue behind it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpillConfig {
     /// Records handed to the producer and not yet acknowledged by Kafka. Default: 200000.

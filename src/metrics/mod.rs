@@ -23,7 +23,7 @@
 //! | `connections_open` | gauge | listener, transport | open stream connections |
 //! | `connections_total` | counter | listener, transport | stream connections accepted |
 //! | `connections_rejected_total` | counter | listener, transport, reason | connections closed at once: `max_connections`, `per_ip` (`max_connections_per_ip`), `reserved` (only reserved slots left, and the peer has a connection) |
-//! | `throttled_total` | counter | listener, transport | pauses of stream connections sending faster than `max_bytes_per_sec_per_connection`, or than their address's `max_lines_per_sec_per_ip` / `max_bytes_per_sec_per_ip` |
+//! | `throttled_total` | counter | listener, transport | pauses of stream connections sending faster than `max_bytes_per_sec_per_connection`, or than their address's `max_lines_per_sec_per_ip` / `max_bytes_per_sec_per_ip`, and of agents waiting for their listener's spent `store_quota_bytes` |
 //! | `connections_closed_total` | counter | listener, transport, reason | connections the gateway closed: `hello_timeout`, `idle`, `slow` (a frame or line arrived below the minimum rate), `protocol`, `memory` (the memory budget was spent) |
 //! | `source_memory_bytes` / `source_memory_limit_bytes` | gauge | | bytes all connections hold in partial frames and undecoded batches; the budget |
 //! | `source_memory_refusals_total` / `source_memory_waits_total` | counter | | frames refused, and stream reads that waited, because the budget was spent |
@@ -176,7 +176,9 @@ pub struct ListenerMetrics {
 /// A listener's share of the local store: what its records take in the store now, against
 /// its `store_quota_bytes`. The shard that encodes a listener's records adds their encoded
 /// bytes to `in_flight_bytes` and reads [`StoreQuota::is_spent`] (a spent quota drops them
-/// before they are parsed); the store sink moves a stored batch's bytes from `in_flight_bytes`
+/// before they are parsed, unless the listener holds its senders back instead: an agent
+/// listener, whose batches are acknowledged, waits before reading the next one, so that an
+/// acknowledged batch is never one that was dropped); the store sink moves a stored batch's bytes from `in_flight_bytes`
 /// to `held_bytes` (as they take on disk) and takes them off again when retention deletes the
 /// segment (see `crate::sink::store`). Counting the records on their way too keeps a flood
 /// from overshooting the quota by all that the rings hold: the quota is kept to within one
@@ -187,23 +189,27 @@ pub struct StoreQuota {
     pub limit_bytes: u64,
     /// The bytes they take in the store now (compressed, as on disk).
     pub held_bytes: Gauge,
+    /// A spent quota makes the listener's connections wait (agent listeners) rather than
+    /// drop their messages.
+    pub holds_senders_back: bool,
     /// Encoded bytes of its records in batches not yet stored (uncompressed: an overestimate
     /// until they are stored).
     pub in_flight_bytes: Gauge,
 }
 
 impl StoreQuota {
-    /// A quota of `limit_bytes`, nothing held yet.
-    pub fn new(limit_bytes: u64) -> Self {
+    /// A quota of `limit_bytes`, nothing held yet; see [`StoreQuota::holds_senders_back`].
+    pub fn new(limit_bytes: u64, holds_senders_back: bool) -> Self {
         StoreQuota {
             limit_bytes,
             held_bytes: Gauge::default(),
+            holds_senders_back,
             in_flight_bytes: Gauge::default(),
         }
     }
 
     /// True once the listener's records, stored and on their way, take the whole quota: its
-    /// new messages are dropped.
+    /// new messages are dropped, or its senders wait.
     pub fn is_spent(&self) -> bool {
         self.held_bytes.get() + self.in_flight_bytes.get() >= self.limit_bytes as i64
     }
@@ -309,9 +315,11 @@ impl ListenerMetrics {
         }
     }
 
-    /// The counters of a listener whose records may take at most `limit_bytes` of the store.
-    pub fn with_store_quota(mut self, limit_bytes: Option<u64>) -> Self {
-        self.store_quota = limit_bytes.map(|limit| Arc::new(StoreQuota::new(limit)));
+    /// The counters of a listener whose records may take at most `limit_bytes` of the store;
+    /// see [`StoreQuota::holds_senders_back`].
+    pub fn with_store_quota(mut self, limit_bytes: Option<u64>, holds_senders_back: bool) -> Self {
+        self.store_quota =
+            limit_bytes.map(|limit| Arc::new(StoreQuota::new(limit, holds_senders_back)));
         self
     }
 }

@@ -225,7 +225,8 @@ impl Intake for Shard {
             lines: 0,
             bytes: 0,
             parse_errors: 0,
-            quota_spent: quota.is_some_and(|q| q.is_spent()),
+            // A listener that holds its senders back checked the quota before it read.
+            quota_spent: quota.is_some_and(|q| !q.holds_senders_back && q.is_spent()),
             dropped_quota: 0,
         };
         let result = f(&mut receive);

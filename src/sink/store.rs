@@ -223,8 +223,8 @@ mod tests {
     #[test]
     fn a_batchs_disk_bytes_are_shared_by_value_bytes_and_given_back_with_its_segment() {
         let (a, b) = (
-            Arc::new(StoreQuota::new(1000)),
-            Arc::new(StoreQuota::new(1000)),
+            Arc::new(StoreQuota::new(1000, false)),
+            Arc::new(StoreQuota::new(1000, false)),
         );
         let mut batch = Batch::with_capacity(0, 1024, 16);
         batch.push(1, &[b'x'; 300]);

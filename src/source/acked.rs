@@ -35,7 +35,8 @@ use super::tls::PeerIdentity;
 use super::{ListenerContext, StreamProtocol};
 use crate::ack::Acknowledgements;
 use crate::agent_protocol::{self as protocol, BatchLimits, Kind, ProtocolError};
-use crate::metrics::{AgentConnection, PeerRefusal};
+use crate::log_limit::RateLimitedWarning;
+use crate::metrics::{AgentConnection, ListenerMetrics, PeerRefusal};
 
 /// Buffers that grew past this for a large batch are given back after it, so thousands of
 /// mostly idle agents hold little of the memory budget. The agent's default batch is 1 MiB of
@@ -45,6 +46,10 @@ const KEEP_BUFFER_BYTES: usize = 1 << 20;
 const BODY_STEP: usize = 64 * 1024;
 /// The largest HELLO body read (magic, version and a host name of at most 64 KiB).
 const MAX_HELLO_BODY: usize = 1 << 16;
+/// How often a connection held back by its listener's spent store quota looks again.
+const QUOTA_POLL: Duration = Duration::from_millis(50);
+/// Said when agents wait for their listener's store quota.
+static AGENTS_HELD_BACK: RateLimitedWarning = RateLimitedWarning::new(Duration::from_secs(10));
 
 /// Why a connection ended.
 enum Ended {
@@ -364,6 +369,9 @@ async fn read_batches<I: Intake, R: AsyncRead + Unpin>(
     let mut previous_seq = None;
     loop {
         shard.until_unblocked().await;
+        if let Some(quota) = &metrics.store_quota {
+            wait_for_store_quota(quota, metrics).await;
+        }
         let header = frames.read_header(reader, max_body);
         let header = match idle {
             Some(idle) => match tokio::time::timeout(idle, header).await {
@@ -434,6 +442,29 @@ async fn read_batches<I: Intake, R: AsyncRead + Unpin>(
                 tokio::time::sleep(wait).await;
             }
         }
+    }
+}
+
+/// Waits while the listener's store quota is spent, before the next batch is read: the agent
+/// keeps its unacknowledged batches and stops reading its files, as for a rate limit, instead
+/// of having batches dropped and acknowledged. Retention deleting the listener's old segments
+/// frees the quota.
+async fn wait_for_store_quota(quota: &crate::metrics::StoreQuota, metrics: &ListenerMetrics) {
+    if !quota.is_spent() {
+        return;
+    }
+    metrics.throttled.add(1);
+    AGENTS_HELD_BACK.warn(|| {
+        format!(
+            "listener {}: its records take {} bytes of the store, its whole store_quota_bytes = \
+             {}: agents wait until retention frees room",
+            metrics.name,
+            quota.held_bytes.get(),
+            quota.limit_bytes
+        )
+    });
+    while quota.is_spent() {
+        tokio::time::sleep(QUOTA_POLL).await;
     }
 }
 

@@ -178,7 +178,9 @@ pub struct ListenerConfig {
     /// compressed), so that a flood on one listener cannot make size retention delete
     /// everyone's logs. Past it, the listener's new messages are dropped and counted
     /// (`dropped_total{reason="store_quota"}`) until retention has deleted enough of its old
-    /// ones. Needs `[sink] type = "store"`, and must be below `[sink.store] max_total_bytes`.
+    /// ones; on an `agent` listener nothing is dropped: its agents wait before their next
+    /// batch (counted in `throttled_total`), keeping their lines in their files, since a
+    /// batch they were told is stored must be. Needs `[sink] type = "store"`, and must be below `[sink.store] max_total_bytes`.
     /// Default: none, no quota.
     #[serde(default)]
     pub store_quota_bytes: Option<u64>,

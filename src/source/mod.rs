@@ -287,8 +287,10 @@ impl BoundListener {
         let context = ListenerContext {
             name: name.clone(),
             metrics: Arc::new(
-                ListenerMetrics::new(&name, listener.kind.as_str())
-                    .with_store_quota(listener.store_quota_bytes),
+                ListenerMetrics::new(&name, listener.kind.as_str()).with_store_quota(
+                    listener.store_quota_bytes,
+                    listener.kind == ListenerKind::Agent,
+                ),
             ),
             format: listener.format.unwrap_or(defaults.format),
             framing: listener.framing,

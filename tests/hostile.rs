@@ -603,7 +603,7 @@ fn an_agent_over_its_store_quota_waits_and_no_acknowledged_batch_is_dropped() {
     };
 
     let first = until_quiet(&mut agent, 0);
-    assert!(first >= 1 && first < BATCHES, "acknowledged up to {first}");
+    assert!((1..BATCHES).contains(&first), "acknowledged up to {first}");
     read_exactly_the_acknowledged(&gw, first);
     assert_eq!(gw.server().metrics().sink.records.get(), first * LINES);
     assert!(gw.listener_count("agent", |m| m.throttled.get()) >= 1);

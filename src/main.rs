@@ -193,6 +193,11 @@ fn main() -> ExitCode {
 }
 
 fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    // The file's stamp before it is read: a change made while the gateway starts is then
+    // seen by the watch below (the metrics endpoint answers before the watch begins).
+    let mut stamp = config_path
+        .as_deref()
+        .and_then(logtail::setting::file_stamp);
     let (config, mut sha256) = load_for_serve(config_path.as_deref())?;
     logtail::runtime::raise_open_files_limit(u64::MAX);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -216,9 +221,6 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         // The file is also watched: a change is reloaded like a SIGHUP.
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut stamp = config_path
-            .as_deref()
-            .and_then(logtail::setting::file_stamp);
         // A change is read once the file stayed the same for a tick: an editor writing it in
         // place is not caught half-way (an empty file is a valid config: the defaults).
         let mut changing = None;

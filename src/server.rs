@@ -19,9 +19,11 @@
 //! sink, so nothing received is lost or written twice. A changed listener on the same address is
 //! bound before the old one closes (`SO_REUSEPORT`; a Unix socket file is replaced), so the
 //! address never refuses. The batch limits of `[pipeline]` apply live (sizes up to those at
-//! start, which the sink was opened for). What the shards, the rings and the sink were built
-//! from (`data_dir`, `[ingest] shards` and `legacy_timezone`, `ring_batches` and larger batches,
-//! `[sink]`, `[metrics]`) takes effect at the next restart: a change there is logged as "needs a
+//! start, which the sink was opened for), and so do the store's retention and fsync interval
+//! (`[sink.store] max_total_bytes`, `max_age_secs`, `fsync_interval_ms`: a lower limit deletes
+//! at once). What the shards, the rings and the sink were built from (`data_dir`, `[ingest]
+//! shards` and `legacy_timezone`, `ring_batches` and larger batches, the rest of `[sink]`,
+//! `[metrics]`) takes effect at the next restart: a change there is logged as "needs a
 //! restart" and shown in `logtail_config_needs_restart`
 //! ([`crate::metrics::ReloadMetrics::needs_restart`]).
 
@@ -81,6 +83,8 @@ pub struct Server {
     metrics: Arc<Metrics>,
     /// The search API, told of the listeners open after each reload.
     api: Option<Arc<ApiContext>>,
+    /// The store sink's settings that a reload changes live.
+    store_settings: Option<Arc<sink::LiveStoreSettings>>,
     metrics_address: Option<SocketAddr>,
     shutdown: tokio::sync::watch::Sender<bool>,
     stopping: Arc<AtomicBool>,
@@ -106,6 +110,7 @@ impl Server {
             sink,
             kafka_metrics,
             elasticsearch_metrics,
+            store_settings,
         } = sink::open(
             &config.sink,
             &config.data_dir,
@@ -175,10 +180,9 @@ impl Server {
         let api = match &http_plan {
             Some(plan) if plan.api => Some(ApiContext::new(ApiParts {
                 metrics: metrics.clone(),
-                store: (config.sink.kind == sink::SinkKind::Store).then(|| StoreView {
+                store: store_settings.clone().map(|retention| StoreView {
                     dir: config.store_dir(),
-                    max_total_bytes: config.sink.store.max_total_bytes,
-                    max_age: config.sink.store.max_age,
+                    retention,
                 }),
                 sink: config.sink.kind.as_str(),
                 tail: tail.clone(),
@@ -206,6 +210,7 @@ impl Server {
             budget,
             metrics,
             api,
+            store_settings,
             metrics_address,
             shutdown,
             stopping,
@@ -366,6 +371,16 @@ impl Server {
             }
             tracing::info!("pipeline: batches cut by the new limits");
         }
+        if let Some(store) = &self.store_settings {
+            if store.set(&new.sink.store) {
+                tracing::info!("store: retention and fsync interval changed live");
+            }
+            // Only the live keys of [sink.store]: the others stay as started (needs_restart).
+            let live = store.current();
+            running.sink.store.max_total_bytes = live.max_total_bytes;
+            running.sink.store.max_age = live.max_age;
+            running.sink.store.fsync_interval = live.fsync_interval;
+        }
         self.config = running;
         for key in &needs_restart {
             tracing::warn!("reload: {key} changed; needs a restart to take effect");
@@ -521,7 +536,7 @@ fn needs_restart(running: &Config, new: &Config) -> Vec<String> {
                 "pipeline.ring_batches",
                 format!("{:?}", c.pipeline.ring_batches),
             ),
-            ("sink", format!("{:?}", c.sink)),
+            ("sink", format!("{:?}", without_live_keys(&c.sink))),
             ("metrics", format!("{:?}", c.metrics)),
             ("api", format!("{:?}", c.api)),
         ]
@@ -542,6 +557,16 @@ fn needs_restart(running: &Config, new: &Config) -> Vec<String> {
         keys.push("pipeline.batch_max_bytes".into());
     }
     keys
+}
+
+/// `sink` but for the keys the store sink takes live ([`sink::LiveStoreSettings`]).
+fn without_live_keys(sink: &sink::SinkConfig) -> sink::SinkConfig {
+    let mut sink = sink.clone();
+    let defaults = sink::StoreSinkConfig::default();
+    sink.store.max_total_bytes = defaults.max_total_bytes;
+    sink.store.max_age = defaults.max_age;
+    sink.store.fsync_interval = defaults.fsync_interval;
+    sink
 }
 
 /// `running` with the keys that need a restart set back to what `started` (the configuration

@@ -378,3 +378,72 @@ fn ring_sha256(bytes: &[u8]) -> String {
     }
     hex
 }
+
+/// Bytes of the store's segment files in `dir`.
+fn store_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+#[test]
+fn the_stores_retention_applies_live_and_its_segment_size_needs_a_restart() {
+    let mut g = Gateway::start_with(|c| {
+        c.listen = listeners(false);
+        c.sink.store.max_segment_bytes = 128 << 10;
+        c.sink.store.max_total_bytes = 64 << 20;
+    });
+    let dir = g.config.store_dir();
+    // 20,000 lines of 64 pseudo-random hex digits: about 2 MiB stored.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let lines: String = (0..20_000)
+        .map(|i| {
+            let digits: String = (0..4)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    format!("{state:016x}")
+                })
+                .collect();
+            format!("<14>Nov 21 10:00:00 web01 app: line-{i} {digits}\n")
+        })
+        .collect();
+    let mut conn = TcpStream::connect(g.server().socket_addr("main").unwrap()).unwrap();
+    conn.write_all(lines.as_bytes()).unwrap();
+    g.wait_for_records(20_000);
+    let before = store_bytes(&dir);
+    assert!(before > 1 << 20, "{before} bytes stored");
+
+    let mut config = g.config.clone();
+    config.sink.store.max_total_bytes = 512 << 10;
+    config.sink.store.max_age = Some(Duration::from_secs(86_400));
+    let server = g.server.as_mut().unwrap();
+    assert!(server.reload(&config, "smaller".into()).unwrap().is_empty());
+    // The sink's next tick deletes the oldest segments, with nothing more written.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store_bytes(&dir) > (512 + 128) << 10 {
+        assert!(
+            Instant::now() < deadline,
+            "{} bytes stored",
+            store_bytes(&dir)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let address = g.server().metrics_address().unwrap().to_string();
+    let answer = test_support::net::http_get(&address, "/api/v1/status").expect("status");
+    let body = answer.split_once("\r\n\r\n").expect("a body").1;
+    let status: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    assert_eq!(status["store"]["max_total_bytes"], 512 << 10);
+    assert_eq!(status["store"]["max_age_secs"], 86_400);
+
+    config.sink.store.max_segment_bytes = 1 << 20;
+    let server = g.server.as_mut().unwrap();
+    assert_eq!(server.reload(&config, "segments".into()).unwrap(), ["sink"]);
+    assert_eq!(server.metrics().reload.needs_restart(), ["sink"]);
+    drop(conn);
+    g.stop();
+}

@@ -116,6 +116,12 @@ fn clash(
 /// # Errors
 /// A configuration or start-up error (see [`Agent::start`]); nothing after start is fatal.
 pub fn run(options: RunOptions) -> Result<(), AgentError> {
+    // The file's stamp before it is read: a change made while the agent starts is then seen
+    // by the watch below (the metrics endpoint answers before the watch begins).
+    let mut stamp = options
+        .config
+        .as_deref()
+        .and_then(crate::setting::file_stamp);
     let mut config = load_config(&options)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -188,10 +194,6 @@ pub fn run(options: RunOptions) -> Result<(), AgentError> {
         }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut stamp = options
-            .config
-            .as_deref()
-            .and_then(crate::setting::file_stamp);
         loop {
             tokio::select! {
                 _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); break None; }

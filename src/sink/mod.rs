@@ -42,7 +42,7 @@ pub use blackhole::BlackholeSink;
 pub use elasticsearch::{ElasticsearchSink, ElasticsearchSinkConfig};
 pub use kafka::{KafkaSink, KafkaSinkConfig};
 pub use stdout::StdoutSink;
-pub use store::{StoreSink, StoreSinkConfig};
+pub use store::{LiveStoreSettings, StoreRetention, StoreSink, StoreSinkConfig};
 
 /// How often a sink gets a [`Sink::tick`] (periodic fsync, flushes) unless it asks otherwise.
 const TICK: Duration = Duration::from_millis(100);
@@ -139,11 +139,13 @@ impl Default for SinkConfig {
     }
 }
 
-/// An opened sink, with the metrics only the Kafka or the Elasticsearch sink has.
+/// An opened sink, with the metrics only the Kafka or the Elasticsearch sink has, and the
+/// settings the store sink takes live.
 pub struct Opened {
     pub sink: Box<dyn Sink>,
     pub kafka_metrics: Option<Arc<KafkaMetrics>>,
     pub elasticsearch_metrics: Option<Arc<ElasticsearchMetrics>>,
+    pub store_settings: Option<Arc<LiveStoreSettings>>,
 }
 
 /// Opens the sink `config` asks for, with its files under `data_dir` unless the config names
@@ -160,12 +162,20 @@ pub fn open(
         sink,
         kafka_metrics: None,
         elasticsearch_metrics: None,
+        store_settings: None,
     };
     Ok(match config.kind {
-        SinkKind::Store => only(Box::new(StoreSink::open(
-            &config.store,
-            config.store.dir_under(data_dir),
-        )?)),
+        SinkKind::Store => {
+            let live = Arc::new(LiveStoreSettings::new(&config.store));
+            Opened {
+                store_settings: Some(live.clone()),
+                ..only(Box::new(StoreSink::open(
+                    &config.store,
+                    config.store.dir_under(data_dir),
+                    live,
+                )?))
+            }
+        }
         SinkKind::Stdout => only(Box::<StdoutSink>::default()),
         SinkKind::Blackhole => only(Box::new(BlackholeSink)),
         SinkKind::Kafka => {
@@ -179,6 +189,7 @@ pub fn open(
                 )?),
                 kafka_metrics: Some(metrics),
                 elasticsearch_metrics: None,
+                store_settings: None,
             }
         }
         SinkKind::Elasticsearch => {
@@ -193,6 +204,7 @@ pub fn open(
                 )?),
                 kafka_metrics: None,
                 elasticsearch_metrics: Some(metrics),
+                store_settings: None,
             }
         }
     })

@@ -4,7 +4,8 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -92,9 +93,77 @@ impl StoreBatch for Batch {
     }
 }
 
+/// The `[sink.store]` settings a reload changes while the store is open: retention
+/// (`max_total_bytes`, `max_age_secs`) and `fsync_interval_ms`. The gateway sets them; the sink
+/// thread takes a change before its next write or tick (one uncontended lock per batch, no
+/// channel to poll), and the API reads them for its status.
+#[derive(Debug)]
+pub struct LiveStoreSettings {
+    current: Mutex<StoreRetention>,
+    /// Bumped by every change, so the sink sees one without taking the lock.
+    generation: AtomicU64,
+}
+
+/// The live part of [`StoreSinkConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreRetention {
+    pub max_total_bytes: u64,
+    pub max_age: Option<Duration>,
+    pub fsync_interval: Duration,
+}
+
+impl StoreRetention {
+    pub fn of(config: &StoreSinkConfig) -> Self {
+        StoreRetention {
+            max_total_bytes: config.max_total_bytes,
+            max_age: config.max_age,
+            fsync_interval: config.fsync_interval,
+        }
+    }
+}
+
+impl LiveStoreSettings {
+    pub fn new(config: &StoreSinkConfig) -> Self {
+        LiveStoreSettings {
+            current: Mutex::new(StoreRetention::of(config)),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The settings in force.
+    pub fn current(&self) -> StoreRetention {
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes `config`'s live settings; true when they changed.
+    pub fn set(&self, config: &StoreSinkConfig) -> bool {
+        let new = StoreRetention::of(config);
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if *current == new {
+            return false;
+        }
+        *current = new;
+        self.generation.fetch_add(1, Ordering::Release);
+        true
+    }
+
+    /// The settings, when they changed since `seen` (which is then brought up to date).
+    fn changed_since(&self, seen: &mut u64) -> Option<StoreRetention> {
+        let generation = self.generation.load(Ordering::Acquire);
+        if generation == *seen {
+            return None;
+        }
+        *seen = generation;
+        Some(self.current())
+    }
+}
+
 /// Appends each batch as one block of the local store.
 pub struct StoreSink {
     writer: StoreWriter,
+    live: Arc<LiveStoreSettings>,
+    /// The generation of `live` last applied.
+    live_seen: u64,
     fsync_interval: Duration,
     /// When data was first written since the last fsync.
     unsynced_since: Option<Instant>,
@@ -158,11 +227,15 @@ impl QuotaLedger {
 
 impl StoreSink {
     /// Opens (and recovers) the store in `dir` (see [`StoreSinkConfig::dir_under`]) with the
-    /// settings of `config`.
+    /// settings of `config`, then follows `live` for those that change while it runs.
     ///
     /// # Errors
     /// When the directory cannot be created, is locked by another gateway, or cannot be read.
-    pub fn open(config: &StoreSinkConfig, dir: PathBuf) -> anyhow::Result<Self> {
+    pub fn open(
+        config: &StoreSinkConfig,
+        dir: PathBuf,
+        live: Arc<LiveStoreSettings>,
+    ) -> anyhow::Result<Self> {
         let writer = StoreWriter::open(StoreOptions {
             dir: dir.clone(),
             max_segment_bytes: config.max_segment_bytes,
@@ -172,10 +245,31 @@ impl StoreSink {
         .with_context(|| format!("cannot open the local store in {}", dir.display()))?;
         Ok(StoreSink {
             writer,
+            live,
+            live_seen: 0,
             fsync_interval: config.fsync_interval,
             unsynced_since: None,
             quotas: QuotaLedger::default(),
         })
+    }
+}
+
+impl StoreSink {
+    /// Applies the live settings if a reload changed them: retention runs at once (a lower
+    /// limit deletes now, not at the next roll), and quotas get back what it deleted.
+    fn follow_live_settings(&mut self) {
+        let Some(new) = self.live.changed_since(&mut self.live_seen) else {
+            return;
+        };
+        self.writer.set_retention(new.max_total_bytes, new.max_age);
+        self.quotas.release_before(self.writer.segment_range().0);
+        self.fsync_interval = new.fsync_interval;
+        tracing::info!(
+            "store: max_total_bytes = {}, max_age_secs = {}, fsync_interval_ms = {} (reloaded)",
+            new.max_total_bytes,
+            new.max_age.map_or(0, |age| age.as_secs()),
+            new.fsync_interval.as_millis()
+        );
     }
 }
 
@@ -185,6 +279,7 @@ impl Sink for StoreSink {
     }
 
     fn write(&mut self, batch: &Batch) -> anyhow::Result<()> {
+        self.follow_live_settings();
         let written_before = self.writer.stats().bytes_written;
         self.writer.append(batch)?;
         let (oldest, current) = self.writer.segment_range();
@@ -200,6 +295,7 @@ impl Sink for StoreSink {
     }
 
     fn tick(&mut self) -> anyhow::Result<()> {
+        self.follow_live_settings();
         if self
             .unsynced_since
             .is_some_and(|since| since.elapsed() >= self.fsync_interval)

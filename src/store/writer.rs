@@ -286,6 +286,13 @@ impl StoreWriter {
         Ok(())
     }
 
+    /// New retention limits, applied at once (a reload of the gateway's configuration).
+    pub fn set_retention(&mut self, max_total_bytes: u64, max_age: Option<std::time::Duration>) {
+        self.opts.max_total_bytes = max_total_bytes;
+        self.opts.max_age = max_age;
+        self.apply_retention();
+    }
+
     /// Deletes the oldest segments (never the active one) while the store is over
     /// `max_total_bytes`, or while the oldest one's newest record is older than `max_age`.
     /// A segment that cannot be deleted stays, is logged, and is tried again at the next roll.

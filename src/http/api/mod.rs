@@ -64,10 +64,8 @@ pub const MAX_TAILS: usize = 16;
 #[derive(Debug, Clone)]
 pub struct StoreView {
     pub dir: PathBuf,
-    /// `[sink.store] max_total_bytes`.
-    pub max_total_bytes: u64,
-    /// `[sink.store] max_age_secs`, when set.
-    pub max_age: Option<Duration>,
+    /// `[sink.store]` retention, as a reload leaves it.
+    pub retention: Arc<crate::sink::LiveStoreSettings>,
 }
 
 /// A listener's name, kind and bound address, for `status`.

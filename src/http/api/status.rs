@@ -370,8 +370,8 @@ pub(super) async fn status(
             dir: store.dir.display().to_string(),
             bytes,
             segments,
-            max_total_bytes: store.max_total_bytes,
-            max_age_secs: store.max_age.map(|age| age.as_secs()),
+            max_total_bytes: store.retention.current().max_total_bytes,
+            max_age_secs: store.retention.current().max_age.map(|age| age.as_secs()),
         }
     });
     let answer = StatusAnswer {

@@ -15,6 +15,7 @@
 mod agent;
 mod broker;
 mod cost;
+mod elasticsearch;
 mod gateway;
 mod generate;
 mod hostile;
@@ -151,7 +152,10 @@ struct Common {
     #[arg(long, value_enum, default_value_t = Product::Logtail)]
     target: Product,
     /// Where the gateway writes, and the verifier reads: a Kafka topic (on a tansu broker
-    /// started for the run), or the gateway's local output (logtail's store; rsyslog's omfile).
+    /// started for the run), the gateway's local output (logtail's store; rsyslog's omfile),
+    /// or an osmem-server's index, through Kafka and logtail's indexer (`elasticsearch`) or
+    /// from the gateway itself (`elasticsearch-direct`: logtail's Elasticsearch sink;
+    /// rsyslog's omelasticsearch).
     #[arg(long, value_enum, default_value_t = Sink::Kafka)]
     sink: Sink,
     /// How the senders reach the gateway [default: tcp; udp for udp-burst].
@@ -510,6 +514,8 @@ mod tests {
             "x many-connections --idle-connections 3000",
             "x udp-burst --burst 1000 --every 500ms --sink local",
             "x steady --target rsyslog --sink local --transport udp --message-bytes 200",
+            "x steady --sink elasticsearch --rate 2000 --count 20000",
+            "x steady --target rsyslog --sink elasticsearch-direct",
             "x compare a.json b.json",
         ] {
             let parsed = Cli::try_parse_from(args.split(' '));

@@ -3,7 +3,7 @@
 //! (reordered), and the end-to-end latency of every first delivery in an hdrhistogram, whole
 //! and per second.
 //!
-//! Three readers feed the same [`Verifier`]:
+//! Four readers feed the same [`Verifier`]:
 //! - [`consume_kafka`]: an rdkafka consumer assigned every partition of the topic from the
 //!   beginning, polling while the run goes on. "Available" is when the consumer receives the
 //!   record; it fetches with `fetch.wait.max.ms = 10`, so the consumer adds at most ~10 ms.
@@ -12,6 +12,8 @@
 //! - [`follow_file`]: a file that grows line by line (rsyslog's `omfile`), polled every
 //!   [`FILE_POLL`]: as often as the store reader polls, so that both local outputs are
 //!   measured alike (each adds 0–100 ms).
+//! - [`crate::elasticsearch::follow_index`]: the search server's index, walked with `_search`
+//!   every 100 ms too; "available" is "searchable".
 //!
 //! Order is a per-partition property in Kafka (the store and a file are one partition): a line
 //! is *reordered* when it arrives in a partition after a later line of the same sender in that
@@ -497,9 +499,17 @@ impl std::io::Write for LineSink {
 /// Where the verifier reads from.
 #[derive(Debug, Clone)]
 pub enum Source {
-    Kafka { bootstrap: String, topic: String },
+    Kafka {
+        bootstrap: String,
+        topic: String,
+    },
     Store(PathBuf),
     File(PathBuf),
+    /// The search server's index ([`crate::elasticsearch::follow_index`]).
+    Elasticsearch {
+        address: std::net::SocketAddr,
+        tail: Arc<crate::elasticsearch::IndexTail>,
+    },
 }
 
 /// Starts the reader of `source` in a thread.
@@ -514,6 +524,9 @@ pub fn spawn_reader(
             Source::Kafka { bootstrap, topic } => consume_kafka(bootstrap, topic, &verifier, &stop),
             Source::Store(dir) => follow_store(dir, &verifier, &stop),
             Source::File(path) => follow_file(path, &verifier, &stop),
+            Source::Elasticsearch { address, tail } => {
+                crate::elasticsearch::follow_index(*address, tail, &verifier, &stop)
+            }
         })
         .expect("spawning the verifier thread")
 }

@@ -13,7 +13,8 @@
 //! is still one index, and rsyslog's `searchIndex` names the same one.
 //!
 //! # Reading back what is searchable
-//! [`follow_index`] asks `_search` every [`SEARCH_POLL`] for the documents after the last one it
+//! [`follow_index`] asks `_search` every `--search-poll` (default 100 ms, as often as the store
+//! and file readers poll, so latencies compare with theirs) for the documents after the last one it
 //! saw, in index order (`"sort": ["_doc"]` with `search_after`), only their `message` (which
 //! holds the marker) and `_id`, up to [`PAGE`] at a time (again at once while pages come back
 //! full). A line is *searchable* at the time the request that returned it was sent: the figure
@@ -45,15 +46,11 @@ use serde::Deserialize;
 use crate::cost::CostMeter;
 use crate::generate::now_us;
 use crate::process::{Service, free_port};
-use crate::verify::SharedVerifier;
+use crate::verify::{SharedVerifier, UNORDERED};
 use test_support::prometheus_text::scrape;
 
 /// The index every run writes and reads.
 pub const INDEX: &str = "loadtest";
-
-/// How often [`follow_index`] asks for new documents: as often as the store and file readers
-/// poll (`verify::FILE_POLL`), so searchable latencies compare with theirs.
-pub const SEARCH_POLL: Duration = Duration::from_millis(100);
 
 /// Documents per `_search` page (osmem-server's and Elasticsearch's default result window is
 /// 10 000).
@@ -354,6 +351,7 @@ fn page_query(after: Option<&[serde_json::Value]>) -> Vec<u8> {
 /// When the server stops answering for 30 s, or answers a search with an error.
 pub fn follow_index(
     address: SocketAddr,
+    poll: Duration,
     tail: &IndexTail,
     verifier: &SharedVerifier,
     stop: &AtomicBool,
@@ -381,13 +379,13 @@ pub fn follow_index(
                 if since.elapsed() > Duration::from_secs(30) {
                     return Err(e.context("the search server has not answered for 30 s"));
                 }
-                std::thread::sleep(SEARCH_POLL);
+                std::thread::sleep(poll);
                 continue;
             }
         };
         verifier.lock().expect("verifier lock").reader_ready = true;
         if status == 404 {
-            std::thread::sleep(SEARCH_POLL);
+            std::thread::sleep(poll);
             continue;
         }
         if status != 200 {
@@ -421,13 +419,13 @@ pub fn follow_index(
                     .as_ref()
                     .and_then(|s| s.message.as_deref())
                     .unwrap_or_default();
-                v.add(message.as_bytes(), 0, asked_us);
+                v.add(message.as_bytes(), UNORDERED, asked_us);
             }
         }
         tail.duplicate_ids
             .fetch_add(duplicate_ids, Ordering::Relaxed);
         if !full {
-            std::thread::sleep(SEARCH_POLL);
+            std::thread::sleep(poll);
         }
     }
     Ok(())

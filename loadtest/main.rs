@@ -214,6 +214,11 @@ struct Common {
     /// logtail too when comparing the two).
     #[arg(long)]
     broker_proxy: bool,
+    /// With the Elasticsearch sinks: how often the verifier asks the index for new documents.
+    /// Searchable latencies include up to this much; each search costs the server a sorted
+    /// page over the whole index (see RESULTS.md), so a longer interval loads it less.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    search_poll: Duration,
     /// The JSON report; the SVG chart goes beside it (same name, .svg).
     #[arg(long, default_value = "loadtest-report.json")]
     report: PathBuf,
@@ -256,6 +261,7 @@ impl Common {
             drain_timeout: self.drain_timeout,
             settle: self.settle,
             broker_proxy: self.broker_proxy,
+            search_poll: self.search_poll,
         })
     }
 }
@@ -514,7 +520,7 @@ mod tests {
             "x many-connections --idle-connections 3000",
             "x udp-burst --burst 1000 --every 500ms --sink local",
             "x steady --target rsyslog --sink local --transport udp --message-bytes 200",
-            "x steady --sink elasticsearch --rate 2000 --count 20000",
+            "x steady --sink elasticsearch --rate 2000 --count 20000 --search-poll 1s",
             "x steady --target rsyslog --sink elasticsearch-direct",
             "x compare a.json b.json",
         ] {

@@ -66,6 +66,8 @@ pub struct Settings {
     /// (always for rsyslog: the proxy fixes a handshake its librdkafka cannot parse; see
     /// `broker::fix_api_versions`). Comparisons use it for both gateways.
     pub broker_proxy: bool,
+    /// How often the index reader asks for new documents (the Elasticsearch sinks).
+    pub search_poll: Duration,
 }
 
 impl Settings {
@@ -128,6 +130,12 @@ impl Settings {
             put("replay", r.display().to_string());
         }
         put("partitions", self.partitions.to_string());
+        if self.sink.is_elasticsearch() {
+            put(
+                "search_poll_ms",
+                format!("{}", self.search_poll.as_secs_f64() * 1000.0),
+            );
+        }
         if self.broker_proxy || self.product == Product::Rsyslog {
             put("broker_proxy", "yes".into());
         }
@@ -322,6 +330,7 @@ impl Harness {
         let source = match (&search_server, &index_tail) {
             (Some(s), Some(tail)) => Source::Elasticsearch {
                 address: s.address,
+                poll: settings.search_poll,
                 tail: tail.clone(),
             },
             _ => gateway.source(),
@@ -1526,6 +1535,7 @@ mod tests {
             drain_timeout: Duration::from_secs(1),
             settle: Duration::from_secs(1),
             broker_proxy: false,
+            search_poll: Duration::from_millis(100),
         };
         let good = Step {
             rate_target: 1000.0,

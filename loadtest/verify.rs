@@ -61,6 +61,11 @@ pub struct Tally {
     pub reordered: u64,
 }
 
+/// The partition of a reader whose output has no order to keep (an Elasticsearch index: bulks
+/// in flight at once and several Kafka partitions interleave a sender's lines): its arrivals
+/// are never counted as reordered.
+pub const UNORDERED: i32 = -1;
+
 /// The most senders a tally keeps (a marker naming more is someone else's or damaged).
 const MAX_SENDERS: u32 = 1 << 20;
 /// The highest sequence number a tally keeps a bit for (2^32: 512 MiB of bitmap for one sender).
@@ -89,6 +94,9 @@ impl Tally {
         seen.bits[word] |= 1 << bit;
         seen.distinct += 1;
         self.distinct += 1;
+        if partition == UNORDERED {
+            return Some(Arrival::New);
+        }
         let last = match seen
             .last_in_partition
             .iter_mut()
@@ -508,6 +516,7 @@ pub enum Source {
     /// The search server's index ([`crate::elasticsearch::follow_index`]).
     Elasticsearch {
         address: std::net::SocketAddr,
+        poll: Duration,
         tail: Arc<crate::elasticsearch::IndexTail>,
     },
 }
@@ -524,9 +533,11 @@ pub fn spawn_reader(
             Source::Kafka { bootstrap, topic } => consume_kafka(bootstrap, topic, &verifier, &stop),
             Source::Store(dir) => follow_store(dir, &verifier, &stop),
             Source::File(path) => follow_file(path, &verifier, &stop),
-            Source::Elasticsearch { address, tail } => {
-                crate::elasticsearch::follow_index(*address, tail, &verifier, &stop)
-            }
+            Source::Elasticsearch {
+                address,
+                poll,
+                tail,
+            } => crate::elasticsearch::follow_index(*address, *poll, tail, &verifier, &stop),
         })
         .expect("spawning the verifier thread")
 }
@@ -553,6 +564,12 @@ mod tests {
         assert_eq!(t.distinct_of(0), 5);
         assert_eq!(t.distinct_of(1), 1);
         assert_eq!(t.distinct_of(9), 0);
+        // Without order: never reordered, still deduplicated.
+        let mut u = Tally::default();
+        assert_eq!(u.add(0, 5, UNORDERED), Some(Arrival::New));
+        assert_eq!(u.add(0, 1, UNORDERED), Some(Arrival::New));
+        assert_eq!(u.add(0, 5, UNORDERED), Some(Arrival::Duplicate));
+        assert_eq!((u.distinct, u.duplicates, u.reordered), (2, 1, 0));
     }
 
     #[test]

@@ -108,9 +108,10 @@ smoke steady steady --rate 20000 --duration 10s --sink kafka
 smoke kafka-outage kafka-outage --rate 20000 --duration 20s --outage-at 3s --outage-for 2s \
   --recovery-grace 10s
 # Issue 15: gateway → Kafka (tansu) → indexer → osmem-server, every line searchable exactly once
-# (by marker and by _id). p99 up to 3 s: two bulks of up to 200 ms, Kafka, and 100 ms polling.
-smoke steady-elasticsearch steady --sink elasticsearch --rate 2000 --duration 10s \
-  --max-p99-ms 3000
+# (by marker and by _id), and the index read whole. A low rate and a loose p99: osmem-server,
+# an in-memory test server, indexes only a few thousand documents per CPU-second (RESULTS.md).
+smoke steady-elasticsearch steady --sink elasticsearch --rate 1000 --duration 10s \
+  --max-p99-ms 5000
 
 # The Debian package (tests/package.sh, issue 16) from the release build above: cargo deb,
 # dpkg -i, the gateway run as its unit would, a line sent with logger and read back, dpkg

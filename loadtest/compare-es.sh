@@ -21,19 +21,7 @@ out=${OUT:-target/loadtest-compare-es}
 runs=${RUNS:-3}
 mkdir -p "$out"
 
-if [ ! -e /usr/lib/x86_64-linux-gnu/rsyslog/omelasticsearch.so ]; then
-  echo "== installing rsyslog and rsyslog-elasticsearch (apt)"
-  export DEBIAN_FRONTEND=noninteractive
-  # Do not start the system's rsyslog service while installing it.
-  started_policy=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-    started_policy=1
-  fi
-  apt-get update -qq
-  apt-get install -y -q rsyslog rsyslog-elasticsearch >/dev/null
-  if [ "$started_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
-fi
+loadtest/install-rsyslog.sh omelasticsearch.so rsyslog-elasticsearch
 echo "rsyslog: $(rsyslogd -v | head -1)"
 
 nice -n 19 cargo build --release --locked --quiet --bin logtail --bin logtail-loadtest

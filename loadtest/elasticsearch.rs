@@ -438,6 +438,79 @@ pub fn follow_index(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::marker::Marker;
+    use crate::verify::Verifier;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn follow_index_reads_each_document_once_and_counts_duplicates_by_marker_and_id() {
+        let test = "follow_index_reads_each_document_once_and_counts_duplicates_by_marker_and_id";
+        if test_support::ci::or_skip(osmem_binary().ok(), test, "no osmem-server").is_none() {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("loadtest-es-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = SearchServer::start(&dir).unwrap();
+        let run = 0xfeed;
+        let mut bulk = Vec::new();
+        // seq 0 and 1, seq 1 again under another _id (a resend), and a document of no run.
+        for (id, seq) in [("a", Some(0)), ("b", Some(1)), ("c", Some(1)), ("d", None)] {
+            bulk.extend_from_slice(
+                format!("{{\"create\":{{\"_index\":\"{INDEX}\",\"_id\":\"{id}\"}}}}\n").as_bytes(),
+            );
+            let mut message = b"x ".to_vec();
+            if let Some(seq) = seq {
+                let sent_us = now_us();
+                Marker {
+                    run,
+                    sender: 0,
+                    seq,
+                    sent_us,
+                }
+                .write(&mut message);
+            }
+            let document = serde_json::json!({ "message": String::from_utf8(message).unwrap() });
+            bulk.extend_from_slice(format!("{document}\n").as_bytes());
+        }
+        let (status, body) = request(server.address, "POST", "/_bulk", Some(&bulk)).unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let verifier = Arc::new(Mutex::new(Verifier::new(run, now_us())));
+        let tail = Arc::new(IndexTail::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (verifier, tail, stop, address) =
+                (verifier.clone(), tail.clone(), stop.clone(), server.address);
+            std::thread::spawn(move || {
+                follow_index(address, Duration::from_millis(20), &tail, &verifier, &stop)
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tail.documents.load(Ordering::Relaxed) < 4 {
+            assert!(
+                Instant::now() < deadline,
+                "the reader did not read 4 documents"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // A few more polls: nothing is read twice.
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, Ordering::Relaxed);
+        reader.join().unwrap().unwrap();
+        assert_eq!(tail.documents.load(Ordering::Relaxed), 4);
+        assert_eq!(tail.duplicate_ids.load(Ordering::Relaxed), 0);
+        assert!(tail.searches.load(Ordering::Relaxed) > 1);
+        assert_eq!(server.count().unwrap(), 4);
+        let v = verifier.lock().unwrap();
+        assert_eq!(
+            (v.tally.distinct, v.tally.duplicates, v.tally.reordered),
+            (2, 1, 0)
+        );
+        assert_eq!(v.foreign, 1);
+        assert_eq!(v.latencies.all.len(), 2);
+        drop(v);
+        server.stop();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn generated_indexer_config_is_valid_and_reads_kafka_into_the_index() {

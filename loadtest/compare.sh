@@ -25,19 +25,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-target/loadtest-compare}
 mkdir -p "$out"
 
-if ! command -v rsyslogd >/dev/null || [ ! -e /usr/lib/x86_64-linux-gnu/rsyslog/omkafka.so ]; then
-  echo "== installing rsyslog and rsyslog-kafka (apt)"
-  export DEBIAN_FRONTEND=noninteractive
-  # Do not start the system's rsyslog service while installing it.
-  started_policy=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-    started_policy=1
-  fi
-  apt-get update -qq
-  apt-get install -y -q rsyslog rsyslog-kafka >/dev/null
-  if [ "$started_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
-fi
+loadtest/install-rsyslog.sh omkafka.so rsyslog-kafka
 echo "rsyslog: $(rsyslogd -v | head -1)"
 echo "librdkafka used by omkafka: $(dpkg -s librdkafka1 2>/dev/null | awk '/^Version/{print $2}')"
 

@@ -33,6 +33,24 @@ pub enum Sink {
     Kafka,
     /// A local output: logtail's store; rsyslog's omfile (one JSON object per line).
     Local,
+    /// Elasticsearch through Kafka (logtail only): the gateway writes to Kafka, an indexer
+    /// (`logtail serve` with a `kafka` listener) to the search server.
+    Elasticsearch,
+    /// Elasticsearch from the gateway itself: logtail's Elasticsearch sink; rsyslog's
+    /// omelasticsearch.
+    ElasticsearchDirect,
+}
+
+impl Sink {
+    /// The verifier reads the search server's index.
+    pub fn is_elasticsearch(self) -> bool {
+        matches!(self, Sink::Elasticsearch | Sink::ElasticsearchDirect)
+    }
+
+    /// The gateway writes to Kafka.
+    pub fn needs_broker(self) -> bool {
+        matches!(self, Sink::Kafka | Sink::Elasticsearch)
+    }
 }
 
 /// A gateway configured for a run, started and stopped by the scenario.
@@ -51,6 +69,8 @@ pub struct Gateway {
     /// `IP:PORT` of the metrics endpoint (logtail only).
     pub metrics: Option<String>,
     kafka: Option<(String, String)>,
+    /// The search server's base URL (the Elasticsearch sinks).
+    elasticsearch: Option<String>,
     service: Option<Service>,
     starts: u32,
     pub cost: CostMeter,
@@ -62,8 +82,10 @@ pub struct GatewayOptions<'a> {
     pub sink: Sink,
     /// The gateway's binary (logtail) or `rsyslogd`.
     pub binary: &'a Path,
-    /// `(bootstrap, topic)` for `Sink::Kafka`.
+    /// `(bootstrap, topic)` for `Sink::Kafka` and `Sink::Elasticsearch`.
     pub kafka: Option<(String, String)>,
+    /// The search server's base URL for `Sink::ElasticsearchDirect`.
+    pub elasticsearch: Option<String>,
     /// Shards (logtail) / worker threads (rsyslog's imtcp); 0 = the gateway's default.
     pub threads: usize,
 }
@@ -95,12 +117,22 @@ impl Gateway {
             metrics: (options.product == Product::Logtail)
                 .then(|| format!("127.0.0.1:{metrics_port}")),
             kafka: options.kafka,
+            elasticsearch: options.elasticsearch,
             service: None,
             starts: 0,
             cost: CostMeter::default(),
         };
-        if options.sink == Sink::Kafka && gateway.kafka.is_none() {
+        if options.sink.needs_broker() && gateway.kafka.is_none() {
             bail!("a Kafka sink needs a broker");
+        }
+        if options.sink == Sink::ElasticsearchDirect && gateway.elasticsearch.is_none() {
+            bail!("an Elasticsearch sink needs a search server");
+        }
+        if options.sink == Sink::Elasticsearch && options.product == Product::Rsyslog {
+            bail!(
+                "--sink elasticsearch runs logtail's indexer behind Kafka; rsyslog writes to \
+                 Elasticsearch itself: --sink elasticsearch-direct"
+            );
         }
         let text = match options.product {
             Product::Logtail => gateway.logtail_config(options.threads),
@@ -130,11 +162,16 @@ impl Gateway {
             agent = self.agent,
             metrics = self.metrics.as_deref().unwrap_or("127.0.0.1:0"),
         );
-        match (&self.sink, &self.kafka) {
-            (Sink::Kafka, Some((bootstrap, topic))) => text.push_str(&format!(
-                "[sink]\ntype = \"kafka\"\n[sink.kafka]\nbootstrap_servers = \"{bootstrap}\"\n\
+        match (&self.sink, &self.kafka, &self.elasticsearch) {
+            (Sink::ElasticsearchDirect, _, Some(url)) => {
+                text.push_str(&crate::elasticsearch::logtail_sink_tables(url))
+            }
+            (Sink::Kafka | Sink::Elasticsearch, Some((bootstrap, topic)), _) => {
+                text.push_str(&format!(
+                    "[sink]\ntype = \"kafka\"\n[sink.kafka]\nbootstrap_servers = \"{bootstrap}\"\n\
                  topic = \"{topic}\"\n"
-            )),
+                ))
+            }
             // A run writes gigabytes: keep them all for the follower.
             _ => text.push_str(
                 "[sink]\ntype = \"store\"\n[sink.store]\nmax_total_bytes = 50000000000\n",
@@ -169,8 +206,12 @@ impl Gateway {
             udp = self.udp.port(),
             ud = self.unix_datagram,
         );
-        match (&self.sink, &self.kafka) {
-            (Sink::Kafka, Some((bootstrap, topic))) => {
+        match (&self.sink, &self.kafka, &self.elasticsearch) {
+            (Sink::ElasticsearchDirect, _, Some(url)) => {
+                text.push_str(&rsyslog_json_template(""));
+                text.push_str(&rsyslog_elasticsearch_action(url, &self.dir)?);
+            }
+            (Sink::Kafka, Some((bootstrap, topic)), _) => {
                 text.push_str(&rsyslog_json_template(""));
                 text.push_str(&format!(
                     "module(load=\"omkafka\")\n\
@@ -191,10 +232,12 @@ impl Gateway {
         Ok(text)
     }
 
-    /// Where the verifier reads what this gateway wrote.
+    /// Where the verifier reads what this gateway wrote: for the Elasticsearch sinks, the
+    /// harness reads the search server's index instead (`Sink::Elasticsearch`: this is the
+    /// Kafka topic the indexer reads).
     pub fn source(&self) -> Source {
         match (&self.sink, &self.kafka, self.product) {
-            (Sink::Kafka, Some((bootstrap, topic)), _) => Source::Kafka {
+            (Sink::Kafka | Sink::Elasticsearch, Some((bootstrap, topic)), _) => Source::Kafka {
                 bootstrap: bootstrap.clone(),
                 topic: topic.clone(),
             },
@@ -315,6 +358,31 @@ impl Gateway {
     }
 }
 
+/// rsyslog's omelasticsearch action into [`crate::elasticsearch::INDEX`] at `url`, set up like
+/// logtail's sink: bulks (`bulkmode`, up to 5 MiB, the dequeue batch of 1000 documents),
+/// `create` with ids of Elasticsearch's choosing (rsyslog has no stable id of its own), and an
+/// in-memory queue that never drops: 1 M messages, and retrying forever while the server is
+/// away (`action.resumeRetryCount = -1`); refused documents go to `es-errors.json` in `dir`.
+/// `esVersion.major = 8` leaves out the mapping `_type` that OpenSearch and Elasticsearch 8
+/// refuse.
+fn rsyslog_elasticsearch_action(url: &str, dir: &Path) -> anyhow::Result<String> {
+    let address = url.strip_prefix("http://").unwrap_or(url);
+    let Some((host, port)) = address.rsplit_once(':') else {
+        bail!("{url}: no port");
+    };
+    Ok(format!(
+        "module(load=\"omelasticsearch\")\n\
+         action(type=\"omelasticsearch\" server=\"{host}\" serverport=\"{port}\" \
+         searchIndex=\"{index}\" template=\"ltjson\" esVersion.major=\"8\"\n\
+         \x20      bulkmode=\"on\" maxbytes=\"5m\" writeoperation=\"create\" \
+         errorfile={errors:?}\n\
+         \x20      queue.type=\"linkedList\" queue.size=\"1000000\" \
+         queue.dequeueBatchSize=\"1000\" action.resumeRetryCount=\"-1\")\n",
+        index = crate::elasticsearch::INDEX,
+        errors = dir.join("es-errors.json"),
+    ))
+}
+
 /// An rsyslog template `ltjson` writing about the record logtail writes (header fields and the
 /// message, JSON-escaped), followed by `end` (rsyslog string escapes, e.g. `\\n`).
 fn rsyslog_json_template(end: &str) -> String {
@@ -362,6 +430,7 @@ mod tests {
                 sink,
                 binary: Path::new("/bin/false"),
                 kafka: Some(("127.0.0.1:9092".into(), "logs".into())),
+                elasticsearch: Some("http://127.0.0.1:9200".into()),
                 threads: 0,
             },
         )
@@ -372,7 +441,12 @@ mod tests {
 
     #[test]
     fn generated_logtail_config_is_valid() {
-        for sink in [Sink::Kafka, Sink::Local] {
+        for sink in [
+            Sink::Kafka,
+            Sink::Local,
+            Sink::Elasticsearch,
+            Sink::ElasticsearchDirect,
+        ] {
             let (dir, text) = prepare(Product::Logtail, sink);
             let config = logtail::config::Config::from_toml(&text, Path::new("gen.toml"))
                 .unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -380,8 +454,9 @@ mod tests {
             assert_eq!(
                 config.sink.kind,
                 match sink {
-                    Sink::Kafka => logtail::config::SinkKind::Kafka,
+                    Sink::Kafka | Sink::Elasticsearch => logtail::config::SinkKind::Kafka,
                     Sink::Local => logtail::config::SinkKind::Store,
+                    Sink::ElasticsearchDirect => logtail::config::SinkKind::Elasticsearch,
                 }
             );
             std::fs::remove_dir_all(dir).unwrap();
@@ -404,6 +479,18 @@ mod tests {
         let (dir, file) = prepare(Product::Rsyslog, Sink::Local);
         assert!(file.contains("type=\"omfile\"") && !file.contains("omkafka"));
         assert!(file.contains(r#"constant(value="\"}\n")"#), "{file}");
+        std::fs::remove_dir_all(dir).unwrap();
+        let (dir, es) = prepare(Product::Rsyslog, Sink::ElasticsearchDirect);
+        assert!(
+            es.contains("type=\"omelasticsearch\" server=\"127.0.0.1\" serverport=\"9200\"")
+                && es.contains("searchIndex=\"loadtest\"")
+                && es.contains("bulkmode=\"on\"")
+                && es.contains("action.resumeRetryCount=\"-1\"")
+                && !es.contains("omkafka")
+                && !es.contains("omfile"),
+            "{es}"
+        );
+        assert!(es.contains(r#"constant(value="\"}")"#), "{es}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -171,6 +171,7 @@ fn run(
             sink: Sink::Local,
             binary: gateway_binary,
             kafka: None,
+            elasticsearch: None,
             threads: 0,
         },
     )?;

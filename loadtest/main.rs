@@ -15,6 +15,7 @@
 mod agent;
 mod broker;
 mod cost;
+mod elasticsearch;
 mod gateway;
 mod generate;
 mod hostile;
@@ -151,7 +152,10 @@ struct Common {
     #[arg(long, value_enum, default_value_t = Product::Logtail)]
     target: Product,
     /// Where the gateway writes, and the verifier reads: a Kafka topic (on a tansu broker
-    /// started for the run), or the gateway's local output (logtail's store; rsyslog's omfile).
+    /// started for the run), the gateway's local output (logtail's store; rsyslog's omfile),
+    /// or an osmem-server's index, through Kafka and logtail's indexer (`elasticsearch`) or
+    /// from the gateway itself (`elasticsearch-direct`: logtail's Elasticsearch sink;
+    /// rsyslog's omelasticsearch).
     #[arg(long, value_enum, default_value_t = Sink::Kafka)]
     sink: Sink,
     /// How the senders reach the gateway [default: tcp; udp for udp-burst].
@@ -210,6 +214,11 @@ struct Common {
     /// logtail too when comparing the two).
     #[arg(long)]
     broker_proxy: bool,
+    /// With the Elasticsearch sinks: how often the verifier asks the index for new documents.
+    /// Searchable latencies include up to this much; each search costs the server a sorted
+    /// page over the whole index (see RESULTS.md), so a longer interval loads it less.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    search_poll: Duration,
     /// The JSON report; the SVG chart goes beside it (same name, .svg).
     #[arg(long, default_value = "loadtest-report.json")]
     report: PathBuf,
@@ -252,6 +261,7 @@ impl Common {
             drain_timeout: self.drain_timeout,
             settle: self.settle,
             broker_proxy: self.broker_proxy,
+            search_poll: self.search_poll,
         })
     }
 }
@@ -510,6 +520,8 @@ mod tests {
             "x many-connections --idle-connections 3000",
             "x udp-burst --burst 1000 --every 500ms --sink local",
             "x steady --target rsyslog --sink local --transport udp --message-bytes 200",
+            "x steady --sink elasticsearch --rate 2000 --count 20000 --search-poll 1s",
+            "x steady --target rsyslog --sink elasticsearch-direct",
             "x compare a.json b.json",
         ] {
             let parsed = Cli::try_parse_from(args.split(' '));

@@ -106,6 +106,13 @@ pub struct Step {
     pub gateway: Cost,
     /// The `logtail agent`'s cost (the `agent` transport).
     pub agent: Option<Cost>,
+    /// The indexer's cost (`--sink elasticsearch`: Kafka → Elasticsearch); lines per
+    /// CPU-second of the pipeline are delivered / (gateway + indexer).
+    pub indexer: Option<Cost>,
+    /// The search server's cost (the Elasticsearch sinks), the verifier's searches included.
+    pub search_server: Option<Cost>,
+    /// What the verifier read from the index (the Elasticsearch sinks).
+    pub index: Option<IndexReadback>,
     /// Seconds from the last send until the last line arrived (or the drain gave up).
     pub drain_seconds: f64,
     /// Selected gateway counters at the end of the step (logtail only).
@@ -132,6 +139,23 @@ pub struct Cost {
     pub peak_rss_kib: u64,
     /// Delivered lines per CPU-second of the gateway (absent for the broker).
     pub lines_per_cpu_second: Option<f64>,
+}
+
+/// The index reader's figures for a step (`elasticsearch::follow_index`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IndexReadback {
+    /// The index's `_count` at the end of the step (every run's documents, warm-up included).
+    pub index_count: u64,
+    /// Documents the reader read since the run started: equal to `index_count` when it missed
+    /// none.
+    pub documents_read_total: u64,
+    /// Documents read during this step.
+    pub documents_read: u64,
+    /// Documents read during this step whose `_id` an earlier one had.
+    pub duplicate_ids: u64,
+    /// `_search` requests during this step, and their mean time.
+    pub searches: u64,
+    pub mean_search_ms: f64,
 }
 
 /// Something the scenario did, at a time from the step's start.
@@ -291,6 +315,36 @@ impl Report {
                     agent.cpu_seconds,
                     agent.lines_per_cpu_second.map_or("-".into(), si),
                     agent.peak_rss_kib / 1024
+                ));
+            }
+            for (who, cost) in [("indexer", &s.indexer), ("search server", &s.search_server)] {
+                if let Some(c) = cost {
+                    out.push_str(&format!(
+                        "; {who} CPU {:.2} s, peak RSS {} MiB",
+                        c.cpu_seconds,
+                        c.peak_rss_kib / 1024
+                    ));
+                }
+            }
+            if let Some(i) = &s.indexer {
+                let cpu = s.gateway.cpu_seconds + i.cpu_seconds;
+                out.push_str(&format!(
+                    "; gateway + indexer {} lines per CPU-second",
+                    if cpu > 0.0 {
+                        si(s.delivered as f64 / cpu)
+                    } else {
+                        "-".into()
+                    }
+                ));
+            }
+            if let Some(x) = &s.index {
+                out.push_str(&format!(
+                    "; index: _count {}, read {} in {} searches ({:.1} ms each), duplicate _ids {}",
+                    thousands(x.index_count),
+                    thousands(x.documents_read),
+                    x.searches,
+                    x.mean_search_ms,
+                    x.duplicate_ids
                 ));
             }
             if s.lost_at_break > 0 {
@@ -598,6 +652,20 @@ impl Progress {
     }
 }
 
+/// The number at `path` in `s`; NaN when absent (shown as such, and no ratio).
+fn num(s: &serde_json::Value, path: &[&str]) -> f64 {
+    path.iter()
+        .fold(s, |v, k| &v[*k])
+        .as_f64()
+        .unwrap_or(f64::NAN)
+}
+
+/// The number at `path` in `s`; 0 when absent (a process the run did not have costs nothing).
+fn num_or_0(s: &serde_json::Value, path: &[&str]) -> f64 {
+    let x = num(s, path);
+    if x.is_nan() { 0.0 } else { x }
+}
+
 /// Side by side: two reports' first steps, and the ratio `b / a` of lines per CPU-second, p99
 /// latency and loss.
 pub fn compare(a: &serde_json::Value, b: &serde_json::Value) -> String {
@@ -608,34 +676,64 @@ pub fn compare(a: &serde_json::Value, b: &serde_json::Value) -> String {
             r["workload"]["sink"].as_str().unwrap_or("?")
         )
     };
-    let step = |r: &serde_json::Value| r["steps"][0].clone();
-    let (sa, sb) = (step(a), step(b));
-    let num = |s: &serde_json::Value, path: &[&str]| {
-        path.iter()
-            .fold(s, |v, k| &v[*k])
-            .as_f64()
-            .unwrap_or(f64::NAN)
+    // The first step, with the run's broker CPU (when there was a broker) put in it.
+    let step = |r: &serde_json::Value| {
+        let mut s = r["steps"][0].clone();
+        s["broker_cpu_seconds"] = r["broker"]["cpu_seconds"].clone();
+        s
     };
-    // (label, path into the step, format)
-    type Row<'a> = (&'a str, &'a [&'a str], fn(f64) -> String);
-    let rows: [Row; 9] = [
-        ("sent", &["sent"], |x| thousands(x as u64)),
-        ("delivered", &["delivered"], |x| thousands(x as u64)),
-        ("lost", &["lost"], |x| thousands(x as u64)),
-        ("p50 latency", &["latency", "p50_ms"], ms),
-        ("p99 latency", &["latency", "p99_ms"], ms),
-        ("max latency", &["latency", "max_ms"], ms),
-        ("CPU seconds", &["gateway", "cpu_seconds"], |x| {
-            format!("{x:.2}")
-        }),
+    let (sa, sb) = (step(a), step(b));
+    // (label, the figure from a step, format)
+    type Row<'a> = (&'a str, fn(&serde_json::Value) -> f64, fn(f64) -> String);
+    let count = |x: f64| thousands(x as u64);
+    let seconds = |x: f64| format!("{x:.2}");
+    let rows: [Row; 14] = [
+        ("sent", |s| num(s, &["sent"]), count),
+        ("delivered", |s| num(s, &["delivered"]), count),
+        ("lost", |s| num(s, &["lost"]), count),
+        ("duplicated", |s| num(s, &["duplicated"]), count),
+        ("p50 latency", |s| num(s, &["latency", "p50_ms"]), ms),
+        ("p99 latency", |s| num(s, &["latency", "p99_ms"]), ms),
+        ("max latency", |s| num(s, &["latency", "max_ms"]), ms),
+        (
+            "CPU seconds",
+            |s| num(s, &["gateway", "cpu_seconds"]),
+            seconds,
+        ),
         (
             "lines per CPU-second",
-            &["gateway", "lines_per_cpu_second"],
+            |s| num(s, &["gateway", "lines_per_cpu_second"]),
             si,
         ),
-        ("peak RSS (KiB)", &["gateway", "peak_rss_kib"], |x| {
-            thousands(x as u64)
-        }),
+        (
+            "peak RSS (KiB)",
+            |s| num(s, &["gateway", "peak_rss_kib"]),
+            count,
+        ),
+        (
+            "indexer CPU seconds",
+            |s| num(s, &["indexer", "cpu_seconds"]),
+            seconds,
+        ),
+        (
+            "gw+indexer lines/CPU-s",
+            |s| {
+                let cpu =
+                    num(s, &["gateway", "cpu_seconds"]) + num_or_0(s, &["indexer", "cpu_seconds"]);
+                num(s, &["delivered"]) / cpu
+            },
+            si,
+        ),
+        (
+            "broker CPU seconds",
+            |s| num(s, &["broker_cpu_seconds"]),
+            seconds,
+        ),
+        (
+            "search server CPU s",
+            |s| num(s, &["search_server", "cpu_seconds"]),
+            seconds,
+        ),
     ];
     let mut out = format!(
         "{:<22} {:>18} {:>18} {:>10}\n",
@@ -644,8 +742,8 @@ pub fn compare(a: &serde_json::Value, b: &serde_json::Value) -> String {
         name(b),
         "B / A"
     );
-    for (label, path, fmt) in rows {
-        let (x, y) = (num(&sa, path), num(&sb, path));
+    for (label, figure, fmt) in rows {
+        let (x, y) = (figure(&sa), figure(&sb));
         let ratio = if x > 0.0 && y.is_finite() {
             format!("{:.2}x", y / x)
         } else {

@@ -19,13 +19,16 @@ use anyhow::{Context as _, bail};
 
 use crate::agent::Agent;
 use crate::broker::Broker;
+use crate::elasticsearch::{INDEX, IndexTail, Indexer, SearchServer};
 use crate::gateway::{Gateway, GatewayOptions, Product, Sink};
 use crate::generate::{
     Framing, IdleFleet, Schedule, SenderPlan, SenderStats, SizeDistribution, Transport, Workload,
     now_us, spawn_sender,
 };
-use crate::report::{Check, Cost, Event, Progress, Second, Step, Window, si, thousands};
-use crate::verify::{Percentiles, SharedVerifier, Verifier, spawn_reader};
+use crate::report::{
+    Check, Cost, Event, IndexReadback, Progress, Second, Step, Window, si, thousands,
+};
+use crate::verify::{Percentiles, SharedVerifier, Source, Verifier, spawn_reader};
 use test_support::corpus::SplitMix64;
 use test_support::prometheus_text::{metric_sum, metric_with_label};
 
@@ -63,6 +66,8 @@ pub struct Settings {
     /// (always for rsyslog: the proxy fixes a handshake its librdkafka cannot parse; see
     /// `broker::fix_api_versions`). Comparisons use it for both gateways.
     pub broker_proxy: bool,
+    /// How often the index reader asks for new documents (the Elasticsearch sinks).
+    pub search_poll: Duration,
 }
 
 impl Settings {
@@ -79,6 +84,15 @@ impl Settings {
                 (Sink::Kafka, _) => "kafka (tansu)".into(),
                 (Sink::Local, Product::Logtail) => "local store".into(),
                 (Sink::Local, Product::Rsyslog) => "omfile".into(),
+                (Sink::Elasticsearch, _) => {
+                    format!("elasticsearch via kafka (tansu) and an indexer, index {INDEX}")
+                }
+                (Sink::ElasticsearchDirect, Product::Logtail) => {
+                    format!("elasticsearch sink, index {INDEX}")
+                }
+                (Sink::ElasticsearchDirect, Product::Rsyslog) => {
+                    format!("omelasticsearch, index {INDEX}")
+                }
             },
         );
         put("transport", value_name(self.transport));
@@ -116,6 +130,12 @@ impl Settings {
             put("replay", r.display().to_string());
         }
         put("partitions", self.partitions.to_string());
+        if self.sink.is_elasticsearch() {
+            put(
+                "search_poll_ms",
+                format!("{}", self.search_poll.as_secs_f64() * 1000.0),
+            );
+        }
         if self.broker_proxy || self.product == Product::Rsyslog {
             put("broker_proxy", "yes".into());
         }
@@ -191,6 +211,12 @@ pub struct Harness {
     pub gateway: Gateway,
     /// The `logtail agent` in front of the gateway (the `agent` transport).
     agent: Option<Agent>,
+    /// osmem-server, for the Elasticsearch sinks.
+    search_server: Option<SearchServer>,
+    /// The indexer between Kafka and the search server (`Sink::Elasticsearch`).
+    indexer: Option<Indexer>,
+    /// What the index reader has read (the Elasticsearch sinks).
+    index_tail: Option<Arc<IndexTail>>,
     verifier: SharedVerifier,
     reader_stop: Arc<AtomicBool>,
     reader: Option<JoinHandle<anyhow::Result<()>>>,
@@ -234,7 +260,7 @@ impl Harness {
             other => other,
         };
         let broker = match settings.sink {
-            Sink::Kafka => {
+            Sink::Kafka | Sink::Elasticsearch => {
                 let broker_dir = dir.join("broker");
                 std::fs::create_dir_all(&broker_dir)?;
                 let (fronted, durable) = match broker_mode {
@@ -249,7 +275,14 @@ impl Harness {
                     durable,
                 )?)
             }
-            Sink::Local => None,
+            Sink::Local | Sink::ElasticsearchDirect => None,
+        };
+        let search_server = if settings.sink.is_elasticsearch() {
+            let server_dir = dir.join("osmem");
+            std::fs::create_dir_all(&server_dir)?;
+            Some(SearchServer::start(&server_dir)?)
+        } else {
+            None
         };
         if !settings.gateway_binary.is_file() && settings.product == Product::Logtail {
             bail!(
@@ -264,10 +297,22 @@ impl Harness {
                 sink: settings.sink,
                 binary: &settings.gateway_binary,
                 kafka: broker.as_ref().map(|b| (b.bootstrap(), TOPIC.to_string())),
+                elasticsearch: search_server.as_ref().map(SearchServer::url),
                 threads: settings.threads,
             },
         )?;
         gateway.start()?;
+        let indexer = match (&settings.sink, &broker, &search_server) {
+            (Sink::Elasticsearch, Some(b), Some(s)) => Some(Indexer::start(
+                &dir.join("indexer"),
+                &settings.gateway_binary,
+                &b.bootstrap(),
+                TOPIC,
+                &s.url(),
+                settings.threads,
+            )?),
+            _ => None,
+        };
         let agent = match settings.transport {
             Transport::Agent => Some(Agent::start(
                 &dir,
@@ -279,13 +324,27 @@ impl Harness {
         };
         let verifier = Arc::new(Mutex::new(Verifier::new(0, now_us())));
         let reader_stop = Arc::new(AtomicBool::new(false));
-        let reader = spawn_reader(gateway.source(), verifier.clone(), reader_stop.clone());
+        let index_tail = search_server
+            .as_ref()
+            .map(|_| Arc::new(IndexTail::default()));
+        let source = match (&search_server, &index_tail) {
+            (Some(s), Some(tail)) => Source::Elasticsearch {
+                address: s.address,
+                poll: settings.search_poll,
+                tail: tail.clone(),
+            },
+            _ => gateway.source(),
+        };
+        let reader = spawn_reader(source, verifier.clone(), reader_stop.clone());
         let mut harness = Harness {
             settings,
             dir,
             broker,
             gateway,
             agent,
+            search_server,
+            indexer,
+            index_tail,
             verifier,
             reader_stop,
             reader: Some(reader),
@@ -368,6 +427,9 @@ impl Harness {
         }
         let cpu0 = self.gateway.cost.cpu_seconds();
         let agent_cpu0 = self.agent.as_ref().map(|a| a.cost.cpu_seconds());
+        let indexer_cpu0 = self.indexer.as_ref().map(|i| i.cost.cpu_seconds());
+        let server_cpu0 = self.search_server.as_ref().map(|s| s.cost.cpu_seconds());
+        let tail0 = self.index_tail.as_deref().map(TailCounts::of);
         let stop = Arc::new(AtomicBool::new(false));
         let until = spec.duration.map(|d| started + d);
         let destination = self.gateway.destination(self.settings.transport)?;
@@ -457,6 +519,12 @@ impl Harness {
                 self.gateway.sample();
                 if let Some(b) = &mut self.broker {
                     b.sample();
+                }
+                if let Some(i) = &mut self.indexer {
+                    i.sample();
+                }
+                if let Some(s) = &mut self.search_server {
+                    s.sample();
                 }
                 if let Some(text) = self.gateway.scrape() {
                     let open = metric_sum(&text, "logtail_connections_open");
@@ -553,6 +621,22 @@ impl Harness {
             a.sample();
             (a.cost.cpu_seconds() - cpu0, a.cost.peak_rss_kib())
         });
+        let indexer_cpu = self.indexer.as_mut().zip(indexer_cpu0).map(|(i, cpu0)| {
+            i.sample();
+            (i.cost.cpu_seconds() - cpu0, i.cost.peak_rss_kib())
+        });
+        let server_cpu = self
+            .search_server
+            .as_mut()
+            .zip(server_cpu0)
+            .map(|(s, cpu0)| {
+                s.sample();
+                (s.cost.cpu_seconds() - cpu0, s.cost.peak_rss_kib())
+            });
+        let index = match (&self.search_server, self.index_tail.as_deref(), tail0) {
+            (Some(server), Some(tail), Some(before)) => Some(index_readback(server, tail, before)?),
+            _ => None,
+        };
 
         let sent: Vec<u64> = all_stats
             .iter()
@@ -631,6 +715,17 @@ impl Harness {
                 peak_rss_kib,
                 lines_per_cpu_second: (cpu > 0.0).then(|| delivered as f64 / cpu),
             }),
+            indexer: indexer_cpu.map(|(cpu, peak_rss_kib)| Cost {
+                cpu_seconds: cpu,
+                peak_rss_kib,
+                lines_per_cpu_second: (cpu > 0.0).then(|| delivered as f64 / cpu),
+            }),
+            search_server: server_cpu.map(|(cpu, peak_rss_kib)| Cost {
+                cpu_seconds: cpu,
+                peak_rss_kib,
+                lines_per_cpu_second: None,
+            }),
+            index,
             drain_seconds,
             gateway_metrics: metrics_peak,
             events,
@@ -639,6 +734,13 @@ impl Harness {
         drop(v);
         let mut step = step;
         step.gateway_metrics.extend(self.gateway_counters());
+        if let Some(text) = self.indexer.as_ref().and_then(Indexer::scrape) {
+            step.gateway_metrics.extend(
+                counters(&text)
+                    .into_iter()
+                    .map(|(k, v)| (format!("indexer_{k}"), v)),
+            );
+        }
         Ok(step)
     }
 
@@ -770,37 +872,9 @@ impl Harness {
 
     /// The gateway's main counters now (logtail only).
     fn gateway_counters(&self) -> BTreeMap<String, f64> {
-        let Some(text) = self.gateway.scrape() else {
-            return BTreeMap::new();
-        };
-        [
-            ("received_lines", "logtail_received_lines_total"),
-            ("dropped", "logtail_dropped_total"),
-            ("sink_records", "logtail_sink_records_total"),
-            ("kafka_delivered", "logtail_kafka_delivered_records_total"),
-            ("kafka_lost", "logtail_kafka_lost_records_total"),
-            ("wal_spilled_records", "logtail_wal_spilled_records_total"),
-            ("wal_replayed_records", "logtail_wal_replayed_records_total"),
-            ("wal_pending_records", "logtail_wal_pending_records"),
-            ("connections_total", "logtail_connections_total"),
-        ]
-        .into_iter()
-        .map(|(k, m)| (k.to_string(), metric_sum(&text, m)))
-        .chain(
-            [
-                ("batch_latency_p99_ms", "logtail_batch_latency_seconds"),
-                (
-                    "kafka_delivery_latency_p99_ms",
-                    "logtail_kafka_delivery_latency_seconds",
-                ),
-            ]
-            .into_iter()
-            .filter_map(|(k, m)| {
-                let v = metric_with_label(&text, m, "quantile=\"0.99\"")?;
-                Some((k.to_string(), v * 1000.0))
-            }),
-        )
-        .collect()
+        self.gateway
+            .scrape()
+            .map_or_else(BTreeMap::new, |text| counters(&text))
     }
 
     /// Stops the gateway (SIGTERM), the reader and the broker (the work directory is removed
@@ -815,9 +889,15 @@ impl Harness {
             agent.stop();
         }
         self.gateway.stop(libc::SIGTERM);
+        if let Some(indexer) = &mut self.indexer {
+            indexer.stop();
+        }
         self.reader_stop.store(true, Ordering::Relaxed);
         if let Some(r) = self.reader.take() {
             let _ = r.join();
+        }
+        if let Some(server) = &mut self.search_server {
+            server.stop();
         }
         let cost = self.broker.as_mut().map(|b| {
             b.sample();
@@ -846,6 +926,106 @@ impl Drop for Harness {
             eprintln!("work directory kept: {}", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The main counters of a logtail's Prometheus `text` (gateway, indexer), those it exports.
+fn counters(text: &str) -> BTreeMap<String, f64> {
+    [
+        ("received_lines", "logtail_received_lines_total"),
+        ("dropped", "logtail_dropped_total"),
+        ("sink_records", "logtail_sink_records_total"),
+        ("kafka_delivered", "logtail_kafka_delivered_records_total"),
+        ("kafka_lost", "logtail_kafka_lost_records_total"),
+        ("wal_spilled_records", "logtail_wal_spilled_records_total"),
+        ("wal_replayed_records", "logtail_wal_replayed_records_total"),
+        ("wal_pending_records", "logtail_wal_pending_records"),
+        ("connections_total", "logtail_connections_total"),
+        ("es_indexed", "logtail_elasticsearch_indexed_docs_total"),
+        (
+            "es_already_indexed",
+            "logtail_elasticsearch_already_indexed_docs_total",
+        ),
+        ("es_retried", "logtail_elasticsearch_retried_docs_total"),
+        (
+            "es_dead_lettered",
+            "logtail_elasticsearch_dead_lettered_docs_total",
+        ),
+        (
+            "es_bulk_requests",
+            "logtail_elasticsearch_bulk_requests_total",
+        ),
+        (
+            "es_spilled_records",
+            "logtail_elasticsearch_spilled_records_total",
+        ),
+    ]
+    .into_iter()
+    // Only what this process exports: a gateway with a Kafka sink has no Elasticsearch counters.
+    .filter(|(_, m)| text.contains(m))
+    .map(|(k, m)| (k.to_string(), metric_sum(text, m)))
+    .chain(
+        [
+            ("batch_latency_p99_ms", "logtail_batch_latency_seconds"),
+            (
+                "kafka_delivery_latency_p99_ms",
+                "logtail_kafka_delivery_latency_seconds",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, m)| {
+            let v = metric_with_label(text, m, "quantile=\"0.99\"")?;
+            Some((k.to_string(), v * 1000.0))
+        }),
+    )
+    .collect()
+}
+
+/// The step's figures of the index reader (`before`: its counts at the step's start), and the
+/// index's `_count` once the reader caught up with it (up to 5 s).
+fn index_readback(
+    server: &SearchServer,
+    tail: &IndexTail,
+    before: TailCounts,
+) -> anyhow::Result<IndexReadback> {
+    let count = server.count()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TailCounts::of(tail).documents < count && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let now = TailCounts::of(tail);
+    let searches = now.searches - before.searches;
+    Ok(IndexReadback {
+        index_count: count,
+        documents_read_total: now.documents,
+        documents_read: now.documents - before.documents,
+        duplicate_ids: now.duplicate_ids - before.duplicate_ids,
+        searches,
+        mean_search_ms: if searches > 0 {
+            (now.search_micros - before.search_micros) as f64 / searches as f64 / 1000.0
+        } else {
+            0.0
+        },
+    })
+}
+
+/// [`IndexTail`]'s counters at one moment.
+#[derive(Debug, Clone, Copy)]
+struct TailCounts {
+    documents: u64,
+    duplicate_ids: u64,
+    searches: u64,
+    search_micros: u64,
+}
+
+impl TailCounts {
+    fn of(tail: &IndexTail) -> TailCounts {
+        TailCounts {
+            documents: tail.documents.load(Ordering::Relaxed),
+            duplicate_ids: tail.duplicate_ids.load(Ordering::Relaxed),
+            searches: tail.searches.load(Ordering::Relaxed),
+            search_micros: tail.search_micros.load(Ordering::Relaxed),
         }
     }
 }
@@ -923,6 +1103,26 @@ fn standard_checks(settings: &Settings, step: &Step, check_latency: bool) -> Vec
                 "{} of {} lost ({pct:.3}%)",
                 thousands(step.lost),
                 thousands(step.sent)
+            ),
+        ));
+    }
+    if let Some(index) = &step.index {
+        checks.push(Check::new(
+            &format!("{}: the reader read every document of the index", step.name),
+            index.documents_read_total == index.index_count,
+            format!(
+                "_count {}, documents read {}",
+                thousands(index.index_count),
+                thousands(index.documents_read_total)
+            ),
+        ));
+        checks.push(Check::new(
+            &format!("{}: no duplicate documents", step.name),
+            step.duplicated == 0 && index.duplicate_ids == 0,
+            format!(
+                "{} lines in more than one document, {} documents with an _id seen before",
+                thousands(step.duplicated),
+                thousands(index.duplicate_ids)
             ),
         ));
     }
@@ -1337,6 +1537,7 @@ mod tests {
             drain_timeout: Duration::from_secs(1),
             settle: Duration::from_secs(1),
             broker_proxy: false,
+            search_poll: Duration::from_millis(100),
         };
         let good = Step {
             rate_target: 1000.0,

@@ -3,7 +3,7 @@
 //! (reordered), and the end-to-end latency of every first delivery in an hdrhistogram, whole
 //! and per second.
 //!
-//! Three readers feed the same [`Verifier`]:
+//! Four readers feed the same [`Verifier`]:
 //! - [`consume_kafka`]: an rdkafka consumer assigned every partition of the topic from the
 //!   beginning, polling while the run goes on. "Available" is when the consumer receives the
 //!   record; it fetches with `fetch.wait.max.ms = 10`, so the consumer adds at most ~10 ms.
@@ -12,6 +12,8 @@
 //! - [`follow_file`]: a file that grows line by line (rsyslog's `omfile`), polled every
 //!   [`FILE_POLL`]: as often as the store reader polls, so that both local outputs are
 //!   measured alike (each adds 0–100 ms).
+//! - [`crate::elasticsearch::follow_index`]: the search server's index, walked with `_search`
+//!   every 100 ms too; "available" is "searchable".
 //!
 //! Order is a per-partition property in Kafka (the store and a file are one partition): a line
 //! is *reordered* when it arrives in a partition after a later line of the same sender in that
@@ -59,6 +61,11 @@ pub struct Tally {
     pub reordered: u64,
 }
 
+/// The partition of a reader whose output has no order to keep (an Elasticsearch index: bulks
+/// in flight at once and several Kafka partitions interleave a sender's lines): its arrivals
+/// are never counted as reordered.
+pub const UNORDERED: i32 = -1;
+
 /// The most senders a tally keeps (a marker naming more is someone else's or damaged).
 const MAX_SENDERS: u32 = 1 << 20;
 /// The highest sequence number a tally keeps a bit for (2^32: 512 MiB of bitmap for one sender).
@@ -87,6 +94,9 @@ impl Tally {
         seen.bits[word] |= 1 << bit;
         seen.distinct += 1;
         self.distinct += 1;
+        if partition == UNORDERED {
+            return Some(Arrival::New);
+        }
         let last = match seen
             .last_in_partition
             .iter_mut()
@@ -497,9 +507,18 @@ impl std::io::Write for LineSink {
 /// Where the verifier reads from.
 #[derive(Debug, Clone)]
 pub enum Source {
-    Kafka { bootstrap: String, topic: String },
+    Kafka {
+        bootstrap: String,
+        topic: String,
+    },
     Store(PathBuf),
     File(PathBuf),
+    /// The search server's index ([`crate::elasticsearch::follow_index`]).
+    Elasticsearch {
+        address: std::net::SocketAddr,
+        poll: Duration,
+        tail: Arc<crate::elasticsearch::IndexTail>,
+    },
 }
 
 /// Starts the reader of `source` in a thread.
@@ -514,6 +533,11 @@ pub fn spawn_reader(
             Source::Kafka { bootstrap, topic } => consume_kafka(bootstrap, topic, &verifier, &stop),
             Source::Store(dir) => follow_store(dir, &verifier, &stop),
             Source::File(path) => follow_file(path, &verifier, &stop),
+            Source::Elasticsearch {
+                address,
+                poll,
+                tail,
+            } => crate::elasticsearch::follow_index(*address, *poll, tail, &verifier, &stop),
         })
         .expect("spawning the verifier thread")
 }
@@ -540,6 +564,12 @@ mod tests {
         assert_eq!(t.distinct_of(0), 5);
         assert_eq!(t.distinct_of(1), 1);
         assert_eq!(t.distinct_of(9), 0);
+        // Without order: never reordered, still deduplicated.
+        let mut u = Tally::default();
+        assert_eq!(u.add(0, 5, UNORDERED), Some(Arrival::New));
+        assert_eq!(u.add(0, 1, UNORDERED), Some(Arrival::New));
+        assert_eq!(u.add(0, 5, UNORDERED), Some(Arrival::Duplicate));
+        assert_eq!((u.distinct, u.duplicates, u.reordered), (2, 1, 0));
     }
 
     #[test]

@@ -89,7 +89,7 @@ fuzz/run.sh 30
 # of those sent from 10 s after it, librdkafka's reconnect backoff being up to 10 s). This is a shared, noisy
 # machine: a run whose only failed checks are latency (exit 3) is run once more, and only a second
 # failure fails the build. Loss or any other failed check (exit 1) or an error (exit 2) fails it at once.
-echo "== load-test smoke (release build; steady 10 s, kafka-outage 20 s)"
+echo "== load-test smoke (release build; steady 10 s, kafka-outage 20 s, steady into Elasticsearch 10 s)"
 cargo build --release --locked --bin logtail --bin logtail-loadtest
 mkdir -p target/loadtest-smoke
 smoke() { # NAME ARGS...
@@ -107,6 +107,11 @@ smoke() { # NAME ARGS...
 smoke steady steady --rate 20000 --duration 10s --sink kafka
 smoke kafka-outage kafka-outage --rate 20000 --duration 20s --outage-at 3s --outage-for 2s \
   --recovery-grace 10s
+# Issue 15: gateway → Kafka (tansu) → indexer → osmem-server, every line searchable exactly once
+# (by marker and by _id), and the index read whole. A low rate and a loose p99: osmem-server,
+# an in-memory test server, indexes only a few thousand documents per CPU-second (RESULTS.md).
+smoke steady-elasticsearch steady --sink elasticsearch --rate 1000 --duration 10s \
+  --max-p99-ms 5000
 
 # The Debian package (tests/package.sh, issue 16) from the release build above: cargo deb,
 # dpkg -i, the gateway run as its unit would, a line sent with logger and read back, dpkg

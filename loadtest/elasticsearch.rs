@@ -37,8 +37,7 @@
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher as _, BuildHasherDefault, DefaultHasher};
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -63,33 +62,14 @@ pub const PAGE: usize = 5000;
 /// The Kafka consumer group of the indexer.
 const GROUP: &str = "loadtest-indexers";
 
-/// The osmem-server binary: `OSMEM_SERVER_BIN`, else the one in the wheel that `tests/run.sh`
-/// installs into `~/.local/osmem-venv` (as `test-fixtures/src/osmem.rs` finds it).
+/// The osmem-server binary, or how to install it.
 fn osmem_binary() -> anyhow::Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("OSMEM_SERVER_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let home = std::env::var_os("HOME").context("no HOME to find ~/.local/osmem-venv in")?;
-    let lib = PathBuf::from(home).join(".local/osmem-venv/lib");
-    std::fs::read_dir(&lib)
-        .ok()
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|python| {
-            python
-                .path()
-                .join("site-packages/osmem_server/bin/osmem-server")
-        })
-        .find(|bin| bin.is_file())
-        .with_context(|| {
-            format!(
-                "osmem-server is not installed under {} (tests/run.sh does it: \
-                 python3 -m venv ~/.local/osmem-venv && ~/.local/osmem-venv/bin/pip install \
-                 osmem-server==0.1.6), or set OSMEM_SERVER_BIN",
-                lib.display()
-            )
-        })
+    test_support::osmem::binary().with_context(|| {
+        format!(
+            "osmem-server is not installed (tests/run.sh does it: {}), or set OSMEM_SERVER_BIN",
+            test_support::osmem::INSTALL
+        )
+    })
 }
 
 /// The `[sink] ... [sink.elasticsearch]` tables of a logtail config writing to `url`'s
@@ -257,41 +237,15 @@ fn indexer_config(
     )
 }
 
-/// One HTTP/1.1 request (`Connection: close`) with an optional JSON body; the status and the
-/// body. Chunked answers are not expected: osmem-server and Elasticsearch send a length for
-/// these small JSON answers, and a chunked one fails to parse as JSON, which is reported.
-///
-/// # Errors
-/// When the server cannot be reached, or answers without a status line within 30 s.
+/// One request to osmem-server ([`test_support::osmem::request`]).
 pub fn request(
     address: SocketAddr,
     method: &str,
     path: &str,
     body: Option<&[u8]>,
 ) -> anyhow::Result<(u16, Vec<u8>)> {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))
-        .with_context(|| format!("connecting to {address}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let body = body.unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .with_context(|| format!("reading the answer to {method} {path}"))?;
-    let end = memchr::memmem::find(&answer, b"\r\n\r\n")
-        .with_context(|| format!("{method} {path}: an answer without a head"))?;
-    let status = std::str::from_utf8(&answer[..end])
-        .ok()
-        .and_then(|head| head.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("{method} {path}: no status line"))?;
-    Ok((status, answer[end + 4..].to_vec()))
+    test_support::osmem::request(address, method, path, body)
+        .with_context(|| format!("{method} {path} to {address}"))
 }
 
 /// What the reader has done so far, over the whole run (the verifier's tally is per step).

@@ -3,9 +3,7 @@
 //! back with `_count` and `_search`.
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -14,23 +12,7 @@ use test_support::net::free_port;
 
 use super::kafka::wait_until;
 
-/// The osmem-server binary: `OSMEM_SERVER_BIN`, else the one in the wheel that `tests/run.sh`
-/// installs into `~/.local/osmem-venv`.
-pub fn osmem_binary() -> Option<PathBuf> {
-    if let Some(bin) = std::env::var_os("OSMEM_SERVER_BIN") {
-        return Some(PathBuf::from(bin));
-    }
-    let lib = PathBuf::from(std::env::var_os("HOME")?).join(".local/osmem-venv/lib");
-    std::fs::read_dir(lib)
-        .ok()?
-        .flatten()
-        .map(|python| {
-            python
-                .path()
-                .join("site-packages/osmem_server/bin/osmem-server")
-        })
-        .find(|bin| bin.is_file())
-}
+pub use test_support::osmem::binary as osmem_binary;
 
 /// A running osmem-server, killed on drop.
 pub struct Osmem {
@@ -125,30 +107,17 @@ pub fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
-/// One HTTP/1.0 request; `None` when the server cannot be reached.
+/// One request ([`test_support::osmem::request`]) with a text body and answer; `None` when
+/// the server cannot be reached.
 pub fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
     body: Option<&str>,
 ) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    let body = body.unwrap_or("");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((status, body.to_string()))
+    let (status, answer) =
+        test_support::osmem::request(addr, method, path, body.map(str::as_bytes)).ok()?;
+    Some((status, String::from_utf8_lossy(&answer).into_owned()))
 }
 
 /// The messages of `documents`, checking each appears once.

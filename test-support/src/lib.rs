@@ -10,6 +10,7 @@
 pub mod ci;
 pub mod corpus;
 pub mod net;
+pub mod osmem;
 pub mod prometheus_text;
 pub mod proxy;
 pub mod tansu;

@@ -88,6 +88,7 @@
 //! into a reused per-thread buffer).
 
 mod compile;
+mod elasticsearch;
 mod json;
 mod parsed;
 mod syntax;
@@ -97,6 +98,7 @@ mod text;
 mod tests;
 
 pub use compile::Matcher;
+pub use elasticsearch::{elasticsearch_aggregatable_field, elasticsearch_query};
 pub use json::JsonRecord;
 pub use parsed::ParsedRecord;
 pub use syntax::Comparison;
@@ -174,6 +176,9 @@ pub enum QueryErrorKind {
     TooDeep,
     #[error("value too large to search for")]
     ValueTooLarge,
+    /// With `[search] backend = "elasticsearch"`: a term the index cannot answer.
+    #[error("{0} cannot be searched on Elasticsearch")]
+    NotOnElasticsearch(String),
 }
 
 impl QueryErrorKind {

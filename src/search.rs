@@ -15,6 +15,12 @@
 //! ([`SearchOptions::follow`]) starts with the last `limit` matches already stored, oldest
 //! first, then prints each new match as it is stored: the store's reader hands its output over
 //! and flushes it when it has read everything there is, which is when the ring is printed.
+//!
+//! With `[search] backend = "elasticsearch"` ([`config`]), the same questions go to an
+//! Elasticsearch/OpenSearch cluster instead ([`elasticsearch`]).
+
+pub mod config;
+pub mod elasticsearch;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};

@@ -44,6 +44,7 @@ use axum::routing::get;
 
 use crate::metrics::Metrics;
 use crate::search::SearchError;
+use crate::search::elasticsearch::{ElasticsearchSearch, ElasticsearchSearchError};
 use crate::sink::live_tail::LiveTail;
 
 use status::ThroughputHistory;
@@ -82,8 +83,11 @@ pub struct ListenerAddress {
 #[derive(Debug)]
 pub struct ApiContext {
     metrics: Arc<Metrics>,
-    /// `None` when the sink is not the local store: searching answers 409 then.
+    /// `None` when the sink is not the local store: searching answers 409 then (unless
+    /// `elasticsearch`).
     store: Option<StoreView>,
+    /// `[search] backend = "elasticsearch"`: search, histogram and fields ask the cluster.
+    elasticsearch: Option<Arc<ElasticsearchSearch>>,
     sink: &'static str,
     /// The listeners open now (the composition root sets them at start and after a reload).
     listeners: std::sync::RwLock<Vec<ListenerAddress>>,
@@ -100,6 +104,8 @@ pub struct ApiContext {
 pub struct ApiParts {
     pub metrics: Arc<Metrics>,
     pub store: Option<StoreView>,
+    /// `[search] backend = "elasticsearch"`: the cluster searched instead of the store.
+    pub elasticsearch: Option<Arc<ElasticsearchSearch>>,
     /// The sink's name (`store`, `kafka`, ...).
     pub sink: &'static str,
     pub tail: Arc<LiveTail>,
@@ -134,6 +140,7 @@ impl ApiContext {
         Ok(Arc::new(ApiContext {
             metrics: parts.metrics,
             store: parts.store,
+            elasticsearch: parts.elasticsearch,
             sink: parts.sink,
             listeners: std::sync::RwLock::new(Vec::new()),
             tail: parts.tail,
@@ -168,19 +175,7 @@ impl ApiContext {
         self: &Arc<Self>,
         scan: impl FnOnce(&AtomicBool) -> Result<T, SearchError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let _turn = tokio::time::timeout(SCAN_QUEUE_WAIT, self.scans.acquire())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "busy: {MAX_CONCURRENT_SCANS} searches are running; retry, or narrow \
-                         the time range"
-                    ),
-                )
-            })?;
+        let _turn = self.turn().await?;
         let stop = Arc::new(AtomicBool::new(false));
         let _stop_when_dropped = StopWhenDropped(stop.clone());
         let work = tokio::task::spawn_blocking(move || scan(&stop));
@@ -192,6 +187,41 @@ impl ApiContext {
                 format!("the search failed: {e}"),
             )),
         }
+    }
+}
+
+impl ApiContext {
+    /// One of the [`MAX_CONCURRENT_SCANS`] turns, or 503 after [`SCAN_QUEUE_WAIT`].
+    async fn turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+        tokio::time::timeout(SCAN_QUEUE_WAIT, self.scans.acquire())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "busy: {MAX_CONCURRENT_SCANS} searches are running; retry, or narrow \
+                         the time range"
+                    ),
+                )
+            })
+    }
+
+    /// The Elasticsearch backend, when `[search] backend = "elasticsearch"`.
+    fn elasticsearch(&self) -> Option<Arc<ElasticsearchSearch>> {
+        self.elasticsearch.clone()
+    }
+
+    /// Runs a search of the cluster once one of the [`MAX_CONCURRENT_SCANS`] turns is free
+    /// (the turns bound what the API asks of the cluster too). A request whose client goes
+    /// away drops the future, and with it the request to the cluster.
+    async fn remote<T>(
+        &self,
+        search: impl std::future::Future<Output = Result<T, ElasticsearchSearchError>>,
+    ) -> Result<T, ApiError> {
+        let _turn = self.turn().await?;
+        search.await.map_err(ApiError::from)
     }
 }
 
@@ -362,6 +392,28 @@ impl From<SearchError> for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("searching the store: {e}"),
             ),
+        }
+    }
+}
+
+impl From<ElasticsearchSearchError> for ApiError {
+    fn from(e: ElasticsearchSearchError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            ElasticsearchSearchError::Query(query) => {
+                ApiError::bad_parameter("q", message).with("column", query.column)
+            }
+            ElasticsearchSearchError::Refused { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, message)
+            }
+            ElasticsearchSearchError::TooManyBuckets { .. }
+            | ElasticsearchSearchError::SubMillisecondBuckets => {
+                ApiError::bad_parameter("buckets", message)
+            }
+            ElasticsearchSearchError::TooManyTies => ApiError::bad_parameter("cursor", message),
+            ElasticsearchSearchError::Unreachable(_) | ElasticsearchSearchError::Failed { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, message)
+            }
         }
     }
 }

@@ -31,7 +31,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::config::ElasticsearchSearchConfig;
-use super::{FieldCounts, Histogram, MAX_BUCKETS, Order, SearchOptions, SearchStats};
+use super::{BucketGrid, FieldCounts, Histogram, MAX_BUCKETS, Order, SearchOptions, SearchStats};
 use crate::query::{QueryError, elasticsearch_aggregatable_field, elasticsearch_query};
 use crate::setting::InvalidSetting;
 use crate::sink::elasticsearch::client::{ElasticsearchClient, HttpJob, RequestError};
@@ -289,17 +289,8 @@ impl ElasticsearchSearch {
         if width_us < 1000 || width_us % 1000 != 0 {
             return Err(ElasticsearchSearchError::SubMillisecondBuckets);
         }
-        let bucket_of = |t: i64| t.div_euclid(width_us) * width_us;
-        let too_many = |first: i64, last: i64| {
-            let buckets = (last.saturating_sub(first) / width_us) as u64 + 1;
-            (buckets > MAX_BUCKETS).then_some(ElasticsearchSearchError::TooManyBuckets { buckets })
-        };
-        if let (Some(from), Some(to)) = (opts.from_us, opts.to_us)
-            && let Some(error) =
-                too_many(bucket_of(from), bucket_of(to.saturating_sub(1).max(from)))
-        {
-            return Err(error);
-        }
+        let too_many = |buckets| ElasticsearchSearchError::TooManyBuckets { buckets };
+        let grid = BucketGrid::new(opts, width_us).map_err(too_many)?;
         let body = histogram_body(&filtered(query, opts)?, width_us / 1000);
         let answer: SearchAnswer = self.request("_search", &body).await?;
         let aggregations = answer.aggregations.unwrap_or(Value::Null);
@@ -315,34 +306,13 @@ impl ElasticsearchSearch {
                     continue;
                 };
                 *counts
-                    .entry(bucket_of(key_ms.saturating_mul(1000)))
+                    .entry(grid.bucket_of(key_ms.saturating_mul(1000)))
                     .or_default() += count;
-            }
-        }
-        let first = opts
-            .from_us
-            .map(bucket_of)
-            .or_else(|| counts.keys().next().copied());
-        let last = opts
-            .to_us
-            .map(|to| bucket_of(to.saturating_sub(1)))
-            .or_else(|| counts.keys().next_back().copied());
-        let mut buckets = Vec::new();
-        if let (Some(first), Some(last)) = (first, last)
-            && first <= last
-        {
-            if let Some(error) = too_many(first, last) {
-                return Err(error);
-            }
-            let mut at = Some(first);
-            while let Some(start) = at.filter(|&start| start <= last) {
-                buckets.push((start, counts.get(&start).copied().unwrap_or(0)));
-                at = start.checked_add(width_us);
             }
         }
         Ok(Histogram {
             width_us,
-            buckets,
+            buckets: grid.fill(opts, &counts).map_err(too_many)?,
             stats: SearchStats::default(),
         })
     }

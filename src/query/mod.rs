@@ -86,6 +86,12 @@
 //! ([`ParsedRecord`]). Needles are lowercased, regexes built and field names resolved once at
 //! compile time; matching a record does not allocate (a JSON string with escapes is unescaped
 //! into a reused per-thread buffer).
+//!
+//! # On Elasticsearch
+//!
+//! [`elasticsearch_query`] translates a query into Elasticsearch's query DSL for `[search]
+//! backend = "elasticsearch"` (fields read as the Elasticsearch sink's index template maps
+//! them); which forms map exactly and which approximately is in its module and in README.
 
 mod compile;
 mod elasticsearch;

@@ -3,7 +3,8 @@
 //! that keeps them in its local store and to one that indexes them into osmem through the
 //! Elasticsearch sink and searches osmem; the search API of both must return the same records
 //! for every query form, and the same histograms and facets. Also: paging with cursors over
-//! records that share their time, a bad query, Elasticsearch down or silent, and
+//! records that share their time (through the API, and through the library on documents
+//! that share their sort values exactly), a bad query, Elasticsearch down or silent, and
 //! `logtail search --config` on the cluster.
 
 use test_fixtures as common;
@@ -463,4 +464,116 @@ fn a_cluster_down_or_silent_is_a_502_within_the_timeout() {
     check(&silent_addr, "no answer within 800ms");
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     held.join().unwrap();
+}
+
+/// Documents that share their sort values (the same `timestamp` and `received_at` to the
+/// millisecond), and documents without a `timestamp`, paged a few at a time through the
+/// library: every document once, in the order of one big page, whatever the page size; the
+/// documents without a `timestamp` last newest first, first oldest first.
+#[test]
+fn pages_step_over_documents_sharing_their_sort_values() {
+    use logtail::search::config::ElasticsearchSearchConfig;
+    use logtail::search::elasticsearch::ElasticsearchSearch;
+    use logtail::search::{Order, SearchOptions};
+
+    let Some(osmem) = Osmem::start("pages_step_over_documents_sharing_their_sort_values") else {
+        return;
+    };
+    let template = logtail::sink::elasticsearch::index_template_body(&Default::default());
+    let (status, body) = common::osmem::request(
+        osmem.addr(),
+        "PUT",
+        "/_index_template/logtail",
+        Some(std::str::from_utf8(&template).unwrap()),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let mut bulk = String::new();
+    for n in 0..30 {
+        let document = match n {
+            // Twelve with the same time and receipt, to the microsecond.
+            0..12 => format!(
+                r#"{{"timestamp":"2026-11-30T10:00:05.000100Z","message":"tie {n}","received_at":"2026-11-30T10:00:06.000200Z"}}"#
+            ),
+            // Four without a timestamp.
+            12..16 => format!(
+                r#"{{"message":"untimed {n}","received_at":"2026-11-30T10:00:{n:02}.000000Z"}}"#
+            ),
+            _ => format!(
+                r#"{{"timestamp":"2026-11-30T10:00:{n:02}.000000Z","message":"spread {n}","received_at":"2026-11-30T10:01:00.000000Z"}}"#
+            ),
+        };
+        bulk += &format!(
+            "{{\"create\":{{\"_index\":\"logs-2026.11.30\",\"_id\":\"{n}\"}}}}\n{document}\n"
+        );
+    }
+    let (status, body) =
+        common::osmem::request(osmem.addr(), "POST", "/_bulk?refresh=true", Some(&bulk)).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("\"errors\":true"), "{body}");
+
+    let config = ElasticsearchSearchConfig {
+        endpoints: vec![format!("http://{}", osmem.addr()).try_into().unwrap()],
+        ..ElasticsearchSearchConfig::default()
+    };
+    let cluster = ElasticsearchSearch::new(&config).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let messages = |records: &[Vec<u8>]| -> Vec<String> {
+        records
+            .iter()
+            .map(|r| {
+                serde_json::from_slice::<Value>(r).unwrap()["message"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    for order in [Order::NewestFirst, Order::OldestFirst] {
+        let opts = |limit| SearchOptions {
+            from_us: None,
+            to_us: None,
+            limit: Some(limit),
+            order,
+            follow: false,
+        };
+        let whole = runtime
+            .block_on(cluster.page("", &opts(1000), None))
+            .unwrap();
+        assert_eq!(whole.next, None);
+        let whole = messages(&whole.records);
+        assert_eq!(whole.len(), 30);
+        let untimed: Vec<&String> = whole.iter().filter(|m| m.starts_with("untimed")).collect();
+        let at = whole.iter().position(|m| m.starts_with("untimed")).unwrap();
+        assert_eq!(
+            at,
+            if order == Order::NewestFirst { 26 } else { 0 },
+            "{whole:?}"
+        );
+        assert_eq!(untimed.len(), 4);
+        for limit in [1, 3, 5, 7, 12, 13] {
+            let (mut paged, mut after, mut skips) = (Vec::new(), None, Vec::new());
+            loop {
+                let page = runtime
+                    .block_on(cluster.page("", &opts(limit), after))
+                    .unwrap();
+                assert!(page.records.len() <= limit);
+                paged.extend(messages(&page.records));
+                match page.next {
+                    Some(next) => {
+                        skips.push(next.skip);
+                        after = Some(next);
+                    }
+                    None => break,
+                }
+            }
+            assert_eq!(paged, whole, "{order:?}, pages of {limit}");
+            if limit < 12 {
+                assert!(skips.iter().any(|&skip| skip > 1), "{skips:?}");
+            }
+        }
+    }
 }

@@ -582,7 +582,9 @@ fn search_elasticsearch(
                 limit: Some(left.min(1000) as usize),
                 ..opts.clone()
             };
-            let page = cluster.page(query, &page_opts, after).await?;
+            let page = cluster
+                .page(query, &page_opts, after, logtail::http::api::MAX_PAGE_BYTES)
+                .await?;
             for record in &page.records {
                 match args.format {
                     SearchFormat::Json => {

@@ -541,7 +541,7 @@ fn pages_step_over_documents_sharing_their_sort_values() {
             follow: false,
         };
         let whole = runtime
-            .block_on(cluster.page("", &opts(1000), None))
+            .block_on(cluster.page("", &opts(1000), None, usize::MAX))
             .unwrap();
         assert_eq!(whole.next, None);
         let whole = messages(&whole.records);
@@ -554,13 +554,23 @@ fn pages_step_over_documents_sharing_their_sort_values() {
             "{whole:?}"
         );
         assert_eq!(untimed.len(), 4);
-        for limit in [1, 3, 5, 7, 12, 13] {
+        // A byte cap of 1 cuts every page to one record, like a limit of 1.
+        for (limit, max_bytes) in [
+            (1, usize::MAX),
+            (3, usize::MAX),
+            (5, usize::MAX),
+            (7, usize::MAX),
+            (12, usize::MAX),
+            (13, usize::MAX),
+            (10, 1),
+        ] {
             let (mut paged, mut after, mut skips) = (Vec::new(), None, Vec::new());
             loop {
                 let page = runtime
-                    .block_on(cluster.page("", &opts(limit), after))
+                    .block_on(cluster.page("", &opts(limit), after, max_bytes))
                     .unwrap();
-                assert!(page.records.len() <= limit);
+                let most = if max_bytes == 1 { 1 } else { limit };
+                assert!(page.records.len() <= most);
                 paged.extend(messages(&page.records));
                 match page.next {
                     Some(next) => {
@@ -570,8 +580,11 @@ fn pages_step_over_documents_sharing_their_sort_values() {
                     None => break,
                 }
             }
-            assert_eq!(paged, whole, "{order:?}, pages of {limit}");
-            if limit < 12 {
+            assert_eq!(
+                paged, whole,
+                "{order:?}, pages of {limit}, {max_bytes} bytes"
+            );
+            if limit < 12 || max_bytes == 1 {
                 assert!(skips.iter().any(|&skip| skip > 1), "{skips:?}");
             }
         }

@@ -198,7 +198,8 @@ impl ElasticsearchSearch {
         })
     }
 
-    /// The first `opts.limit` (default 100) matches after `after`, in `opts.order`.
+    /// The first `opts.limit` (default 100) matches after `after`, in `opts.order`, cut short
+    /// (with a `next`) once they pass `max_bytes` (at least one record).
     ///
     /// # Errors
     /// See [`ElasticsearchSearchError`].
@@ -207,6 +208,7 @@ impl ElasticsearchSearch {
         query: &str,
         opts: &SearchOptions,
         after: Option<ElasticsearchCursor>,
+        max_bytes: usize,
     ) -> Result<ElasticsearchPage, ElasticsearchSearchError> {
         let limit = opts.limit.unwrap_or(100).max(1);
         let skip = after.map_or(0, |a| usize::try_from(a.skip).unwrap_or(usize::MAX));
@@ -229,8 +231,17 @@ impl ElasticsearchSearch {
             left_out += 1;
         }
         let mut page: Vec<Hit> = hits.collect();
-        let more = page.len() > limit;
+        let mut more = page.len() > limit;
         page.truncate(limit);
+        let mut bytes = 0;
+        if let Some(cut) = page.iter().position(|hit| {
+            bytes += hit.source.get().len();
+            bytes > max_bytes
+        }) {
+            let keep = cut.max(1);
+            more |= page.len() > keep;
+            page.truncate(keep);
+        }
         let next = match page.last() {
             Some(last) if more => {
                 let key = last.key();

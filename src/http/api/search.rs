@@ -68,7 +68,7 @@ pub(super) async fn search(
     if let Some(cluster) = context.elasticsearch() {
         let after = params.cursor_of(ElasticsearchCursor::from_cursor)?;
         let page = context
-            .remote(cluster.page(params.query_text(), &opts, after))
+            .remote(cluster.page(params.query_text(), &opts, after, MAX_PAGE_BYTES))
             .await?;
         let next = page.next.map(|cursor| cursor.to_cursor());
         return search_answer(page.records, next, &SearchStats::default(), started);

@@ -530,9 +530,7 @@ fn search_elasticsearch(
     } else {
         Order::NewestFirst
     };
-    let cluster = ElasticsearchSearch::new(config)
-        .map_err(|e| e.within("search.elasticsearch"))
-        .context("[search.elasticsearch]")?;
+    let cluster = ElasticsearchSearch::new(config).map_err(|e| e.within("search.elasticsearch"))?;
     let opts = SearchOptions {
         from_us: args.from.or_else(|| args.since.map(unix_micros_ago)),
         to_us: args.to,

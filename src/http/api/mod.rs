@@ -20,6 +20,11 @@
 //!   events waiting for its client. At most [`MAX_CONCURRENT_SCANS`] scans run at once (on
 //!   blocking threads, so the server keeps answering); more wait up to [`SCAN_QUEUE_WAIT`],
 //!   then get 503. A scan whose client goes away is stopped.
+//! - With `[search] backend = "elasticsearch"`, search, histogram and fields ask the cluster
+//!   instead ([`crate::search::elasticsearch`], [`ApiContext::remote`]), with the same turns;
+//!   memory is the cluster's answer (one page, or aggregations). The cluster unreachable,
+//!   silent past its `request_timeout_ms`, or answering with an error is a 502; a query it
+//!   refuses is a 400 with its reason. Live tail stays on the gateway's own pipeline.
 //! - With `[api] token_file`, every `/api/` request needs `Authorization: Bearer TOKEN` (or the
 //!   `access_token` parameter, for browsers' `EventSource`, which cannot send headers); else
 //!   401. The token is compared in constant time.

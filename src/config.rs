@@ -20,6 +20,7 @@ use crate::http::{ApiConfig, MetricsConfig};
 use crate::kafka::route::Route;
 use crate::parse::LegacyZone;
 use crate::pipeline::PipelineConfig;
+use crate::search::config::SearchConfig;
 use crate::setting::{InvalidSetting, TomlError};
 pub use crate::sink::{SinkConfig, SinkKind};
 pub use crate::source::config::{ListenerConfig, ListenerKind};
@@ -68,6 +69,9 @@ pub struct Config {
     pub api: ApiConfig,
     /// The web console at `/` of the metrics endpoint.
     pub console: ConsoleConfig,
+    /// What the search API, the console and `logtail search` search: the local store or
+    /// Elasticsearch.
+    pub search: SearchConfig,
 }
 
 impl Default for Config {
@@ -81,6 +85,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             api: ApiConfig::default(),
             console: ConsoleConfig::default(),
+            search: SearchConfig::default(),
         }
     }
 }
@@ -214,6 +219,7 @@ impl Config {
                 .elasticsearch
                 .check()
                 .map_err(|e| e.within("sink.elasticsearch")),
+            self.search.check().map_err(|e| e.within("search")),
         ];
         problems.extend(sections.into_iter().filter_map(Result::err));
         // Documents are the records' JSON.

@@ -15,7 +15,7 @@
 //!       ▲                                                                          │
 //!       └──────────────── ack: "durable" flows back to sources that wait ─────────┘
 //!
-//!  query (one grammar) ──► search over the store ──► `logtail search`, the HTTP API, the console
+//!  query (one grammar) ──► search over the store or Elasticsearch ──► `logtail search`, the HTTP API, the console
 //! ```
 //!
 //! A source never calls the pipeline by name: it hands each receive to an
@@ -44,7 +44,8 @@
 //!    write-ahead log), [`sink`] (the sink thread and its sinks: store, Kafka, Elasticsearch;
 //!    and the live tail it offers written batches to while someone follows).
 //! 3. **Reading back**: [`query`] (the query language and its matcher), [`search`] (queries
-//!    over the store, for `logtail search`).
+//!    over the store, or translated for Elasticsearch with `[search] backend = "elasticsearch"`,
+//!    for `logtail search` and the HTTP API).
 //! 4. **Programs**: [`config`] (reads the file; each section's struct lives with its
 //!    component), [`server`] (starts and stops the gateway), [`http`] (the one HTTP server:
 //!    `/metrics`, the search API under `/api/v1/`, and the console next), and [`agent`], the other half, run on every

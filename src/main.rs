@@ -423,9 +423,15 @@ fn search(args: SearchArgs) -> anyhow::Result<()> {
         let caret = " ".repeat(e.column.saturating_sub(1));
         anyhow::anyhow!("{e}\n  {}\n  {caret}^", args.query)
     })?;
-    let dir = match args.dir {
+    let dir = match args.dir.clone() {
         Some(dir) => dir,
-        None => Config::load(args.config.as_deref())?.store_dir(),
+        None => {
+            let config = Config::load(args.config.as_deref())?;
+            if config.search.backend == logtail::search::config::SearchBackend::Elasticsearch {
+                return search_elasticsearch(&args, &config.search.elasticsearch);
+            }
+            config.store_dir()
+        }
     };
     if !dir.is_dir() {
         anyhow::bail!(
@@ -501,6 +507,121 @@ fn search(args: SearchArgs) -> anyhow::Result<()> {
         // `logtail search | head` closes the pipe early: that is not an error.
         Err(e) if is_broken_pipe(e.as_ref()) => Ok(()),
         Err(e) => Err(e).with_context(|| format!("searching the store in {}", dir.display())),
+    }
+}
+
+/// `logtail search` with `[search] backend = "elasticsearch"`: the same output from the
+/// cluster (`--follow` excepted: live tail follows a gateway's own pipeline), page by page
+/// (so `--limit 0` streams in either order).
+fn search_elasticsearch(
+    args: &SearchArgs,
+    config: &logtail::search::config::ElasticsearchSearchConfig,
+) -> anyhow::Result<()> {
+    use logtail::query::JsonRecord;
+    use logtail::search::elasticsearch::ElasticsearchSearch;
+    use logtail::search::{Order, SearchOptions, write_text_line};
+
+    if args.follow {
+        anyhow::bail!(
+            "--follow follows a gateway's own pipeline, and this configuration searches \
+             Elasticsearch: follow with the console's live tail or GET /api/v1/tail on a gateway"
+        );
+    }
+    let order = if args.oldest_first {
+        Order::OldestFirst
+    } else {
+        Order::NewestFirst
+    };
+    let cluster = ElasticsearchSearch::new(config).map_err(|e| e.within("search.elasticsearch"))?;
+    let opts = SearchOptions {
+        from_us: args.from.or_else(|| args.since.map(unix_micros_ago)),
+        to_us: args.to,
+        limit: None,
+        order,
+        follow: false,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a runtime")?;
+    let stdout = std::io::stdout();
+    let is_tty = std::io::IsTerminal::is_terminal(&stdout);
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, stdout.lock());
+    let query = args.query.as_str();
+    let printed: anyhow::Result<u64> = runtime.block_on(async {
+        if args.count {
+            let count = cluster.count(query, &opts).await?;
+            writeln!(out, "{count}")?;
+            return Ok(count);
+        }
+        if let Some(width) = args.histogram {
+            let width_us = i64::try_from(width.as_micros()).unwrap_or(i64::MAX);
+            let histogram = cluster.histogram(query, &opts, width_us).await?;
+            for (start_us, count) in &histogram.buckets {
+                let mut time = Vec::with_capacity(32);
+                encode::format_rfc3339_micros(*start_us, &mut time);
+                let time = String::from_utf8_lossy(&time);
+                match args.format {
+                    SearchFormat::Json => {
+                        writeln!(out, "{{\"time\":\"{time}\",\"count\":{count}}}")?
+                    }
+                    SearchFormat::Text => writeln!(out, "{time} {count}")?,
+                }
+            }
+            return Ok(histogram.buckets.iter().map(|(_, count)| count).sum());
+        }
+        // Pages of at most 1000 records, each after the last one's cursor.
+        let mut left = if args.limit == 0 {
+            u64::MAX
+        } else {
+            args.limit as u64
+        };
+        let (mut after, mut printed, mut line) = (None, 0u64, Vec::new());
+        while left > 0 {
+            let page_opts = SearchOptions {
+                limit: Some(left.min(1000) as usize),
+                ..opts.clone()
+            };
+            let page = cluster
+                .page(query, &page_opts, after, logtail::http::api::MAX_PAGE_BYTES)
+                .await?;
+            for record in &page.records {
+                match args.format {
+                    SearchFormat::Json => {
+                        out.write_all(record)?;
+                        out.write_all(b"\n")?;
+                    }
+                    SearchFormat::Text => {
+                        line.clear();
+                        write_text_line(&JsonRecord::new(record), is_tty, &mut line);
+                        out.write_all(&line)?;
+                    }
+                }
+            }
+            printed += page.records.len() as u64;
+            left = left.saturating_sub(page.records.len() as u64);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        Ok(printed)
+    });
+    match printed.and_then(|printed| {
+        out.flush()?;
+        Ok(printed)
+    }) {
+        Ok(matched) => {
+            if args.stats {
+                eprintln!("{matched} matched (searched on Elasticsearch)");
+            }
+            Ok(())
+        }
+        Err(e) if is_broken_pipe(e.as_ref()) => Ok(()),
+        Err(e) => Err(e).context(format!(
+            "searching Elasticsearch ({})",
+            config.index.as_str()
+        )),
     }
 }
 

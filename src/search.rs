@@ -15,6 +15,12 @@
 //! ([`SearchOptions::follow`]) starts with the last `limit` matches already stored, oldest
 //! first, then prints each new match as it is stored: the store's reader hands its output over
 //! and flushes it when it has read everything there is, which is when the ring is printed.
+//!
+//! With `[search] backend = "elasticsearch"` ([`config`]), the same questions go to an
+//! Elasticsearch/OpenSearch cluster instead ([`elasticsearch`]).
+
+pub mod config;
+pub mod elasticsearch;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
@@ -207,52 +213,89 @@ pub fn histogram(
     width_us: i64,
     stop: &AtomicBool,
 ) -> Result<Histogram, SearchError> {
-    let width_us = width_us.max(1);
-    let bucket_of = |t: i64| t.div_euclid(width_us) * width_us;
-    let too_many = |first: i64, last: i64| {
-        let buckets = (last.saturating_sub(first) / width_us) as u64 + 1;
-        (buckets > MAX_BUCKETS).then_some(SearchError::TooManyBuckets { buckets })
-    };
-    // With both ends given, refuse before scanning.
-    if let (Some(from), Some(to)) = (opts.from_us, opts.to_us)
-        && let Some(error) = too_many(bucket_of(from), bucket_of(to.saturating_sub(1).max(from)))
-    {
-        return Err(error);
-    }
+    let grid = BucketGrid::new(opts, width_us)
+        .map_err(|buckets| SearchError::TooManyBuckets { buckets })?;
     let mut counts: BTreeMap<i64, u64> = BTreeMap::new();
     let opts_once = SearchOptions {
         follow: false,
         ..opts.clone()
     };
     let stats = scan_timed(dir, matcher, &opts_once, stop, &mut |time_us| {
-        *counts.entry(bucket_of(time_us)).or_default() += 1;
+        *counts.entry(grid.bucket_of(time_us)).or_default() += 1;
     })?;
-    let first = opts
-        .from_us
-        .map(bucket_of)
-        .or_else(|| counts.keys().next().copied());
-    let last = opts
-        .to_us
-        .map(|to| bucket_of(to.saturating_sub(1)))
-        .or_else(|| counts.keys().next_back().copied());
-    let mut buckets = Vec::new();
-    if let (Some(first), Some(last)) = (first, last)
-        && first <= last
-    {
-        if let Some(error) = too_many(first, last) {
-            return Err(error);
-        }
-        let mut at = Some(first);
-        while let Some(start) = at.filter(|&start| start <= last) {
-            buckets.push((start, counts.get(&start).copied().unwrap_or(0)));
-            at = start.checked_add(width_us);
-        }
-    }
     Ok(Histogram {
-        width_us,
-        buckets,
+        width_us: grid.width_us,
+        buckets: grid
+            .fill(opts, &counts)
+            .map_err(|buckets| SearchError::TooManyBuckets { buckets })?,
         stats,
     })
+}
+
+/// Buckets of one width aligned to its multiples since the epoch, over a search's range: what
+/// [`histogram`] and the Elasticsearch backend ([`elasticsearch`]) count into. Errors are the
+/// number of buckets, when more than [`MAX_BUCKETS`].
+pub(crate) struct BucketGrid {
+    pub(crate) width_us: i64,
+}
+
+impl BucketGrid {
+    /// A grid of `width_us` (at least 1); refused when both ends of `opts`' range are given
+    /// and span too many buckets (before anything is read).
+    pub(crate) fn new(opts: &SearchOptions, width_us: i64) -> Result<BucketGrid, u64> {
+        let grid = BucketGrid {
+            width_us: width_us.max(1),
+        };
+        if let (Some(from), Some(to)) = (opts.from_us, opts.to_us) {
+            let last = grid.bucket_of(to.saturating_sub(1).max(from));
+            grid.check(grid.bucket_of(from), last)?;
+        }
+        Ok(grid)
+    }
+
+    /// The start of the bucket of time `t`.
+    pub(crate) fn bucket_of(&self, t: i64) -> i64 {
+        t.div_euclid(self.width_us) * self.width_us
+    }
+
+    fn check(&self, first: i64, last: i64) -> Result<(), u64> {
+        let buckets = (last.saturating_sub(first) / self.width_us) as u64 + 1;
+        if buckets > MAX_BUCKETS {
+            Err(buckets)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `(start, count)` of every bucket, empty ones included, from the bucket of `from` (or of
+    /// the first counted) to the bucket of `to` (or of the last counted); `counts` by bucket
+    /// start.
+    pub(crate) fn fill(
+        &self,
+        opts: &SearchOptions,
+        counts: &BTreeMap<i64, u64>,
+    ) -> Result<Vec<(i64, u64)>, u64> {
+        let first = opts
+            .from_us
+            .map(|from| self.bucket_of(from))
+            .or_else(|| counts.keys().next().copied());
+        let last = opts
+            .to_us
+            .map(|to| self.bucket_of(to.saturating_sub(1)))
+            .or_else(|| counts.keys().next_back().copied());
+        let mut buckets = Vec::new();
+        if let (Some(first), Some(last)) = (first, last)
+            && first <= last
+        {
+            self.check(first, last)?;
+            let mut at = Some(first);
+            while let Some(start) = at.filter(|&start| start <= last) {
+                buckets.push((start, counts.get(&start).copied().unwrap_or(0)));
+                at = start.checked_add(self.width_us);
+            }
+        }
+        Ok(buckets)
+    }
 }
 
 /// What the scan reports to its caller.

@@ -41,6 +41,8 @@ use crate::http::api::{ApiContext, ApiParts, ListenerAddress, StoreView};
 use crate::metrics::{ListenerMetrics, MemoryBudgetMetrics, Metrics, SinkMetrics};
 use crate::pipeline::ring;
 use crate::pipeline::shard::{self, ShardCommand, ShardSettings};
+use crate::search::config::SearchBackend;
+use crate::search::elasticsearch::ElasticsearchSearch;
 use crate::sink;
 use crate::sink::live_tail::LiveTail;
 use crate::source::limits::MemoryBudget;
@@ -184,6 +186,13 @@ impl Server {
                     dir: config.store_dir(),
                     retention,
                 }),
+                elasticsearch: match config.search.backend {
+                    SearchBackend::Store => None,
+                    SearchBackend::Elasticsearch => Some(Arc::new(
+                        ElasticsearchSearch::new(&config.search.elasticsearch)
+                            .map_err(|e| e.within("search.elasticsearch"))?,
+                    )),
+                },
                 sink: config.sink.kind.as_str(),
                 tail: tail.clone(),
                 token_file: plan.token_file.clone(),

@@ -324,7 +324,7 @@ fn compile(expr: &Expr) -> Result<Node, QueryError> {
 }
 
 /// What kind of values a field holds, which decides what a value means for it.
-enum FieldKind {
+pub(super) enum FieldKind {
     /// Free text (the message): words, phrases, regexes.
     Text,
     /// A value compared as a whole (host, app, ...).
@@ -370,7 +370,7 @@ fn compile_term(term: &Term) -> Result<Node, QueryError> {
 }
 
 /// The field `name` stands for, whether its value is a list, and its kind.
-fn resolve(name: &str, column: usize) -> Result<(Field, bool, FieldKind), QueryError> {
+pub(super) fn resolve(name: &str, column: usize) -> Result<(Field, bool, FieldKind), QueryError> {
     let keyword = |field| Ok((field, false, FieldKind::Keyword));
     let agent = |param: &str| Field::Sd {
         id: AGENT_SD_ID.into(),
@@ -487,17 +487,7 @@ fn code_check(
         },
         Value::Regex(_) => unreachable!("regexes are compiled before codes"),
     };
-    let lower = text.to_ascii_lowercase();
-    let max = names.iter().map(|&(_, code)| code).max().unwrap_or(0);
-    let code = match lower.parse::<u8>() {
-        Ok(code) if code <= max => Some(code),
-        Ok(_) => None,
-        Err(_) => names
-            .iter()
-            .find(|&&(name, _)| name == lower)
-            .map(|&(_, code)| code),
-    };
-    let Some(code) = code else {
+    let Some(code) = code_number(names, text) else {
         return Err(QueryError {
             column,
             kind: QueryErrorKind::UnknownCode {
@@ -507,6 +497,20 @@ fn code_check(
         });
     };
     Ok(Check::Number(comparison, f64::from(code)))
+}
+
+/// The code `text` names: a name of `names` (any case) or a number up to the largest code.
+pub(super) fn code_number(names: &[(&str, u8)], text: &str) -> Option<u8> {
+    let lower = text.to_ascii_lowercase();
+    let max = names.iter().map(|&(_, code)| code).max().unwrap_or(0);
+    match lower.parse::<u8>() {
+        Ok(code) if code <= max => Some(code),
+        Ok(_) => None,
+        Err(_) => names
+            .iter()
+            .find(|&&(name, _)| name == lower)
+            .map(|&(_, code)| code),
+    }
 }
 
 fn render_pieces(pieces: &[GlobPiece]) -> String {

@@ -86,8 +86,15 @@
 //! ([`ParsedRecord`]). Needles are lowercased, regexes built and field names resolved once at
 //! compile time; matching a record does not allocate (a JSON string with escapes is unescaped
 //! into a reused per-thread buffer).
+//!
+//! # On Elasticsearch
+//!
+//! [`elasticsearch_query`] translates a query into Elasticsearch's query DSL for `[search]
+//! backend = "elasticsearch"` (fields read as the Elasticsearch sink's index template maps
+//! them); which forms map exactly and which approximately is in its module and in README.
 
 mod compile;
+mod elasticsearch;
 mod json;
 mod parsed;
 mod syntax;
@@ -97,6 +104,7 @@ mod text;
 mod tests;
 
 pub use compile::Matcher;
+pub use elasticsearch::{elasticsearch_aggregatable_field, elasticsearch_query};
 pub use json::JsonRecord;
 pub use parsed::ParsedRecord;
 pub use syntax::Comparison;
@@ -174,6 +182,9 @@ pub enum QueryErrorKind {
     TooDeep,
     #[error("value too large to search for")]
     ValueTooLarge,
+    /// With `[search] backend = "elasticsearch"`: a term the index cannot answer.
+    #[error("{0} cannot be searched on Elasticsearch")]
+    NotOnElasticsearch(String),
 }
 
 impl QueryErrorKind {

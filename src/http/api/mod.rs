@@ -20,6 +20,11 @@
 //!   events waiting for its client. At most [`MAX_CONCURRENT_SCANS`] scans run at once (on
 //!   blocking threads, so the server keeps answering); more wait up to [`SCAN_QUEUE_WAIT`],
 //!   then get 503. A scan whose client goes away is stopped.
+//! - With `[search] backend = "elasticsearch"`, search, histogram and fields ask the cluster
+//!   instead ([`crate::search::elasticsearch`], [`ApiContext::remote`]), with the same turns;
+//!   memory is the cluster's answer (one page, or aggregations). The cluster unreachable,
+//!   silent past its `request_timeout_ms`, or answering with an error is a 502; a query it
+//!   refuses is a 400 with its reason. Live tail stays on the gateway's own pipeline.
 //! - With `[api] token_file`, every `/api/` request needs `Authorization: Bearer TOKEN` (or the
 //!   `access_token` parameter, for browsers' `EventSource`, which cannot send headers); else
 //!   401. The token is compared in constant time.
@@ -44,6 +49,7 @@ use axum::routing::get;
 
 use crate::metrics::Metrics;
 use crate::search::SearchError;
+use crate::search::elasticsearch::{ElasticsearchSearch, ElasticsearchSearchError};
 use crate::sink::live_tail::LiveTail;
 
 use status::ThroughputHistory;
@@ -80,8 +86,11 @@ pub struct ListenerAddress {
 #[derive(Debug)]
 pub struct ApiContext {
     metrics: Arc<Metrics>,
-    /// `None` when the sink is not the local store: searching answers 409 then.
+    /// `None` when the sink is not the local store: searching answers 409 then (unless
+    /// `elasticsearch`).
     store: Option<StoreView>,
+    /// `[search] backend = "elasticsearch"`: search, histogram and fields ask the cluster.
+    elasticsearch: Option<Arc<ElasticsearchSearch>>,
     sink: &'static str,
     /// The listeners open now (the composition root sets them at start and after a reload).
     listeners: std::sync::RwLock<Vec<ListenerAddress>>,
@@ -98,6 +107,8 @@ pub struct ApiContext {
 pub struct ApiParts {
     pub metrics: Arc<Metrics>,
     pub store: Option<StoreView>,
+    /// `[search] backend = "elasticsearch"`: the cluster searched instead of the store.
+    pub elasticsearch: Option<Arc<ElasticsearchSearch>>,
     /// The sink's name (`store`, `kafka`, ...).
     pub sink: &'static str,
     pub tail: Arc<LiveTail>,
@@ -132,6 +143,7 @@ impl ApiContext {
         Ok(Arc::new(ApiContext {
             metrics: parts.metrics,
             store: parts.store,
+            elasticsearch: parts.elasticsearch,
             sink: parts.sink,
             listeners: std::sync::RwLock::new(Vec::new()),
             tail: parts.tail,
@@ -166,19 +178,7 @@ impl ApiContext {
         self: &Arc<Self>,
         scan: impl FnOnce(&AtomicBool) -> Result<T, SearchError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let _turn = tokio::time::timeout(SCAN_QUEUE_WAIT, self.scans.acquire())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "busy: {MAX_CONCURRENT_SCANS} searches are running; retry, or narrow \
-                         the time range"
-                    ),
-                )
-            })?;
+        let _turn = self.turn().await?;
         let stop = Arc::new(AtomicBool::new(false));
         let _stop_when_dropped = StopWhenDropped(stop.clone());
         let work = tokio::task::spawn_blocking(move || scan(&stop));
@@ -190,6 +190,41 @@ impl ApiContext {
                 format!("the search failed: {e}"),
             )),
         }
+    }
+}
+
+impl ApiContext {
+    /// One of the [`MAX_CONCURRENT_SCANS`] turns, or 503 after [`SCAN_QUEUE_WAIT`].
+    async fn turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+        tokio::time::timeout(SCAN_QUEUE_WAIT, self.scans.acquire())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "busy: {MAX_CONCURRENT_SCANS} searches are running; retry, or narrow \
+                         the time range"
+                    ),
+                )
+            })
+    }
+
+    /// The Elasticsearch backend, when `[search] backend = "elasticsearch"`.
+    fn elasticsearch(&self) -> Option<Arc<ElasticsearchSearch>> {
+        self.elasticsearch.clone()
+    }
+
+    /// Runs a search of the cluster once one of the [`MAX_CONCURRENT_SCANS`] turns is free
+    /// (the turns bound what the API asks of the cluster too). A request whose client goes
+    /// away drops the future, and with it the request to the cluster.
+    async fn remote<T>(
+        &self,
+        search: impl std::future::Future<Output = Result<T, ElasticsearchSearchError>>,
+    ) -> Result<T, ApiError> {
+        let _turn = self.turn().await?;
+        search.await.map_err(ApiError::from)
     }
 }
 
@@ -360,6 +395,28 @@ impl From<SearchError> for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("searching the store: {e}"),
             ),
+        }
+    }
+}
+
+impl From<ElasticsearchSearchError> for ApiError {
+    fn from(e: ElasticsearchSearchError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            ElasticsearchSearchError::Query(query) => {
+                ApiError::bad_parameter("q", message).with("column", query.column)
+            }
+            ElasticsearchSearchError::Refused { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, message)
+            }
+            ElasticsearchSearchError::TooManyBuckets { .. }
+            | ElasticsearchSearchError::SubMillisecondBuckets => {
+                ApiError::bad_parameter("buckets", message)
+            }
+            ElasticsearchSearchError::TooManyTies => ApiError::bad_parameter("cursor", message),
+            ElasticsearchSearchError::Unreachable(_) | ElasticsearchSearchError::Failed { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, message)
+            }
         }
     }
 }

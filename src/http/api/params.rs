@@ -132,12 +132,25 @@ impl Params {
         }
     }
 
+    /// `q` as given (empty when absent), for a backend that reads the text itself.
+    pub(super) fn query_text(&self) -> &str {
+        self.get("q").unwrap_or("")
+    }
+
     /// `cursor`: the `next` of a previous page.
     pub(super) fn cursor(&self) -> Result<Option<PageKey>, ApiError> {
+        self.cursor_of(PageKey::from_cursor)
+    }
+
+    /// `cursor`, read by `read` (each backend has its own).
+    pub(super) fn cursor_of<T>(
+        &self,
+        read: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, ApiError> {
         self.get("cursor")
             .filter(|text| !text.is_empty())
             .map(|text| {
-                PageKey::from_cursor(text).ok_or_else(|| {
+                read(text).ok_or_else(|| {
                     ApiError::bad_parameter(
                         "cursor",
                         format!(

@@ -1,5 +1,8 @@
 //! `search`, `histogram` and `fields`: the endpoints that scan the store, each a call into
-//! [`crate::search`] on a blocking thread ([`ApiContext::scan`]).
+//! [`crate::search`] on a blocking thread ([`ApiContext::scan`]); or, with `[search] backend =
+//! "elasticsearch"`, a request to the cluster ([`crate::search::elasticsearch`],
+//! [`ApiContext::remote`]) answered in the same shape (`scanned_blocks` and `skipped_blocks`
+//! are 0 then, and cursors are the cluster's).
 //!
 //! Records are sent as the JSON objects `logtail read` prints, embedded as they are stored (a
 //! record that is not JSON, from a store written with `encoding = "raw"`, is sent as
@@ -16,6 +19,7 @@ use serde_json::value::RawValue;
 
 use super::params::Params;
 use super::{ApiContext, ApiError, MAX_LIMIT, MAX_PAGE_BYTES, json_response, rfc3339};
+use crate::search::elasticsearch::ElasticsearchCursor;
 use crate::search::{self as engine, SearchOptions, SearchStats};
 
 /// `GET /api/v1/search` answers this.
@@ -53,8 +57,6 @@ pub(super) async fn search(
     let (from_us, to_us) = params.range()?;
     let limit = params.number("limit", 100, 1, MAX_LIMIT)?;
     let order = params.order()?;
-    let after = params.cursor()?;
-    let dir = context.store()?.dir.clone();
     let opts = SearchOptions {
         from_us,
         to_us,
@@ -63,15 +65,35 @@ pub(super) async fn search(
         follow: false,
     };
     let started = Instant::now();
+    if let Some(cluster) = context.elasticsearch() {
+        let after = params.cursor_of(ElasticsearchCursor::from_cursor)?;
+        let page = context
+            .remote(cluster.page(params.query_text(), &opts, after, MAX_PAGE_BYTES))
+            .await?;
+        let next = page.next.map(|cursor| cursor.to_cursor());
+        return search_answer(page.records, next, &SearchStats::default(), started);
+    }
+    let after = params.cursor()?;
+    let dir = context.store()?.dir.clone();
     let page = context
         .scan(move |stop| engine::page(&dir, &matcher, &opts, after, MAX_PAGE_BYTES, stop))
         .await?;
-    let (scanned_blocks, skipped_blocks) = block_counts(&page.stats);
+    let next = page.next.map(|key| key.to_cursor());
+    search_answer(page.records, next, &page.stats, started)
+}
+
+/// The answer of `search`: `records` as JSON, `next` the cursor of the next page.
+fn search_answer(
+    records: Vec<Vec<u8>>,
+    next: Option<String>,
+    stats: &SearchStats,
+    started: Instant,
+) -> Result<Response, ApiError> {
+    let (scanned_blocks, skipped_blocks) = block_counts(stats);
     let answer = SearchAnswer {
-        truncated: page.next.is_some(),
-        next: page.next.map(|key| key.to_cursor()),
-        records: page
-            .records
+        truncated: next.is_some(),
+        next,
+        records: records
             .into_iter()
             .map(raw_or_wrapped)
             .collect::<Result<_, _>>()
@@ -161,7 +183,6 @@ pub(super) async fn histogram(
         ));
     }
     let width_us = bucket_width_us(to_us - from_us, buckets);
-    let dir = context.store()?.dir.clone();
     let opts = SearchOptions {
         from_us: Some(from_us),
         to_us: Some(to_us),
@@ -170,9 +191,19 @@ pub(super) async fn histogram(
         follow: false,
     };
     let started = Instant::now();
-    let histogram = context
-        .scan(move |stop| engine::histogram(&dir, &matcher, &opts, width_us, stop))
-        .await?;
+    let histogram = match context.elasticsearch() {
+        Some(cluster) => {
+            context
+                .remote(cluster.histogram(params.query_text(), &opts, width_us))
+                .await?
+        }
+        None => {
+            let dir = context.store()?.dir.clone();
+            context
+                .scan(move |stop| engine::histogram(&dir, &matcher, &opts, width_us, stop))
+                .await?
+        }
+    };
     let (scanned_blocks, skipped_blocks) = block_counts(&histogram.stats);
     let answer = HistogramAnswer {
         from: rfc3339(from_us),
@@ -226,7 +257,6 @@ pub(super) async fn fields(
     let (from_us, to_us) = params.range()?;
     let (name, field, list) = params.field()?;
     let top = params.number("top", 10, 1, 100)?;
-    let dir = context.store()?.dir.clone();
     let opts = SearchOptions {
         from_us,
         to_us,
@@ -235,9 +265,19 @@ pub(super) async fn fields(
         follow: false,
     };
     let started = Instant::now();
-    let counts = context
-        .scan(move |stop| engine::fields(&dir, &matcher, &opts, (&field, list), top, stop))
-        .await?;
+    let counts = match context.elasticsearch() {
+        Some(cluster) => {
+            context
+                .remote(cluster.fields(params.query_text(), &opts, &name, top))
+                .await?
+        }
+        None => {
+            let dir = context.store()?.dir.clone();
+            context
+                .scan(move |stop| engine::fields(&dir, &matcher, &opts, (&field, list), top, stop))
+                .await?
+        }
+    };
     let (scanned_blocks, skipped_blocks) = block_counts(&counts.stats);
     let answer = FieldsAnswer {
         field: name,

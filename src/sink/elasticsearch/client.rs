@@ -1,7 +1,10 @@
-//! The HTTP/1.1 client of the Elasticsearch sink: one thread (`es-http`) with a current-thread
-//! tokio runtime that runs each request as a task, so the sink thread never blocks on the
-//! network. Requests arrive as [`HttpJob`]s and their [`HttpAnswer`]s go back on a channel the
-//! sink thread drains.
+//! The HTTP/1.1 client of Elasticsearch: [`ElasticsearchClient`], which the sink drives from
+//! one thread (`es-http`, [`HttpWorker`]) with a current-thread tokio runtime that runs each
+//! request as a task, so the sink thread never blocks on the network (requests arrive as
+//! [`HttpJob`]s and their [`HttpAnswer`]s go back on a channel the sink thread drains), and
+//! which the search backend ([`crate::search::elasticsearch`]) calls directly from the HTTP
+//! API's tasks. It is `Send + Sync`: the pool is behind a mutex held only to take or return a
+//! connection, never across an `.await`.
 //!
 //! - Connections are kept alive and reused (an idle pool per endpoint); a request that fails on
 //!   a reused connection (the server closed it while idle) is tried once more on a new one.
@@ -13,10 +16,9 @@
 //!   crates already in the build for the HTTP server and the TLS listeners, rather than reqwest
 //!   and its pool, proxy and redirect machinery.
 
-use std::cell::{Cell, RefCell};
 use std::io::Write as _;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,7 +29,7 @@ use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::config::{BodyCompression, ElasticsearchSinkConfig, Endpoint};
+use super::config::{Auth, BodyCompression, ElasticsearchSinkConfig, Endpoint};
 use crate::setting::InvalidSetting;
 
 /// One request for the HTTP thread.
@@ -92,28 +94,17 @@ impl HttpWorker {
     /// # Errors
     /// When the CA file cannot be used (under its key) or the thread cannot start.
     pub fn start(config: &ElasticsearchSinkConfig) -> anyhow::Result<HttpWorker> {
-        let tls = match &config.ca_file {
-            Some(ca) if config.endpoints.iter().any(|e| e.tls) => Some(connector(ca)?),
-            _ => None,
-        };
-        let client = Client {
-            endpoints: config.endpoints.clone(),
-            current: Cell::new(0),
-            idle: RefCell::new(config.endpoints.iter().map(|_| Vec::new()).collect()),
-            tls,
-            auth: config
-                .auth
-                .header()
-                .map(|h| HeaderValue::from_str(&h))
-                .transpose()
-                .map_err(|_| InvalidSetting::new("auth", "not a valid HTTP header value"))?,
-            gzip: config.compression == BodyCompression::Gzip,
-            timeout: config.request_timeout,
-        };
+        let client = ElasticsearchClient::new(
+            &config.endpoints,
+            &config.auth,
+            config.ca_file.as_deref(),
+            config.compression,
+            config.request_timeout,
+        )?;
         let (jobs, mut incoming) = tokio::sync::mpsc::unbounded_channel::<HttpJob>();
         let (answer, answers) = std::sync::mpsc::channel();
         let thread = crate::runtime::spawn("es-http".into(), move || async move {
-            let client = Rc::new(client);
+            let client = Arc::new(client);
             while let Some(job) = incoming.recv().await {
                 let client = client.clone();
                 let answer = answer.clone();
@@ -164,6 +155,40 @@ impl Drop for HttpWorker {
     }
 }
 
+impl ElasticsearchClient {
+    /// A client of `endpoints` (tried in turn), authenticating with `auth`, trusting the CAs of
+    /// `ca_file` for `https` endpoints; a request without a full answer after `timeout` fails.
+    ///
+    /// # Errors
+    /// A CA file that cannot be used, or an auth value that is not a valid header (under the
+    /// key at fault).
+    pub fn new(
+        endpoints: &[Endpoint],
+        auth: &Auth,
+        ca_file: Option<&std::path::Path>,
+        compression: BodyCompression,
+        timeout: Duration,
+    ) -> Result<ElasticsearchClient, InvalidSetting> {
+        let tls = match ca_file {
+            Some(ca) if endpoints.iter().any(|e| e.tls) => Some(connector(ca)?),
+            _ => None,
+        };
+        Ok(ElasticsearchClient {
+            endpoints: endpoints.to_vec(),
+            current: AtomicUsize::new(0),
+            idle: Mutex::new(endpoints.iter().map(|_| Vec::new()).collect()),
+            tls,
+            auth: auth
+                .header()
+                .map(|h| HeaderValue::from_str(&h))
+                .transpose()
+                .map_err(|_| InvalidSetting::new("auth", "not a valid HTTP header value"))?,
+            gzip: compression == BodyCompression::Gzip,
+            timeout,
+        })
+    }
+}
+
 fn connector(ca: &std::path::Path) -> Result<tokio_rustls::TlsConnector, InvalidSetting> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in crate::pem::read_certificates("ca_file", ca)? {
@@ -188,13 +213,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 type Sender = SendRequest<Full<Bytes>>;
 
-/// Lives on the HTTP thread only.
-struct Client {
+/// Endpoints, their idle connections, TLS and auth: what every request needs.
+pub struct ElasticsearchClient {
     endpoints: Vec<Endpoint>,
     /// The endpoint that answered last.
-    current: Cell<usize>,
+    current: AtomicUsize,
     /// Idle kept-alive connections, per endpoint.
-    idle: RefCell<Vec<Vec<Sender>>>,
+    idle: Mutex<Vec<Vec<Sender>>>,
     tls: Option<tokio_rustls::TlsConnector>,
     auth: Option<HeaderValue>,
     gzip: bool,
@@ -209,8 +234,21 @@ enum TryError {
     Endpoint(String),
 }
 
-impl Client {
-    async fn send(&self, job: &HttpJob) -> Result<HttpReply, RequestError> {
+impl std::fmt::Debug for ElasticsearchClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ElasticsearchClient")
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ElasticsearchClient {
+    /// Sends `job` (to the endpoint that answered last, then to the others in turn) and reads
+    /// the whole answer.
+    ///
+    /// # Errors
+    /// No endpoint reachable, or no full answer within the timeout.
+    pub async fn send(&self, job: &HttpJob) -> Result<HttpReply, RequestError> {
         let body = if self.gzip {
             let mut encoder = flate2::write::GzEncoder::new(
                 Vec::with_capacity(job.body.len() / 4),
@@ -227,7 +265,7 @@ impl Client {
             let mut stale_retried = false;
             let mut tried = 0;
             while tried < self.endpoints.len() {
-                let at = self.current.get();
+                let at = self.current.load(Ordering::Relaxed) % self.endpoints.len();
                 match self.try_endpoint(at, job, &body, !stale_retried).await {
                     Ok(reply) => return Ok(reply),
                     Err(TryError::Stale(e)) if !stale_retried => {
@@ -236,7 +274,8 @@ impl Client {
                     }
                     Err(TryError::Stale(e) | TryError::Endpoint(e)) => {
                         errors.push(format!("{}: {e}", self.endpoints[at]));
-                        self.current.set((at + 1) % self.endpoints.len());
+                        self.current
+                            .store((at + 1) % self.endpoints.len(), Ordering::Relaxed);
                         tried += 1;
                     }
                 }
@@ -303,7 +342,7 @@ impl Client {
             .map_err(|e| TryError::Endpoint(e.to_string()))?
             .to_bytes();
         if !sender.is_closed()
-            && let Ok(mut idle) = self.idle.try_borrow_mut()
+            && let Ok(mut idle) = self.idle.lock()
         {
             idle[at].push(sender);
         }
@@ -311,7 +350,7 @@ impl Client {
     }
 
     fn idle_sender(&self, at: usize) -> Option<Sender> {
-        let mut idle = self.idle.try_borrow_mut().ok()?;
+        let mut idle = self.idle.lock().ok()?;
         while let Some(sender) = idle[at].pop() {
             if !sender.is_closed() {
                 return Some(sender);
@@ -342,7 +381,7 @@ impl Client {
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("HTTP handshake: {e}"))?;
-        tokio::task::spawn_local(async move {
+        tokio::spawn(async move {
             // Ends when the server closes the connection or the sender is dropped.
             let _ = connection.await;
         });

@@ -123,9 +123,6 @@ impl ElasticsearchSinkConfig {
     /// # Errors
     /// The first key whose value cannot work.
     pub fn check(&self) -> Result<(), InvalidSetting> {
-        if self.endpoints.is_empty() {
-            return Err(InvalidSetting::new("endpoints", "give at least one URL"));
-        }
         for (key, value) in [
             ("bulk_max_docs", self.bulk_max_docs),
             ("bulk_max_bytes", self.bulk_max_bytes),
@@ -158,16 +155,7 @@ impl ElasticsearchSinkConfig {
                 ),
             ));
         }
-        if self.endpoints.iter().any(|e| e.tls) {
-            let Some(ca) = &self.ca_file else {
-                return Err(InvalidSetting::new(
-                    "ca_file",
-                    "an https endpoint needs the CA certificates that sign it (the system's \
-                     bundle is /etc/ssl/certs/ca-certificates.crt)",
-                ));
-            };
-            crate::pem::read_certificates("ca_file", ca)?;
-        }
+        check_endpoints(&self.endpoints, self.ca_file.as_deref())?;
         self.spill.check().map_err(|e| e.within("spill"))?;
         self.wal.check().map_err(|e| e.within("wal"))
     }
@@ -178,6 +166,31 @@ impl ElasticsearchSinkConfig {
             .clone()
             .unwrap_or_else(|| data_dir.join("elasticsearch-dead-letter.ndjson"))
     }
+}
+
+/// `endpoints` and `ca_file`, as every Elasticsearch client section has them (the sink's and
+/// `[search.elasticsearch]`): at least one endpoint, and a readable CA file for `https` ones.
+///
+/// # Errors
+/// Under `endpoints` or `ca_file`.
+pub fn check_endpoints(
+    endpoints: &[Endpoint],
+    ca_file: Option<&Path>,
+) -> Result<(), InvalidSetting> {
+    if endpoints.is_empty() {
+        return Err(InvalidSetting::new("endpoints", "give at least one URL"));
+    }
+    if endpoints.iter().any(|e| e.tls) {
+        let Some(ca) = ca_file else {
+            return Err(InvalidSetting::new(
+                "ca_file",
+                "an https endpoint needs the CA certificates that sign it (the system's \
+                 bundle is /etc/ssl/certs/ca-certificates.crt)",
+            ));
+        };
+        crate::pem::read_certificates("ca_file", ca)?;
+    }
+    Ok(())
 }
 
 fn valid_template_name(name: &str) -> bool {

@@ -34,12 +34,13 @@
 //! - [`index`]: index names and `_id`s.
 //! - [`bulk`]: request bodies, response items and their outcomes, backoff (pure).
 //! - [`tickets`]: the batches not fully resolved, and their acknowledgements.
-//! - `client`: the HTTP/1.1 client thread (keep-alive, gzip, TLS, endpoints in turn).
+//! - [`client`]: the HTTP/1.1 client (keep-alive, gzip, TLS, endpoints in turn) and its thread;
+//!   the search backend uses the client too.
 //! - [`dead_letter`]: the file of refused documents.
 //! - this file: the sink, which observes, asks the state machine, and does the I/O.
 
 mod bulk;
-mod client;
+pub mod client;
 pub mod config;
 pub mod dead_letter;
 pub mod index;
@@ -737,8 +738,9 @@ impl Sink for ElasticsearchSink {
 }
 
 /// The composable index template for the indices `index` names: keyword fields for what is
-/// matched exactly, dates for the timestamps, text for the message.
-fn index_template_body(index: &IndexTemplate) -> Vec<u8> {
+/// matched exactly, dates for the timestamps, text for the message. The search backend's
+/// query translation ([`crate::query::elasticsearch_query`]) reads the fields as this maps them.
+pub fn index_template_body(index: &IndexTemplate) -> Vec<u8> {
     let keyword = serde_json::json!({ "type": "keyword", "ignore_above": 1024 });
     let body = serde_json::json!({
         "index_patterns": [index.pattern()],

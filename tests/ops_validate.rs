@@ -272,6 +272,11 @@ endpoints = ["https://es1:9243/prefix", "http://[::1]:9200"]
 index = "logs-{{app}}-%Y.%m"
 ca_file = "{ca}"
 auth = {{ type = "basic", username = "indexer", password = "secret" }}
+[search]
+backend = "elasticsearch"
+[search.elasticsearch]
+index = "logs-*,audit-*"
+request_timeout_ms = 2500
 [sink.kafka]
 acks = "-1"
 key = ""
@@ -297,6 +302,8 @@ topic_template = "logs-{{app}}"
         "\nindex = \"logs-{app}-%Y.%m\"\n",
         &format!("\nca_file = \"{}\"\n", pki.ca_file().display()),
         "\nacks = \"all\"\n",
+        "\n[search]\nbackend = \"elasticsearch\"\n",
+        "\nindex = \"logs-*,audit-*\"\nrequest_timeout_ms = 2500\n",
         "\nkey = \"\"\n",
         "\ntopic_template = \"logs-{app}\"\n",
         "\ntype = \"basic\"\nusername = \"indexer\"\npassword = \"secret\"\n",

@@ -171,6 +171,9 @@ impl KafkaSourceConfig {
                 },
             )
             .set("statistics.interval.ms", "1000")
+            // Cooperative: a rebalance revokes only the partitions that move, so the others keep
+            // flowing and what they have in flight is not read again.
+            .set("partition.assignment.strategy", "cooperative-sticky")
             .set_log_level(RDKafkaLogLevel::Warning);
         for (key, value) in &self.librdkafka {
             config.set(key, value);
@@ -253,6 +256,7 @@ impl ConsumerContext for SourceContext {
     /// assignment (the session expired) or a failed rebalance may already belong to another
     /// member: nothing of it is committed, everything of it is abandoned.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        tracing::info!(listener = %self.listener, "kafka: {}", describe(rebalance, consumer.assignment_lost()));
         let acknowledged = self.acks.status().acknowledged;
         let commit = match rebalance {
             Rebalance::Assign(_) => return,
@@ -295,6 +299,21 @@ impl ConsumerContext for SourceContext {
             }
         }
     }
+}
+
+/// A rebalance as the log says it: `revoked logs/0 logs/1`.
+fn describe(rebalance: &Rebalance<'_>, lost: bool) -> String {
+    let (what, partitions) = match rebalance {
+        Rebalance::Assign(partitions) => ("assigned", *partitions),
+        Rebalance::Revoke(partitions) if lost => ("lost", *partitions),
+        Rebalance::Revoke(partitions) => ("revoked", *partitions),
+        Rebalance::Error(e) => return format!("rebalance failed: {e}"),
+    };
+    let mut text = what.to_string();
+    for element in partitions.elements() {
+        let _ = write!(text, " {}/{}", element.topic(), element.partition());
+    }
+    text
 }
 
 /// What a Kafka source owes its group: the offset of every record taken and not yet committed,

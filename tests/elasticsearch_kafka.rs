@@ -266,6 +266,16 @@ fn wait_until_every_lag_is_zero_at_its_one_owner(indexers: &[&Served]) {
     }
 }
 
+/// Asserts that every line [`rebalance_mid_stream`] sent is `present`.
+fn assert_every_line(present: impl Fn(&str) -> bool) {
+    for host in HOSTS {
+        for seq in 0..PER_HOST {
+            let expected = format!("{host} {seq} lorem ipsum dolor sit amet");
+            assert!(present(&expected), "{expected:?} missing");
+        }
+    }
+}
+
 /// A group of two indexers after [`rebalance_mid_stream`]: both running, every line in Kafka.
 struct Rebalanced {
     _tansu: Tansu,
@@ -399,12 +409,7 @@ fn a_rebalance_between_two_indexers_in_one_group_loses_nothing_and_duplicates_no
         .collect();
     assert_eq!(documents.len() as u64, total);
     let messages = distinct_messages(&documents);
-    for host in HOSTS {
-        for seq in 0..PER_HOST {
-            let expected = format!("{host} {seq} lorem ipsum dolor sit amet");
-            assert!(messages.contains(&expected), "{expected:?} missing");
-        }
-    }
+    assert_every_line(|line| messages.contains(line));
     let (a, b) = (
         source_records(&run.a, "consumed"),
         source_records(&run.b, "consumed"),
@@ -472,12 +477,7 @@ fn a_rebalance_between_two_indexers_into_local_stores_keeps_every_line_in_their_
             }
         }
     }
-    for host in HOSTS {
-        for seq in 0..PER_HOST {
-            let expected = format!("{host} {seq} lorem ipsum dolor sit amet");
-            assert!(copies.contains_key(&expected), "{expected:?} missing");
-        }
-    }
+    assert_every_line(|line| copies.contains_key(line));
     let (a, b) = (
         source_records(&run.a, "consumed"),
         source_records(&run.b, "consumed"),

@@ -256,12 +256,17 @@ impl ConsumerContext for SourceContext {
     /// assignment (the session expired) or a failed rebalance may already belong to another
     /// member: nothing of it is committed, everything of it is abandoned.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        tracing::info!(listener = %self.listener, "kafka: {}", describe(rebalance, consumer.assignment_lost()));
+        let lost = consumer.assignment_lost();
+        let described = describe(rebalance, lost);
+        if let Rebalance::Error(_) = rebalance {
+            tracing::warn!(listener = %self.listener, "kafka: {described}");
+        } else {
+            tracing::info!(listener = %self.listener, "kafka: {described}");
+        }
         let acknowledged = self.acks.status().acknowledged;
         let commit = match rebalance {
             Rebalance::Assign(_) => return,
             Rebalance::Revoke(partitions) => {
-                let lost = consumer.assignment_lost();
                 let mut ledger = self.ledger();
                 for element in partitions.elements() {
                     if lost {
@@ -276,9 +281,11 @@ impl ConsumerContext for SourceContext {
                 }
                 commit
             }
-            // rdkafka's default rebalance then unassigns everything.
-            Rebalance::Error(e) => {
-                tracing::warn!(listener = %self.listener, "kafka: rebalance failed: {e}");
+            // rdkafka's default rebalance then unassigns everything (eager) or what it was
+            // given (cooperative). Everything is abandoned: a partition whose reading went on
+            // must not get a new epoch, which would commit past the records abandoned in it;
+            // its records go uncommitted until the next assignment, from the committed offset.
+            Rebalance::Error(_) => {
                 let mut ledger = self.ledger();
                 for (topic, partition) in ledger.revoke_all() {
                     self.metrics.forget_lag(&topic, partition);

@@ -48,11 +48,8 @@
 //! owned now.
 //!
 //! # Backpressure
-//! While the shard is blocked, the assignment is paused (librdkafka stops fetching and drops
-//! what it prefetched; it fetches again after the last record taken when resumed) and Kafka
-//! holds the backlog (consumer lag grows, `logtail_kafka_consumer_lag`). The consumer is still
-//! polled every [`BLOCKED_POLL`], so a rebalance of the group is served even then, and a sink
-//! slower than `max.poll.interval.ms` does not cost the assignment.
+//! While the shard is blocked, nothing is polled: librdkafka's prefetch queue fills and it stops
+//! fetching, and Kafka holds the backlog (consumer lag grows, `logtail_kafka_consumer_lag`).
 //!
 //! # Layering
 //! A source comes before [`crate::kafka`] in the data flow, so this module uses rdkafka
@@ -61,7 +58,6 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -81,8 +77,6 @@ use crate::setting::InvalidSetting;
 const MAX_RECORDS_PER_ROUND: usize = 4096;
 /// How long an idle consumer waits for records before it checks acknowledgements again.
 const IDLE_WAIT: Duration = Duration::from_millis(10);
-/// How often a consumer paused by backpressure polls, to serve rebalances and statistics.
-const BLOCKED_POLL: Duration = Duration::from_millis(100);
 /// How long a clean stop waits for the records taken to become durable before it commits and
 /// leaves the group: as long as the sinks wait for what is in flight at shutdown.
 const FINISH_IN_FLIGHT: Duration = Duration::from_secs(5);
@@ -196,8 +190,6 @@ impl KafkaSourceConfig {
 struct SourceContext {
     ledger: Mutex<OffsetLedger>,
     acks: Arc<Acknowledgements>,
-    /// Fetching is paused: the intake is blocked.
-    paused: AtomicBool,
     metrics: Arc<KafkaSourceMetrics>,
     listener: String,
 }
@@ -305,19 +297,12 @@ impl ConsumerContext for SourceContext {
         self.commit(consumer, &commit, CommitMode::Sync);
     }
 
-    /// Runs once librdkafka assigned the partitions, before any record of them is polled;
-    /// while the intake is blocked, they are paused at once like the rest.
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    /// Runs once librdkafka assigned the partitions, before any record of them is polled.
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(partitions) = rebalance {
             let mut ledger = self.ledger();
             for element in partitions.elements() {
                 ledger.assign(element.topic(), element.partition());
-            }
-            drop(ledger);
-            if self.paused.load(Ordering::Relaxed)
-                && let Err(e) = consumer.pause(partitions)
-            {
-                tracing::debug!(listener = %self.listener, "kafka: pause failed: {e}");
             }
         }
     }
@@ -539,7 +524,6 @@ fn subscribe(
         config.client_config().create_with_context(SourceContext {
             ledger: Mutex::default(),
             acks: Acknowledgements::new(),
-            paused: AtomicBool::new(false),
             metrics: metrics.clone(),
             listener: context.name.clone(),
         })?;
@@ -576,8 +560,10 @@ impl Member {
             let idle = took == 0;
             // The shard's other tasks (its batch ticker, other listeners) run between rounds.
             tokio::task::yield_now().await;
-            if !self.until_unblocked(intake, context, records, stop).await {
-                return false;
+            tokio::select! {
+                biased;
+                () = stop.as_mut() => return false,
+                () = intake.until_unblocked() => {}
             }
             if idle {
                 tokio::select! {
@@ -586,63 +572,6 @@ impl Member {
                     () = tokio::time::sleep(IDLE_WAIT) => {}
                 }
             }
-        }
-    }
-
-    /// Waits until the intake takes more records (at once if it does): true, or false at
-    /// `stop`. Meanwhile the assignment is paused, so nothing more is fetched, and the consumer
-    /// is still polled every [`BLOCKED_POLL`]: a slow sink neither holds up a rebalance of the
-    /// group nor overruns `max.poll.interval.ms` (which would lose the assignment), and what
-    /// became durable is committed.
-    async fn until_unblocked<I: Intake>(
-        &mut self,
-        intake: &I,
-        context: &ListenerContext,
-        records: KafkaRecords,
-        stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
-    ) -> bool {
-        let unblocked = intake.until_unblocked();
-        tokio::pin!(unblocked);
-        tokio::select! {
-            biased;
-            () = stop.as_mut() => return false,
-            () = &mut unblocked => return true,
-            () = std::future::ready(()) => {}
-        }
-        self.pause(true);
-        let stopped = loop {
-            tokio::select! {
-                biased;
-                () = stop.as_mut() => break true,
-                () = &mut unblocked => break false,
-                () = tokio::time::sleep(BLOCKED_POLL) => {}
-            }
-            let source = self.consumer.context();
-            source.commit_durable(&self.consumer, CommitMode::Async);
-            // Serves rebalances and statistics. A record fetched before the pause took effect
-            // may still come: it is taken, one over the intake's bound.
-            self.poll_round(intake, context, records);
-        };
-        self.pause(false);
-        !stopped
-    }
-
-    /// Pauses (or resumes) fetching for the whole assignment; partitions assigned while paused
-    /// are paused as they come ([`SourceContext::post_rebalance`]). librdkafka resumes
-    /// fetching after the last record taken.
-    fn pause(&self, paused: bool) {
-        let source = self.consumer.context();
-        source.paused.store(paused, Ordering::Relaxed);
-        let Ok(assignment) = self.consumer.assignment() else {
-            return;
-        };
-        let result = if paused {
-            self.consumer.pause(&assignment)
-        } else {
-            self.consumer.resume(&assignment)
-        };
-        if let Err(e) = result {
-            tracing::debug!(listener = %source.listener, "kafka: pause({paused}) failed: {e}");
         }
     }
 

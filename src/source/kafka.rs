@@ -32,15 +32,19 @@
 //!   next owner reads them again.
 //! - A lost assignment (the session expired while we did not poll) or a failed rebalance may
 //!   already be someone else's: it is abandoned without a commit.
-//! - Eager (`range`, `roundrobin`, the default) and cooperative (`cooperative-sticky`, by the
-//!   passthrough) assignment both work: eager revokes everything at each rebalance, so what is
-//!   in flight then is read twice; cooperative revokes only what moves.
+//! - Cooperative (`cooperative-sticky`, the default) and eager (`range`, `roundrobin`, by the
+//!   passthrough `partition.assignment.strategy`) assignment both work: cooperative revokes
+//!   only what moves; eager revokes everything at each rebalance, so everything in flight then
+//!   is read twice.
 //! - A clean stop waits up to [`FINISH_IN_FLIGHT`] for what was taken to become durable,
 //!   commits, and closes the consumer, which leaves the group so the others take its
 //!   partitions at once instead of after `session.timeout.ms`.
 //!
-//! So a rebalance re-reads, never skips: a committed offset always lies within what this member
-//! took from it in its current assignment and made durable. The Elasticsearch sink's stable
+//! So a rebalance re-reads, never skips: a member commits offset X of a partition only when it
+//! took every record from where its assignment started up to X and made them durable; that
+//! start was the committed offset then, below which everything was durable already (by the
+//! same rule, whoever committed it). A late or stale commit can move the offset back (more
+//! read twice), never past a record not durable. The Elasticsearch sink's stable
 //! `_id` turns what is read twice into the same document; the local store keeps both copies.
 //!
 //! Consumer lag (`logtail_kafka_consumer_lag`, per partition) is the partition's end minus its
@@ -50,6 +54,11 @@
 //! # Backpressure
 //! While the shard is blocked, nothing is polled: librdkafka's prefetch queue fills and it stops
 //! fetching, and Kafka holds the backlog (consumer lag grows, `logtail_kafka_consumer_lag`).
+//! A rebalance is served at the next poll, so a blocked member holds it up until it unblocks;
+//! blocked longer than `max.poll.interval.ms` (5 minutes by default), it leaves the group and
+//! its assignment comes back as lost (abandoned uncommitted, above). Pausing the assignment
+//! while blocked and polling anyway was tried: pausing drops librdkafka's prefetch, and pausing
+//! at every short block read a backlog at ~10 records a second.
 //!
 //! # Layering
 //! A source comes before [`crate::kafka`] in the data flow, so this module uses rdkafka

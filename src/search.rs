@@ -288,9 +288,6 @@ fn scan(
                 stats.matched += 1;
                 return on_event(Event::Match(line));
             }
-            if !matcher.may_match_stored(line) {
-                return Ok(());
-            }
             let record = JsonRecord::new(line);
             if !matcher.is_match(&record) {
                 return Ok(());
@@ -381,11 +378,12 @@ pub fn record_time_us(record: &JsonRecord<'_>) -> Option<i64> {
 /// `on_line(None)` when the reader flushes (it has handed over everything it read).
 struct LineSink<'f> {
     partial: Vec<u8>,
-    /// Whole pieces of output (the reader hands over ~256 KiB at a time) in which this matcher
-    /// can match nothing are skipped without looking at their records: one search for a rare
-    /// word instead of indexing every record.
+    /// Only the records of each piece of output (the reader hands over ~256 KiB at a time) that
+    /// this matcher's [candidates](Matcher::candidates) search finds are handed to `on_line`:
+    /// one search over the piece for the text every match contains (ripgrep's way) instead of
+    /// reading every record's JSON. `None`: every record.
     prefilter: Option<&'f Matcher>,
-    /// Records skipped that way.
+    /// Records passed over that way.
     skipped: u64,
     on_line: &'f mut dyn FnMut(Option<&[u8]>) -> io::Result<()>,
 }
@@ -393,27 +391,36 @@ struct LineSink<'f> {
 impl Write for LineSink<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut rest = buf;
-        if self.partial.is_empty()
-            && let Some(matcher) = self.prefilter
-            && let Some(last) = memchr::memrchr(b'\n', rest)
-            && !matcher.may_match_stored(&rest[..last])
-        {
-            self.skipped += memchr::memchr_iter(b'\n', &rest[..=last]).count() as u64;
-            rest = &rest[last + 1..];
-        }
-        while let Some(end) = memchr::memchr(b'\n', rest) {
-            if self.partial.is_empty() {
-                (self.on_line)(Some(&rest[..end]))?;
-            } else {
-                self.partial.extend_from_slice(&rest[..end]);
-                let line = std::mem::take(&mut self.partial);
-                (self.on_line)(Some(&line))?;
-                self.partial = line;
-                self.partial.clear();
-            }
+        // A record that began in an earlier piece is handed over whole, without the prefilter.
+        if !self.partial.is_empty() {
+            let Some(end) = memchr::memchr(b'\n', rest) else {
+                self.partial.extend_from_slice(rest);
+                return Ok(buf.len());
+            };
+            self.partial.extend_from_slice(&rest[..end]);
+            let line = std::mem::take(&mut self.partial);
+            (self.on_line)(Some(&line))?;
+            self.partial = line;
+            self.partial.clear();
             rest = &rest[end + 1..];
         }
-        self.partial.extend_from_slice(rest);
+        let whole = memchr::memrchr(b'\n', rest).map_or(0, |last| last + 1);
+        let (lines, tail) = rest.split_at(whole);
+        match self.prefilter {
+            Some(matcher) => {
+                let mut candidates = matcher.candidates(lines);
+                for line in &mut candidates {
+                    (self.on_line)(Some(line))?;
+                }
+                self.skipped += candidates.passed_over();
+            }
+            None => {
+                for line in lines.split_inclusive(|&b| b == b'\n') {
+                    (self.on_line)(Some(&line[..line.len() - 1]))?;
+                }
+            }
+        }
+        self.partial.extend_from_slice(tail);
         Ok(buf.len())
     }
 

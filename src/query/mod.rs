@@ -90,6 +90,7 @@
 mod compile;
 mod json;
 mod parsed;
+mod prefilter;
 mod syntax;
 mod text;
 
@@ -99,6 +100,7 @@ mod tests;
 pub use compile::Matcher;
 pub use json::JsonRecord;
 pub use parsed::ParsedRecord;
+pub use prefilter::Candidates;
 pub use syntax::Comparison;
 
 /// A field a query term names, resolved at compile time.

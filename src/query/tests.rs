@@ -334,12 +334,23 @@ fn nesting_is_bounded() {
 }
 
 #[test]
-fn stored_prefilter_needs_the_longest_required_plain_text() {
-    let m = Matcher::compile("timed host:web-01 (x OR y)").unwrap();
-    assert!(m.may_match_stored(WEB));
-    assert!(!m.may_match_stored(BROKEN));
-    // Under OR or NOT nothing is required; regexes and numbers give no text.
-    for query in ["timed OR garbage", "-timed", "/timed/", "severity:3", "ab"] {
+fn stored_prefilter_looks_for_text_every_match_has() {
+    // AND: the best of its terms; OR: any of them; a regex: its prefixes or suffixes.
+    for query in [
+        "timed host:web-01 (x OR y)",
+        "timed OR garbage",
+        "/timed/",
+        "/(?i)CONNECTION \\w+/",
+        "/\\d+: Connection/",
+        "/xyz|timed/",
+    ] {
+        let m = Matcher::compile(query).unwrap();
+        assert!(m.may_match_stored(WEB), "{query}");
+        assert!(!m.may_match_stored(b"{}"), "{query}");
+    }
+    assert!(!Matcher::compile("timed").unwrap().may_match_stored(BROKEN));
+    // Nothing required: under NOT, short text, numbers, wildcards, a regex without literals.
+    for query in ["-timed", "severity:3", "ab", "tim*", "/\\d+/", "timed OR /\\d/"] {
         assert!(
             Matcher::compile(query).unwrap().may_match_stored(b"{}"),
             "{query}"
@@ -351,6 +362,14 @@ fn stored_prefilter_needs_the_longest_required_plain_text() {
             .unwrap()
             .may_match_stored(b"{}")
     );
+    // JSON from elsewhere may escape what the encoder writes as is: then nothing is ruled out.
+    let escaped = br#"{"message":"\u0054imed \u00e9t\u00E9 a\/b"}"#;
+    for query in ["timed", "/T[i]med/", "\"été\"", "/été/", "\"a/b\"", "/a\\/b/"] {
+        let m = Matcher::compile(query).unwrap();
+        assert!(m.is_match(&JsonRecord::new(escaped)), "{query}");
+        assert!(m.may_match_stored(escaped), "{query}");
+        assert_eq!(m.candidates(escaped).count(), 1, "{query}");
+    }
 }
 
 #[test]

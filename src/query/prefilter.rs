@@ -70,7 +70,11 @@ impl LiteralSet {
             .filter_map(|kind| {
                 let seq = Extractor::new().kind(kind).extract(&hir);
                 LiteralSet {
-                    literals: seq.literals()?.iter().map(|l| l.as_bytes().to_vec()).collect(),
+                    literals: seq
+                        .literals()?
+                        .iter()
+                        .map(|l| l.as_bytes().to_vec())
+                        .collect(),
                     fold_case: false,
                 }
                 .usable()
@@ -99,8 +103,11 @@ impl LiteralSet {
         // A `(?i)` regex gives every case variant (128 for `(?i)connect`): one search ignoring
         // ASCII case finds them all (and more, which only costs false candidates).
         if !self.fold_case && self.literals.len() > 1 {
-            let mut folded: Vec<Vec<u8>> =
-                self.literals.iter().map(|l| l.to_ascii_lowercase()).collect();
+            let mut folded: Vec<Vec<u8>> = self
+                .literals
+                .iter()
+                .map(|l| l.to_ascii_lowercase())
+                .collect();
             folded.sort_unstable();
             folded.dedup();
             self.fold_case = folded.len() < self.literals.len();
@@ -116,7 +123,9 @@ impl LiteralSet {
             && self.literals.len() <= MAX_LITERALS
             && self.literals.iter().all(|literal| {
                 literal.len() >= MIN_LITERAL_LEN
-                    && literal.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\')
+                    && literal
+                        .iter()
+                        .all(|&b| b >= 0x20 && b != b'"' && b != b'\\')
             });
         ok.then_some(self)
     }

@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::query::{Field, FieldAccess, JsonRecord, Matcher};
@@ -361,9 +362,16 @@ fn scan_timed(
 
 /// The record's time: its event `timestamp`, else `received_at` (unix µs).
 pub fn record_time_us(record: &JsonRecord<'_>) -> Option<i64> {
+    // Built once: a `Field::Other` per record would allocate its name per record.
+    static TIME_FIELDS: LazyLock<[Field; 2]> = LazyLock::new(|| {
+        [
+            Field::Other("timestamp".into()),
+            Field::Other("received_at".into()),
+        ]
+    });
     let mut time = None;
-    for name in ["timestamp", "received_at"] {
-        record.any_value(&Field::Other(name.into()), &mut |value| {
+    for field in TIME_FIELDS.iter() {
+        record.any_value(field, &mut |value| {
             time = store::index::rfc3339_micros(value);
             time.is_some()
         });
@@ -581,7 +589,7 @@ mod tests {
     }
 
     #[test]
-    fn line_sink_skips_whole_pieces_without_the_required_text() {
+    fn line_sink_hands_over_only_the_records_around_literal_hits() {
         let matcher = Matcher::compile("delta").unwrap();
         let mut lines = Vec::new();
         let mut on_line = |line: Option<&[u8]>| {
@@ -595,13 +603,17 @@ mod tests {
             on_line: &mut on_line,
         };
         sink.write_all(b"alpha\nbeta\ngam").unwrap();
-        // A piece that continues a record is looked at record by record.
+        // A record continued from the previous piece is handed over whole, unfiltered.
         sink.write_all(b"ma\ndelta\n").unwrap();
         sink.write_all(b"epsilon\n").unwrap();
+        sink.write_all(b"eta\nx DELTA y\ntheta\niota").unwrap();
         let skipped = sink.skipped;
         drop(sink);
-        assert_eq!(skipped, 3);
-        assert_eq!(lines, [b"gamma".to_vec(), b"delta".to_vec()]);
+        assert_eq!(skipped, 5);
+        assert_eq!(
+            lines,
+            [b"gamma".to_vec(), b"delta".to_vec(), b"x DELTA y".to_vec()]
+        );
     }
 
     #[test]

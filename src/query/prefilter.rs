@@ -150,7 +150,7 @@ pub(crate) struct Prefilter {
 #[derive(Debug, Clone)]
 enum Search {
     /// One exact literal.
-    Exact(memmem::Finder<'static>),
+    Exact(Box<memmem::Finder<'static>>),
     /// One literal, ignoring ASCII case.
     Folded(Needle),
     /// Several: the regex crate searches a literal alternation with its own literal searchers
@@ -161,7 +161,9 @@ enum Search {
 impl Prefilter {
     pub(crate) fn new(set: &LiteralSet) -> Option<Prefilter> {
         let search = match set.literals.as_slice() {
-            [one] if !set.fold_case => Search::Exact(memmem::Finder::new(one).into_owned()),
+            [one] if !set.fold_case => {
+                Search::Exact(Box::new(memmem::Finder::new(one).into_owned()))
+            }
             [one] => Search::Folded(Needle::new(std::str::from_utf8(one).ok()?).ok()?),
             many => {
                 let mut pattern = String::from(if set.fold_case { "(?i-u)" } else { "(?-u)" });

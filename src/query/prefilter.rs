@@ -206,23 +206,23 @@ impl Prefilter {
     /// holds one once unescaped: false when `stored` has an escape that could spell a byte of a
     /// literal (see the module docs).
     pub(crate) fn is_sound_for(&self, stored: &[u8]) -> bool {
-        memchr::memchr_iter(b'\\', stored).all(|at| match stored.get(at + 1) {
-            Some(b'/') => !self.has_slash,
-            Some(b'u') => {
-                let code = stored
-                    .get(at + 2..at + 6)
-                    .and_then(|hex| std::str::from_utf8(hex).ok())
-                    .and_then(|hex| u32::from_str_radix(hex, 16).ok());
-                match code {
-                    Some(c) if c < 0x20 || c == u32::from(b'"') || c == u32::from(b'\\') => true,
-                    Some(c) if c >= 0x80 => !self.has_non_ascii,
-                    Some(_) => false,
-                    // Not an escape the unescaper decodes: kept as written.
-                    None => true,
-                }
+        // Two-byte searches rather than a stop at every `\`: a record quoting a request line
+        // has several `\"` (measured: a `\` at a time cost 5% of a scan for `GET`).
+        let spells_a_byte = |at: usize| {
+            let code = stored
+                .get(at + 2..at + 6)
+                .and_then(|hex| std::str::from_utf8(hex).ok())
+                .and_then(|hex| u32::from_str_radix(hex, 16).ok());
+            match code {
+                Some(c) if c < 0x20 || c == u32::from(b'"') || c == u32::from(b'\\') => false,
+                Some(c) if c >= 0x80 => self.has_non_ascii,
+                Some(_) => true,
+                // Not an escape the unescaper decodes: kept as written.
+                None => false,
             }
-            _ => true,
-        })
+        };
+        !(self.has_slash && memmem::find(stored, b"\\/").is_some())
+            && !memmem::find_iter(stored, b"\\u").any(spells_a_byte)
     }
 }
 

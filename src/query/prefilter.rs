@@ -207,7 +207,8 @@ impl Prefilter {
     /// literal (see the module docs).
     pub(crate) fn is_sound_for(&self, stored: &[u8]) -> bool {
         // Two-byte searches rather than a stop at every `\`: a record quoting a request line
-        // has several `\"` (measured: a `\` at a time cost 5% of a scan for `GET`).
+        // (the corpus's access logs) has several `\"`, which a vector search for `\u` passes
+        // over without stopping.
         let spells_a_byte = |at: usize| {
             let code = stored
                 .get(at + 2..at + 6)

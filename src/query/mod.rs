@@ -86,6 +86,11 @@
 //! ([`ParsedRecord`]). Needles are lowercased, regexes built and field names resolved once at
 //! compile time; matching a record does not allocate (a JSON string with escapes is unescaped
 //! into a reused per-thread buffer).
+//!
+//! Over many stored records at once (a piece of a store block), [`Matcher::candidates`] first
+//! searches the whole piece for literals every match contains (a word, a phrase, a value, a
+//! regex's prefixes or suffixes) and hands over only the records around the hits, to be
+//! matched exactly: ripgrep's way, sound against JSON escapes (see `prefilter.rs`).
 
 mod compile;
 mod json;

@@ -222,8 +222,10 @@ impl Prefilter {
                 None => false,
             }
         };
-        !(self.has_slash && memmem::find(stored, b"\\/").is_some())
-            && !memmem::find_iter(stored, b"\\u").any(spells_a_byte)
+        if self.has_slash && memmem::find(stored, b"\\/").is_some() {
+            return false;
+        }
+        !memmem::find_iter(stored, b"\\u").any(spells_a_byte)
     }
 }
 

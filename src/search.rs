@@ -25,6 +25,7 @@ pub mod elasticsearch;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::query::{Field, FieldAccess, JsonRecord, Matcher};
@@ -331,9 +332,6 @@ fn scan(
                 stats.matched += 1;
                 return on_event(Event::Match(line));
             }
-            if !matcher.may_match_stored(line) {
-                return Ok(());
-            }
             let record = JsonRecord::new(line);
             if !matcher.is_match(&record) {
                 return Ok(());
@@ -407,9 +405,16 @@ fn scan_timed(
 
 /// The record's time: its event `timestamp`, else `received_at` (unix µs).
 pub fn record_time_us(record: &JsonRecord<'_>) -> Option<i64> {
+    // Built once: a `Field::Other` per record would allocate its name per record.
+    static TIME_FIELDS: LazyLock<[Field; 2]> = LazyLock::new(|| {
+        [
+            Field::Other("timestamp".into()),
+            Field::Other("received_at".into()),
+        ]
+    });
     let mut time = None;
-    for name in ["timestamp", "received_at"] {
-        record.any_value(&Field::Other(name.into()), &mut |value| {
+    for field in TIME_FIELDS.iter() {
+        record.any_value(field, &mut |value| {
             time = store::index::rfc3339_micros(value);
             time.is_some()
         });
@@ -424,11 +429,12 @@ pub fn record_time_us(record: &JsonRecord<'_>) -> Option<i64> {
 /// `on_line(None)` when the reader flushes (it has handed over everything it read).
 struct LineSink<'f> {
     partial: Vec<u8>,
-    /// Whole pieces of output (the reader hands over ~256 KiB at a time) in which this matcher
-    /// can match nothing are skipped without looking at their records: one search for a rare
-    /// word instead of indexing every record.
+    /// Only the records of each piece of output (the reader hands over ~256 KiB at a time) that
+    /// this matcher's [candidates](Matcher::candidates) search finds are handed to `on_line`:
+    /// one search over the piece for the text every match contains (ripgrep's way) instead of
+    /// reading every record's JSON. `None`: every record.
     prefilter: Option<&'f Matcher>,
-    /// Records skipped that way.
+    /// Records passed over that way.
     skipped: u64,
     on_line: &'f mut dyn FnMut(Option<&[u8]>) -> io::Result<()>,
 }
@@ -436,27 +442,36 @@ struct LineSink<'f> {
 impl Write for LineSink<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut rest = buf;
-        if self.partial.is_empty()
-            && let Some(matcher) = self.prefilter
-            && let Some(last) = memchr::memrchr(b'\n', rest)
-            && !matcher.may_match_stored(&rest[..last])
-        {
-            self.skipped += memchr::memchr_iter(b'\n', &rest[..=last]).count() as u64;
-            rest = &rest[last + 1..];
-        }
-        while let Some(end) = memchr::memchr(b'\n', rest) {
-            if self.partial.is_empty() {
-                (self.on_line)(Some(&rest[..end]))?;
-            } else {
-                self.partial.extend_from_slice(&rest[..end]);
-                let line = std::mem::take(&mut self.partial);
-                (self.on_line)(Some(&line))?;
-                self.partial = line;
-                self.partial.clear();
-            }
+        // A record that began in an earlier piece is handed over whole, without the prefilter.
+        if !self.partial.is_empty() {
+            let Some(end) = memchr::memchr(b'\n', rest) else {
+                self.partial.extend_from_slice(rest);
+                return Ok(buf.len());
+            };
+            self.partial.extend_from_slice(&rest[..end]);
+            let line = std::mem::take(&mut self.partial);
+            (self.on_line)(Some(&line))?;
+            self.partial = line;
+            self.partial.clear();
             rest = &rest[end + 1..];
         }
-        self.partial.extend_from_slice(rest);
+        let whole = memchr::memrchr(b'\n', rest).map_or(0, |last| last + 1);
+        let (lines, tail) = rest.split_at(whole);
+        match self.prefilter {
+            Some(matcher) => {
+                let mut candidates = matcher.candidates(lines);
+                for line in &mut candidates {
+                    (self.on_line)(Some(line))?;
+                }
+                self.skipped += candidates.passed_over();
+            }
+            None => {
+                for line in lines.split_inclusive(|&b| b == b'\n') {
+                    (self.on_line)(Some(&line[..line.len() - 1]))?;
+                }
+            }
+        }
+        self.partial.extend_from_slice(tail);
         Ok(buf.len())
     }
 
@@ -617,7 +632,7 @@ mod tests {
     }
 
     #[test]
-    fn line_sink_skips_whole_pieces_without_the_required_text() {
+    fn line_sink_hands_over_only_the_records_around_literal_hits() {
         let matcher = Matcher::compile("delta").unwrap();
         let mut lines = Vec::new();
         let mut on_line = |line: Option<&[u8]>| {
@@ -631,13 +646,17 @@ mod tests {
             on_line: &mut on_line,
         };
         sink.write_all(b"alpha\nbeta\ngam").unwrap();
-        // A piece that continues a record is looked at record by record.
+        // A record continued from the previous piece is handed over whole, unfiltered.
         sink.write_all(b"ma\ndelta\n").unwrap();
         sink.write_all(b"epsilon\n").unwrap();
+        sink.write_all(b"eta\nx DELTA y\ntheta\niota").unwrap();
         let skipped = sink.skipped;
         drop(sink);
-        assert_eq!(skipped, 3);
-        assert_eq!(lines, [b"gamma".to_vec(), b"delta".to_vec()]);
+        assert_eq!(skipped, 5);
+        assert_eq!(
+            lines,
+            [b"gamma".to_vec(), b"delta".to_vec(), b"x DELTA y".to_vec()]
+        );
     }
 
     #[test]

@@ -178,8 +178,8 @@ fn record() -> impl Strategy<Value = Vec<u8>> {
                 members.push(format!("\"host\":\"{}\"", HOSTS[h]));
             }
             if let Some(a) = app {
-                // As the encoder writes it: `/` unescaped (the search's required-text prefilter,
-                // `Matcher::may_match_stored`, counts on the encoder's escapes only).
+                // As the encoder writes it: `/` unescaped (the search's literal prefilter also
+                // copes with another writer's `\/`: see `src/query/prefilter.rs`).
                 members.push(format!("\"app\":\"{}\"", APPS[a]));
             }
             match quirk {

@@ -2,7 +2,7 @@
 //!
 //! Input: the query, a LF, then a syslog message. The message is parsed and encoded as the
 //! store keeps it. Checked: compiling never panics; the block pre-filter
-//! (`may_match_stored`) never rules out a record the matcher accepts; for a UTF-8 message and a
+//! (`may_match_stored`, `candidates`) never rules out a record the matcher accepts; for a UTF-8 message and a
 //! query of message terms only, the parsed record and the stored JSON give the same answer.
 #![no_main]
 
@@ -36,6 +36,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(
             matcher.may_match_stored(&stored),
             "pre-filter ruled out a match"
+        );
+        assert_eq!(
+            matcher.candidates(&stored).next(),
+            Some(stored.as_slice()),
+            "the literal prefilter passed over a match"
         );
     }
     let parsed_match = matcher.is_match(&ParsedRecord {

@@ -3,6 +3,7 @@
 
 use regex::bytes::{Regex, RegexBuilder};
 
+use super::prefilter::{Candidates, LiteralSet, Prefilter};
 use super::syntax::{Comparison, Expr, Term, Value};
 use super::text::{GlobPiece, Needle, REGEX_SIZE_LIMIT, token_regex, whole_value_regex};
 use super::{Field, FieldAccess, QueryError, QueryErrorKind};
@@ -14,10 +15,10 @@ use crate::store::index::{is_token_byte, token_hash};
 #[derive(Debug, Clone)]
 pub struct Matcher {
     root: Node,
-    /// Text that every matching record's stored JSON contains (ignoring ASCII case): the
-    /// longest plain needle among the terms the whole query requires. See
-    /// [`Matcher::may_match_stored`].
-    required: Option<Needle>,
+    /// Literals one of which every matching record's stored JSON contains (see
+    /// [`super::prefilter`]): searched for over many records at once by
+    /// [`Matcher::candidates`] and [`Matcher::may_match_stored`].
+    prefilter: Option<Prefilter>,
     /// What a block's index must show for the block to hold a match.
     block: BlockTest,
 }
@@ -85,15 +86,11 @@ impl Matcher {
     pub fn compile(query: &str) -> Result<Matcher, QueryError> {
         let expr = super::syntax::parse(query)?;
         let root = compile(&expr)?;
-        let required = root
-            .required_text()
-            .filter(|text| text.len() >= MIN_REQUIRED_LEN)
-            // An ASCII needle (all `required_text` gives) is built without a regex: no error.
-            .and_then(|text| Needle::new(text).ok());
+        let prefilter = root.literal_set().as_ref().and_then(Prefilter::new);
         let block = root.block_test();
         Ok(Matcher {
             root,
-            required,
+            prefilter,
             block,
         })
     }
@@ -110,12 +107,21 @@ impl Matcher {
     /// false when no record in `raw` can match, because text the query requires is not in it.
     /// True says nothing: test each record with [`Matcher::is_match`].
     ///
-    /// Sound for JSON written by the store's encoder (the only escapes in it are of `"`, `\`
-    /// and control characters, and the required text has none of those) and for raw records.
+    /// Sound for any JSON and for raw records: when `raw` has an escape that could spell the
+    /// text, the answer is true.
     pub fn may_match_stored(&self, raw: &[u8]) -> bool {
-        self.required
+        self.prefilter
             .as_ref()
-            .is_none_or(|needle| needle.is_in(raw))
+            .is_none_or(|p| !p.is_sound_for(raw) || p.find(raw, 0).is_some())
+    }
+
+    /// The records of `stored` (stored records, one per line, each ended by `\n`) that may
+    /// match, in order: a search of the whole of `stored` for the text every match contains,
+    /// so that only the records around its hits are read. Test each with
+    /// [`Matcher::is_match`]; [`Candidates::passed_over`] counts the others, which cannot
+    /// match. Without such text (or when an escape in `stored` could spell it), every record.
+    pub fn candidates<'a>(&'a self, stored: &'a [u8]) -> Candidates<'a> {
+        Candidates::new(stored, self.prefilter.as_ref())
     }
 
     /// Whether `record` matches the query.
@@ -129,19 +135,21 @@ impl Matcher {
     }
 }
 
-/// Shorter required text is too common to be worth a pass of its own.
-const MIN_REQUIRED_LEN: usize = 3;
-
 impl Node {
-    /// The longest literal text every record matching this node has in its stored form.
-    fn required_text(&self) -> Option<&str> {
+    /// Literals one of which every record matching this node has in its stored form.
+    fn literal_set(&self) -> Option<LiteralSet> {
         match self {
-            Node::Test(test) => test.check.literal(),
+            Node::Test(test) => test.check.literal_set(),
             Node::And(items) => items
                 .iter()
-                .filter_map(Node::required_text)
-                .max_by_key(|text| text.len()),
-            Node::All | Node::Or(_) | Node::Not(_) => None,
+                .map(Node::literal_set)
+                .fold(None, LiteralSet::best),
+            Node::Or(items) => {
+                let mut sets = items.iter().map(Node::literal_set);
+                let first = sets.next()??;
+                sets.try_fold(first, |set, other| set.union(other?))
+            }
+            Node::All | Node::Not(_) => None,
         }
     }
 
@@ -232,16 +240,16 @@ impl Test {
 }
 
 impl Check {
-    /// The text a value accepted by this check contains, if it appears unchanged in the stored
-    /// JSON: ASCII with nothing the encoder escapes.
-    fn literal(&self) -> Option<&str> {
-        let text = match self {
-            Check::Word(needle) | Check::Phrase(needle) | Check::Equals(needle) => needle.text()?,
-            _ => return None,
-        };
-        text.bytes()
-            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-            .then_some(text)
+    /// Literals one of which every value accepted by this check contains. Wildcard patterns
+    /// give none: their regexes fold case by Unicode rules, which ASCII literals would not.
+    fn literal_set(&self) -> Option<LiteralSet> {
+        match self {
+            Check::Word(needle) | Check::Phrase(needle) | Check::Equals(needle) => {
+                LiteralSet::folded(needle.text()?)
+            }
+            Check::Regex(re) => LiteralSet::of_regex(re),
+            _ => None,
+        }
     }
 
     #[inline]

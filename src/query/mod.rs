@@ -87,6 +87,11 @@
 //! compile time; matching a record does not allocate (a JSON string with escapes is unescaped
 //! into a reused per-thread buffer).
 //!
+//! Over many stored records at once (a piece of a store block), [`Matcher::candidates`] first
+//! searches the whole piece for literals every match contains (a word, a phrase, a value, a
+//! regex's prefixes or suffixes) and hands over only the records around the hits, to be
+//! matched exactly: ripgrep's way, sound against JSON escapes (see `prefilter.rs`).
+//!
 //! # On Elasticsearch
 //!
 //! [`elasticsearch_query`] translates a query into Elasticsearch's query DSL for `[search]
@@ -97,6 +102,7 @@ mod compile;
 mod elasticsearch;
 mod json;
 mod parsed;
+mod prefilter;
 mod syntax;
 mod text;
 
@@ -107,6 +113,7 @@ pub use compile::Matcher;
 pub use elasticsearch::{elasticsearch_aggregatable_field, elasticsearch_query};
 pub use json::JsonRecord;
 pub use parsed::ParsedRecord;
+pub use prefilter::Candidates;
 pub use syntax::Comparison;
 
 /// A field a query term names, resolved at compile time.

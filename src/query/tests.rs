@@ -334,12 +334,30 @@ fn nesting_is_bounded() {
 }
 
 #[test]
-fn stored_prefilter_needs_the_longest_required_plain_text() {
-    let m = Matcher::compile("timed host:web-01 (x OR y)").unwrap();
-    assert!(m.may_match_stored(WEB));
-    assert!(!m.may_match_stored(BROKEN));
-    // Under OR or NOT nothing is required; regexes and numbers give no text.
-    for query in ["timed OR garbage", "-timed", "/timed/", "severity:3", "ab"] {
+fn stored_prefilter_looks_for_text_every_match_has() {
+    // AND: the best of its terms; OR: any of them; a regex: its prefixes or suffixes.
+    for query in [
+        "timed host:web-01 (x OR y)",
+        "timed OR garbage",
+        "/timed/",
+        "/(?i)CONNECTION \\w+/",
+        "/\\d+: Connection/",
+        "/xyz|timed/",
+    ] {
+        let m = Matcher::compile(query).unwrap();
+        assert!(m.may_match_stored(WEB), "{query}");
+        assert!(!m.may_match_stored(b"{}"), "{query}");
+    }
+    assert!(!Matcher::compile("timed").unwrap().may_match_stored(BROKEN));
+    // Nothing required: under NOT, short text, numbers, wildcards, a regex without literals.
+    for query in [
+        "-timed",
+        "severity:3",
+        "ab",
+        "tim*",
+        "/\\d+/",
+        "timed OR /\\d/",
+    ] {
         assert!(
             Matcher::compile(query).unwrap().may_match_stored(b"{}"),
             "{query}"
@@ -351,6 +369,21 @@ fn stored_prefilter_needs_the_longest_required_plain_text() {
             .unwrap()
             .may_match_stored(b"{}")
     );
+    // JSON from elsewhere may escape what the encoder writes as is: then nothing is ruled out.
+    let escaped = br#"{"message":"\u0054imed \u00e9t\u00E9 a\/b"}"#;
+    for query in [
+        "timed",
+        "/T[i]med/",
+        "\"été\"",
+        "/été/",
+        "\"a/b\"",
+        "/a\\/b/",
+    ] {
+        let m = Matcher::compile(query).unwrap();
+        assert!(m.is_match(&JsonRecord::new(escaped)), "{query}");
+        assert!(m.may_match_stored(escaped), "{query}");
+        assert_eq!(m.candidates(escaped).count(), 1, "{query}");
+    }
 }
 
 #[test]
@@ -721,5 +754,238 @@ fn block_test_rules_out_blocks_only_when_no_record_can_match() {
         ("_exists_:severity", true),
     ] {
         assert_eq!(block_may_match(query, &block), may, "{query}");
+    }
+}
+
+// ------------------------------------------- the literal prefilter against plain evaluation
+
+#[test]
+fn candidates_are_the_records_around_the_literal_hits() {
+    let piece = concat!(
+        r#"{"host":"zebracorn","message":"a"}"#,
+        "\n",
+        r#"{"message":"x zebracorn y"}"#,
+        "\n",
+        r#"{"message":"b"}"#,
+        "\n",
+        r#"{"message":"zebracorn"}"#,
+        "\n",
+        r#"{"message":"zebracorn \"z"}"#,
+    )
+    .as_bytes();
+    let matcher = Matcher::compile(r"/zebr[a]corn \w+/").unwrap();
+    let mut candidates = matcher.candidates(piece);
+    let seen: Vec<&[u8]> = (&mut candidates).collect();
+    assert_eq!(
+        seen,
+        [
+            br#"{"message":"x zebracorn y"}"#.as_slice(),
+            br#"{"message":"zebracorn \"z"}"#.as_slice(),
+        ]
+    );
+    assert_eq!(candidates.passed_over(), 3);
+    let matched: Vec<&[u8]> = seen
+        .into_iter()
+        .filter(|r| matcher.is_match(&JsonRecord::new(r)))
+        .collect();
+    assert_eq!(matched, [br#"{"message":"x zebracorn y"}"#.as_slice()]);
+    // No literal: every record, empty ones included.
+    let every = Matcher::compile("/\\w/").unwrap();
+    assert_eq!(every.candidates(b"a\n\nb\n").count(), 3);
+    assert_eq!(every.candidates(b"a\n\nb").count(), 3);
+}
+
+mod prefiltered {
+    use proptest::prelude::*;
+
+    /// Pieces of the generated values: the queries' literals in several cases, the Kelvin sign
+    /// (which `(?i)k` matches), `é`/`É`, and what JSON escapes or may escape.
+    const FRAGMENTS: &[&str] = &[
+        "zebracorn",
+        "ZEBRAcorn",
+        "zebra",
+        "corn",
+        "GET",
+        "get",
+        "bra co",
+        "a/b",
+        "é z",
+        "\"z",
+        "kor",
+        "KOR",
+        "\u{212a}or",
+        "ézé",
+        "ÉZÉ",
+        "12 corn",
+        " ",
+        " ",
+        "\\",
+        "\n",
+        "\t",
+        ".",
+        "_",
+        "x",
+        "1",
+        ",",
+        "/",
+    ];
+
+    /// A value: each character with whether to escape it as a writer other than the store's
+    /// encoder may (`\/`, `\uXXXX`), one in eight.
+    pub fn value() -> impl Strategy<Value = Vec<(char, bool)>> {
+        prop::collection::vec((prop::sample::select(FRAGMENTS), any::<u64>()), 0..8).prop_map(
+            |pieces| {
+                pieces
+                    .into_iter()
+                    .flat_map(|(text, bits)| {
+                        text.chars()
+                            .enumerate()
+                            .map(move |(i, c)| (c, (bits >> (3 * (i % 21))) & 7 == 0))
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    /// `value` as the contents of a JSON string.
+    pub fn json_string(value: &[(char, bool)]) -> String {
+        let mut out = String::new();
+        for &(c, escape) in value {
+            match (c, escape) {
+                ('/', true) => out.push_str("\\/"),
+                (c, true) => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+                ('"', _) => out.push_str("\\\""),
+                ('\\', _) => out.push_str("\\\\"),
+                ('\n', _) => out.push_str("\\n"),
+                ('\t', _) => out.push_str("\\t"),
+                (c, _) => out.push(c),
+            }
+        }
+        out
+    }
+
+    /// A stored record: a JSON object with a message, maybe a host and an extracted field, in
+    /// either order around the message; or (one in ten) a raw line, all message.
+    pub fn record() -> impl Strategy<Value = String> {
+        (
+            value(),
+            prop::option::of(value()),
+            prop::option::of(value()),
+            any::<bool>(),
+            prop::bool::weighted(0.1),
+        )
+            .prop_map(|(message, host, user, host_last, raw)| {
+                if raw {
+                    return message
+                        .iter()
+                        .map(|&(c, _)| if c == '\n' { ' ' } else { c })
+                        .collect();
+                }
+                let mut members = vec![format!("\"message\":\"{}\"", json_string(&message))];
+                if let Some(host) = host {
+                    let host = format!("\"host\":\"{}\"", json_string(&host));
+                    if host_last {
+                        members.push(host);
+                    } else {
+                        members.insert(0, host);
+                    }
+                }
+                if let Some(user) = user {
+                    members.push(format!("\"user\":\"{}\"", json_string(&user)));
+                }
+                format!("{{{}}}", members.join(","))
+            })
+    }
+
+    /// Queries whose literals the prefilter searches for: words, phrases, values, regexes with
+    /// prefixes, suffixes, `(?i)` and Unicode, under AND, OR and NOT; and random literals.
+    pub fn query() -> impl Strategy<Value = String> {
+        let fixed = prop::sample::select(vec![
+            "zebracorn",
+            "GET",
+            "get",
+            "corn",
+            "\"bra co\"",
+            "\"a/b\"",
+            "\"é z\"",
+            "\"\\\"z\"",
+            r"/zebr[a]corn \w+/",
+            r"/(?i)zebra/",
+            r"/(?i)kor/",
+            r"/a\/b/",
+            r"/[Zz]ebra|GET/",
+            r"/corn$/",
+            r"/^zebra/",
+            r"/é+z/",
+            r"/(?i)ézé/",
+            r"/\d+ corn/",
+            r"/\u{212a}or/",
+            "host:zebra",
+            "host:\"get\"",
+            "user:/corn/",
+            "user:zebra",
+            "zebra OR /GET/",
+            "zebra OR corn",
+            "zebra -corn",
+            "corn host:zebra",
+            "(zebra OR /orn\\b/) host:/^[a-z]/",
+        ])
+        .prop_map(str::to_owned);
+        let random = (
+            0..4usize,
+            "[zebracoGTK\u{212a}é/ ]{3,6}",
+            prop::sample::select(vec!["", "host:", "user:", "message:"]),
+        )
+            .prop_map(|(kind, text, field)| match kind {
+                0 => format!("{field}{}", text.replace([' ', '/'], "")),
+                1 => format!("{field}\"{text}\""),
+                2 => format!("{field}/{}/", regex::escape(&text).replace('/', "\\/")),
+                _ => format!("{field}/(?i){}/", regex::escape(&text).replace('/', "\\/")),
+            });
+        prop_oneof![fixed, random]
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The prefiltered scan (what `logtail search` runs over each piece the store's reader
+    /// hands over) finds exactly the records that matching every record finds.
+    #[test]
+    fn prefiltered_scan_finds_what_matching_every_record_finds(
+        query in prefiltered::query(),
+        records in prop::collection::vec(prefiltered::record(), 1..12),
+        terminated in any::<bool>(),
+    ) {
+        let Ok(matcher) = Matcher::compile(&query) else {
+            return Err(TestCaseError::reject("does not compile"));
+        };
+        let mut piece = records.join("\n");
+        // Unterminated, an empty last record would be no record at all.
+        if terminated || records.last().is_some_and(String::is_empty) {
+            piece.push('\n');
+        }
+        let piece = piece.as_bytes();
+        let expected: Vec<&str> = records
+            .iter()
+            .map(String::as_str)
+            .filter(|r| matcher.is_match(&JsonRecord::new(r.as_bytes())))
+            .collect();
+        let mut candidates = matcher.candidates(piece);
+        let handed: Vec<&[u8]> = (&mut candidates).collect();
+        let found: Vec<&str> = handed
+            .iter()
+            .filter(|r| matcher.is_match(&JsonRecord::new(r)))
+            .map(|r| std::str::from_utf8(r).unwrap())
+            .collect();
+        prop_assert_eq!(&found, &expected, "query {:?}", query);
+        prop_assert_eq!(
+            handed.len() as u64 + candidates.passed_over(),
+            records.len() as u64,
+            "every record is handed or passed over once"
+        );
+        for record in &expected {
+            prop_assert!(matcher.may_match_stored(record.as_bytes()), "query {:?} on {}", query, record);
+        }
     }
 }

@@ -68,6 +68,16 @@ impl Needle {
         self.find_from(hay, 0, |_, _| true)
     }
 
+    /// Where the first occurrence in `hay` starts, ignoring case.
+    pub(crate) fn find(&self, hay: &[u8]) -> Option<usize> {
+        let mut found = None;
+        self.find_from(hay, 0, |start, _| {
+            found = Some(start);
+            true
+        });
+        found
+    }
+
     /// Whether `hay` contains the needle as a whole token (see [`is_whole_token`]).
     pub(crate) fn is_token_in(&self, hay: &[u8]) -> bool {
         self.find_from(hay, 0, |start, end| is_whole_token(hay, start, end))

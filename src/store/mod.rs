@@ -153,7 +153,7 @@ use std::time::Duration;
 
 use crate::segments::{DirLocked, FileError};
 
-pub use block::BlockCorruption;
+pub use block::{BlockCorruption, BlockFormat, MIN_GRANULE_BYTES};
 pub use index::BlockIndex;
 pub use reader::{BlockFilter, ReadOptions, ReadStats, read, read_filtered};
 pub use writer::{StoreBatch, StoreStats, StoreWriter};
@@ -161,6 +161,12 @@ pub use writer::{StoreBatch, StoreStats, StoreWriter};
 /// A batch is split into blocks of at most this many bytes of framed records (unless a single
 /// record is bigger), so that a reader never holds more than about this much decompressed data.
 pub const TARGET_BLOCK_BYTES: usize = 1 << 20;
+
+/// In format 3, a block's records are cut into granules of at most this many framed bytes
+/// (unless a single record is bigger), each compressed on its own with its own token filter:
+/// a search decompresses only the granules whose filter may hold its words. See
+/// `loadtest/RESULTS.md` ("per-granule filters") for the measurements behind the size.
+pub const GRANULE_BYTES: usize = 32 << 10;
 
 /// Hard limit on the decompressed size of a block, checked by readers before they allocate.
 /// A single record whose value is larger than this (minus its 12-byte frame) is refused.

@@ -173,12 +173,15 @@ fn block_header_round_trips_and_rejects_each_bad_field() {
     assert_eq!(h.min_received_at_us, -7);
     assert_eq!(h.max_received_at_us, 5);
     assert_eq!(h.block_len(), frame.len() as u64);
-    assert_eq!(head[4], 2, "blocks are written with an index");
+    assert_eq!(head[4], 3, "blocks are written with granules and an index");
     let payload_end = HEADER_LEN + h.compressed_len as usize;
     assert_eq!(h.index_len as usize, frame.len() - payload_end);
+    let index = BlockIndex::parse(&frame[payload_end..]).unwrap();
+    assert_eq!(index.granule_count(), 1);
 
     let mut raw = Vec::new();
-    super::block::decode_payload(&h, &frame[HEADER_LEN..payload_end], &mut raw).unwrap();
+    super::block::decode_payload(&h, &frame[HEADER_LEN..payload_end], Some(&index), &mut raw)
+        .unwrap();
     let records: Vec<_> = super::block::Records::new(&raw).collect();
     assert_eq!(records, vec![(5, &b"abc"[..]), (-7, &b""[..])]);
 
@@ -193,7 +196,7 @@ fn block_header_round_trips_and_rejects_each_bad_field() {
     };
     assert_eq!(edit(0, b"X", true), Err(BlockCorruption::BadMagic));
     assert_eq!(edit(6, &[1], false), Err(BlockCorruption::HeaderChecksum));
-    assert_eq!(edit(4, &[3], true), Err(BlockCorruption::Version(3)));
+    assert_eq!(edit(4, &[4], true), Err(BlockCorruption::Version(4)));
     // A version-1 header must have no index.
     assert!(matches!(
         edit(4, &[1], true),
@@ -225,7 +228,7 @@ fn block_header_round_trips_and_rejects_each_bad_field() {
     let mut bad = frame[HEADER_LEN..payload_end].to_vec();
     bad[0] ^= 1;
     assert_eq!(
-        super::block::decode_payload(&h, &bad, &mut raw),
+        super::block::decode_payload(&h, &bad, Some(&index), &mut raw),
         Err(BlockCorruption::BlockChecksum)
     );
 }
@@ -268,6 +271,7 @@ fn round_trip_keeps_every_byte_and_the_order() {
             records: 7,
             blocks: 3,
             skipped_blocks: 0,
+            skipped_granules: 0,
             corrupt_blocks: 0,
             corrupt_bytes: 0
         }
@@ -553,6 +557,7 @@ fn check_block_2_skipped(damage: impl FnOnce(&mut [u8])) {
             records: 40,
             blocks: 4,
             skipped_blocks: 0,
+            skipped_granules: 0,
             corrupt_blocks: 1,
             corrupt_bytes: offsets[3] - offsets[2],
         }

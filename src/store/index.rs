@@ -42,8 +42,9 @@
 //!   block: a query decompresses only the granules whose filter may hold its words. A granule's
 //!   filter is any multiple of 64 bits, [`GRANULE_BITS_PER_TOKEN`] per distinct token
 //!   (positions by multiply-shift, `(x·m) >> 32`, instead of a modulo, so that no power of two
-//!   rounds the size up), with the number of hashes best for the bits it got, and at most
-//!   [`MAX_BLOOM_SHARE`] of the granule's compressed bytes. Common words are repeated in every
+//!   rounds the size up, and with the hash mixed with the granule's number), with the number
+//!   of hashes best for the bits it got, and at most [`MAX_GRANULE_SHARE`] of the granule's
+//!   compressed bytes. Common words are repeated in every
 //!   granule's filter; what that costs on disk is measured in `loadtest/RESULTS.md`.
 
 use super::json_scan::{for_each_member, visit_value};
@@ -78,9 +79,14 @@ const FLOOR_LOG2: u8 = 11;
 pub(crate) const MAX_INDEX_LEN: usize = MIN_INDEX_LEN + 2 * 4 * MAX_KEYS + (1 << MAX_LOG2) / 8;
 
 /// Target size of a granule's filter per distinct token. With the best number of hashes
-/// (8), about 0.3% false positives: a word in no record of the store still costs a granule in
-/// 300 to decompress.
-pub(crate) const GRANULE_BITS_PER_TOKEN: usize = 12;
+/// (10), about 0.07% false positives: a word in no record of the store still costs a granule in
+/// 1,400 to decompress. (12 bits, 0.3%, left the disk share at 2.1% but read 120 to 988 more
+/// granules than needed for a word in 1,000 of them; see loadtest/RESULTS.md.)
+pub(crate) const GRANULE_BITS_PER_TOKEN: usize = 15;
+/// A granule's filter takes at most this share of the granule's compressed bytes (with the
+/// granule table, 20 bytes per granule, about 0.2% of a block, the index stays under the
+/// issue's 3%).
+const MAX_GRANULE_SHARE: f64 = 0.027;
 /// Floor of a granule's filter, in bits, whatever its compressed size.
 const GRANULE_FLOOR_BITS: usize = 512;
 /// Largest filter of a granule, in 64-bit words (8 KiB).
@@ -274,12 +280,21 @@ fn bloom_positions(hash: u64, mask: usize, k: u8) -> impl Iterator<Item = usize>
     (0..usize::from(k)).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) & mask)
 }
 
-/// Bit positions of a token hash in a granule filter of `bits` bits (index version 2): the
-/// 32-bit `h1 + i·h2` scaled to the size by a multiply and a shift.
+/// Bit positions of a token hash in the filter of granule `granule` (index version 2), of
+/// `bits` bits: the hash is first mixed with the granule's number (`h = m(hash ^ (g + 1)·K)`,
+/// `m` SplitMix64's finalizer), so that granules holding mostly the same common words do not
+/// set the same bits, and a word that collides with them in one granule's filter does not in
+/// every granule's (measured: with one hash for all granules, the false positives of two rare
+/// words over the same 120,000 granules were 120 and 988); then the 32-bit `h1 + i·h2` is
+/// scaled to the size by a multiply and a shift.
 #[inline]
-fn granule_positions(hash: u64, bits: usize, k: u8) -> impl Iterator<Item = usize> {
-    let h1 = hash as u32;
-    let h2 = (hash >> 32) as u32 | 1;
+fn granule_positions(hash: u64, granule: usize, bits: usize, k: u8) -> impl Iterator<Item = usize> {
+    let mut h = hash ^ (granule as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    h ^= h >> 31;
+    let h1 = h as u32;
+    let h2 = (h >> 32) as u32 | 1;
     (0..u32::from(k)).map(move |i| {
         let x = h1.wrapping_add(i.wrapping_mul(h2));
         ((u64::from(x) * bits as u64) >> 32) as usize
@@ -608,12 +623,12 @@ impl IndexBuilder {
     }
 
     /// Ends a granule (index version 2): the tokens added since the last granule or block are
-    /// summed up in the granule's own filter, sized for them and at most [`MAX_BLOOM_SHARE`] of
-    /// `granule.compressed_len`.
+    /// summed up in the granule's own filter, sized for them and at most [`MAX_GRANULE_SHARE`]
+    /// of `granule.compressed_len`.
     pub fn end_granule(&mut self, granule: GranuleSummary) {
         let hashes = self.tokens.distinct();
         let n = hashes.len().max(1);
-        let cap = ((f64::from(granule.compressed_len) * MAX_BLOOM_SHARE * 8.0) as usize)
+        let cap = ((f64::from(granule.compressed_len) * MAX_GRANULE_SHARE * 8.0) as usize)
             .max(GRANULE_FLOOR_BITS);
         let words = (n * GRANULE_BITS_PER_TOKEN)
             .min(cap)
@@ -628,7 +643,7 @@ impl IndexBuilder {
         self.scratch.clear();
         self.scratch.resize(words, 0);
         for &hash in hashes {
-            for bit in granule_positions(hash, bits, k) {
+            for bit in granule_positions(hash, self.granule_count, bits, k) {
                 self.scratch[bit / 64] |= 1 << (bit % 64);
             }
         }
@@ -882,8 +897,13 @@ enum TokenFilter<'a> {
     Any,
     /// Index version 1: `2^n` bits, positions modulo the size ([`bloom_positions`]).
     PowerOfTwo { bits: &'a [u8], hashes: u8 },
-    /// A granule's: whole 64-bit words, positions by multiply-shift ([`granule_positions`]).
-    Sized { bits: &'a [u8], hashes: u8 },
+    /// Granule `granule`'s: whole 64-bit words, positions by multiply-shift
+    /// ([`granule_positions`]).
+    Sized {
+        bits: &'a [u8],
+        hashes: u8,
+        granule: usize,
+    },
 }
 
 /// One entry of a block's granule table (index version 2), with where the granule starts.
@@ -1034,7 +1054,8 @@ impl<'a> BlockIndex<'a> {
         let mut filters = self.granule_filters;
         self.granule_table
             .chunks_exact(GRANULE_ENTRY_LEN)
-            .map(move |entry| {
+            .enumerate()
+            .map(move |(granule, entry)| {
                 let words = usize::from(u16::from_le_bytes([entry[16], entry[17]]));
                 // `parse` checked that the filters add up to exactly what is there.
                 let (bits, rest) = filters.split_at((8 * words).min(filters.len()));
@@ -1043,6 +1064,7 @@ impl<'a> BlockIndex<'a> {
                     tokens: TokenFilter::Sized {
                         bits,
                         hashes: entry[18],
+                        granule,
                     },
                     granule_table: &[],
                     granule_filters: &[],
@@ -1101,9 +1123,11 @@ impl<'a> BlockIndex<'a> {
             TokenFilter::PowerOfTwo { bits, hashes } => {
                 bloom_positions(hash, bits.len() * 8 - 1, hashes).all(|bit| has(bits, bit))
             }
-            TokenFilter::Sized { bits, hashes } => {
-                granule_positions(hash, bits.len() * 8, hashes).all(|bit| has(bits, bit))
-            }
+            TokenFilter::Sized {
+                bits,
+                hashes,
+                granule,
+            } => granule_positions(hash, granule, bits.len() * 8, hashes).all(|bit| has(bits, bit)),
         }
     }
 

@@ -271,6 +271,11 @@ pub fn for_each_token(text: &[u8], mut f: impl FnMut(&[u8])) {
     }
 }
 
+/// The salt of granule `granule` of a block whose seed is `seed`.
+fn granule_salt(seed: u16, granule: usize) -> u64 {
+    (u64::from(seed) << 16) + granule as u64 + 1
+}
+
 /// Bit positions of a token hash in a block filter of `mask + 1` bits (index version 1).
 #[inline]
 fn bloom_positions(hash: u64, mask: usize, k: u8) -> impl Iterator<Item = usize> {
@@ -280,16 +285,20 @@ fn bloom_positions(hash: u64, mask: usize, k: u8) -> impl Iterator<Item = usize>
     (0..usize::from(k)).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) & mask)
 }
 
-/// Bit positions of a token hash in the filter of granule `granule` (index version 2), of
-/// `bits` bits: the hash is first mixed with the granule's number (`h = m(hash ^ (g + 1)·K)`,
-/// `m` SplitMix64's finalizer), so that granules holding mostly the same common words do not
-/// set the same bits, and a word that collides with them in one granule's filter does not in
-/// every granule's (measured: with one hash for all granules, the false positives of two rare
-/// words over the same 120,000 granules were 120 and 988); then the 32-bit `h1 + i·h2` is
-/// scaled to the size by a multiply and a shift.
+/// Bit positions of a token hash in a granule's filter (index version 2) of `bits` bits: the
+/// hash is first mixed with the granule's salt (`salt = seed·2^16 + g + 1`, `seed` the block's,
+/// `g` the granule's number; `h = m(hash ^ salt·K)`, `m` SplitMix64's finalizer), then the
+/// 32-bit `h1 + i·h2` is scaled to the size by a multiply and a shift.
+///
+/// Why the salt: granules hold mostly the same common words, so with one hash function for all
+/// their filters set mostly the same bits, and a word that collides with those bits in one
+/// granule collides in thousands. Measured on the 10 M-record store, a word in 1,000 granules
+/// of 122,000: with one hash for all, false positives of 120 and 988 granules for two words;
+/// salted by the granule's number alone (30-odd functions, repeated in every block), 89 and
+/// 612; salted by block and granule, see loadtest/RESULTS.md.
 #[inline]
-fn granule_positions(hash: u64, granule: usize, bits: usize, k: u8) -> impl Iterator<Item = usize> {
-    let mut h = hash ^ (granule as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+fn granule_positions(hash: u64, salt: u64, bits: usize, k: u8) -> impl Iterator<Item = usize> {
+    let mut h = hash ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     h ^= h >> 31;
@@ -479,6 +488,9 @@ pub(crate) struct IndexBuilder {
     /// ...and their filters, back to back.
     granule_filters: Vec<u8>,
     granule_count: usize,
+    /// The salt of this block's granule filters (see [`granule_positions`]): blocks in a row
+    /// get different ones.
+    seed: u16,
     /// A filter being built, reused.
     scratch: Vec<u64>,
 }
@@ -507,6 +519,7 @@ impl Default for IndexBuilder {
             granule_table: Vec::new(),
             granule_filters: Vec::new(),
             granule_count: 0,
+            seed: 0,
             scratch: Vec::new(),
         }
     }
@@ -643,7 +656,8 @@ impl IndexBuilder {
         self.scratch.clear();
         self.scratch.resize(words, 0);
         for &hash in hashes {
-            for bit in granule_positions(hash, self.granule_count, bits, k) {
+            for bit in granule_positions(hash, granule_salt(self.seed, self.granule_count), bits, k)
+            {
                 self.scratch[bit / 64] |= 1 << (bit % 64);
             }
         }
@@ -672,12 +686,19 @@ impl IndexBuilder {
         debug_assert!(self.granule_count >= 1 && self.granule_count <= MAX_GRANULES);
         let start = out.len();
         let count = (self.granule_count as u16).to_le_bytes();
-        self.write_fixed(out, GRANULE_INDEX_VERSION, 0, [count[0], count[1], 0, 0]);
+        let seed = self.seed.to_le_bytes();
+        self.write_fixed(
+            out,
+            GRANULE_INDEX_VERSION,
+            0,
+            [count[0], count[1], seed[0], seed[1]],
+        );
         out.extend_from_slice(&self.granule_table);
         out.extend_from_slice(&self.granule_filters);
         let crc = crc32c::crc32c(&out[start..]);
         out.extend_from_slice(&crc.to_le_bytes());
         self.reset();
+        self.seed = self.seed.wrapping_add(1);
     }
 
     /// Appends the index of the records added since the last call to `out` (index version 1,
@@ -887,6 +908,8 @@ pub struct BlockIndex<'a> {
     granule_table: &'a [u8],
     /// ...and the granules' filters, back to back.
     granule_filters: &'a [u8],
+    /// The block's salt of its granule filters, little-endian (index version 2).
+    seed: [u8; 2],
 }
 
 /// The token filter of what a [`BlockIndex`] covers.
@@ -902,7 +925,8 @@ enum TokenFilter<'a> {
     Sized {
         bits: &'a [u8],
         hashes: u8,
-        granule: usize,
+        /// See [`granule_positions`].
+        salt: u64,
     },
 }
 
@@ -987,6 +1011,7 @@ impl<'a> BlockIndex<'a> {
             tokens: TokenFilter::Any,
             granule_table: &[],
             granule_filters: &[],
+            seed: [body[30], body[31]],
         };
         let rest = &body[keys_end..];
         if version == INDEX_VERSION {
@@ -1004,7 +1029,7 @@ impl<'a> BlockIndex<'a> {
             index.tokens = TokenFilter::PowerOfTwo { bits: rest, hashes };
             return Ok(index);
         }
-        if body[3] != 0 || body[30] != 0 || body[31] != 0 {
+        if body[3] != 0 {
             return Err(IndexCorruption::Field("reserved"));
         }
         let count = usize::from(u16::from_le_bytes([body[28], body[29]]));
@@ -1051,6 +1076,7 @@ impl<'a> BlockIndex<'a> {
     /// The view of each granule, in order: the block's index with the granule's token filter.
     pub fn granules(&self) -> impl Iterator<Item = BlockIndex<'a>> + use<'a> {
         let block = *self;
+        let seed = u16::from_le_bytes([self.seed[0], self.seed[1]]);
         let mut filters = self.granule_filters;
         self.granule_table
             .chunks_exact(GRANULE_ENTRY_LEN)
@@ -1064,7 +1090,7 @@ impl<'a> BlockIndex<'a> {
                     tokens: TokenFilter::Sized {
                         bits,
                         hashes: entry[18],
-                        granule,
+                        salt: granule_salt(seed, granule),
                     },
                     granule_table: &[],
                     granule_filters: &[],
@@ -1123,11 +1149,9 @@ impl<'a> BlockIndex<'a> {
             TokenFilter::PowerOfTwo { bits, hashes } => {
                 bloom_positions(hash, bits.len() * 8 - 1, hashes).all(|bit| has(bits, bit))
             }
-            TokenFilter::Sized {
-                bits,
-                hashes,
-                granule,
-            } => granule_positions(hash, granule, bits.len() * 8, hashes).all(|bit| has(bits, bit)),
+            TokenFilter::Sized { bits, hashes, salt } => {
+                granule_positions(hash, salt, bits.len() * 8, hashes).all(|bit| has(bits, bit))
+            }
         }
     }
 

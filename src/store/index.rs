@@ -1456,6 +1456,122 @@ mod tests {
         assert_eq!(tiny.len(), MIN_INDEX_LEN + 8);
     }
 
+    /// An index of version 2 with one granule per slice of `granules`.
+    fn granular_index_of(granules: &[Vec<String>], compressed_len: u32) -> Vec<u8> {
+        let mut builder = IndexBuilder::default();
+        for records in granules {
+            for r in records {
+                builder.add(r.as_bytes());
+            }
+            builder.end_granule(GranuleSummary {
+                compressed_len,
+                raw_len: compressed_len * 3,
+                records: records.len() as u32,
+                crc: 7,
+            });
+        }
+        let mut out = Vec::new();
+        builder.finish_granules_into(&mut out);
+        out
+    }
+
+    #[test]
+    fn granule_filters_are_sized_per_distinct_token_and_answer_per_granule() {
+        // Granule g holds alpha{g}_{i} and the common words of every granule.
+        let granules: Vec<Vec<String>> = (0..3)
+            .map(|g| {
+                (0..100)
+                    .map(|i| format!(r#"{{"message":"GET common alpha{g}_{i} Alpha{g}_{i}"}}"#))
+                    .collect()
+            })
+            .collect();
+        let encoded = granular_index_of(&granules, 100_000);
+        let index = BlockIndex::parse(&encoded).unwrap();
+        assert_eq!(index.granule_count(), 3);
+        // The block's own view rules no word out; each granule's, exactly its words.
+        assert!(index.may_have_token(token_hash(b"nowhere")));
+        assert_eq!(index.bloom_bytes(), 0);
+        let views: Vec<_> = index.granules().collect();
+        for (g, view) in views.iter().enumerate() {
+            // 102 distinct tokens × 15 bits = 1530 bits → 24 words.
+            assert_eq!(view.bloom_bytes(), 24 * 8, "granule {g}");
+            for i in 0..100 {
+                assert!(view.may_have_token(token_hash(format!("alpha{g}_{i}").as_bytes())));
+            }
+            assert!(view.may_have_token(token_hash(b"common")));
+            assert!(view.may_have_token(token_hash(b"get")));
+        }
+        let entries: Vec<_> = index.granule_entries().collect();
+        assert_eq!(
+            entries.iter().map(|e| e.offset).collect::<Vec<_>>(),
+            [0, 100_000, 200_000]
+        );
+        assert_eq!(entries[1].summary.records, 100);
+        // Words of another granule, and absent words: rarely a false positive (~0.1% at 15
+        // bits per token; 30,000 tests, some 30 expected).
+        let mut false_positives = 0;
+        for (g, view) in views.iter().enumerate() {
+            for i in 0..10_000 {
+                let other = (g + 1) % 3;
+                false_positives += usize::from(
+                    view.may_have_token(token_hash(format!("alpha{other}_{i}").as_bytes()))
+                        && i >= 100,
+                );
+                false_positives +=
+                    usize::from(view.may_have_token(token_hash(format!("zeta{i}").as_bytes())));
+            }
+        }
+        assert!(false_positives < 120, "{false_positives} of 60000");
+        for i in 0..100 {
+            let other = token_hash(format!("alpha1_{i}").as_bytes());
+            assert!(
+                views[0].may_have_token(other) as usize + views[2].may_have_token(other) as usize
+                    <= 1
+            );
+        }
+
+        // A granule that compresses very well: its filter is capped at 2.7% of its compressed
+        // bytes (here 2,000 × 0.027 × 8 = 432 bits), then at least 512 bits (8 words).
+        let capped = granular_index_of(&granules[..1], 2_000);
+        let view = BlockIndex::parse(&capped)
+            .unwrap()
+            .granules()
+            .next()
+            .unwrap();
+        assert_eq!(view.bloom_bytes(), 64);
+        // Still every word of it.
+        for i in 0..100 {
+            assert!(view.may_have_token(token_hash(format!("alpha0_{i}").as_bytes())));
+        }
+    }
+
+    #[test]
+    fn a_damaged_granule_index_is_refused() {
+        let granules = vec![
+            vec![r#"{"host":"a","message":"m n"}"#.to_string()],
+            vec!["raw words".to_string()],
+        ];
+        let encoded = granular_index_of(&granules, 1000);
+        assert!(BlockIndex::parse(&encoded).is_ok());
+        for at in 0..encoded.len() {
+            let mut bad = encoded.clone();
+            bad[at] ^= 0x10;
+            assert!(BlockIndex::parse(&bad).is_err(), "flip at {at}");
+        }
+        assert!(BlockIndex::parse(&encoded[..encoded.len() - 1]).is_err());
+        // A table that lies, with a checksum made to match: refused by its lengths.
+        let mut lying = encoded.clone();
+        let table = INDEX_FIXED_LEN + 4; // one host
+        lying[table + 16] = 99; // granule 0's filter words
+        let body = lying.len() - 4;
+        let crc = crc32c::crc32c(&lying[..body]);
+        lying[body..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            BlockIndex::parse(&lying).err(),
+            Some(IndexCorruption::Field("length"))
+        );
+    }
+
     #[test]
     fn a_damaged_index_is_refused() {
         let encoded = index_of(&[r#"{"host":"a","message":"m"}"#], 1000);

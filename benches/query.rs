@@ -8,7 +8,8 @@
 //! it shows what the prefilter saves for each query form.
 //!
 //! The `block_skip_decision` group times what the store's reader asks of each block's index
-//! before deciding to skip it (`Matcher::may_match_block`).
+//! before deciding to skip it, or which of its granules to read (`Matcher::may_match_block` on
+//! the block, then on each granule).
 //!
 //! The `query` and `query_prefiltered` groups report the thread's CPU time, not wall time.
 //!
@@ -115,20 +116,31 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     // The skip decision: one block's index (the first ~3,000 records, one block as the gateway
-    // cuts them at high rate) tested against each query, as the store's reader does per block.
+    // cuts them at high rate) tested against each query, as the store's reader does per block
+    // (and per granule).
     let tmp = tempfile::tempdir().expect("temp dir");
     let index = first_block_index(tmp.path(), &records);
     let index = BlockIndex::parse(&index).expect("the store wrote a valid index");
     let mut group = c.benchmark_group("block_skip_decision");
+    // A block of granules (format 3): the block's view, then each granule's, as the reader
+    // asks; the count of granules to read is the decision.
+    let decide = |matcher: &Matcher, index: &BlockIndex<'_>| -> usize {
+        if !matcher.may_match_block(index) {
+            return 0;
+        }
+        index
+            .granules()
+            .filter(|granule| matcher.may_match_block(granule))
+            .count()
+    };
     for &(name, query) in QUERIES {
         let matcher = Matcher::compile(query).expect("bench queries compile");
         eprintln!(
-            "{name}: block may match: {}",
-            matcher.may_match_block(&index)
+            "{name}: granules to read: {} of {}",
+            decide(&matcher, &index),
+            index.granule_count()
         );
-        group.bench_function(name, |b| {
-            b.iter(|| matcher.may_match_block(black_box(&index)))
-        });
+        group.bench_function(name, |b| b.iter(|| decide(&matcher, black_box(&index))));
     }
     group.finish();
 }

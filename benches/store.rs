@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicBool;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use logtail::pipeline::batch::Batch;
-use logtail::store::{ReadOptions, StoreOptions, StoreWriter, read};
+use logtail::store::{BlockFormat, ReadOptions, StoreOptions, StoreWriter, read};
 use test_support::corpus;
 
 const RECORDS_PER_BATCH: usize = 1000;
@@ -62,24 +62,27 @@ fn bench_append(c: &mut Criterion) {
         group.throughput(throughput);
         // With the block index (what the gateway writes), and without (blocks as before the
         // index, version 1): the difference is what building the index costs.
-        for (label, indexed) in [("batch_of_1000", true), ("batch_of_1000_no_index", false)] {
-            bench_appending(&mut group, label, &batches, indexed);
+        for (label, format) in [
+            ("batch_of_1000", BlockFormat::Granules),
+            ("batch_of_1000_no_index", BlockFormat::Unindexed),
+        ] {
+            bench_appending(&mut group, label, &batches, format);
         }
         group.finish();
     }
 }
 
-/// Times appending `batches` in turn to a new store, with or without the block index; returns
-/// the writer's counts at the end.
+/// Times appending `batches` in turn to a new store, in blocks of `format`; returns the writer's
+/// counts at the end.
 fn bench_appending(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     label: &str,
     batches: &[Batch],
-    indexed: bool,
+    format: BlockFormat,
 ) -> logtail::store::StoreStats {
     let tmp = tempfile::tempdir().expect("temp dir");
     let mut writer = StoreWriter::open(options(tmp.path())).expect("open");
-    writer.set_block_index(indexed);
+    writer.set_block_format(format);
     let mut i = 0;
     group.bench_function(label, |b| {
         b.iter(|| {
@@ -108,13 +111,18 @@ fn realistic_batches() -> Vec<Batch> {
         .collect()
 }
 
-/// Appending realistic records with and without the block index: what building it costs.
+/// Appending realistic records with the block index of today (granules, format 3), of before
+/// (one filter per block, format 2), and without: what building it costs.
 fn bench_append_index(c: &mut Criterion) {
     let batches = realistic_batches();
     let mut group = c.benchmark_group("append_realistic");
     group.throughput(Throughput::Elements(RECORDS_PER_BATCH as u64));
-    for (label, indexed) in [("indexed", true), ("no_index", false)] {
-        let stats = bench_appending(&mut group, label, &batches, indexed);
+    for (label, format) in [
+        ("indexed", BlockFormat::Granules),
+        ("block_index_v2", BlockFormat::BlockIndex),
+        ("no_index", BlockFormat::Unindexed),
+    ] {
+        let stats = bench_appending(&mut group, label, &batches, format);
         eprintln!(
             "{label}: {} blocks, index {:.2}% of the bytes written",
             stats.blocks_written,

@@ -7,6 +7,10 @@
 //! as a JSON-lines file for `rg`. One record in 10,000 carries the rare word `zebracorn`, spread
 //! evenly; as many carry `krakenfail`, all within ten minutes (an incident).
 //!
+//! `--block-index` writes the previous format (version 2: one token filter per block) and
+//! `--granule-kib` sets the granule size of the current one, to compare; `build` also counts
+//! the distinct message tokens per granule and per block over the first 500,000 records.
+//!
 //! `query` warms the page cache, then times each query `--runs` times in this process
 //! (`logtail::search::count`, one thread) and `rg -F -c` over the JSON file, and prints medians,
 //! blocks searched and skipped, and the peak RSS.
@@ -30,7 +34,8 @@ use logtail::parse::{Format, LegacyZone, ParseContext, Timestamp, parse};
 use logtail::pipeline::batch::Batch;
 use logtail::query::Matcher;
 use logtail::search::{self, Order, SearchOptions};
-use logtail::store::{StoreOptions, StoreWriter};
+use logtail::store::index::for_each_token;
+use logtail::store::{BlockFormat, StoreOptions, StoreWriter};
 use test_support::corpus;
 
 #[derive(Parser)]
@@ -55,6 +60,12 @@ enum Step {
         /// Write blocks without an index (the format before it), to compare.
         #[arg(long)]
         no_index: bool,
+        /// Write blocks of format 2 (one token filter per block, as before granules).
+        #[arg(long, conflicts_with = "no_index")]
+        block_index: bool,
+        /// Framed bytes per granule, in KiB (format 3).
+        #[arg(long, default_value_t = logtail::store::GRANULE_BYTES / 1024)]
+        granule_kib: usize,
     },
     /// Times the queries.
     Query {
@@ -64,6 +75,9 @@ enum Step {
         json: PathBuf,
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Only the two rare words (and rg), not the full scans.
+        #[arg(long)]
+        rare_only: bool,
     },
 }
 
@@ -78,8 +92,24 @@ fn main() -> anyhow::Result<()> {
             records,
             hours,
             no_index,
-        } => build(&dir, &json, records, hours, no_index),
-        Step::Query { dir, json, runs } => query(&dir, &json, runs),
+            block_index,
+            granule_kib,
+        } => {
+            let format = if no_index {
+                BlockFormat::Unindexed
+            } else if block_index {
+                BlockFormat::BlockIndex
+            } else {
+                BlockFormat::Granules
+            };
+            build(&dir, &json, records, hours, format, granule_kib << 10)
+        }
+        Step::Query {
+            dir,
+            json,
+            runs,
+            rare_only,
+        } => query(&dir, &json, runs, rare_only),
     }
 }
 
@@ -90,7 +120,66 @@ fn timestamp_of(unix_us: i64) -> Timestamp {
     t
 }
 
-fn build(dir: &Path, json: &Path, records: u64, hours: u64, no_index: bool) -> anyhow::Result<()> {
+/// Distinct message tokens per granule and per block over the first records, cutting them as
+/// the block encoder does (by framed bytes), ASCII case ignored as the index does.
+#[derive(Default)]
+struct TokenCount {
+    granule: std::collections::HashSet<Vec<u8>>,
+    block: std::collections::HashSet<Vec<u8>>,
+    granule_bytes: usize,
+    block_bytes: usize,
+    granules: u64,
+    blocks: u64,
+    granule_tokens: u64,
+    block_tokens: u64,
+}
+
+impl TokenCount {
+    const RECORDS: u64 = 500_000;
+
+    fn add(&mut self, framed: usize, message: &[u8], granule_limit: usize) {
+        if self.block_bytes + framed > logtail::store::TARGET_BLOCK_BYTES {
+            self.end_granule();
+            self.end_block();
+        } else if self.granule_bytes + framed > granule_limit {
+            self.end_granule();
+        }
+        self.granule_bytes += framed;
+        self.block_bytes += framed;
+        for_each_token(message, |t| {
+            let t = t.to_ascii_lowercase();
+            self.block.insert(t.clone());
+            self.granule.insert(t);
+        });
+    }
+
+    fn end_granule(&mut self) {
+        if self.granule_bytes > 0 {
+            self.granules += 1;
+            self.granule_tokens += self.granule.len() as u64;
+            self.granule.clear();
+            self.granule_bytes = 0;
+        }
+    }
+
+    fn end_block(&mut self) {
+        if self.block_bytes > 0 {
+            self.blocks += 1;
+            self.block_tokens += self.block.len() as u64;
+            self.block.clear();
+            self.block_bytes = 0;
+        }
+    }
+}
+
+fn build(
+    dir: &Path,
+    json: &Path,
+    records: u64,
+    hours: u64,
+    format: BlockFormat,
+    granule_bytes: usize,
+) -> anyhow::Result<()> {
     if dir.exists() {
         bail!("{} exists: give a new directory", dir.display());
     }
@@ -100,7 +189,9 @@ fn build(dir: &Path, json: &Path, records: u64, hours: u64, no_index: bool) -> a
         max_total_bytes: u64::MAX,
         ..StoreOptions::default()
     })?;
-    writer.set_block_index(!no_index);
+    writer.set_block_format(format);
+    writer.set_granule_bytes(granule_bytes);
+    let mut tokens = TokenCount::default();
     let mut lines = BufWriter::with_capacity(
         1 << 20,
         File::create(json).context("creating the JSON file")?,
@@ -151,6 +242,9 @@ fn build(dir: &Path, json: &Path, records: u64, hours: u64, no_index: bool) -> a
         encode(Encoding::Json, &line, &record, &envelope, &mut encoded);
         lines.write_all(&encoded)?;
         lines.write_all(b"\n")?;
+        if i < TokenCount::RECORDS {
+            tokens.add(encoded.len() + 12, record.message, granule_bytes);
+        }
         batch.push(received_us, &encoded);
         if batch.len() == RECORDS_PER_BATCH {
             writer.append(&batch)?;
@@ -162,6 +256,20 @@ fn build(dir: &Path, json: &Path, records: u64, hours: u64, no_index: bool) -> a
     }
     writer.sync()?;
     lines.flush()?;
+    tokens.end_granule();
+    tokens.end_block();
+    println!(
+        "distinct message tokens, first {} records: {:.0} per granule of {} KiB ({} granules), \
+         {:.0} per 1 MiB block ({} blocks); a granule's filter holds {:.2}x the tokens of its \
+         share of a block filter",
+        TokenCount::RECORDS.min(records),
+        tokens.granule_tokens as f64 / tokens.granules.max(1) as f64,
+        granule_bytes >> 10,
+        tokens.granules,
+        tokens.block_tokens as f64 / tokens.blocks.max(1) as f64,
+        tokens.blocks,
+        tokens.granule_tokens as f64 / tokens.block_tokens.max(1) as f64
+    );
     let stats = writer.stats();
     let json_bytes = std::fs::metadata(json)?.len();
     println!(
@@ -191,9 +299,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// User+system CPU seconds of this process so far.
 fn cpu_seconds() -> f64 {
+    rusage_seconds(libc::RUSAGE_SELF)
+}
+
+/// User+system CPU seconds of the children waited for so far (`rg`).
+fn children_cpu_seconds() -> f64 {
+    rusage_seconds(libc::RUSAGE_CHILDREN)
+}
+
+fn rusage_seconds(who: libc::c_int) -> f64 {
     // SAFETY: getrusage only writes the struct it is given.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    unsafe { libc::getrusage(who, &mut usage) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
@@ -228,7 +345,7 @@ fn warm(path: &Path) -> anyhow::Result<u64> {
     Ok(total)
 }
 
-fn query(dir: &Path, json: &Path, runs: usize) -> anyhow::Result<()> {
+fn query(dir: &Path, json: &Path, runs: usize, rare_only: bool) -> anyhow::Result<()> {
     let json_bytes = warm(json)?;
     let store_bytes = warm(dir)?;
     println!(
@@ -249,11 +366,12 @@ fn query(dir: &Path, json: &Path, runs: usize) -> anyhow::Result<()> {
         ("full-scan regex (no skip)", r"/zebr[a]corn \w+/", None),
         ("full scan, word in every block", "GET", None),
     ];
+    let cases = if rare_only { &cases[..2] } else { cases };
     let stop = AtomicBool::new(false);
     println!(
-        "| query | matched | blocks searched / skipped | median wall | median CPU | records GB/s per core |"
+        "| query | matched | blocks searched / skipped | granules skipped | median wall | median CPU | records GB/s per core |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for (label, q, from_us) in cases {
         let matcher = Matcher::compile(q)?;
         let opts = SearchOptions {
@@ -277,32 +395,35 @@ fn query(dir: &Path, json: &Path, runs: usize) -> anyhow::Result<()> {
         };
         let (wall, cpu) = (median(walls), median(cpus));
         println!(
-            "| {label}: `{q}` | {} | {} / {} | {:.1} ms | {:.1} ms | {:.2} |",
+            "| {label}: `{q}` | {} | {} / {} | {} | {:.1} ms | {:.1} ms | {:.2} |",
             stats.matched,
             stats.scanned_blocks,
             stats.skipped_blocks,
+            stats.read.skipped_granules,
             wall * 1e3,
             cpu * 1e3,
             json_bytes as f64 / 1e9 / cpu.max(1e-9),
         );
     }
     for word in ["zebracorn", "krakenfail"] {
-        let mut walls = Vec::new();
+        let (mut walls, mut cpus) = (Vec::new(), Vec::new());
         let mut count = String::new();
         for _ in 0..runs {
-            let t0 = Instant::now();
+            let (t0, c0) = (Instant::now(), children_cpu_seconds());
             let out = Command::new("rg")
                 .args(["-F", "-c", word])
                 .arg(json)
                 .output();
             let out = out.context("running rg (apt-get install ripgrep)")?;
             walls.push(t0.elapsed().as_secs_f64());
+            cpus.push(children_cpu_seconds() - c0);
             count = String::from_utf8_lossy(&out.stdout).trim().to_string();
         }
         println!(
-            "| `rg -F -c {word}` over the JSON file | {count} | – | {:.1} ms | – | {:.2} (wall) |",
-            median(walls.clone()) * 1e3,
-            json_bytes as f64 / 1e9 / median(walls)
+            "| `rg -F -c {word}` over the JSON file | {count} | – | – | {:.1} ms | {:.1} ms | {:.2} |",
+            median(walls) * 1e3,
+            median(cpus.clone()) * 1e3,
+            json_bytes as f64 / 1e9 / median(cpus).max(1e-9)
         );
     }
     println!("peak RSS of the searches: {:.0} MiB", peak_rss_mib());

@@ -694,16 +694,42 @@ proptest! {
 
 // ---------------------------------------------------------------- block tests (the store's index)
 
-/// Whether `query` may match a block holding `records`, by the block's index.
+/// Whether `query` may match a block holding `records`, by the block's index; the same answer
+/// whether the block has one word filter (format 2) or is one granule among others (format 3:
+/// the block's view, then the granule's).
 fn block_may_match(query: &str, records: &[&str]) -> bool {
-    let mut builder = crate::store::index::IndexBuilder::default();
+    use crate::store::index::{GranuleSummary, IndexBuilder};
+    let matcher = Matcher::compile(query).unwrap();
+    let mut builder = IndexBuilder::default();
     for r in records {
         builder.add(r.as_bytes());
     }
     let mut encoded = Vec::new();
     builder.finish_into(1 << 20, &mut encoded);
     let index = crate::store::BlockIndex::parse(&encoded).unwrap();
-    Matcher::compile(query).unwrap().may_match_block(&index)
+    let whole = matcher.may_match_block(&index);
+
+    // Format 3: an unrelated granule first, then these records as granule 1.
+    let summary = GranuleSummary {
+        compressed_len: 1 << 16,
+        raw_len: 1 << 17,
+        records: 1,
+        crc: 0,
+    };
+    builder.add(br#"{"message":"another granule entirely"}"#);
+    builder.end_granule(summary);
+    for r in records {
+        builder.add(r.as_bytes());
+    }
+    builder.end_granule(summary);
+    let mut encoded = Vec::new();
+    builder.finish_granules_into(&mut encoded);
+    let index = crate::store::BlockIndex::parse(&encoded).unwrap();
+    let granules: Vec<_> = index.granules().collect();
+    assert_eq!(granules.len(), 2);
+    let granular = matcher.may_match_block(&index) && matcher.may_match_block(&granules[1]);
+    assert_eq!(granular, whole, "{query}: format 3 and format 2 disagree");
+    whole
 }
 
 #[test]

@@ -8,14 +8,20 @@ use std::os::unix::fs::FileExt;
 
 use memchr::memmem;
 
-use super::index::{BlockIndex, IndexBuilder, IndexCorruption, MAX_INDEX_LEN, MIN_INDEX_LEN};
-use super::{MAX_BLOCK_BYTES, TARGET_BLOCK_BYTES};
+use super::index::{
+    BlockIndex, GranuleEntry, GranuleSummary, IndexBuilder, IndexCorruption, MAX_GRANULE_INDEX_LEN,
+    MAX_GRANULES, MAX_INDEX_LEN, MIN_INDEX_LEN,
+};
+use super::{GRANULE_BYTES, MAX_BLOCK_BYTES, TARGET_BLOCK_BYTES};
 
 pub(crate) const MAGIC: [u8; 4] = [0xF7, b'L', b'T', b'B'];
 /// Blocks as written before the block index: no index, `reserved` zero. Still read.
 pub(crate) const VERSION_NO_INDEX: u8 = 1;
-/// Blocks with an index after the payload, `index_len` bytes at header offset 20.
+/// Blocks with an index after the payload, `index_len` bytes at header offset 20. Still read.
 pub(crate) const VERSION_INDEXED: u8 = 2;
+/// Blocks whose payload is granules compressed one by one, each with its token filter in the
+/// index (index version 2).
+pub(crate) const VERSION_GRANULES: u8 = 3;
 pub(crate) const COMPRESSION_LZ4: u8 = 1;
 pub(crate) const HEADER_LEN: usize = 48;
 /// `len: u32` + `received_at_us: i64` in front of every value.
@@ -68,11 +74,32 @@ pub enum BlockCorruption {
     /// The block's index does not check out.
     #[error(transparent)]
     Index(#[from] IndexCorruption),
+    /// A granule's bytes do not match the checksum its table entry gives.
+    #[error("granule {0} checksum mismatch")]
+    GranuleChecksum(usize),
+    /// The granule table does not add up to the header, or says something the format forbids.
+    #[error("granule table does not match the block: {0}")]
+    Granules(&'static str),
+}
+
+/// Which block format a writer writes: the current one, or an older one (for tests that
+/// stores written before still read and search right, and for benches comparing formats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BlockFormat {
+    /// Version 1: no index (as written before the block index existed).
+    Unindexed,
+    /// Version 2: one lz4 payload and an index with one token filter for the block.
+    BlockIndex,
+    /// Version 3 (the default): the payload is granules of about [`GRANULE_BYTES`] of records,
+    /// compressed one by one, and the index has a token filter per granule.
+    #[default]
+    Granules,
 }
 
 /// A parsed, self-consistent block header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BlockHeader {
+    pub version: u8,
     pub shard: u16,
     pub record_count: u32,
     pub uncompressed_len: u32,
@@ -120,13 +147,14 @@ impl BlockHeader {
             return Err(BlockCorruption::HeaderChecksum);
         }
         let version = b[4];
-        if version != VERSION_NO_INDEX && version != VERSION_INDEXED {
+        if !(VERSION_NO_INDEX..=VERSION_GRANULES).contains(&version) {
             return Err(BlockCorruption::Version(version));
         }
         if b[5] != COMPRESSION_LZ4 {
             return Err(BlockCorruption::Compression(b[5]));
         }
         let header = BlockHeader {
+            version,
             shard: u16_at(b, 6),
             record_count: u32_at(b, 8),
             uncompressed_len: u32_at(b, 12),
@@ -141,8 +169,13 @@ impl BlockHeader {
         if version == VERSION_NO_INDEX && header.index_len != 0 {
             return Err(BlockCorruption::HeaderField("reserved is not zero"));
         }
-        if version == VERSION_INDEXED
-            && !(MIN_INDEX_LEN..=MAX_INDEX_LEN).contains(&(header.index_len as usize))
+        let max_index_len = match version {
+            VERSION_INDEXED => MAX_INDEX_LEN,
+            VERSION_GRANULES => MAX_GRANULE_INDEX_LEN,
+            _ => 0,
+        };
+        if version != VERSION_NO_INDEX
+            && !(MIN_INDEX_LEN..=max_index_len).contains(&(header.index_len as usize))
         {
             return Err(BlockCorruption::HeaderField("index_len out of range"));
         }
@@ -176,32 +209,70 @@ impl BlockHeader {
 }
 
 /// Builds blocks: records are framed into `raw`, then compressed behind a header in `frame`,
-/// followed by their index. The buffers are kept and reused from block to block.
-#[derive(Debug, Default)]
+/// followed by their index. In format 3, `raw` holds one granule at a time, compressed into
+/// `frame` when the next record would take it past the granule size. The buffers are kept and
+/// reused from block to block.
+#[derive(Debug)]
 pub(crate) struct BlockEncoder {
     raw: Vec<u8>,
     frame: Vec<u8>,
     count: u32,
+    /// Records in `raw`.
+    raw_count: u32,
+    /// Framed bytes of the granules of this block already compressed.
+    ended_raw: usize,
     min_us: i64,
     max_us: i64,
     index: IndexBuilder,
-    /// Write version-1 blocks, without an index.
-    no_index: bool,
+    format: BlockFormat,
+    granule_bytes: usize,
 }
+
+impl Default for BlockEncoder {
+    fn default() -> Self {
+        BlockEncoder {
+            raw: Vec::new(),
+            frame: Vec::new(),
+            count: 0,
+            raw_count: 0,
+            ended_raw: 0,
+            min_us: 0,
+            max_us: 0,
+            index: IndexBuilder::default(),
+            format: BlockFormat::default(),
+            granule_bytes: GRANULE_BYTES,
+        }
+    }
+}
+
+/// The smallest granule size a writer may be set to: with it, a block of
+/// [`TARGET_BLOCK_BYTES`] has far fewer than [`MAX_GRANULES`] granules.
+pub const MIN_GRANULE_BYTES: usize = 16 << 10;
+const _: () = assert!(2 * TARGET_BLOCK_BYTES / MIN_GRANULE_BYTES + 1 < MAX_GRANULES);
 
 impl BlockEncoder {
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
 
-    /// Whether blocks carry an index (version 2) or not (version 1, as before the index).
-    pub fn set_index(&mut self, on: bool) {
-        self.no_index = !on;
+    /// The format of the blocks finished from now on (the block being filled, if any, must be
+    /// finished first).
+    pub fn set_format(&mut self, format: BlockFormat) {
+        debug_assert!(self.is_empty());
+        self.format = format;
+    }
+
+    /// Framed bytes per granule (format 3) from the next block on, at least
+    /// [`MIN_GRANULE_BYTES`].
+    pub fn set_granule_bytes(&mut self, bytes: usize) {
+        debug_assert!(self.is_empty());
+        self.granule_bytes = bytes.max(MIN_GRANULE_BYTES);
     }
 
     /// True when a record with a value of `value_len` bytes should go to the next block.
     pub fn is_full_for(&self, value_len: usize) -> bool {
-        !self.is_empty() && self.raw.len() + RECORD_FRAME_LEN + value_len > TARGET_BLOCK_BYTES
+        !self.is_empty()
+            && self.ended_raw + self.raw.len() + RECORD_FRAME_LEN + value_len > TARGET_BLOCK_BYTES
     }
 
     /// Adds a record. The caller keeps blocks under [`MAX_BLOCK_BYTES`] (see [`Self::is_full_for`]
@@ -210,9 +281,22 @@ impl BlockEncoder {
         if self.count == 0 {
             self.min_us = received_at_us;
             self.max_us = received_at_us;
+            // Format 3 compresses granules into the frame as they fill.
+            self.frame.clear();
+            self.frame.resize(HEADER_LEN, 0);
         } else {
             self.min_us = self.min_us.min(received_at_us);
             self.max_us = self.max_us.max(received_at_us);
+        }
+        // A granule holds at least one record, and a record is never split: a record larger
+        // than a granule makes a granule of its own. The count check keeps the table within the
+        // format even for granule sizes the assertion above does not cover.
+        if self.format == BlockFormat::Granules
+            && self.raw_count > 0
+            && self.raw.len() + RECORD_FRAME_LEN + value.len() > self.granule_bytes
+            && self.index.granule_count() + 1 < MAX_GRANULES
+        {
+            self.end_granule();
         }
         // Values are at most MAX_BLOCK_BYTES, checked by the writer before the first push.
         self.raw
@@ -220,30 +304,72 @@ impl BlockEncoder {
         self.raw.extend_from_slice(&received_at_us.to_le_bytes());
         self.raw.extend_from_slice(value);
         self.count += 1;
-        if !self.no_index {
+        self.raw_count += 1;
+        if self.format != BlockFormat::Unindexed {
             self.index.add(value);
         }
+    }
+
+    /// Compresses `raw` onto the end of `frame`; returns the compressed length.
+    fn compress_raw(&mut self) -> usize {
+        let start = self.frame.len();
+        self.frame
+            .resize(start + max_compressed_len(self.raw.len()), 0);
+        let compressed = match lz4_flex::block::compress_into(&self.raw, &mut self.frame[start..]) {
+            Ok(n) => n,
+            // The output buffer has the size lz4_flex itself guarantees to be enough.
+            Err(e) => unreachable!("lz4 output buffer of the documented maximum size: {e}"),
+        };
+        self.frame.truncate(start + compressed);
+        compressed
+    }
+
+    /// Compresses the granule in `raw` and hands its summary to the index.
+    fn end_granule(&mut self) {
+        let start = self.frame.len();
+        let compressed = self.compress_raw();
+        self.index.end_granule(GranuleSummary {
+            compressed_len: compressed as u32,
+            raw_len: self.raw.len() as u32,
+            records: self.raw_count,
+            crc: crc32c::crc32c(&self.frame[start..]),
+        });
+        self.ended_raw += self.raw.len();
+        self.raw.clear();
+        self.raw_count = 0;
     }
 
     /// Compresses the records pushed since the last call into a complete block, header included,
     /// available from [`Self::frame`]. Returns its record count and newest timestamp. The encoder
     /// holds no record afterwards.
     pub fn finish(&mut self, shard: u16) -> (u32, i64) {
-        let bound = max_compressed_len(self.raw.len());
-        self.frame.clear();
-        self.frame.resize(HEADER_LEN + bound, 0);
-        let compressed =
-            match lz4_flex::block::compress_into(&self.raw, &mut self.frame[HEADER_LEN..]) {
-                Ok(n) => n,
-                // The output buffer has the size lz4_flex itself guarantees to be enough.
-                Err(e) => unreachable!("lz4 output buffer of the documented maximum size: {e}"),
-            };
-        self.frame.truncate(HEADER_LEN + compressed);
-        let (version, index_len) = if self.no_index {
-            (VERSION_NO_INDEX, 0)
-        } else {
-            self.index.finish_into(compressed, &mut self.frame);
-            (VERSION_INDEXED, self.frame.len() - HEADER_LEN - compressed)
+        debug_assert!(!self.is_empty());
+        let (version, uncompressed, compressed, index_len) = match self.format {
+            BlockFormat::Granules => {
+                if self.raw_count > 0 {
+                    self.end_granule();
+                }
+                let compressed = self.frame.len() - HEADER_LEN;
+                self.index.finish_granules_into(&mut self.frame);
+                let index_len = self.frame.len() - HEADER_LEN - compressed;
+                (VERSION_GRANULES, self.ended_raw, compressed, index_len)
+            }
+            BlockFormat::BlockIndex | BlockFormat::Unindexed => {
+                self.frame.truncate(HEADER_LEN);
+                let compressed = self.compress_raw();
+                let index_len = if self.format == BlockFormat::BlockIndex {
+                    self.index.finish_into(compressed, &mut self.frame);
+                    self.frame.len() - HEADER_LEN - compressed
+                } else {
+                    0
+                };
+                let version = if index_len == 0 {
+                    VERSION_NO_INDEX
+                } else {
+                    VERSION_INDEXED
+                };
+                (version, self.raw.len(), compressed, index_len)
+            }
         };
 
         let h = &mut self.frame[..HEADER_LEN];
@@ -252,7 +378,7 @@ impl BlockEncoder {
         h[5] = COMPRESSION_LZ4;
         h[6..8].copy_from_slice(&shard.to_le_bytes());
         h[8..12].copy_from_slice(&self.count.to_le_bytes());
-        h[12..16].copy_from_slice(&(self.raw.len() as u32).to_le_bytes());
+        h[12..16].copy_from_slice(&(uncompressed as u32).to_le_bytes());
         h[16..20].copy_from_slice(&(compressed as u32).to_le_bytes());
         h[20..24].copy_from_slice(&(index_len as u32).to_le_bytes());
         h[24..32].copy_from_slice(&self.min_us.to_le_bytes());
@@ -267,6 +393,8 @@ impl BlockEncoder {
         let (count, max_us) = (self.count, self.max_us);
         self.raw.clear();
         self.count = 0;
+        self.raw_count = 0;
+        self.ended_raw = 0;
         (count, max_us)
     }
 
@@ -285,22 +413,67 @@ impl BlockEncoder {
 
 /// Checks `payload` against `header` and decompresses it into `raw` (resized to fit), then checks
 /// that the records inside add up. On success, [`Records`] over `raw` yields every record.
+/// `index` is the block's index, parsed: for format 3 it locates the granules.
 pub(crate) fn decode_payload(
     header: &BlockHeader,
     payload: &[u8],
+    index: Option<&BlockIndex<'_>>,
     raw: &mut Vec<u8>,
 ) -> Result<(), BlockCorruption> {
     if crc32c::crc32c_append(header.fields_crc, payload) != header.block_crc {
         return Err(BlockCorruption::BlockChecksum);
     }
-    let len = header.uncompressed_len as usize;
     raw.clear();
+    if let Some(index) = index {
+        check_index(header, index)?;
+    }
+    if header.version == VERSION_GRANULES {
+        let Some(index) = index else {
+            return Err(BlockCorruption::Granules("no granule table"));
+        };
+        for (i, entry) in index.granule_entries().enumerate() {
+            let at = entry.offset as usize;
+            let Some(bytes) = payload.get(at..at + entry.summary.compressed_len as usize) else {
+                return Err(BlockCorruption::Granules("a granule runs past the payload"));
+            };
+            decode_granule(header, i, &entry.summary, bytes, raw)?;
+        }
+        return Ok(());
+    }
+    let len = header.uncompressed_len as usize;
     raw.resize(len, 0);
     match lz4_flex::block::decompress_into(payload, raw) {
         Ok(n) if n == len => {}
         _ => return Err(BlockCorruption::Decompress),
     }
-    let mut count = 0u32;
+    check_records(header, raw, header.record_count)
+}
+
+/// Checks granule `i`'s compressed `bytes` against its table entry, and appends its records to
+/// `raw`.
+fn decode_granule(
+    header: &BlockHeader,
+    i: usize,
+    granule: &GranuleSummary,
+    bytes: &[u8],
+    raw: &mut Vec<u8>,
+) -> Result<(), BlockCorruption> {
+    if crc32c::crc32c(bytes) != granule.crc {
+        return Err(BlockCorruption::GranuleChecksum(i));
+    }
+    let start = raw.len();
+    let len = granule.raw_len as usize;
+    raw.resize(start + len, 0);
+    match lz4_flex::block::decompress_into(bytes, &mut raw[start..]) {
+        Ok(n) if n == len => {}
+        _ => return Err(BlockCorruption::Decompress),
+    }
+    check_records(header, &raw[start..], granule.records)
+}
+
+/// Checks that `raw` is exactly `count` framed records with timestamps in the header's range.
+fn check_records(header: &BlockHeader, raw: &[u8], count: u32) -> Result<(), BlockCorruption> {
+    let mut seen = 0u32;
     let mut rest: &[u8] = raw;
     while !rest.is_empty() {
         let Some((ts, _value, tail)) = split_record(rest) else {
@@ -313,15 +486,70 @@ pub(crate) fn decode_payload(
                 "a timestamp is outside the block's range",
             ));
         }
-        count += 1;
+        seen += 1;
         rest = tail;
     }
-    if count != header.record_count {
+    if seen != count {
         return Err(BlockCorruption::Records(
             "record count differs from the header",
         ));
     }
     Ok(())
+}
+
+/// Checks that a block's parsed index is the kind its format version has, and that the granule
+/// table of a format-3 block adds up to the header: granules that cover the payload exactly,
+/// and hold all its bytes and records.
+pub(crate) fn check_index(
+    header: &BlockHeader,
+    index: &BlockIndex<'_>,
+) -> Result<(), BlockCorruption> {
+    let granular = header.version == VERSION_GRANULES;
+    if granular != (index.granule_count() > 0) {
+        return Err(BlockCorruption::Granules(
+            "index version does not match the block's",
+        ));
+    }
+    let (mut compressed, mut raw, mut records) = (0u64, 0u64, 0u64);
+    for entry in index.granule_entries() {
+        let g = entry.summary;
+        if g.compressed_len as usize > max_compressed_len(g.raw_len as usize) {
+            return Err(BlockCorruption::Granules(
+                "compressed length out of range for its size",
+            ));
+        }
+        compressed += u64::from(g.compressed_len);
+        raw += u64::from(g.raw_len);
+        records += u64::from(g.records);
+    }
+    if granular
+        && (compressed != u64::from(header.compressed_len)
+            || raw != u64::from(header.uncompressed_len)
+            || records != u64::from(header.record_count))
+    {
+        return Err(BlockCorruption::Granules(
+            "granules do not add up to the header",
+        ));
+    }
+    Ok(())
+}
+
+/// A set of granules of one block, by position.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct GranuleSet([u64; MAX_GRANULES / 64]);
+
+impl GranuleSet {
+    pub fn insert(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+
+    pub fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
 }
 
 /// One framed record off the front of `buf`: `(received_at_us, value, rest)`.
@@ -385,6 +613,8 @@ pub(crate) struct Scanner {
     scan: Vec<u8>,
     /// The index alone, when a filter looks at it before the payload is read.
     index: Vec<u8>,
+    /// The granule table of the block whose index [`Self::index_at`] read last (format 3).
+    granules: Vec<GranuleEntry>,
 }
 
 /// Positioned read of exactly `buf.len()` bytes; `Ok(false)` when the file ends first (it may have
@@ -443,12 +673,61 @@ impl Scanner {
             return Ok(Ok(false));
         }
         let (payload, index) = self.payload.split_at(n);
-        if !index.is_empty()
-            && let Err(e) = BlockIndex::parse(index)
-        {
-            return Ok(Err(e.into()));
+        let index = if index.is_empty() {
+            None
+        } else {
+            match BlockIndex::parse(index) {
+                Ok(index) => Some(index),
+                Err(e) => return Ok(Err(e.into())),
+            }
+        };
+        Ok(decode_payload(header, payload, index.as_ref(), &mut self.raw).map(|()| true))
+    }
+
+    /// Reads and decodes the granules in `chosen` of the format-3 block at `pos`, whose index
+    /// [`Self::index_at`] has just read: afterwards [`Self::records`] yields their records, in
+    /// order. Consecutive granules are read with one `pread`. Granules not chosen are not read
+    /// (nor checked). Same results as [`Self::decode_at`].
+    pub fn decode_granules_at(
+        &mut self,
+        file: &File,
+        pos: u64,
+        header: &BlockHeader,
+        chosen: &GranuleSet,
+    ) -> io::Result<Result<bool, BlockCorruption>> {
+        self.raw.clear();
+        let payload_at = pos + HEADER_LEN as u64;
+        let mut i = 0;
+        while i < self.granules.len() {
+            if !chosen.contains(i) {
+                i += 1;
+                continue;
+            }
+            let first = i;
+            while i < self.granules.len() && chosen.contains(i) {
+                i += 1;
+            }
+            let from = self.granules[first].offset as usize;
+            let last = self.granules[i - 1];
+            let to = last.offset as usize + last.summary.compressed_len as usize;
+            // `check_index` (in `index_at`) made the granules tile the payload, whose length
+            // the header bounds: this allocation is bounded.
+            self.payload.clear();
+            self.payload.resize(to - from, 0);
+            if !read_exact_at(file, &mut self.payload, payload_at + from as u64)? {
+                return Ok(Ok(false));
+            }
+            for (g, entry) in self.granules[first..i].iter().enumerate() {
+                let at = entry.offset as usize - from;
+                let bytes = &self.payload[at..at + entry.summary.compressed_len as usize];
+                if let Err(e) =
+                    decode_granule(header, first + g, &entry.summary, bytes, &mut self.raw)
+                {
+                    return Ok(Err(e));
+                }
+            }
         }
-        Ok(decode_payload(header, payload, &mut self.raw).map(|()| true))
+        Ok(Ok(true))
     }
 
     /// Reads and checks the index of the block at `pos`. `Ok(Ok(None))`: a version-1 block,
@@ -467,15 +746,26 @@ impl Scanner {
         if !read_exact_at(file, &mut self.index, pos + header.index_offset())? {
             return Ok(Ok(None));
         }
-        Ok(BlockIndex::parse(&self.index)
-            .map(Some)
-            .map_err(BlockCorruption::from))
+        let index = match BlockIndex::parse(&self.index) {
+            Ok(index) => index,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        if let Err(e) = check_index(header, &index) {
+            return Ok(Err(e));
+        }
+        self.granules.clear();
+        self.granules.extend(index.granule_entries());
+        Ok(Ok(Some(index)))
     }
 
     /// Bytes the scanner's buffers hold on to.
     #[cfg(test)]
     pub fn buffer_capacity(&self) -> usize {
-        self.payload.capacity() + self.raw.capacity() + self.scan.capacity() + self.index.capacity()
+        self.payload.capacity()
+            + self.raw.capacity()
+            + self.scan.capacity()
+            + self.index.capacity()
+            + self.granules.capacity() * std::mem::size_of::<GranuleEntry>()
     }
 
     /// The records of the last block [`Self::decode_at`] decoded.

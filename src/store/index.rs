@@ -26,44 +26,82 @@
 //!   [`is_token_byte`] bytes), ASCII-lowercased. A query word is a whole token of the message,
 //!   so each token inside it is one of the message's tokens.
 //!
-//! # The bloom filter
+//! # The token filters
 //!
-//! Built in [`BUILD_BITS`] bits with [`BLOOM_HASHES`] bit positions per token (Kirsch and
-//! Mitzenmacher's double hashing of one 64-bit [`token_hash`]: `h1 + i·h2`, modulo the size).
-//! When the block is finished, the number of distinct tokens is estimated from the bits set
-//! (Swamidass and Baldi: `n ≈ -m/k · ln(1 - X/m)`) and the filter is folded (its halves OR-ed
-//! together, which is the same filter built modulo half the size) down to the smallest power of
-//! two giving [`BITS_PER_TOKEN`] bits per token (about 1.2% false positives with four hashes),
-//! and never more than [`MAX_BLOOM_SHARE`] of the compressed payload (then the false-positive
-//! rate rises instead of the disk use).
+//! The builder keeps the 64-bit [`token_hash`] of each token (one private function,
+//! `TokenHashes::insert`, does it for every entry point), so that each filter is sized from the
+//! exact number of distinct tokens it holds. Bit positions come from Kirsch and Mitzenmacher's
+//! double hashing of that one hash: `h1 + i·h2`.
+//!
+//! - **Index version 1** (blocks of format version 2) has one filter for the whole block:
+//!   the smallest power of two giving [`BITS_PER_TOKEN`] bits per token, with [`BLOOM_HASHES`]
+//!   positions (about 1.2% false positives), positions modulo the size, and never more than
+//!   [`MAX_BLOOM_SHARE`] of the compressed payload.
+//! - **Index version 2** (blocks of format version 3) has one filter per *granule* (a run of
+//!   about `GRANULE_BYTES` of records compressed on its own, see `block`) and none for the
+//!   block: a query decompresses only the granules whose filter may hold its words. A granule's
+//!   filter is any multiple of 64 bits, [`GRANULE_BITS_PER_TOKEN`] per distinct token
+//!   (positions by multiply-shift, `(x·m) >> 32`, instead of a modulo, so that no power of two
+//!   rounds the size up, and with the hash salted by the block's seed and the granule's number:
+//!   see [`granule_positions`]), with the number of hashes best for the bits it got, and at
+//!   most [`MAX_GRANULE_SHARE`] of the granule's compressed bytes. Common words are repeated in
+//!   every granule's filter (133 distinct words per 32 KiB granule of the load-test mix, 1.57×
+//!   what a block filter holds): the index is 2.55% of the store there, against 1.38% with one
+//!   filter per block (`loadtest/RESULTS.md`, "per-granule filters").
 
 use super::json_scan::{for_each_member, visit_value};
 
-/// Version of the index layout, its first byte.
+/// Version of the index layout of format-2 blocks (one token filter per block), its first byte.
 pub(crate) const INDEX_VERSION: u8 = 1;
+/// Version of the index layout of format-3 blocks (one token filter per granule).
+pub(crate) const GRANULE_INDEX_VERSION: u8 = 2;
 /// The fixed part of an index, before the host and app hashes.
 pub(crate) const INDEX_FIXED_LEN: usize = 32;
 /// Fixed part and checksum: the smallest valid index.
 pub(crate) const MIN_INDEX_LEN: usize = INDEX_FIXED_LEN + 4;
 /// At most this many distinct hosts (and apps) are listed per block.
 pub const MAX_KEYS: usize = 64;
-/// log2 of the bloom filter's size while the block is built, in bits (32 KiB).
-const BUILD_LOG2: u8 = 18;
-pub(crate) const BUILD_BITS: usize = 1 << BUILD_LOG2;
-/// The smallest bloom filter written: 64 bits.
+/// log2 of the largest block filter (index version 1), in bits (32 KiB).
+const MAX_LOG2: u8 = 18;
+/// The smallest block filter written: 64 bits.
 const MIN_LOG2: u8 = 6;
-/// Bit positions set per token.
+/// Bit positions set per token in a block filter.
 pub(crate) const BLOOM_HASHES: u8 = 4;
-/// Target size of the folded filter per distinct token.
+/// Target size of a block filter per distinct token.
 const BITS_PER_TOKEN: f64 = 10.0;
-/// The bloom filter takes at most this share of the compressed payload (the issue's budget is
-/// 3% for the whole index; the rest is the fixed part and the host and app lists)...
+/// A token filter takes at most this share of the compressed bytes it covers (the issue's
+/// budget is 3% for the whole index; the rest is the fixed part, the host and app lists and
+/// the granule table)...
 const MAX_BLOOM_SHARE: f64 = 0.025;
-/// ...or this many bits (256 bytes), whichever is more: a small block of repetitive records
-/// compresses so well that 2.5% of it would be a filter too full to rule anything out.
+/// ...or this many bits (256 bytes) for a block filter, whichever is more: a small block of
+/// repetitive records compresses so well that 2.5% of it would be a filter too full to rule
+/// anything out.
 const FLOOR_LOG2: u8 = 11;
-/// The largest valid index: everything at its maximum.
-pub(crate) const MAX_INDEX_LEN: usize = MIN_INDEX_LEN + 2 * 4 * MAX_KEYS + BUILD_BITS / 8;
+/// The largest valid index of version 1: everything at its maximum.
+pub(crate) const MAX_INDEX_LEN: usize = MIN_INDEX_LEN + 2 * 4 * MAX_KEYS + (1 << MAX_LOG2) / 8;
+
+/// Target size of a granule's filter per distinct token. With the best number of hashes
+/// (10), about 0.07% false positives: a word in no record of the store still costs a granule in
+/// 1,400 to decompress. (12 bits, 0.3%, left the disk share at 2.1% but read 120 to 988 more
+/// granules than needed for a word in 1,000 of them; see loadtest/RESULTS.md.)
+pub(crate) const GRANULE_BITS_PER_TOKEN: usize = 15;
+/// A granule's filter takes at most this share of the granule's compressed bytes (with the
+/// granule table, 20 bytes per granule, about 0.2% of a block, the index stays under the
+/// issue's 3%).
+const MAX_GRANULE_SHARE: f64 = 0.027;
+/// Floor of a granule's filter, in bits, whatever its compressed size.
+const GRANULE_FLOOR_BITS: usize = 512;
+/// Largest filter of a granule, in 64-bit words (8 KiB).
+pub(crate) const MAX_GRANULE_WORDS: usize = 1024;
+/// Most granules in a block (the table's count is a u16; writers stay far below).
+pub const MAX_GRANULES: usize = 256;
+/// Bytes of one entry of the granule table.
+pub(crate) const GRANULE_ENTRY_LEN: usize = 20;
+/// The largest valid index of version 2.
+pub(crate) const MAX_GRANULE_INDEX_LEN: usize =
+    MIN_INDEX_LEN + 2 * 4 * MAX_KEYS + MAX_GRANULES * (GRANULE_ENTRY_LEN + 8 * MAX_GRANULE_WORDS);
+/// Most hash positions per token a filter may ask for.
+const MAX_HASHES: u8 = 16;
 
 /// Flag bits of the index.
 const HAS_TIME: u8 = 1;
@@ -235,13 +273,43 @@ pub fn for_each_token(text: &[u8], mut f: impl FnMut(&[u8])) {
     }
 }
 
-/// Bit positions of a token hash in a filter of `mask + 1` bits.
+/// The salt of granule `granule` of a block whose seed is `seed`.
+fn granule_salt(seed: u16, granule: usize) -> u64 {
+    (u64::from(seed) << 16) + granule as u64 + 1
+}
+
+/// Bit positions of a token hash in a block filter of `mask + 1` bits (index version 1).
 #[inline]
 fn bloom_positions(hash: u64, mask: usize, k: u8) -> impl Iterator<Item = usize> {
     let h1 = hash as u32 as usize;
     // Odd, so that the positions differ for every power-of-two size.
     let h2 = ((hash >> 32) as u32 | 1) as usize;
     (0..usize::from(k)).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) & mask)
+}
+
+/// Bit positions of a token hash in a granule's filter (index version 2) of `bits` bits: the
+/// hash is first mixed with the granule's salt (`salt = seed·2^16 + g + 1`, `seed` the block's,
+/// `g` the granule's number; `h = m(hash ^ salt·K)`, `m` SplitMix64's finalizer), then the
+/// 32-bit `h1 + i·h2` is scaled to the size by a multiply and a shift.
+///
+/// Why the salt: granules hold mostly the same common words, so with one hash function for all
+/// their filters set mostly the same bits, and a word that collides with those bits in one
+/// granule collides in thousands. Measured on the 10 M-record store, a word in 1,000 granules
+/// of 122,000: with one hash for all, false positives of 120 and 988 granules for two words;
+/// salted by the granule's number alone (30-odd functions, repeated in every block), 89 and
+/// 612; salted by block and granule, see loadtest/RESULTS.md.
+#[inline]
+fn granule_positions(hash: u64, salt: u64, bits: usize, k: u8) -> impl Iterator<Item = usize> {
+    let mut h = hash ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    h ^= h >> 31;
+    let h1 = h as u32;
+    let h2 = (h >> 32) as u32 | 1;
+    (0..u32::from(k)).map(move |i| {
+        let x = h1.wrapping_add(i.wrapping_mul(h2));
+        ((u64::from(x) * bits as u64) >> 32) as usize
+    })
 }
 
 /// The RFC 3339 time of `text` in unix µs, as `chrono::DateTime::parse_from_rfc3339` and then
@@ -415,8 +483,28 @@ pub(crate) struct IndexBuilder {
     flags: u8,
     hosts: KeySet,
     apps: KeySet,
-    /// The bloom filter at its build size.
-    bloom: TokenBloom,
+    /// The message tokens of the block (index version 1) or of the granule being filled.
+    tokens: TokenHashes,
+    /// Granules ended since the last finish (index version 2): their table entries...
+    granule_table: Vec<u8>,
+    /// ...and their filters, back to back.
+    granule_filters: Vec<u8>,
+    granule_count: usize,
+    /// The salt of this block's granule filters (see [`granule_positions`]): blocks in a row
+    /// get different ones.
+    seed: u16,
+    /// A filter being built, reused.
+    scratch: Vec<u64>,
+}
+
+/// What the block encoder knows of a granule it has compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GranuleSummary {
+    pub compressed_len: u32,
+    pub raw_len: u32,
+    pub records: u32,
+    /// CRC32C of the compressed bytes.
+    pub crc: u32,
 }
 
 impl Default for IndexBuilder {
@@ -429,7 +517,12 @@ impl Default for IndexBuilder {
             flags: 0,
             hosts: KeySet::default(),
             apps: KeySet::default(),
-            bloom: TokenBloom::default(),
+            tokens: TokenHashes::default(),
+            granule_table: Vec::new(),
+            granule_filters: Vec::new(),
+            granule_count: 0,
+            seed: 0,
+            scratch: Vec::new(),
         }
     }
 }
@@ -529,9 +622,9 @@ impl IndexBuilder {
                     });
                 }
                 Key::Message => {
-                    let bloom = &mut self.bloom;
+                    let tokens = &mut self.tokens;
                     visit_value(record, value, &mut |text| {
-                        bloom.add_tokens(text);
+                        tokens.add_tokens(text);
                         false
                     });
                 }
@@ -541,23 +634,111 @@ impl IndexBuilder {
     }
 
     fn add_message(&mut self, text: &[u8]) {
-        self.bloom.add_tokens(text);
+        self.tokens.add_tokens(text);
     }
 
-    /// Appends the index of the records added since the last call to `out` (checksum included)
-    /// and starts over. `compressed_len` is the size of the block's payload, which bounds the
-    /// bloom filter's.
+    /// Ends a granule (index version 2): the tokens added since the last granule or block are
+    /// summed up in the granule's own filter, sized for them and at most [`MAX_GRANULE_SHARE`]
+    /// of `granule.compressed_len`.
+    pub fn end_granule(&mut self, granule: GranuleSummary) {
+        let hashes = self.tokens.distinct();
+        let n = hashes.len().max(1);
+        let cap = ((f64::from(granule.compressed_len) * MAX_GRANULE_SHARE * 8.0) as usize)
+            .max(GRANULE_FLOOR_BITS);
+        let words = (n * GRANULE_BITS_PER_TOKEN)
+            .min(cap)
+            .div_ceil(64)
+            .clamp(1, MAX_GRANULE_WORDS);
+        let bits = words * 64;
+        // The number of hashes that gives the fewest false positives for the bits per token
+        // the filter got (m/n · ln 2).
+        let k = ((bits as f64 / n as f64) * std::f64::consts::LN_2)
+            .round()
+            .clamp(1.0, f64::from(MAX_HASHES)) as u8;
+        self.scratch.clear();
+        self.scratch.resize(words, 0);
+        for &hash in hashes {
+            for bit in granule_positions(hash, granule_salt(self.seed, self.granule_count), bits, k)
+            {
+                self.scratch[bit / 64] |= 1 << (bit % 64);
+            }
+        }
+        let t = &mut self.granule_table;
+        t.extend_from_slice(&granule.compressed_len.to_le_bytes());
+        t.extend_from_slice(&granule.raw_len.to_le_bytes());
+        t.extend_from_slice(&granule.records.to_le_bytes());
+        t.extend_from_slice(&granule.crc.to_le_bytes());
+        t.extend_from_slice(&(words as u16).to_le_bytes());
+        t.extend_from_slice(&[k, 0]);
+        for w in &self.scratch {
+            self.granule_filters.extend_from_slice(&w.to_le_bytes());
+        }
+        self.granule_count += 1;
+        self.tokens.clear();
+    }
+
+    /// Granules ended since the last finish.
+    pub fn granule_count(&self) -> usize {
+        self.granule_count
+    }
+
+    /// Appends the index of the granules ended since the last call (index version 2, at least
+    /// one) to `out`, checksum included, and starts over.
+    pub fn finish_granules_into(&mut self, out: &mut Vec<u8>) {
+        debug_assert!(self.granule_count >= 1 && self.granule_count <= MAX_GRANULES);
+        let start = out.len();
+        let count = (self.granule_count as u16).to_le_bytes();
+        let seed = self.seed.to_le_bytes();
+        self.write_fixed(
+            out,
+            GRANULE_INDEX_VERSION,
+            0,
+            [count[0], count[1], seed[0], seed[1]],
+        );
+        out.extend_from_slice(&self.granule_table);
+        out.extend_from_slice(&self.granule_filters);
+        let crc = crc32c::crc32c(&out[start..]);
+        out.extend_from_slice(&crc.to_le_bytes());
+        self.reset();
+        self.seed = self.seed.wrapping_add(1);
+    }
+
+    /// Appends the index of the records added since the last call to `out` (index version 1,
+    /// one filter for the block; checksum included) and starts over. `compressed_len` is the
+    /// size of the block's payload, which bounds the filter's.
     pub fn finish_into(&mut self, compressed_len: usize, out: &mut Vec<u8>) {
-        let log2 = self.folded_log2(compressed_len);
-        let words = (1usize << log2) / 64;
-        // Fold in place: word i of the smaller filter is the OR of every word i + j·words
-        // (`words` is a power of two: a mask, not a division, per word).
-        let bits = &mut self.bloom.bits;
-        for i in words..bits.len() {
-            let w = bits[i];
-            bits[i & (words - 1)] |= w;
+        let hashes = self.tokens.distinct();
+        let wanted_bits = (hashes.len() as f64 * BITS_PER_TOKEN).max(1.0);
+        let budget_bits = (compressed_len as f64 * MAX_BLOOM_SHARE * 8.0).max(1.0);
+        let mut log2 = MIN_LOG2;
+        while log2 < MAX_LOG2 && f64::from(1u32 << log2) < wanted_bits {
+            log2 += 1;
+        }
+        while log2 > FLOOR_LOG2 && f64::from(1u32 << log2) > budget_bits {
+            log2 -= 1;
+        }
+        let bits = 1usize << log2;
+        self.scratch.clear();
+        self.scratch.resize(bits / 64, 0);
+        for &hash in hashes {
+            for bit in bloom_positions(hash, bits - 1, BLOOM_HASHES) {
+                self.scratch[bit / 64] |= 1 << (bit % 64);
+            }
         }
         let start = out.len();
+        self.write_fixed(out, INDEX_VERSION, log2, [BLOOM_HASHES, 0, 0, 0]);
+        // Bit p is bit p % 8 of byte p / 8: the words little-endian (log2 >= 6, whole words).
+        for w in &self.scratch {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        let crc = crc32c::crc32c(&out[start..]);
+        out.extend_from_slice(&crc.to_le_bytes());
+        self.reset();
+    }
+
+    /// The fixed part and the host and app lists: `byte3` and `tail` (bytes 28..32) are what
+    /// the two versions lay out differently.
+    fn write_fixed(&mut self, out: &mut Vec<u8>, version: u8, byte3: u8, tail: [u8; 4]) {
         if self.hosts.many {
             self.flags |= HOSTS_MANY;
         }
@@ -574,50 +755,19 @@ impl IndexBuilder {
         } else {
             &self.apps.hashes
         };
-        out.push(INDEX_VERSION);
+        out.push(version);
         out.push(self.flags);
         out.push(self.severities);
-        out.push(log2);
+        out.push(byte3);
         out.extend_from_slice(&self.facilities.to_le_bytes());
         out.extend_from_slice(&self.min_time.to_le_bytes());
         out.extend_from_slice(&self.max_time.to_le_bytes());
         out.extend_from_slice(&(hosts.len() as u16).to_le_bytes());
         out.extend_from_slice(&(apps.len() as u16).to_le_bytes());
-        out.push(BLOOM_HASHES);
-        out.extend_from_slice(&[0, 0, 0]);
+        out.extend_from_slice(&tail);
         for h in hosts.iter().chain(apps) {
             out.extend_from_slice(&h.to_le_bytes());
         }
-        // Bit p is bit p % 8 of byte p / 8: the words little-endian (log2 >= 6, whole words).
-        for w in &self.bloom.bits[..words] {
-            out.extend_from_slice(&w.to_le_bytes());
-        }
-        let crc = crc32c::crc32c(&out[start..]);
-        out.extend_from_slice(&crc.to_le_bytes());
-        self.reset();
-    }
-
-    /// The bloom filter's size once folded, as log2 of its bits.
-    fn folded_log2(&self, compressed_len: usize) -> u8 {
-        let set: u32 = self.bloom.bits.iter().map(|w| w.count_ones()).sum();
-        let m = BUILD_BITS as f64;
-        let k = f64::from(BLOOM_HASHES);
-        let fill = f64::from(set) / m;
-        let distinct = if fill >= 1.0 {
-            f64::INFINITY
-        } else {
-            -(m / k) * (1.0 - fill).ln()
-        };
-        let wanted_bits = (distinct * BITS_PER_TOKEN).max(1.0);
-        let budget_bits = (compressed_len as f64 * MAX_BLOOM_SHARE * 8.0).max(1.0);
-        let mut log2 = MIN_LOG2;
-        while log2 < BUILD_LOG2 && f64::from(1u32 << log2) < wanted_bits {
-            log2 += 1;
-        }
-        while log2 > FLOOR_LOG2 && f64::from(1u32 << log2) > budget_bits {
-            log2 -= 1;
-        }
-        log2
     }
 
     fn reset(&mut self) {
@@ -628,60 +778,86 @@ impl IndexBuilder {
         self.flags = 0;
         self.hosts.clear();
         self.apps.clear();
-        self.bloom.clear();
+        self.tokens.clear();
+        self.granule_table.clear();
+        self.granule_filters.clear();
+        self.granule_count = 0;
     }
 }
 
-/// log2 of the slots of [`TokenBloom::seen`] (8 KiB: beside the 32 KiB filter, in L1/L2).
+/// log2 of the slots of [`TokenHashes::seen`] (8 KiB, in L1/L2).
 const SEEN_LOG2: u32 = 10;
 const SEEN_SLOTS: usize = 1 << SEEN_LOG2;
+/// [`TokenHashes::hashes`] is sorted and deduplicated when it reaches this length (then twice
+/// the distinct count), so that a huge record of distinct tokens holds at most about twice
+/// their hashes.
+const COMPACT_MIN: usize = 1 << 14;
 
-/// The block's bloom filter of message tokens while it is built, and the short tokens already
-/// in it.
+/// The hashes of the message tokens added since the last clear: a filter is built from them
+/// once their number is known.
 #[derive(Debug)]
-struct TokenBloom {
-    /// [`BUILD_BITS`] bits, as 64-bit words.
-    bits: Vec<u64>,
-    /// Tokens of at most eight bytes added to `bits` since the last clear, direct-mapped by
-    /// their bytes (zero-padded, little-endian; 0 is an empty slot, as no token holds a zero
-    /// byte). Log messages repeat their words ("GET", "HTTP", a host name...): a token found
-    /// here needs neither its hash nor its four bits again. In the store bench's corpus this
-    /// took about a tenth off the tokenizer's share of the profile (20.4% to 19.3% of a
-    /// shorter run); more on traffic with fewer distinct words.
+struct TokenHashes {
+    /// In the order added; may hold duplicates until [`Self::distinct`].
+    hashes: Vec<u64>,
+    compact_at: usize,
+    /// Tokens of at most eight bytes added since the last clear, direct-mapped by their bytes
+    /// (zero-padded, little-endian; 0 is an empty slot, as no token holds a zero byte). Log
+    /// messages repeat their words ("GET", "HTTP", a host name...): a token found here needs
+    /// neither its hash nor a place in `hashes` again. In the store bench's corpus this took
+    /// about a tenth off the tokenizer's share of the profile (20.4% to 19.3% of a shorter
+    /// run); more on traffic with fewer distinct words.
     seen: Box<[u64; SEEN_SLOTS]>,
 }
 
-impl Default for TokenBloom {
+impl Default for TokenHashes {
     fn default() -> Self {
-        TokenBloom {
-            bits: vec![0; BUILD_BITS / 64],
+        TokenHashes {
+            hashes: Vec::new(),
+            compact_at: COMPACT_MIN,
             seen: Box::new([0; SEEN_SLOTS]),
         }
     }
 }
 
-impl TokenBloom {
+impl TokenHashes {
     #[inline]
     fn add_tokens(&mut self, text: &[u8]) {
-        let (bits, seen) = (&mut self.bits, &mut self.seen);
-        for_each_token(text, |token| {
-            if token.len() <= 8 {
-                let word = load_padded(token);
-                // Fibonacci hashing: the top bits of the product mix every byte of the word.
-                let slot = (word.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SEEN_LOG2)) as usize;
-                if seen[slot] == word {
-                    return;
-                }
-                seen[slot] = word;
+        for_each_token(text, |token| self.insert(token));
+    }
+
+    /// The one place a token enters the index (whatever feeds the builder).
+    #[inline]
+    fn insert(&mut self, token: &[u8]) {
+        if token.len() <= 8 {
+            let word = load_padded(token);
+            // Fibonacci hashing: the top bits of the product mix every byte of the word.
+            let slot = (word.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SEEN_LOG2)) as usize;
+            if self.seen[slot] == word {
+                return;
             }
-            for bit in bloom_positions(token_hash(token), BUILD_BITS - 1, BLOOM_HASHES) {
-                bits[bit / 64] |= 1 << (bit % 64);
-            }
-        });
+            self.seen[slot] = word;
+        }
+        self.hashes.push(token_hash(token));
+        if self.hashes.len() >= self.compact_at {
+            self.compact();
+            self.compact_at = (2 * self.hashes.len()).max(COMPACT_MIN);
+        }
+    }
+
+    fn compact(&mut self) {
+        self.hashes.sort_unstable();
+        self.hashes.dedup();
+    }
+
+    /// The distinct hashes added since the last clear.
+    fn distinct(&mut self) -> &[u64] {
+        self.compact();
+        &self.hashes
     }
 
     fn clear(&mut self) {
-        self.bits.fill(0);
+        self.hashes.clear();
+        self.compact_at = COMPACT_MIN;
         self.seen.fill(0);
     }
 }
@@ -717,7 +893,9 @@ fn code_of(text: &[u8], max: u8) -> Code {
     }
 }
 
-/// A block's index, read back and checked (see [`BlockIndex::parse`]).
+/// A block's index, read back and checked (see [`BlockIndex::parse`]), or the view of one
+/// granule of it ([`BlockIndex::granules`]): the block's time range, codes, hosts and apps, and
+/// the granule's own token filter. Either way, its answers hold for every record it covers.
 #[derive(Debug, Clone, Copy)]
 pub struct BlockIndex<'a> {
     flags: u8,
@@ -727,8 +905,39 @@ pub struct BlockIndex<'a> {
     max_time: i64,
     hosts: &'a [u8],
     apps: &'a [u8],
-    bloom: &'a [u8],
-    bloom_hashes: u8,
+    tokens: TokenFilter<'a>,
+    /// Index version 2: the granule table...
+    granule_table: &'a [u8],
+    /// ...and the granules' filters, back to back.
+    granule_filters: &'a [u8],
+    /// The block's salt of its granule filters, little-endian (index version 2).
+    seed: [u8; 2],
+}
+
+/// The token filter of what a [`BlockIndex`] covers.
+#[derive(Debug, Clone, Copy)]
+enum TokenFilter<'a> {
+    /// None at this level (a block of granules, whose filters are in the granules): any token
+    /// may be there.
+    Any,
+    /// Index version 1: `2^n` bits, positions modulo the size ([`bloom_positions`]).
+    PowerOfTwo { bits: &'a [u8], hashes: u8 },
+    /// Granule `granule`'s: whole 64-bit words, positions by multiply-shift
+    /// ([`granule_positions`]).
+    Sized {
+        bits: &'a [u8],
+        hashes: u8,
+        /// See [`granule_positions`].
+        salt: u64,
+    },
+}
+
+/// One entry of a block's granule table (index version 2), with where the granule starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GranuleEntry {
+    /// Offset of the compressed granule from the start of the block's payload.
+    pub offset: u32,
+    pub summary: GranuleSummary,
 }
 
 /// Why an index does not check out.
@@ -758,23 +967,23 @@ impl<'a> BlockIndex<'a> {
     /// # Errors
     /// What does not check out.
     pub fn parse(b: &'a [u8]) -> Result<BlockIndex<'a>, IndexCorruption> {
-        if b.len() < MIN_INDEX_LEN || b.len() > MAX_INDEX_LEN {
+        if b.len() < MIN_INDEX_LEN || b.len() > MAX_GRANULE_INDEX_LEN {
             return Err(IndexCorruption::Field("length"));
         }
         let (body, crc) = b.split_at(b.len() - 4);
         if crc32c::crc32c(body) != le_u32(crc) {
             return Err(IndexCorruption::Checksum);
         }
-        if body[0] != INDEX_VERSION {
+        let version = body[0];
+        if version != INDEX_VERSION && version != GRANULE_INDEX_VERSION {
             return Err(IndexCorruption::Field("version"));
+        }
+        if version == INDEX_VERSION && b.len() > MAX_INDEX_LEN {
+            return Err(IndexCorruption::Field("length"));
         }
         let flags = body[1];
         if flags & !KNOWN_FLAGS != 0 {
             return Err(IndexCorruption::Field("flags"));
-        }
-        let log2 = body[3];
-        if !(MIN_LOG2..=BUILD_LOG2).contains(&log2) {
-            return Err(IndexCorruption::Field("bloom size"));
         }
         let facilities = le_u32(&body[4..]);
         if facilities >> 24 != 0 {
@@ -783,22 +992,17 @@ impl<'a> BlockIndex<'a> {
         let (min_time, max_time) = (le_i64(&body[8..]), le_i64(&body[16..]));
         let hosts = usize::from(u16::from_le_bytes([body[24], body[25]]));
         let apps = usize::from(u16::from_le_bytes([body[26], body[27]]));
-        let bloom_hashes = body[28];
         if hosts > MAX_KEYS || apps > MAX_KEYS {
             return Err(IndexCorruption::Field("key count"));
-        }
-        if !(1..=16).contains(&bloom_hashes) {
-            return Err(IndexCorruption::Field("bloom hashes"));
-        }
-        let keys_end = INDEX_FIXED_LEN + 4 * (hosts + apps);
-        let bloom_len = (1usize << log2) / 8;
-        if body.len() != keys_end + bloom_len {
-            return Err(IndexCorruption::Field("length"));
         }
         if flags & HAS_TIME != 0 && min_time > max_time {
             return Err(IndexCorruption::Field("time range"));
         }
-        Ok(BlockIndex {
+        let keys_end = INDEX_FIXED_LEN + 4 * (hosts + apps);
+        if body.len() < keys_end {
+            return Err(IndexCorruption::Field("length"));
+        }
+        let mut index = BlockIndex {
             flags,
             severities: body[2],
             facilities,
@@ -806,9 +1010,111 @@ impl<'a> BlockIndex<'a> {
             max_time,
             hosts: &body[INDEX_FIXED_LEN..INDEX_FIXED_LEN + 4 * hosts],
             apps: &body[INDEX_FIXED_LEN + 4 * hosts..keys_end],
-            bloom: &body[keys_end..],
-            bloom_hashes,
-        })
+            tokens: TokenFilter::Any,
+            granule_table: &[],
+            granule_filters: &[],
+            seed: [body[30], body[31]],
+        };
+        let rest = &body[keys_end..];
+        if version == INDEX_VERSION {
+            let log2 = body[3];
+            if !(MIN_LOG2..=MAX_LOG2).contains(&log2) {
+                return Err(IndexCorruption::Field("bloom size"));
+            }
+            let hashes = body[28];
+            if !(1..=MAX_HASHES).contains(&hashes) {
+                return Err(IndexCorruption::Field("bloom hashes"));
+            }
+            if rest.len() != (1usize << log2) / 8 {
+                return Err(IndexCorruption::Field("length"));
+            }
+            index.tokens = TokenFilter::PowerOfTwo { bits: rest, hashes };
+            return Ok(index);
+        }
+        if body[3] != 0 {
+            return Err(IndexCorruption::Field("reserved"));
+        }
+        let count = usize::from(u16::from_le_bytes([body[28], body[29]]));
+        if !(1..=MAX_GRANULES).contains(&count) {
+            return Err(IndexCorruption::Field("granule count"));
+        }
+        let table_len = count * GRANULE_ENTRY_LEN;
+        if rest.len() < table_len {
+            return Err(IndexCorruption::Field("length"));
+        }
+        let (table, filters) = rest.split_at(table_len);
+        let mut filter_bytes = 0usize;
+        for entry in table.chunks_exact(GRANULE_ENTRY_LEN) {
+            let summary = granule_summary(entry);
+            if summary.compressed_len == 0 || summary.records == 0 {
+                return Err(IndexCorruption::Field("empty granule"));
+            }
+            if u64::from(summary.records) * 12 > u64::from(summary.raw_len) {
+                return Err(IndexCorruption::Field("granule record count"));
+            }
+            let words = usize::from(u16::from_le_bytes([entry[16], entry[17]]));
+            if !(1..=MAX_GRANULE_WORDS).contains(&words) {
+                return Err(IndexCorruption::Field("granule filter size"));
+            }
+            if !(1..=MAX_HASHES).contains(&entry[18]) || entry[19] != 0 {
+                return Err(IndexCorruption::Field("granule filter hashes"));
+            }
+            filter_bytes += 8 * words;
+        }
+        if filters.len() != filter_bytes {
+            return Err(IndexCorruption::Field("length"));
+        }
+        index.granule_table = table;
+        index.granule_filters = filters;
+        Ok(index)
+    }
+
+    /// The number of granules of a block of format version 3 (0 for version 2: the block is one
+    /// piece, and the index its filter).
+    pub fn granule_count(&self) -> usize {
+        self.granule_table.len() / GRANULE_ENTRY_LEN
+    }
+
+    /// The view of each granule, in order: the block's index with the granule's token filter.
+    pub fn granules(&self) -> impl Iterator<Item = BlockIndex<'a>> + use<'a> {
+        let block = *self;
+        let seed = u16::from_le_bytes([self.seed[0], self.seed[1]]);
+        let mut filters = self.granule_filters;
+        self.granule_table
+            .chunks_exact(GRANULE_ENTRY_LEN)
+            .enumerate()
+            .map(move |(granule, entry)| {
+                let words = usize::from(u16::from_le_bytes([entry[16], entry[17]]));
+                // `parse` checked that the filters add up to exactly what is there.
+                let (bits, rest) = filters.split_at((8 * words).min(filters.len()));
+                filters = rest;
+                BlockIndex {
+                    tokens: TokenFilter::Sized {
+                        bits,
+                        hashes: entry[18],
+                        salt: granule_salt(seed, granule),
+                    },
+                    granule_table: &[],
+                    granule_filters: &[],
+                    ..block
+                }
+            })
+    }
+
+    /// Where each granule is and what it holds, in order.
+    pub(crate) fn granule_entries(&self) -> impl Iterator<Item = GranuleEntry> + use<'a> {
+        let mut offset = 0u32;
+        self.granule_table
+            .chunks_exact(GRANULE_ENTRY_LEN)
+            .map(move |entry| {
+                let summary = granule_summary(entry);
+                let at = offset;
+                offset = offset.saturating_add(summary.compressed_len);
+                GranuleEntry {
+                    offset: at,
+                    summary,
+                }
+            })
     }
 
     /// The smallest and largest record time (see the module doc), if some record has one.
@@ -839,14 +1145,34 @@ impl<'a> BlockIndex<'a> {
     /// Whether some record's message may have a token whose [`token_hash`] is `hash`.
     #[inline]
     pub fn may_have_token(&self, hash: u64) -> bool {
-        let mask = self.bloom.len() * 8 - 1;
-        bloom_positions(hash, mask, self.bloom_hashes)
-            .all(|bit| self.bloom[bit / 8] & (1 << (bit % 8)) != 0)
+        let has = |bits: &[u8], bit: usize| bits[bit / 8] & (1 << (bit % 8)) != 0;
+        match self.tokens {
+            TokenFilter::Any => true,
+            TokenFilter::PowerOfTwo { bits, hashes } => {
+                bloom_positions(hash, bits.len() * 8 - 1, hashes).all(|bit| has(bits, bit))
+            }
+            TokenFilter::Sized { bits, hashes, salt } => {
+                granule_positions(hash, salt, bits.len() * 8, hashes).all(|bit| has(bits, bit))
+            }
+        }
     }
 
-    /// Size of the bloom filter in bytes.
+    /// Size of the token filter in bytes (0 for a block of granules: see [`Self::granules`]).
     pub fn bloom_bytes(&self) -> usize {
-        self.bloom.len()
+        match self.tokens {
+            TokenFilter::Any => 0,
+            TokenFilter::PowerOfTwo { bits, .. } | TokenFilter::Sized { bits, .. } => bits.len(),
+        }
+    }
+}
+
+/// The fields of a granule table entry (its length checked by the caller).
+fn granule_summary(entry: &[u8]) -> GranuleSummary {
+    GranuleSummary {
+        compressed_len: le_u32(entry),
+        raw_len: le_u32(&entry[4..]),
+        records: le_u32(&entry[8..]),
+        crc: le_u32(&entry[12..]),
     }
 }
 
@@ -1130,6 +1456,122 @@ mod tests {
         let tiny = index_of(&[r#"{"message":"a b c"}"#], 100);
         assert_eq!(BlockIndex::parse(&tiny).unwrap().bloom_bytes(), 8);
         assert_eq!(tiny.len(), MIN_INDEX_LEN + 8);
+    }
+
+    /// An index of version 2 with one granule per slice of `granules`.
+    fn granular_index_of(granules: &[Vec<String>], compressed_len: u32) -> Vec<u8> {
+        let mut builder = IndexBuilder::default();
+        for records in granules {
+            for r in records {
+                builder.add(r.as_bytes());
+            }
+            builder.end_granule(GranuleSummary {
+                compressed_len,
+                raw_len: compressed_len * 3,
+                records: records.len() as u32,
+                crc: 7,
+            });
+        }
+        let mut out = Vec::new();
+        builder.finish_granules_into(&mut out);
+        out
+    }
+
+    #[test]
+    fn granule_filters_are_sized_per_distinct_token_and_answer_per_granule() {
+        // Granule g holds alpha{g}_{i} and the common words of every granule.
+        let granules: Vec<Vec<String>> = (0..3)
+            .map(|g| {
+                (0..100)
+                    .map(|i| format!(r#"{{"message":"GET common alpha{g}_{i} Alpha{g}_{i}"}}"#))
+                    .collect()
+            })
+            .collect();
+        let encoded = granular_index_of(&granules, 100_000);
+        let index = BlockIndex::parse(&encoded).unwrap();
+        assert_eq!(index.granule_count(), 3);
+        // The block's own view rules no word out; each granule's, exactly its words.
+        assert!(index.may_have_token(token_hash(b"nowhere")));
+        assert_eq!(index.bloom_bytes(), 0);
+        let views: Vec<_> = index.granules().collect();
+        for (g, view) in views.iter().enumerate() {
+            // 102 distinct tokens × 15 bits = 1530 bits → 24 words.
+            assert_eq!(view.bloom_bytes(), 24 * 8, "granule {g}");
+            for i in 0..100 {
+                assert!(view.may_have_token(token_hash(format!("alpha{g}_{i}").as_bytes())));
+            }
+            assert!(view.may_have_token(token_hash(b"common")));
+            assert!(view.may_have_token(token_hash(b"get")));
+        }
+        let entries: Vec<_> = index.granule_entries().collect();
+        assert_eq!(
+            entries.iter().map(|e| e.offset).collect::<Vec<_>>(),
+            [0, 100_000, 200_000]
+        );
+        assert_eq!(entries[1].summary.records, 100);
+        // Words of another granule, and absent words: rarely a false positive (~0.1% at 15
+        // bits per token; 30,000 tests, some 30 expected).
+        let mut false_positives = 0;
+        for (g, view) in views.iter().enumerate() {
+            for i in 0..10_000 {
+                let other = (g + 1) % 3;
+                false_positives += usize::from(
+                    view.may_have_token(token_hash(format!("alpha{other}_{i}").as_bytes()))
+                        && i >= 100,
+                );
+                false_positives +=
+                    usize::from(view.may_have_token(token_hash(format!("zeta{i}").as_bytes())));
+            }
+        }
+        assert!(false_positives < 120, "{false_positives} of 60000");
+        for i in 0..100 {
+            let other = token_hash(format!("alpha1_{i}").as_bytes());
+            assert!(
+                views[0].may_have_token(other) as usize + views[2].may_have_token(other) as usize
+                    <= 1
+            );
+        }
+
+        // A granule that compresses very well: its filter is capped at 2.7% of its compressed
+        // bytes (here 2,000 × 0.027 × 8 = 432 bits), then at least 512 bits (8 words).
+        let capped = granular_index_of(&granules[..1], 2_000);
+        let view = BlockIndex::parse(&capped)
+            .unwrap()
+            .granules()
+            .next()
+            .unwrap();
+        assert_eq!(view.bloom_bytes(), 64);
+        // Still every word of it.
+        for i in 0..100 {
+            assert!(view.may_have_token(token_hash(format!("alpha0_{i}").as_bytes())));
+        }
+    }
+
+    #[test]
+    fn a_damaged_granule_index_is_refused() {
+        let granules = vec![
+            vec![r#"{"host":"a","message":"m n"}"#.to_string()],
+            vec!["raw words".to_string()],
+        ];
+        let encoded = granular_index_of(&granules, 1000);
+        assert!(BlockIndex::parse(&encoded).is_ok());
+        for at in 0..encoded.len() {
+            let mut bad = encoded.clone();
+            bad[at] ^= 0x10;
+            assert!(BlockIndex::parse(&bad).is_err(), "flip at {at}");
+        }
+        assert!(BlockIndex::parse(&encoded[..encoded.len() - 1]).is_err());
+        // A table that lies, with a checksum made to match: refused by its lengths.
+        let mut lying = encoded.clone();
+        let table = INDEX_FIXED_LEN + 4; // one host
+        lying[table + 16] = 99; // granule 0's filter words
+        let body = lying.len() - 4;
+        let crc = crc32c::crc32c(&lying[..body]);
+        lying[body..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            BlockIndex::parse(&lying).err(),
+            Some(IndexCorruption::Field("length"))
+        );
     }
 
     #[test]

@@ -21,23 +21,28 @@
 //!
 //! struct BlockHeader {                // 48 bytes, every integer little-endian
 //!     magic:              [u8; 4],    //  0  F7 'L' 'T' 'B' (0xF7 never occurs in UTF-8 text)
-//!     version:            u8,         //  4  2 (with an index); 1 (written before the index,
-//!                                     //     still read: no index, index_len 0)
+//!     version:            u8,         //  4  3 (granules, written now); 2 (one lz4 payload
+//!                                     //     and an index, still read); 1 (written before the
+//!                                     //     index, still read: no index, index_len 0)
 //!     compression:        u8,         //  5  1 = lz4 block format (lz4_flex::block), no size prefix
 //!     shard:              u16,        //  6  shard that cut the batch
 //!     record_count:       u32,        //  8  >= 1
 //!     uncompressed_len:   u32,        // 12  length of the decompressed payload, <= MAX_BLOCK_BYTES
+//!                                     //     (version 3: of all granules together)
 //!     compressed_len:     u32,        // 16  bytes of payload that follow the header,
 //!                                     //     1 ..= lz4_flex::block::get_maximum_output_size(uncompressed_len)
-//!     index_len:          u32,        // 20  version 2: bytes of BlockIndex after the payload,
-//!                                     //     36 ..= index::MAX_INDEX_LEN; version 1: 0 ("reserved")
+//!     index_len:          u32,        // 20  versions 2 and 3: bytes of BlockIndex after the
+//!                                     //     payload, 36 ..= index::MAX_INDEX_LEN (version 2) or
+//!                                     //     index::MAX_GRANULE_INDEX_LEN (3); version 1: 0
 //!     min_received_at_us: i64,        // 24  smallest received_at_us of the records
 //!     max_received_at_us: i64,        // 32  largest received_at_us of the records
 //!     block_crc:          u32,        // 40  CRC32C(header bytes 0..40 ++ compressed payload)
 //!     header_crc:         u32,        // 44  CRC32C(header bytes 0..44)
 //! }
-//! payload: [u8; compressed_len]       // lz4 block of the records below
-//! index:   [u8; index_len]            // BlockIndex, version 2 only
+//! payload: [u8; compressed_len]       // versions 1, 2: one lz4 block of the records below;
+//!                                     // version 3: granules back to back, each an lz4 block
+//!                                     // of whole records (see the granule table)
+//! index:   [u8; index_len]            // BlockIndex, versions 2 and 3
 //!
 //! struct Record {                     // inside the decompressed payload, back to back
 //!     len:            u32,            // length of value
@@ -45,7 +50,8 @@
 //!     value:          [u8; len],      // any bytes, '\n' included; may be empty
 //! }
 //!
-//! struct BlockIndex {                 // index::INDEX_VERSION 1; what it holds: see `index`
+//! struct BlockIndex {                 // index::INDEX_VERSION 1 (in version-2 blocks);
+//!                                     // what it holds: see `index`
 //!     version:        u8,             //  0  1
 //!     flags:          u8,             //  1  1 HAS_TIME, 2 SEVERITY_OTHER, 4 FACILITY_OTHER,
 //!                                     //     8 HOSTS_MANY, 16 APPS_MANY; other bits 0
@@ -66,7 +72,43 @@
 //!                                     //     h2 = high 32 bits | 1
 //!     crc:            u32,            //     CRC32C of everything above
 //! }
+//!
+//! struct GranuleBlockIndex {          // index::GRANULE_INDEX_VERSION 2 (in version-3 blocks)
+//!     version:        u8,             //  0  2
+//!     flags, severities:              //  1  as in version 1
+//!     reserved:       u8,             //  3  0
+//!     facilities, min_time_us, max_time_us, host_count, app_count:
+//!                                     //  4  as in version 1
+//!     granule_count:  u16,            // 28  1 ..= index::MAX_GRANULES
+//!     seed:           u16,            // 30  salt of the granule filters (any value)
+//!     hosts, apps:                    //     as in version 1
+//!     granules: [Granule; granule_count],
+//!     filters:        [u8; ...],      //     granule i's filter, 8·filter_words bytes each, in
+//!                                     //     order; bit p is bit p % 8 of byte p / 8; a token
+//!                                     //     sets bits ((h1 + i·h2) mod 2^32)·m >> 32 for
+//!                                     //     i < filter_hashes, m = 64·filter_words,
+//!                                     //     h = splitmix64_finalizer(token_hash(token) ^
+//!                                     //     (seed·2^16 + granule + 1)·0x9E3779B97F4A7C15),
+//!                                     //     h1 = low 32 bits, h2 = high 32 bits | 1
+//!     crc:            u32,            //     CRC32C of everything above
+//! }
+//!
+//! struct Granule {                    // 20 bytes
+//!     compressed_len: u32,            //  0  >= 1; the granules tile the payload, in order
+//!     uncompressed_len: u32,          //  4  their sum is the header's uncompressed_len
+//!     record_count:   u32,            //  8  >= 1; their sum is the header's record_count
+//!     crc:            u32,            // 12  CRC32C of the compressed granule
+//!     filter_words:   u16,            // 16  1 ..= index::MAX_GRANULE_WORDS
+//!     filter_hashes:  u8,             // 18  1 ..= 16
+//!     reserved:       u8,             // 19  0
+//! }
 //! ```
+//!
+//! A writer cuts a block's records into granules of at most [`GRANULE_BYTES`] framed bytes (a
+//! record is never split: a bigger one is a granule of its own), so that a search decompresses
+//! only the granules whose filter may hold its words. `block_crc` covers the whole payload in
+//! every version; a granule's own `crc` lets a reader check the granules it reads without
+//! reading the others.
 //!
 //! # Invariants
 //!
@@ -74,9 +116,11 @@
 //!   is only ever shortened by writer recovery, which cuts bytes after the last valid block.
 //! - A block is valid when its magic, both checksums and every length check out, its payload
 //!   decompresses to exactly `uncompressed_len` bytes, and the records inside use exactly those
-//!   bytes, number `record_count` and have timestamps within `[min, max]`; and, in version 2,
-//!   its index checks out (checksum, lengths). The index has its own checksum so that a reader
-//!   can trust it, and skip the block, without reading the payload.
+//!   bytes, number `record_count` and have timestamps within `[min, max]`; and, in versions 2
+//!   and 3, its index checks out (checksum, lengths, and in version 3 a granule table that adds
+//!   up to the header, with each granule's checksum and records). The index has its own
+//!   checksum so that a reader can trust it, and skip the block (or granules), without reading
+//!   the payload.
 //! - The index never rules out a record it holds: it is built by reading each record with the
 //!   query's own JSON reader ([`json_scan`]), and errs towards "may match" (see [`index`]).
 //! - `header_crc` makes the header trustworthy on its own: readers validate it (and check the
@@ -129,9 +173,13 @@
 //!   header whose length runs past the end of the file when a valid block follows it.
 //! - `--since` skips a block by its header's `max_received_at_us` without reading its payload
 //!   (so a corrupt payload in a skipped block goes unnoticed), then filters record by record.
-//!   Likewise [`read_filtered`] (what search uses) reads a version-2 block's index first and
-//!   skips the block when its filter says no record can match; a block whose index is damaged
-//!   is corrupt, and a version-1 block is always read.
+//!   Likewise [`read_filtered`] (what search uses) reads a block's index first and skips the
+//!   block when its filter says no record can match; in a version-3 block it then asks about
+//!   each granule, and reads and decompresses only the granules accepted (consecutive ones with
+//!   one `pread`), checking each against its own checksum and record count (a damaged granule
+//!   makes the block corrupt; granules not read go unchecked, as skipped blocks do). A block
+//!   whose index is damaged is corrupt, and a version-1 block is always read. A search sees
+//!   whole blocks only, as before: the index is written with its block in the same `write(2)`.
 //!   `--grep` first searches the whole decompressed block and only looks at records when it hits.
 //! - A follower lists the directory before looking at the size of its segment: once a newer
 //!   segment exists, the writer has finished the current one, so the size seen afterwards is final
@@ -153,7 +201,7 @@ use std::time::Duration;
 
 use crate::segments::{DirLocked, FileError};
 
-pub use block::BlockCorruption;
+pub use block::{BlockCorruption, BlockFormat, MIN_GRANULE_BYTES};
 pub use index::BlockIndex;
 pub use reader::{BlockFilter, ReadOptions, ReadStats, read, read_filtered};
 pub use writer::{StoreBatch, StoreStats, StoreWriter};
@@ -161,6 +209,12 @@ pub use writer::{StoreBatch, StoreStats, StoreWriter};
 /// A batch is split into blocks of at most this many bytes of framed records (unless a single
 /// record is bigger), so that a reader never holds more than about this much decompressed data.
 pub const TARGET_BLOCK_BYTES: usize = 1 << 20;
+
+/// In format 3, a block's records are cut into granules of at most this many framed bytes
+/// (unless a single record is bigger), each compressed on its own with its own token filter:
+/// a search decompresses only the granules whose filter may hold its words. See
+/// `loadtest/RESULTS.md` ("per-granule filters") for the measurements behind the size.
+pub const GRANULE_BYTES: usize = 32 << 10;
 
 /// Hard limit on the decompressed size of a block, checked by readers before they allocate.
 /// A single record whose value is larger than this (minus its 12-byte frame) is refused.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use memchr::memmem;
 
-use super::block::{BlockCorruption, HeaderAt, Scanner};
+use super::block::{BlockCorruption, GranuleSet, HeaderAt, Scanner};
 use super::index::BlockIndex;
 use super::{POLL_INTERVAL, StoreError};
 use crate::segments::{FileError, list_segments, segment_path};
@@ -34,6 +34,9 @@ pub struct ReadStats {
     /// Blocks skipped whole because their index says no record in them can match the filter
     /// of [`read_filtered`], without reading their payload.
     pub skipped_blocks: u64,
+    /// Granules of the blocks read (format 3) left compressed and unread because their filter
+    /// says none of their records can match (blocks skipped whole not included).
+    pub skipped_granules: u64,
     /// Corrupt regions skipped: each run of bytes from a bad block to the next valid one counts once.
     pub corrupt_blocks: u64,
     /// Bytes in those regions.
@@ -58,6 +61,9 @@ pub fn read(
 /// Decides from a block's index whether the block may hold a record a reader wants: false skips
 /// the block without reading its payload. It must never be false for a block holding a record
 /// the reader wants (blocks without an index, written before it existed, are always read).
+/// For a block of granules (format 3) it is asked once about the block (whose view rules out
+/// no word), then about each granule ([`BlockIndex::granules`]): only the granules it accepts
+/// are read.
 pub type BlockFilter<'f> = &'f dyn Fn(&BlockIndex<'_>) -> bool;
 
 /// [`read`], reading only the blocks whose index `filter` accepts (and those without an index).
@@ -309,27 +315,43 @@ fn drain(
             cur.pos += header.block_len();
             continue;
         }
+        // With a filter and granules: the granules to read.
+        let mut chosen = None;
         if let Some(filter) = filter {
-            match scanner
+            let index = scanner
                 .index_at(&cur.file, pos, &header)
-                .map_err(|e| FileError::at(&cur.path, pos, e))?
-            {
-                Ok(Some(index)) if !filter(&index) => {
-                    stats.skipped_blocks += 1;
-                    cur.pos += header.block_len();
-                    continue;
+                .map_err(|e| FileError::at(&cur.path, pos, e))?;
+            let wanted = match index {
+                Ok(Some(index)) if !filter(&index) => 0,
+                Ok(Some(index)) if index.granule_count() > 0 => {
+                    let mut set = GranuleSet::default();
+                    for (i, granule) in index.granules().enumerate() {
+                        if filter(&granule) {
+                            set.insert(i);
+                        }
+                    }
+                    let wanted = set.len();
+                    stats.skipped_granules += (index.granule_count() - wanted) as u64;
+                    chosen = Some(set);
+                    wanted
                 }
-                Ok(_) => {}
+                Ok(_) => 1,
                 Err(reason) => {
                     skip_corrupt(scanner, stats, cur, len, sealed, &reason)?;
                     continue;
                 }
+            };
+            if wanted == 0 {
+                stats.skipped_blocks += 1;
+                cur.pos += header.block_len();
+                continue;
             }
         }
-        match scanner
-            .decode_at(&cur.file, pos, &header)
-            .map_err(|e| FileError::at(&cur.path, pos, e))?
-        {
+        let decoded = match &chosen {
+            Some(set) => scanner.decode_granules_at(&cur.file, pos, &header, set),
+            None => scanner.decode_at(&cur.file, pos, &header),
+        };
+        match decoded.map_err(|e| FileError::at(&cur.path, pos, e))? {
             Ok(true) => {}
             // The file shrank since its size was taken; the caller notices and carries on.
             Ok(false) => return Ok(Drained::AtEnd),

@@ -173,12 +173,15 @@ fn block_header_round_trips_and_rejects_each_bad_field() {
     assert_eq!(h.min_received_at_us, -7);
     assert_eq!(h.max_received_at_us, 5);
     assert_eq!(h.block_len(), frame.len() as u64);
-    assert_eq!(head[4], 2, "blocks are written with an index");
+    assert_eq!(head[4], 3, "blocks are written with granules and an index");
     let payload_end = HEADER_LEN + h.compressed_len as usize;
     assert_eq!(h.index_len as usize, frame.len() - payload_end);
+    let index = BlockIndex::parse(&frame[payload_end..]).unwrap();
+    assert_eq!(index.granule_count(), 1);
 
     let mut raw = Vec::new();
-    super::block::decode_payload(&h, &frame[HEADER_LEN..payload_end], &mut raw).unwrap();
+    super::block::decode_payload(&h, &frame[HEADER_LEN..payload_end], Some(&index), &mut raw)
+        .unwrap();
     let records: Vec<_> = super::block::Records::new(&raw).collect();
     assert_eq!(records, vec![(5, &b"abc"[..]), (-7, &b""[..])]);
 
@@ -193,7 +196,7 @@ fn block_header_round_trips_and_rejects_each_bad_field() {
     };
     assert_eq!(edit(0, b"X", true), Err(BlockCorruption::BadMagic));
     assert_eq!(edit(6, &[1], false), Err(BlockCorruption::HeaderChecksum));
-    assert_eq!(edit(4, &[3], true), Err(BlockCorruption::Version(3)));
+    assert_eq!(edit(4, &[4], true), Err(BlockCorruption::Version(4)));
     // A version-1 header must have no index.
     assert!(matches!(
         edit(4, &[1], true),
@@ -225,7 +228,7 @@ fn block_header_round_trips_and_rejects_each_bad_field() {
     let mut bad = frame[HEADER_LEN..payload_end].to_vec();
     bad[0] ^= 1;
     assert_eq!(
-        super::block::decode_payload(&h, &bad, &mut raw),
+        super::block::decode_payload(&h, &bad, Some(&index), &mut raw),
         Err(BlockCorruption::BlockChecksum)
     );
 }
@@ -268,6 +271,7 @@ fn round_trip_keeps_every_byte_and_the_order() {
             records: 7,
             blocks: 3,
             skipped_blocks: 0,
+            skipped_granules: 0,
             corrupt_blocks: 0,
             corrupt_bytes: 0
         }
@@ -378,6 +382,256 @@ fn a_record_larger_than_a_block_is_refused_and_nothing_is_written() {
     assert!(matches!(err, StoreError::RecordTooLarge { len, .. } if len == MAX_BLOCK_BYTES));
     assert_eq!(w.stats().bytes_written, 0);
     assert_eq!(w.stats().disk_bytes, 0);
+}
+
+// ---------------------------------------------------------------- granules (format 3)
+
+/// One block of `records` written with granules of [`MIN_GRANULE_BYTES`]; returns the
+/// directory and the segment.
+fn granular_store(records: &Expected) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = StoreWriter::open(options(tmp.path())).unwrap();
+    w.set_granule_bytes(MIN_GRANULE_BYTES);
+    w.append(&TestBatch {
+        shard: 0,
+        records: records.clone(),
+    })
+    .unwrap();
+    assert_eq!(w.stats().blocks_written, 1);
+    w.sync().unwrap();
+    let seg = only_segment(tmp.path());
+    (tmp, seg)
+}
+
+/// `n` records of about 1 KiB (15 to a granule of 16 KiB), record `i` holding `word{i}`.
+fn kib_records(n: u32) -> Expected {
+    (0..n)
+        .map(|i| {
+            let value = format!(r#"{{"message":"word{i} {}"}}"#, "x".repeat(1000));
+            (i64::from(i), value.into_bytes())
+        })
+        .collect()
+}
+
+/// The header and granule table of the block at the start of `seg`.
+fn granule_table(seg: &Path) -> (BlockHeader, Vec<super::index::GranuleEntry>) {
+    let bytes = std::fs::read(seg).unwrap();
+    let h = BlockHeader::parse(&bytes[..HEADER_LEN].try_into().unwrap()).unwrap();
+    let at = h.index_offset() as usize;
+    let index = BlockIndex::parse(&bytes[at..at + h.index_len as usize]).unwrap();
+    (h, index.granule_entries().collect())
+}
+
+/// Reads `dir` with a filter accepting what may hold `word`.
+fn read_word(dir: &Path, word: &str) -> (Vec<u8>, ReadStats) {
+    let hash = super::index::token_hash(word.as_bytes());
+    let filter = |index: &BlockIndex<'_>| index.may_have_token(hash);
+    let mut out = Vec::new();
+    let stats = read_filtered(dir, &plain(), &filter, &mut out, &AtomicBool::new(false)).unwrap();
+    (out, stats)
+}
+
+#[test]
+fn a_filtered_read_decompresses_only_the_granules_its_filter_accepts() {
+    let records = kib_records(60);
+    let (tmp, seg) = granular_store(&records);
+    let (h, table) = granule_table(&seg);
+    assert_eq!(h.version, 3);
+    assert_eq!(table.len(), 4);
+    assert_eq!(
+        table.iter().map(|g| g.summary.records).collect::<Vec<_>>(),
+        [15, 15, 15, 15]
+    );
+    // The granules tile the payload.
+    assert_eq!(table[0].offset, 0);
+    for pair in table.windows(2) {
+        assert_eq!(
+            pair[1].offset,
+            pair[0].offset + pair[0].summary.compressed_len
+        );
+    }
+
+    let (out, stats) = read_word(tmp.path(), "word20");
+    assert_eq!(out, values_of(&[records[15..30].to_vec()]));
+    assert_eq!(
+        (stats.records, stats.blocks, stats.skipped_granules),
+        (15, 1, 3)
+    );
+    let (out, stats) = read_word(tmp.path(), "nowhere");
+    assert!(out.is_empty());
+    assert_eq!((stats.blocks, stats.skipped_blocks), (0, 1));
+    // A plain read reads all of it.
+    let (out, stats) = read_all(tmp.path(), &plain());
+    assert_eq!(out, values_of(&[records]));
+    assert_eq!((stats.records, stats.skipped_granules), (60, 0));
+}
+
+#[test]
+fn a_corrupt_granule_is_a_clear_corruption_error_never_a_panic() {
+    use super::block::{GranuleSet, HeaderAt, Scanner};
+    let records = kib_records(60);
+    let (tmp, seg) = granular_store(&records);
+    let (h, table) = granule_table(&seg);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[HEADER_LEN + table[2].offset as usize + 3] ^= 0x40;
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let file = std::fs::File::open(&seg).unwrap();
+    let len = bytes.len() as u64;
+    let mut scanner = Scanner::default();
+    assert_eq!(
+        scanner.header_at(&file, 0, len).unwrap(),
+        HeaderAt::Block(h)
+    );
+    assert_eq!(
+        scanner
+            .index_at(&file, 0, &h)
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .granule_count(),
+        4
+    );
+    let one = |i: usize| {
+        let mut set = GranuleSet::default();
+        set.insert(i);
+        set
+    };
+    assert_eq!(
+        scanner.decode_granules_at(&file, 0, &h, &one(2)).unwrap(),
+        Err(BlockCorruption::GranuleChecksum(2))
+    );
+    assert_eq!(
+        BlockCorruption::GranuleChecksum(2).to_string(),
+        "granule 2 checksum mismatch"
+    );
+    // The other granules still read on their own...
+    assert_eq!(
+        scanner.decode_granules_at(&file, 0, &h, &one(0)).unwrap(),
+        Ok(true)
+    );
+    assert_eq!(scanner.records().count(), 15);
+    // ...but the block as a whole is corrupt.
+    assert_eq!(
+        scanner.decode_at(&file, 0, &h).unwrap(),
+        Err(BlockCorruption::BlockChecksum)
+    );
+
+    // Readers skip the block and count it, whether they wanted that granule or not.
+    let (out, stats) = read_word(tmp.path(), "word40");
+    assert!(out.is_empty());
+    assert_eq!((stats.records, stats.corrupt_blocks), (0, 1));
+    let (out, stats) = read_word(tmp.path(), "word5");
+    assert_eq!(out, values_of(&[records[..15].to_vec()]));
+    assert_eq!(stats.corrupt_blocks, 0, "granule 2 was not read");
+    let (_, stats) = read_all(tmp.path(), &plain());
+    assert_eq!((stats.records, stats.corrupt_blocks), (0, 1));
+
+    // With the block checksum made to match, the granule's own checksum still catches it.
+    reseal(&mut bytes);
+    std::fs::write(&seg, &bytes).unwrap();
+    let HeaderAt::Block(h) = scanner.header_at(&file, 0, len).unwrap() else {
+        panic!("the resealed header is valid");
+    };
+    assert_eq!(
+        scanner.decode_at(&file, 0, &h).unwrap(),
+        Err(BlockCorruption::GranuleChecksum(2))
+    );
+}
+
+#[test]
+fn a_granule_table_that_does_not_add_up_is_corruption() {
+    let records = kib_records(60);
+    let (tmp, seg) = granular_store(&records);
+    let (h, _) = granule_table(&seg);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = h.index_offset() as usize;
+    let index = &mut bytes[at..at + h.index_len as usize];
+    // Granule 1's record count, then the index's checksum made to match.
+    let entry = super::index::INDEX_FIXED_LEN + super::index::GRANULE_ENTRY_LEN;
+    index[entry + 8] += 1;
+    let body = index.len() - 4;
+    let crc = crc32c::crc32c(&index[..body]);
+    index[body..].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&seg, &bytes).unwrap();
+    for (_, stats) in [
+        read_all(tmp.path(), &plain()),
+        read_word(tmp.path(), "word1"),
+    ] {
+        assert_eq!((stats.records, stats.corrupt_blocks), (0, 1));
+    }
+}
+
+#[test]
+fn a_truncated_granular_block_is_incomplete_never_a_panic() {
+    let records = kib_records(60);
+    let (tmp, seg) = granular_store(&records);
+    let (h, table) = granule_table(&seg);
+    let full = std::fs::read(&seg).unwrap();
+    let payload_end = HEADER_LEN + h.compressed_len as usize;
+    for cut in [
+        10,
+        HEADER_LEN + 1,
+        HEADER_LEN + table[2].offset as usize + 5,
+        payload_end,
+        payload_end + 40,
+        full.len() - 1,
+    ] {
+        std::fs::write(&seg, &full[..cut]).unwrap();
+        // The newest segment's last block is being written: nothing to read yet, no corruption.
+        for (out, stats) in [
+            read_all(tmp.path(), &plain()),
+            read_word(tmp.path(), "word1"),
+        ] {
+            assert!(out.is_empty(), "cut at {cut}");
+            assert_eq!(
+                (stats.records, stats.corrupt_blocks),
+                (0, 0),
+                "cut at {cut}"
+            );
+        }
+        let w = StoreWriter::open(options(tmp.path())).unwrap();
+        assert_eq!(w.stats().truncated_at_open, cut as u64, "cut at {cut}");
+    }
+}
+
+#[test]
+fn a_small_block_is_one_granule() {
+    let records: Expected = vec![(1, b"alpha".to_vec()), (2, b"beta gamma".to_vec())];
+    let (tmp, seg) = granular_store(&records);
+    let (h, table) = granule_table(&seg);
+    assert_eq!(table.len(), 1);
+    assert_eq!(table[0].offset, 0);
+    assert_eq!(table[0].summary.compressed_len, h.compressed_len);
+    assert_eq!(table[0].summary.raw_len, h.uncompressed_len);
+    assert_eq!(table[0].summary.records, 2);
+    let (out, stats) = read_word(tmp.path(), "GAMMA");
+    assert_eq!(out, b"alpha\nbeta gamma\n");
+    assert_eq!((stats.blocks, stats.skipped_granules), (1, 0));
+    let (_, stats) = read_word(tmp.path(), "delta");
+    assert_eq!((stats.blocks, stats.skipped_blocks), (0, 1));
+}
+
+#[test]
+fn a_record_larger_than_a_granule_is_a_granule_of_its_own() {
+    let big = format!("bigword {}", "y".repeat(3 * MIN_GRANULE_BYTES)).into_bytes();
+    let mut records: Expected = (0..3).map(|i| (i, b"small one".to_vec())).collect();
+    records.push((3, big.clone()));
+    records.extend((4..7).map(|i| (i, b"small two".to_vec())));
+    let (tmp, seg) = granular_store(&records);
+    let (_, table) = granule_table(&seg);
+    assert_eq!(
+        table
+            .iter()
+            .map(|g| (g.summary.records, g.summary.raw_len as usize))
+            .collect::<Vec<_>>(),
+        [(3, 3 * 21), (1, 12 + big.len()), (3, 3 * 21)]
+    );
+    let (out, stats) = read_word(tmp.path(), "bigword");
+    assert_eq!(out, values_of(&[records[3..4].to_vec()]));
+    assert_eq!(stats.skipped_granules, 2);
+    let (out, _) = read_all(tmp.path(), &plain());
+    assert_eq!(out, values_of(&[records]));
 }
 
 // ---------------------------------------------------------------- rolls and retention
@@ -553,6 +807,7 @@ fn check_block_2_skipped(damage: impl FnOnce(&mut [u8])) {
             records: 40,
             blocks: 4,
             skipped_blocks: 0,
+            skipped_granules: 0,
             corrupt_blocks: 1,
             corrupt_bytes: offsets[3] - offsets[2],
         }

@@ -5,7 +5,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::block::{BlockCorruption, BlockEncoder, HeaderAt, RECORD_FRAME_LEN, Scanner};
+use super::block::{
+    BlockCorruption, BlockEncoder, BlockFormat, HeaderAt, RECORD_FRAME_LEN, Scanner,
+};
 use super::{MAX_BLOCK_BYTES, StoreError, StoreOptions};
 use crate::segments::{self, FileError, LockFailure, list_segments, segment_path};
 
@@ -186,11 +188,28 @@ impl StoreWriter {
         Ok(())
     }
 
-    /// Whether blocks carry an index (the default) or are written as before the index existed
-    /// (version 1): for tests that such stores still read and search, and for benches measuring
-    /// what the index costs. Applies from the next block.
+    /// Whether blocks carry an index (the default, format 3) or are written as before the
+    /// index existed (version 1): for tests that such stores still read and search, and for
+    /// benches measuring what the index costs. Applies from the next block.
     pub fn set_block_index(&mut self, on: bool) {
-        self.encoder.set_index(on);
+        self.set_block_format(if on {
+            BlockFormat::Granules
+        } else {
+            BlockFormat::Unindexed
+        });
+    }
+
+    /// The format of the blocks written from the next one on: the current one (the default), or
+    /// an older one, for tests that stores written before still read and search right.
+    pub fn set_block_format(&mut self, format: BlockFormat) {
+        self.encoder.set_format(format);
+    }
+
+    /// Framed bytes per granule in format-3 blocks from the next one on (default
+    /// [`super::GRANULE_BYTES`], at least [`super::MIN_GRANULE_BYTES`]): for the load test that
+    /// compares sizes.
+    pub fn set_granule_bytes(&mut self, bytes: usize) {
+        self.encoder.set_granule_bytes(bytes);
     }
 
     /// Sizes on disk and counters since open.

@@ -2,7 +2,9 @@
 //! reading a whole store back (no filter, output discarded).
 //!
 //! `append_realistic` appends the corpus as the gateway stores it, with the block index and
-//! without (version-1 blocks), in the same run: the difference is what the index costs.
+//! without (version-1 blocks), in the same run: the difference is what the index costs. The
+//! index is built from each record's JSON (`indexed`: WAL replays, raw sources) or from what the
+//! encoder said about where its members are (`indexed_from_fields`: the gateway's shards).
 //!
 //! `cargo bench --bench store -- --warm-up-time 1 --measurement-time 3`
 
@@ -93,15 +95,19 @@ fn bench_appending(
 }
 
 /// The benches' syslog corpus as the gateway stores it (~330-byte records with a `message` the
-/// block index tokenizes), in batches of 1,000.
-fn realistic_batches() -> Vec<Batch> {
-    let records = test_fixtures::stored_corpus(RECORDS_PER_BATCH * DISTINCT_BATCHES);
+/// block index tokenizes), in batches of 1,000; with `fields`, each record carries what its
+/// encoder said about where its indexed members are, as the gateway's shards hand it over.
+fn realistic_batches(fields: bool) -> Vec<Batch> {
+    let records = test_fixtures::stored_corpus_with_fields(RECORDS_PER_BATCH * DISTINCT_BATCHES);
     records
         .chunks(RECORDS_PER_BATCH)
         .map(|chunk| {
             let mut b = Batch::with_capacity(0, 400 * RECORDS_PER_BATCH, RECORDS_PER_BATCH);
-            for record in chunk {
+            for (record, indexed) in chunk {
                 b.push(corpus::CORPUS_RECEIVED_AT_US, record);
+                if let Some(indexed) = indexed.filter(|_| fields) {
+                    b.set_index_fields(indexed);
+                }
             }
             b
         })
@@ -110,11 +116,15 @@ fn realistic_batches() -> Vec<Batch> {
 
 /// Appending realistic records with and without the block index: what building it costs.
 fn bench_append_index(c: &mut Criterion) {
-    let batches = realistic_batches();
+    let (batches, with_fields) = (realistic_batches(false), realistic_batches(true));
     let mut group = c.benchmark_group("append_realistic");
     group.throughput(Throughput::Elements(RECORDS_PER_BATCH as u64));
-    for (label, indexed) in [("indexed", true), ("no_index", false)] {
-        let stats = bench_appending(&mut group, label, &batches, indexed);
+    for (label, batches, indexed) in [
+        ("indexed", &batches, true),
+        ("indexed_from_fields", &with_fields, true),
+        ("no_index", &batches, false),
+    ] {
+        let stats = bench_appending(&mut group, label, batches, indexed);
         eprintln!(
             "{label}: {} blocks, index {:.2}% of the bytes written",
             stats.blocks_written,

@@ -154,7 +154,8 @@ pub fn encode(record: &Record, envelope: &Envelope, out: &mut Vec<u8>) -> Option
 /// can hold (the fields' documented ranges; a leap second): the caller then reads the text.
 pub fn written_unix_micros(timestamp: &Timestamp) -> Option<i64> {
     let c = &timestamp.civil;
-    let leap = c.year % 4 == 0 && (c.year % 100 != 0 || c.year % 400 == 0);
+    let leap =
+        c.year.is_multiple_of(4) && (!c.year.is_multiple_of(100) || c.year.is_multiple_of(400));
     let month_days = match c.month {
         2 if leap => 29,
         2 => 28,

@@ -703,9 +703,12 @@ impl IndexBuilder {
 /// log2 of the slots of [`TokenBloom::seen`] (8 KiB: beside the 32 KiB filter, in L1/L2).
 const SEEN_LOG2: u32 = 10;
 const SEEN_SLOTS: usize = 1 << SEEN_LOG2;
+/// Slots of [`TokenBloom::long_seen`], and the longest token they hold (8 KiB in all).
+const LONG_SEEN_LOG2: u32 = 6;
+const LONG_SEEN_SLOTS: usize = 1 << LONG_SEEN_LOG2;
+const LONG_SEEN_MAX: usize = 128;
 
-/// The block's bloom filter of message tokens while it is built, and the short tokens already
-/// in it.
+/// The block's bloom filter of message tokens while it is built, and tokens already in it.
 #[derive(Debug)]
 struct TokenBloom {
     /// [`BUILD_BITS`] bits, as 64-bit words.
@@ -717,6 +720,13 @@ struct TokenBloom {
     /// took about a tenth off the tokenizer's share of the profile (20.4% to 19.3% of a
     /// shorter run); more on traffic with fewer distinct words.
     seen: Box<[u64; SEEN_SLOTS]>,
+    /// Longer tokens (up to [`LONG_SEEN_MAX`] bytes) added since the last clear, direct-mapped
+    /// by their length and first and last eight bytes, compared whole: comparing bytes is
+    /// cheaper than hashing them (a multiply chain eight bytes at a time), and messages repeat
+    /// long tokens too (loggen's ~110-byte padding, paths, ids). `long_lens[i]` is 0 for an
+    /// empty slot.
+    long_seen: Box<[[u8; LONG_SEEN_MAX]; LONG_SEEN_SLOTS]>,
+    long_lens: [u8; LONG_SEEN_SLOTS],
 }
 
 impl Default for TokenBloom {
@@ -724,7 +734,17 @@ impl Default for TokenBloom {
         TokenBloom {
             bits: vec![0; BUILD_BITS / 64],
             seen: Box::new([0; SEEN_SLOTS]),
+            long_seen: Box::new([[0; LONG_SEEN_MAX]; LONG_SEEN_SLOTS]),
+            long_lens: [0; LONG_SEEN_SLOTS],
         }
+    }
+}
+
+/// Sets the bits of one token hash in a filter of [`BUILD_BITS`] bits.
+#[inline]
+fn insert_hash(bits: &mut [u64], hash: u64) {
+    for bit in bloom_positions(hash, BUILD_BITS - 1, BLOOM_HASHES) {
+        bits[bit / 64] |= 1 << (bit % 64);
     }
 }
 
@@ -732,8 +752,10 @@ impl TokenBloom {
     #[inline]
     fn add_tokens(&mut self, text: &[u8]) {
         let (bits, seen) = (&mut self.bits, &mut self.seen);
+        let (long_seen, long_lens) = (&mut self.long_seen, &mut self.long_lens);
         for_each_token(text, |token| {
-            if token.len() <= 8 {
+            let len = token.len();
+            if len <= 8 {
                 let word = load_padded(token);
                 // Fibonacci hashing: the top bits of the product mix every byte of the word.
                 let slot = (word.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SEEN_LOG2)) as usize;
@@ -741,16 +763,26 @@ impl TokenBloom {
                     return;
                 }
                 seen[slot] = word;
+            } else if len <= LONG_SEEN_MAX {
+                let key = load_padded(&token[..8])
+                    ^ load_padded(&token[len - 8..]).rotate_left(29)
+                    ^ len as u64;
+                let slot =
+                    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - LONG_SEEN_LOG2)) as usize;
+                if usize::from(long_lens[slot]) == len && long_seen[slot][..len] == *token {
+                    return;
+                }
+                long_seen[slot][..len].copy_from_slice(token);
+                long_lens[slot] = len as u8;
             }
-            for bit in bloom_positions(token_hash(token), BUILD_BITS - 1, BLOOM_HASHES) {
-                bits[bit / 64] |= 1 << (bit % 64);
-            }
+            insert_hash(bits, token_hash(token));
         });
     }
 
     fn clear(&mut self) {
         self.bits.fill(0);
         self.seen.fill(0);
+        self.long_lens.fill(0);
     }
 }
 
@@ -1156,6 +1188,26 @@ mod tests {
             assert!(index.may_have_token(token_hash(b"beta_long_token_here")));
         }
         assert_eq!(indexes[0], indexes[1]);
+    }
+
+    #[test]
+    fn long_tokens_that_share_a_cache_slot_are_each_indexed() {
+        // Same length, same first and last eight bytes: the same slot of the long-token cache,
+        // which must not take one for the other.
+        let tokens: Vec<String> = (b'a'..=b'z')
+            .map(|c| format!("prefix00{}suffix00", c as char))
+            .chain(["x".repeat(LONG_SEEN_MAX), "y".repeat(LONG_SEEN_MAX + 1)])
+            .collect();
+        let records: Vec<String> = tokens
+            .iter()
+            .map(|t| format!(r#"{{"message":"{t} {t}"}}"#))
+            .collect();
+        let refs: Vec<&str> = records.iter().map(String::as_str).collect();
+        let encoded = index_of(&refs, 10_000_000);
+        let index = BlockIndex::parse(&encoded).unwrap();
+        for token in &tokens {
+            assert!(index.may_have_token(token_hash(token.as_bytes())), "{token}");
+        }
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //!
 //! A block may be skipped only when *no* record in it can match. The index therefore reads each
 //! record exactly as the query's `JsonRecord` reads it, through the same reader
-//! ([`super::json_scan`]): the same members (every top-level member of that name, in order),
+//! ([`super::json_scan`]) — from the JSON ([`IndexBuilder::add`]), or, for a record the
+//! gateway's shards encoded, from where the encoder says it wrote each member
+//! ([`IndexBuilder::add_indexed`], which must build the same index bytes; `indexed_fields_tests`
+//! checks it): the same members (every top-level member of that name, in order),
 //! the same values (strings unescaped, numbers as written, each scalar of an array), and a
 //! record that is not a JSON object is all message. What it keeps errs on the side of "may
 //! match":
@@ -1206,7 +1209,10 @@ mod tests {
         let encoded = index_of(&refs, 10_000_000);
         let index = BlockIndex::parse(&encoded).unwrap();
         for token in &tokens {
-            assert!(index.may_have_token(token_hash(token.as_bytes())), "{token}");
+            assert!(
+                index.may_have_token(token_hash(token.as_bytes())),
+                "{token}"
+            );
         }
     }
 

@@ -39,7 +39,9 @@ fn routed_batch() -> Batch {
             |topics| {
                 route.render_topic(&record, SOURCE, topics);
             },
-            |values| encode::encode(Encoding::Json, &line, &record, &envelope, values),
+            |values| {
+                encode::encode(Encoding::Json, &line, &record, &envelope, values);
+            },
         );
     }
     batch

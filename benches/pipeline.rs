@@ -73,7 +73,7 @@ fn frame_parse_encode(c: &mut Criterion) {
                 decoder.decode(&input, true, |frame| {
                     let record = parse::parse(frame.message, Format::Auto, &mut context);
                     batch.push_with(NOW_US, |out| {
-                        encode::encode(Encoding::Json, frame.message, &record, &envelope, out)
+                        encode::encode(Encoding::Json, frame.message, &record, &envelope, out);
                     });
                 });
                 assert_eq!(batch.len(), LINES);

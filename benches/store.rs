@@ -2,7 +2,9 @@
 //! reading a whole store back (no filter, output discarded).
 //!
 //! `append_realistic` appends the corpus as the gateway stores it, with the block index and
-//! without (version-1 blocks), in the same run: the difference is what the index costs.
+//! without (version-1 blocks), in the same run: the difference is what the index costs. The
+//! index is built from each record's JSON (`indexed`: WAL replays, raw sources) or from what the
+//! encoder said about where its members are (`indexed_from_fields`: the gateway's shards).
 //!
 //! `cargo bench --bench store -- --warm-up-time 1 --measurement-time 3`
 
@@ -96,15 +98,19 @@ fn bench_appending(
 }
 
 /// The benches' syslog corpus as the gateway stores it (~330-byte records with a `message` the
-/// block index tokenizes), in batches of 1,000.
-fn realistic_batches() -> Vec<Batch> {
-    let records = test_fixtures::stored_corpus(RECORDS_PER_BATCH * DISTINCT_BATCHES);
+/// block index tokenizes), in batches of 1,000; with `fields`, each record carries what its
+/// encoder said about where its indexed members are, as the gateway's shards hand it over.
+fn realistic_batches(fields: bool) -> Vec<Batch> {
+    let records = test_fixtures::stored_corpus_with_fields(RECORDS_PER_BATCH * DISTINCT_BATCHES);
     records
         .chunks(RECORDS_PER_BATCH)
         .map(|chunk| {
             let mut b = Batch::with_capacity(0, 400 * RECORDS_PER_BATCH, RECORDS_PER_BATCH);
-            for record in chunk {
+            for (record, indexed) in chunk {
                 b.push(corpus::CORPUS_RECEIVED_AT_US, record);
+                if let Some(indexed) = indexed.filter(|_| fields) {
+                    b.set_index_fields(indexed);
+                }
             }
             b
         })
@@ -114,15 +120,16 @@ fn realistic_batches() -> Vec<Batch> {
 /// Appending realistic records with the block index of today (granules, format 3), of before
 /// (one filter per block, format 2), and without: what building it costs.
 fn bench_append_index(c: &mut Criterion) {
-    let batches = realistic_batches();
+    let (batches, with_fields) = (realistic_batches(false), realistic_batches(true));
     let mut group = c.benchmark_group("append_realistic");
     group.throughput(Throughput::Elements(RECORDS_PER_BATCH as u64));
-    for (label, format) in [
-        ("indexed", BlockFormat::Granules),
-        ("block_index_v2", BlockFormat::BlockIndex),
-        ("no_index", BlockFormat::Unindexed),
+    for (label, batches, format) in [
+        ("indexed", &batches, BlockFormat::Granules),
+        ("indexed_from_fields", &with_fields, BlockFormat::Granules),
+        ("block_index_v2", &batches, BlockFormat::BlockIndex),
+        ("no_index", &batches, BlockFormat::Unindexed),
     ] {
-        let stats = bench_appending(&mut group, label, &batches, format);
+        let stats = bench_appending(&mut group, label, batches, format);
         eprintln!(
             "{label}: {} blocks, index {:.2}% of the bytes written",
             stats.blocks_written,

@@ -54,6 +54,43 @@ fn write_store(dir: &Path, batches: &[(BlockFormat, Vec<Vec<u8>>)]) {
     writer.sync().unwrap();
 }
 
+/// Appends syslog lines as the gateway does: each parsed, encoded into a pipeline batch with
+/// what its encoder said about where the indexed members are, and the batch appended to the
+/// store (the block index then comes from those fields, not from reading the JSON).
+fn write_syslog_batches(dir: &Path, batches: &[Vec<(i64, Vec<u8>)>]) {
+    use logtail::encode::{Encoding, Envelope, encode, format_rfc3339_micros};
+    use logtail::parse::{Format, LegacyZone, ParseContext, parse};
+    use logtail::pipeline::batch::Batch;
+    let mut writer = StoreWriter::open(StoreOptions {
+        dir: dir.to_path_buf(),
+        ..StoreOptions::default()
+    })
+    .unwrap();
+    let mut with_fields = 0;
+    for lines in batches {
+        let mut batch = Batch::with_capacity(3, 4096, lines.len());
+        for (received_at_us, line) in lines {
+            let mut received_at = Vec::new();
+            format_rfc3339_micros(*received_at_us, &mut received_at);
+            let envelope = Envelope::new(&received_at, "tcp:5514");
+            let mut context = ParseContext::new(*received_at_us, LegacyZone::Fixed(0));
+            let record = parse(line, Format::Auto, &mut context);
+            let mut fields = None;
+            batch.push_with(*received_at_us, |out| {
+                fields = encode(Encoding::Json, line, &record, &envelope, out);
+            });
+            if let Some(fields) = fields {
+                with_fields += 1;
+                batch.set_index_fields(fields);
+            }
+        }
+        writer.append(&batch).unwrap();
+    }
+    writer.sync().unwrap();
+    // Every line generated below has a timestamp the encoder knows exactly, or none.
+    assert_eq!(with_fields, batches.iter().map(Vec::len).sum::<usize>());
+}
+
 /// The records of output that ends each with a newline (some may be empty).
 fn lines(out: &[u8]) -> Vec<Vec<u8>> {
     let mut records: Vec<Vec<u8>> = out.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
@@ -212,6 +249,71 @@ fn record() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// Separators as a sender writes them (the JSON encoder escapes some of them).
+const RAW_SEPARATORS: &[&[u8]] = &[
+    b" ",
+    b".",
+    b"\n",
+    b"-",
+    b"\"",
+    "é".as_bytes(),
+    b"\\x",
+    b"/",
+    b"",
+    b"\t",
+    b"\x01",
+    b"\xff",
+    b"\\",
+];
+
+fn raw_message() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec((0..WORDS.len(), 0..RAW_SEPARATORS.len()), 0..6).prop_map(|parts| {
+        parts
+            .into_iter()
+            .flat_map(|(w, s)| [WORDS[w].as_bytes(), RAW_SEPARATORS[s]].concat())
+            .collect()
+    })
+}
+
+/// A syslog line and when it was received (within the hour `time_range` covers): RFC 5424 with
+/// or without a timestamp, RFC 3164 (its year and zone from the receive time), or no header.
+fn syslog_line() -> impl Strategy<Value = (i64, Vec<u8>)> {
+    const BASE: i64 = 1_795_255_200_000_000;
+    let received = (0i64..70).prop_map(|m| BASE + m * 60_000_000 + 123_456);
+    let host = prop_oneof![
+        (0..HOSTS.len()).prop_map(|h| HOSTS[h].replace(' ', "_").into_bytes()),
+        Just(b"we\"b".to_vec()),
+        Just(b"h\xffst".to_vec()),
+    ];
+    let app = (0..APPS.len()).prop_map(|a| APPS[a].replace(' ', "_").into_bytes());
+    let header = prop_oneof![
+        (0u8..192, 0..TIMES.len() + 1, host.clone(), app.clone()).prop_map(|(pri, t, h, a)| {
+            let time = TIMES.get(t).filter(|t| !t.contains(' ')).unwrap_or(&"-");
+            [
+                format!("<{pri}>1 {time} ").into_bytes(),
+                h,
+                b" ".to_vec(),
+                a,
+                b" - - - ".to_vec(),
+            ]
+            .concat()
+        }),
+        (0u8..192, 0u8..70, host, app).prop_map(|(pri, m, h, a)| {
+            let time = format!("Nov 21 {:02}:{:02}:07", 10 + m / 60, m % 60);
+            [
+                format!("<{pri}>{time} ").into_bytes(),
+                h,
+                b" ".to_vec(),
+                a,
+                b": ".to_vec(),
+            ]
+            .concat()
+        }),
+        Just(Vec::new()),
+    ];
+    (received, header, raw_message()).prop_map(|(at, header, msg)| (at, [header, msg].concat()))
+}
+
 fn term() -> impl Strategy<Value = String> {
     prop_oneof![
         (0..WORDS.len()).prop_map(|w| WORDS[w].to_string()),
@@ -271,11 +373,13 @@ proptest! {
             (format(), prop::collection::vec(record(), 1..12)),
             1..10,
         ),
+        syslog_batches in prop::collection::vec(prop::collection::vec(syslog_line(), 1..12), 0..6),
         query in query(),
         (from_us, to_us) in time_range(),
     ) {
         let tmp = tempfile::tempdir().unwrap();
         write_store(tmp.path(), &batches);
+        write_syslog_batches(tmp.path(), &syslog_batches);
         let matcher = Matcher::compile(&query).unwrap();
         let opts = SearchOptions {
             from_us,
@@ -295,7 +399,7 @@ proptest! {
         prop_assert_eq!(count.matched, want.len() as u64);
         prop_assert_eq!(
             count.scanned_blocks + count.skipped_blocks,
-            batches.len() as u64
+            (batches.len() + syslog_batches.len()) as u64
         );
     }
 }

@@ -30,15 +30,49 @@
 //! are copied in bulk; log text is mostly printable ASCII, so most records take only that path.
 
 use crate::encode::Envelope;
-use crate::parse::Record;
 use crate::parse::structured_data::{self, StructuredData};
+use crate::parse::{Offset, Record, Timestamp};
 
 /// Above this many SD elements or parameters in one message, duplicates are not merged
 /// (see the [module docs](self)); 64 keeps the worst case to a few thousand comparisons.
 pub const MAX_MERGED_SD_ITEMS: usize = 64;
 
-/// Appends the JSON object of `record` and `envelope` to `out`.
-pub fn encode(record: &Record, envelope: &Envelope, out: &mut Vec<u8>) {
+/// Where [`encode`] wrote the members the store's block index reads, so that the store can
+/// index the record without looking for them in its JSON (`store::index`). Each span is a byte
+/// range of the encoded value (from its first byte).
+///
+/// Only made when it tells the index exactly what reading the JSON would: the timestamp's time
+/// is known exactly as `store::index::rfc3339_micros` reads its text back
+/// ([`written_unix_micros`]); a string that holds escapes says so (its contents must be
+/// unescaped to be read). Otherwise `None`, and the store reads the JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexedFields {
+    /// The `timestamp` member's instant in µs since the Unix epoch; `None` when the record has
+    /// no timestamp (its time is then `received_at`'s).
+    pub timestamp_us: Option<i64>,
+    /// The `received_at` text.
+    pub received_at: StringSpan,
+    /// The `severity` and `facility` numbers as written.
+    pub severity: Option<u8>,
+    pub facility: Option<u8>,
+    pub host: Option<StringSpan>,
+    pub app: Option<StringSpan>,
+    pub message: StringSpan,
+}
+
+/// Where the contents of a JSON string (between its quotes) are in an encoded value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StringSpan {
+    pub start: u32,
+    pub end: u32,
+    /// The contents hold at least one escape: they are the value only once unescaped.
+    pub escaped: bool,
+}
+
+/// Appends the JSON object of `record` and `envelope` to `out`. Returns where the members the
+/// store indexes were written, when the store may take them from there (see [`IndexedFields`]).
+pub fn encode(record: &Record, envelope: &Envelope, out: &mut Vec<u8>) -> Option<IndexedFields> {
+    let value_start = out.len();
     let mut object = Object::open(out);
     if let Some(facility) = record.facility {
         object.key(b"\"facility\":");
@@ -52,17 +86,24 @@ pub fn encode(record: &Record, envelope: &Envelope, out: &mut Vec<u8>) {
         object.key(b"\"version\":");
         write_u16(object.out, version);
     }
+    let mut timestamp_us = None;
+    // Whether the timestamp's time is known and every span fits.
+    let mut known = true;
     if let Some(timestamp) = &record.timestamp {
         object.key(b"\"timestamp\":");
         object.out.push(b'"');
         timestamp.write_rfc3339(object.out);
         object.out.push(b'"');
+        timestamp_us = written_unix_micros(timestamp);
+        known &= timestamp_us.is_some();
     }
+    let mut host_span = None;
     if let Some(host) = record.host {
-        object.string(b"\"host\":", host);
+        host_span = object.indexed_string(b"\"host\":", host, value_start, &mut known);
     }
+    let mut app_span = None;
     if let Some(app) = record.app {
-        object.string(b"\"app\":", app);
+        app_span = object.indexed_string(b"\"app\":", app, value_start, &mut known);
     }
     if let Some(procid) = record.procid {
         object.string(b"\"procid\":", procid);
@@ -74,8 +115,13 @@ pub fn encode(record: &Record, envelope: &Envelope, out: &mut Vec<u8>) {
         object.key(b"\"structured_data\":");
         write_structured_data(object.out, sd);
     }
-    object.string(b"\"message\":", record.message);
-    object.string(b"\"received_at\":", envelope.received_at);
+    let message = object.indexed_string(b"\"message\":", record.message, value_start, &mut known);
+    let received_at = object.indexed_string(
+        b"\"received_at\":",
+        envelope.received_at,
+        value_start,
+        &mut known,
+    );
     object.string(b"\"source\":", envelope.source.as_bytes());
     if let Some(peer) = envelope.tls_peer {
         object.string(b"\"tls_peer\":", peer.as_bytes());
@@ -90,6 +136,56 @@ pub fn encode(record: &Record, envelope: &Envelope, out: &mut Vec<u8>) {
         object.string(b"\"parse_warning\":", warning.as_str().as_bytes());
     }
     object.close();
+    Some(IndexedFields {
+        timestamp_us,
+        received_at: received_at?,
+        severity: record.severity,
+        facility: record.facility,
+        host: host_span,
+        app: app_span,
+        message: message?,
+    })
+    .filter(|_| known)
+}
+
+/// The instant `timestamp.write_rfc3339` writes, in µs, exactly as an RFC 3339 reader
+/// (`store::index::rfc3339_micros`) reads that text back: the fraction cut to the digits
+/// written, the offset cut to whole minutes. `None` when a field is outside what the text form
+/// can hold (the fields' documented ranges; a leap second): the caller then reads the text.
+pub fn written_unix_micros(timestamp: &Timestamp) -> Option<i64> {
+    let c = &timestamp.civil;
+    let leap =
+        c.year.is_multiple_of(4) && (!c.year.is_multiple_of(100) || c.year.is_multiple_of(400));
+    let month_days = match c.month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => return None,
+    };
+    if c.year > 9999
+        || c.day == 0
+        || c.day > month_days
+        || c.hour > 23
+        || c.minute > 59
+        || c.second > 59
+        || c.fraction_digits > 9
+        || c.nanos > 999_999_999
+    {
+        return None;
+    }
+    // What write_rfc3339 writes: `fraction_digits` digits of the nanoseconds, of which a
+    // reader keeps six.
+    let cut = 10u32.pow(9 - u32::from(c.fraction_digits));
+    let micros = i64::from(c.nanos / cut * cut / 1000);
+    let offset_secs = match timestamp.offset {
+        Offset::Z => 0,
+        Offset::Seconds(s) => {
+            let minutes = i64::from((s.unsigned_abs() / 60).min(23 * 60 + 59));
+            if s < 0 { -minutes * 60 } else { minutes * 60 }
+        }
+    };
+    Some((c.naive_seconds() - offset_secs) * 1_000_000 + micros)
 }
 
 /// Writes the members of one JSON object, commas included.
@@ -117,6 +213,33 @@ impl<'o> Object<'o> {
     fn string<const N: usize>(&mut self, quoted_key: &[u8; N], value: &[u8]) {
         self.key(quoted_key);
         write_string(self.out, value);
+    }
+
+    /// [`Self::string`], returning the span of its contents in the value that started at
+    /// `value_start` (`None`, and `known` cleared, should it not fit in a `u32`). An escape
+    /// always writes more bytes than it replaces: contents as long as `value` have none.
+    #[inline]
+    fn indexed_string<const N: usize>(
+        &mut self,
+        quoted_key: &[u8; N],
+        value: &[u8],
+        value_start: usize,
+        known: &mut bool,
+    ) -> Option<StringSpan> {
+        self.key(quoted_key);
+        let start = self.out.len() + 1 - value_start;
+        write_string(self.out, value);
+        let end = self.out.len() - 1 - value_start;
+        let span = u32::try_from(start)
+            .ok()
+            .zip(u32::try_from(end).ok())
+            .map(|(start, end)| StringSpan {
+                start,
+                end,
+                escaped: end as usize - start as usize != value.len(),
+            });
+        *known &= span.is_some();
+        span
     }
 
     /// Writes an escaped key from input data, e.g. an SD-ID.

@@ -96,17 +96,21 @@ impl<'a> Envelope<'a> {
 }
 
 /// Appends one encoded record (no trailing newline) to `out`. `input` is the message the
-/// record was parsed from (only [`Encoding::Raw`] uses it).
+/// record was parsed from (only [`Encoding::Raw`] uses it). Returns where a JSON record's
+/// indexed members are, for the store's block index ([`json::IndexedFields`]).
 pub fn encode(
     encoding: Encoding,
     input: &[u8],
     record: &Record,
     envelope: &Envelope,
     out: &mut Vec<u8>,
-) {
+) -> Option<json::IndexedFields> {
     match encoding {
         Encoding::Json => json::encode(record, envelope, out),
-        Encoding::Raw => out.extend_from_slice(input),
+        Encoding::Raw => {
+            out.extend_from_slice(input);
+            None
+        }
     }
 }
 

@@ -45,6 +45,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::ack::AckToken;
+use crate::encode::json::IndexedFields;
 use crate::metrics::StoreQuota;
 
 /// [`Batch::encode_wal`]'s format version.
@@ -119,6 +120,11 @@ pub struct Batch {
     /// batch is stored. One entry per such listener in the batch (a few at most), so finding
     /// one is a short scan. Not part of the WAL payload either: only the store has quotas.
     store_charges: Vec<(Arc<StoreQuota>, u64)>,
+    /// For record `i`, where its encoder wrote the members the store's block index reads, if it
+    /// said ([`IndexedFields`]); shorter than `records` when the last records have none (empty
+    /// for a batch that has none). Lets the store index a record without reading its JSON
+    /// again. Not part of the WAL payload: a replayed batch is indexed from its JSON.
+    index_fields: Vec<Option<IndexedFields>>,
 }
 
 impl Batch {
@@ -133,6 +139,7 @@ impl Batch {
             opened_at: None,
             acks: Vec::new(),
             store_charges: Vec::new(),
+            index_fields: Vec::new(),
         }
     }
 
@@ -159,6 +166,31 @@ impl Batch {
     pub fn reserve_keys_and_topics(&mut self, key_bytes: usize, topic_bytes: usize) {
         self.keys.reserve(key_bytes);
         self.topics.reserve(topic_bytes);
+    }
+
+    /// Reserves room for the [`IndexedFields`] of `records` records.
+    pub fn reserve_index_fields(&mut self, records: usize) {
+        self.index_fields.reserve(records);
+    }
+
+    /// How many records the batch holds [`IndexedFields`] slots for (for sizing the next one).
+    pub fn index_fields_len(&self) -> usize {
+        self.index_fields.len()
+    }
+
+    /// Records where the encoder of the last record pushed wrote its indexed members. Does
+    /// nothing on an empty batch.
+    pub fn set_index_fields(&mut self, fields: IndexedFields) {
+        let Some(last) = self.records.len().checked_sub(1) else {
+            return;
+        };
+        self.index_fields.resize(last, None);
+        self.index_fields.push(Some(fields));
+    }
+
+    /// Where record `i`'s indexed members are, if its encoder said.
+    pub fn index_fields(&self, i: usize) -> Option<&IndexedFields> {
+        self.index_fields.get(i).and_then(Option::as_ref)
     }
 
     /// The shard that cut this batch.
@@ -391,6 +423,7 @@ impl Batch {
             opened_at: None,
             acks: Vec::new(),
             store_charges: Vec::new(),
+            index_fields: Vec::new(),
         })
     }
 }

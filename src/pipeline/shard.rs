@@ -123,8 +123,10 @@ impl Receive for ShardReceive<'_> {
             agent_host: sender.agent_host,
         };
         let encoding = self.encoding;
-        let encode_value =
-            |values: &mut Vec<u8>| encode::encode(encoding, message, &record, &envelope, values);
+        let mut indexed = None;
+        let encode_value = |values: &mut Vec<u8>| {
+            indexed = encode::encode(encoding, message, &record, &envelope, values);
+        };
         match self.route {
             None => f.batch.push_with(f.received_at_us, encode_value),
             Some(route) => {
@@ -147,6 +149,9 @@ impl Receive for ShardReceive<'_> {
                     encode_value,
                 )
             }
+        }
+        if let Some(fields) = indexed {
+            f.batch.set_index_fields(fields);
         }
     }
 
@@ -405,6 +410,7 @@ fn new_batch(shard: u16, limits: &BatchLimits, previous: Option<&Batch>) -> Batc
     let mut batch = Batch::with_capacity(shard, bytes, limits.max_records.min(bytes / 64 + 1));
     if let Some(previous) = previous {
         batch.reserve_keys_and_topics(previous.key_bytes(), previous.topic_bytes());
+        batch.reserve_index_fields(previous.index_fields_len());
     }
     batch
 }

@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use serde::Deserialize;
 
 use super::Sink;
+use crate::encode::json::IndexedFields;
 use crate::metrics::StoreQuota;
 use crate::pipeline::batch::Batch;
 use crate::segments;
@@ -90,6 +91,10 @@ impl StoreBatch for Batch {
 
     fn records(&self) -> impl Iterator<Item = (i64, &[u8])> {
         self.iter().map(|e| (e.received_at_us, e.value))
+    }
+
+    fn index_fields(&self, i: usize) -> Option<&IndexedFields> {
+        Batch::index_fields(self, i)
     }
 }
 

@@ -13,6 +13,7 @@ use super::index::{
     MAX_GRANULES, MAX_INDEX_LEN, MIN_INDEX_LEN,
 };
 use super::{GRANULE_BYTES, MAX_BLOCK_BYTES, TARGET_BLOCK_BYTES};
+use crate::encode::json::IndexedFields;
 
 pub(crate) const MAGIC: [u8; 4] = [0xF7, b'L', b'T', b'B'];
 /// Blocks as written before the block index: no index, `reserved` zero. Still read.
@@ -275,9 +276,10 @@ impl BlockEncoder {
             && self.ended_raw + self.raw.len() + RECORD_FRAME_LEN + value_len > TARGET_BLOCK_BYTES
     }
 
-    /// Adds a record. The caller keeps blocks under [`MAX_BLOCK_BYTES`] (see [`Self::is_full_for`]
-    /// and the record size check of the writer).
-    pub fn push(&mut self, received_at_us: i64, value: &[u8]) {
+    /// Adds a record, indexed from `fields` when its encoder said where they are. The caller
+    /// keeps blocks under [`MAX_BLOCK_BYTES`] (see [`Self::is_full_for`] and the record size
+    /// check of the writer).
+    pub fn push(&mut self, received_at_us: i64, value: &[u8], fields: Option<&IndexedFields>) {
         if self.count == 0 {
             self.min_us = received_at_us;
             self.max_us = received_at_us;
@@ -306,7 +308,10 @@ impl BlockEncoder {
         self.count += 1;
         self.raw_count += 1;
         if self.format != BlockFormat::Unindexed {
-            self.index.add(value);
+            match fields {
+                Some(fields) => self.index.add_indexed(value, fields),
+                None => self.index.add(value),
+            }
         }
     }
 

@@ -8,7 +8,10 @@
 //!
 //! A block may be skipped only when *no* record in it can match. The index therefore reads each
 //! record exactly as the query's `JsonRecord` reads it, through the same reader
-//! ([`super::json_scan`]): the same members (every top-level member of that name, in order),
+//! ([`super::json_scan`]) — from the JSON ([`IndexBuilder::add`]), or, for a record the
+//! gateway's shards encoded, from where the encoder says it wrote each member
+//! ([`IndexBuilder::add_indexed`], which must build the same index bytes; `indexed_fields_tests`
+//! checks it): the same members (every top-level member of that name, in order),
 //! the same values (strings unescaped, numbers as written, each scalar of an array), and a
 //! record that is not a JSON object is all message. What it keeps errs on the side of "may
 //! match":
@@ -50,6 +53,7 @@
 //!   filter per block (`loadtest/RESULTS.md`, "per-granule filters").
 
 use super::json_scan::{for_each_member, visit_value};
+use crate::encode::json::{IndexedFields, StringSpan};
 
 /// Version of the index layout of format-2 blocks (one token filter per block), its first byte.
 pub(crate) const INDEX_VERSION: u8 = 1;
@@ -404,6 +408,21 @@ fn fast_rfc3339_micros(t: &[u8]) -> Option<i64> {
     Some(secs * 1_000_000 + micros)
 }
 
+/// Calls `f` with the contents of the string at `span` (checked to lie inside `record`, its
+/// quotes around it), unescaped as the query reads them when they hold escapes.
+#[inline]
+fn visit_string_span(record: &[u8], span: &StringSpan, f: &mut dyn FnMut(&[u8])) {
+    let (start, end) = (span.start as usize, span.end as usize);
+    if span.escaped {
+        visit_value(record, (start - 1, end + 1), &mut |text| {
+            f(text);
+            false
+        });
+    } else {
+        f(&record[start..end]);
+    }
+}
+
 /// A small set of 32-bit value hashes, or "too many to list".
 #[derive(Debug, Default)]
 struct KeySet {
@@ -564,6 +583,58 @@ impl IndexBuilder {
         } else {
             self.add_members(record, &members[..count]);
         }
+    }
+
+    /// Adds one record of the JSON encoder, from what it said it wrote (`fields`): the same
+    /// index as [`Self::add`] builds from the record, without looking for the members in its
+    /// JSON (that read was ~16% of the gateway's CPU in the loggen end-to-end profile). Strings
+    /// with escapes are unescaped as `add` reads them. A span outside the record, which the
+    /// encoder never gives, has the record read as `add` does.
+    pub fn add_indexed(&mut self, record: &[u8], fields: &IndexedFields) {
+        let fits = |span: &StringSpan| {
+            span.start >= 1 && span.start <= span.end && (span.end as usize) < record.len()
+        };
+        if !fits(&fields.received_at)
+            || !fits(&fields.message)
+            || !fields.host.as_ref().is_none_or(fits)
+            || !fields.app.as_ref().is_none_or(fits)
+        {
+            return self.add(record);
+        }
+        // As in `add_members`: the timestamp, else `received_at`, whichever parses first.
+        let time = fields.timestamp_us.or_else(|| {
+            let mut time = None;
+            visit_string_span(record, &fields.received_at, &mut |text| {
+                time = rfc3339_micros(text);
+            });
+            time
+        });
+        if let Some(time) = time {
+            self.flags |= HAS_TIME;
+            self.min_time = self.min_time.min(time);
+            self.max_time = self.max_time.max(time);
+        }
+        if let Some(host) = &fields.host {
+            let hosts = &mut self.hosts;
+            visit_string_span(record, host, &mut |text| hosts.add(text));
+        }
+        if let Some(app) = &fields.app {
+            let apps = &mut self.apps;
+            visit_string_span(record, app, &mut |text| apps.add(text));
+        }
+        // A number as written: `code_of` of its decimal text.
+        match fields.severity {
+            Some(code) if code <= 7 => self.severities |= 1 << code,
+            Some(_) => self.flags |= SEVERITY_OTHER,
+            None => {}
+        }
+        match fields.facility {
+            Some(code) if code <= 23 => self.facilities |= 1 << code,
+            Some(_) => self.flags |= FACILITY_OTHER,
+            None => {}
+        }
+        let tokens = &mut self.tokens;
+        visit_string_span(record, &fields.message, &mut |text| tokens.add_tokens(text));
     }
 
     fn add_members(&mut self, record: &[u8], members: &[(Key, (usize, usize))]) {
@@ -792,6 +863,10 @@ const SEEN_SLOTS: usize = 1 << SEEN_LOG2;
 /// the distinct count), so that a huge record of distinct tokens holds at most about twice
 /// their hashes.
 const COMPACT_MIN: usize = 1 << 14;
+/// Slots of [`TokenHashes::long_seen`], and the longest token they hold (8 KiB in all).
+const LONG_SEEN_LOG2: u32 = 6;
+const LONG_SEEN_SLOTS: usize = 1 << LONG_SEEN_LOG2;
+const LONG_SEEN_MAX: usize = 128;
 
 /// The hashes of the message tokens added since the last clear: a filter is built from them
 /// once their number is known.
@@ -807,6 +882,13 @@ struct TokenHashes {
     /// about a tenth off the tokenizer's share of the profile (20.4% to 19.3% of a shorter
     /// run); more on traffic with fewer distinct words.
     seen: Box<[u64; SEEN_SLOTS]>,
+    /// Longer tokens (up to [`LONG_SEEN_MAX`] bytes) added since the last clear, direct-mapped
+    /// by their length and first and last eight bytes, compared whole: comparing bytes is
+    /// cheaper than hashing them (a multiply chain eight bytes at a time), and messages repeat
+    /// long tokens too (loggen's ~110-byte padding, paths, ids). `long_lens[i]` is 0 for an
+    /// empty slot.
+    long_seen: Box<[[u8; LONG_SEEN_MAX]; LONG_SEEN_SLOTS]>,
+    long_lens: [u8; LONG_SEEN_SLOTS],
 }
 
 impl Default for TokenHashes {
@@ -815,6 +897,8 @@ impl Default for TokenHashes {
             hashes: Vec::new(),
             compact_at: COMPACT_MIN,
             seen: Box::new([0; SEEN_SLOTS]),
+            long_seen: Box::new([[0; LONG_SEEN_MAX]; LONG_SEEN_SLOTS]),
+            long_lens: [0; LONG_SEEN_SLOTS],
         }
     }
 }
@@ -828,7 +912,8 @@ impl TokenHashes {
     /// The one place a token enters the index (whatever feeds the builder).
     #[inline]
     fn insert(&mut self, token: &[u8]) {
-        if token.len() <= 8 {
+        let len = token.len();
+        if len <= 8 {
             let word = load_padded(token);
             // Fibonacci hashing: the top bits of the product mix every byte of the word.
             let slot = (word.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SEEN_LOG2)) as usize;
@@ -836,6 +921,16 @@ impl TokenHashes {
                 return;
             }
             self.seen[slot] = word;
+        } else if len <= LONG_SEEN_MAX {
+            let key = load_padded(&token[..8])
+                ^ load_padded(&token[len - 8..]).rotate_left(29)
+                ^ len as u64;
+            let slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - LONG_SEEN_LOG2)) as usize;
+            if usize::from(self.long_lens[slot]) == len && self.long_seen[slot][..len] == *token {
+                return;
+            }
+            self.long_seen[slot][..len].copy_from_slice(token);
+            self.long_lens[slot] = len as u8;
         }
         self.hashes.push(token_hash(token));
         if self.hashes.len() >= self.compact_at {
@@ -859,6 +954,7 @@ impl TokenHashes {
         self.hashes.clear();
         self.compact_at = COMPACT_MIN;
         self.seen.fill(0);
+        self.long_lens.fill(0);
     }
 }
 
@@ -1414,6 +1510,29 @@ mod tests {
             assert!(index.may_have_token(token_hash(b"beta_long_token_here")));
         }
         assert_eq!(indexes[0], indexes[1]);
+    }
+
+    #[test]
+    fn long_tokens_that_share_a_cache_slot_are_each_indexed() {
+        // Same length, same first and last eight bytes: the same slot of the long-token cache,
+        // which must not take one for the other.
+        let tokens: Vec<String> = (b'a'..=b'z')
+            .map(|c| format!("prefix00{}suffix00", c as char))
+            .chain(["x".repeat(LONG_SEEN_MAX), "y".repeat(LONG_SEEN_MAX + 1)])
+            .collect();
+        let records: Vec<String> = tokens
+            .iter()
+            .map(|t| format!(r#"{{"message":"{t} {t}"}}"#))
+            .collect();
+        let refs: Vec<&str> = records.iter().map(String::as_str).collect();
+        let encoded = index_of(&refs, 10_000_000);
+        let index = BlockIndex::parse(&encoded).unwrap();
+        for token in &tokens {
+            assert!(
+                index.may_have_token(token_hash(token.as_bytes())),
+                "{token}"
+            );
+        }
     }
 
     #[test]

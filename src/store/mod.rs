@@ -193,6 +193,8 @@ mod reader;
 mod writer;
 
 #[cfg(test)]
+mod indexed_fields_tests;
+#[cfg(test)]
 mod tests;
 
 use std::io;

@@ -160,8 +160,8 @@ fn values_of(batches: &[Expected]) -> Vec<u8> {
 #[test]
 fn block_header_round_trips_and_rejects_each_bad_field() {
     let mut enc = super::block::BlockEncoder::default();
-    enc.push(5, b"abc");
-    enc.push(-7, b"");
+    enc.push(5, b"abc", None);
+    enc.push(-7, b"", None);
     let (count, max) = enc.finish(9);
     assert_eq!((count, max), (2, 5));
     let frame = enc.frame().to_vec();

@@ -9,6 +9,7 @@ use super::block::{
     BlockCorruption, BlockEncoder, BlockFormat, HeaderAt, RECORD_FRAME_LEN, Scanner,
 };
 use super::{MAX_BLOCK_BYTES, StoreError, StoreOptions};
+use crate::encode::json::IndexedFields;
 use crate::segments::{self, FileError, LockFailure, list_segments, segment_path};
 
 /// What [`StoreWriter::append`] writes: the records of one batch, cut by one shard, in order.
@@ -23,6 +24,13 @@ pub trait StoreBatch {
     fn shard(&self) -> u16;
     /// Each record as `(received_at_us, value)`, in the order they were received.
     fn records(&self) -> impl Iterator<Item = (i64, &[u8])>;
+    /// Where the encoder wrote the indexed members of record `i` (in the order of
+    /// [`Self::records`]), if it said: the block index then takes them from there instead of
+    /// reading the record's JSON. `None` (the default) for a record to be read.
+    fn index_fields(&self, i: usize) -> Option<&IndexedFields> {
+        let _ = i;
+        None
+    }
 }
 
 /// Counters of a [`StoreWriter`].
@@ -159,11 +167,12 @@ impl StoreWriter {
             });
         }
         let shard = batch.shard();
-        for (received_at_us, value) in batch.records() {
+        for (i, (received_at_us, value)) in batch.records().enumerate() {
             if self.encoder.is_full_for(value.len()) {
                 self.write_block(shard)?;
             }
-            self.encoder.push(received_at_us, value);
+            self.encoder
+                .push(received_at_us, value, batch.index_fields(i));
         }
         if !self.encoder.is_empty() {
             self.write_block(shard)?;

@@ -196,6 +196,17 @@ pub fn messages(records: &[Value]) -> Vec<String> {
 /// parsed and JSON-encoded as the gateway stores them, all received at
 /// `test_support::corpus::CORPUS_RECEIVED_AT_US` from one address.
 pub fn stored_corpus(lines: usize) -> Vec<Vec<u8>> {
+    stored_corpus_with_fields(lines)
+        .into_iter()
+        .map(|(value, _)| value)
+        .collect()
+}
+
+/// [`stored_corpus`] with what the encoder said about each record's indexed members, as the
+/// gateway's shards hand them to the store.
+pub fn stored_corpus_with_fields(
+    lines: usize,
+) -> Vec<(Vec<u8>, Option<logtail::encode::json::IndexedFields>)> {
     use logtail::encode::{Encoding, Envelope, encode, format_rfc3339_micros};
     use logtail::parse::{Format, LegacyZone, ParseContext, parse};
     let received_us = test_support::corpus::CORPUS_RECEIVED_AT_US;
@@ -208,8 +219,8 @@ pub fn stored_corpus(lines: usize) -> Vec<Vec<u8>> {
         .map(|line| {
             let record = parse(line, Format::Auto, &mut ctx);
             let mut out = Vec::with_capacity(512);
-            encode(Encoding::Json, line, &record, &envelope, &mut out);
-            out
+            let fields = encode(Encoding::Json, line, &record, &envelope, &mut out);
+            (out, fields)
         })
         .collect()
 }

@@ -478,8 +478,19 @@ fn gateway_down_then_up_loses_nothing_and_memory_stays_bounded() {
     write_numbered(&mut file, 0..LINES, 10_000_000, 1_000_000, |_, _| {});
     let agent = t.start(&[]);
     t.wait_for_log("cannot reach the gateway", WAIT);
-    std::thread::sleep(Duration::from_secs(1));
-    let rss_before = agent.rss_kib() / 1024;
+    // Until the window is full (8 batches read and compressed, slower on a busy machine):
+    // memory stops growing within half a second, or after 10 s at most.
+    let settled = Instant::now() + Duration::from_secs(10);
+    let mut rss_before = agent.rss_kib() / 1024;
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = agent.rss_kib() / 1024;
+        let grew = now > rss_before;
+        rss_before = rss_before.max(now);
+        if !grew || Instant::now() > settled {
+            break;
+        }
+    }
     std::thread::sleep(Duration::from_secs(2));
     let rss_after = agent.rss_kib() / 1024;
     eprintln!(

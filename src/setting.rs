@@ -181,6 +181,16 @@ pub enum TomlError {
     Invalid(InvalidSetting),
 }
 
+impl std::fmt::Display for TomlError {
+    /// toml's message, or `KEY: MESSAGE`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TomlError::Syntax(message) => f.write_str(message),
+            TomlError::Invalid(invalid) => invalid.fmt(f),
+        }
+    }
+}
+
 /// Deserializes `text`, reporting a value refused by a typed setting as an [`InvalidSetting`]
 /// with its full key path.
 ///

@@ -137,10 +137,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<SearchConfig, String> {
-        let config: SearchConfig = crate::setting::from_toml(text).map_err(|e| match e {
-            crate::setting::TomlError::Syntax(message) => message,
-            crate::setting::TomlError::Invalid(invalid) => invalid.to_string(),
-        })?;
+        let config: SearchConfig = crate::setting::from_toml(text).map_err(|e| e.to_string())?;
         config.check().map_err(|e| e.to_string())?;
         Ok(config)
     }

@@ -340,10 +340,7 @@ mod tests {
 
     fn parse(text: &str) -> Result<ElasticsearchSinkConfig, String> {
         let config: ElasticsearchSinkConfig =
-            crate::setting::from_toml(text).map_err(|e| match e {
-                crate::setting::TomlError::Syntax(message) => message,
-                crate::setting::TomlError::Invalid(invalid) => invalid.to_string(),
-            })?;
+            crate::setting::from_toml(text).map_err(|e| e.to_string())?;
         config.check().map_err(|e| e.to_string())?;
         Ok(config)
     }

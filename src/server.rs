@@ -23,7 +23,7 @@
 //! (`[sink.store] max_total_bytes`, `max_age_secs`, `fsync_interval_ms`: a lower limit deletes
 //! at once). What the shards, the rings and the sink were built from (`data_dir`, `[ingest]
 //! shards` and `legacy_timezone`, `ring_batches` and larger batches, the rest of `[sink]`,
-//! `[metrics]`) takes effect at the next restart: a change there is logged as "needs a
+//! `[metrics]`, `[api]`, `[search]`, `[console]`) takes effect at the next restart: a change there is logged as "needs a
 //! restart" and shown in `logtail_config_needs_restart`
 //! ([`crate::metrics::ReloadMetrics::needs_restart`]).
 
@@ -548,6 +548,8 @@ fn needs_restart(running: &Config, new: &Config) -> Vec<String> {
             ("sink", format!("{:?}", without_live_keys(&c.sink))),
             ("metrics", format!("{:?}", c.metrics)),
             ("api", format!("{:?}", c.api)),
+            ("search", format!("{:?}", c.search)),
+            ("console", format!("{:?}", c.console)),
         ]
     };
     let mut keys: Vec<String> = text(running)
@@ -596,4 +598,6 @@ fn keep_restart_only_sections(running: &mut Config, started: &Config) {
     running.sink = started.sink.clone();
     running.metrics = started.metrics.clone();
     running.api = started.api.clone();
+    running.search = started.search.clone();
+    running.console = started.console.clone();
 }

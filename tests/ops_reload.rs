@@ -390,7 +390,7 @@ fn store_bytes(dir: &Path) -> u64 {
 }
 
 #[test]
-fn the_stores_retention_applies_live_and_its_segment_size_needs_a_restart() {
+fn the_stores_retention_applies_live_and_its_segment_size_and_the_console_need_a_restart() {
     let mut g = Gateway::start_with(|c| {
         c.listen = listeners(false);
         c.sink.store.max_segment_bytes = 128 << 10;
@@ -441,9 +441,13 @@ fn the_stores_retention_applies_live_and_its_segment_size_needs_a_restart() {
     assert_eq!(status["store"]["max_age_secs"], 86_400);
 
     config.sink.store.max_segment_bytes = 1 << 20;
+    config.console.etcd_prefix = "/elsewhere/".into();
     let server = g.server.as_mut().unwrap();
-    assert_eq!(server.reload(&config, "segments".into()).unwrap(), ["sink"]);
-    assert_eq!(server.metrics().reload.needs_restart(), ["sink"]);
+    assert_eq!(
+        server.reload(&config, "segments".into()).unwrap(),
+        ["sink", "console"]
+    );
+    assert_eq!(server.metrics().reload.needs_restart(), ["sink", "console"]);
     drop(conn);
     g.stop();
 }

@@ -464,16 +464,8 @@ fn search(args: SearchArgs) -> anyhow::Result<()> {
     } else if let Some(width) = args.histogram {
         let width_us = i64::try_from(width.as_micros()).unwrap_or(i64::MAX).max(1);
         search::histogram(&dir, &matcher, &opts, width_us, &stop).and_then(|histogram| {
-            for (start_us, count) in &histogram.buckets {
-                let mut time = Vec::with_capacity(32);
-                encode::format_rfc3339_micros(*start_us, &mut time);
-                let time = String::from_utf8_lossy(&time);
-                let line = match args.format {
-                    SearchFormat::Json => format!("{{\"time\":\"{time}\",\"count\":{count}}}"),
-                    SearchFormat::Text => format!("{time} {count}"),
-                };
-                writeln!(out, "{line}").map_err(store::StoreError::Output)?;
-            }
+            write_histogram(&mut out, &histogram.buckets, args.format)
+                .map_err(store::StoreError::Output)?;
             Ok(histogram.stats)
         })
     } else {
@@ -508,6 +500,24 @@ fn search(args: SearchArgs) -> anyhow::Result<()> {
         Err(e) if is_broken_pipe(e.as_ref()) => Ok(()),
         Err(e) => Err(e).with_context(|| format!("searching the store in {}", dir.display())),
     }
+}
+
+/// `--histogram`'s output, whichever backend counted: a line per bucket, its start and count.
+fn write_histogram(
+    out: &mut impl Write,
+    buckets: &[(i64, u64)],
+    format: SearchFormat,
+) -> std::io::Result<()> {
+    for (start_us, count) in buckets {
+        let mut time = Vec::with_capacity(32);
+        encode::format_rfc3339_micros(*start_us, &mut time);
+        let time = String::from_utf8_lossy(&time);
+        match format {
+            SearchFormat::Json => writeln!(out, "{{\"time\":\"{time}\",\"count\":{count}}}")?,
+            SearchFormat::Text => writeln!(out, "{time} {count}")?,
+        }
+    }
+    Ok(())
 }
 
 /// `logtail search` with `[search] backend = "elasticsearch"`: the same output from the
@@ -555,19 +565,9 @@ fn search_elasticsearch(
             return Ok(count);
         }
         if let Some(width) = args.histogram {
-            let width_us = i64::try_from(width.as_micros()).unwrap_or(i64::MAX);
+            let width_us = i64::try_from(width.as_micros()).unwrap_or(i64::MAX).max(1);
             let histogram = cluster.histogram(query, &opts, width_us).await?;
-            for (start_us, count) in &histogram.buckets {
-                let mut time = Vec::with_capacity(32);
-                encode::format_rfc3339_micros(*start_us, &mut time);
-                let time = String::from_utf8_lossy(&time);
-                match args.format {
-                    SearchFormat::Json => {
-                        writeln!(out, "{{\"time\":\"{time}\",\"count\":{count}}}")?
-                    }
-                    SearchFormat::Text => writeln!(out, "{time} {count}")?,
-                }
-            }
+            write_histogram(&mut out, &histogram.buckets, args.format)?;
             return Ok(histogram.buckets.iter().map(|(_, count)| count).sum());
         }
         // Pages of at most 1000 records, each after the last one's cursor.

@@ -6,6 +6,10 @@
 //! index is built from each record's JSON (`indexed`: WAL replays, raw sources) or from what the
 //! encoder said about where its members are (`indexed_from_fields`: the gateway's shards).
 //!
+//! `tokenize` times the index's tokenizer alone (`store::index::for_each_token`) over the
+//! corpus' syslog lines and over lines shaped like syslog-ng loggen's (the end-to-end
+//! load test's sender: a sequence number, a run id, a time and a long padding word).
+//!
 //! `cargo bench --bench store -- --warm-up-time 1 --measurement-time 3`
 
 #[path = "common/mod.rs"]
@@ -16,6 +20,7 @@ use std::sync::atomic::AtomicBool;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use logtail::pipeline::batch::Batch;
+use logtail::store::index::for_each_token;
 use logtail::store::{BlockFormat, ReadOptions, StoreOptions, StoreWriter, read};
 use test_support::corpus;
 
@@ -101,7 +106,13 @@ fn bench_appending(
 /// block index tokenizes), in batches of 1,000; with `fields`, each record carries what its
 /// encoder said about where its indexed members are, as the gateway's shards hand it over.
 fn realistic_batches(fields: bool) -> Vec<Batch> {
-    let records = test_fixtures::stored_corpus_with_fields(RECORDS_PER_BATCH * DISTINCT_BATCHES);
+    let lines = corpus::realistic_mix(RECORDS_PER_BATCH * DISTINCT_BATCHES, 0x5EED);
+    stored_batches(&lines, fields)
+}
+
+/// `lines` stored as the gateway stores them, in batches of 1,000 (see [`realistic_batches`]).
+fn stored_batches(lines: &[Vec<u8>], fields: bool) -> Vec<Batch> {
+    let records = test_fixtures::stored_with_fields(lines);
     records
         .chunks(RECORDS_PER_BATCH)
         .map(|chunk| {
@@ -129,12 +140,71 @@ fn bench_append_index(c: &mut Criterion) {
         ("block_index_v2", &batches, BlockFormat::BlockIndex),
         ("no_index", &batches, BlockFormat::Unindexed),
     ] {
-        let stats = bench_appending(&mut group, label, batches, format);
-        eprintln!(
-            "{label}: {} blocks, index {:.2}% of the bytes written",
-            stats.blocks_written,
-            100.0 * stats.index_bytes_written as f64 / stats.bytes_written.max(1) as f64
-        );
+        report_index_share(label, &bench_appending(&mut group, label, batches, format));
+    }
+    group.finish();
+    // The end-to-end load test's traffic (loggen), whose messages repeat most of their words.
+    let loggen = stored_batches(
+        &loggen_like_lines(RECORDS_PER_BATCH * DISTINCT_BATCHES),
+        true,
+    );
+    let mut group = c.benchmark_group("append_loggen");
+    group.throughput(Throughput::Elements(RECORDS_PER_BATCH as u64));
+    for (label, format) in [
+        ("indexed_from_fields", BlockFormat::Granules),
+        ("no_index", BlockFormat::Unindexed),
+    ] {
+        report_index_share(label, &bench_appending(&mut group, label, &loggen, format));
+    }
+    group.finish();
+}
+
+fn report_index_share(label: &str, stats: &logtail::store::StoreStats) {
+    eprintln!(
+        "{label}: {} blocks, index {:.2}% of the bytes written",
+        stats.blocks_written,
+        100.0 * stats.index_bytes_written as f64 / stats.bytes_written.max(1) as f64
+    );
+}
+
+/// Lines shaped like those syslog-ng's loggen sends with `-i -S -s 200` (200 bytes: a sequence
+/// number, a run id, the time, then a padding word), written here from what it sends.
+fn loggen_like_lines(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            // loggen sends thousands of lines a second: the time changes every thousand.
+            let second = i / 1000;
+            let time = format!("2025-03-14T09:{:02}:{:02}", (second / 60) % 60, second % 60);
+            let mut line = format!(
+                "<38>{time} localhost prg00000[1234]: seq: {i:010}, thread: 0000, runid: \
+                 1741943000, stamp: {time} "
+            );
+            while line.len() < 200 {
+                line.push_str("PADD");
+            }
+            line.truncate(200);
+            line.into_bytes()
+        })
+        .collect()
+}
+
+fn bench_tokenize(c: &mut Criterion) {
+    let corpus = corpus::realistic_mix(RECORDS_PER_BATCH, 7);
+    let loggen = loggen_like_lines(RECORDS_PER_BATCH);
+    let mut group = c.benchmark_group("tokenize");
+    for (label, lines) in [("corpus_lines", &corpus), ("loggen_lines", &loggen)] {
+        group.throughput(Throughput::Bytes(
+            lines.iter().map(|l| l.len() as u64).sum(),
+        ));
+        group.bench_function(label, |b| {
+            b.iter(|| {
+                let mut tokens = 0usize;
+                for line in lines {
+                    for_each_token(black_box(line), |token| tokens += token.len());
+                }
+                tokens
+            })
+        });
     }
     group.finish();
 }
@@ -183,6 +253,6 @@ fn bench_read(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = common::criterion();
-    targets = bench_append, bench_append_index, bench_read
+    targets = bench_append, bench_append_index, bench_tokenize, bench_read
 }
 criterion_main!(benches);

@@ -175,9 +175,21 @@ pub fn written_unix_micros(timestamp: &Timestamp) -> Option<i64> {
         return None;
     }
     // What write_rfc3339 writes: `fraction_digits` digits of the nanoseconds, of which a
-    // reader keeps six.
-    let cut = 10u32.pow(9 - u32::from(c.fraction_digits));
-    let micros = i64::from(c.nanos / cut * cut / 1000);
+    // reader keeps six (from six digits on, that is the nanoseconds' microseconds).
+    let micros = if c.fraction_digits >= 6 {
+        i64::from(c.nanos / 1000)
+    } else {
+        const CUTS: [u32; 6] = [
+            1_000_000_000,
+            100_000_000,
+            10_000_000,
+            1_000_000,
+            100_000,
+            10_000,
+        ];
+        let cut = CUTS[usize::from(c.fraction_digits)];
+        i64::from(c.nanos / cut * (cut / 1000))
+    };
     let offset_secs = match timestamp.offset {
         Offset::Z => 0,
         Offset::Seconds(s) => {

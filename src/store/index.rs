@@ -192,6 +192,7 @@ pub fn token_hash(bytes: &[u8]) -> u64 {
     h ^ (h >> 31)
 }
 
+#[cfg(any(test, not(target_arch = "x86_64")))]
 /// The token bytes ([`is_token_byte`]) among eight bytes, one bit each (bit `i` for byte `i`
 /// of the little-endian word), found at once (SWAR): a byte is one when its high bit is set, or
 /// its low seven bits are a digit, a letter once `0x20` is or-ed in, or `_`.
@@ -214,8 +215,69 @@ fn token_mask8(w: u64) -> u64 {
     ((high_bits >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
 }
 
+/// The token bytes ([`is_token_byte`]) among 16 bytes, one bit each (bit `i` for byte `i`),
+/// with SSE2 (part of every x86-64 CPU): four compares and a `movemask` instead of the eight
+/// bytes at a time of [`token_mask8`]; the tokenizer was the index's largest cost at ingest.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn token_mask16(bytes: [u8; 16]) -> u64 {
+    use std::arch::x86_64::{
+        __m128i, _mm_add_epi8, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set_epi64x, _mm_set1_epi8,
+    };
+    let lo = i64::from_le_bytes([
+        bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+    ]);
+    let hi = i64::from_le_bytes([
+        bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15],
+    ]);
+    let v: __m128i = _mm_set_epi64x(hi, lo);
+    // `x + (-128 - lo) < -128 + (hi - lo + 1)` as signed bytes: x in lo..=hi, without the
+    // unsigned compares SSE2 lacks. Bytes of 0x80 and above are token bytes (a `movemask`).
+    let in_range = |x: __m128i, lo: u8, hi: u8| {
+        let shifted = _mm_add_epi8(x, _mm_set1_epi8((0x80u8.wrapping_sub(lo)) as i8));
+        _mm_cmplt_epi8(
+            shifted,
+            _mm_set1_epi8((0x80u8.wrapping_add(hi - lo + 1)) as i8),
+        )
+    };
+    let digit = in_range(v, b'0', b'9');
+    let letter = in_range(_mm_or_si128(v, _mm_set1_epi8(0x20)), b'a', b'z');
+    let underscore = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'_' as i8));
+    let token = _mm_or_si128(_mm_or_si128(digit, letter), _mm_or_si128(underscore, v));
+    u64::from(_mm_movemask_epi8(token) as u16)
+}
+
 /// The token bytes among the (up to) 64 bytes of `window`, one bit each; bits past its end are
 /// clear.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn token_mask64(window: &[u8]) -> u64 {
+    let mut mask = 0;
+    let mut chunks = window.chunks_exact(16);
+    let mut shift = 0;
+    for chunk in &mut chunks {
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(chunk);
+        // SAFETY: SSE2 is part of every x86-64 CPU (the target's baseline).
+        mask |= unsafe { token_mask16(bytes) } << shift;
+        shift += 16;
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        // Zero padding is not a token byte.
+        let mut bytes = [0u8; 16];
+        bytes[..tail.len()].copy_from_slice(tail);
+        // SAFETY: as above.
+        mask |= unsafe { token_mask16(bytes) } << shift;
+    }
+    mask
+}
+
+/// The token bytes among the (up to) 64 bytes of `window`, one bit each; bits past its end are
+/// clear.
+#[cfg(not(target_arch = "x86_64"))]
 #[inline]
 fn token_mask64(window: &[u8]) -> u64 {
     let mut mask = 0;
@@ -239,15 +301,74 @@ fn token_mask64(window: &[u8]) -> u64 {
 ///
 /// Classifies 64 bytes at a time into a bitmask and finds where tokens start and end with bit
 /// operations, instead of a branch per byte: with a byte-at-a-time loop this tokenizer (with
-/// the hashing it feeds) was 23% of the gateway's CPU in the loggen end-to-end profile.
+/// the hashing it feeds) was 23% of the gateway's CPU in the loggen end-to-end profile. On CPUs
+/// with AVX2 (checked once, then cached by `std`) the bytes are classified 32 at a time.
 #[inline]
-pub fn for_each_token(text: &[u8], mut f: impl FnMut(&[u8])) {
+pub fn for_each_token(text: &[u8], f: impl FnMut(&[u8])) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { for_each_token_avx2(text, f) };
+    }
+    tokens_by_mask(text, f, token_mask64);
+}
+
+/// [`for_each_token`] compiled for AVX2 (with `f` inlined into it).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn for_each_token_avx2(text: &[u8], f: impl FnMut(&[u8])) {
+    // The closure inherits this function's AVX2.
+    tokens_by_mask(text, f, |window| token_mask64_avx2(window));
+}
+
+/// The token bytes among the (up to) 64 bytes of `window` with AVX2: two 32-byte halves, each
+/// classified as [`token_mask16`] does 16 bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn token_mask64_avx2(window: &[u8]) -> u64 {
+    use std::arch::x86_64::{
+        __m256i, _mm256_add_epi8, _mm256_cmpeq_epi8, _mm256_cmpgt_epi8, _mm256_loadu_si256,
+        _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi8,
+    };
+    let mut padded = [0u8; 64];
+    let bytes: &[u8] = if window.len() == 64 {
+        window
+    } else {
+        // Zero padding is not a token byte.
+        padded[..window.len()].copy_from_slice(window);
+        &padded
+    };
+    let half = |at: usize| {
+        // SAFETY: `bytes` holds 64 bytes and `at` is 0 or 32; the load is unaligned.
+        let v: __m256i = unsafe { _mm256_loadu_si256(bytes[at..at + 32].as_ptr().cast()) };
+        let in_range = |x: __m256i, lo: u8, hi: u8| {
+            let shifted = _mm256_add_epi8(x, _mm256_set1_epi8((0x80u8.wrapping_sub(lo)) as i8));
+            let bound = _mm256_set1_epi8((0x80u8.wrapping_add(hi - lo + 1)) as i8);
+            _mm256_cmpgt_epi8(bound, shifted)
+        };
+        let digit = in_range(v, b'0', b'9');
+        let letter = in_range(_mm256_or_si256(v, _mm256_set1_epi8(0x20)), b'a', b'z');
+        let underscore = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'_' as i8));
+        let token = _mm256_or_si256(
+            _mm256_or_si256(digit, letter),
+            _mm256_or_si256(underscore, v),
+        );
+        u64::from(_mm256_movemask_epi8(token) as u32)
+    };
+    half(0) | (half(32) << 32)
+}
+
+/// The tokenizer's loop, with the window classifier `mask_of` ([`token_mask64`] or its AVX2
+/// twin).
+#[inline(always)]
+fn tokens_by_mask(text: &[u8], mut f: impl FnMut(&[u8]), mask_of: impl Fn(&[u8]) -> u64) {
     // Where the token that runs into the current window started.
     let mut open: Option<usize> = None;
     // One window more when the length is a multiple of 64: empty, it ends a token still open,
     // so that `f` is called from one place (and inlined there).
     for base in (0..=text.len()).step_by(64) {
-        let mask = token_mask64(&text[base..text.len().min(base + 64)]);
+        let mask = mask_of(&text[base..text.len().min(base + 64)]);
         // The byte before the window, as a bit below bit 0.
         let carry = u64::from(open.is_some());
         let before = (mask << 1) | carry;
@@ -634,7 +755,9 @@ impl IndexBuilder {
             None => {}
         }
         let tokens = &mut self.tokens;
-        visit_string_span(record, &fields.message, &mut |text| tokens.add_tokens(text));
+        visit_string_span(record, &fields.message, &mut |text| {
+            tokens.add_message_tokens(text)
+        });
     }
 
     fn add_members(&mut self, record: &[u8], members: &[(Key, (usize, usize))]) {
@@ -695,7 +818,7 @@ impl IndexBuilder {
                 Key::Message => {
                     let tokens = &mut self.tokens;
                     visit_value(record, value, &mut |text| {
-                        tokens.add_tokens(text);
+                        tokens.add_message_tokens(text);
                         false
                     });
                 }
@@ -705,7 +828,7 @@ impl IndexBuilder {
     }
 
     fn add_message(&mut self, text: &[u8]) {
-        self.tokens.add_tokens(text);
+        self.tokens.add_message_tokens(text);
     }
 
     /// Ends a granule (index version 2): the tokens added since the last granule or block are
@@ -859,28 +982,29 @@ impl IndexBuilder {
 /// log2 of the slots of [`TokenHashes::seen`] (8 KiB, in L1/L2).
 const SEEN_LOG2: u32 = 10;
 const SEEN_SLOTS: usize = 1 << SEEN_LOG2;
-/// [`TokenHashes::hashes`] is sorted and deduplicated when it reaches this length (then twice
-/// the distinct count), so that a huge record of distinct tokens holds at most about twice
-/// their hashes.
-const COMPACT_MIN: usize = 1 << 14;
 /// Slots of [`TokenHashes::long_seen`], and the longest token they hold (8 KiB in all).
 const LONG_SEEN_LOG2: u32 = 6;
 const LONG_SEEN_SLOTS: usize = 1 << LONG_SEEN_LOG2;
 const LONG_SEEN_MAX: usize = 128;
+/// Slots of [`TokenHashes::set`] at first (it doubles when half full).
+const SET_MIN_SLOTS: usize = 1 << 10;
 
-/// The hashes of the message tokens added since the last clear: a filter is built from them
-/// once their number is known.
+/// The distinct hashes of the message tokens added since the last clear: a filter is built
+/// from them once their number is known.
 #[derive(Debug)]
 struct TokenHashes {
-    /// In the order added; may hold duplicates until [`Self::distinct`].
+    /// Each distinct hash once, in the order first added.
     hashes: Vec<u64>,
-    compact_at: usize,
+    /// Open addressing over the nonzero `hashes` (linear probing, 0 is an empty slot), at most
+    /// half full. Cleared slot by slot from `hashes`, so a clear costs the tokens added, not
+    /// the table. An exact set: the sort and dedup it replaced were ~1.5% of the gateway's CPU.
+    set: Vec<u64>,
+    /// Whether `hashes` holds 0 (which `set` cannot).
+    has_zero: bool,
     /// Tokens of at most eight bytes added since the last clear, direct-mapped by their bytes
     /// (zero-padded, little-endian; 0 is an empty slot, as no token holds a zero byte). Log
     /// messages repeat their words ("GET", "HTTP", a host name...): a token found here needs
-    /// neither its hash nor a place in `hashes` again. In the store bench's corpus this took
-    /// about a tenth off the tokenizer's share of the profile (20.4% to 19.3% of a shorter
-    /// run); more on traffic with fewer distinct words.
+    /// neither its hash nor a probe of `set` again.
     seen: Box<[u64; SEEN_SLOTS]>,
     /// Longer tokens (up to [`LONG_SEEN_MAX`] bytes) added since the last clear, direct-mapped
     /// by their length and first and last eight bytes, compared whole: comparing bytes is
@@ -889,28 +1013,127 @@ struct TokenHashes {
     /// empty slot.
     long_seen: Box<[[u8; LONG_SEEN_MAX]; LONG_SEEN_SLOTS]>,
     long_lens: [u8; LONG_SEEN_SLOTS],
+    /// The last message added since the last clear (see [`Self::add_message_tokens`]).
+    previous: Vec<u8>,
 }
 
 impl Default for TokenHashes {
     fn default() -> Self {
         TokenHashes {
             hashes: Vec::new(),
-            compact_at: COMPACT_MIN,
+            set: vec![0; SET_MIN_SLOTS],
+            has_zero: false,
             seen: Box::new([0; SEEN_SLOTS]),
             long_seen: Box::new([[0; LONG_SEEN_MAX]; LONG_SEEN_SLOTS]),
             long_lens: [0; LONG_SEEN_SLOTS],
+            previous: Vec::new(),
         }
     }
 }
 
+/// Whether `a` and `b`, of the same length from 9 to [`LONG_SEEN_MAX`], are equal: eight bytes
+/// at a time inline (a `memcmp` call per repeated long token was ~1.5% of the gateway's CPU).
+#[inline(always)]
+fn same_long_token(a: &[u8], b: &[u8]) -> bool {
+    debug_assert!(a.len() == b.len() && a.len() >= 8);
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let len = a.len();
+    let mut differ = word(a, len - 8) ^ word(b, len - 8);
+    let mut at = 0;
+    while at + 8 < len {
+        differ |= word(a, at) ^ word(b, at);
+        at += 8;
+    }
+    differ == 0
+}
+
+/// How many bytes `a` and `b` have in common at their start.
+#[inline]
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut at = 0;
+    while at + 8 <= n {
+        let differ = word_at(a, at) ^ word_at(b, at);
+        if differ != 0 {
+            return at + differ.trailing_zeros() as usize / 8;
+        }
+        at += 8;
+    }
+    at + a[at..n]
+        .iter()
+        .zip(&b[at..n])
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+/// How many bytes `a` and `b` have in common at their end.
+#[inline]
+fn common_suffix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut k = 0;
+    while k + 8 <= n {
+        // The last byte of each window is the word's most significant.
+        let differ = word_at(a, a.len() - k - 8) ^ word_at(b, b.len() - k - 8);
+        if differ != 0 {
+            return k + differ.leading_zeros() as usize / 8;
+        }
+        k += 8;
+    }
+    let (a, b) = (&a[..a.len() - k], &b[..b.len() - k]);
+    k + a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take(n - k)
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+#[inline(always)]
+fn word_at(s: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&s[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
 impl TokenHashes {
+    /// Adds the tokens of one message. Only the part that differs from the previous message of
+    /// the granule is tokenized: a token lying wholly in the bytes both messages start with (or
+    /// end with), with a separator or the edge on both sides, is one of the previous message's
+    /// tokens, so it is in the set already. Messages of one program often share most of their
+    /// words in place (loggen's differ in a sequence number; access logs share their tails);
+    /// when they do not, the two comparisons stop within the first bytes.
     #[inline]
-    fn add_tokens(&mut self, text: &[u8]) {
-        for_each_token(text, |token| self.insert(token));
+    fn add_message_tokens(&mut self, text: &[u8]) {
+        let previous = std::mem::take(&mut self.previous);
+        let prefix = common_prefix(text, &previous);
+        if prefix == text.len() && prefix == previous.len() {
+            self.previous = previous;
+            return;
+        }
+        let suffix = common_suffix(text, &previous).min(text.len().min(previous.len()) - prefix);
+        // Back to the start of the token the first difference is in (or right after).
+        let mut start = prefix;
+        while start > 0 && is_token_byte(text[start - 1]) {
+            start -= 1;
+        }
+        // On to the end of the token the last difference is in (or right before).
+        let mut end = text.len() - suffix;
+        while end < text.len() && is_token_byte(text[end]) {
+            end += 1;
+        }
+        for_each_token(&text[start..end], |token| self.insert(token));
+        self.previous = previous;
+        self.previous.clear();
+        self.previous.extend_from_slice(text);
     }
 
     /// The one place a token enters the index (whatever feeds the builder).
-    #[inline]
+    #[inline(always)]
     fn insert(&mut self, token: &[u8]) {
         let len = token.len();
         if len <= 8 {
@@ -926,33 +1149,81 @@ impl TokenHashes {
                 ^ load_padded(&token[len - 8..]).rotate_left(29)
                 ^ len as u64;
             let slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - LONG_SEEN_LOG2)) as usize;
-            if usize::from(self.long_lens[slot]) == len && self.long_seen[slot][..len] == *token {
+            let cached = &mut self.long_seen[slot];
+            if usize::from(self.long_lens[slot]) == len && same_long_token(&cached[..len], token) {
                 return;
             }
-            self.long_seen[slot][..len].copy_from_slice(token);
+            cached[..len].copy_from_slice(token);
             self.long_lens[slot] = len as u8;
         }
-        self.hashes.push(token_hash(token));
-        if self.hashes.len() >= self.compact_at {
-            self.compact();
-            self.compact_at = (2 * self.hashes.len()).max(COMPACT_MIN);
+        self.add_hash(token_hash(token));
+    }
+
+    /// Adds `hash` unless the set holds it already.
+    #[inline]
+    fn add_hash(&mut self, hash: u64) {
+        if hash == 0 {
+            if !self.has_zero {
+                self.has_zero = true;
+                self.hashes.push(0);
+            }
+            return;
+        }
+        let mask = self.set.len() - 1;
+        // The hash is already well mixed: its low bits are the home slot.
+        let mut slot = hash as usize & mask;
+        loop {
+            match self.set[slot] {
+                0 => break,
+                k if k == hash => return,
+                _ => slot = (slot + 1) & mask,
+            }
+        }
+        self.set[slot] = hash;
+        self.hashes.push(hash);
+        if 2 * self.hashes.len() > self.set.len() {
+            self.grow();
         }
     }
 
-    fn compact(&mut self) {
-        self.hashes.sort_unstable();
-        self.hashes.dedup();
+    /// Doubles the set and places every hash again.
+    fn grow(&mut self) {
+        let slots = 2 * self.set.len();
+        self.set.clear();
+        self.set.resize(slots, 0);
+        let mask = slots - 1;
+        for &hash in self.hashes.iter().filter(|&&h| h != 0) {
+            let mut slot = hash as usize & mask;
+            while self.set[slot] != 0 {
+                slot = (slot + 1) & mask;
+            }
+            self.set[slot] = hash;
+        }
     }
 
     /// The distinct hashes added since the last clear.
-    fn distinct(&mut self) -> &[u64] {
-        self.compact();
+    fn distinct(&self) -> &[u64] {
         &self.hashes
     }
 
     fn clear(&mut self) {
+        if self.set.len() > SET_MIN_SLOTS {
+            // A granule of a huge record: give the memory back.
+            self.set = vec![0; SET_MIN_SLOTS];
+        } else {
+            let mask = self.set.len() - 1;
+            for &hash in self.hashes.iter().filter(|&&h| h != 0) {
+                let mut slot = hash as usize & mask;
+                // Slots emptied before this one do not end the probe: `hash` is still here.
+                while self.set[slot] != hash {
+                    slot = (slot + 1) & mask;
+                }
+                self.set[slot] = 0;
+            }
+        }
+        self.has_zero = false;
         self.hashes.clear();
-        self.compact_at = COMPACT_MIN;
+        self.previous.clear();
         self.seen.fill(0);
         self.long_lens.fill(0);
     }
@@ -1328,6 +1599,27 @@ mod tests {
         }
     }
 
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn token_mask16_agrees_with_is_token_byte() {
+        for b in 0..=255u8 {
+            for at in 0..16 {
+                for other in [b'a', b'Z', b'0', b'_', 0xC3, b' ', b'-', b'@', b'`', b'{'] {
+                    let mut bytes = [other; 16];
+                    bytes[at] = b;
+                    bytes[(at + 7) % 16] = b'x';
+                    let want = bytes
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, b)| is_token_byte(**b))
+                        .fold(0u64, |m, (i, _)| m | 1 << i);
+                    // SAFETY: SSE2 is in the x86-64 baseline.
+                    assert_eq!(unsafe { super::token_mask16(bytes) }, want, "{bytes:?}");
+                }
+            }
+        }
+    }
+
     /// The byte-by-byte definition the tokenizer must agree with.
     fn tokens_one_byte_at_a_time(text: &[u8]) -> Vec<Vec<u8>> {
         text.split(|&b| !is_token_byte(b))
@@ -1393,7 +1685,46 @@ mod tests {
         ) {
             let mut tokens = Vec::new();
             for_each_token(&text, |t| tokens.push(t.to_vec()));
-            prop_assert_eq!(tokens, tokens_one_byte_at_a_time(&text));
+            prop_assert_eq!(&tokens, &tokens_one_byte_at_a_time(&text));
+            // The classifier that CPUs without AVX2 use, whatever this one has.
+            let mut portable = Vec::new();
+            tokens_by_mask(&text, |t| portable.push(t.to_vec()), token_mask64);
+            prop_assert_eq!(portable, tokens);
+        }
+
+        #[test]
+        fn messages_tokenized_by_difference_give_every_token(
+            template in proptest::collection::vec(
+                prop_oneof![Just(b'a'), Just(b'7'), Just(b' '), Just(b'-'), Just(0xC3u8)],
+                0..40,
+            ),
+            edits in proptest::collection::vec(
+                (any::<prop::sample::Index>(), 0..4usize, proptest::collection::vec(
+                    prop_oneof![Just(b'b'), Just(b'7'), Just(b' '), Just(b'_')], 0..4)),
+                1..12,
+            ),
+        ) {
+            // Messages that share most of their bytes with the one before, in place or
+            // shifted: each is the last with a few bytes replaced, removed or inserted.
+            let mut messages = vec![template.clone()];
+            for (at, remove, insert) in edits {
+                let mut m = messages.last().unwrap().clone();
+                let at = if m.is_empty() { 0 } else { at.index(m.len() + 1) };
+                let remove = remove.min(m.len() - at);
+                m.splice(at..at + remove, insert);
+                messages.push(m);
+            }
+            let mut t = TokenHashes::default();
+            let mut want = std::collections::BTreeSet::new();
+            for m in &messages {
+                t.add_message_tokens(m);
+                for token in tokens_one_byte_at_a_time(m) {
+                    want.insert(token_hash(&token));
+                }
+            }
+            let got: std::collections::BTreeSet<u64> = t.distinct().iter().copied().collect();
+            prop_assert_eq!(got.len(), t.distinct().len());
+            prop_assert_eq!(got, want);
         }
 
         #[test]
@@ -1594,6 +1925,71 @@ mod tests {
         let mut out = Vec::new();
         builder.finish_granules_into(&mut out);
         out
+    }
+
+    #[test]
+    fn common_prefix_and_suffix_count_equal_bytes() {
+        for (a, b, prefix, suffix) in [
+            ("", "", 0, 0),
+            ("abc", "abd", 2, 0),
+            (
+                "seq: 0000000001, thread: 0000 PADDPADD",
+                "seq: 0000000002, thread: 0000 PADDPADD",
+                14,
+                23,
+            ),
+            ("x123456789012345678", "y123456789012345678", 0, 18),
+            (
+                "same bytes of more than eight",
+                "same bytes of more than eight",
+                29,
+                29,
+            ),
+            ("short", "shorter", 5, 0),
+            ("ends", "friends", 0, 4),
+        ] {
+            assert_eq!(
+                common_prefix(a.as_bytes(), b.as_bytes()),
+                prefix,
+                "{a:?} {b:?}"
+            );
+            assert_eq!(
+                common_suffix(a.as_bytes(), b.as_bytes()),
+                suffix,
+                "{a:?} {b:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn token_hashes_hold_each_hash_once_through_growth_and_clears() {
+        let mut t = TokenHashes::default();
+        // 0 and 1 (0 cannot be a slot's key), and hashes sharing home slots (multiples of the
+        // table size), past the size at which the set doubles.
+        let wanted: Vec<u64> = [0, 1]
+            .into_iter()
+            .chain((1..3_000u64).map(|i| i * SET_MIN_SLOTS as u64))
+            .collect();
+        for round in 0..3 {
+            for _ in 0..2 {
+                for &h in wanted.iter().rev() {
+                    t.add_hash(h);
+                }
+            }
+            let mut got = t.distinct().to_vec();
+            got.sort_unstable();
+            assert_eq!(got, wanted, "round {round}");
+            t.clear();
+            assert!(t.distinct().is_empty());
+            assert!(t.set.iter().all(|&k| k == 0), "round {round}");
+            // The small case: cleared slot by slot.
+            for &h in &wanted[..100] {
+                t.add_hash(h);
+            }
+            assert_eq!(t.distinct().len(), 100);
+            t.clear();
+            assert!(t.set.iter().all(|&k| k == 0), "round {round}");
+        }
     }
 
     #[test]

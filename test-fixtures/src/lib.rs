@@ -207,6 +207,14 @@ pub fn stored_corpus(lines: usize) -> Vec<Vec<u8>> {
 pub fn stored_corpus_with_fields(
     lines: usize,
 ) -> Vec<(Vec<u8>, Option<logtail::encode::json::IndexedFields>)> {
+    stored_with_fields(&test_support::corpus::realistic_mix(lines, 0x5EED))
+}
+
+/// Syslog `lines` as the gateway stores them, received at the corpus' receive time, each with
+/// what its encoder said about where its indexed members are (as [`stored_corpus_with_fields`]).
+pub fn stored_with_fields(
+    lines: &[Vec<u8>],
+) -> Vec<(Vec<u8>, Option<logtail::encode::json::IndexedFields>)> {
     use logtail::encode::{Encoding, Envelope, encode, format_rfc3339_micros};
     use logtail::parse::{Format, LegacyZone, ParseContext, parse};
     let received_us = test_support::corpus::CORPUS_RECEIVED_AT_US;
@@ -214,7 +222,7 @@ pub fn stored_corpus_with_fields(
     format_rfc3339_micros(received_us, &mut received_at);
     let envelope = Envelope::new(&received_at, "10.1.2.3:40000");
     let mut ctx = ParseContext::new(received_us, LegacyZone::Fixed(0));
-    test_support::corpus::realistic_mix(lines, 0x5EED)
+    lines
         .iter()
         .map(|line| {
             let record = parse(line, Format::Auto, &mut ctx);

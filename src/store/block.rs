@@ -620,6 +620,10 @@ pub(crate) struct Scanner {
     index: Vec<u8>,
     /// The granule table of the block whose index [`Self::index_at`] read last (format 3).
     granules: Vec<GranuleEntry>,
+    /// The header of the block after the one whose index [`Self::index_at`] read last, read
+    /// with it (a block's index is followed by the next block's header): its position and
+    /// bytes. A search that skips most blocks makes one `pread` per block instead of two.
+    prefetched_header: Option<(u64, [u8; HEADER_LEN])>,
 }
 
 /// Positioned read of exactly `buf.len()` bytes; `Ok(false)` when the file ends first (it may have
@@ -640,7 +644,14 @@ impl Scanner {
         }
         let available = len - pos;
         let mut buf = [0u8; HEADER_LEN];
-        if available < HEADER_LEN as u64 || !read_exact_at(file, &mut buf, pos)? {
+        let prefetched = match self.prefetched_header.take() {
+            Some((at, bytes)) if at == pos && available >= HEADER_LEN as u64 => {
+                buf = bytes;
+                true
+            }
+            _ => false,
+        };
+        if !prefetched && (available < HEADER_LEN as u64 || !read_exact_at(file, &mut buf, pos)?) {
             return Ok(HeaderAt::Incomplete(BlockCorruption::Truncated {
                 len: HEADER_LEN as u64,
                 available,
@@ -735,21 +746,37 @@ impl Scanner {
         Ok(Ok(true))
     }
 
-    /// Reads and checks the index of the block at `pos`. `Ok(Ok(None))`: a version-1 block,
-    /// without one, or the file ended first (the payload read that follows notices).
+    /// Reads and checks the index of the block at `pos` of `file`, whose length is taken to be
+    /// `len`, and the header of the block after it when there is room for one (which the next
+    /// [`Self::header_at`] of that position uses). `Ok(Ok(None))`: a version-1 block, without
+    /// one, or the file ended first (the payload read that follows notices).
+    ///
+    /// Segments are only appended to, so bytes read ahead are the bytes a later read would
+    /// get; a reader moving to another file calls [`Self::forget_prefetched`].
     pub fn index_at(
         &mut self,
         file: &File,
         pos: u64,
         header: &BlockHeader,
+        len: u64,
     ) -> io::Result<Result<Option<BlockIndex<'_>>, BlockCorruption>> {
         if header.index_len == 0 {
             return Ok(Ok(None));
         }
+        let index_len = header.index_len as usize;
+        let next = pos + header.block_len();
+        let with_next = next + HEADER_LEN as u64 <= len;
         self.index.clear();
-        self.index.resize(header.index_len as usize, 0);
+        self.index
+            .resize(index_len + if with_next { HEADER_LEN } else { 0 }, 0);
         if !read_exact_at(file, &mut self.index, pos + header.index_offset())? {
             return Ok(Ok(None));
+        }
+        if with_next {
+            let mut bytes = [0u8; HEADER_LEN];
+            bytes.copy_from_slice(&self.index[index_len..]);
+            self.prefetched_header = Some((next, bytes));
+            self.index.truncate(index_len);
         }
         let index = match BlockIndex::parse(&self.index) {
             Ok(index) => index,
@@ -761,6 +788,11 @@ impl Scanner {
         self.granules.clear();
         self.granules.extend(index.granule_entries());
         Ok(Ok(Some(index)))
+    }
+
+    /// Drops a header read ahead by [`Self::index_at`] (before reading another file).
+    pub fn forget_prefetched(&mut self) {
+        self.prefetched_header = None;
     }
 
     /// Bytes the scanner's buffers hold on to.

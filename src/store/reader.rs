@@ -274,6 +274,8 @@ fn drain(
     out: &mut dyn Write,
     stop: &AtomicBool,
 ) -> Result<Drained, StoreError> {
+    // A header read ahead belongs to the file of the last call.
+    scanner.forget_prefetched();
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(Drained::Stopped);
@@ -319,7 +321,7 @@ fn drain(
         let mut chosen = None;
         if let Some(filter) = filter {
             let index = scanner
-                .index_at(&cur.file, pos, &header)
+                .index_at(&cur.file, pos, &header, len)
                 .map_err(|e| FileError::at(&cur.path, pos, e))?;
             let wanted = match index {
                 Ok(Some(index)) if !filter(&index) => 0,

@@ -485,7 +485,7 @@ fn a_corrupt_granule_is_a_clear_corruption_error_never_a_panic() {
     );
     assert_eq!(
         scanner
-            .index_at(&file, 0, &h)
+            .index_at(&file, 0, &h, len)
             .unwrap()
             .unwrap()
             .unwrap()

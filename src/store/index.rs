@@ -979,13 +979,16 @@ impl IndexBuilder {
     }
 }
 
-/// log2 of the slots of [`TokenHashes::seen`] (8 KiB, in L1/L2).
-const SEEN_LOG2: u32 = 10;
+/// log2 of the slots of [`TokenHashes::seen`] (2 KiB, cleared at every granule; a collision
+/// only costs a hash and a probe of the exact set).
+const SEEN_LOG2: u32 = 8;
 const SEEN_SLOTS: usize = 1 << SEEN_LOG2;
 /// Slots of [`TokenHashes::long_seen`], and the longest token they hold (8 KiB in all).
 const LONG_SEEN_LOG2: u32 = 6;
 const LONG_SEEN_SLOTS: usize = 1 << LONG_SEEN_LOG2;
 const LONG_SEEN_MAX: usize = 128;
+/// Changed parts of a message up to this length are split byte by byte.
+const SHORT_CHANGE: usize = 24;
 /// Slots of [`TokenHashes::set`] at first (it doubles when half full).
 const SET_MIN_SLOTS: usize = 1 << 10;
 
@@ -1126,7 +1129,18 @@ impl TokenHashes {
         while end < text.len() && is_token_byte(text[end]) {
             end += 1;
         }
-        for_each_token(&text[start..end], |token| self.insert(token));
+        let changed = &text[start..end];
+        if changed.len() <= SHORT_CHANGE {
+            // Typically one token (a counter, an id): a byte loop costs less than setting up
+            // the vector classifier's windows.
+            for token in changed.split(|&b| !is_token_byte(b)) {
+                if !token.is_empty() {
+                    self.insert(token);
+                }
+            }
+        } else {
+            for_each_token(changed, |token| self.insert(token));
+        }
         self.previous = previous;
         self.previous.clear();
         self.previous.extend_from_slice(text);

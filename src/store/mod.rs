@@ -162,7 +162,8 @@
 //! It does not mmap: the writer may truncate the newest segment on recovery while a follower is
 //! reading it, and touching a mapped page past the new end of file raises `SIGBUS`, which would
 //! kill the process instead of being an error. `pread` returns a short read instead, and blocks
-//! are large (up to ~1 MiB of records), so the two syscalls per block cost nothing measurable.
+//! are large (up to ~1 MiB of records). A search that skips blocks by their index makes one
+//! `pread` per skipped block: the index is read with the next block's header, which follows it.
 //!
 //! - A block that fails validation is counted in [`ReadStats`], logged once with file and offset,
 //!   and skipped: the reader scans forward for the magic and resumes at the first header whose

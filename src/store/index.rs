@@ -249,52 +249,39 @@ fn token_mask16(bytes: [u8; 16]) -> u64 {
     u64::from(_mm_movemask_epi8(token) as u16)
 }
 
-/// The token bytes among the (up to) 64 bytes of `window`, one bit each; bits past its end are
-/// clear.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn token_mask64(window: &[u8]) -> u64 {
+/// The token bytes among the (up to) 64 bytes of `window`, one bit each, from `classify` of
+/// each `N` bytes in turn (the last chunk zero-padded: zero is not a token byte); bits past the
+/// window's end are clear.
+#[inline(always)]
+fn mask_by_chunks<const N: usize>(window: &[u8], classify: impl Fn([u8; N]) -> u64) -> u64 {
     let mut mask = 0;
-    let mut chunks = window.chunks_exact(16);
+    let mut chunks = window.chunks_exact(N);
     let mut shift = 0;
     for chunk in &mut chunks {
-        let mut bytes = [0u8; 16];
+        let mut bytes = [0u8; N];
         bytes.copy_from_slice(chunk);
-        // SAFETY: SSE2 is part of every x86-64 CPU (the target's baseline).
-        mask |= unsafe { token_mask16(bytes) } << shift;
-        shift += 16;
+        mask |= classify(bytes) << shift;
+        shift += N;
     }
     let tail = chunks.remainder();
     if !tail.is_empty() {
-        // Zero padding is not a token byte.
-        let mut bytes = [0u8; 16];
+        let mut bytes = [0u8; N];
         bytes[..tail.len()].copy_from_slice(tail);
-        // SAFETY: as above.
-        mask |= unsafe { token_mask16(bytes) } << shift;
+        mask |= classify(bytes) << shift;
     }
     mask
 }
 
 /// The token bytes among the (up to) 64 bytes of `window`, one bit each; bits past its end are
 /// clear.
-#[cfg(not(target_arch = "x86_64"))]
 #[inline]
 fn token_mask64(window: &[u8]) -> u64 {
-    let mut mask = 0;
-    let mut chunks = window.chunks_exact(8);
-    let mut shift = 0;
-    for chunk in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        mask |= token_mask8(u64::from_le_bytes(w)) << shift;
-        shift += 8;
-    }
-    let tail = chunks.remainder();
-    if !tail.is_empty() {
-        // Zero padding is not a token byte.
-        mask |= token_mask8(load_padded(tail)) << shift;
-    }
-    mask
+    // SAFETY: SSE2 is part of every x86-64 CPU (the target's baseline).
+    #[cfg(target_arch = "x86_64")]
+    let classify = |bytes: [u8; 16]| unsafe { token_mask16(bytes) };
+    #[cfg(not(target_arch = "x86_64"))]
+    let classify = |bytes: [u8; 8]| token_mask8(u64::from_le_bytes(bytes));
+    mask_by_chunks(window, classify)
 }
 
 /// Calls `f` with each token of `text` (see [`is_token_byte`]).
@@ -321,8 +308,8 @@ unsafe fn for_each_token_avx2(text: &[u8], f: impl FnMut(&[u8])) {
     tokens_by_mask(text, f, |window| token_mask64_avx2(window));
 }
 
-/// The token bytes among the (up to) 64 bytes of `window` with AVX2: two 32-byte halves, each
-/// classified as [`token_mask16`] does 16 bytes.
+/// The token bytes among the (up to) 64 bytes of `window` with AVX2: 32 bytes at a time,
+/// classified as [`token_mask16`] does 16.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
@@ -331,17 +318,10 @@ fn token_mask64_avx2(window: &[u8]) -> u64 {
         __m256i, _mm256_add_epi8, _mm256_cmpeq_epi8, _mm256_cmpgt_epi8, _mm256_loadu_si256,
         _mm256_movemask_epi8, _mm256_or_si256, _mm256_set1_epi8,
     };
-    let mut padded = [0u8; 64];
-    let bytes: &[u8] = if window.len() == 64 {
-        window
-    } else {
-        // Zero padding is not a token byte.
-        padded[..window.len()].copy_from_slice(window);
-        &padded
-    };
-    let half = |at: usize| {
-        // SAFETY: `bytes` holds 64 bytes and `at` is 0 or 32; the load is unaligned.
-        let v: __m256i = unsafe { _mm256_loadu_si256(bytes[at..at + 32].as_ptr().cast()) };
+    mask_by_chunks(window, |bytes: [u8; 32]| {
+        // SAFETY: `bytes` is 32 bytes; the load is unaligned.
+        let v: __m256i = unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) };
+        // `x + (0x80 - lo) < 0x80 + (hi - lo + 1)` as signed bytes: x in lo..=hi.
         let in_range = |x: __m256i, lo: u8, hi: u8| {
             let shifted = _mm256_add_epi8(x, _mm256_set1_epi8((0x80u8.wrapping_sub(lo)) as i8));
             let bound = _mm256_set1_epi8((0x80u8.wrapping_add(hi - lo + 1)) as i8);
@@ -355,8 +335,7 @@ fn token_mask64_avx2(window: &[u8]) -> u64 {
             _mm256_or_si256(underscore, v),
         );
         u64::from(_mm256_movemask_epi8(token) as u32)
-    };
-    half(0) | (half(32) << 32)
+    })
 }
 
 /// The tokenizer's loop, with the window classifier `mask_of` ([`token_mask64`] or its AVX2

@@ -212,13 +212,27 @@ impl Browser {
         }
     }
 
+    /// Clicks the first element matching `css`.
+    ///
+    /// The page re-renders parts of itself when answers arrive (the facets after the results):
+    /// an element found just before that is gone by the click ("stale element reference"), so
+    /// the element is looked up again, for up to 10 s.
     pub fn click(&self, css: &str) {
-        let e = self.find(css);
-        self.call(
-            "POST",
-            &self.at(&format!("/element/{}/click", e.0)),
-            Some(json!({})),
-        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let e = self.find(css);
+            let path = self.at(&format!("/element/{}/click", e.0));
+            let (status, value) = self.try_call("POST", &path, Some(json!({})));
+            if (200..300).contains(&status) {
+                return;
+            }
+            let stale = value["error"] == "stale element reference";
+            assert!(
+                stale && Instant::now() < deadline,
+                "WebDriver POST {path}: {status} {value}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Clears the input `css` and types `text` into it (`\u{E007}` is Enter).

@@ -212,42 +212,57 @@ impl Browser {
         }
     }
 
-    /// Clicks the first element matching `css`.
+    /// Runs the WebDriver requests of `act` on the first element matching `css`; the answer of
+    /// the last one.
     ///
     /// The page re-renders parts of itself when answers arrive (the facets after the results):
-    /// an element found just before that is gone by the click ("stale element reference"), so
-    /// the element is looked up again, for up to 10 s.
-    pub fn click(&self, css: &str) {
+    /// an element found just before that is gone by the request ("stale element reference"), so
+    /// the element is looked up again and `act` run again, for up to 10 s.
+    fn on_element(&self, css: &str, act: impl Fn(&str) -> (u16, Value)) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let e = self.find(css);
-            let path = self.at(&format!("/element/{}/click", e.0));
-            let (status, value) = self.try_call("POST", &path, Some(json!({})));
+            let (status, value) = act(&e.0);
             if (200..300).contains(&status) {
-                return;
+                return value;
             }
             let stale = value["error"] == "stale element reference";
             assert!(
                 stale && Instant::now() < deadline,
-                "WebDriver POST {path}: {status} {value}"
+                "WebDriver request on {css}: {status} {value}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
+    /// Clicks the first element matching `css`.
+    pub fn click(&self, css: &str) {
+        self.on_element(css, |id| {
+            self.try_call(
+                "POST",
+                &self.at(&format!("/element/{id}/click")),
+                Some(json!({})),
+            )
+        });
+    }
+
     /// Clears the input `css` and types `text` into it (`\u{E007}` is Enter).
     pub fn type_into(&self, css: &str, text: &str) {
-        let e = self.find(css);
-        self.call(
-            "POST",
-            &self.at(&format!("/element/{}/clear", e.0)),
-            Some(json!({})),
-        );
-        self.call(
-            "POST",
-            &self.at(&format!("/element/{}/value", e.0)),
-            Some(json!({ "text": text })),
-        );
+        self.on_element(css, |id| {
+            let cleared = self.try_call(
+                "POST",
+                &self.at(&format!("/element/{id}/clear")),
+                Some(json!({})),
+            );
+            if !(200..300).contains(&cleared.0) {
+                return cleared;
+            }
+            self.try_call(
+                "POST",
+                &self.at(&format!("/element/{id}/value")),
+                Some(json!({ "text": text })),
+            )
+        });
     }
 
     /// Sends keys to whatever has the focus.
@@ -270,11 +285,12 @@ impl Browser {
 
     /// The rendered text of the first element matching `css`.
     pub fn text(&self, css: &str) -> String {
-        let e = self.find(css);
-        self.call("GET", &self.at(&format!("/element/{}/text", e.0)), None)
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.on_element(css, |id| {
+            self.try_call("GET", &self.at(&format!("/element/{id}/text")), None)
+        })
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
     }
 
     /// The text of an open `alert()`, if one is open.

@@ -215,6 +215,26 @@ fn token_mask8(w: u64) -> u64 {
     ((high_bits >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
 }
 
+/// [`is_token_byte`] on a vector of bytes, written once for SSE2 and AVX2 (`$p` names the
+/// intrinsics: `_mm` or `_mm256`): each byte becomes all ones when it is a token byte, else its
+/// high bit stays clear. `x` in `lo..=hi` is `x + (0x80 - lo) < 0x80 + (hi - lo + 1)` as signed
+/// bytes (neither has unsigned byte compares); bytes of 0x80 and above are token bytes by their
+/// high bit alone, which is what `movemask` reads.
+#[cfg(target_arch = "x86_64")]
+macro_rules! token_bytes {
+    ($v:expr, $add:ident, $set1:ident, $cmpgt:ident, $cmpeq:ident, $or:ident) => {{
+        let v = $v;
+        let in_range = |x, lo: u8, hi: u8| {
+            let shifted = $add(x, $set1((0x80u8.wrapping_sub(lo)) as i8));
+            $cmpgt($set1((0x80u8.wrapping_add(hi - lo + 1)) as i8), shifted)
+        };
+        let digit = in_range(v, b'0', b'9');
+        let letter = in_range($or(v, $set1(0x20)), b'a', b'z');
+        let underscore = $cmpeq(v, $set1(b'_' as i8));
+        $or($or(digit, letter), $or(underscore, v))
+    }};
+}
+
 /// The token bytes ([`is_token_byte`]) among 16 bytes, one bit each (bit `i` for byte `i`),
 /// with SSE2 (part of every x86-64 CPU): four compares and a `movemask` instead of the eight
 /// bytes at a time of [`token_mask8`]; the tokenizer was the index's largest cost at ingest.
@@ -223,7 +243,7 @@ fn token_mask8(w: u64) -> u64 {
 #[inline]
 fn token_mask16(bytes: [u8; 16]) -> u64 {
     use std::arch::x86_64::{
-        __m128i, _mm_add_epi8, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_add_epi8, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_movemask_epi8, _mm_or_si128,
         _mm_set_epi64x, _mm_set1_epi8,
     };
     let lo = i64::from_le_bytes([
@@ -232,20 +252,14 @@ fn token_mask16(bytes: [u8; 16]) -> u64 {
     let hi = i64::from_le_bytes([
         bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15],
     ]);
-    let v: __m128i = _mm_set_epi64x(hi, lo);
-    // `x + (-128 - lo) < -128 + (hi - lo + 1)` as signed bytes: x in lo..=hi, without the
-    // unsigned compares SSE2 lacks. Bytes of 0x80 and above are token bytes (a `movemask`).
-    let in_range = |x: __m128i, lo: u8, hi: u8| {
-        let shifted = _mm_add_epi8(x, _mm_set1_epi8((0x80u8.wrapping_sub(lo)) as i8));
-        _mm_cmplt_epi8(
-            shifted,
-            _mm_set1_epi8((0x80u8.wrapping_add(hi - lo + 1)) as i8),
-        )
-    };
-    let digit = in_range(v, b'0', b'9');
-    let letter = in_range(_mm_or_si128(v, _mm_set1_epi8(0x20)), b'a', b'z');
-    let underscore = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'_' as i8));
-    let token = _mm_or_si128(_mm_or_si128(digit, letter), _mm_or_si128(underscore, v));
+    let token = token_bytes!(
+        _mm_set_epi64x(hi, lo),
+        _mm_add_epi8,
+        _mm_set1_epi8,
+        _mm_cmpgt_epi8,
+        _mm_cmpeq_epi8,
+        _mm_or_si128
+    );
     u64::from(_mm_movemask_epi8(token) as u16)
 }
 
@@ -308,8 +322,7 @@ unsafe fn for_each_token_avx2(text: &[u8], f: impl FnMut(&[u8])) {
     tokens_by_mask(text, f, |window| token_mask64_avx2(window));
 }
 
-/// The token bytes among the (up to) 64 bytes of `window` with AVX2: 32 bytes at a time,
-/// classified as [`token_mask16`] does 16.
+/// The token bytes among the (up to) 64 bytes of `window` with AVX2, 32 bytes at a time.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
@@ -321,18 +334,13 @@ fn token_mask64_avx2(window: &[u8]) -> u64 {
     mask_by_chunks(window, |bytes: [u8; 32]| {
         // SAFETY: `bytes` is 32 bytes; the load is unaligned.
         let v: __m256i = unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) };
-        // `x + (0x80 - lo) < 0x80 + (hi - lo + 1)` as signed bytes: x in lo..=hi.
-        let in_range = |x: __m256i, lo: u8, hi: u8| {
-            let shifted = _mm256_add_epi8(x, _mm256_set1_epi8((0x80u8.wrapping_sub(lo)) as i8));
-            let bound = _mm256_set1_epi8((0x80u8.wrapping_add(hi - lo + 1)) as i8);
-            _mm256_cmpgt_epi8(bound, shifted)
-        };
-        let digit = in_range(v, b'0', b'9');
-        let letter = in_range(_mm256_or_si256(v, _mm256_set1_epi8(0x20)), b'a', b'z');
-        let underscore = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'_' as i8));
-        let token = _mm256_or_si256(
-            _mm256_or_si256(digit, letter),
-            _mm256_or_si256(underscore, v),
+        let token = token_bytes!(
+            v,
+            _mm256_add_epi8,
+            _mm256_set1_epi8,
+            _mm256_cmpgt_epi8,
+            _mm256_cmpeq_epi8,
+            _mm256_or_si256
         );
         u64::from(_mm256_movemask_epi8(token) as u32)
     })
@@ -1014,20 +1022,15 @@ impl Default for TokenHashes {
 }
 
 /// Whether `a` and `b`, of the same length from 9 to [`LONG_SEEN_MAX`], are equal: eight bytes
-/// at a time inline (a `memcmp` call per repeated long token was ~1.5% of the gateway's CPU).
+/// at a time inline (a `memcmp` call per repeated long token was ~1.7% of the gateway's CPU).
 #[inline(always)]
 fn same_long_token(a: &[u8], b: &[u8]) -> bool {
     debug_assert!(a.len() == b.len() && a.len() >= 8);
-    let word = |s: &[u8], at: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&s[at..at + 8]);
-        u64::from_le_bytes(w)
-    };
     let len = a.len();
-    let mut differ = word(a, len - 8) ^ word(b, len - 8);
+    let mut differ = word_at(a, len - 8) ^ word_at(b, len - 8);
     let mut at = 0;
     while at + 8 < len {
-        differ |= word(a, at) ^ word(b, at);
+        differ |= word_at(a, at) ^ word_at(b, at);
         at += 8;
     }
     differ == 0

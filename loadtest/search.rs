@@ -12,8 +12,10 @@
 //! the distinct message tokens per granule and per block over the first 500,000 records.
 //!
 //! `query` warms the page cache, then times each query `--runs` times in this process
-//! (`logtail::search::count`, one thread) and `rg -F -c` over the JSON file, and prints medians,
-//! blocks searched and skipped, and the peak RSS.
+//! (`logtail::search::count`, reading the store in one thread, then in as many as `logtail
+//! search` uses; `--threads` to choose) and `rg -F -c` over the JSON file, and prints medians,
+//! blocks searched and skipped, how many times faster than rg each rare-word search was (by
+//! wall time), and the peak RSS.
 //!
 //! ```text
 //! nice -n 19 target/release/logtail-search-load build --dir /tmp/s --json /tmp/s.json --records 10000000
@@ -78,6 +80,9 @@ enum Step {
         /// Only the two rare words (and rg), not the full scans.
         #[arg(long)]
         rare_only: bool,
+        /// Search with each of these numbers of threads (default: 1, then as `logtail search`).
+        #[arg(long, value_delimiter = ',')]
+        threads: Vec<usize>,
     },
 }
 
@@ -109,7 +114,14 @@ fn main() -> anyhow::Result<()> {
             json,
             runs,
             rare_only,
-        } => query(&dir, &json, runs, rare_only),
+            mut threads,
+        } => {
+            if threads.is_empty() {
+                threads = vec![1, search::search_threads()];
+                threads.dedup();
+            }
+            query(&dir, &json, runs, rare_only, &threads)
+        }
     }
 }
 
@@ -345,7 +357,16 @@ fn warm(path: &Path) -> anyhow::Result<u64> {
     Ok(total)
 }
 
-fn query(dir: &Path, json: &Path, runs: usize, rare_only: bool) -> anyhow::Result<()> {
+fn query(
+    dir: &Path,
+    json: &Path,
+    runs: usize,
+    rare_only: bool,
+    thread_counts: &[usize],
+) -> anyhow::Result<()> {
+    if runs == 0 || thread_counts.contains(&0) {
+        bail!("--runs and --threads must be at least 1");
+    }
     let json_bytes = warm(json)?;
     let store_bytes = warm(dir)?;
     println!(
@@ -369,42 +390,51 @@ fn query(dir: &Path, json: &Path, runs: usize, rare_only: bool) -> anyhow::Resul
     let cases = if rare_only { &cases[..2] } else { cases };
     let stop = AtomicBool::new(false);
     println!(
-        "| query | matched | blocks searched / skipped | granules skipped | median wall | median CPU | records GB/s per core |"
+        "| query | threads | matched | blocks searched / skipped | granules skipped | median wall | median CPU | records GB/s per core |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
+    // (query, threads, median wall) of the rare words, to compare with rg.
+    let mut rare_walls = Vec::new();
     for (label, q, from_us) in cases {
         let matcher = Matcher::compile(q)?;
-        let opts = SearchOptions {
-            from_us: *from_us,
-            to_us: None,
-            limit: None,
-            order: Order::OldestFirst,
-            follow: false,
-        };
-        let (mut walls, mut cpus) = (Vec::new(), Vec::new());
-        let mut last = None;
-        for _ in 0..runs {
-            let (t0, c0) = (Instant::now(), cpu_seconds());
-            let stats = search::count(dir, &matcher, &opts, &stop)?;
-            walls.push(t0.elapsed().as_secs_f64());
-            cpus.push(cpu_seconds() - c0);
-            last = Some(stats);
+        for &threads in thread_counts {
+            let opts = SearchOptions {
+                from_us: *from_us,
+                to_us: None,
+                limit: None,
+                order: Order::OldestFirst,
+                follow: false,
+                threads,
+            };
+            let (mut walls, mut cpus) = (Vec::new(), Vec::new());
+            let mut last = None;
+            for _ in 0..runs {
+                let (t0, c0) = (Instant::now(), cpu_seconds());
+                let stats = search::count(dir, &matcher, &opts, &stop)?;
+                walls.push(t0.elapsed().as_secs_f64());
+                cpus.push(cpu_seconds() - c0);
+                last = Some(stats);
+            }
+            let Some(stats) = last else {
+                bail!("--runs must be at least 1");
+            };
+            let (wall, cpu) = (median(walls), median(cpus));
+            if from_us.is_none() && ["zebracorn", "krakenfail"].contains(q) {
+                rare_walls.push((*q, threads, wall));
+            }
+            println!(
+                "| {label}: `{q}` | {threads} | {} | {} / {} | {} | {:.1} ms | {:.1} ms | {:.2} |",
+                stats.matched,
+                stats.scanned_blocks,
+                stats.skipped_blocks,
+                stats.read.skipped_granules,
+                wall * 1e3,
+                cpu * 1e3,
+                json_bytes as f64 / 1e9 / cpu.max(1e-9),
+            );
         }
-        let Some(stats) = last else {
-            bail!("--runs must be at least 1");
-        };
-        let (wall, cpu) = (median(walls), median(cpus));
-        println!(
-            "| {label}: `{q}` | {} | {} / {} | {} | {:.1} ms | {:.1} ms | {:.2} |",
-            stats.matched,
-            stats.scanned_blocks,
-            stats.skipped_blocks,
-            stats.read.skipped_granules,
-            wall * 1e3,
-            cpu * 1e3,
-            json_bytes as f64 / 1e9 / cpu.max(1e-9),
-        );
     }
+    let mut rg_walls = Vec::new();
     for word in ["zebracorn", "krakenfail"] {
         let (mut walls, mut cpus) = (Vec::new(), Vec::new());
         let mut count = String::new();
@@ -419,12 +449,22 @@ fn query(dir: &Path, json: &Path, runs: usize, rare_only: bool) -> anyhow::Resul
             cpus.push(children_cpu_seconds() - c0);
             count = String::from_utf8_lossy(&out.stdout).trim().to_string();
         }
+        let rg_wall = median(walls);
         println!(
-            "| `rg -F -c {word}` over the JSON file | {count} | – | – | {:.1} ms | {:.1} ms | {:.2} |",
-            median(walls) * 1e3,
+            "| `rg -F -c {word}` over the JSON file | 1 | {count} | – | – | {:.1} ms | {:.1} ms | {:.2} |",
+            rg_wall * 1e3,
             median(cpus.clone()) * 1e3,
             json_bytes as f64 / 1e9 / median(cpus).max(1e-9)
         );
+        rg_walls.push((word, rg_wall));
+    }
+    for (word, threads, wall) in rare_walls {
+        if let Some((_, rg_wall)) = rg_walls.iter().find(|(w, _)| *w == word) {
+            println!(
+                "`{word}`, {threads} thread(s): {:.1}× faster than rg (median wall times)",
+                rg_wall / wall.max(1e-9)
+            );
+        }
     }
     println!("peak RSS of the searches: {:.0} MiB", peak_rss_mib());
     Ok(())

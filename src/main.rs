@@ -408,6 +408,10 @@ struct SearchArgs {
     /// store blocks searched and blocks skipped by their index.
     #[arg(long)]
     stats: bool,
+    /// Read the store's segments in this many threads (default: one per core, up to 4);
+    /// --follow reads in one.
+    #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..=64))]
+    threads: Option<u16>,
     /// The query, e.g. 'host:web-* severity:<=warning "connection reset"' (empty: all).
     /// It may start with `-` (NOT): `logtail search -- -app:cron` or `logtail search -app:cron`.
     #[arg(default_value = "", allow_hyphen_values = true)]
@@ -450,6 +454,9 @@ fn search(args: SearchArgs) -> anyhow::Result<()> {
             Order::NewestFirst
         },
         follow: args.follow,
+        threads: args
+            .threads
+            .map_or_else(search::search_threads, usize::from),
     };
     let stop = AtomicBool::new(false);
     let stdout = std::io::stdout();
@@ -549,6 +556,7 @@ fn search_elasticsearch(
         limit: None,
         order,
         follow: false,
+        threads: 1,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

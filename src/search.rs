@@ -9,6 +9,11 @@
 //! [`store::index::rfc3339_micros`], as the index reads it); the range is `from <= time < to`.
 //! [`SearchStats`] counts the blocks searched and skipped.
 //!
+//! A search that does not follow reads the store's segments in [`SearchOptions::threads`]
+//! threads ([`store::read_filtered_parallel`]): each thread skips blocks, decompresses and
+//! matches the records of its segment, and only the matches travel to the caller's thread, which
+//! takes them segment after segment, so the order and the results are those of one thread.
+//!
 //! Memory stays bounded whatever the store size: oldest-first output streams (and stops the
 //! reader once `limit` records are out); newest-first keeps only the last `limit` matches in a
 //! ring while the scan runs from the oldest block, then prints them in reverse. A follower
@@ -50,6 +55,9 @@ pub struct SearchOptions {
     pub order: Order,
     /// Keep printing new matches until `stop` is set (always oldest first).
     pub follow: bool,
+    /// Threads that read the store when not following (at least 1; [`search_threads`] is the
+    /// default of the CLI and the API).
+    pub threads: usize,
 }
 
 /// How a matching record is printed.
@@ -308,6 +316,9 @@ enum Event<'r> {
 }
 
 /// Reads the store, calling `on_event` for each match and whenever the reader caught up.
+///
+/// A search that does not follow reads the segments in [`search_threads`] threads
+/// ([`store::read_filtered_parallel`]: each matches the records it reads, in order).
 fn scan(
     dir: &Path,
     matcher: &Matcher,
@@ -319,54 +330,81 @@ fn scan(
     // The empty query over all time takes every record as it is, without reading its JSON.
     let everything = matcher.matches_everything() && !timed;
     let mut stats = SearchStats::default();
-    let mut sink = LineSink {
-        partial: Vec::new(),
-        prefilter: Some(matcher),
-        skipped: 0,
-        on_line: &mut |line: Option<&[u8]>| {
-            let Some(line) = line else {
-                return on_event(Event::CaughtUp);
-            };
-            stats.scanned += 1;
-            if everything {
-                stats.matched += 1;
-                return on_event(Event::Match(line));
-            }
-            let record = JsonRecord::new(line);
-            if !matcher.is_match(&record) {
-                return Ok(());
-            }
-            if timed {
-                let Some(time) = record_time_us(&record) else {
-                    return Ok(());
-                };
-                if opts.from_us.is_some_and(|from| time < from)
-                    || opts.to_us.is_some_and(|to| time >= to)
-                {
-                    return Ok(());
+    let filter = |index: &BlockIndex<'_>| block_may_match(matcher, opts, index);
+    let read = if !everything && !opts.follow && opts.threads > 1 {
+        let stage = |records: &[u8], kept: &mut Vec<u8>| {
+            for line in matcher.candidates(records) {
+                if record_matches(matcher, opts, line) {
+                    kept.extend_from_slice(line);
+                    kept.push(b'\n');
                 }
             }
-            stats.matched += 1;
-            on_event(Event::Match(line))
-        },
-    };
-    let read_opts = ReadOptions {
-        since_us: None,
-        grep: None,
-        follow: opts.follow,
-    };
-    let read = if everything {
-        store::read(dir, &read_opts, &mut sink, stop)?
+        };
+        let mut matches = LineSink {
+            partial: Vec::new(),
+            prefilter: None,
+            on_line: &mut |line: Option<&[u8]>| match line {
+                Some(line) => {
+                    stats.matched += 1;
+                    on_event(Event::Match(line))
+                }
+                None => on_event(Event::CaughtUp),
+            },
+        };
+        store::read_filtered_parallel(dir, &filter, &stage, opts.threads, &mut matches, stop)?
     } else {
-        let filter = |index: &BlockIndex<'_>| block_may_match(matcher, opts, index);
-        store::read_filtered(dir, &read_opts, &filter, &mut sink, stop)?
+        let mut sink = LineSink {
+            partial: Vec::new(),
+            prefilter: (!everything).then_some(matcher),
+            on_line: &mut |line: Option<&[u8]>| {
+                let Some(line) = line else {
+                    return on_event(Event::CaughtUp);
+                };
+                if everything || record_matches(matcher, opts, line) {
+                    stats.matched += 1;
+                    return on_event(Event::Match(line));
+                }
+                Ok(())
+            },
+        };
+        let read_opts = ReadOptions {
+            since_us: None,
+            grep: None,
+            follow: opts.follow,
+        };
+        if everything {
+            store::read(dir, &read_opts, &mut sink, stop)?
+        } else {
+            store::read_filtered(dir, &read_opts, &filter, &mut sink, stop)?
+        }
     };
-    let skipped = sink.skipped;
-    stats.scanned += skipped;
+    // Every record the reader handed over was looked at (or passed over by the prefilter).
+    stats.scanned = read.records;
     stats.scanned_blocks = read.blocks;
     stats.skipped_blocks = read.skipped_blocks;
     stats.read = read;
     Ok(stats)
+}
+
+/// Threads a search reads the store with: one per core, up to 4 (a search mostly waits for
+/// memory beyond that, and the gateway's own threads need the cores too).
+pub fn search_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// Whether a stored record matches the query and the time range of `opts`.
+fn record_matches(matcher: &Matcher, opts: &SearchOptions, line: &[u8]) -> bool {
+    let record = JsonRecord::new(line);
+    if !matcher.is_match(&record) {
+        return false;
+    }
+    if opts.from_us.is_none() && opts.to_us.is_none() {
+        return true;
+    }
+    // A record without a time never matches a time range.
+    record_time_us(&record).is_some_and(|time| {
+        opts.from_us.is_none_or(|from| time >= from) && opts.to_us.is_none_or(|to| time < to)
+    })
 }
 
 /// Whether a store block with this index may hold a record matching `matcher` within the time
@@ -434,8 +472,6 @@ struct LineSink<'f> {
     /// one search over the piece for the text every match contains (ripgrep's way) instead of
     /// reading every record's JSON. `None`: every record.
     prefilter: Option<&'f Matcher>,
-    /// Records passed over that way.
-    skipped: u64,
     on_line: &'f mut dyn FnMut(Option<&[u8]>) -> io::Result<()>,
 }
 
@@ -459,11 +495,9 @@ impl Write for LineSink<'_> {
         let (lines, tail) = rest.split_at(whole);
         match self.prefilter {
             Some(matcher) => {
-                let mut candidates = matcher.candidates(lines);
-                for line in &mut candidates {
+                for line in matcher.candidates(lines) {
                     (self.on_line)(Some(line))?;
                 }
-                self.skipped += candidates.passed_over();
             }
             None => {
                 for line in lines.split_inclusive(|&b| b == b'\n') {
@@ -642,7 +676,6 @@ mod tests {
         let mut sink = LineSink {
             partial: Vec::new(),
             prefilter: Some(&matcher),
-            skipped: 0,
             on_line: &mut on_line,
         };
         sink.write_all(b"alpha\nbeta\ngam").unwrap();
@@ -650,9 +683,7 @@ mod tests {
         sink.write_all(b"ma\ndelta\n").unwrap();
         sink.write_all(b"epsilon\n").unwrap();
         sink.write_all(b"eta\nx DELTA y\ntheta\niota").unwrap();
-        let skipped = sink.skipped;
         drop(sink);
-        assert_eq!(skipped, 5);
         assert_eq!(
             lines,
             [b"gamma".to_vec(), b"delta".to_vec(), b"x DELTA y".to_vec()]
@@ -673,7 +704,6 @@ mod tests {
         let mut sink = LineSink {
             partial: Vec::new(),
             prefilter: None,
-            skipped: 0,
             on_line: &mut on_line,
         };
         sink.write_all(b"a\nb").unwrap();
@@ -903,7 +933,6 @@ fn for_each_match(
     let mut lines = LineSink {
         partial: Vec::new(),
         prefilter: None,
-        skipped: 0,
         on_line: &mut on_line,
     };
     search(dir, matcher, &all, RecordFormat::Json, &mut lines, stop)
@@ -1040,6 +1069,7 @@ mod page_tests {
             limit: Some(limit),
             order,
             follow: false,
+            threads: 1,
         };
         let (mut out, mut after) = (Vec::new(), None);
         loop {
@@ -1125,6 +1155,7 @@ mod page_tests {
             limit: None,
             order: Order::NewestFirst,
             follow: false,
+            threads: 2,
         };
         let count = |query: &str, name: &str, top: usize| {
             let (field, list) = Field::named(name).unwrap();

@@ -539,6 +539,7 @@ fn pages_step_over_documents_sharing_their_sort_values() {
             limit: Some(limit),
             order,
             follow: false,
+            threads: 1,
         };
         let whole = runtime
             .block_on(cluster.page("", &opts(1000), None, usize::MAX))

@@ -31,8 +31,18 @@ impl StoreBatch for VecBatch {
 /// Writes each batch as one block of its format (granules as small as a writer allows, so that
 /// a batch of a few padded records makes several).
 fn write_store(dir: &Path, batches: &[(BlockFormat, Vec<Vec<u8>>)]) {
+    write_store_in_segments(dir, batches, StoreOptions::default().max_segment_bytes);
+}
+
+/// [`write_store`], rolling to a new segment past `max_segment_bytes` (1: a segment per block).
+fn write_store_in_segments(
+    dir: &Path,
+    batches: &[(BlockFormat, Vec<Vec<u8>>)],
+    max_segment_bytes: u64,
+) {
     let mut writer = StoreWriter::open(StoreOptions {
         dir: dir.to_path_buf(),
+        max_segment_bytes,
         ..StoreOptions::default()
     })
     .unwrap();
@@ -376,9 +386,13 @@ proptest! {
         syslog_batches in prop::collection::vec(prop::collection::vec(syslog_line(), 1..12), 0..6),
         query in query(),
         (from_us, to_us) in time_range(),
+        // Searched in 1 to 3 threads, over one segment or one per block of `batches`.
+        threads in 1usize..4,
+        segment_per_block in any::<bool>(),
     ) {
         let tmp = tempfile::tempdir().unwrap();
-        write_store(tmp.path(), &batches);
+        let segment_bytes = if segment_per_block { 1 } else { StoreOptions::default().max_segment_bytes };
+        write_store_in_segments(tmp.path(), &batches, segment_bytes);
         write_syslog_batches(tmp.path(), &syslog_batches);
         let matcher = Matcher::compile(&query).unwrap();
         let opts = SearchOptions {
@@ -387,6 +401,7 @@ proptest! {
             limit: None,
             order: Order::OldestFirst,
             follow: false,
+            threads,
         };
         let want = brute_force(tmp.path(), &matcher, &opts);
         let (got, _) = indexed_search(tmp.path(), &matcher, &opts);
@@ -471,6 +486,7 @@ fn check_skips(dir: &Path, format: BlockFormat) {
             limit: None,
             order: Order::OldestFirst,
             follow: false,
+            threads: 1,
         };
         let stats = search::count(dir, &matcher, &opts, &AtomicBool::new(false)).unwrap();
         assert_eq!(
@@ -590,6 +606,7 @@ fn a_rare_word_reads_only_the_granules_that_hold_it() {
         limit: None,
         order: Order::OldestFirst,
         follow: false,
+        threads: 2,
     };
     let stop = AtomicBool::new(false);
     let count = |q: &str| search::count(tmp.path(), &Matcher::compile(q).unwrap(), &opts, &stop);

@@ -512,6 +512,7 @@ mod tests {
             limit: Some(10),
             order: Order::NewestFirst,
             follow: false,
+            threads: 1,
         }
     }
 

@@ -80,19 +80,19 @@ pub fn read_filtered(
 }
 
 /// Output is handed to `out` in pieces of about this size (and whenever the reader waits).
-const OUT_CHUNK: usize = 256 << 10;
+pub(super) const OUT_CHUNK: usize = 256 << 10;
 
 /// The segment being read.
-struct Cursor {
-    seq: u64,
-    path: PathBuf,
-    file: File,
+pub(super) struct Cursor {
+    pub(super) seq: u64,
+    pub(super) path: PathBuf,
+    pub(super) file: File,
     /// Start of the next block to read.
-    pos: u64,
+    pub(super) pos: u64,
 }
 
 /// Why [`Reader::drain`] returned.
-enum Drained {
+pub(super) enum Drained {
     /// Reached the end of what is there (end of file, or a block not completely written yet).
     AtEnd,
     /// `stop` was set.
@@ -249,7 +249,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn flush(outbuf: &mut Vec<u8>, out: &mut dyn Write) -> Result<(), StoreError> {
+pub(super) fn flush(outbuf: &mut Vec<u8>, out: &mut dyn Write) -> Result<(), StoreError> {
     if !outbuf.is_empty() {
         out.write_all(outbuf).map_err(StoreError::Output)?;
         outbuf.clear();
@@ -261,7 +261,7 @@ fn flush(outbuf: &mut Vec<u8>, out: &mut dyn Write) -> Result<(), StoreError> {
 /// writing matching records. `sealed`: a newer segment exists, so nothing more will be written
 /// to this one and an incomplete block at its end is corruption rather than work in progress.
 #[allow(clippy::too_many_arguments)]
-fn drain(
+pub(super) fn drain(
     scanner: &mut Scanner,
     stats: &mut ReadStats,
     outbuf: &mut Vec<u8>,

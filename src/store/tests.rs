@@ -1158,3 +1158,167 @@ proptest! {
         prop_assert!(w.stats().disk_bytes <= bytes.len() as u64);
     }
 }
+
+// ---------------------------------------------------------------- the parallel reader
+
+/// A store of `blocks` blocks of 20 records (`word{block}` in every record of a block), one
+/// segment per `per_segment` blocks; returns the directory and every record's value in order.
+fn segmented_store(blocks: u32, per_segment: u64) -> (tempfile::TempDir, Vec<Vec<u8>>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let block_bytes = {
+        let probe = tempfile::tempdir().unwrap();
+        let mut w = StoreWriter::open(options(probe.path())).unwrap();
+        w.append(&word_batch(0)).unwrap();
+        w.stats().bytes_written
+    };
+    let opts = StoreOptions {
+        max_segment_bytes: per_segment * block_bytes + block_bytes / 2,
+        ..options(tmp.path())
+    };
+    let mut w = StoreWriter::open(opts).unwrap();
+    let mut values = Vec::new();
+    for b in 0..blocks {
+        let batch = word_batch(b);
+        values.extend(batch.records.iter().map(|(_, v)| v.clone()));
+        w.append(&batch).unwrap();
+    }
+    w.sync().unwrap();
+    (tmp, values)
+}
+
+fn word_batch(b: u32) -> TestBatch {
+    TestBatch {
+        shard: 0,
+        records: (0..20)
+            .map(|i| {
+                let value = format!(r#"{{"message":"word{b} record {i:02}","i":{i}}}"#);
+                (i64::from(b * 100 + i), value.into_bytes())
+            })
+            .collect(),
+    }
+}
+
+/// [`read_filtered_parallel`] with `threads`, a filter for `word` (or none) and a stage
+/// keeping the records with `keep` in them.
+fn read_parallel(
+    dir: &Path,
+    word: Option<&str>,
+    keep: &[u8],
+    threads: usize,
+    out: &mut dyn Write,
+    stop: &AtomicBool,
+) -> ReadStats {
+    let hash = word.map(|w| super::index::token_hash(w.as_bytes()));
+    let filter = |index: &BlockIndex<'_>| hash.is_none_or(|h| index.may_have_token(h));
+    let finder = memchr::memmem::Finder::new(keep);
+    let stage = |records: &[u8], kept: &mut Vec<u8>| {
+        for record in records.split_inclusive(|&b| b == b'\n') {
+            if finder.find(record).is_some() {
+                kept.extend_from_slice(record);
+            }
+        }
+    };
+    read_filtered_parallel(dir, &filter, &stage, threads, out, stop).unwrap()
+}
+
+#[test]
+fn a_parallel_read_writes_what_one_reader_writes_in_the_same_order() {
+    let (tmp, values) = segmented_store(23, 2);
+    assert_eq!(list_segments(tmp.path()).unwrap().len(), 12);
+    let (all, all_stats) = read_all(tmp.path(), &plain());
+    assert_eq!(all, joined(values.iter().map(Vec::as_slice)));
+    let (word, word_stats) = read_word(tmp.path(), "word7");
+    assert_eq!((word_stats.blocks, word_stats.skipped_blocks), (1, 22));
+    let stop = AtomicBool::new(false);
+    for threads in [1, 2, 3, 16] {
+        let mut out = Vec::new();
+        let stats = read_parallel(tmp.path(), None, b"", threads, &mut out, &stop);
+        assert_eq!(out, all, "{threads} threads");
+        assert_eq!(stats, all_stats, "{threads} threads");
+
+        let mut out = Vec::new();
+        let stats = read_parallel(tmp.path(), Some("word7"), b"", threads, &mut out, &stop);
+        assert_eq!(out, word, "{threads} threads");
+        assert_eq!(stats, word_stats, "{threads} threads");
+
+        // The stage decides what reaches the output; `records` counts what was read.
+        let mut out = Vec::new();
+        let stats = read_parallel(tmp.path(), None, b"record 03", threads, &mut out, &stop);
+        let want: Vec<&[u8]> = values
+            .iter()
+            .filter(|v| v.windows(9).any(|w| w == b"record 03"))
+            .map(Vec::as_slice)
+            .collect();
+        assert_eq!(want.len(), 23);
+        assert_eq!(out, joined(want), "{threads} threads");
+        assert_eq!(stats.records, 460);
+    }
+}
+
+#[test]
+fn a_parallel_read_skips_a_corrupt_block_as_one_reader_does() {
+    let (tmp, _) = segmented_store(9, 3);
+    let seqs = list_segments(tmp.path()).unwrap();
+    assert_eq!(seqs.len(), 3);
+    // The middle segment's second block gets a flipped payload byte.
+    let seg = segment_path(tmp.path(), seqs[1]);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let first = BlockHeader::parse(&bytes[..HEADER_LEN].try_into().unwrap()).unwrap();
+    bytes[first.block_len() as usize + HEADER_LEN + 3] ^= 0xff;
+    std::fs::write(&seg, &bytes).unwrap();
+    let (want, want_stats) = read_all(tmp.path(), &plain());
+    assert_eq!((want_stats.records, want_stats.corrupt_blocks), (160, 1));
+    let mut out = Vec::new();
+    let stats = read_parallel(tmp.path(), None, b"", 2, &mut out, &AtomicBool::new(false));
+    assert_eq!(out, want);
+    assert_eq!(stats, want_stats);
+}
+
+/// An output that sets `stop` once it holds `after` bytes.
+struct StopAfter<'s> {
+    out: Vec<u8>,
+    after: usize,
+    stop: &'s AtomicBool,
+}
+
+impl Write for StopAfter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.extend_from_slice(buf);
+        if self.out.len() >= self.after {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_parallel_read_stops_when_its_output_sets_stop() {
+    // The output stops after the first segment's records: the read returns with a prefix.
+    let (tmp, values) = segmented_store(40, 20);
+    let (all, _) = read_all(tmp.path(), &plain());
+    let stop = AtomicBool::new(false);
+    let mut out = StopAfter {
+        out: Vec::new(),
+        after: 1,
+        stop: &stop,
+    };
+    let started = Instant::now();
+    read_parallel(tmp.path(), None, b"", 2, &mut out, &stop);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(!out.out.is_empty() && out.out.len() < all.len());
+    assert!(all.starts_with(&out.out));
+    assert_eq!(values.len(), 800);
+}
+
+#[test]
+fn a_parallel_read_of_an_empty_store_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut out = Vec::new();
+    let stats = read_parallel(tmp.path(), None, b"", 2, &mut out, &AtomicBool::new(false));
+    assert!(out.is_empty());
+    assert_eq!(stats, ReadStats::default());
+}

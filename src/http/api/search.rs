@@ -63,6 +63,7 @@ pub(super) async fn search(
         limit: Some(limit),
         order,
         follow: false,
+        threads: engine::search_threads(),
     };
     let started = Instant::now();
     if let Some(cluster) = context.elasticsearch() {
@@ -189,6 +190,7 @@ pub(super) async fn histogram(
         limit: None,
         order: engine::Order::OldestFirst,
         follow: false,
+        threads: engine::search_threads(),
     };
     let started = Instant::now();
     let histogram = match context.elasticsearch() {
@@ -263,6 +265,7 @@ pub(super) async fn fields(
         limit: None,
         order: engine::Order::OldestFirst,
         follow: false,
+        threads: engine::search_threads(),
     };
     let started = Instant::now();
     let counts = match context.elasticsearch() {

@@ -410,7 +410,7 @@ struct SearchArgs {
     stats: bool,
     /// Read the store's segments in this many threads (default: one per core, up to 4);
     /// --follow reads in one.
-    #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
     threads: Option<u16>,
     /// The query, e.g. 'host:web-* severity:<=warning "connection reset"' (empty: all).
     /// It may start with `-` (NOT): `logtail search -- -app:cron` or `logtail search -app:cron`.

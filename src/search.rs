@@ -34,7 +34,7 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::query::{Field, FieldAccess, JsonRecord, Matcher};
-use crate::store::{self, BlockIndex, ReadOptions, ReadStats, StoreError};
+use crate::store::{self, BlockIndex, OutputOrder, ReadOptions, ReadStats, StoreError};
 
 /// In which order matches are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,11 +127,18 @@ pub fn search(
         out,
         line: Vec::with_capacity(1024),
     };
-    // Newest first, or the history before following: the last `limit` matches.
+    // Newest first: the last `limit` matches of the segment being read (segments come newest
+    // first, and each is printed newest first once read, until `limit` are out). Before
+    // following: the last `limit` matches.
     let mut ring: VecDeque<Vec<u8>> = VecDeque::new();
     let mut live = false;
     let mut printed = 0usize;
-    let stats = scan(dir, matcher, opts, stop, &mut |event| match event {
+    let order = if newest_first {
+        OutputOrder::NewestSegmentFirst
+    } else {
+        OutputOrder::OldestFirst
+    };
+    let stats = scan(dir, matcher, opts, order, stop, &mut |event| match event {
         Event::Match(record) => {
             if opts.follow && live {
                 printer.print(record)?;
@@ -140,10 +147,11 @@ pub fn search(
             // Held back: newest first, or the last `limit` before following. A follower with no
             // limit streams the history instead of holding all of it.
             if newest_first || (opts.follow && opts.limit.is_some()) {
-                if limit == 0 {
+                let keep = limit - printed;
+                if keep == 0 {
                     return Ok(());
                 }
-                if ring.len() == limit {
+                if ring.len() == keep {
                     // Reuse the oldest match's buffer for the newest.
                     let mut buf = ring.pop_front().unwrap_or_default();
                     buf.clear();
@@ -160,6 +168,17 @@ pub fn search(
                 if printed == limit {
                     stop.store(true, Ordering::Relaxed);
                 }
+            }
+            Ok(())
+        }
+        Event::CaughtUp if newest_first => {
+            // A segment was read whole: its matches go before the older segments'.
+            for record in ring.drain(..).rev() {
+                printer.print(&record)?;
+                printed += 1;
+            }
+            if printed >= limit {
+                stop.store(true, Ordering::Relaxed);
             }
             Ok(())
         }
@@ -196,7 +215,14 @@ pub fn count(
         follow: false,
         ..opts.clone()
     };
-    Ok(scan(dir, matcher, &opts, stop, &mut |_| Ok(()))?)
+    Ok(scan(
+        dir,
+        matcher,
+        &opts,
+        OutputOrder::Any,
+        stop,
+        &mut |_| Ok(()),
+    )?)
 }
 
 /// Counts of matching records per bucket of time.
@@ -311,18 +337,22 @@ impl BucketGrid {
 enum Event<'r> {
     /// A record that matched the query and the time range.
     Match(&'r [u8]),
-    /// Everything stored so far has been read (a follower waits for more now).
+    /// Everything stored so far has been read (a follower waits for more now); without
+    /// `follow`, in the store's order (either way), also the end of each segment's matches.
     CaughtUp,
 }
 
 /// Reads the store, calling `on_event` for each match and whenever the reader caught up.
 ///
-/// A search that does not follow reads the segments in [`search_threads`] threads
-/// ([`store::read_filtered_parallel`]: each matches the records it reads, in order).
+/// A search that does not follow reads the segments in `opts.threads` threads
+/// ([`store::read_filtered_parallel`]: each matches the records it reads); the matches come in
+/// `order`: the store's, segments newest first (each in the store's order), or as the threads
+/// find them (for the callers that only fold them).
 fn scan(
     dir: &Path,
     matcher: &Matcher,
     opts: &SearchOptions,
+    order: OutputOrder,
     stop: &AtomicBool,
     on_event: &mut dyn FnMut(Event<'_>) -> io::Result<()>,
 ) -> Result<SearchStats, StoreError> {
@@ -331,8 +361,12 @@ fn scan(
     let everything = matcher.matches_everything() && !timed;
     let mut stats = SearchStats::default();
     let filter = |index: &BlockIndex<'_>| block_may_match(matcher, opts, index);
-    let read = if !everything && !opts.follow && opts.threads > 1 {
+    let read = if !opts.follow {
         let stage = |records: &[u8], kept: &mut Vec<u8>| {
+            if everything {
+                kept.extend_from_slice(records);
+                return;
+            }
             for line in matcher.candidates(records) {
                 if record_matches(matcher, opts, line) {
                     kept.extend_from_slice(line);
@@ -351,7 +385,15 @@ fn scan(
                 None => on_event(Event::CaughtUp),
             },
         };
-        store::read_filtered_parallel(dir, &filter, &stage, opts.threads, &mut matches, stop)?
+        store::read_filtered_parallel(
+            dir,
+            &filter,
+            &stage,
+            opts.threads,
+            order,
+            &mut matches,
+            stop,
+        )?
     } else {
         let mut sink = LineSink {
             partial: Vec::new(),
@@ -431,7 +473,7 @@ fn scan_timed(
     stop: &AtomicBool,
     on_time: &mut dyn FnMut(i64),
 ) -> Result<SearchStats, StoreError> {
-    scan(dir, matcher, opts, stop, &mut |event| {
+    scan(dir, matcher, opts, OutputOrder::Any, stop, &mut |event| {
         if let Event::Match(line) = event
             && let Some(time) = record_time_us(&JsonRecord::new(line))
         {
@@ -860,7 +902,8 @@ pub fn page(
     // The first key of what was given up: every kept match goes before it, and nothing at or
     // after it is taken any more, so the page is exactly the first matches in order.
     let mut cut: Option<Held> = None;
-    let stats = for_each_match(dir, matcher, &range, stop, &mut |line| {
+    // The page is the first matches by key, whatever order they come in.
+    let stats = for_each_match(dir, matcher, &range, OutputOrder::Any, stop, &mut |line| {
         let key = PageKey::of(line);
         let probe = Held {
             key,
@@ -910,11 +953,12 @@ pub fn page(
 }
 
 /// Calls `on_record` with every match in `opts`' time range (its limit and order aside), as
-/// stored, in store order: what [`page`] and [`fields`] fold, streaming.
+/// stored, in `order`: what [`page`] and [`fields`] fold, streaming.
 fn for_each_match(
     dir: &Path,
     matcher: &Matcher,
     opts: &SearchOptions,
+    order: OutputOrder,
     stop: &AtomicBool,
     on_record: &mut dyn FnMut(&[u8]),
 ) -> Result<SearchStats, SearchError> {
@@ -924,18 +968,13 @@ fn for_each_match(
         follow: false,
         ..opts.clone()
     };
-    let mut on_line = |line: Option<&[u8]>| {
-        if let Some(line) = line {
+    let stats = scan(dir, matcher, &all, order, stop, &mut |event| {
+        if let Event::Match(line) = event {
             on_record(line);
         }
         Ok(())
-    };
-    let mut lines = LineSink {
-        partial: Vec::new(),
-        prefilter: None,
-        on_line: &mut on_line,
-    };
-    search(dir, matcher, &all, RecordFormat::Json, &mut lines, stop)
+    })?;
+    Ok(stats)
 }
 
 /// A histogram of one field's values over the matches: facets.
@@ -974,33 +1013,41 @@ pub fn fields(
 ) -> Result<FieldCounts, SearchError> {
     let mut counts: std::collections::HashMap<Vec<u8>, u64> = std::collections::HashMap::new();
     let (mut missing, mut uncounted) = (0u64, 0u64);
-    let stats = for_each_match(dir, matcher, opts, stop, &mut |line| {
-        let mut count = |value: &[u8]| {
-            let value = &value[..value.len().min(MAX_FIELD_VALUE_BYTES)];
-            if let Some(n) = counts.get_mut(value) {
-                *n += 1;
-            } else if counts.len() < MAX_FIELD_VALUES {
-                counts.insert(value.to_vec(), 1);
-            } else {
-                uncounted += 1;
-            }
-        };
-        let mut present = false;
-        JsonRecord::new(line).any_value(field, &mut |value| {
-            present = true;
-            if list {
-                for item in value.split(|&b| b == b',') {
-                    count(item.trim_ascii());
+    // Which values are counted one by one depends on the order they are first seen in.
+    let stats = for_each_match(
+        dir,
+        matcher,
+        opts,
+        OutputOrder::OldestFirst,
+        stop,
+        &mut |line| {
+            let mut count = |value: &[u8]| {
+                let value = &value[..value.len().min(MAX_FIELD_VALUE_BYTES)];
+                if let Some(n) = counts.get_mut(value) {
+                    *n += 1;
+                } else if counts.len() < MAX_FIELD_VALUES {
+                    counts.insert(value.to_vec(), 1);
+                } else {
+                    uncounted += 1;
                 }
-            } else {
-                count(value);
+            };
+            let mut present = false;
+            JsonRecord::new(line).any_value(field, &mut |value| {
+                present = true;
+                if list {
+                    for item in value.split(|&b| b == b',') {
+                        count(item.trim_ascii());
+                    }
+                } else {
+                    count(value);
+                }
+                false
+            });
+            if !present {
+                missing += 1;
             }
-            false
-        });
-        if !present {
-            missing += 1;
-        }
-    })?;
+        },
+    )?;
     let distinct = counts.len();
     let mut values: Vec<(Vec<u8>, u64)> = counts.into_iter().collect();
     values.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));

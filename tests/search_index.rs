@@ -634,3 +634,55 @@ fn a_rare_word_reads_only_the_granules_that_hold_it() {
         4
     );
 }
+
+/// Newest first, a search reads the segments from the newest and stops once it has `limit`
+/// matches: a word in every record over a store of one segment per block reads the newest
+/// block alone, and prints exactly what a full scan's last matches are, newest first.
+#[test]
+fn newest_first_reads_only_the_newest_segments_it_needs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let batches: Vec<(BlockFormat, Vec<Vec<u8>>)> = (0..6)
+        .map(|b| {
+            let records = (0..40)
+                .map(|i| {
+                    format!(r#"{{"host":"web-01","message":"request {b}-{i:02} served"}}"#)
+                        .into_bytes()
+                })
+                .collect();
+            (BlockFormat::Granules, records)
+        })
+        .collect();
+    write_store_in_segments(tmp.path(), &batches, 1);
+    let matcher = Matcher::compile("served").unwrap();
+    for (limit, blocks) in [(5, 1), (40, 1), (41, 2), (100, 3), (1000, 6)] {
+        for threads in [1, 2] {
+            let opts = SearchOptions {
+                from_us: None,
+                to_us: None,
+                limit: Some(limit),
+                order: Order::NewestFirst,
+                follow: false,
+                threads,
+            };
+            let mut out = Vec::new();
+            let stats = search::search(
+                tmp.path(),
+                &matcher,
+                &opts,
+                RecordFormat::Json,
+                &mut out,
+                &AtomicBool::new(false),
+            )
+            .unwrap();
+            let all = brute_force(tmp.path(), &matcher, &opts);
+            let want: Vec<Vec<u8>> = all.iter().rev().take(limit).cloned().collect();
+            assert_eq!(lines(&out), want, "limit {limit}, {threads} threads");
+            // A worker may have read one more segment meanwhile.
+            let read = stats.scanned_blocks;
+            assert!(
+                read >= blocks && read < blocks + threads as u64,
+                "limit {limit}, {threads} threads: {read} blocks read"
+            );
+        }
+    }
+}

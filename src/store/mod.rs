@@ -207,7 +207,7 @@ use crate::segments::{DirLocked, FileError};
 
 pub use block::{BlockCorruption, BlockFormat, MIN_GRANULE_BYTES};
 pub use index::BlockIndex;
-pub use parallel::{RecordStage, SharedBlockFilter, read_filtered_parallel};
+pub use parallel::{OutputOrder, RecordStage, SharedBlockFilter, read_filtered_parallel};
 pub use reader::{BlockFilter, ReadOptions, ReadStats, read, read_filtered};
 pub use writer::{StoreBatch, StoreStats, StoreWriter};
 

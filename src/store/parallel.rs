@@ -6,17 +6,25 @@
 //! granules that the filter rules out are not read), passes the records read through the
 //! caller's `stage` (a search's matcher: the records it keeps are what travels), and sends what
 //! the stage keeps over its segment's channel in pieces of about [`OUT_CHUNK`] bytes. The
-//! caller's thread writes the pieces to `out`, segment after segment.
+//! caller's thread writes the pieces to `out`: segment after segment (oldest or newest first),
+//! or as they come when the caller does not need an order ([`OutputOrder`]).
 //!
 //! Invariants:
-//! - **Order**: `out` receives what one thread reading the segments oldest first would write
-//!   through `stage`, in the same order (the pieces may be cut elsewhere).
+//! - **Order**: with [`OutputOrder::OldestFirst`], `out` receives what one thread reading the
+//!   segments oldest first would write through `stage`, in the same order (the pieces may be
+//!   cut elsewhere), and `out.flush()` after each segment's output. With
+//!   [`OutputOrder::NewestSegmentFirst`], the same per segment, the newest segment first. With
+//!   [`OutputOrder::Any`], the same pieces in the order they were made: each is what `stage`
+//!   kept of consecutive records of one segment, in their order.
 //! - **A snapshot**: the segments listed at the start are read, the newest up to its last
 //!   complete block (as [`read`](super::read) without `follow`); a segment deleted by retention
 //!   before its worker opens it is passed over with a warning. There is no follow mode here.
-//! - **Bounded memory**: a worker takes a segment at most [`LOOKAHEAD`] segments past the one
-//!   being written out, and a segment's channel holds at most [`PIECES`] pieces: whatever the
-//!   store's size and the query, the pieces in flight are a few MiB.
+//! - **Bounded memory**: a worker takes its next segment only while the pieces waiting to be
+//!   written out hold less than [`AHEAD_BYTES`], and a segment's channel holds at most
+//!   [`PIECES`] pieces: whatever the store's size and the query, at most `AHEAD_BYTES` plus
+//!   `threads` × `PIECES` pieces of about [`OUT_CHUNK`] bytes wait. A search whose matches
+//!   are few (a rare word) is never held back, so a worker is not idle while another reads the
+//!   segment where the matches cluster.
 //! - **Stopping**: `stop` stops the workers within a block and the output at the next piece. An
 //!   error reading a segment (corruption is not an error: it is skipped and counted, as by
 //!   `read`) is returned once the segments before it have been written out.
@@ -43,8 +51,21 @@ pub type RecordStage<'s> = &'s (dyn Fn(&[u8], &mut Vec<u8>) + Sync);
 /// A filter on block indexes that worker threads share (see [`BlockFilter`](super::BlockFilter)).
 pub type SharedBlockFilter<'f> = &'f (dyn Fn(&BlockIndex<'_>) -> bool + Sync);
 
-/// How many segments past the one being written out a worker may take.
-pub const LOOKAHEAD: usize = 4;
+/// In which order the output of the segments reaches `out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputOrder {
+    /// The store's: oldest segment first.
+    OldestFirst,
+    /// The newest segment first, each segment's output in the store's order: a search for the
+    /// newest matches stops (`stop`) once it has enough, reading only the newest segments.
+    NewestSegmentFirst,
+    /// As the workers make it (for counts and other folds that do not depend on the order): a
+    /// segment whose output is large does not hold the other workers back.
+    Any,
+}
+
+/// A worker takes no new segment while the output has this many bytes waiting.
+pub const AHEAD_BYTES: usize = 4 << 20;
 
 /// Pieces a segment's channel holds before its worker waits for the output to catch up.
 pub const PIECES: usize = 4;
@@ -55,32 +76,43 @@ enum Piece {
     Done(Result<ReadStats, StoreError>),
 }
 
-/// Which segment the next free worker takes, and how far the output has got.
+/// Which segment the next free worker takes, and how much output waits.
 struct Schedule {
     state: Mutex<ScheduleState>,
-    /// Signalled when the output moves to the next segment or gives up.
+    /// Signalled when output waiting was written out, or the output gave up.
     moved: Condvar,
 }
 
 struct ScheduleState {
     /// Index (in the listing) of the next segment to hand out.
     next: usize,
-    /// Index of the segment whose output is being written.
-    writing: usize,
+    /// Bytes sent by workers and not yet written out.
+    waiting: usize,
     /// The output gave up (an error, or `stop`): take no more segments.
     halted: bool,
 }
 
 impl Schedule {
-    /// The next segment to read, once it is within [`LOOKAHEAD`] of the output; `None` when
-    /// there are no more or the output gave up.
+    fn new() -> Self {
+        Schedule {
+            state: Mutex::new(ScheduleState {
+                next: 0,
+                waiting: 0,
+                halted: false,
+            }),
+            moved: Condvar::new(),
+        }
+    }
+
+    /// The next segment to read, once less than [`AHEAD_BYTES`] wait; `None` when there are no
+    /// more or the output gave up.
     fn take(&self, segments: usize, stop: &AtomicBool) -> Option<usize> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if state.halted || state.next >= segments || stop.load(Ordering::Relaxed) {
                 return None;
             }
-            if state.next < state.writing + LOOKAHEAD {
+            if state.waiting < AHEAD_BYTES {
                 state.next += 1;
                 return Some(state.next - 1);
             }
@@ -118,8 +150,8 @@ impl Drop for HaltOnPanic<'_> {
 }
 
 /// [`read_filtered`](super::read_filtered) over the segments there are now, in up to `threads`
-/// threads, each record read passed through `stage`: writes to `out` what `stage` keeps, in the
-/// order one reader would. The returned stats are the sums over the segments (`records` counts
+/// threads, each record read passed through `stage`: writes to `out` what `stage` keeps, in
+/// `order`. The returned stats are the sums over the segments (`records` counts
 /// the records read, before `stage`).
 ///
 /// # Errors
@@ -129,22 +161,33 @@ pub fn read_filtered_parallel(
     filter: SharedBlockFilter<'_>,
     stage: RecordStage<'_>,
     threads: usize,
+    order: OutputOrder,
     out: &mut dyn Write,
     stop: &AtomicBool,
 ) -> Result<ReadStats, StoreError> {
-    let seqs = list_segments(dir)?;
+    let mut seqs = list_segments(dir)?;
     let newest = seqs.last().copied();
-    let (senders, receivers): (Vec<_>, Vec<_>) = seqs.iter().map(|_| sync_channel(PIECES)).unzip();
-    let schedule = Schedule {
-        state: Mutex::new(ScheduleState {
-            next: 0,
-            writing: 0,
-            halted: false,
-        }),
-        moved: Condvar::new(),
+    if order == OutputOrder::NewestSegmentFirst {
+        seqs.reverse();
+    }
+    let threads = threads.clamp(1, seqs.len().max(1));
+    // Each receiver with the number of segments it hears of.
+    let (senders, receivers): (Vec<_>, Vec<_>) = match order {
+        OutputOrder::OldestFirst | OutputOrder::NewestSegmentFirst => seqs
+            .iter()
+            .map(|_| {
+                let (sender, receiver) = sync_channel(PIECES);
+                (sender, (receiver, 1))
+            })
+            .unzip(),
+        OutputOrder::Any => {
+            let (sender, receiver) = sync_channel(PIECES * threads);
+            (vec![sender; seqs.len()], vec![(receiver, seqs.len())])
+        }
     };
+    let schedule = Schedule::new();
     std::thread::scope(|scope| {
-        for _ in 0..threads.clamp(1, seqs.len().max(1)) {
+        for _ in 0..threads {
             scope.spawn(|| {
                 // A worker that panicked (a bug) took its segment with it: the output must not
                 // wait for it (the scope passes the panic on).
@@ -157,6 +200,7 @@ pub fn read_filtered_parallel(
                         stage,
                         kept: Vec::new(),
                         sender,
+                        schedule: &schedule,
                     };
                     let sealed = newest.is_some_and(|newest| newest > seq);
                     let read =
@@ -172,28 +216,31 @@ pub fn read_filtered_parallel(
     })
 }
 
-/// Writes each segment's pieces to `out` in order, and sums the segments' stats. Returns (and
-/// drops the receivers, which ends the workers' sends) at the first error or once `stop` is set.
+/// Writes the pieces of each receiver in turn to `out` until it has heard of the end of its
+/// number of segments, then flushes `out`, and sums the segments' stats. Returns (and drops
+/// the receivers, which ends the workers' sends) at the first error or once `stop` is set.
 fn write_out(
-    receivers: Vec<Receiver<Piece>>,
+    receivers: Vec<(Receiver<Piece>, usize)>,
     schedule: &Schedule,
     out: &mut dyn Write,
     stop: &AtomicBool,
 ) -> Result<ReadStats, StoreError> {
     let mut total = ReadStats::default();
-    for (i, receiver) in receivers.into_iter().enumerate() {
-        schedule.set(|state| state.writing = i);
-        loop {
+    for (receiver, mut segments) in receivers {
+        while segments > 0 {
             if stop.load(Ordering::Relaxed) {
                 return Ok(total);
             }
             // The timeout only bounds how late a `stop` set meanwhile is seen (a worker that sees
             // it first may leave this segment untaken).
             match receiver.recv_timeout(Duration::from_millis(50)) {
-                Ok(Piece::Output(piece)) => out.write_all(&piece).map_err(StoreError::Output)?,
+                Ok(Piece::Output(piece)) => {
+                    out.write_all(&piece).map_err(StoreError::Output)?;
+                    schedule.set(|state| state.waiting -= piece.len());
+                }
                 Ok(Piece::Done(read)) => {
                     add(&mut total, &read?);
-                    break;
+                    segments -= 1;
                 }
                 Err(RecvTimeoutError::Timeout) if schedule.halted() => return Ok(total),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -201,8 +248,8 @@ fn write_out(
                 Err(RecvTimeoutError::Disconnected) => return Ok(total),
             }
         }
+        out.flush().map_err(StoreError::Output)?;
     }
-    out.flush().map_err(StoreError::Output)?;
     Ok(total)
 }
 
@@ -268,6 +315,7 @@ struct StageOutput<'w> {
     stage: RecordStage<'w>,
     kept: Vec<u8>,
     sender: &'w SyncSender<Piece>,
+    schedule: &'w Schedule,
 }
 
 impl StageOutput<'_> {
@@ -275,7 +323,10 @@ impl StageOutput<'_> {
         if self.kept.is_empty() {
             return Ok(());
         }
-        let piece = std::mem::take(&mut self.kept);
+        let len = self.kept.len();
+        // The next piece is likely as big: no growing it from nothing again.
+        let piece = std::mem::replace(&mut self.kept, Vec::with_capacity(len));
+        self.schedule.set(|state| state.waiting += len);
         self.sender
             .send(Piece::Output(piece))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the search's output gave up"))
@@ -293,5 +344,38 @@ impl Write for StageOutput<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.send()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_segment_is_taken_while_too_much_output_waits() {
+        let schedule = Schedule::new();
+        let stop = AtomicBool::new(false);
+        assert_eq!(schedule.take(3, &stop), Some(0));
+        schedule.set(|state| state.waiting = AHEAD_BYTES);
+        std::thread::scope(|scope| {
+            let taker = scope.spawn(|| schedule.take(3, &stop));
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(!taker.is_finished());
+            schedule.set(|state| state.waiting = AHEAD_BYTES - 1);
+            assert_eq!(taker.join().unwrap(), Some(1));
+        });
+        assert_eq!(schedule.take(3, &stop), Some(2));
+        assert_eq!(schedule.take(3, &stop), None);
+    }
+
+    #[test]
+    fn a_halted_or_stopped_schedule_hands_out_nothing() {
+        let stop = AtomicBool::new(false);
+        let schedule = Schedule::new();
+        schedule.set(|state| state.halted = true);
+        assert_eq!(schedule.take(3, &stop), None);
+        let schedule = Schedule::new();
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(schedule.take(3, &stop), None);
     }
 }

@@ -1199,12 +1199,32 @@ fn word_batch(b: u32) -> TestBatch {
 }
 
 /// [`read_filtered_parallel`] with `threads`, a filter for `word` (or none) and a stage
-/// keeping the records with `keep` in them.
+/// keeping the records with `keep` in them, in the store's order.
 fn read_parallel(
     dir: &Path,
     word: Option<&str>,
     keep: &[u8],
     threads: usize,
+    out: &mut dyn Write,
+    stop: &AtomicBool,
+) -> ReadStats {
+    read_parallel_in(
+        dir,
+        word,
+        keep,
+        threads,
+        OutputOrder::OldestFirst,
+        out,
+        stop,
+    )
+}
+
+fn read_parallel_in(
+    dir: &Path,
+    word: Option<&str>,
+    keep: &[u8],
+    threads: usize,
+    order: OutputOrder,
     out: &mut dyn Write,
     stop: &AtomicBool,
 ) -> ReadStats {
@@ -1218,7 +1238,7 @@ fn read_parallel(
             }
         }
     };
-    read_filtered_parallel(dir, &filter, &stage, threads, out, stop).unwrap()
+    read_filtered_parallel(dir, &filter, &stage, threads, order, out, stop).unwrap()
 }
 
 #[test]
@@ -1251,6 +1271,73 @@ fn a_parallel_read_writes_what_one_reader_writes_in_the_same_order() {
             .collect();
         assert_eq!(want.len(), 23);
         assert_eq!(out, joined(want), "{threads} threads");
+        assert_eq!(stats.records, 460);
+
+        // In any order: the same records, and pieces of whole records of one segment.
+        let mut out = Vec::new();
+        let stats = read_parallel_in(
+            tmp.path(),
+            None,
+            b"",
+            threads,
+            OutputOrder::Any,
+            &mut out,
+            &stop,
+        );
+        assert_eq!(stats, all_stats, "{threads} threads");
+        let mut got: Vec<&[u8]> = out.split_inclusive(|&b| b == b'\n').collect();
+        let mut want: Vec<&[u8]> = all.split_inclusive(|&b| b == b'\n').collect();
+        if threads == 1 {
+            assert_eq!(got, want);
+        }
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want, "{threads} threads");
+    }
+}
+
+/// An output that counts its flushes.
+#[derive(Default)]
+struct CountFlushes {
+    out: Vec<u8>,
+    flushes: usize,
+}
+
+impl Write for CountFlushes {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.flushes += 1;
+        Ok(())
+    }
+}
+
+#[test]
+fn newest_segment_first_writes_each_segment_in_order_and_flushes_after_each() {
+    let (tmp, values) = segmented_store(23, 2);
+    // Segment j holds blocks 2j and 2j + 1, of 20 records each.
+    let want: Vec<&[u8]> = values
+        .chunks(40)
+        .rev()
+        .flatten()
+        .map(Vec::as_slice)
+        .collect();
+    for threads in [1, 2, 3] {
+        let mut out = CountFlushes::default();
+        let stats = read_parallel_in(
+            tmp.path(),
+            None,
+            b"",
+            threads,
+            OutputOrder::NewestSegmentFirst,
+            &mut out,
+            &AtomicBool::new(false),
+        );
+        assert_eq!(out.out, joined(want.iter().copied()), "{threads} threads");
+        assert_eq!(out.flushes, 12);
         assert_eq!(stats.records, 460);
     }
 }

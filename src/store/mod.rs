@@ -186,6 +186,9 @@
 //!   segment exists, the writer has finished the current one, so the size seen afterwards is final
 //!   and the reader can move on after reading up to it. An open file stays readable after
 //!   retention unlinks it; a segment deleted before the reader opened it is skipped.
+//! - [`read_filtered_parallel`] reads the segments listed when it starts in several threads, a
+//!   segment per thread at a time, each exactly as above, and hands their output over in the
+//!   store's order, newest segment first, or as it comes (see its module for the bounds).
 
 mod block;
 pub mod index;

@@ -1,11 +1,13 @@
-//! Reading a store's segments in several threads, in order: what a search over a large store
-//! runs ([`read_filtered_parallel`]).
+//! Reading a store's segments in several threads: what a search over a large store runs
+//! ([`read_filtered_parallel`]).
 //!
-//! The segments there are when the read starts are handed out, oldest first, to worker threads.
+//! The segments there are when the read starts are handed out one at a time to worker threads,
+//! oldest first (newest first for [`OutputOrder::NewestSegmentFirst`]).
 //! Each worker reads its segment as [`read_filtered`](super::read_filtered) would (blocks and
 //! granules that the filter rules out are not read), passes the records read through the
 //! caller's `stage` (a search's matcher: the records it keeps are what travels), and sends what
-//! the stage keeps over its segment's channel in pieces of about [`OUT_CHUNK`] bytes. The
+//! the stage keeps in pieces of about [`OUT_CHUNK`] bytes, over its segment's channel (one
+//! channel for all with [`OutputOrder::Any`]). The
 //! caller's thread writes the pieces to `out`: segment after segment (oldest or newest first),
 //! or as they come when the caller does not need an order ([`OutputOrder`]).
 //!
@@ -27,7 +29,8 @@
 //!   segment where the matches cluster.
 //! - **Stopping**: `stop` stops the workers within a block and the output at the next piece. An
 //!   error reading a segment (corruption is not an error: it is skipped and counted, as by
-//!   `read`) is returned once the segments before it have been written out.
+//!   `read`) is returned once the segments before it have been written out (in any order: when
+//!   it arrives).
 
 use std::fs::File;
 use std::io::{self, Write};

@@ -397,7 +397,7 @@ impl Report {
         }
         if let Some(w) = &self.warm_up {
             out.push_str(&format!(
-                "warm-up (250 lines to the freshly started gateway, not counted above): p50 {}, max {}\n",
+                "warm-up (250 lines to the freshly started gateway, then 1 s at the run's rate, not counted above): p50 {}, max {} of the 250\n",
                 ms(w.p50_ms),
                 ms(w.max_ms)
             ));

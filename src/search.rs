@@ -11,15 +11,18 @@
 //!
 //! A search that does not follow reads the store's segments in [`SearchOptions::threads`]
 //! threads ([`store::read_filtered_parallel`]): each thread skips blocks, decompresses and
-//! matches the records of its segment, and only the matches travel to the caller's thread, which
-//! takes them segment after segment, so the order and the results are those of one thread.
+//! matches the records of its segment, and only the matches travel to the caller's thread. A
+//! search takes them segment after segment, so its output is that of one thread; counts,
+//! histograms and the API's pages, which fold the matches whatever their order, take them as
+//! they come.
 //!
 //! Memory stays bounded whatever the store size: oldest-first output streams (and stops the
-//! reader once `limit` records are out); newest-first keeps only the last `limit` matches in a
-//! ring while the scan runs from the oldest block, then prints them in reverse. A follower
-//! ([`SearchOptions::follow`]) starts with the last `limit` matches already stored, oldest
-//! first, then prints each new match as it is stored: the store's reader hands its output over
-//! and flushes it when it has read everything there is, which is when the ring is printed.
+//! reader once `limit` records are out); newest first reads the newest segment first, keeps the
+//! last `limit` matches of the segment being read in a ring, prints them in reverse once the
+//! segment is read, and stops once `limit` are out. A follower ([`SearchOptions::follow`], one
+//! thread) starts with the last `limit` matches already stored, oldest first, then prints each
+//! new match as it is stored: the store's reader hands its output over and flushes it when it
+//! has read everything there is, which is when the ring is printed.
 //!
 //! With `[search] backend = "elasticsearch"` ([`config`]), the same questions go to an
 //! Elasticsearch/OpenSearch cluster instead ([`elasticsearch`]).
@@ -428,8 +431,8 @@ fn scan(
     Ok(stats)
 }
 
-/// Threads a search reads the store with: one per core, up to 4 (a search mostly waits for
-/// memory beyond that, and the gateway's own threads need the cores too).
+/// Threads a search reads the store with: one per core, up to 4 (the gateway's own threads
+/// need cores too).
 pub fn search_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }

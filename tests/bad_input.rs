@@ -214,6 +214,7 @@ proptest! {
     #[test]
     fn random_bytes_never_take_down_the_gateway(garbage in proptest::collection::vec(any::<u8>(), 0..20_000)) {
         let mut gw = Gateway::start();
+        let metrics = gw.server().metrics().clone();
         let mut conn = TcpStream::connect(gw.tcp()).unwrap();
         conn.write_all(&garbage).unwrap();
         drop(conn);
@@ -221,6 +222,16 @@ proptest! {
         send_lines(gw.tcp(), "after", 10);
         let records = gw.stop_and_read();
         let after = messages(&records).into_iter().filter(|m| m.starts_with("after ")).count();
-        prop_assert_eq!(after, 10);
+        // Where the lines went, should they be missing: accepted? received? written?
+        let tcp = metrics.listener("tcp").unwrap();
+        prop_assert_eq!(
+            after,
+            10,
+            "tcp: {} connections, {} lines received; sink: {} records written; store: {} read",
+            tcp.connections.get(),
+            tcp.received_lines.get(),
+            metrics.sink.records.get(),
+            records.len()
+        );
     }
 }

@@ -476,21 +476,22 @@ async fn run_shard(
     };
     let stopped = shutdown.wait();
     tokio::pin!(stopped);
+    let mut carry_out = |command| match command {
+        ShardCommand::Listen { sockets, stop } => {
+            readers.retain(|r: &tokio::task::JoinHandle<()>| !r.is_finished());
+            readers.extend(source::spawn_readers(&shard, &connections, sockets, &stop));
+        }
+        ShardCommand::SetLimits(limits) => {
+            shard.set_limits(limits);
+            // A batch already older than a shorter max_age is cut now.
+            shard.flush(false);
+        }
+    };
     loop {
         tokio::select! {
-            // Commands first: listeners sent before the shutdown are still opened (and closed
-            // again by their stop), so none is left unread.
             biased;
             command = commands.recv() => match command {
-                Some(ShardCommand::Listen { sockets, stop }) => {
-                    readers.retain(|r: &tokio::task::JoinHandle<()>| !r.is_finished());
-                    readers.extend(source::spawn_readers(&shard, &connections, sockets, &stop));
-                }
-                Some(ShardCommand::SetLimits(limits)) => {
-                    shard.set_limits(limits);
-                    // A batch already older than a shorter max_age is cut now.
-                    shard.flush(false);
-                }
+                Some(command) => carry_out(command),
                 None => {
                     (&mut stopped).await;
                     break;
@@ -498,6 +499,15 @@ async fn run_shard(
             },
             () = &mut stopped => break,
         }
+    }
+    // Commands sent before the shutdown are carried out even so: a listener handed over then
+    // is opened (and closed again by its stop at once), so what its sockets hold is read.
+    // `biased` alone does not promise it: under load (the bad-input tests, one gateway per
+    // case, stopped a millisecond after start) `recv` was seen pending with three commands
+    // queued when the shutdown won, and a whole shard's connections were lost.
+    // `try_recv` takes what was sent.
+    while let Ok(command) = commands.try_recv() {
+        carry_out(command);
     }
     for reader in readers {
         let _ = reader.await;
@@ -668,6 +678,60 @@ mod tests {
             consumer.recv().is_none(),
             "ring closed once the shard is gone"
         );
+    }
+
+    /// A sender whose connection the kernel completed before the shutdown thinks its lines
+    /// delivered: the shard reads them even when it was busy from the moment the connection
+    /// arrived until the shutdown came (no turn of its runtime in between).
+    #[test]
+    fn connections_completed_before_the_shutdown_are_read_even_by_a_busy_shard() {
+        use crate::source::BoundListener;
+        use crate::source::config::{ListenerConfig, ListenerKind};
+        use crate::source::limits::MemoryBudget;
+
+        let (shard, consumer) = shard(64);
+        let budget = MemoryBudget::new(1 << 20, Arc::default());
+        let defaults = crate::config::Config::default()
+            .ingest
+            .listener_defaults(&budget);
+        let config = ListenerConfig::inet(ListenerKind::Tcp, ([127, 0, 0, 1], 0).into());
+        let bound = BoundListener::bind(&config, "tcp".into(), &defaults, 0, 1).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async {
+            let (stop, shutdown) = Shutdown::new();
+            let connections = Rc::new(Connections::default());
+            let socket = bound.for_shard(0).unwrap().unwrap();
+            let sockets = vec![(bound.context.clone(), socket)];
+            let readers = source::spawn_readers(&shard, &connections, sockets, &shutdown);
+            // The acceptor is now waiting for a connection.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            // Busy (no await): a sender connects, sends and closes, and the shutdown comes.
+            let mut client = std::net::TcpStream::connect(&bound.local).unwrap();
+            let lines: String = (0..10).map(|i| format!("<13>line {i}\n")).collect();
+            std::io::Write::write_all(&mut client, lines.as_bytes()).unwrap();
+            drop(client);
+            stop.send(true).unwrap();
+            for reader in readers {
+                reader.await.unwrap();
+            }
+            connections.until_all_closed().await;
+            shard.drain().await;
+        });
+        let mut messages = Vec::new();
+        while let Ok(batch) = consumer.receiver().try_recv() {
+            consumer.taken(&batch);
+            messages.extend(
+                batch
+                    .iter()
+                    .map(|r| String::from_utf8_lossy(r.value).into_owned()),
+            );
+        }
+        let expected: Vec<String> = (0..10).map(|i| format!("<13>line {i}")).collect();
+        assert_eq!(messages, expected);
     }
 
     #[test]

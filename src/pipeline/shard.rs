@@ -685,15 +685,20 @@ mod tests {
     /// arrived until the shutdown came (no turn of its runtime in between).
     #[test]
     fn connections_completed_before_the_shutdown_are_read_even_by_a_busy_shard() {
-        use crate::source::BoundListener;
         use crate::source::config::{ListenerConfig, ListenerKind};
-        use crate::source::limits::MemoryBudget;
+        use crate::source::framing::OversizePolicy;
+        use crate::source::limits::{MemoryBudget, SourceLimits};
+        use crate::source::{BoundListener, Format, ListenerDefaults};
 
         let (shard, consumer) = shard(64);
         let budget = MemoryBudget::new(1 << 20, Arc::default());
-        let defaults = crate::config::Config::default()
-            .ingest
-            .listener_defaults(&budget);
+        let defaults = ListenerDefaults {
+            format: Format::Auto,
+            max_message_bytes: 64 * 1024,
+            oversize: OversizePolicy::Truncate,
+            limits: SourceLimits::default(),
+            budget,
+        };
         let config = ListenerConfig::inet(ListenerKind::Tcp, ([127, 0, 0, 1], 0).into());
         let bound = BoundListener::bind(&config, "tcp".into(), &defaults, 0, 1).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
